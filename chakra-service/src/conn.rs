@@ -1,0 +1,200 @@
+//! Connections and the state that decides whether one may be reused.
+//!
+//! deadpool's recycle check only asks "is the socket closed?". A connection can be open and
+//! still unfit for the next user: inside a transaction someone abandoned, or with a statement
+//! still running whose caller went away. [`Conn`] tracks both and, when dropped dirty, never
+//! hands the connection straight back:
+//!
+//! * inside a transaction (and nothing in flight): `ROLLBACK` runs on a spawned task, and
+//!   only a clean connection returns to the pool; if that fails it is discarded;
+//! * a statement in flight (its future or stream was dropped): the statement is cancelled
+//!   on the server and the connection is discarded, because a cancel request may land
+//!   on whatever the connection runs next;
+//! * broken (a connection error was seen): discarded.
+//!
+//! Discarding closes the socket, which also makes the server roll back.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use deadpool_postgres::{ClientWrapper, Object};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// The client behind a [`Conn`]: pooled, or opened directly for one user.
+pub(crate) enum Client {
+    Pooled(Object),
+    Direct(ClientWrapper),
+}
+
+impl Deref for Client {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        match self {
+            Client::Pooled(obj) => obj,
+            Client::Direct(client) => client,
+        }
+    }
+}
+
+impl Client {
+    /// Closes the connection instead of returning it to the pool.
+    fn discard(self) {
+        match self {
+            Client::Pooled(obj) => drop(Object::take(obj)),
+            Client::Direct(client) => drop(client),
+        }
+    }
+}
+
+/// One database connection checked out for a request, a session or a transaction.
+pub struct Conn {
+    client: Option<Client>,
+    pub(crate) statement_cache: bool,
+    pub(crate) in_transaction: bool,
+    pub(crate) in_flight: bool,
+    pub(crate) broken: bool,
+    on_release: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client, statement_cache: bool) -> Self {
+        Conn { client: Some(client), statement_cache, in_transaction: false, in_flight: false, broken: false, on_release: None }
+    }
+
+    /// Runs `hook` after the connection has gone back (used to publish pool gauges).
+    pub(crate) fn on_release(mut self, hook: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.on_release = Some(hook);
+        self
+    }
+
+    pub(crate) fn client(&self) -> &ClientWrapper {
+        // `client` is only `None` inside `drop`.
+        self.client.as_ref().expect("connection used after release")
+    }
+
+    /// Whether the connection is inside a transaction it began through a request.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Whether the connection has failed and will be discarded.
+    pub fn is_broken(&self) -> bool {
+        self.broken || self.client.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    /// The server process serving this connection (`pg_backend_pid()`), for diagnostics.
+    pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
+        self.client().cancel_token()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        if self.broken || client.is_closed() {
+            client.discard();
+        } else if self.in_flight {
+            let token = client.cancel_token();
+            client.discard();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                });
+            }
+        } else if self.in_transaction {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let hook = self.on_release.take();
+                    rt.spawn(async move {
+                        match client.batch_execute("ROLLBACK").await {
+                            Ok(()) => drop(client),
+                            Err(_) => client.discard(),
+                        }
+                        if let Some(hook) = hook {
+                            hook();
+                        }
+                    });
+                    return;
+                }
+                Err(_) => client.discard(),
+            }
+        } else {
+            drop(client);
+        }
+        if let Some(hook) = self.on_release.take() {
+            hook();
+        }
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("in_transaction", &self.in_transaction)
+            .field("in_flight", &self.in_flight)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+/// A connection held across requests by a session or transaction. Requests on it run one
+/// at a time, in the order they reach the lock; cloning shares the same connection.
+#[derive(Clone)]
+pub struct PinnedConn(Arc<Mutex<Conn>>);
+
+impl PinnedConn {
+    pub fn new(conn: Conn) -> Self {
+        PinnedConn(Arc::new(Mutex::new(conn)))
+    }
+
+    /// Waits for the connection to be free and takes it for one request.
+    pub async fn lock(&self) -> Lease {
+        Lease::Pinned(self.0.clone().lock_owned().await)
+    }
+
+    /// Whether two handles share one connection.
+    pub fn same(&self, other: &PinnedConn) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for PinnedConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PinnedConn")
+    }
+}
+
+/// The right to run one request on a connection: owned for a pooled request, a lock on
+/// a pinned one.
+pub enum Lease {
+    Owned(Conn),
+    Pinned(OwnedMutexGuard<Conn>),
+}
+
+impl Deref for Lease {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        match self {
+            Lease::Owned(c) => c,
+            Lease::Pinned(g) => g,
+        }
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            Lease::Owned(c) => c,
+            Lease::Pinned(g) => g,
+        }
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

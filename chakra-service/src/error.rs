@@ -1,0 +1,216 @@
+//! The one error type every Chakra layer and front-end returns.
+//!
+//! Like `tokio_postgres::Error` it is opaque: callers branch on [`Error::kind`] and read
+//! the context accessors (`code`, `constraint`, `key`) rather than matching a sprawling enum.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use tokio_postgres::error::SqlState;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What went wrong, coarsely: enough to decide between retrying, reporting a 404,
+/// a 409 or a 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A configuration file, key or value is invalid; [`Error::key`] names it.
+    Config,
+    /// No connection could be taken from the pool within `acquire_timeout`.
+    PoolTimeout,
+    /// A statement ran past its deadline and was cancelled on the server.
+    Timeout,
+    /// The connection failed, closed or the server shut it down.
+    Connection,
+    /// A unique, foreign-key, not-null, check or exclusion constraint was violated.
+    Integrity,
+    /// A query expected exactly one row and found none.
+    NotFound,
+    /// A query expected at most one row and found several.
+    MultipleFound,
+    /// The server rejected the statement; [`Error::code`] has the SQLSTATE.
+    Query,
+    /// A value could not be encoded as a parameter or decoded from a row.
+    Decode,
+    /// The request cannot run as built (no connection to run it on, a finished transaction…).
+    Usage,
+}
+
+/// A Chakra error: a kind, a message a user can act on, and the underlying cause.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    code: Option<SqlState>,
+    constraint: Option<String>,
+    key: Option<String>,
+    source: Option<BoxError>,
+}
+
+/// `Result` with Chakra's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                code: None,
+                constraint: None,
+                key: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// A configuration error naming the offending key (`pool.max_connections`, …).
+    pub fn config(key: impl Into<String>, message: impl fmt::Display) -> Self {
+        let key = key.into();
+        let mut e = Error::new(ErrorKind::Config, format!("invalid configuration `{key}`: {message}"));
+        e.inner.key = Some(key);
+        e
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// The coarse category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The SQLSTATE the server reported, if the server reported the error.
+    pub fn code(&self) -> Option<&SqlState> {
+        self.inner.code.as_ref()
+    }
+
+    /// The violated constraint's name, for [`ErrorKind::Integrity`].
+    pub fn constraint(&self) -> Option<&str> {
+        self.inner.constraint.as_deref()
+    }
+
+    /// The configuration key at fault, for [`ErrorKind::Config`].
+    pub fn key(&self) -> Option<&str> {
+        self.inner.key.as_deref()
+    }
+
+    /// The human-readable message (without the cause chain).
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// Whether the connection this error came from must not be reused.
+    pub fn is_connection_broken(&self) -> bool {
+        self.inner.kind == ErrorKind::Connection
+    }
+
+    /// Whether a whole transaction may succeed if run again: a serialization failure
+    /// (`40001`) or a detected deadlock (`40P01`).
+    pub fn is_transaction_conflict(&self) -> bool {
+        matches!(self.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let Some(db) = err.as_db_error() else {
+            // No server error: the socket failed or closed, or a value failed to convert.
+            // tokio-postgres keeps its error kinds private; its Display text is stable API.
+            let text = err.to_string();
+            let kind = if err.is_closed()
+                || err.source().is_some_and(|s| s.is::<std::io::Error>())
+                || text.starts_with("error connecting")
+                || text.starts_with("error performing TLS")
+                || text.starts_with("error communicating")
+                || text.starts_with("unexpected message")
+                || text.starts_with("authentication error")
+                || text.starts_with("timeout waiting")
+            {
+                ErrorKind::Connection
+            } else if text.starts_with("invalid connection string") || text.starts_with("invalid configuration") {
+                ErrorKind::Config
+            } else if text.starts_with("error serializing") || text.starts_with("error deserializing") {
+                ErrorKind::Decode
+            } else {
+                ErrorKind::Query
+            };
+            let message = match err.source() {
+                Some(source) => format!("{err}: {source}"),
+                None => err.to_string(),
+            };
+            return Error::new(kind, message).with_source(err);
+        };
+        let code = db.code().clone();
+        let class = &code.code()[..2];
+        let kind = match class {
+            "23" => ErrorKind::Integrity,
+            // connection exceptions, operator intervention (admin shutdown, crash shutdown,
+            // cannot connect now) except query_canceled, which is how a timeout surfaces.
+            "08" => ErrorKind::Connection,
+            "57" if code == SqlState::QUERY_CANCELED => ErrorKind::Timeout,
+            "57" => ErrorKind::Connection,
+            "22" => ErrorKind::Decode,
+            _ => ErrorKind::Query,
+        };
+        let mut message = db.message().to_owned();
+        if let Some(detail) = db.detail() {
+            message = format!("{message} ({detail})");
+        }
+        let constraint = db.constraint().map(str::to_owned);
+        let mut e = Error::new(kind, format!("{message} [SQLSTATE {}]", code.code()));
+        e.inner.code = Some(code);
+        e.inner.constraint = constraint;
+        e.with_source(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind).field("message", &self.inner.message);
+        if let Some(code) = &self.inner.code {
+            d.field("code", &code.code());
+        }
+        if let Some(constraint) = &self.inner.constraint {
+            d.field("constraint", constraint);
+        }
+        if let Some(key) = &self.inner.key {
+            d.field("key", key);
+        }
+        d.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let e = Error::config("pool.max_connections", "must be at least 1");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.key(), Some("pool.max_connections"));
+        assert!(e.to_string().contains("pool.max_connections"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The executor: the innermost `tower::Service`, which runs one request on the connection
+//! it was leased with tokio-postgres.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use pin_project::pin_project;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tower_service::Service;
+
+use crate::conn::{Conn, Lease};
+use crate::error::{Error, ErrorKind, Result};
+use crate::request::{Mode, Request, TxEffect};
+use crate::response::{Response, Row, RowStream};
+use crate::value::Value;
+
+/// A request together with the connection it will run on (see the acquire layer).
+#[derive(Debug)]
+pub struct Leased {
+    pub request: Request,
+    pub lease: Lease,
+}
+
+/// Runs leased requests with tokio-postgres: cached prepared statements by default,
+/// unnamed typed statements when `database.statement_cache` is off, and true streaming
+/// for `Mode::Stream`.
+///
+/// If its future is dropped mid-statement the connection is marked in flight and
+/// [`Conn`] discards it (after cancelling the statement) instead of reusing it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Executor;
+
+impl Service<Leased> for Executor {
+    type Response = Response;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, leased: Leased) -> Self::Future {
+        Box::pin(execute(leased))
+    }
+}
+
+/// Runs one leased request (what [`Executor`] does, as a plain function).
+pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> {
+    if lease.is_broken() {
+        return Err(Error::new(
+            ErrorKind::Connection,
+            "this connection is unusable (an earlier statement on it failed with a connection error or was cancelled); start a new session or transaction",
+        ));
+    }
+    if let Some(slot) = &request.cancel {
+        slot.arm(lease.cancel_token());
+    }
+    lease.in_flight = true;
+    if request.mode == Mode::Stream {
+        return match start_stream(&lease, &request).await {
+            Ok(rows) => Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease }))),
+            Err(e) => {
+                lease.in_flight = false;
+                settle(&mut lease, &request, Err(&e));
+                Err(e)
+            }
+        };
+    }
+    let mut result = run(&lease, &request).await;
+    if let Err(e) = &result {
+        if is_stale_plan(e) && !lease.in_transaction {
+            // The table changed shape since this connection prepared the statement
+            // (SQLSTATE 0A000, "cached plan must not change result type"): prepare afresh.
+            lease.client().statement_cache.remove(&request.statement.sql, &[]);
+            result = run(&lease, &request).await;
+        }
+    }
+    lease.in_flight = false;
+    settle(&mut lease, &request, result.as_ref().map(|_| ()));
+    result.and_then(|r| check_count(r, &request))
+}
+
+fn is_stale_plan(e: &Error) -> bool {
+    e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) && e.message().contains("cached plan")
+}
+
+/// Updates the connection's state after a statement: transaction boundaries, and whether
+/// it may be reused at all.
+fn settle(conn: &mut Conn, request: &Request, outcome: std::result::Result<(), &Error>) {
+    match (request.tx_effect, outcome) {
+        (TxEffect::Begins, Ok(())) => conn.in_transaction = true,
+        (TxEffect::Ends, _) => conn.in_transaction = false,
+        _ => {}
+    }
+    if let Err(e) = outcome {
+        if e.is_connection_broken() {
+            conn.broken = true;
+        }
+    }
+    // A cancel was sent but the statement did not end by being cancelled: the request may
+    // still reach the server and hit whatever this connection runs next.
+    if request.cancel.as_ref().is_some_and(|c| c.was_requested())
+        && !matches!(outcome, Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED))
+    {
+        conn.broken = true;
+    }
+}
+
+fn check_count(response: Response, request: &Request) -> Result<Response> {
+    let Response::Rows(rows) = &response else { return Ok(response) };
+    let table = request.labels.table.as_deref().map(|t| format!(" in `{t}`")).unwrap_or_default();
+    match (request.mode, rows.len()) {
+        (Mode::One, 0) => Err(Error::new(ErrorKind::NotFound, format!("no row found{table}"))),
+        (Mode::One | Mode::Optional, n) if n > 1 => {
+            Err(Error::new(ErrorKind::MultipleFound, format!("expected one row{table}, found {n}")))
+        }
+        _ => Ok(response),
+    }
+}
+
+fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn typed_params(values: &[Value]) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    values.iter().map(|v| (v as &(dyn ToSql + Sync), v.natural_type())).collect()
+}
+
+async fn run(conn: &Conn, request: &Request) -> Result<Response> {
+    let client = conn.client();
+    let sql = &*request.statement.sql;
+    let values = &request.statement.params;
+    Ok(if conn.statement_cache {
+        let statement = client.prepare_cached(sql).await?;
+        match request.mode {
+            Mode::Execute => Response::Affected(client.execute(&statement, &params(values)).await?),
+            _ => Response::Rows(client.query(&statement, &params(values)).await?),
+        }
+    } else {
+        match request.mode {
+            Mode::Execute => Response::Affected(client.execute_typed(sql, &typed_params(values)).await?),
+            _ => Response::Rows(client.query_typed(sql, &typed_params(values)).await?),
+        }
+    })
+}
+
+async fn start_stream(conn: &Conn, request: &Request) -> Result<tokio_postgres::RowStream> {
+    let client = conn.client();
+    let values = &request.statement.params;
+    Ok(if conn.statement_cache {
+        let statement = client.prepare_cached(&request.statement.sql).await?;
+        client.query_raw(&statement, params(values)).await?
+    } else {
+        client.query_typed_raw(&request.statement.sql, typed_params(values)).await?
+    })
+}
+
+/// Rows read from the socket as the consumer polls, holding the connection until the
+/// last row (or until dropped, which discards a connection still in flight).
+#[pin_project]
+struct LeasedRows {
+    #[pin]
+    rows: tokio_postgres::RowStream,
+    lease: Lease,
+}
+
+impl Stream for LeasedRows {
+    type Item = Result<Row>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if !this.lease.in_flight {
+            return Poll::Ready(None);
+        }
+        match this.rows.poll_next(cx) {
+            Poll::Ready(None) => {
+                this.lease.in_flight = false;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e = Error::from(e);
+                this.lease.in_flight = false;
+                this.lease.broken |= e.is_connection_broken();
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(Error::from))),
+        }
+    }
+}

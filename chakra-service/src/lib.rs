@@ -1,0 +1,27 @@
+//! Chakra's core: the values, requests, responses and errors every front-end speaks, and
+//! the PostgreSQL side of the stack — connections, the pool, and the executor service.
+//!
+//! A front-end builds a [`Request`]; the layers in `chakra-layers` carry it to an
+//! [`Executor`], which runs it on the connection it was leased.
+
+mod config;
+mod conn;
+mod error;
+mod executor;
+mod pool;
+mod request;
+mod response;
+pub mod telemetry;
+mod value;
+
+pub use config::{Config, DatabaseConfig, PoolConfig, QueryConfig, RetryConfig};
+pub use conn::{Conn, Lease, PinnedConn};
+pub use error::{Error, ErrorKind, Result};
+pub use executor::{execute, Executor, Leased};
+pub use pool::{ConnectionPool, PoolStatus, ServerInfo};
+pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Statement, TxEffect};
+pub use response::{Response, Row, RowStream};
+pub use value::Value;
+
+/// The driver's SQLSTATE codes, for matching on [`Error::code`].
+pub use tokio_postgres::error::SqlState;

@@ -1,0 +1,201 @@
+//! The connection pool: deadpool-postgres plus what it leaves to its users — warm
+//! minimum connections, reaping of idle ones above that minimum, acquire deadlines that
+//! surface as `PoolTimeout`, and pool gauges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, PoolError, QueueMode, RecyclingMethod, Runtime};
+use futures::future::try_join_all;
+
+use crate::config::Config;
+use crate::conn::{Client, Conn};
+use crate::error::{Error, ErrorKind, Result};
+use crate::telemetry;
+
+/// Where the server is, for tracing (`server.address`, `server.port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub address: Arc<str>,
+    pub port: u16,
+}
+
+/// A snapshot of the pool's occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    /// Open connections.
+    pub size: usize,
+    /// Open connections waiting in the pool.
+    pub idle: usize,
+    /// Connections checked out.
+    pub in_use: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+}
+
+/// A pool of PostgreSQL connections; cheap to clone, closed when the last clone is dropped.
+#[derive(Clone)]
+pub struct ConnectionPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    config: Config,
+    server: ServerInfo,
+    release: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.pool.close();
+    }
+}
+
+impl ConnectionPool {
+    /// Opens the pool and its `min_connections`; fails if the database cannot be reached.
+    pub async fn open(config: Config) -> Result<Self> {
+        config.validate()?;
+        let pg = config.pg_config()?;
+        let server = server_info(&pg);
+        let manager = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(config.pool.max_connections)
+            // Reusing the most recently returned connection keeps a few backends hot
+            // instead of rotating over cold ones.
+            .queue_mode(QueueMode::Lifo)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.pool.acquire_timeout))
+            .create_timeout(Some(config.database.connect_timeout))
+            .build()
+            .map_err(|e| Error::config("pool", e))?;
+        let weak = pool.weak();
+        let release: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Some(pool) = weak.upgrade() {
+                publish(&pool);
+            }
+        });
+        let shared = Arc::new(Shared { pool, config, server, release });
+        let this = ConnectionPool { shared };
+        this.fill_to_minimum().await?;
+        tokio::spawn(reap(Arc::downgrade(&this.shared)));
+        Ok(this)
+    }
+
+    /// Takes a connection, waiting at most `acquire_timeout`.
+    pub async fn acquire(&self) -> Result<Conn> {
+        let obj = self.shared.pool.get().await.map_err(|e| pool_error(e, &self.shared.config))?;
+        publish(&self.shared.pool);
+        Ok(Conn::new(Client::Pooled(obj), self.shared.config.database.statement_cache)
+            .on_release(self.shared.release.clone()))
+    }
+
+    /// Opens a connection outside the pool, closed when dropped.
+    pub async fn connect_direct(config: &Config) -> Result<Conn> {
+        let pg = config.pg_config()?;
+        let (client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(Error::from)?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Conn::new(Client::Direct(ClientWrapper::new(client, task)), config.database.statement_cache))
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        status(&self.shared.pool)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn server(&self) -> &ServerInfo {
+        &self.shared.server
+    }
+
+    /// Closes idle connections now and every other one when it is returned; later
+    /// acquires fail.
+    pub fn close(&self) {
+        self.shared.pool.close();
+    }
+
+    async fn fill_to_minimum(&self) -> Result<()> {
+        let missing = self.shared.config.pool.min_connections.saturating_sub(self.shared.pool.status().size);
+        // Hold them all at once so each is a distinct new connection.
+        let conns = try_join_all((0..missing).map(|_| self.shared.pool.get())).await;
+        conns.map(drop).map_err(|e| pool_error(e, &self.shared.config))
+    }
+}
+
+fn server_info(pg: &tokio_postgres::Config) -> ServerInfo {
+    use tokio_postgres::config::Host;
+    let address = match pg.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    ServerInfo { address: address.into(), port }
+}
+
+fn status(pool: &Pool) -> PoolStatus {
+    let s = pool.status();
+    PoolStatus { max_size: s.max_size, size: s.size, idle: s.available, in_use: s.size - s.available, waiting: s.waiting }
+}
+
+fn publish(pool: &Pool) {
+    let s = status(pool);
+    metrics::gauge!(telemetry::POOL_CONNECTIONS, "state" => "in_use").set(s.in_use as f64);
+    metrics::gauge!(telemetry::POOL_CONNECTIONS, "state" => "idle").set(s.idle as f64);
+    metrics::gauge!(telemetry::POOL_WAITING).set(s.waiting as f64);
+}
+
+fn pool_error(e: PoolError, config: &Config) -> Error {
+    match e {
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => Error::new(
+            ErrorKind::PoolTimeout,
+            format!(
+                "no connection became free within pool.acquire_timeout ({:?}; pool.max_connections = {})",
+                config.pool.acquire_timeout, config.pool.max_connections
+            ),
+        ),
+        PoolError::Timeout(_) => Error::new(
+            ErrorKind::Connection,
+            format!("could not connect within database.connect_timeout ({:?})", config.database.connect_timeout),
+        ),
+        PoolError::Backend(e) => Error::from(e),
+        PoolError::Closed => Error::new(ErrorKind::Usage, "the pool is closed"),
+        other => Error::new(ErrorKind::Connection, other.to_string()),
+    }
+}
+
+/// Closes idle connections above the minimum once they have been unused for
+/// `idle_timeout`, and reopens connections when fewer than the minimum remain.
+/// Stops when the pool is dropped.
+async fn reap(shared: std::sync::Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => (s.config.pool.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = shared.upgrade() else { return };
+        if shared.pool.is_closed() {
+            return;
+        }
+        let (min, idle_timeout) = (shared.config.pool.min_connections, shared.config.pool.idle_timeout);
+        let mut excess = shared.pool.status().size.saturating_sub(min);
+        let removed = shared.pool.retain(|_, metrics| {
+            let reap = excess > 0 && metrics.last_used() >= idle_timeout;
+            excess -= usize::from(reap);
+            !reap
+        });
+        if !removed.removed.is_empty() {
+            drop(removed);
+            publish(&shared.pool);
+        }
+        // Errors here (server down) are retried on the next tick; requests report their own.
+        let _ = ConnectionPool { shared }.fill_to_minimum().await;
+    }
+}

@@ -1,0 +1,256 @@
+//! `Request`: one database operation as plain data, built by a front-end and carried
+//! down the layer stack to the executor.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::CancelToken;
+
+use crate::conn::PinnedConn;
+use crate::value::Value;
+
+/// SQL text and its parameters. User data only ever travels in `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: Arc<str>,
+    pub params: Vec<Value>,
+}
+
+impl Statement {
+    /// A statement with `$1`-style placeholders bound to `params`.
+    pub fn new(sql: impl Into<Arc<str>>, params: Vec<Value>) -> Self {
+        Statement { sql: sql.into(), params }
+    }
+}
+
+impl From<&str> for Statement {
+    fn from(sql: &str) -> Self {
+        Statement::new(sql, Vec::new())
+    }
+}
+
+/// What the caller wants back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every row, collected.
+    All,
+    /// Exactly one row: none is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), several
+    /// are [`ErrorKind::MultipleFound`](crate::ErrorKind::MultipleFound).
+    One,
+    /// Zero or one row; several are `MultipleFound`.
+    Optional,
+    /// The number of rows affected.
+    Execute,
+    /// Rows as a stream, read from the socket as the caller consumes them.
+    Stream,
+}
+
+/// Which connection runs the request.
+#[derive(Debug, Clone, Default)]
+pub enum Route {
+    /// Any connection from the pool, taken for this request only.
+    #[default]
+    Pool,
+    /// The connection a session or transaction holds.
+    Pinned(PinnedConn),
+}
+
+/// How a request changes the connection's transaction state; the executor tracks it so a
+/// connection is never handed back to the pool inside a transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TxEffect {
+    #[default]
+    None,
+    /// `BEGIN` / `START TRANSACTION`.
+    Begins,
+    /// `COMMIT` / `ROLLBACK` (also when they fail: the server has ended the transaction).
+    Ends,
+}
+
+/// What a request is about, for tracing and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// `SELECT`, `INSERT`, … (`db.operation.name`).
+    pub operation: Cow<'static, str>,
+    /// The main table (`db.collection.name`), when there is one.
+    pub table: Option<Arc<str>>,
+}
+
+impl Labels {
+    /// Labels for an operation on a table.
+    pub fn new(operation: impl Into<Cow<'static, str>>, table: Option<Arc<str>>) -> Self {
+        Labels { operation: operation.into(), table }
+    }
+
+    /// Labels guessed from raw SQL: the first keyword, upper-cased, as the operation.
+    pub fn from_sql(sql: &str) -> Self {
+        let word = sql.split_whitespace().next().unwrap_or("").trim_start_matches('(');
+        let operation: Cow<'static, str> = match word.to_ascii_uppercase().as_str() {
+            "SELECT" => "SELECT".into(),
+            "INSERT" => "INSERT".into(),
+            "UPDATE" => "UPDATE".into(),
+            "DELETE" => "DELETE".into(),
+            "WITH" => "WITH".into(),
+            "BEGIN" => "BEGIN".into(),
+            "COMMIT" => "COMMIT".into(),
+            "ROLLBACK" => "ROLLBACK".into(),
+            "" => "UNKNOWN".into(),
+            other => Cow::Owned(other.to_owned()),
+        };
+        Labels { operation, table: None }
+    }
+}
+
+/// Marks a request as a lookup of one row by key, which the batch layer may merge with
+/// concurrent lookups of the same shape into one `= ANY($1)` query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointLookup {
+    /// The same query for many keys: one parameter, an array of keys (`… = ANY($1)`).
+    pub batch_sql: Arc<str>,
+    /// Index of the key column in the rows the query returns.
+    pub key_column: usize,
+    /// This request's key.
+    pub key: Value,
+}
+
+/// A hand-off point through which the timeout layer can cancel the statement the executor
+/// is running, without either knowing the other's types.
+#[derive(Clone, Default)]
+pub struct CancelSlot(Arc<CancelState>);
+
+impl std::fmt::Debug for CancelSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelSlot").field("requested", &self.was_requested()).finish()
+    }
+}
+
+#[derive(Default)]
+struct CancelState {
+    token: Mutex<Option<CancelToken>>,
+    requested: AtomicBool,
+}
+
+impl CancelSlot {
+    /// Called by the executor when the statement is about to be sent.
+    pub fn arm(&self, token: CancelToken) {
+        *self.0.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    }
+
+    /// Asks the server to cancel the running statement, if one is running. Returns whether
+    /// a cancel request was sent on its way.
+    pub fn cancel(&self) -> bool {
+        let token = self.0.token.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(token) = token else { return false };
+        self.0.requested.store(true, Ordering::Release);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                });
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) sent a request; the executor then knows a stray
+    /// cancel may still reach the connection.
+    pub fn was_requested(&self) -> bool {
+        self.0.requested.load(Ordering::Acquire)
+    }
+}
+
+/// One database operation.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub statement: Statement,
+    pub mode: Mode,
+    pub route: Route,
+    pub labels: Labels,
+    /// Safe to run again after a connection failure: reads outside a transaction.
+    pub idempotent: bool,
+    pub tx_effect: TxEffect,
+    pub point_lookup: Option<PointLookup>,
+    /// Per-request deadline, overriding the timeout layer's default.
+    pub timeout: Option<Duration>,
+    /// Installed by the timeout layer.
+    pub cancel: Option<CancelSlot>,
+}
+
+impl Request {
+    /// A request for `statement` on any pooled connection, labelled from its SQL.
+    /// Reads (`Mode::All`, `One`, `Optional`, `Stream`) are marked idempotent.
+    pub fn new(statement: Statement, mode: Mode) -> Self {
+        let labels = Labels::from_sql(&statement.sql);
+        let idempotent = mode != Mode::Execute && labels.operation == "SELECT";
+        Request {
+            statement,
+            mode,
+            route: Route::Pool,
+            labels,
+            idempotent,
+            tx_effect: TxEffect::None,
+            point_lookup: None,
+            timeout: None,
+            cancel: None,
+        }
+    }
+
+    /// Runs on `conn` instead of a pooled connection; never retried.
+    pub fn pinned(mut self, conn: PinnedConn) -> Self {
+        self.route = Route::Pinned(conn);
+        self.idempotent = false;
+        self
+    }
+
+    pub fn labels(mut self, labels: Labels) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    pub fn tx_effect(mut self, effect: TxEffect) -> Self {
+        self.tx_effect = effect;
+        self
+    }
+
+    pub fn point_lookup(mut self, lookup: PointLookup) -> Self {
+        self.point_lookup = Some(lookup);
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether this request runs on a session's or transaction's connection.
+    pub fn is_pinned(&self) -> bool {
+        matches!(self.route, Route::Pinned(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_the_first_keyword() {
+        assert_eq!(Labels::from_sql("  select 1").operation, "SELECT");
+        assert_eq!(Labels::from_sql("(SELECT 1)").operation, "SELECT");
+        assert_eq!(Labels::from_sql("vacuum t").operation, "VACUUM");
+    }
+
+    #[test]
+    fn only_reads_are_idempotent() {
+        assert!(Request::new("SELECT 1".into(), Mode::All).idempotent);
+        assert!(!Request::new("DELETE FROM t".into(), Mode::Execute).idempotent);
+        assert!(!Request::new("INSERT INTO t VALUES (1) RETURNING id".into(), Mode::One).idempotent);
+    }
+}

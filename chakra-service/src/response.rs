@@ -1,0 +1,97 @@
+//! `Response`: what the executor hands back up the stack.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A result row, decoded lazily column by column (`row.try_get::<_, T>(i)`).
+pub type Row = tokio_postgres::Row;
+
+/// The outcome of a [`Request`](crate::Request).
+pub enum Response {
+    /// Rows of `Mode::All`, `One` (exactly one) or `Optional` (at most one).
+    Rows(Vec<Row>),
+    /// Rows affected by `Mode::Execute`.
+    Affected(u64),
+    /// Rows of `Mode::Stream`; the stream holds its connection until it ends or is dropped.
+    Stream(RowStream),
+}
+
+impl Response {
+    /// The rows, for any row-returning mode but `Stream`.
+    pub fn into_rows(self) -> Result<Vec<Row>> {
+        match self {
+            Response::Rows(rows) => Ok(rows),
+            other => Err(unexpected("rows", &other)),
+        }
+    }
+
+    /// The single row of a `Mode::One` request.
+    pub fn into_row(self) -> Result<Row> {
+        self.into_optional()?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "query returned no rows"))
+    }
+
+    /// The row of a `Mode::Optional` (or `One`) request, if any.
+    pub fn into_optional(self) -> Result<Option<Row>> {
+        let mut rows = self.into_rows()?;
+        match rows.len() {
+            0 | 1 => Ok(rows.pop()),
+            n => Err(Error::new(ErrorKind::MultipleFound, format!("expected at most one row, query returned {n}"))),
+        }
+    }
+
+    /// The affected-row count of a `Mode::Execute` request.
+    pub fn rows_affected(self) -> Result<u64> {
+        match self {
+            Response::Affected(n) => Ok(n),
+            other => Err(unexpected("a row count", &other)),
+        }
+    }
+
+    /// The stream of a `Mode::Stream` request.
+    pub fn into_stream(self) -> Result<RowStream> {
+        match self {
+            Response::Stream(s) => Ok(s),
+            other => Err(unexpected("a row stream", &other)),
+        }
+    }
+}
+
+fn unexpected(wanted: &str, got: &Response) -> Error {
+    Error::new(ErrorKind::Usage, format!("expected {wanted} from the executor, got {got:?} (request built with the wrong mode)"))
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Response::Rows(rows) => write!(f, "Rows({} rows)", rows.len()),
+            Response::Affected(n) => write!(f, "Affected({n})"),
+            Response::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// Rows streamed from the server as the consumer reads them (no full buffering).
+pub struct RowStream {
+    inner: Pin<Box<dyn Stream<Item = Result<Row>> + Send>>,
+}
+
+impl RowStream {
+    /// Wraps any stream of rows (layers may transform one).
+    pub fn new(stream: impl Stream<Item = Result<Row>> + Send + 'static) -> Self {
+        RowStream { inner: Box::pin(stream) }
+    }
+}
+
+impl Stream for RowStream {
+    type Item = Result<Row>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
