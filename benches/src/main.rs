@@ -1,1 +1,242 @@
-fn main() {}
+//! `chakra-bench`: Chakra's full default stack against raw tokio-postgres with cached
+//! prepared statements — same server, same queries, same decoding, one run.
+//!
+//! ```text
+//! cargo run --release -p chakra-benches [-- --quick] [--diagnose] [--only SHAPE,…] [--rounds N]
+//! ```
+//!
+//! See `benches/README.md` for what each shape measures and how to read the table.
+
+mod data;
+mod diagnose;
+mod harness;
+mod shapes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use tokio_postgres::NoTls;
+
+use crate::harness::{format_duration, Table};
+use crate::shapes::{Contender, Db, Fanout, RawClient, RawInsert, Side, Workload};
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const DEFAULT_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
+/// The issue's shape: 2,000 concurrent lookups over a pool of 10 connections.
+const CONCURRENT_LOOKUPS: usize = 2_000;
+const SEQUENTIAL_LOOKUPS: usize = 2_000;
+const POOL_SIZE: usize = 10;
+
+const USAGE: &str = "usage: chakra-bench [--quick] [--diagnose] [--only SHAPE[,SHAPE…]] [--rounds N]
+  --quick      fewer rounds (a smoke run; the noise is larger)
+  --diagnose   also time hand-built stacks, one layer added at a time
+  --only       run only these shapes: seq-get, concurrent-tasks, concurrent-join, fetch, stream, insert
+  --rounds N   N timed rounds for every shape (e.g. to profile one shape for longer)
+environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test)";
+
+/// One workload, run the same way on every side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    SequentialGet,
+    ConcurrentGet(Fanout),
+    Fetch,
+    Stream,
+    BulkInsert,
+}
+
+impl Shape {
+    const ALL: [Shape; 6] = [
+        Shape::SequentialGet,
+        Shape::ConcurrentGet(Fanout::Tasks),
+        Shape::ConcurrentGet(Fanout::JoinAll),
+        Shape::Fetch,
+        Shape::Stream,
+        Shape::BulkInsert,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Shape::SequentialGet => "seq-get",
+            Shape::ConcurrentGet(Fanout::Tasks) => "concurrent-tasks",
+            Shape::ConcurrentGet(Fanout::JoinAll) => "concurrent-join",
+            Shape::Fetch => "fetch",
+            Shape::Stream => "stream",
+            Shape::BulkInsert => "insert",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Shape::SequentialGet => "point lookup by pk, sequential (per get)",
+            Shape::ConcurrentGet(Fanout::Tasks) => "2,000 concurrent gets, pool of 10 (one task per get)",
+            Shape::ConcurrentGet(Fanout::JoinAll) => "2,000 concurrent gets, pool of 10 (10 tasks x join_all(200))",
+            Shape::Fetch => "fetch 10k rows",
+            Shape::Stream => "stream 100k rows",
+            Shape::BulkInsert => "bulk insert 10k rows (raw: COPY BINARY; chakra: INSERT ... UNNEST)",
+        }
+    }
+
+    /// The issue's target for chakra/raw, where it sets one.
+    fn target(self) -> Option<f64> {
+        match self {
+            Shape::SequentialGet | Shape::Fetch => Some(1.10),
+            Shape::ConcurrentGet(_) => Some(1.0 / 3.0),
+            Shape::Stream | Shape::BulkInsert => None,
+        }
+    }
+
+    async fn run(self, w: &Workload, side: &Side) -> Result<Duration> {
+        match self {
+            Shape::SequentialGet => shapes::sequential_get(w, side).await,
+            Shape::ConcurrentGet(fanout) => shapes::concurrent_get(w, side, fanout).await,
+            Shape::Fetch => shapes::fetch(w, side).await,
+            Shape::Stream => shapes::stream(w, side).await,
+            Shape::BulkInsert => shapes::bulk_insert(w, side, RawInsert::Copy).await,
+        }
+    }
+}
+
+/// How many rounds to run, and of what.
+pub struct Plan {
+    quick: bool,
+    rounds: Option<usize>,
+    only: Option<Vec<Shape>>,
+}
+
+impl Plan {
+    /// (warm-up, timed) rounds. A round of a sequential shape is itself many queries, so
+    /// fewer rounds suffice there than for the single-query shapes.
+    fn rounds(&self, shape: Shape) -> (usize, usize) {
+        let (warmup, full, quick) = match shape {
+            Shape::SequentialGet => (1, 10, 3),
+            Shape::ConcurrentGet(_) => (3, 20, 5),
+            Shape::Fetch => (3, 30, 8),
+            Shape::Stream => (1, 10, 3),
+            Shape::BulkInsert => (1, 10, 3),
+        };
+        (warmup, self.rounds.unwrap_or(if self.quick { quick } else { full }))
+    }
+
+    fn selects(&self, shape: Shape) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(&shape))
+    }
+}
+
+struct Args {
+    plan: Plan,
+    diagnose: bool,
+}
+
+fn parse_args() -> std::result::Result<Args, String> {
+    let mut args = Args { plan: Plan { quick: false, rounds: None, only: None }, diagnose: false };
+    let mut argv = std::env::args().skip(1);
+    while let Some(arg) = argv.next() {
+        match arg.as_str() {
+            "--quick" => args.plan.quick = true,
+            "--diagnose" => args.diagnose = true,
+            "--only" => {
+                let list = argv.next().ok_or("--only needs a list of shapes")?;
+                let shapes = list
+                    .split(',')
+                    .map(|key| Shape::ALL.into_iter().find(|s| s.key() == key).ok_or(format!("unknown shape `{key}`")))
+                    .collect::<std::result::Result<_, _>>()?;
+                args.plan.only = Some(shapes);
+            }
+            "--rounds" => {
+                let n = argv.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0);
+                args.plan.rounds = Some(n.ok_or("--rounds needs a positive number")?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("chakra-bench: {message}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    // The reference box has 2 cores; the DESIGN sizes the runtime to the cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a Tokio runtime");
+    // Everything runs in a spawned task: `block_on`'s own thread is not a worker, and a
+    // benchmark loop on it would pay a cross-thread wake-up per query that no server
+    // handler pays.
+    let outcome = runtime.block_on(async { tokio::spawn(run(args)).await });
+    if let Err(e) = outcome.map_err(Into::into).and_then(|r| r) {
+        eprintln!("chakra-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let (admin, connection) = tokio_postgres::connect(&url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
+    println!("chakra-bench: PostgreSQL {version}, {} CPUs, Tokio runtime with 2 workers", num_cpus());
+    println!("setting up bench_users ({} rows) and bench_insert …", data::USERS);
+    data::setup(&admin).await?;
+
+    // Connections for both sides exist before anything is timed: the pool is warm
+    // (min = max) and every raw client has its statements prepared.
+    let raw: Vec<Arc<RawClient>> = try_join_all((0..POOL_SIZE).map(|_| RawClient::connect(&url))).await?.into_iter().map(Arc::new).collect();
+    let pool = chakra::Pool::builder().url(&url).max_connections(POOL_SIZE).min_connections(POOL_SIZE).build().await?;
+    let workload = Workload {
+        sql: shapes::ModelSql::new(),
+        sequential_ids: data::random_ids(SEQUENTIAL_LOOKUPS, 0x5eed_0001),
+        concurrent_ids: data::random_ids(CONCURRENT_LOOKUPS, 0x5eed_0002),
+        new_users: data::new_users(data::INSERT_ROWS),
+        admin,
+    };
+    let contenders = [
+        Contender { name: "raw tokio-postgres".into(), side: Side::Raw(raw.clone()) },
+        Contender { name: "chakra".into(), side: Side::Chakra { db: Db::Pool(pool), batchable: true } },
+    ];
+
+    let mut table = Table::new(&["shape", "raw tokio-postgres", "chakra", "chakra/raw", "target", "noise (raw / chakra)"]);
+    for shape in Shape::ALL.into_iter().filter(|s| args.plan.selects(*s)) {
+        let (warmup, rounds) = args.plan.rounds(shape);
+        eprintln!("  {} — {warmup} warm-up + {rounds} rounds", shape.title());
+        let samples = harness::compare(&contenders, warmup, rounds, |c| shape.run(&workload, &c.side)).await?;
+        let (raw, chakra) = (&samples[0], &samples[1]);
+        let ratio = chakra.median().as_secs_f64() / raw.median().as_secs_f64();
+        let target = match shape.target() {
+            Some(t) if ratio <= t => format!("<= {t:.2}, met"),
+            Some(t) => format!("<= {t:.2}, MISSED"),
+            None => "-".to_owned(),
+        };
+        table.row(vec![
+            shape.title().to_owned(),
+            format_duration(raw.median()),
+            format_duration(chakra.median()),
+            format!("{ratio:.2}"),
+            target,
+            format!("±{:.1}% / ±{:.1}%", raw.spread() * 100.0, chakra.spread() * 100.0),
+        ]);
+    }
+    println!("\nmedians; chakra/raw < 1 means chakra is faster; noise is half the interquartile range");
+    table.print();
+
+    if args.diagnose {
+        println!("\n--diagnose: the same shapes on hand-built stacks, one layer added per row");
+        let [raw, _] = contenders;
+        diagnose::run(&workload, raw, &url, &args.plan).await?;
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

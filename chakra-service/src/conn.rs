@@ -21,6 +21,8 @@ use std::sync::Arc;
 use deadpool_postgres::{ClientWrapper, Object};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::request::TxEffect;
+
 /// The client behind a [`Conn`]: pooled, or opened directly for one user.
 pub(crate) enum Client {
     Pooled(Object),
@@ -142,16 +144,51 @@ impl fmt::Debug for Conn {
 /// A connection held across requests by a session or transaction. Requests on it run one
 /// at a time, in the order they reach the lock; cloning shares the same connection.
 #[derive(Clone)]
-pub struct PinnedConn(Arc<Mutex<Conn>>);
+pub struct PinnedConn(Arc<Pinned>);
+
+struct Pinned {
+    conn: Arc<Mutex<Conn>>,
+    /// Statements owed before the next request, e.g. `ROLLBACK TO SAVEPOINT` for a savepoint
+    /// whose handle was dropped: `Drop` cannot await, so the debt is paid on next use.
+    deferred: std::sync::Mutex<Vec<(String, TxEffect)>>,
+}
 
 impl PinnedConn {
     pub fn new(conn: Conn) -> Self {
-        PinnedConn(Arc::new(Mutex::new(conn)))
+        PinnedConn(Arc::new(Pinned { conn: Arc::new(Mutex::new(conn)), deferred: Default::default() }))
     }
 
-    /// Waits for the connection to be free and takes it for one request.
-    pub async fn lock(&self) -> Lease {
-        Lease::Pinned(self.0.clone().lock_owned().await)
+    /// Waits for the connection to be free and takes it for one request, first running any
+    /// deferred statements.
+    pub async fn lock(&self) -> crate::Result<Lease> {
+        let mut guard = self.0.conn.clone().lock_owned().await;
+        if guard.in_flight {
+            // The previous request's future was dropped mid-statement: whether that
+            // statement ran, and what state it left behind, is unknown.
+            guard.broken = true;
+        }
+        let deferred = std::mem::take(&mut *self.0.deferred.lock().unwrap_or_else(|e| e.into_inner()));
+        for (sql, effect) in deferred {
+            if guard.is_broken() {
+                break;
+            }
+            let result = guard.client().batch_execute(&sql).await.map_err(crate::Error::from);
+            match (&result, effect) {
+                (Ok(()), TxEffect::Begins) => guard.in_transaction = true,
+                (_, TxEffect::Ends) => guard.in_transaction = false,
+                _ => {}
+            }
+            if let Err(e) = result {
+                guard.broken |= e.is_connection_broken();
+                return Err(e);
+            }
+        }
+        Ok(Lease::Pinned(guard))
+    }
+
+    /// Queues `sql` to run before the next request on this connection.
+    pub fn defer(&self, sql: impl Into<String>, effect: TxEffect) {
+        self.0.deferred.lock().unwrap_or_else(|e| e.into_inner()).push((sql.into(), effect));
     }
 
     /// Whether two handles share one connection.
@@ -168,6 +205,9 @@ impl fmt::Debug for PinnedConn {
 
 /// The right to run one request on a connection: owned for a pooled request, a lock on
 /// a pinned one.
+// Leases live for one request and move once or twice; boxing the owned `Conn` would cost
+// an allocation per request to save a few memcpys.
+#[allow(clippy::large_enum_variant)]
 pub enum Lease {
     Owned(Conn),
     Pinned(OwnedMutexGuard<Conn>),

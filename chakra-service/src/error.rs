@@ -5,6 +5,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 
@@ -38,17 +39,20 @@ pub enum ErrorKind {
 }
 
 /// A Chakra error: a kind, a message a user can act on, and the underlying cause.
+/// Cloning is cheap, so one failure can be reported to every caller it affected.
+#[derive(Clone)]
 pub struct Error {
     inner: Box<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
     message: String,
     code: Option<SqlState>,
     constraint: Option<String>,
     key: Option<String>,
-    source: Option<BoxError>,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
 /// `Result` with Chakra's [`Error`].
@@ -79,7 +83,7 @@ impl Error {
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner.source = Some(source.into());
+        self.inner.source = Some(Arc::from(source.into()));
         self
     }
 

@@ -61,7 +61,7 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     lease.in_flight = true;
     if request.mode == Mode::Stream {
         return match start_stream(&lease, &request).await {
-            Ok(rows) => Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease }))),
+            Ok(rows) => Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease: Some(lease) }))),
             Err(e) => {
                 lease.in_flight = false;
                 settle(&mut lease, &request, Err(&e));
@@ -80,7 +80,10 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     }
     lease.in_flight = false;
     settle(&mut lease, &request, result.as_ref().map(|_| ()));
-    result.and_then(|r| check_count(r, &request))
+    result.and_then(|r| match r {
+        Response::Rows(rows) => Response::for_request(rows, &request),
+        other => Ok(other),
+    })
 }
 
 fn is_stale_plan(e: &Error) -> bool {
@@ -106,18 +109,6 @@ fn settle(conn: &mut Conn, request: &Request, outcome: std::result::Result<(), &
         && !matches!(outcome, Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED))
     {
         conn.broken = true;
-    }
-}
-
-fn check_count(response: Response, request: &Request) -> Result<Response> {
-    let Response::Rows(rows) = &response else { return Ok(response) };
-    let table = request.labels.table.as_deref().map(|t| format!(" in `{t}`")).unwrap_or_default();
-    match (request.mode, rows.len()) {
-        (Mode::One, 0) => Err(Error::new(ErrorKind::NotFound, format!("no row found{table}"))),
-        (Mode::One | Mode::Optional, n) if n > 1 => {
-            Err(Error::new(ErrorKind::MultipleFound, format!("expected one row{table}, found {n}")))
-        }
-        _ => Ok(response),
     }
 }
 
@@ -159,12 +150,13 @@ async fn start_stream(conn: &Conn, request: &Request) -> Result<tokio_postgres::
 }
 
 /// Rows read from the socket as the consumer polls, holding the connection until the
-/// last row (or until dropped, which discards a connection still in flight).
+/// last row — then it goes back at once — or until dropped, which discards a connection
+/// whose statement is still in flight.
 #[pin_project]
 struct LeasedRows {
     #[pin]
     rows: tokio_postgres::RowStream,
-    lease: Lease,
+    lease: Option<Lease>,
 }
 
 impl Stream for LeasedRows {
@@ -172,21 +164,19 @@ impl Stream for LeasedRows {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        if !this.lease.in_flight {
-            return Poll::Ready(None);
-        }
-        match this.rows.poll_next(cx) {
-            Poll::Ready(None) => {
-                this.lease.in_flight = false;
-                Poll::Ready(None)
-            }
+        let Some(lease) = this.lease.as_mut() else { return Poll::Ready(None) };
+        let item = match this.rows.poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(row))) => return Poll::Ready(Some(Ok(row))),
             Poll::Ready(Some(Err(e))) => {
                 let e = Error::from(e);
-                this.lease.in_flight = false;
-                this.lease.broken |= e.is_connection_broken();
-                Poll::Ready(Some(Err(e)))
+                lease.broken |= e.is_connection_broken();
+                Some(Err(e))
             }
-            other => other.map(|o| o.map(|r| r.map_err(Error::from))),
-        }
+            Poll::Ready(None) => None,
+        };
+        lease.in_flight = false;
+        *this.lease = None;
+        Poll::Ready(item)
     }
 }

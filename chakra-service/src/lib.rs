@@ -23,5 +23,8 @@ pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Stateme
 pub use response::{Response, Row, RowStream};
 pub use value::Value;
 
+/// The crates whose types appear in [`Value`].
+pub use {chrono, rust_decimal, serde_json, uuid};
+
 /// The driver's SQLSTATE codes, for matching on [`Error::code`].
 pub use tokio_postgres::error::SqlState;

@@ -58,7 +58,7 @@ impl ConnectionPool {
     pub async fn open(config: Config) -> Result<Self> {
         config.validate()?;
         let pg = config.pg_config()?;
-        let server = server_info(&pg);
+        let server = ServerInfo::from_config(&pg);
         let manager = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(config.pool.max_connections)
@@ -127,16 +127,19 @@ impl ConnectionPool {
     }
 }
 
-fn server_info(pg: &tokio_postgres::Config) -> ServerInfo {
-    use tokio_postgres::config::Host;
+impl ServerInfo {
+    /// The first host and port of a connection configuration.
+    pub fn from_config(pg: &tokio_postgres::Config) -> ServerInfo {
+        use tokio_postgres::config::Host;
     let address = match pg.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
         #[cfg(unix)]
         Some(Host::Unix(path)) => path.display().to_string(),
         None => "localhost".to_owned(),
     };
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
-    ServerInfo { address: address.into(), port }
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        ServerInfo { address: address.into(), port }
+    }
 }
 
 fn status(pool: &Pool) -> PoolStatus {

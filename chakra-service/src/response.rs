@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::request::{Mode, Request};
 
 /// A result row, decoded lazily column by column (`row.try_get::<_, T>(i)`).
 pub type Row = tokio_postgres::Row;
@@ -22,6 +23,19 @@ pub enum Response {
 }
 
 impl Response {
+    /// Rows as `request.mode` wants them: `One` fails with `NotFound` on no rows, `One` and
+    /// `Optional` fail with `MultipleFound` on several.
+    pub fn for_request(rows: Vec<Row>, request: &Request) -> Result<Response> {
+        let table = request.labels.table.as_deref().map(|t| format!(" in `{t}`")).unwrap_or_default();
+        match (request.mode, rows.len()) {
+            (Mode::One, 0) => Err(Error::new(ErrorKind::NotFound, format!("no row found{table}"))),
+            (Mode::One | Mode::Optional, n) if n > 1 => {
+                Err(Error::new(ErrorKind::MultipleFound, format!("expected one row{table}, found {n}")))
+            }
+            _ => Ok(Response::Rows(rows)),
+        }
+    }
+
     /// The rows, for any row-returning mode but `Stream`.
     pub fn into_rows(self) -> Result<Vec<Row>> {
         match self {

@@ -37,7 +37,8 @@ pub enum Value {
     Timestamp(NaiveDateTime),
     /// `timestamptz`, always normalised to UTC.
     TimestampTz(DateTime<Utc>),
-    /// `numeric`. Values outside `Decimal`'s range (or `NaN`) decode as [`Value::Text`].
+    /// `numeric`. Values `Decimal` cannot hold exactly (more than 28 significant digits,
+    /// `NaN`, infinities) decode as [`Value::Text`] with every digit.
     Numeric(Decimal),
     Array(Vec<Value>),
 }
@@ -266,10 +267,14 @@ impl<'a> FromSql<'a> for Value {
             Type::TIME => Value::Time(NaiveTime::from_sql(ty, raw)?),
             Type::TIMESTAMP => Value::Timestamp(NaiveDateTime::from_sql(ty, raw)?),
             Type::TIMESTAMPTZ => Value::TimestampTz(DateTime::<Utc>::from_sql(ty, raw)?),
-            Type::NUMERIC => match Decimal::from_sql(ty, raw) {
-                Ok(d) => Value::Numeric(d),
-                Err(_) => Value::Text(numeric_to_text(raw)?),
-            },
+            // rust_decimal rounds what it cannot hold; only an exact fit becomes a Decimal.
+            Type::NUMERIC => {
+                let text = numeric_to_text(raw)?;
+                match Decimal::from_str_exact(&text) {
+                    Ok(d) => Value::Numeric(d),
+                    Err(_) => Value::Text(text),
+                }
+            }
             _ if is_text(ty) || matches!(ty.kind(), Kind::Enum(_)) => {
                 Value::Text(wire::text_from_sql(raw)?.to_owned())
             }

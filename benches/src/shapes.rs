@@ -1,0 +1,341 @@
+//! The workloads, each written once per side in that side's idiomatic API: prepared
+//! statements on bare tokio-postgres clients, and `chakra::Request`s or `Queryable`
+//! calls through a Chakra stack.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chakra::{Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value};
+use futures::future::{join_all, Either};
+use futures::TryStreamExt;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls};
+
+use crate::data::{self, NewUser, User};
+use crate::Result;
+
+/// One prepared-statement client: the raw baseline's unit. Each statement is prepared
+/// once, as an application caching its statements would.
+pub struct RawClient {
+    pub client: Client,
+    get: tokio_postgres::Statement,
+    fetch: tokio_postgres::Statement,
+    stream: tokio_postgres::Statement,
+    unnest: tokio_postgres::Statement,
+    copy: tokio_postgres::Statement,
+}
+
+impl RawClient {
+    pub async fn connect(url: &str) -> Result<RawClient> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(RawClient {
+            get: client.prepare(data::GET_SQL).await?,
+            fetch: client.prepare(data::FETCH_SQL).await?,
+            stream: client.prepare(data::STREAM_SQL).await?,
+            unnest: client.prepare(data::UNNEST_SQL).await?,
+            copy: client.prepare(data::COPY_SQL).await?,
+            client,
+        })
+    }
+}
+
+/// A Chakra stack to send requests to: the pool users get from `Pool::builder()`, or a
+/// stack assembled by hand (see `diagnose`), counting the queries that reach `acquire`.
+#[derive(Clone)]
+pub enum Db {
+    Pool(chakra::Pool),
+    Stack { service: crate::diagnose::BoxService, queries: Arc<AtomicU64> },
+}
+
+impl Queryable for Db {
+    fn run(&self, request: Request) -> impl Future<Output = chakra::Result<Response>> + Send {
+        match self {
+            Db::Pool(pool) => Either::Left(pool.run(request)),
+            Db::Stack { service, .. } => Either::Right(tower::ServiceExt::oneshot(service.clone(), request)),
+        }
+    }
+}
+
+/// The SQL a Rust model would hold: built once, shared by every request through `Arc`s.
+#[derive(Clone)]
+pub struct ModelSql {
+    get: Arc<str>,
+    get_batch: Arc<str>,
+    table: Arc<str>,
+}
+
+impl ModelSql {
+    pub fn new() -> Self {
+        ModelSql { get: data::GET_SQL.into(), get_batch: data::GET_BATCH_SQL.into(), table: "bench_users".into() }
+    }
+
+    /// `User::get(id)` as the models will send it: a one-row request the batch layer may
+    /// merge with concurrent lookups on the same table.
+    fn lookup(&self, id: i64, batchable: bool) -> Request {
+        let request = Request::new(Statement::new(self.get.clone(), vec![id.into()]), Mode::One)
+            .labels(Labels::new("SELECT", Some(self.table.clone())));
+        match batchable {
+            true => request.point_lookup(PointLookup { batch_sql: self.get_batch.clone(), key_column: 0, key: id.into() }),
+            false => request,
+        }
+    }
+}
+
+/// Who runs a shape.
+#[derive(Clone)]
+pub enum Side {
+    /// Bare tokio-postgres clients (the sequential shapes use the first).
+    Raw(Vec<Arc<RawClient>>),
+    /// A Chakra stack. `batchable: false` sends lookups without their `PointLookup`, so
+    /// the batch layer passes them straight through.
+    Chakra { db: Db, batchable: bool },
+}
+
+pub struct Contender {
+    pub name: String,
+    pub side: Side,
+}
+
+/// What every shape reads and writes, prepared before anything is timed.
+pub struct Workload {
+    pub sql: ModelSql,
+    pub sequential_ids: Vec<i64>,
+    pub concurrent_ids: Vec<i64>,
+    pub new_users: Vec<NewUser>,
+    /// For setup and resets, outside the timed parts.
+    pub admin: Client,
+}
+
+/// How the concurrent lookups are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// One task per lookup, as 2,000 concurrent request handlers would.
+    Tasks,
+    /// 10 tasks, each awaiting its share with `join_all` (on one connection each for raw).
+    JoinAll,
+}
+
+/// Raw clients pipelining: each client's share goes out without waiting for replies.
+const CLIENTS: usize = 10;
+
+/// Sequential point lookups; returns the mean time of one.
+pub async fn sequential_get(w: &Workload, side: &Side) -> Result<Duration> {
+    let start = Instant::now();
+    match side {
+        Side::Raw(clients) => {
+            let raw = &clients[0];
+            for &id in &w.sequential_ids {
+                let row = raw.client.query_one(&raw.get, &[&id]).await?;
+                check_user(User::from_row(&row)?, id)?;
+            }
+        }
+        Side::Chakra { db, batchable } => {
+            for &id in &w.sequential_ids {
+                let row = db.run(w.sql.lookup(id, *batchable)).await?.into_row()?;
+                check_user(User::from_row(&row)?, id)?;
+            }
+        }
+    }
+    Ok(start.elapsed() / w.sequential_ids.len() as u32)
+}
+
+/// All of `concurrent_ids` looked up at once; returns the time until the last answer.
+pub async fn concurrent_get(w: &Workload, side: &Side, fanout: Fanout) -> Result<Duration> {
+    let share = w.concurrent_ids.len().div_ceil(CLIENTS);
+    let shares: Vec<Vec<i64>> = w.concurrent_ids.chunks(share).map(<[i64]>::to_vec).collect();
+    let start = Instant::now();
+    match (side, fanout) {
+        (Side::Raw(clients), _) => {
+            let tasks = clients.iter().zip(shares).map(|(raw, ids)| {
+                let raw = raw.clone();
+                tokio::spawn(async move {
+                    let lookups = ids.iter().map(|&id| {
+                        let raw = &raw;
+                        async move {
+                            let row = raw.client.query_one(&raw.get, &[&id]).await?;
+                            check_user(User::from_row(&row)?, id)
+                        }
+                    });
+                    join_all(lookups).await.into_iter().collect::<Result<()>>()
+                })
+            });
+            for task in join_all(tasks).await {
+                task??;
+            }
+        }
+        (Side::Chakra { db, batchable }, Fanout::Tasks) => {
+            let tasks: Vec<_> = w
+                .concurrent_ids
+                .iter()
+                .map(|&id| {
+                    let (db, sql, batchable) = (db.clone(), w.sql.clone(), *batchable);
+                    tokio::spawn(async move {
+                        let row = db.run(sql.lookup(id, batchable)).await?.into_row()?;
+                        check_user(User::from_row(&row)?, id)
+                    })
+                })
+                .collect();
+            for task in join_all(tasks).await {
+                task??;
+            }
+        }
+        (Side::Chakra { db, batchable }, Fanout::JoinAll) => {
+            let tasks = shares.into_iter().map(|ids| {
+                let (db, sql, batchable) = (db.clone(), w.sql.clone(), *batchable);
+                tokio::spawn(async move {
+                    let lookups = ids.iter().map(|&id| {
+                        let request = sql.lookup(id, batchable);
+                        let db = &db;
+                        async move {
+                            let row = db.run(request).await?.into_row()?;
+                            check_user(User::from_row(&row)?, id)
+                        }
+                    });
+                    join_all(lookups).await.into_iter().collect::<Result<()>>()
+                })
+            });
+            for task in join_all(tasks).await {
+                task??;
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// One query returning `FETCH_ROWS` rows, all decoded.
+pub async fn fetch(_: &Workload, side: &Side) -> Result<Duration> {
+    let start = Instant::now();
+    let users: Vec<User> = match side {
+        Side::Raw(clients) => {
+            let raw = &clients[0];
+            // Decoding each row as it arrives is the best raw tokio-postgres can do.
+            let rows = raw.client.query_raw(&raw.fetch, [data::FETCH_ROWS]).await?;
+            let mut rows = std::pin::pin!(rows);
+            let mut users = Vec::new();
+            while let Some(row) = rows.try_next().await? {
+                users.push(User::from_row(&row)?);
+            }
+            users
+        }
+        Side::Chakra { db, .. } => {
+            let rows = db.query(data::FETCH_SQL, vec![data::FETCH_ROWS.into()]).await?;
+            rows.iter().map(User::from_row).collect::<std::result::Result<_, _>>()?
+        }
+    };
+    let elapsed = start.elapsed();
+    check_count(users.len(), data::FETCH_ROWS as usize)?;
+    black_box(users);
+    Ok(elapsed)
+}
+
+/// The whole table as a stream, each row decoded and dropped.
+pub async fn stream(_: &Workload, side: &Side) -> Result<Duration> {
+    let start = Instant::now();
+    let mut seen = 0_usize;
+    let mut sum = 0_f64;
+    let mut consume = |user: User| {
+        seen += 1;
+        sum += user.score;
+        black_box(user);
+    };
+    match side {
+        Side::Raw(clients) => {
+            let raw = &clients[0];
+            let rows = raw.client.query_raw(&raw.stream, std::iter::empty::<i64>()).await?;
+            let mut rows = std::pin::pin!(rows);
+            while let Some(row) = rows.try_next().await? {
+                consume(User::from_row(&row)?);
+            }
+        }
+        Side::Chakra { db, .. } => {
+            let mut rows = db.query_stream(data::STREAM_SQL, Vec::new()).await?;
+            while let Some(row) = rows.try_next().await? {
+                consume(User::from_row(&row)?);
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    black_box(sum);
+    check_count(seen, data::USERS as usize)?;
+    Ok(elapsed)
+}
+
+/// How the raw side writes rows in bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawInsert {
+    /// `COPY … FROM STDIN BINARY`, the fastest way in.
+    Copy,
+    /// The same `INSERT … SELECT * FROM UNNEST(arrays)` Chakra sends, for a like-for-like split.
+    Unnest,
+}
+
+/// `INSERT_ROWS` rows into an empty table. Chakra converts the rows into array parameters
+/// inside the timed part, as a bulk-insert API taking model objects would.
+pub async fn bulk_insert(w: &Workload, side: &Side, raw_method: RawInsert) -> Result<Duration> {
+    data::reset_insert_table(&w.admin).await?;
+    let rows = &w.new_users;
+    let start = Instant::now();
+    let written = match side {
+        Side::Raw(clients) => {
+            let raw = &clients[0];
+            match raw_method {
+                RawInsert::Copy => {
+                    let sink = raw.client.copy_in(&raw.copy).await?;
+                    let types = [Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TIMESTAMPTZ];
+                    let writer = BinaryCopyInWriter::new(sink, &types);
+                    let mut writer = std::pin::pin!(writer);
+                    for u in rows {
+                        writer.as_mut().write(&[&u.name, &u.email, &u.score, &u.created]).await?;
+                    }
+                    writer.finish().await?
+                }
+                RawInsert::Unnest => {
+                    let names: Vec<&str> = rows.iter().map(|u| u.name.as_str()).collect();
+                    let emails: Vec<&str> = rows.iter().map(|u| u.email.as_str()).collect();
+                    let scores: Vec<f64> = rows.iter().map(|u| u.score).collect();
+                    let created: Vec<_> = rows.iter().map(|u| u.created).collect();
+                    raw.client.execute(&raw.unnest, &[&names, &emails, &scores, &created]).await?
+                }
+            }
+        }
+        Side::Chakra { db, .. } => {
+            let mut columns: [Vec<Value>; 4] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+            for u in rows {
+                columns[0].push(u.name.as_str().into());
+                columns[1].push(u.email.as_str().into());
+                columns[2].push(u.score.into());
+                columns[3].push(u.created.into());
+            }
+            db.execute(data::UNNEST_SQL, columns.into_iter().map(Value::Array).collect()).await?
+        }
+    };
+    let elapsed = start.elapsed();
+    check_count(written as usize, rows.len())?;
+    Ok(elapsed)
+}
+
+/// Every answer is checked: a fast wrong answer (say, a batch handing rows to the wrong
+/// caller) must fail the bench, not win it.
+fn check_user(user: User, id: i64) -> Result<()> {
+    match user.id == id {
+        true => {
+            black_box(user);
+            Ok(())
+        }
+        false => Err(format!("asked for user {id}, got user {}", user.id).into()),
+    }
+}
+
+fn check_count(got: usize, expected: usize) -> Result<()> {
+    match got == expected {
+        true => Ok(()),
+        false => Err(format!("expected {expected} rows, got {got}").into()),
+    }
+}

@@ -1,0 +1,322 @@
+//! `batch`: concurrent lookups of single rows by key on the same table become one
+//! `… = ANY($1)` query, and each caller gets back exactly its own row.
+//!
+//! The first lookup of a shape leads a group: it yields once, so the scheduler runs the
+//! other ready tasks (and, inside one task, `join_all` polls its other futures), and every
+//! lookup of the same shape that arrives meanwhile joins the group. Then the leader sends
+//! one query for all keys, or — alone — its own statement unchanged, so a lone lookup pays
+//! one yield and no timer. A group that reaches the size cap is sealed and the next lookup
+//! starts a new one. Pinned (session and transaction) requests are never batched.
+//!
+//! If the leader's future is dropped, its group's members notice their closed channel and
+//! run their own statements: no lookup waits on a caller that went away.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
+use chakra_service::uuid::Uuid;
+use chakra_service::{Error, Mode, Request, Response, Result, Row, Statement, Value};
+use pin_project::{pin_project, pinned_drop};
+use tokio::sync::oneshot;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The default cap on lookups merged into one query.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+/// Merges concurrent [`PointLookup`](chakra_service::PointLookup) requests.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLayer {
+    max_batch: usize,
+}
+
+impl BatchLayer {
+    /// Merges at most `max_batch` lookups per query.
+    pub fn new(max_batch: usize) -> Self {
+        BatchLayer { max_batch: max_batch.max(1) }
+    }
+}
+
+impl Default for BatchLayer {
+    fn default() -> Self {
+        BatchLayer::new(DEFAULT_MAX_BATCH)
+    }
+}
+
+impl<S> Layer<S> for BatchLayer {
+    type Service = Batch<S>;
+
+    fn layer(&self, inner: S) -> Batch<S> {
+        Batch { inner, groups: Arc::default(), max_batch: self.max_batch }
+    }
+}
+
+/// See [`BatchLayer`]. Clones share their groups.
+#[derive(Clone)]
+pub struct Batch<S> {
+    inner: S,
+    groups: Arc<Mutex<Groups>>,
+    max_batch: usize,
+}
+
+#[derive(Default)]
+struct Groups {
+    /// Groups still taking members, by batch SQL.
+    open: HashMap<Arc<str>, (u64, Vec<Member>)>,
+    /// Full groups whose leader has not flushed yet, by group id.
+    sealed: HashMap<u64, Vec<Member>>,
+    next_id: u64,
+}
+
+impl Groups {
+    fn take(&mut self, sql: &str, id: u64) -> Vec<Member> {
+        match self.open.get(sql) {
+            Some((open_id, _)) if *open_id == id => self.open.remove(sql).map(|(_, m)| m).unwrap_or_default(),
+            _ => self.sealed.remove(&id).unwrap_or_default(),
+        }
+    }
+}
+
+/// One lookup waiting in a group. The leader is always the first member.
+struct Member {
+    key: Key,
+    reply: Option<oneshot::Sender<Result<Vec<Row>>>>,
+}
+
+/// The hashable form of a key value; integers of any width compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Int(i64),
+    Text(String),
+    Uuid(Uuid),
+    Bytes(Vec<u8>),
+}
+
+impl Key {
+    fn of(value: &Value) -> Option<Key> {
+        Some(match value {
+            Value::I16(v) => Key::Int((*v).into()),
+            Value::I32(v) => Key::Int((*v).into()),
+            Value::I64(v) => Key::Int(*v),
+            Value::Text(v) => Key::Text(v.clone()),
+            Value::Uuid(v) => Key::Uuid(*v),
+            Value::Bytes(v) => Key::Bytes(v.clone()),
+            _ => return None,
+        })
+    }
+}
+
+impl<S> Service<Request> for Batch<S>
+where
+    S: Service<Request, Response = Response, Error = Error> + Clone,
+{
+    type Response = Response;
+    type Error = Error;
+    type Future = BatchFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> BatchFuture<S> {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let lookup = request.point_lookup.as_ref().filter(|_| !request.is_pinned());
+        let Some((lookup, key)) = lookup.and_then(|l| Some((l, Key::of(&l.key)?))) else {
+            let future = inner.call(request);
+            return BatchFuture::new(State::Direct { future }, inner, None, None);
+        };
+        let sql = lookup.batch_sql.clone();
+        let (reply, receiver) = oneshot::channel();
+        let member = Member { key, reply: Some(reply) };
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, members)) = groups.open.get_mut(&sql) {
+            members.push(member);
+            if members.len() >= self.max_batch {
+                let id = *id;
+                if let Some((_, members)) = groups.open.remove(&sql) {
+                    groups.sealed.insert(id, members);
+                }
+            }
+            return BatchFuture::new(State::Waiting { receiver }, inner, Some(request), None);
+        }
+        let id = groups.next_id;
+        groups.next_id += 1;
+        groups.open.insert(sql.clone(), (id, vec![member]));
+        let lead = Lead { groups: self.groups.clone(), sql, id };
+        BatchFuture::new(State::Yielding { yielded: Box::pin(tokio::task::yield_now()) }, inner, Some(request), Some(lead))
+    }
+}
+
+/// The leader's claim on its group until it flushes.
+struct Lead {
+    groups: Arc<Mutex<Groups>>,
+    sql: Arc<str>,
+    id: u64,
+}
+
+impl Lead {
+    fn take_members(self) -> Vec<Member> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner()).take(&self.sql, self.id)
+    }
+}
+
+/// Response future of [`Batch`].
+#[pin_project(PinnedDrop)]
+pub struct BatchFuture<S: Service<Request>> {
+    #[pin]
+    state: State<S::Future>,
+    inner: S,
+    request: Option<Request>,
+    lead: Option<Lead>,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F> {
+    /// Not a batchable lookup, a lone one, or a member whose leader went away.
+    Direct { #[pin] future: F },
+    /// A member waiting for its leader's reply.
+    Waiting { receiver: oneshot::Receiver<Result<Vec<Row>>> },
+    /// A leader letting other lookups join.
+    Yielding { yielded: Pin<Box<dyn Future<Output = ()> + Send>> },
+    /// A leader running the merged query for `members`.
+    Flushing { #[pin] future: F, members: Vec<Member>, key_column: usize },
+}
+
+impl<S: Service<Request>> BatchFuture<S> {
+    fn new(state: State<S::Future>, inner: S, request: Option<Request>, lead: Option<Lead>) -> Self {
+        BatchFuture { state, inner, request, lead }
+    }
+}
+
+impl<S> Future for BatchFuture<S>
+where
+    S: Service<Request, Response = Response, Error = Error>,
+{
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Direct { future } => return future.poll(cx),
+                StateProj::Waiting { receiver } => {
+                    let request = this.request.as_ref().expect("members keep their request");
+                    match ready!(Pin::new(receiver).poll(cx)) {
+                        Ok(rows) => return Poll::Ready(rows.and_then(|rows| Response::for_request(rows, request))),
+                        Err(_) => {
+                            // The leader was dropped before answering: run our own statement.
+                            ready!(this.inner.poll_ready(cx))?;
+                            let future = this.inner.call(request.clone());
+                            this.state.set(State::Direct { future });
+                        }
+                    }
+                }
+                StateProj::Yielding { yielded } => {
+                    ready!(yielded.as_mut().poll(cx));
+                    ready!(this.inner.poll_ready(cx))?;
+                    let members = this.lead.take().expect("the leader holds its lead").take_members();
+                    let request = this.request.as_ref().expect("the leader keeps its request");
+                    if members.len() <= 1 {
+                        let future = this.inner.call(request.clone());
+                        this.state.set(State::Direct { future });
+                        continue;
+                    }
+                    let lookup = request.point_lookup.as_ref().expect("leaders are lookups");
+                    let merged = merged_request(request, &members);
+                    metrics::counter!(BATCHED_LOOKUPS).increment(members.len() as u64);
+                    metrics::counter!(BATCH_QUERIES).increment(1);
+                    let key_column = lookup.key_column;
+                    let future = this.inner.call(merged);
+                    this.state.set(State::Flushing { future, members, key_column });
+                }
+                StateProj::Flushing { future, members, key_column } => {
+                    let result = ready!(future.poll(cx)).and_then(Response::into_rows);
+                    let request = this.request.as_ref().expect("the leader keeps its request");
+                    let own = distribute(result, members, *key_column);
+                    return Poll::Ready(own.and_then(|rows| Response::for_request(rows, request)));
+                }
+            }
+        }
+    }
+}
+
+#[pinned_drop]
+impl<S: Service<Request>> PinnedDrop for BatchFuture<S> {
+    fn drop(self: Pin<&mut Self>) {
+        // A leader dropped before flushing dissolves its group; dropping the members'
+        // reply senders sends each member off to run its own statement.
+        if let Some(lead) = self.project().lead.take() {
+            drop(lead.take_members());
+        }
+    }
+}
+
+/// One query for every distinct key of the group, all labels kept from the leader.
+fn merged_request(leader: &Request, members: &[Member]) -> Request {
+    let lookup = leader.point_lookup.as_ref().expect("leaders are lookups");
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    let keys: Vec<Value> = members
+        .iter()
+        .filter(|m| seen.insert(&m.key))
+        .map(|m| match &m.key {
+            Key::Int(v) => Value::I64(*v),
+            Key::Text(v) => Value::Text(v.clone()),
+            Key::Uuid(v) => Value::Uuid(*v),
+            Key::Bytes(v) => Value::Bytes(v.clone()),
+        })
+        .collect();
+    let mut merged = leader.clone();
+    merged.statement = Statement::new(lookup.batch_sql.clone(), vec![Value::Array(keys)]);
+    merged.mode = Mode::All;
+    merged.point_lookup = None;
+    merged
+}
+
+/// Hands every member but the leader its rows (or the error) and returns the leader's.
+fn distribute(result: Result<Vec<Row>>, members: &mut [Member], key_column: usize) -> Result<Vec<Row>> {
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            for member in members.iter_mut().skip(1) {
+                if let Some(reply) = member.reply.take() {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+            return Err(e);
+        }
+    };
+    let mut by_key: HashMap<Key, Vec<Row>> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let value: Value = row.try_get(key_column).map_err(Error::from)?;
+        if let Some(key) = Key::of(&value) {
+            by_key.entry(key).or_default().push(row);
+        }
+    }
+    let mut remaining: HashMap<&Key, usize> = HashMap::with_capacity(members.len());
+    for member in members.iter() {
+        *remaining.entry(&member.key).or_default() += 1;
+    }
+    let mut answers = Vec::with_capacity(members.len());
+    for member in members.iter() {
+        let left = remaining.get_mut(&member.key).expect("counted above");
+        *left -= 1;
+        let rows = match *left {
+            0 => by_key.remove(&member.key).unwrap_or_default(),
+            _ => by_key.get(&member.key).cloned().unwrap_or_default(),
+        };
+        answers.push(rows);
+    }
+    let mut answers = answers.into_iter();
+    let own = answers.next().unwrap_or_default();
+    for (member, rows) in members.iter_mut().skip(1).zip(answers) {
+        if let Some(reply) = member.reply.take() {
+            let _ = reply.send(Ok(rows));
+        }
+    }
+    Ok(own)
+}

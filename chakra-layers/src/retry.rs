@@ -1,0 +1,190 @@
+//! `retry`: runs an idempotent read again when its connection broke under it (server
+//! restart, `pg_terminate_backend`, a reset socket), with exponential backoff and a cap.
+//!
+//! Only requests marked idempotent and routed to the pool are retried: a write may have
+//! committed before the connection dropped, and a statement inside a transaction cannot
+//! be repeated on another connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use chakra_service::telemetry::QUERY_RETRIES;
+use chakra_service::{Error, ErrorKind, Request, Response, Result, RetryConfig};
+use pin_project::pin_project;
+use tokio::time::Sleep;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Retries idempotent pooled reads on connection errors, `max_attempts` in all.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryLayer {
+    max_attempts: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl RetryLayer {
+    /// From the `[retry]` section.
+    pub fn new(config: &RetryConfig) -> Self {
+        RetryLayer { max_attempts: config.max_attempts.max(1), backoff: config.backoff, max_backoff: config.max_backoff }
+    }
+
+    fn delay(&self, retry: u32) -> Duration {
+        self.backoff.saturating_mul(1 << retry.min(16)).min(self.max_backoff)
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry { inner, layer: *self }
+    }
+}
+
+/// See [`RetryLayer`].
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    layer: RetryLayer,
+}
+
+impl<S> Service<Request> for Retry<S>
+where
+    S: Service<Request, Response = Response, Error = Error> + Clone,
+{
+    type Response = Response;
+    type Error = Error;
+    type Future = RetryFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> RetryFuture<S> {
+        let retryable = request.idempotent && !request.is_pinned() && self.layer.max_attempts > 1;
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (future, saved) = match retryable {
+            true => (inner.call(request.clone()), Some(request)),
+            false => (inner.call(request), None),
+        };
+        RetryFuture { state: State::Calling { future }, inner, request: saved, layer: self.layer, attempt: 1 }
+    }
+}
+
+/// Response future of [`Retry`].
+#[pin_project]
+pub struct RetryFuture<S: Service<Request>> {
+    #[pin]
+    state: State<S::Future>,
+    inner: S,
+    /// A copy to send again; `None` when the request may not be retried.
+    request: Option<Request>,
+    layer: RetryLayer,
+    attempt: u32,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F> {
+    Calling { #[pin] future: F },
+    Backoff { #[pin] sleep: Sleep },
+    Ready,
+}
+
+impl<S> Future for RetryFuture<S>
+where
+    S: Service<Request, Response = Response, Error = Error>,
+{
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let error = match ready!(future.poll(cx)) {
+                        Err(e) if e.kind() == ErrorKind::Connection && this.request.is_some() && *this.attempt < this.layer.max_attempts => e,
+                        other => return Poll::Ready(other),
+                    };
+                    drop(error);
+                    let request = this.request.as_ref().expect("checked above");
+                    metrics::counter!(QUERY_RETRIES, "operation" => request.labels.operation.clone(), "table" => request.labels.table.as_deref().unwrap_or("").to_owned()).increment(1);
+                    let sleep = tokio::time::sleep(this.layer.delay(*this.attempt - 1));
+                    this.state.set(State::Backoff { sleep });
+                }
+                StateProj::Backoff { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Ready);
+                }
+                StateProj::Ready => {
+                    ready!(this.inner.poll_ready(cx))?;
+                    *this.attempt += 1;
+                    let request = this.request.as_ref().expect("only retryable requests back off").clone();
+                    let future = this.inner.call(request);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chakra_service::{Mode, Statement};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use tower::{service_fn, ServiceExt};
+
+    fn layer(max_attempts: u32) -> RetryLayer {
+        RetryLayer::new(&RetryConfig { max_attempts, backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(4) })
+    }
+
+    /// A service failing with `kind` on the first `failures` calls, counting calls.
+    fn flaky(failures: u32, kind: ErrorKind, calls: Arc<AtomicU32>) -> impl Service<Request, Response = Response, Error = Error, Future = impl Send> + Clone {
+        service_fn(move |_req: Request| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n < failures {
+                    true => Err(Error::new(kind, "connection reset")),
+                    false => Ok(Response::Affected(7)),
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn reads_are_retried_until_they_succeed() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let svc = layer(3).layer(flaky(2, ErrorKind::Connection, calls.clone()));
+        let response = svc.oneshot(Request::new("SELECT 1".into(), Mode::All)).await.unwrap();
+        assert_eq!(response.rows_affected().unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn attempts_are_capped() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let svc = layer(3).layer(flaky(10, ErrorKind::Connection, calls.clone()));
+        let err = svc.oneshot(Request::new("SELECT 1".into(), Mode::All)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn writes_and_other_errors_are_not_retried() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let svc = layer(3).layer(flaky(1, ErrorKind::Connection, calls.clone()));
+        let write = Request::new(Statement::new("UPDATE t SET a = 1", vec![]), Mode::Execute);
+        assert!(svc.oneshot(write).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = Arc::new(AtomicU32::new(0));
+        let svc = layer(3).layer(flaky(1, ErrorKind::Query, calls.clone()));
+        assert!(svc.oneshot(Request::new("SELECT 1".into(), Mode::All)).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,178 @@
+//! The batch layer: concurrent point lookups become a few `= ANY($1)` queries, and every
+//! caller still gets exactly its own row.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chakra::acquire::AcquireLayer;
+use chakra::batch::BatchLayer;
+use chakra::{Config, ConnectionPool, ErrorKind, Labels, Mode, PointLookup, Queryable, Request, Statement, Value};
+use chakra_service::Executor;
+use futures::future::join_all;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use chakra_tests::{database_url, pool, unique};
+
+struct Table {
+    name: String,
+    batch_sql: Arc<str>,
+}
+
+/// A table of 100 rows, ids 1..=100, `name` = "user-{id}".
+async fn table() -> Table {
+    let name = unique("batch_users");
+    let pool = pool().await;
+    pool.execute(&format!("CREATE TABLE {name} (id int8 PRIMARY KEY, name text NOT NULL)"), vec![]).await.unwrap();
+    pool.execute(&format!("INSERT INTO {name} SELECT g, 'user-' || g FROM generate_series(1, 100) g"), vec![]).await.unwrap();
+    let batch_sql = format!("SELECT id, name FROM {name} WHERE id = ANY($1)").into();
+    Table { name, batch_sql }
+}
+
+impl Table {
+    fn lookup(&self, id: i64, mode: Mode) -> Request {
+        Request::new(Statement::new(format!("SELECT id, name FROM {} WHERE id = $1", self.name), vec![id.into()]), mode)
+            .labels(Labels::new("SELECT", Some(self.name.as_str().into())))
+            .point_lookup(PointLookup { batch_sql: self.batch_sql.clone(), key_column: 0, key: Value::I64(id) })
+    }
+
+    async fn drop(self) {
+        pool().await.execute(&format!("DROP TABLE {}", self.name), vec![]).await.unwrap();
+    }
+}
+
+/// batch → (count statements) → acquire → executor, on a real pool.
+async fn counting_stack(
+    statements: Arc<AtomicUsize>,
+) -> impl Service<Request, Response = chakra::Response, Error = chakra::Error, Future = impl std::future::Future<Output = chakra::Result<chakra::Response>> + Send> + Clone + Send + 'static {
+    let connections = ConnectionPool::open(Config::from_url(database_url())).await.unwrap();
+    ServiceBuilder::new()
+        .layer(BatchLayer::default())
+        .map_request(move |r: Request| {
+            statements.fetch_add(1, Ordering::SeqCst);
+            r
+        })
+        .layer(AcquireLayer::new(connections))
+        .service(Executor)
+}
+
+fn check_own_row(id: i64, row: Option<chakra::Row>) {
+    match (id <= 100, row) {
+        (true, Some(row)) => {
+            assert_eq!(row.get::<_, i64>("id"), id);
+            assert_eq!(row.get::<_, String>("name"), format!("user-{id}"));
+        }
+        (false, None) => {}
+        (expected, got) => panic!("lookup of {id}: expected a row: {expected}, got {got:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lookups_from_many_tasks_share_few_statements() {
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let stack = counting_stack(statements.clone()).await;
+
+    // Ids 1..=120: the last 20 do not exist.
+    let tasks: Vec<_> = (1..=120_i64)
+        .map(|id| {
+            let (stack, request) = (stack.clone(), table.lookup(id, Mode::Optional));
+            tokio::spawn(async move { (id, stack.oneshot(request).await) })
+        })
+        .collect();
+    for task in join_all(tasks).await {
+        let (id, response) = task.unwrap();
+        check_own_row(id, response.unwrap().into_optional().unwrap());
+    }
+    let n = statements.load(Ordering::SeqCst);
+    assert!(n <= 12, "120 concurrent lookups took {n} statements");
+    table.drop().await;
+}
+
+#[tokio::test]
+async fn lookups_joined_in_one_task_become_one_statement() {
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let stack = counting_stack(statements.clone()).await;
+
+    // Duplicate keys too: both callers get the row.
+    let ids: Vec<i64> = (1..=100).chain([5, 5, 150]).collect();
+    let responses = join_all(ids.iter().map(|&id| stack.clone().oneshot(table.lookup(id, Mode::Optional)))).await;
+    for (&id, response) in ids.iter().zip(responses) {
+        check_own_row(id, response.unwrap().into_optional().unwrap());
+    }
+    assert_eq!(statements.load(Ordering::SeqCst), 1);
+    table.drop().await;
+}
+
+#[tokio::test]
+async fn a_lone_lookup_runs_its_own_statement() {
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let stack = counting_stack(statements.clone()).await;
+    let row = stack.clone().oneshot(table.lookup(7, Mode::One)).await.unwrap().into_row().unwrap();
+    check_own_row(7, Some(row));
+    let err = stack.oneshot(table.lookup(1000, Mode::One)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(statements.load(Ordering::SeqCst), 2);
+    table.drop().await;
+}
+
+#[tokio::test]
+async fn batched_one_lookups_still_report_not_found_per_caller() {
+    let table = table().await;
+    let pool = pool().await;
+    let results = join_all([3, 999, 4].map(|id| pool.run(table.lookup(id, Mode::One)))).await;
+    assert_eq!(results[0].as_ref().unwrap().into_row_ref_id(), 3);
+    assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(results[2].as_ref().unwrap().into_row_ref_id(), 4);
+    table.drop().await;
+}
+
+trait RowId {
+    fn into_row_ref_id(&self) -> i64;
+}
+
+impl RowId for chakra::Response {
+    fn into_row_ref_id(&self) -> i64 {
+        match self {
+            chakra::Response::Rows(rows) if rows.len() == 1 => rows[0].get("id"),
+            other => panic!("expected one row, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn members_of_a_dropped_leader_run_their_own_statements() {
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let mut stack = counting_stack(statements.clone()).await;
+
+    stack.ready().await.unwrap();
+    let mut leader = Box::pin(stack.call(table.lookup(1, Mode::One)));
+    stack.ready().await.unwrap();
+    let member = stack.call(table.lookup(2, Mode::One));
+    // The leader yields on its first poll, then goes away before flushing.
+    assert!(futures::poll!(&mut leader).is_pending());
+    drop(leader);
+    let row = tokio::time::timeout(std::time::Duration::from_secs(5), member)
+        .await
+        .expect("the member must not wait for a leader that is gone")
+        .unwrap()
+        .into_row()
+        .unwrap();
+    check_own_row(2, Some(row));
+    table.drop().await;
+}
+
+#[tokio::test]
+async fn lookups_in_a_transaction_each_get_their_row() {
+    let table = table().await;
+    let pool = pool().await;
+    let tx = pool.begin().await.unwrap();
+    let rows = join_all((1..=10).map(|id| tx.run(table.lookup(id, Mode::One)))).await;
+    for (id, r) in (1..=10).zip(rows) {
+        check_own_row(id, Some(r.unwrap().into_row().unwrap()));
+    }
+    tx.commit().await.unwrap();
+    table.drop().await;
+}

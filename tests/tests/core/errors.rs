@@ -1,0 +1,1 @@
+use chakra_tests as _;

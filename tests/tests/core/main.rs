@@ -1,0 +1,14 @@
+//! End-to-end tests of the core against a real PostgreSQL: one test binary, one module
+//! per behaviour. Tests whose names contain `fault_` restart or kill backends of the
+//! throwaway cluster and run alone, after the rest (see scripts/test).
+
+mod batch;
+mod custom_layer;
+mod errors;
+mod pool;
+mod retry;
+mod streaming;
+mod telemetry;
+mod timeout;
+mod transactions;
+mod values;

@@ -1,0 +1,142 @@
+//! The pool: bounds, acquire deadlines, warm minimum, idle reaping, statement cache.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chakra::{ErrorKind, Queryable};
+use chakra_tests::{admin, backends, builder, database_url, eventually, unique};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_never_exceeded_under_100_concurrent_requests() {
+    let app = unique("pool_max");
+    let pool = builder(&database_url(), &app).max_connections(5).build().await.unwrap();
+    let admin = admin(&database_url()).await;
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let (pool, done) = (pool.clone(), done.clone());
+            tokio::spawn(async move {
+                pool.query("SELECT pg_sleep(0.02)", vec![]).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    while done.load(Ordering::Relaxed) < 100 {
+        peak = peak.max(backends(&admin, &app).await.len());
+        assert!(pool.status().size <= 5, "pool opened {} connections", pool.status().size);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for r in requests {
+        r.await.unwrap();
+    }
+    assert!(peak <= 5, "the server saw {peak} connections of a pool capped at 5");
+    assert!(peak >= 2, "requests did not run concurrently (peak {peak})");
+}
+
+#[tokio::test]
+async fn a_request_waiting_past_acquire_timeout_gets_pool_timeout() {
+    let pool = builder(&database_url(), &unique("pool_wait"))
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let held = pool.session().await.unwrap();
+    held.query("SELECT 1", vec![]).await.unwrap();
+
+    let start = Instant::now();
+    let err = pool.query("SELECT 1", vec![]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PoolTimeout, "{err}");
+    assert!(err.to_string().contains("acquire_timeout"), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
+
+    drop(held);
+    pool.query("SELECT 1", vec![]).await.expect("the connection came back");
+}
+
+#[tokio::test]
+async fn min_connections_are_open_when_the_pool_is_built() {
+    let app = unique("pool_min");
+    let pool = builder(&database_url(), &app).min_connections(3).max_connections(6).build().await.unwrap();
+    assert_eq!(pool.status().size, 3);
+    assert_eq!(pool.status().idle, 3);
+    let admin = admin(&database_url()).await;
+    assert_eq!(backends(&admin, &app).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_above_the_minimum_are_closed_after_idle_timeout() {
+    let app = unique("pool_idle");
+    let pool = builder(&database_url(), &app)
+        .min_connections(1)
+        .max_connections(4)
+        .idle_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let busy: Vec<_> = (0..4).map(|_| pool.query("SELECT pg_sleep(0.1)", vec![])).collect();
+    futures::future::try_join_all(busy).await.unwrap();
+    assert_eq!(pool.status().size, 4);
+
+    let admin = admin(&database_url()).await;
+    eventually(Duration::from_secs(5), "idle connections are reaped down to min_connections", || async {
+        (pool.status().size == 1 && backends(&admin, &app).await.len() == 1).then_some(())
+    })
+    .await;
+    // And the minimum is kept, not reaped with the rest.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(backends(&admin, &app).await.len(), 1);
+}
+
+#[tokio::test]
+async fn statements_are_prepared_once_per_connection_with_the_cache_on() {
+    let pool = builder(&database_url(), &unique("cache_on")).build().await.unwrap();
+    let session = pool.session().await.unwrap();
+    for i in 0..3_i64 {
+        let row = session.query_one("SELECT $1::int8 + 1", vec![i.into()]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), i + 1);
+    }
+    let prepared = session
+        .query_one("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int8 + 1'", vec![])
+        .await
+        .unwrap();
+    assert_eq!(prepared.get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
+async fn with_the_cache_off_nothing_is_prepared_so_pgbouncer_transaction_mode_works() {
+    let pool = builder(&database_url(), &unique("cache_off")).statement_cache(false).build().await.unwrap();
+    let session = pool.session().await.unwrap();
+    let table = unique("cache_off_t");
+    session.execute(&format!("CREATE TEMP TABLE {table} (id int4, name text)"), vec![]).await.unwrap();
+    // An i64 parameter against an int4 column, and NULL, as a dynamic front-end sends them.
+    session
+        .execute(&format!("INSERT INTO {table} VALUES ($1, $2), ($3, $4)"), vec![1_i64.into(), "a".into(), 2_i64.into(), chakra::Value::Null])
+        .await
+        .unwrap();
+    let rows = session.query(&format!("SELECT name FROM {table} WHERE id = $1"), vec![1_i64.into()]).await.unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "a");
+    let prepared = session.query_one("SELECT count(*) FROM pg_prepared_statements", vec![]).await.unwrap();
+    assert_eq!(prepared.get::<_, i64>(0), 0, "named statements were prepared with the cache off");
+}
+
+#[tokio::test]
+async fn a_session_keeps_one_connection_and_returns_it() {
+    let pool = builder(&database_url(), &unique("session")).max_connections(2).build().await.unwrap();
+    let session = pool.session().await.unwrap();
+    let pid = |row: chakra::Row| row.get::<_, i32>(0);
+    let first = pid(session.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap());
+    for _ in 0..3 {
+        assert_eq!(pid(session.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap()), first);
+    }
+    assert_eq!(pool.status().in_use, 1);
+    drop(session);
+    eventually(Duration::from_secs(2), "the session's connection is back in the pool", || async {
+        (pool.status().in_use == 0).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,101 @@
+//! Fault tests on the throwaway cluster: reads survive a killed backend or a server
+//! restart; writes are never repeated.
+
+use std::time::Duration;
+
+use chakra::{ErrorKind, Queryable};
+use chakra_tests::{admin, backends, builder, eventually, restart_throwaway, throwaway_url, unique};
+
+/// Terminates the backends of `app` once one of them is running `marker`, i.e. while a
+/// statement is in flight, as a server restart or failover would.
+async fn terminate_while_running(admin: &tokio_postgres::Client, app: &str, marker: &str) {
+    eventually(Duration::from_secs(5), "the statement is running", || async {
+        backends(admin, app).await.iter().any(|(_, state, q)| state == "active" && q.contains(marker)).then_some(())
+    })
+    .await;
+    admin
+        .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+        .await
+        .unwrap();
+}
+
+const SLOW_READ: &str = "SELECT 41 + 1 FROM pg_sleep(0.5) AS slow_read";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_read_succeeds_after_its_connection_was_terminated_mid_statement() {
+    let Some(url) = throwaway_url() else { return };
+    let app = unique("retry_read");
+    let pool = builder(&url, &app).max_connections(2).build().await.unwrap();
+    let read = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.query_one(SLOW_READ, vec![]).await }
+    });
+    let admin = admin(&url).await;
+    terminate_while_running(&admin, &app, "slow_read").await;
+
+    let row = read.await.unwrap().expect("the read is retried on a new connection");
+    assert_eq!(row.get::<_, i32>(0), 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_without_retries_the_same_read_fails() {
+    // The control for the test above: the same fault is visible when retrying is off,
+    // so it is the retry that saves the read.
+    let Some(url) = throwaway_url() else { return };
+    let app = unique("retry_off");
+    let pool = builder(&url, &app).max_connections(2).retry_attempts(1).build().await.unwrap();
+    let read = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.query_one(SLOW_READ, vec![]).await }
+    });
+    let admin = admin(&url).await;
+    terminate_while_running(&admin, &app, "slow_read").await;
+
+    let err = read.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    pool.query_one("SELECT 1", vec![]).await.expect("the broken connection was discarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_write_is_not_retried() {
+    let Some(url) = throwaway_url() else { return };
+    let app = unique("retry_write");
+    let table = unique("retry_write_t");
+    let pool = builder(&url, &app).max_connections(2).build().await.unwrap();
+    pool.execute(&format!("CREATE TABLE {table} (id serial PRIMARY KEY, note text)"), vec![]).await.unwrap();
+    let write = tokio::spawn({
+        let (pool, table) = (pool.clone(), table.clone());
+        async move {
+            let sql = format!("INSERT INTO {table} (note) SELECT $1 FROM pg_sleep(0.5) AS slow_write");
+            pool.execute(&sql, vec!["once".into()]).await
+        }
+    });
+    let admin = admin(&url).await;
+    terminate_while_running(&admin, &app, "slow_write").await;
+
+    let err = write.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    // Give a (wrong) retry every chance to land before counting.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let count = admin.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get::<_, i64>(0);
+    assert_eq!(count, 0, "the write was sent again on another connection");
+    admin.execute(&format!("DROP TABLE {table}"), &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn fault_the_pool_recovers_after_a_server_restart() {
+    let Some(url) = throwaway_url() else { return };
+    let pool = builder(&url, &unique("restart")).max_connections(3).min_connections(2).build().await.unwrap();
+    pool.query("SELECT 1", vec![]).await.unwrap();
+
+    restart_throwaway();
+
+    // Every pooled connection died with the server; reads reconnect transparently.
+    for _ in 0..5 {
+        let row = pool.query_one("SELECT 2", vec![]).await.expect("reads work after the restart");
+        assert_eq!(row.get::<_, i32>(0), 2);
+    }
+    let tx = pool.begin().await.expect("transactions work after the restart");
+    tx.query_one("SELECT 1", vec![]).await.unwrap();
+    tx.commit().await.unwrap();
+}
