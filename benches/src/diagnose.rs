@@ -19,8 +19,8 @@ use chakra_service::Executor;
 use tower::util::{BoxCloneSyncService, MapRequestLayer};
 use tower::ServiceBuilder;
 
-use crate::harness::{format_duration, Samples, Table};
-use crate::shapes::{Contender, Db, Fanout, RawInsert, Side, Workload};
+use crate::harness::{format_duration, Measured, Table};
+use crate::shapes::{Contender, Db, Delivery, Fanout, RawInsert, Side, Workload};
 use crate::{Plan, Result, Shape};
 
 pub type BoxService = BoxCloneSyncService<Request, Response, chakra::Error>;
@@ -28,7 +28,8 @@ pub type BoxService = BoxCloneSyncService<Request, Response, chakra::Error>;
 /// Which of the built-in layers a hand-built stack has (acquire and executor always).
 #[derive(Debug, Clone, Copy, Default)]
 struct Layers {
-    batch: bool,
+    /// `max_batch` of the batch layer; 0 leaves the layer out.
+    batch: usize,
     retry: bool,
     timeout: bool,
     metrics: bool,
@@ -45,7 +46,7 @@ fn stack(connections: &ConnectionPool, layers: Layers, queries: Arc<AtomicU64>) 
         .option_layer(layers.metrics.then(MetricsLayer::new))
         .option_layer(layers.timeout.then(|| TimeoutLayer::new(Some(config.query.timeout))))
         .option_layer(layers.retry.then(|| RetryLayer::new(&config.retry)))
-        .option_layer(layers.batch.then(|| BatchLayer::new(DEFAULT_MAX_BATCH)))
+        .option_layer((layers.batch > 0).then(|| BatchLayer::new(layers.batch)))
         .layer(MapRequestLayer::new(move |request: Request| {
             queries.fetch_add(1, Ordering::Relaxed);
             request
@@ -56,29 +57,40 @@ fn stack(connections: &ConnectionPool, layers: Layers, queries: Arc<AtomicU64>) 
 }
 
 /// Builds the contenders, runs the diagnostic shapes and prints one table per shape.
-pub async fn run(workload: &Workload, raw: Contender, url: &str, plan: &Plan) -> Result<()> {
+/// `raw` and `chakra` are the headline's contenders, reused to keep connections down.
+pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &str, plan: &Plan) -> Result<()> {
     let mut config = Config::default();
     config.database.url = Some(url.to_owned());
     config.pool.max_connections = 10;
     config.pool.min_connections = 10;
     let connections = ConnectionPool::open(config).await?;
 
+    let Side::Chakra { db: default_pool, .. } = chakra.side.clone() else { unreachable!("the chakra contender") };
     let mut contenders = vec![raw];
-    let default_pool = chakra::Pool::builder().url(url).max_connections(10).min_connections(10).build().await?;
-    contenders.push(Contender { name: "Pool (default stack)".into(), side: Side::Chakra { db: Db::Pool(default_pool.clone()), batchable: true } });
+    contenders.push(Contender { name: "Pool (default stack)".into(), side: chakra.side });
     contenders.push(Contender {
         name: "Pool (default stack), lookups without PointLookup".into(),
-        side: Side::Chakra { db: Db::Pool(default_pool), batchable: false },
+        side: Side::Chakra { db: default_pool, batchable: false },
     });
     let no_timeout = chakra::Pool::builder().url(url).max_connections(10).min_connections(10).query_timeout(Duration::ZERO).build().await?;
     contenders.push(Contender { name: "Pool, query_timeout(0)".into(), side: Side::Chakra { db: Db::Pool(no_timeout), batchable: true } });
+    // Each step adds the next layer outwards, in the order `Pool` stacks them.
+    let bare = Layers::default();
+    let batch = Layers { batch: DEFAULT_MAX_BATCH, ..bare };
+    let retry = Layers { retry: true, ..batch };
+    let timeout = Layers { timeout: true, ..retry };
+    let metrics = Layers { metrics: true, ..timeout };
+    let full = Layers { trace: true, ..metrics };
     let steps = [
-        ("acquire → executor", Layers::default()),
-        ("+ batch", Layers { batch: true, ..Layers::default() }),
-        ("+ retry", Layers { batch: true, retry: true, ..Layers::default() }),
-        ("+ timeout", Layers { batch: true, retry: true, timeout: true, ..Layers::default() }),
-        ("+ metrics", Layers { batch: true, retry: true, timeout: true, metrics: true, ..Layers::default() }),
-        ("+ trace (= full stack)", Layers { batch: true, retry: true, timeout: true, metrics: true, trace: true }),
+        ("acquire → executor", bare),
+        ("+ batch", batch),
+        ("+ retry", retry),
+        ("+ timeout", timeout),
+        ("+ metrics", metrics),
+        ("+ trace (= full stack)", full),
+        // Smaller batches spread one burst over more connections (and server cores).
+        ("full stack, max_batch 250", Layers { batch: 250, ..full }),
+        ("full stack, max_batch 100", Layers { batch: 100, ..full }),
     ];
     for (name, layers) in steps {
         let queries = Arc::new(AtomicU64::new(0));
@@ -86,23 +98,37 @@ pub async fn run(workload: &Workload, raw: Contender, url: &str, plan: &Plan) ->
         contenders.push(Contender { name: format!("hand-built: {name}"), side: Side::Chakra { db, batchable: true } });
     }
 
-    let shapes = [
-        Shape::SequentialGet,
-        Shape::ConcurrentGet(Fanout::Tasks),
-        Shape::ConcurrentGet(Fanout::JoinAll),
-    ];
+    let shapes = [Shape::SequentialGet, Shape::ConcurrentGet(Fanout::Tasks), Shape::ConcurrentGet(Fanout::JoinAll)];
     for shape in shapes.into_iter().filter(|s| plan.selects(*s)) {
         let (warmup, rounds) = plan.rounds(shape);
         println!("\n{} — {warmup} warm-up + {rounds} rounds, order rotating", shape.title());
         let before = query_counts(&contenders);
-        let samples = crate::harness::compare(&contenders, warmup, rounds, |c| shape.run(workload, &c.side)).await?;
+        let measured = crate::harness::compare(&contenders, warmup, rounds, shape.units(), |c| shape.run(workload, &c.side)).await?;
         let after = query_counts(&contenders);
         let runs = (warmup + rounds) as f64;
         let names: Vec<String> = contenders.iter().map(|c| c.name.clone()).collect();
-        print_variants(&names, &samples, |i| match (shape, before[i], after[i]) {
+        print_variants(&names, &measured, |i| match (shape, before[i], after[i]) {
             (Shape::ConcurrentGet(_), Some(b), Some(a)) => format!("{:.1}", (a - b) as f64 / runs),
             _ => String::new(),
         });
+    }
+
+    // Fetch, split four ways: how much of Chakra's ratio is the stack, and how much is
+    // `query` handing over rows only after the last one arrived?
+    if plan.selects(Shape::Fetch) {
+        let (warmup, rounds) = plan.rounds(Shape::Fetch);
+        println!("\n{} — {warmup} warm-up + {rounds} rounds, order rotating", Shape::Fetch.title());
+        let (raw, chakra) = (contenders[0].side.clone(), contenders[1].side.clone());
+        let variants = [
+            ("raw tokio-postgres, query_raw, decoded as rows arrive", raw.clone(), Delivery::AsTheyArrive),
+            ("raw tokio-postgres, query (Vec<Row>), then decoded", raw, Delivery::Collected),
+            ("Pool (default stack), query_stream, decoded as rows arrive", chakra.clone(), Delivery::AsTheyArrive),
+            ("Pool (default stack), query (Vec<Row>), then decoded", chakra, Delivery::Collected),
+        ];
+        let measured =
+            crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, delivery)| crate::shapes::fetch(side, *delivery)).await?;
+        let names: Vec<String> = variants.iter().map(|(name, ..)| name.to_string()).collect();
+        print_variants(&names, &measured, |_| String::new());
     }
 
     // Bulk insert, split three ways: how much of Chakra's ratio is UNNEST itself (against
@@ -114,14 +140,14 @@ pub async fn run(workload: &Workload, raw: Contender, url: &str, plan: &Plan) ->
         let variants = [
             ("raw tokio-postgres, COPY BINARY", raw.clone(), RawInsert::Copy),
             ("raw tokio-postgres, INSERT … UNNEST", raw, RawInsert::Unnest),
+            // The method only steers the raw side; Chakra always sends UNNEST.
             ("Pool (default stack), INSERT … UNNEST", contenders[1].side.clone(), RawInsert::Copy),
         ];
-        let samples = crate::harness::compare(&variants, warmup, rounds, |(_, side, method)| {
-            crate::shapes::bulk_insert(workload, side, *method)
-        })
-        .await?;
+        let measured =
+            crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, method)| crate::shapes::bulk_insert(workload, side, *method))
+                .await?;
         let names: Vec<String> = variants.iter().map(|(name, ..)| name.to_string()).collect();
-        print_variants(&names, &samples, |_| String::new());
+        print_variants(&names, &measured, |_| String::new());
     }
     Ok(())
 }
@@ -136,16 +162,22 @@ fn query_counts(contenders: &[Contender]) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// One row per contender: its median, its ratio to the first (raw) contender, its noise.
-fn print_variants(names: &[String], samples: &[Samples], queries: impl Fn(usize) -> String) {
-    let baseline = samples[0].median().as_secs_f64();
-    let mut table = Table::new(&["contender", "median", "vs raw", "noise", "queries per run"]);
-    for (i, (name, s)) in names.iter().zip(samples).enumerate() {
+/// One row per contender: its median, its ratio to the first (raw) contender, its noise,
+/// the client CPU it burned per operation and how often a thread went to sleep per
+/// operation (each sleep means a wake-up hand-off between threads).
+fn print_variants(names: &[String], measured: &[Measured], queries: impl Fn(usize) -> String) {
+    let baseline = measured[0].wall.median().as_secs_f64();
+    let mut table =
+        Table::new(&["contender", "median", "vs raw", "noise", "min", "client CPU per op", "thread sleeps per op", "queries per run"]);
+    for (i, (name, m)) in names.iter().zip(measured).enumerate() {
         table.row(vec![
             name.clone(),
-            format_duration(s.median()),
-            format!("{:.2}", s.median().as_secs_f64() / baseline),
-            format!("±{:.1}%", s.spread() * 100.0),
+            format_duration(m.wall.median()),
+            format!("{:.2}", m.wall.median().as_secs_f64() / baseline),
+            format!("±{:.1}%", m.wall.spread() * 100.0),
+            format_duration(m.wall.min()),
+            format_duration(m.cpu.median()),
+            format!("{:.2}", m.median_sleeps()),
             queries(i),
         ]);
     }

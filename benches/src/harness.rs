@@ -14,6 +14,10 @@ impl Samples {
         self.quantile(0.5)
     }
 
+    pub fn min(&self) -> Duration {
+        self.0.iter().copied().min().unwrap_or_default()
+    }
+
     /// Half the interquartile range relative to the median: a rough "± noise" figure.
     pub fn spread(&self) -> f64 {
         let median = self.median().as_secs_f64();
@@ -38,28 +42,83 @@ impl Samples {
     }
 }
 
+/// What one contender measured on one shape: wall-clock time per unit of work, and the
+/// CPU time the whole process spent per unit (every thread: the caller, the runtime's
+/// workers, the connection tasks). On a shared, busy machine wall time is noisy; client
+/// CPU per operation is what a stack's overhead really costs, and it moves much less.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub wall: Samples,
+    pub cpu: Samples,
+    /// Threads going to sleep per unit (see [`ProcessCounters::sleeps`]).
+    pub sleeps: Vec<f64>,
+}
+
+impl Measured {
+    pub fn median_sleeps(&self) -> f64 {
+        let mut sorted = self.sleeps.clone();
+        sorted.sort_unstable_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    }
+}
+
 /// Runs `warmup` untimed rounds and then `rounds` timed ones; every round runs each
-/// contender once, so all contenders see the same server and machine state.
+/// contender once, so all contenders see the same server and machine state. `run`
+/// returns the wall time it measured; `units` is how many operations one run does (CPU
+/// time is divided by it).
 ///
 /// The order rotates every round (with two contenders: AB, BA, AB, …), so slow drift —
 /// a checkpoint, another client on the shared server, CPU frequency — lands on every
 /// contender alike instead of on whichever always runs second.
-pub async fn compare<'a, C, F, Fut>(contenders: &'a [C], warmup: usize, rounds: usize, mut run: F) -> Result<Vec<Samples>>
+pub async fn compare<'a, C, F, Fut>(contenders: &'a [C], warmup: usize, rounds: usize, units: u32, mut run: F) -> Result<Vec<Measured>>
 where
     F: FnMut(&'a C) -> Fut,
     Fut: Future<Output = Result<Duration>>,
 {
-    let mut samples = vec![Samples::default(); contenders.len()];
+    let mut measured = vec![Measured::default(); contenders.len()];
     for round in 0..warmup + rounds {
         for offset in 0..contenders.len() {
             let i = (round + offset) % contenders.len();
-            let measured = run(&contenders[i]).await?;
+            let before = ProcessCounters::now();
+            let wall = run(&contenders[i]).await?;
+            let after = ProcessCounters::now();
             if round >= warmup {
-                samples[i].0.push(measured);
+                measured[i].wall.0.push(wall);
+                measured[i].cpu.0.push(after.cpu.saturating_sub(before.cpu) / units);
+                measured[i].sleeps.push((after.sleeps - before.sleeps) as f64 / f64::from(units));
             }
         }
     }
-    Ok(samples)
+    Ok(measured)
+}
+
+/// Totals over every thread of this process so far, from Linux's per-thread `/proc`
+/// files (std has no getrusage binding, and schedstat has nanosecond resolution). All
+/// zero where there is no `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessCounters {
+    pub cpu: Duration,
+    /// Times a thread went to sleep (parked, waited on a socket or a futex); each such
+    /// sleep costs a wake-up later, so this counts cross-thread hand-offs.
+    pub sleeps: u64,
+}
+
+impl ProcessCounters {
+    pub fn now() -> ProcessCounters {
+        let Ok(threads) = std::fs::read_dir("/proc/self/task") else { return ProcessCounters::default() };
+        let mut total = ProcessCounters::default();
+        for thread in threads.flatten() {
+            let read = |file: &str| std::fs::read_to_string(thread.path().join(file)).unwrap_or_default();
+            let nanos = read("schedstat").split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            total.cpu += Duration::from_nanos(nanos);
+            total.sleeps += read("status")
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        total
+    }
 }
 
 /// `1.5 ms`, `47.2 us`: three significant figures in a unit that suits the value.

@@ -19,7 +19,7 @@ use futures::future::try_join_all;
 use tokio_postgres::NoTls;
 
 use crate::harness::{format_duration, Table};
-use crate::shapes::{Contender, Db, Fanout, RawClient, RawInsert, Side, Workload};
+use crate::shapes::{Contender, Db, Delivery, Fanout, RawClient, RawInsert, Side, Workload};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -29,11 +29,13 @@ const CONCURRENT_LOOKUPS: usize = 2_000;
 const SEQUENTIAL_LOOKUPS: usize = 2_000;
 const POOL_SIZE: usize = 10;
 
-const USAGE: &str = "usage: chakra-bench [--quick] [--diagnose] [--only SHAPE[,SHAPE…]] [--rounds N]
+const USAGE: &str = "usage: chakra-bench [--quick] [--diagnose] [--only SHAPE[,SHAPE…]] [--rounds N] [--side raw|chakra] [--workers N]
   --quick      fewer rounds (a smoke run; the noise is larger)
   --diagnose   also time hand-built stacks, one layer added at a time
   --only       run only these shapes: seq-get, concurrent-tasks, concurrent-join, fetch, stream, insert
   --rounds N   N timed rounds for every shape (e.g. to profile one shape for longer)
+  --side S     run one side only, raw or chakra (for a profiler; no ratios)
+  --workers N  Tokio worker threads (default 2, the reference box's cores)
 environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test)";
 
 /// One workload, run the same way on every side.
@@ -69,12 +71,20 @@ impl Shape {
 
     fn title(self) -> &'static str {
         match self {
-            Shape::SequentialGet => "point lookup by pk, sequential (per get)",
+            Shape::SequentialGet => "point lookup by pk, sequential (median get)",
             Shape::ConcurrentGet(Fanout::Tasks) => "2,000 concurrent gets, pool of 10 (one task per get)",
             Shape::ConcurrentGet(Fanout::JoinAll) => "2,000 concurrent gets, pool of 10 (10 tasks x join_all(200))",
             Shape::Fetch => "fetch 10k rows",
             Shape::Stream => "stream 100k rows",
             Shape::BulkInsert => "bulk insert 10k rows (raw: COPY BINARY; chakra: INSERT ... UNNEST)",
+        }
+    }
+
+    /// How many operations one run does (client CPU is reported per operation).
+    fn units(self) -> u32 {
+        match self {
+            Shape::SequentialGet => SEQUENTIAL_LOOKUPS as u32,
+            _ => 1,
         }
     }
 
@@ -91,8 +101,14 @@ impl Shape {
         match self {
             Shape::SequentialGet => shapes::sequential_get(w, side).await,
             Shape::ConcurrentGet(fanout) => shapes::concurrent_get(w, side, fanout).await,
-            Shape::Fetch => shapes::fetch(w, side).await,
-            Shape::Stream => shapes::stream(w, side).await,
+            Shape::Fetch => {
+                let delivery = match side {
+                    Side::Raw(_) => Delivery::AsTheyArrive,
+                    Side::Chakra { .. } => Delivery::Collected,
+                };
+                shapes::fetch(side, delivery).await
+            }
+            Shape::Stream => shapes::stream(side).await,
             Shape::BulkInsert => shapes::bulk_insert(w, side, RawInsert::Copy).await,
         }
     }
@@ -110,8 +126,8 @@ impl Plan {
     /// fewer rounds suffice there than for the single-query shapes.
     fn rounds(&self, shape: Shape) -> (usize, usize) {
         let (warmup, full, quick) = match shape {
-            Shape::SequentialGet => (1, 10, 3),
-            Shape::ConcurrentGet(_) => (3, 20, 5),
+            Shape::SequentialGet => (1, 15, 3),
+            Shape::ConcurrentGet(_) => (3, 30, 5),
             Shape::Fetch => (3, 30, 8),
             Shape::Stream => (1, 10, 3),
             Shape::BulkInsert => (1, 10, 3),
@@ -127,10 +143,13 @@ impl Plan {
 struct Args {
     plan: Plan,
     diagnose: bool,
+    workers: usize,
+    /// Run one side only (`raw` or `chakra`), e.g. under a profiler.
+    side: Option<String>,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
-    let mut args = Args { plan: Plan { quick: false, rounds: None, only: None }, diagnose: false };
+    let mut args = Args { plan: Plan { quick: false, rounds: None, only: None }, diagnose: false, workers: 2, side: None };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
         match arg.as_str() {
@@ -148,6 +167,14 @@ fn parse_args() -> std::result::Result<Args, String> {
                 let n = argv.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0);
                 args.plan.rounds = Some(n.ok_or("--rounds needs a positive number")?);
             }
+            "--workers" => {
+                let n = argv.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0);
+                args.workers = n.ok_or("--workers needs a positive number")?;
+            }
+            "--side" => match argv.next().as_deref() {
+                Some(side @ ("raw" | "chakra")) => args.side = Some(side.to_owned()),
+                _ => return Err("--side needs `raw` or `chakra`".into()),
+            },
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -166,32 +193,41 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // The reference box has 2 cores; the DESIGN sizes the runtime to the cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a Tokio runtime");
+    // The reference box has 2 cores, and the DESIGN sizes the runtime to the cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build().expect("a Tokio runtime");
     // Everything runs in a spawned task: `block_on`'s own thread is not a worker, and a
     // benchmark loop on it would pay a cross-thread wake-up per query that no server
     // handler pays.
     let outcome = runtime.block_on(async { tokio::spawn(run(args)).await });
     if let Err(e) = outcome.map_err(Into::into).and_then(|r| r) {
-        eprintln!("chakra-bench: {e}");
+        // tokio-postgres says only "db error" at the top; the server's message is a source.
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            message += &format!(": {cause}");
+            source = cause.source();
+        }
+        eprintln!("chakra-bench: {message}");
         std::process::exit(1);
     }
 }
 
 async fn run(args: Args) -> Result<()> {
+    let workers = args.workers;
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let (admin, connection) = tokio_postgres::connect(&url, NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
     let version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
-    println!("chakra-bench: PostgreSQL {version}, {} CPUs, Tokio runtime with 2 workers", num_cpus());
+    println!("chakra-bench: PostgreSQL {version}, {} CPUs, Tokio runtime with {workers} workers", num_cpus());
     println!("setting up bench_users ({} rows) and bench_insert …", data::USERS);
     data::setup(&admin).await?;
 
     // Connections for both sides exist before anything is timed: the pool is warm
     // (min = max) and every raw client has its statements prepared.
-    let raw: Vec<Arc<RawClient>> = try_join_all((0..POOL_SIZE).map(|_| RawClient::connect(&url))).await?.into_iter().map(Arc::new).collect();
+    let raw: Vec<Arc<RawClient>> =
+        try_join_all((0..POOL_SIZE).map(|_| RawClient::connect(&url))).await?.into_iter().map(Arc::new).collect();
     let pool = chakra::Pool::builder().url(&url).max_connections(POOL_SIZE).min_connections(POOL_SIZE).build().await?;
     let workload = Workload {
         sql: shapes::ModelSql::new(),
@@ -204,35 +240,61 @@ async fn run(args: Args) -> Result<()> {
         Contender { name: "raw tokio-postgres".into(), side: Side::Raw(raw.clone()) },
         Contender { name: "chakra".into(), side: Side::Chakra { db: Db::Pool(pool), batchable: true } },
     ];
+    // Under `--side`, the other side's column stays empty.
+    let runs = |c: &Contender| {
+        matches!((args.side.as_deref(), &c.side), (None, _) | (Some("raw"), Side::Raw(_)) | (Some("chakra"), Side::Chakra { .. }))
+    };
 
-    let mut table = Table::new(&["shape", "raw tokio-postgres", "chakra", "chakra/raw", "target", "noise (raw / chakra)"]);
+    let mut table = Table::new(&[
+        "shape",
+        "raw tokio-postgres",
+        "chakra",
+        "chakra/raw",
+        "target",
+        "noise raw / chakra",
+        "client CPU per op raw / chakra",
+    ]);
     for shape in Shape::ALL.into_iter().filter(|s| args.plan.selects(*s)) {
         let (warmup, rounds) = args.plan.rounds(shape);
         eprintln!("  {} — {warmup} warm-up + {rounds} rounds", shape.title());
-        let samples = harness::compare(&contenders, warmup, rounds, |c| shape.run(&workload, &c.side)).await?;
-        let (raw, chakra) = (&samples[0], &samples[1]);
-        let ratio = chakra.median().as_secs_f64() / raw.median().as_secs_f64();
-        let target = match shape.target() {
-            Some(t) if ratio <= t => format!("<= {t:.2}, met"),
-            Some(t) => format!("<= {t:.2}, MISSED"),
-            None => "-".to_owned(),
+        let chosen: Vec<&Contender> = contenders.iter().filter(|c| runs(c)).collect();
+        let measured = harness::compare(&chosen, warmup, rounds, shape.units(), |c| shape.run(&workload, &c.side)).await?;
+        let mut by_side = contenders.iter().map(|c| chosen.iter().position(|x| std::ptr::eq(*x, c)).map(|i| &measured[i]));
+        let (raw, chakra) = (by_side.next().flatten(), by_side.next().flatten());
+        let cell = |m: Option<&harness::Measured>, f: &dyn Fn(&harness::Measured) -> String| m.map_or("-".to_owned(), f);
+        let (ratio, target) = match (raw, chakra) {
+            (Some(raw), Some(chakra)) => {
+                let ratio = chakra.wall.median().as_secs_f64() / raw.wall.median().as_secs_f64();
+                let target = match shape.target() {
+                    Some(t) if ratio <= t => format!("<= {t:.2}, met"),
+                    Some(t) => format!("<= {t:.2}, MISSED"),
+                    None => "-".to_owned(),
+                };
+                (format!("{ratio:.2}"), target)
+            }
+            _ => ("-".to_owned(), "-".to_owned()),
         };
         table.row(vec![
             shape.title().to_owned(),
-            format_duration(raw.median()),
-            format_duration(chakra.median()),
-            format!("{ratio:.2}"),
+            cell(raw, &|m| format_duration(m.wall.median())),
+            cell(chakra, &|m| format_duration(m.wall.median())),
+            ratio,
             target,
-            format!("±{:.1}% / ±{:.1}%", raw.spread() * 100.0, chakra.spread() * 100.0),
+            format!(
+                "{} / {}",
+                cell(raw, &|m| format!("±{:.1}%", m.wall.spread() * 100.0)),
+                cell(chakra, &|m| format!("±{:.1}%", m.wall.spread() * 100.0))
+            ),
+            format!("{} / {}", cell(raw, &|m| format_duration(m.cpu.median())), cell(chakra, &|m| format_duration(m.cpu.median()))),
         ]);
     }
-    println!("\nmedians; chakra/raw < 1 means chakra is faster; noise is half the interquartile range");
+    println!("\nmedians of wall time; chakra/raw < 1 means chakra is faster; noise is half the interquartile range");
     table.print();
 
     if args.diagnose {
         println!("\n--diagnose: the same shapes on hand-built stacks, one layer added per row");
-        let [raw, _] = contenders;
-        diagnose::run(&workload, raw, &url, &args.plan).await?;
+        let [raw, chakra] = contenders;
+        diagnose::run(&workload, raw, chakra, &url, &args.plan).await?;
     }
     Ok(())
 }

@@ -19,6 +19,6 @@ mod pool;
 mod queryable;
 mod transaction;
 
-pub use pool::{Pool, PoolBuilder, Session};
+pub use pool::{BoxService, Pool, PoolBuilder, Session};
 pub use queryable::Queryable;
 pub use transaction::{IsolationLevel, Transaction, TransactionOptions};

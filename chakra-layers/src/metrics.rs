@@ -150,7 +150,7 @@ impl QueryLabels {
         let seconds = start.elapsed().as_secs_f64();
         counter!(QUERIES, "operation" => operation.clone(), "table" => table.clone()).increment(1);
         if let Outcome::Error(kind) = outcome {
-            counter!(QUERY_ERRORS, "operation" => operation.clone(), "table" => table.clone(), "kind" => kind_name(kind))
+            counter!(QUERY_ERRORS, "operation" => operation.clone(), "table" => table.clone(), "kind" => kind.as_str())
                 .increment(1);
         }
         histogram!(QUERY_DURATION, "operation" => operation, "table" => table, "outcome" => outcome.as_str())
@@ -158,24 +158,6 @@ impl QueryLabels {
     }
 }
 
-/// The snake_case name of an error kind, as the metrics `kind` label and the span's
-/// `error.type`, so both name kinds identically.
-pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Config => "config",
-        ErrorKind::PoolTimeout => "pool_timeout",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Connection => "connection",
-        ErrorKind::Integrity => "integrity",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::MultipleFound => "multiple_found",
-        ErrorKind::Query => "query",
-        ErrorKind::Decode => "decode",
-        ErrorKind::Usage => "usage",
-        // `ErrorKind` is non-exhaustive; a new kind shows up as `other` until named here.
-        _ => "other",
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -370,10 +352,10 @@ mod tests {
 
     #[test]
     fn error_kinds_are_named_in_snake_case() {
-        assert_eq!(kind_name(ErrorKind::PoolTimeout), "pool_timeout");
-        assert_eq!(kind_name(ErrorKind::MultipleFound), "multiple_found");
-        assert_eq!(kind_name(ErrorKind::NotFound), "not_found");
-        assert_eq!(kind_name(ErrorKind::Integrity), "integrity");
+        assert_eq!(ErrorKind::as_str(ErrorKind::PoolTimeout), "pool_timeout");
+        assert_eq!(ErrorKind::as_str(ErrorKind::MultipleFound), "multiple_found");
+        assert_eq!(ErrorKind::as_str(ErrorKind::NotFound), "not_found");
+        assert_eq!(ErrorKind::as_str(ErrorKind::Integrity), "integrity");
     }
 
     #[test]

@@ -19,7 +19,6 @@ use pin_project::{pin_project, pinned_drop};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::metrics::kind_name;
 
 /// Set to `true` on a span whose request was dropped before it completed (the caller gave
 /// up); such a span keeps status `Unset`, since giving up is not a database error.
@@ -29,8 +28,8 @@ const CANCELLED: &str = "chakra.cancelled";
 ///
 /// The span is named `"{db.operation.name} {db.collection.name}"` (`SELECT users`), or just
 /// the operation when the request has no table, and carries `db.system.name`,
-/// `db.query.text`, `db.operation.name`, `db.collection.name`, `server.address` and
-/// `server.port`. A failed request sets status `Error` with the error's message,
+/// `db.query.text`, `db.operation.name`, `db.collection.name`, `db.namespace`,
+/// `server.address` and `server.port`. A failed request sets status `Error` with the error's message,
 /// `error.type` (the [`ErrorKind`](chakra_service::ErrorKind) in snake_case, e.g.
 /// `pool_timeout`) and, when the server reported one, `db.response.status_code` (the
 /// SQLSTATE). A request dropped before it completes ends its span with
@@ -115,6 +114,9 @@ impl Shared {
             KeyValue::new("server.address", self.server.address.clone()),
             KeyValue::new("server.port", i64::from(self.server.port)),
         ]);
+        if let Some(database) = &self.server.database {
+            span.set_attribute(KeyValue::new("db.namespace", database.clone()));
+        }
         if let Some(table) = &labels.table {
             span.update_name(format!("{} {table}", labels.operation));
             span.set_attribute(KeyValue::new("db.collection.name", table.clone()));
@@ -165,7 +167,7 @@ fn record_error(span: &mut BoxedSpan, error: &Error) {
     if !span.is_recording() {
         return;
     }
-    span.set_attribute(KeyValue::new("error.type", kind_name(error.kind())));
+    span.set_attribute(KeyValue::new("error.type", error.kind().as_str()));
     if let Some(code) = error.code() {
         span.set_attribute(KeyValue::new("db.response.status_code", code.code().to_owned()));
     }
@@ -176,12 +178,13 @@ fn record_error(span: &mut BoxedSpan, error: &Error) {
 mod tests {
     use super::*;
 
-    use std::future::pending;
+    use std::future::{pending, ready, Ready};
 
     use chakra_service::{ErrorKind, Labels, Mode, Statement, Value};
     use opentelemetry::trace::{SpanId, TraceContextExt, TracerProvider};
     use opentelemetry::Value as AttributeValue;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tower::util::ServiceFn;
     use tower::{service_fn, ServiceExt};
 
     const SECRET: &str = "secret-param-value";
@@ -192,7 +195,7 @@ mod tests {
     }
 
     fn server() -> ServerInfo {
-        ServerInfo { address: "db.internal".into(), port: 6432 }
+        ServerInfo { address: "db.internal".into(), port: 6432, database: Some("app".into()) }
     }
 
     /// A provider private to one test, exporting each span as it ends.
@@ -220,6 +223,10 @@ mod tests {
         Ok(Response::Affected(1))
     }
 
+    fn failing(kind: ErrorKind, message: &'static str) -> ServiceFn<impl FnMut(Request) -> Ready<Result<Response>>> {
+        service_fn(move |_: Request| ready(Err(Error::new(kind, message))))
+    }
+
     #[tokio::test]
     async fn span_follows_database_semantic_conventions() {
         let (provider, exporter) = provider();
@@ -234,6 +241,7 @@ mod tests {
         assert_eq!(attribute(&span, "db.operation.name"), Some(&"SELECT".into()));
         assert_eq!(attribute(&span, "db.collection.name"), Some(&"users".into()));
         assert_eq!(attribute(&span, "server.address"), Some(&"db.internal".into()));
+        assert_eq!(attribute(&span, "db.namespace"), Some(&"app".into()));
         assert_eq!(attribute(&span, "server.port"), Some(&AttributeValue::I64(6432)));
         assert_eq!(attribute(&span, "error.type"), None);
         assert_eq!(attribute(&span, CANCELLED), None);
@@ -242,8 +250,7 @@ mod tests {
     #[tokio::test]
     async fn parameter_values_never_reach_the_span() {
         let (provider, exporter) = provider();
-        let failing = service_fn(|_: Request| async { Err::<Response, _>(Error::new(ErrorKind::Timeout, "statement timed out")) });
-        layer(&provider).layer(failing).oneshot(select_user()).await.unwrap_err();
+        layer(&provider).layer(failing(ErrorKind::Timeout, "statement timed out")).oneshot(select_user()).await.unwrap_err();
 
         let span = only_span(&exporter);
         for kv in &span.attributes {
@@ -266,24 +273,23 @@ mod tests {
 
     #[tokio::test]
     async fn failed_request_sets_error_status_and_type() {
+        const MESSAGE: &str = "duplicate key value violates unique constraint \"users_name_key\"";
         let (provider, exporter) = provider();
-        let failing = service_fn(|_: Request| async {
-            Err::<Response, _>(Error::new(ErrorKind::Integrity, "duplicate key value violates unique constraint \"users_name_key\""))
-        });
-        layer(&provider).layer(failing).oneshot(select_user()).await.unwrap_err();
+        let svc = layer(&provider).layer(failing(ErrorKind::Integrity, MESSAGE));
+        svc.oneshot(select_user()).await.unwrap_err();
 
         let span = only_span(&exporter);
-        assert_eq!(span.status, Status::error("duplicate key value violates unique constraint \"users_name_key\""));
+        assert_eq!(span.status, Status::error(MESSAGE));
         assert_eq!(attribute(&span, "error.type"), Some(&"integrity".into()));
         // Only server-reported errors carry a SQLSTATE.
         assert_eq!(attribute(&span, "db.response.status_code"), None);
     }
 
     #[tokio::test]
-    async fn timeout_error_type_is_snake_case() {
+    async fn pool_timeout_error_type_is_snake_case() {
         let (provider, exporter) = provider();
-        let failing = service_fn(|_: Request| async { Err::<Response, _>(Error::new(ErrorKind::PoolTimeout, "no connection within 5s")) });
-        layer(&provider).layer(failing).oneshot(select_user()).await.unwrap_err();
+        let svc = layer(&provider).layer(failing(ErrorKind::PoolTimeout, "no connection within 5s"));
+        svc.oneshot(select_user()).await.unwrap_err();
 
         assert_eq!(attribute(&only_span(&exporter), "error.type"), Some(&"pool_timeout".into()));
     }

@@ -1,2 +1,20 @@
-//! Models, the query AST and its dialect compilers. Not built yet: the Rust models land
-//! with their own issue, on top of `chakra-layers`' `Pool`.
+//! Models and the query builder: a Rust struct mapped to a table (`#[derive(Model)]`), typed
+//! columns that build conditions, and [`Query`], which compiles the query AST through a
+//! [`Dialect`] into a request for the layer stack.
+//!
+//! The AST ([`ast`]) and the run-time lookups ([`lookup`]) are public so other front-ends —
+//! the Python API — build the same queries by field and lookup name.
+
+pub mod ast;
+mod column;
+pub mod compile;
+pub mod dialect;
+pub mod lookup;
+mod model;
+mod query;
+
+pub use ast::{Assignment, Expr, Order};
+pub use column::Column;
+pub use dialect::{Dialect, Postgres};
+pub use model::{decode, FieldInfo, Model, ModelSql, SqlType};
+pub use query::{ModelStream, Query};

@@ -34,8 +34,30 @@ pub enum ErrorKind {
     Query,
     /// A value could not be encoded as a parameter or decoded from a row.
     Decode,
+    /// A query names a field or lookup the model does not have; raised before any SQL
+    /// is sent.
+    Field,
     /// The request cannot run as built (no connection to run it on, a finished transaction…).
     Usage,
+}
+
+impl ErrorKind {
+    /// The kind in snake_case (`pool_timeout`), as metrics, spans and bindings name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::PoolTimeout => "pool_timeout",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MultipleFound => "multiple_found",
+            ErrorKind::Query => "query",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Field => "field",
+            ErrorKind::Usage => "usage",
+        }
+    }
 }
 
 /// A Chakra error: a kind, a message a user can act on, and the underlying cause.
@@ -52,6 +74,7 @@ struct Inner {
     code: Option<SqlState>,
     constraint: Option<String>,
     key: Option<String>,
+    detail: Option<String>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -68,6 +91,7 @@ impl Error {
                 code: None,
                 constraint: None,
                 key: None,
+                detail: None,
                 source: None,
             }),
         }
@@ -100,6 +124,17 @@ impl Error {
     /// The violated constraint's name, for [`ErrorKind::Integrity`].
     pub fn constraint(&self) -> Option<&str> {
         self.inner.constraint.as_deref()
+    }
+
+    /// A query error naming the unknown field or lookup.
+    pub fn field(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Field, message)
+    }
+
+    /// The server's DETAIL line, which may quote row values: kept out of
+    /// [`message`](Self::message) and `Display` so they do not reach logs by accident.
+    pub fn detail(&self) -> Option<&str> {
+        self.inner.detail.as_deref()
     }
 
     /// The configuration key at fault, for [`ErrorKind::Config`].
@@ -147,9 +182,14 @@ impl From<tokio_postgres::Error> for Error {
             } else {
                 ErrorKind::Query
             };
+            // tokio-postgres counts parameters from 0; the SQL says `$1`.
+            let text = match text.strip_prefix("error serializing parameter ").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => format!("cannot send parameter ${}", n + 1),
+                None => text,
+            };
             let message = match err.source() {
-                Some(source) => format!("{err}: {source}"),
-                None => err.to_string(),
+                Some(source) => format!("{text}: {source}"),
+                None => text,
             };
             return Error::new(kind, message).with_source(err);
         };
@@ -165,15 +205,15 @@ impl From<tokio_postgres::Error> for Error {
             "22" => ErrorKind::Decode,
             _ => ErrorKind::Query,
         };
-        let mut message = db.message().to_owned();
-        if let Some(detail) = db.detail() {
-            message = format!("{message} ({detail})");
-        }
-        let constraint = db.constraint().map(str::to_owned);
-        let mut e = Error::new(kind, format!("{message} [SQLSTATE {}]", code.code()));
+        // The server's DETAIL can quote row values (`Key (email)=(…) already exists`), so it
+        // stays out of the message, which ends up in logs, spans and HTTP responses.
+        let mut e = Error::new(kind, format!("{} [SQLSTATE {}]", db.message(), code.code()));
         e.inner.code = Some(code);
-        e.inner.constraint = constraint;
-        e.with_source(err)
+        e.inner.constraint = db.constraint().map(str::to_owned);
+        e.inner.detail = db.detail().map(str::to_owned);
+        // No source: the driver error's text repeats the DETAIL, and whatever prints cause
+        // chains (anyhow, tracing) would print it. Its facts are all on this error.
+        e
     }
 }
 

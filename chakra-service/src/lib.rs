@@ -26,5 +26,8 @@ pub use value::Value;
 /// The crates whose types appear in [`Value`].
 pub use {chrono, rust_decimal, serde_json, uuid};
 
+/// The driver's conversion traits, for decoding columns into your own types.
+pub use tokio_postgres::types::{FromSql, FromSqlOwned, ToSql};
+
 /// The driver's SQLSTATE codes, for matching on [`Error::code`].
 pub use tokio_postgres::error::SqlState;

@@ -13,11 +13,13 @@ use crate::conn::{Client, Conn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::telemetry;
 
-/// Where the server is, for tracing (`server.address`, `server.port`).
+/// Where the server is, for tracing (`server.address`, `server.port`, `db.namespace`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
     pub address: Arc<str>,
     pub port: u16,
+    /// The database name, when the configuration names one.
+    pub database: Option<Arc<str>>,
 }
 
 /// A snapshot of the pool's occupancy.
@@ -138,7 +140,7 @@ impl ServerInfo {
         None => "localhost".to_owned(),
     };
         let port = pg.get_ports().first().copied().unwrap_or(5432);
-        ServerInfo { address: address.into(), port }
+        ServerInfo { address: address.into(), port, database: pg.get_dbname().map(Into::into) }
     }
 }
 

@@ -21,13 +21,23 @@
 //! ```
 
 pub use chakra_layers::{
-    acquire, batch, metrics, retry, timeout, trace, IsolationLevel, Pool, PoolBuilder, Queryable, Session, Transaction,
+    acquire, batch, metrics, retry, timeout, trace, BoxService, IsolationLevel, Pool, PoolBuilder, Queryable, Session, Transaction,
     TransactionOptions,
 };
 pub use chakra_service::{
     chrono, rust_decimal, serde_json, telemetry, uuid, Config, ConnectionPool, Error, ErrorKind, Labels, Mode, PinnedConn,
     PointLookup, PoolStatus, Request, Response, Result, Row, RowStream, SqlState, Statement, TxEffect, Value,
 };
+
+/// Models and the query builder (`chakra_models`); `#[derive(Model)]` expands to paths
+/// under here.
+pub mod models {
+    pub use chakra_models::*;
+}
+
+pub use chakra_models::{Column, Expr, Model, ModelStream, Order, Query};
+/// `#[derive(Model)]`: maps a struct to a table (see [`Model`]).
+pub use chakra_models_derive::Model;
 
 /// Opens a pool for `url` with the default settings (see [`Config`]); use
 /// [`Pool::builder`] or [`PoolBuilder::from_env`] for more.
@@ -43,5 +53,5 @@ pub async fn connect_direct(url: &str) -> Result<Session> {
 
 /// What most programs need: `use chakra::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, ErrorKind, Pool, Queryable, Result, Row, Session, Transaction, Value};
+    pub use crate::{Error, ErrorKind, Model, Pool, Query, Queryable, Result, Row, Session, Transaction, Value};
 }

@@ -5,8 +5,10 @@
 mod batch;
 mod custom_layer;
 mod errors;
+mod models;
 mod pool;
 mod retry;
+mod spec_examples;
 mod streaming;
 mod telemetry;
 mod timeout;

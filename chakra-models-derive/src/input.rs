@@ -1,0 +1,210 @@
+//! The struct being derived, checked and reduced to what the expansion needs.
+
+use syn::ext::IdentExt;
+use quote::quote;
+use syn::{Data, DeriveInput, Fields, Ident, Path, Type, Visibility};
+
+use crate::attr::{Errors, FieldOptions, StructOptions};
+
+/// `Model`'s provided methods. A field with one of these names would get an accessor
+/// that shadows the method (`User::get()` would be a column, not a lookup).
+const RESERVED: &[&str] = &[
+    "query", "get", "insert", "update", "delete", "save", "insert_all", "statements", "from_row", "to_values",
+    "primary_key",
+];
+
+/// A struct that can be a model.
+pub(crate) struct ModelInput {
+    pub(crate) ident: Ident,
+    /// The facade's path: `::chakra` unless `#[chakra(crate = "...")]` says otherwise.
+    pub(crate) krate: Path,
+    pub(crate) table: String,
+    pub(crate) fields: Vec<FieldInput>,
+    /// Index of the primary key in `fields`.
+    pub(crate) primary_key: usize,
+}
+
+pub(crate) struct FieldInput {
+    /// As written, `r#` included.
+    pub(crate) ident: Ident,
+    /// As Rust code spells it everywhere else: without `r#`.
+    pub(crate) name: String,
+    pub(crate) column: String,
+    pub(crate) vis: Visibility,
+    pub(crate) ty: Type,
+    /// The database fills it in (only ever true for the primary key).
+    pub(crate) generated: bool,
+}
+
+impl ModelInput {
+    /// Checks `input`, reporting every problem found at the token that causes it.
+    pub(crate) fn from_derive(input: DeriveInput) -> syn::Result<Self> {
+        let mut errors = Errors::default();
+        let options = StructOptions::parse(&input.attrs, &mut errors);
+
+        if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
+            errors.push(syn::Error::new_spanned(
+                &input.generics,
+                "#[derive(Model)] does not support generic structs yet; give the model concrete field types",
+            ));
+        }
+
+        let named = match input.data {
+            Data::Struct(data) => match data.fields {
+                Fields::Named(fields) => fields.named,
+                Fields::Unnamed(fields) => {
+                    return Err(errors.fail(syn::Error::new_spanned(
+                        &fields,
+                        "#[derive(Model)] needs named fields, one per column: `struct User { id: i64, ... }`",
+                    )));
+                }
+                Fields::Unit => {
+                    return Err(errors.fail(syn::Error::new_spanned(
+                        &input.ident,
+                        "#[derive(Model)] needs a struct with named fields, one per column: `struct User { id: i64, ... }`",
+                    )));
+                }
+            },
+            Data::Enum(data) => {
+                let (keyword, ident) = (data.enum_token, &input.ident);
+                return Err(errors.fail(syn::Error::new_spanned(
+                    quote!(#keyword #ident),
+                    "#[derive(Model)] works on structs with named fields, not enums",
+                )));
+            }
+            Data::Union(data) => {
+                let (keyword, ident) = (data.union_token, &input.ident);
+                return Err(errors.fail(syn::Error::new_spanned(
+                    quote!(#keyword #ident),
+                    "#[derive(Model)] works on structs with named fields, not unions",
+                )));
+            }
+        };
+
+        let mut fields = Vec::with_capacity(named.len());
+        let mut primary_key: Option<(usize, Ident)> = None;
+        for field in named {
+            let field_options = FieldOptions::parse(&field.attrs, &mut errors);
+            let ident = field.ident.expect("named fields have names");
+            let name = ident.unraw().to_string();
+
+            if RESERVED.contains(&name.as_str()) {
+                errors.push(syn::Error::new_spanned(
+                    &ident,
+                    format!(
+                        "a field named `{name}` would hide `Model::{name}` behind its column accessor; \
+                         rename the field and keep the column with `#[chakra(column = \"{name}\")]`"
+                    ),
+                ));
+            }
+
+            let column = match &field_options.column {
+                Some(lit) => lit.value(),
+                None => name.clone(),
+            };
+            if let Some(other) = fields.iter().find(|f: &&FieldInput| f.column == column) {
+                let culprit = field_options.column.as_ref().map_or(ident.span(), |lit| lit.span());
+                errors.push(syn::Error::new(
+                    culprit,
+                    format!("column `{column}` is already the column of field `{}`", other.name),
+                ));
+            }
+
+            let generated = match (&field_options.primary_key, &field_options.generated) {
+                (Some(word), _) => {
+                    if let Some((_, first)) = &primary_key {
+                        errors.push(syn::Error::new_spanned(
+                            word,
+                            format!("`{first}` is already the primary key; a model has exactly one (composite keys are not supported)"),
+                        ));
+                    } else {
+                        primary_key = Some((fields.len(), ident.clone()));
+                    }
+                    field_options.generated.as_ref().map_or_else(|| is_integer_key(&field.ty), |(_, generated)| *generated)
+                }
+                (None, Some((word, _))) => {
+                    errors.push(syn::Error::new_spanned(
+                        word,
+                        "`generated` applies only to the primary key: `#[chakra(primary_key, generated = false)]`",
+                    ));
+                    false
+                }
+                (None, None) => false,
+            };
+
+            fields.push(FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated });
+        }
+
+        let Some((primary_key, _)) = primary_key else {
+            return Err(errors.fail(syn::Error::new_spanned(
+                &input.ident,
+                format!("model `{}` has no primary key; mark its key field with `#[chakra(primary_key)]`", input.ident),
+            )));
+        };
+        errors.finish()?;
+
+        let table = match options.table {
+            Some(lit) => lit.value(),
+            None => snake_case(&input.ident.unraw().to_string()),
+        };
+        let krate = options.krate.unwrap_or_else(|| syn::parse_quote!(::chakra));
+        Ok(ModelInput { ident: input.ident, krate, table, fields, primary_key })
+    }
+}
+
+/// `i16`, `i32` or `i64`: a key PostgreSQL generates (identity or serial) unless told
+/// otherwise. Judged by spelling, so a type alias of `i64` needs `generated = true`.
+fn is_integer_key(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| last.arguments.is_empty() && ["i16", "i32", "i64"].iter().any(|t| last.ident == t)),
+        Type::Group(group) => is_integer_key(&group.elem),
+        _ => false,
+    }
+}
+
+/// `UserProfile` → `user_profile`, `HTTPRequest` → `http_request`.
+fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let after_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let ends_acronym = i > 0 && chars[i - 1].is_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if after_lower || ends_acronym {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_is_the_struct_name_in_snake_case() {
+        assert_eq!(snake_case("User"), "user");
+        assert_eq!(snake_case("UserProfile"), "user_profile");
+        assert_eq!(snake_case("HTTPRequest"), "http_request");
+        assert_eq!(snake_case("Order2Item"), "order2_item");
+        assert_eq!(snake_case("already_snake"), "already_snake");
+    }
+
+    #[test]
+    fn only_plain_integer_keys_default_to_generated() {
+        let generated = |ty: &str| is_integer_key(&syn::parse_str(ty).unwrap());
+        assert!(generated("i64"));
+        assert!(generated("std::primitive::i32"));
+        assert!(!generated("uuid::Uuid"));
+        assert!(!generated("Option<i64>"));
+        assert!(!generated("String"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The query AST: what a query *means*, with no SQL in it. Rust models and the Python
+//! front-end both build these nodes; a [`Dialect`](crate::Dialect) renders them.
+
+use std::borrow::Cow;
+
+use chakra_service::Value;
+
+/// A column or table name as written in the schema; quoted by the dialect, never by hand.
+pub type Ident = Cow<'static, str>;
+
+/// Comparison operators between a column and a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// Which part of a text a pattern lookup matches; user text is escaped, so `%`, `_` and
+/// `\` in it match themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMatch {
+    Exact,
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+/// A boolean condition on a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// `column <op> value`; comparing with `NULL` means `IS [NOT] NULL` (`Eq`/`Ne`).
+    Compare { column: Ident, op: CompareOp, value: Value },
+    /// `column` is one of `values` (`false` for an empty list).
+    In { column: Ident, values: Vec<Value>, negated: bool },
+    /// `column IS [NOT] NULL`.
+    IsNull { column: Ident, negated: bool },
+    /// `column [I]LIKE pattern`: either a raw pattern (`like`, `ilike`, wildcards are the
+    /// caller's) or user text matched literally at a position.
+    Like { column: Ident, pattern: Pattern, case_insensitive: bool },
+    /// `column BETWEEN low AND high`.
+    Between { column: Ident, low: Value, high: Value },
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    /// SQL `NOT`: three-valued, so rows where the inner condition is unknown (`NULL`)
+    /// are excluded too.
+    Not(Box<Expr>),
+    /// The inner condition is not true — false *or unknown* — the way Django's `exclude`
+    /// keeps rows whose column is `NULL`.
+    NotTrue(Box<Expr>),
+    /// A constant.
+    Literal(bool),
+}
+
+/// The pattern of a [`Expr::Like`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    /// A LIKE pattern used as given.
+    Raw(String),
+    /// User text, escaped when rendered.
+    Text(String, TextMatch),
+}
+
+impl Pattern {
+    /// The LIKE pattern with `\` as the escape character.
+    pub fn to_like(&self) -> String {
+        match self {
+            Pattern::Raw(p) => p.clone(),
+            Pattern::Text(text, at) => {
+                let mut out = String::with_capacity(text.len() + 2);
+                if matches!(at, TextMatch::EndsWith | TextMatch::Contains) {
+                    out.push('%');
+                }
+                for c in text.chars() {
+                    if matches!(c, '%' | '_' | '\\') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                if matches!(at, TextMatch::StartsWith | TextMatch::Contains) {
+                    out.push('%');
+                }
+                out
+            }
+        }
+    }
+}
+
+impl Expr {
+    /// Both conditions.
+    pub fn and(self, other: Expr) -> Expr {
+        match self {
+            Expr::And(mut all) => {
+                all.push(other);
+                Expr::And(all)
+            }
+            first => Expr::And(vec![first, other]),
+        }
+    }
+
+    /// Either condition.
+    pub fn or(self, other: Expr) -> Expr {
+        match self {
+            Expr::Or(mut any) => {
+                any.push(other);
+                Expr::Or(any)
+            }
+            first => Expr::Or(vec![first, other]),
+        }
+    }
+
+    /// Every condition (`true` for none).
+    pub fn all(exprs: impl IntoIterator<Item = Expr>) -> Expr {
+        Expr::And(exprs.into_iter().collect())
+    }
+
+    /// Any condition (`false` for none).
+    pub fn any(exprs: impl IntoIterator<Item = Expr>) -> Expr {
+        Expr::Or(exprs.into_iter().collect())
+    }
+}
+
+impl std::ops::Not for Expr {
+    type Output = Expr;
+
+    fn not(self) -> Expr {
+        Expr::Not(Box::new(self))
+    }
+}
+
+impl std::ops::BitAnd for Expr {
+    type Output = Expr;
+
+    fn bitand(self, rhs: Expr) -> Expr {
+        self.and(rhs)
+    }
+}
+
+impl std::ops::BitOr for Expr {
+    type Output = Expr;
+
+    fn bitor(self, rhs: Expr) -> Expr {
+        self.or(rhs)
+    }
+}
+
+/// One `ORDER BY` term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub column: Ident,
+    pub descending: bool,
+}
+
+/// What a `SELECT` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Projection {
+    /// The listed columns.
+    #[default]
+    Columns,
+    /// `count(*)` of the matching rows.
+    Count,
+    /// Whether any row matches.
+    Exists,
+}
+
+/// A `SELECT` from one table.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Select {
+    pub table: Ident,
+    pub columns: Vec<Ident>,
+    pub projection: Projection,
+    pub filter: Option<Expr>,
+    pub order: Vec<Order>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+impl Select {
+    /// `SELECT columns FROM table`.
+    pub fn new(table: impl Into<Ident>, columns: impl IntoIterator<Item = impl Into<Ident>>) -> Self {
+        Select { table: table.into(), columns: columns.into_iter().map(Into::into).collect(), ..Default::default() }
+    }
+
+    /// Adds a condition, joined to the existing ones with `AND`.
+    pub fn filter(&mut self, expr: Expr) {
+        self.filter = Some(match self.filter.take() {
+            Some(existing) => existing.and(expr),
+            None => expr,
+        });
+    }
+}
+
+/// One `SET column = value` of an update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub column: Ident,
+    pub value: Value,
+}
+
+/// An `UPDATE` of the rows matching `filter` (all rows when `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub table: Ident,
+    pub set: Vec<Assignment>,
+    pub filter: Option<Expr>,
+}
+
+/// A `DELETE` of the rows matching `filter` (all rows when `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delete {
+    pub table: Ident,
+    pub filter: Option<Expr>,
+}
+
+/// An `INSERT` of one or many rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Insert {
+    pub table: Ident,
+    pub columns: Vec<Ident>,
+    /// The SQL type of each column (`int8`, `text`, …): lets a dialect send many rows as
+    /// one array per column instead of one parameter per value.
+    pub column_types: Vec<Cow<'static, str>>,
+    /// Values, row by row, in `columns` order.
+    pub rows: Vec<Vec<Value>>,
+    /// Columns to return from each inserted row (generated keys, defaults).
+    pub returning: Vec<Ident>,
+    /// Update these columns instead when a row with the same `conflict_target` exists.
+    pub upsert: Option<Upsert>,
+}
+
+/// `ON CONFLICT (target) DO UPDATE SET column = excluded.column, …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsert {
+    pub conflict_target: Vec<Ident>,
+    pub update: Vec<Ident>,
+}

@@ -1,0 +1,138 @@
+//! Typed column handles — `User::is_active()` — whose methods build conditions.
+
+use std::marker::PhantomData;
+
+use chakra_service::Value;
+
+use crate::ast::{Assignment, CompareOp, Expr, Order, Pattern, TextMatch};
+
+/// A column of model `M` holding values of type `T`; the derive generates one accessor
+/// per field. Values are taken as `impl Into<Value>`, like SeaORM's columns.
+pub struct Column<M, T> {
+    name: &'static str,
+    _model: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Clone for Column<M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M, T> Copy for Column<M, T> {}
+
+impl<M, T> std::fmt::Debug for Column<M, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Column({})", self.name)
+    }
+}
+
+impl<M, T> Column<M, T> {
+    /// The handle of column `name` (what the derive generates).
+    pub const fn new(name: &'static str) -> Self {
+        Column { name, _model: PhantomData }
+    }
+
+    /// The column's name in the table.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
+        Expr::Compare { column: self.name.into(), op, value: value.into() }
+    }
+
+    /// `= value`; `eq(None)` means `IS NULL`.
+    pub fn eq(self, value: impl Into<Value>) -> Expr {
+        self.compare(CompareOp::Eq, value)
+    }
+
+    /// `<> value` (SQL semantics: rows where the column is `NULL` do not match); `ne(None)`
+    /// means `IS NOT NULL`.
+    pub fn ne(self, value: impl Into<Value>) -> Expr {
+        self.compare(CompareOp::Ne, value)
+    }
+
+    pub fn gt(self, value: impl Into<Value>) -> Expr {
+        self.compare(CompareOp::Gt, value)
+    }
+
+    pub fn gte(self, value: impl Into<Value>) -> Expr {
+        self.compare(CompareOp::Gte, value)
+    }
+
+    pub fn lt(self, value: impl Into<Value>) -> Expr {
+        self.compare(CompareOp::Lt, value)
+    }
+
+    pub fn lte(self, value: impl Into<Value>) -> Expr {
+        self.compare(CompareOp::Lte, value)
+    }
+
+    /// One of `values`; an empty list matches nothing.
+    pub fn is_in<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Expr {
+        Expr::In { column: self.name.into(), values: values.into_iter().map(Into::into).collect(), negated: false }
+    }
+
+    /// None of `values`; an empty list matches every non-`NULL` row.
+    pub fn is_not_in<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Expr {
+        Expr::In { column: self.name.into(), values: values.into_iter().map(Into::into).collect(), negated: true }
+    }
+
+    pub fn is_null(self) -> Expr {
+        Expr::IsNull { column: self.name.into(), negated: false }
+    }
+
+    pub fn is_not_null(self) -> Expr {
+        Expr::IsNull { column: self.name.into(), negated: true }
+    }
+
+    /// `BETWEEN low AND high`, both ends included.
+    pub fn between(self, low: impl Into<Value>, high: impl Into<Value>) -> Expr {
+        Expr::Between { column: self.name.into(), low: low.into(), high: high.into() }
+    }
+
+    /// `LIKE pattern`, with `%` and `_` as wildcards (and `\` escaping them).
+    pub fn like(self, pattern: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Raw(pattern.into()), false)
+    }
+
+    /// Case-insensitive [`like`](Self::like).
+    pub fn ilike(self, pattern: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Raw(pattern.into()), true)
+    }
+
+    /// Starts with `text`, taken literally (`%`, `_`, `\` in it match themselves).
+    pub fn starts_with(self, text: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Text(text.into(), TextMatch::StartsWith), false)
+    }
+
+    /// Ends with `text`, taken literally.
+    pub fn ends_with(self, text: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Text(text.into(), TextMatch::EndsWith), false)
+    }
+
+    /// Contains `text`, taken literally.
+    pub fn contains(self, text: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Text(text.into(), TextMatch::Contains), false)
+    }
+
+    fn pattern(self, pattern: Pattern, case_insensitive: bool) -> Expr {
+        Expr::Like { column: self.name.into(), pattern, case_insensitive }
+    }
+
+    /// Ascending order on this column.
+    pub fn asc(self) -> Order {
+        Order { column: self.name.into(), descending: false }
+    }
+
+    /// Descending order on this column.
+    pub fn desc(self) -> Order {
+        Order { column: self.name.into(), descending: true }
+    }
+
+    /// `SET column = value`, for [`Query::update`](crate::Query::update).
+    pub fn set(self, value: impl Into<Value>) -> Assignment {
+        Assignment { column: self.name.into(), value: value.into() }
+    }
+}

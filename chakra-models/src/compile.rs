@@ -1,0 +1,297 @@
+//! The compiler: walks an AST node once and writes SQL text plus parameters through a
+//! [`Dialect`]. User values only ever become parameters.
+
+use chakra_service::{Statement, Value};
+
+use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Projection, Select, Update};
+use crate::dialect::Dialect;
+
+/// SQL text under construction and its parameters, numbered as they are added.
+pub struct SqlWriter<'d> {
+    dialect: &'d dyn Dialect,
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl<'d> SqlWriter<'d> {
+    pub fn new(dialect: &'d dyn Dialect) -> Self {
+        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new() }
+    }
+
+    /// Raw SQL text: keywords and punctuation only, never user data.
+    pub fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    /// A quoted identifier.
+    pub fn ident(&mut self, ident: &str) {
+        self.dialect.quote(&mut self.sql, ident);
+    }
+
+    /// Identifiers separated by commas.
+    pub fn idents<'a>(&mut self, idents: impl IntoIterator<Item = &'a Ident>) {
+        for (i, ident) in idents.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.ident(ident);
+        }
+    }
+
+    /// A parameter's placeholder; the value travels separately.
+    pub fn param(&mut self, value: Value) {
+        self.params.push(value);
+        self.dialect.placeholder(&mut self.sql, self.params.len());
+    }
+
+    pub fn finish(self) -> Statement {
+        Statement::new(self.sql, self.params)
+    }
+
+    /// Writes a condition.
+    pub fn expr(&mut self, expr: &Expr) {
+        match expr {
+            Expr::Compare { column, op, value: Value::Null } if matches!(op, CompareOp::Eq | CompareOp::Ne) => {
+                self.ident(column);
+                self.push(if *op == CompareOp::Eq { " IS NULL" } else { " IS NOT NULL" });
+            }
+            Expr::Compare { column, op, value } => {
+                self.ident(column);
+                self.push(match op {
+                    CompareOp::Eq => " = ",
+                    CompareOp::Ne => " <> ",
+                    CompareOp::Gt => " > ",
+                    CompareOp::Gte => " >= ",
+                    CompareOp::Lt => " < ",
+                    CompareOp::Lte => " <= ",
+                });
+                self.param(value.clone());
+            }
+            Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
+            Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
+            Expr::IsNull { column, negated } => {
+                self.ident(column);
+                self.push(if *negated { " IS NOT NULL" } else { " IS NULL" });
+            }
+            Expr::Like { column, pattern, case_insensitive } => {
+                self.ident(column);
+                self.push(if *case_insensitive { self.dialect.ilike() } else { " LIKE " });
+                self.param(Value::Text(pattern.to_like()));
+                self.push(" ESCAPE '\\'");
+            }
+            Expr::Between { column, low, high } => {
+                self.ident(column);
+                self.push(" BETWEEN ");
+                self.param(low.clone());
+                self.push(" AND ");
+                self.param(high.clone());
+            }
+            Expr::And(all) if all.is_empty() => self.push("TRUE"),
+            Expr::Or(any) if any.is_empty() => self.push("FALSE"),
+            Expr::And(all) => self.joined(all, " AND "),
+            Expr::Or(any) => self.joined(any, " OR "),
+            Expr::Not(inner) => {
+                self.push("NOT (");
+                self.expr(inner);
+                self.push(")");
+            }
+            Expr::NotTrue(inner) => {
+                self.push("(");
+                self.expr(inner);
+                self.push(") IS NOT TRUE");
+            }
+            Expr::Literal(value) => self.push(if *value { "TRUE" } else { "FALSE" }),
+        }
+    }
+
+    fn joined(&mut self, exprs: &[Expr], separator: &str) {
+        if let [only] = exprs {
+            return self.expr(only);
+        }
+        self.push("(");
+        for (i, expr) in exprs.iter().enumerate() {
+            if i > 0 {
+                self.push(separator);
+            }
+            self.expr(expr);
+        }
+        self.push(")");
+    }
+
+    fn filter(&mut self, filter: &Option<Expr>) {
+        if let Some(expr) = filter {
+            self.push(" WHERE ");
+            self.expr(expr);
+        }
+    }
+}
+
+/// Renders a `SELECT`.
+pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    let exists = select.projection == Projection::Exists;
+    if exists {
+        w.push("SELECT EXISTS (");
+    }
+    match select.projection {
+        Projection::Count if select.limit.is_some() || select.offset.is_some() => w.push("SELECT count(*) FROM (SELECT 1"),
+        Projection::Count => w.push("SELECT count(*)"),
+        Projection::Exists => w.push("SELECT 1"),
+        Projection::Columns => {
+            w.push("SELECT ");
+            w.idents(&select.columns);
+        }
+    }
+    w.push(" FROM ");
+    w.ident(&select.table);
+    w.filter(&select.filter);
+    if !select.order.is_empty() && select.projection == Projection::Columns {
+        w.push(" ORDER BY ");
+        for (i, order) in select.order.iter().enumerate() {
+            if i > 0 {
+                w.push(", ");
+            }
+            w.ident(&order.column);
+            w.push(if order.descending { " DESC" } else { " ASC" });
+        }
+    }
+    if let Some(limit) = select.limit {
+        w.push(" LIMIT ");
+        w.param(Value::I64(i64::try_from(limit).unwrap_or(i64::MAX)));
+    }
+    if let Some(offset) = select.offset {
+        w.push(" OFFSET ");
+        w.param(Value::I64(i64::try_from(offset).unwrap_or(i64::MAX)));
+    }
+    if select.projection == Projection::Count && (select.limit.is_some() || select.offset.is_some()) {
+        w.push(") AS counted");
+    }
+    if exists {
+        w.push(")");
+    }
+    w.finish()
+}
+
+/// Renders an `UPDATE`.
+pub fn update(dialect: &dyn Dialect, update: &Update) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    w.push("UPDATE ");
+    w.ident(&update.table);
+    w.push(" SET ");
+    for (i, assignment) in update.set.iter().enumerate() {
+        if i > 0 {
+            w.push(", ");
+        }
+        w.ident(&assignment.column);
+        w.push(" = ");
+        w.param(assignment.value.clone());
+    }
+    w.filter(&update.filter);
+    w.finish()
+}
+
+/// Renders a `DELETE`.
+pub fn delete(dialect: &dyn Dialect, delete: &Delete) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    w.push("DELETE FROM ");
+    w.ident(&delete.table);
+    w.filter(&delete.filter);
+    w.finish()
+}
+
+/// Renders an `INSERT` of one or many rows.
+pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    dialect.write_insert(&mut w, insert);
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::{Order, Pattern, TextMatch};
+    use crate::dialect::Postgres;
+
+    fn col(name: &'static str) -> Ident {
+        name.into()
+    }
+
+    #[test]
+    fn select_quotes_every_identifier_and_numbers_parameters() {
+        let mut s = Select::new("users", ["id", "order"]);
+        s.filter(Expr::Compare { column: col("name"), op: CompareOp::Eq, value: "a".into() });
+        s.filter(Expr::Compare { column: col("age"), op: CompareOp::Gte, value: 18_i64.into() });
+        s.order.push(Order { column: col("order"), descending: true });
+        s.limit = Some(10);
+        let st = select(&Postgres, &s);
+        assert_eq!(
+            &*st.sql,
+            r#"SELECT "id", "order" FROM "users" WHERE ("name" = $1 AND "age" >= $2) ORDER BY "order" DESC LIMIT $3"#
+        );
+        assert_eq!(st.params, vec![Value::from("a"), Value::I64(18), Value::I64(10)]);
+    }
+
+    #[test]
+    fn comparing_with_null_means_is_null() {
+        let mut s = Select::new("t", ["id"]);
+        s.filter(Expr::Compare { column: col("email"), op: CompareOp::Eq, value: Value::Null });
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE "email" IS NULL"#);
+    }
+
+    #[test]
+    fn user_text_in_patterns_is_escaped() {
+        let p = Pattern::Text(r"50%_off\now".into(), TextMatch::Contains);
+        assert_eq!(p.to_like(), r"%50\%\_off\\now%");
+        let mut s = Select::new("t", ["id"]);
+        s.filter(Expr::Like { column: col("name"), pattern: p, case_insensitive: true });
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE "name" ILIKE $1 ESCAPE '\'"#);
+    }
+
+    #[test]
+    fn membership_is_one_array_parameter_and_empty_lists_match_nothing() {
+        let mut s = Select::new("t", ["id"]);
+        s.filter(Expr::In { column: col("id"), values: vec![1_i64.into(), 2_i64.into()], negated: false });
+        let st = select(&Postgres, &s);
+        assert_eq!(&*st.sql, r#"SELECT "id" FROM "t" WHERE "id" = ANY($1)"#);
+        assert_eq!(st.params, vec![Value::Array(vec![1_i64.into(), 2_i64.into()])]);
+
+        let mut s = Select::new("t", ["id"]);
+        s.filter(Expr::In { column: col("id"), values: vec![], negated: false });
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE FALSE"#);
+    }
+
+    #[test]
+    fn exclude_keeps_rows_where_the_condition_is_unknown() {
+        let mut s = Select::new("t", ["id"]);
+        s.filter(Expr::NotTrue(Box::new(Expr::Compare { column: col("a"), op: CompareOp::Eq, value: 1_i64.into() })));
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE ("a" = $1) IS NOT TRUE"#);
+    }
+
+    #[test]
+    fn count_and_exists_wrap_the_same_filter() {
+        let mut s = Select::new("t", ["id"]);
+        s.filter(Expr::IsNull { column: col("a"), negated: true });
+        s.projection = Projection::Count;
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT count(*) FROM "t" WHERE "a" IS NOT NULL"#);
+        s.projection = Projection::Exists;
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT EXISTS (SELECT 1 FROM "t" WHERE "a" IS NOT NULL)"#);
+    }
+
+    #[test]
+    fn many_rows_insert_as_one_array_per_column() {
+        let insert_ast = Insert {
+            table: col("users"),
+            columns: vec![col("name"), col("score")],
+            column_types: vec!["text".into(), "float8".into()],
+            rows: vec![vec!["a".into(), 1.5_f64.into()], vec!["b".into(), 2.5_f64.into()]],
+            returning: vec![col("id")],
+            upsert: None,
+        };
+        let st = insert(&Postgres, &insert_ast);
+        assert_eq!(
+            &*st.sql,
+            r#"INSERT INTO "users" ("name", "score") SELECT * FROM UNNEST($1::text[], $2::float8[]) RETURNING "id""#
+        );
+        assert_eq!(st.params.len(), 2);
+    }
+}

@@ -1,0 +1,30 @@
+//! SQL rendering. A [`Dialect`] decides everything that differs between databases —
+//! identifier quoting, placeholders, how a list membership or a bulk insert is spelled,
+//! `RETURNING` — while [`compile`](crate::compile) walks the AST once for all of them.
+
+mod postgres;
+
+pub use postgres::Postgres;
+
+use crate::compile::SqlWriter;
+use crate::ast::{Ident, Insert};
+use chakra_service::Value;
+
+/// One database's SQL spelling.
+pub trait Dialect: Send + Sync {
+    /// Writes `ident` quoted so reserved words and mixed case survive (`"order"`).
+    fn quote(&self, out: &mut String, ident: &str);
+
+    /// Writes the placeholder of the `n`-th parameter (1-based).
+    fn placeholder(&self, out: &mut String, n: usize);
+
+    /// Writes `column [NOT] IN values` for a non-empty `values`.
+    fn write_in(&self, w: &mut SqlWriter<'_>, column: &Ident, values: &[Value], negated: bool);
+
+    /// Writes a case-insensitive `LIKE` operator (with its leading space).
+    fn ilike(&self) -> &'static str;
+
+    /// Writes the whole multi-row insert.
+    fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
+
+}

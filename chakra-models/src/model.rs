@@ -1,0 +1,308 @@
+//! The `Model` trait — a Rust struct mapped to a table — and the schema facts its derive
+//! records about each field.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+
+use chakra_layers::Queryable;
+use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chakra_service::rust_decimal::Decimal;
+use chakra_service::uuid::Uuid;
+use chakra_service::{Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, Value};
+
+use crate::ast::{Assignment, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
+use crate::compile;
+use crate::dialect::{Dialect, Postgres};
+use crate::query::Query;
+
+/// What the schema says about one field: enough to validate run-time lookups and to
+/// build typed bulk inserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The field's name, which is also its column's name unless `column` differs.
+    pub name: Cow<'static, str>,
+    pub column: Cow<'static, str>,
+    /// The PostgreSQL type name (`int8`, `text`, `timestamptz`, …).
+    pub sql_type: Cow<'static, str>,
+    pub nullable: bool,
+    pub primary_key: bool,
+    /// The database generates the value (an identity or serial key): left out of inserts
+    /// and read back with `RETURNING`.
+    pub generated: bool,
+}
+
+impl FieldInfo {
+    /// Field `name` stored in column `column`.
+    pub const fn new(name: &'static str, column: &'static str, sql_type: &'static str, nullable: bool) -> Self {
+        FieldInfo {
+            name: Cow::Borrowed(name),
+            column: Cow::Borrowed(column),
+            sql_type: Cow::Borrowed(sql_type),
+            nullable,
+            primary_key: false,
+            generated: false,
+        }
+    }
+
+    pub const fn primary_key(mut self, generated: bool) -> Self {
+        self.primary_key = true;
+        self.generated = generated;
+        self
+    }
+}
+
+/// Rust types a model field may have, with the PostgreSQL type they map to.
+///
+/// A field of any other type is a compile error naming this trait at the field's type.
+pub trait SqlType: Into<Value> + Clone {
+    const SQL_TYPE: &'static str;
+    const NULLABLE: bool = false;
+}
+
+macro_rules! sql_types {
+    ($($t:ty => $name:literal),* $(,)?) => {$(
+        impl SqlType for $t {
+            const SQL_TYPE: &'static str = $name;
+        }
+    )*};
+}
+
+sql_types! {
+    bool => "bool", i16 => "int2", i32 => "int4", i64 => "int8", f32 => "float4", f64 => "float8",
+    String => "text", Vec<u8> => "bytea", Uuid => "uuid", chakra_service::serde_json::Value => "jsonb",
+    NaiveDate => "date", NaiveTime => "time", NaiveDateTime => "timestamp", DateTime<Utc> => "timestamptz",
+    Decimal => "numeric",
+}
+
+impl<T: SqlType> SqlType for Option<T> {
+    const SQL_TYPE: &'static str = T::SQL_TYPE;
+    const NULLABLE: bool = true;
+}
+
+/// A struct mapped to a table. Derive it with `#[derive(Model)]`; the provided methods
+/// (`query`, `get`, `insert`, …) are the model's API.
+pub trait Model: Sized + Send + Sync + Unpin + 'static {
+    /// The table's name.
+    const TABLE: &'static str;
+    /// Every field, in declaration order (the order of [`to_values`](Self::to_values) and
+    /// of the columns [`from_row`](Self::from_row) reads).
+    const FIELDS: &'static [FieldInfo];
+    /// Index of the primary key in [`FIELDS`](Self::FIELDS).
+    const PRIMARY_KEY: usize;
+
+    /// Decodes a row whose columns are [`FIELDS`](Self::FIELDS), in order.
+    fn from_row(row: &Row) -> Result<Self>;
+
+    /// Every field's value, in [`FIELDS`](Self::FIELDS) order.
+    fn to_values(&self) -> Vec<Value>;
+
+    /// The primary key's value.
+    fn primary_key(&self) -> Value;
+
+    /// The model's SQL, compiled once (the derive keeps it in a static).
+    fn statements() -> &'static ModelSql;
+
+    /// A query over every row, to refine with `filter`, `order_by`, …
+    fn query() -> Query<Self> {
+        Query::new()
+    }
+
+    /// The row with primary key `key`, or `NotFound`. Concurrent `get`s on a pool are
+    /// merged into one query by the batch layer.
+    fn get<Q: Queryable>(db: &Q, key: impl Into<Value>) -> impl Future<Output = Result<Self>> + Send {
+        let sql = Self::statements();
+        let key = key.into();
+        let request = Request::new(Statement::new(sql.get.clone(), vec![key.clone()]), Mode::One)
+            .labels(sql.labels("SELECT"))
+            .point_lookup(PointLookup { batch_sql: sql.get_many.clone(), key_column: Self::PRIMARY_KEY, key });
+        async move {
+            let row = db.run(request).await.map_err(|e| not_found::<Self>(e))?.into_row()?;
+            Self::from_row(&row)
+        }
+    }
+
+    /// Inserts this row; generated keys and defaults are read back into it.
+    fn insert<Q: Queryable>(&mut self, db: &Q) -> impl Future<Output = Result<()>> + Send {
+        let sql = Self::statements();
+        let values = insert_values::<Self>(self.to_values());
+        async move {
+            let request = Request::new(Statement::new(sql.insert.clone(), values), Mode::One).labels(sql.labels("INSERT"));
+            let row = db.run(request).await?.into_row()?;
+            // RETURNING every column: generated keys and column defaults come back too.
+            *self = Self::from_row(&row)?;
+            Ok(())
+        }
+    }
+
+    /// Writes every field of this row (by primary key); `NotFound` if the row is gone.
+    fn update<Q: Queryable>(&self, db: &Q) -> impl Future<Output = Result<()>> + Send {
+        let sql = Self::statements();
+        let mut values = self.to_values();
+        let key = values.remove(Self::PRIMARY_KEY);
+        values.push(key);
+        async move {
+            let request = Request::new(Statement::new(sql.update.clone(), values), Mode::Execute).labels(sql.labels("UPDATE"));
+            match db.run(request).await?.rows_affected()? {
+                0 => Err(Error::new(ErrorKind::NotFound, format!("no row in `{}` to update with that primary key", Self::TABLE))),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Deletes this row (by primary key); `NotFound` if it was already gone.
+    fn delete<Q: Queryable>(&self, db: &Q) -> impl Future<Output = Result<()>> + Send {
+        let sql = Self::statements();
+        let request = Request::new(Statement::new(sql.delete.clone(), vec![self.primary_key()]), Mode::Execute)
+            .labels(sql.labels("DELETE"));
+        async move {
+            match db.run(request).await?.rows_affected()? {
+                0 => Err(Error::new(ErrorKind::NotFound, format!("no row in `{}` to delete with that primary key", Self::TABLE))),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Inserts the row, or updates every field if its primary key exists (an upsert). A
+    /// generated key that is still unset (zero) always inserts.
+    fn save<Q: Queryable>(&mut self, db: &Q) -> impl Future<Output = Result<()>> + Send {
+        let pk = &Self::FIELDS[Self::PRIMARY_KEY];
+        let unset = pk.generated && matches!(self.primary_key(), Value::I16(0) | Value::I32(0) | Value::I64(0));
+        async move {
+            if unset {
+                return self.insert(db).await;
+            }
+            let sql = Self::statements();
+            let request = Request::new(Statement::new(sql.upsert.clone(), self.to_values()), Mode::Execute)
+                .labels(sql.labels("INSERT"));
+            db.run(request).await?.rows_affected().map(drop)
+        }
+    }
+
+    /// Inserts many rows in one statement (one array per column), returning them as
+    /// stored, generated keys and defaults included.
+    fn insert_all<Q: Queryable>(db: &Q, rows: Vec<Self>) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        let insert = bulk_insert::<Self>(&rows);
+        async move {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let statement = compile::insert(&Postgres, &insert);
+            let request = Request::new(statement, Mode::All).labels(Self::statements().labels("INSERT"));
+            db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()
+        }
+    }
+}
+
+/// Gives a `NotFound` the model's name.
+pub(crate) fn not_found<M: Model>(e: Error) -> Error {
+    match e.kind() {
+        ErrorKind::NotFound => Error::new(ErrorKind::NotFound, format!("no `{}` row matches", M::TABLE)),
+        ErrorKind::MultipleFound => Error::new(ErrorKind::MultipleFound, format!("more than one `{}` row matches", M::TABLE)),
+        _ => e,
+    }
+}
+
+/// The values an insert sends: every field but a generated key.
+fn insert_values<M: Model>(mut values: Vec<Value>) -> Vec<Value> {
+    if M::FIELDS[M::PRIMARY_KEY].generated {
+        values.remove(M::PRIMARY_KEY);
+    }
+    values
+}
+
+fn inserted_fields<M: Model>() -> impl Iterator<Item = &'static FieldInfo> {
+    M::FIELDS.iter().enumerate().filter(|(i, f)| !(f.generated && *i == M::PRIMARY_KEY)).map(|(_, f)| f)
+}
+
+fn columns<M: Model>() -> Vec<Ident> {
+    M::FIELDS.iter().map(|f| f.column.clone()).collect()
+}
+
+fn bulk_insert<M: Model>(rows: &[M]) -> Insert {
+    let fields: Vec<&FieldInfo> = inserted_fields::<M>().collect();
+    Insert {
+        table: M::TABLE.into(),
+        columns: fields.iter().map(|f| f.column.clone()).collect(),
+        column_types: fields.iter().map(|f| f.sql_type.clone()).collect(),
+        rows: rows.iter().map(|r| insert_values::<M>(r.to_values())).collect(),
+        returning: columns::<M>(),
+        upsert: None,
+    }
+}
+
+/// A model's fixed statements, compiled once.
+#[derive(Debug)]
+pub struct ModelSql {
+    pub table: Arc<str>,
+    /// `SELECT <fields> FROM <table> WHERE <pk> = $1`.
+    pub get: Arc<str>,
+    /// The same for many keys: `… WHERE <pk> = ANY($1)`.
+    pub get_many: Arc<str>,
+    /// `INSERT … VALUES (…) RETURNING <fields>`.
+    pub insert: Arc<str>,
+    /// `UPDATE … SET <every other field> WHERE <pk> = $n`.
+    pub update: Arc<str>,
+    /// `DELETE … WHERE <pk> = $1`.
+    pub delete: Arc<str>,
+    /// `INSERT … ON CONFLICT (<pk>) DO UPDATE SET …`, every field sent.
+    pub upsert: Arc<str>,
+}
+
+impl ModelSql {
+    /// Compiles `M`'s statements with `dialect`.
+    pub fn new<M: Model>(dialect: &dyn Dialect) -> ModelSql {
+        // Only the SQL text is kept: the values below stand in for parameters (non-NULL
+        // where NULL would render `IS NULL`) and are never sent.
+        let pk = &M::FIELDS[M::PRIMARY_KEY];
+        let by_key = |value: Value| Some(Expr::Compare { column: pk.column.clone(), op: CompareOp::Eq, value });
+        let mut get = Select::new(M::TABLE, columns::<M>());
+        get.filter = by_key(Value::I64(0));
+        let mut get_many = Select::new(M::TABLE, columns::<M>());
+        get_many.filter = Some(Expr::In { column: pk.column.clone(), values: vec![Value::I64(0)], negated: false });
+        let inserted: Vec<&FieldInfo> = inserted_fields::<M>().collect();
+        let insert = Insert {
+            table: M::TABLE.into(),
+            columns: inserted.iter().map(|f| f.column.clone()).collect(),
+            column_types: Vec::new(),
+            rows: vec![inserted.iter().map(|_| Value::Null).collect()],
+            returning: columns::<M>(),
+            upsert: None,
+        };
+        let others = M::FIELDS.iter().enumerate().filter(|(i, _)| *i != M::PRIMARY_KEY);
+        let update = Update {
+            table: M::TABLE.into(),
+            set: others.clone().map(|(_, f)| Assignment { column: f.column.clone(), value: Value::Null }).collect(),
+            filter: by_key(Value::I64(0)),
+        };
+        let delete = Delete { table: M::TABLE.into(), filter: by_key(Value::I64(0)) };
+        let upsert = Insert {
+            table: M::TABLE.into(),
+            columns: columns::<M>(),
+            column_types: Vec::new(),
+            rows: vec![M::FIELDS.iter().map(|_| Value::Null).collect()],
+            returning: Vec::new(),
+            upsert: Some(Upsert { conflict_target: vec![pk.column.clone()], update: others.map(|(_, f)| f.column.clone()).collect() }),
+        };
+        ModelSql {
+            table: M::TABLE.into(),
+            get: compile::select(dialect, &get).sql,
+            get_many: compile::select(dialect, &get_many).sql,
+            insert: compile::insert(dialect, &insert).sql,
+            update: compile::update(dialect, &update).sql,
+            delete: compile::delete(dialect, &delete).sql,
+            upsert: compile::insert(dialect, &upsert).sql,
+        }
+    }
+
+    /// Labels for an operation on the model's table.
+    pub fn labels(&self, operation: &'static str) -> Labels {
+        Labels::new(operation, Some(self.table.clone()))
+    }
+}
+
+/// Decodes column `index` of `row` into a field, naming the field on failure.
+pub fn decode<T: chakra_service::FromSqlOwned>(row: &Row, index: usize, model: &str, field: &str) -> Result<T> {
+    row.try_get::<usize, T>(index)
+        .map_err(|e| Error::new(ErrorKind::Decode, format!("cannot read `{model}.{field}`: {e}")).with_source(e))
+}

@@ -1,0 +1,191 @@
+//! `Query<M>`: a lazy, chainable query over a model's table. Building it sends nothing;
+//! the terminal methods (`all`, `first`, `count`, `stream`, …) compile it once and run it
+//! through the pool's (or transaction's) layer stack.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use chakra_layers::Queryable;
+use chakra_service::{Error, ErrorKind, Mode, Request, Result, RowStream, Statement, Value};
+use futures::Stream;
+
+use crate::ast::{Assignment, Delete, Expr, Order, Projection, Select, Update};
+use crate::compile;
+use crate::dialect::Postgres;
+use crate::lookup;
+use crate::model::{not_found, Model};
+
+/// A query returning rows of `M`. Each refinement returns a new query.
+pub struct Query<M> {
+    select: Select,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Query<M> {
+    fn clone(&self) -> Self {
+        Query { select: self.select.clone(), _model: PhantomData }
+    }
+}
+
+impl<M> std::fmt::Debug for Query<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Query").field(&self.select).finish()
+    }
+}
+
+impl<M: Model> Default for Query<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Model> Query<M> {
+    /// Every row of `M`'s table.
+    pub fn new() -> Self {
+        let columns = M::FIELDS.iter().map(|f| f.column.clone());
+        Query { select: Select::new(M::TABLE, columns), _model: PhantomData }
+    }
+
+    /// Keeps the rows matching `condition` (joined to earlier filters with `AND`).
+    pub fn filter(mut self, condition: Expr) -> Self {
+        self.select.filter(condition);
+        self
+    }
+
+    /// Drops the rows matching `condition`; rows where it is unknown (`NULL`) are kept,
+    /// as in Django's `exclude`.
+    pub fn exclude(mut self, condition: Expr) -> Self {
+        self.select.filter(Expr::NotTrue(Box::new(condition)));
+        self
+    }
+
+    /// A filter named at run time: `filter_by("name", "startswith", "A".into())`. Unknown
+    /// fields and lookups are `ErrorKind::Field` errors naming them.
+    pub fn filter_by(self, field: &str, lookup: &str, value: Value) -> Result<Self> {
+        let condition = lookup::resolve(M::FIELDS, M::TABLE, field, lookup, value)?;
+        Ok(self.filter(condition))
+    }
+
+    /// Adds a sort key (later keys break ties of earlier ones).
+    pub fn order_by(mut self, order: Order) -> Self {
+        self.select.order.push(order);
+        self
+    }
+
+    /// A sort key named at run time: `"name"` ascending, `"-name"` descending.
+    pub fn order_by_name(self, spec: &str) -> Result<Self> {
+        let order = lookup::order(M::FIELDS, M::TABLE, spec)?;
+        Ok(self.order_by(order))
+    }
+
+    pub fn limit(mut self, n: u64) -> Self {
+        self.select.limit = Some(n);
+        self
+    }
+
+    pub fn offset(mut self, n: u64) -> Self {
+        self.select.offset = Some(n);
+        self
+    }
+
+    /// The AST, for front-ends that extend it.
+    pub fn ast(&self) -> &Select {
+        &self.select
+    }
+
+    /// The statement this query sends for `all`: SQL text and parameters.
+    pub fn to_statement(&self) -> Statement {
+        compile::select(&Postgres, &self.select)
+    }
+
+    fn request(&self, select: &Select, mode: Mode) -> Request {
+        Request::new(compile::select(&Postgres, select), mode).labels(M::statements().labels("SELECT"))
+    }
+
+    /// Every matching row.
+    pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<M>> {
+        let rows = db.run(self.request(&self.select, Mode::All)).await?.into_rows()?;
+        rows.iter().map(M::from_row).collect()
+    }
+
+    /// The first matching row in the query's order, if any.
+    pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<M>> {
+        let mut select = self.select.clone();
+        select.limit = Some(1);
+        let row = db.run(self.request(&select, Mode::Optional)).await?.into_optional()?;
+        row.as_ref().map(M::from_row).transpose()
+    }
+
+    /// The one matching row: `NotFound` if none, `MultipleFound` if several.
+    pub async fn one<Q: Queryable>(&self, db: &Q) -> Result<M> {
+        let mut select = self.select.clone();
+        // Two rows are enough to know there is more than one.
+        select.limit = Some(select.limit.map_or(2, |l| l.min(2)));
+        let row = db.run(self.request(&select, Mode::One)).await.map_err(not_found::<M>)?.into_row()?;
+        M::from_row(&row)
+    }
+
+    /// Alias of [`one`](Self::one), in Django's words.
+    pub async fn get<Q: Queryable>(&self, db: &Q) -> Result<M> {
+        self.one(db).await
+    }
+
+    /// How many rows match (limit and offset applied).
+    pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<i64> {
+        let mut select = self.select.clone();
+        select.projection = Projection::Count;
+        select.order.clear();
+        let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
+        row.try_get(0).map_err(Error::from)
+    }
+
+    /// Whether any row matches.
+    pub async fn exists<Q: Queryable>(&self, db: &Q) -> Result<bool> {
+        let mut select = self.select.clone();
+        select.projection = Projection::Exists;
+        select.order.clear();
+        let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
+        row.try_get(0).map_err(Error::from)
+    }
+
+    /// Sets `assignments` on every matching row; returns how many changed. Limit, offset
+    /// and order do not apply.
+    pub async fn update<Q: Queryable>(&self, db: &Q, assignments: Vec<Assignment>) -> Result<u64> {
+        if assignments.is_empty() {
+            return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
+        }
+        let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.filter.clone() };
+        let request = Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(M::statements().labels("UPDATE"));
+        db.run(request).await?.rows_affected()
+    }
+
+    /// Deletes every matching row; returns how many.
+    pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
+        let delete = Delete { table: self.select.table.clone(), filter: self.select.filter.clone() };
+        let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(M::statements().labels("DELETE"));
+        db.run(request).await?.rows_affected()
+    }
+
+    /// Matching rows as a stream, decoded as they arrive from the server; memory stays
+    /// bounded whatever the result's size. The connection is held until the stream ends
+    /// or is dropped.
+    pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<ModelStream<M>> {
+        let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
+        Ok(ModelStream { rows, _model: PhantomData })
+    }
+}
+
+/// Rows of `M` decoded one by one from a server-side stream.
+pub struct ModelStream<M> {
+    rows: RowStream,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Stream for ModelStream<M> {
+    type Item = Result<M>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.rows).poll_next(cx).map(|row| row.map(|row| row.and_then(|row| M::from_row(&row))))
+    }
+}

@@ -1,0 +1,9 @@
+use chakra::prelude::*;
+
+#[derive(Model)]
+enum Status {
+    Active,
+    Banned,
+}
+
+fn main() {}

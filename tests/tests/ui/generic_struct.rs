@@ -1,0 +1,10 @@
+use chakra::prelude::*;
+
+#[derive(Model)]
+struct Tagged<T> {
+    #[chakra(primary_key)]
+    id: i64,
+    tag: T,
+}
+
+fn main() {}

@@ -1,0 +1,22 @@
+// The model from the docs, with a generated `i64` key and a nullable column; `main`
+// proves the generated API type-checks.
+use chakra::prelude::*;
+
+#[derive(Model, Debug, Clone)]
+#[chakra(table = "users")]
+pub struct User {
+    #[chakra(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub is_active: bool,
+}
+
+fn main() {
+    let _query: Query<User> = User::query().filter(User::is_active().eq(true));
+    let _by_email: chakra::Expr = User::email().is_null();
+    let _id: chakra::Column<User, i64> = User::id();
+    assert_eq!(User::TABLE, "users");
+    assert_eq!(User::FIELDS[User::PRIMARY_KEY].name, "id");
+    assert!(User::FIELDS[User::PRIMARY_KEY].generated);
+}

@@ -1,0 +1,11 @@
+use chakra::prelude::*;
+
+#[derive(Model)]
+struct Job {
+    #[chakra(primary_key)]
+    id: i64,
+    query: String,
+    delete: bool,
+}
+
+fn main() {}

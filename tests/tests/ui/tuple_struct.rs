@@ -1,0 +1,6 @@
+use chakra::prelude::*;
+
+#[derive(Model)]
+struct UserId(i64, String);
+
+fn main() {}

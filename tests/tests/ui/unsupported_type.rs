@@ -1,0 +1,10 @@
+use chakra::prelude::*;
+
+#[derive(Model)]
+struct Event {
+    #[chakra(primary_key)]
+    id: i64,
+    attempts: u32,
+}
+
+fn main() {}
