@@ -160,13 +160,11 @@ fn string(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Re
 /// The value of `name = true|false`; `None` after reporting a value of another kind.
 fn boolean(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<LitBool>> {
     let Some(value) = value(meta, "`true` or `false`", example, errors)? else { return Ok(None) };
-    match literal(&value) {
-        Some(Lit::Bool(lit)) => Ok(Some(lit.clone())),
-        _ => {
-            errors.push(wrong_kind(meta, &value, "`true` or `false`", example));
-            Ok(None)
-        }
+    if let Some(Lit::Bool(lit)) = literal(&value) {
+        return Ok(Some(lit.clone()));
     }
+    errors.push(wrong_kind(meta, &value, "`true` or `false`", example));
+    Ok(None)
 }
 
 /// The expression after `name =`; `None` after reporting that the `=` is missing.

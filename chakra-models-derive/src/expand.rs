@@ -1,36 +1,27 @@
 //! The code `#[derive(Model)]` writes: the `Model` impl and one column accessor per field.
+//!
+//! An unsupported field type must be reported once, at the type. So every use of a field's
+//! type is spanned at it, and goes through one private trait, `ChakraField`, implemented
+//! for every `SqlType`: whichever body rustc checks, the error is the same — "the trait
+//! `SqlType` is not implemented for `X`" at `X`, required for `X` to implement
+//! `ChakraField` — and rustc prints identical errors once. Using `SqlType`'s constants or
+//! `Value::from` directly would add a second error about `Into<Value>` (its supertrait).
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::LitStr;
 
-use crate::input::ModelInput;
+use crate::input::{FieldInput, ModelInput};
 
 pub(crate) fn expand(model: &ModelInput) -> TokenStream {
-    let model_impl = model_impl(model);
-    let accessors = accessors(model);
-    quote! {
-        #model_impl
-        #accessors
-    }
-}
-
-fn model_impl(model: &ModelInput) -> TokenStream {
     let ModelInput { ident, krate, table, fields, primary_key } = model;
     let models = quote!(#krate::models);
 
-    // Every use of a field's type is spanned at the type, so an unsupported one is reported
-    // there ("the trait `SqlType` is not implemented for ...") rather than at the derive.
     let field_infos = fields.iter().enumerate().map(|(index, field)| {
         let (name, column, ty) = (&field.name, &field.column, &field.ty);
         let info = quote_spanned! {ty.span()=>
-            #models::FieldInfo::new(
-                #name,
-                #column,
-                <#ty as #models::SqlType>::SQL_TYPE,
-                <#ty as #models::SqlType>::NULLABLE,
-            )
+            #models::FieldInfo::new(#name, #column, <#ty as ChakraField>::SQL_TYPE, <#ty as ChakraField>::NULLABLE)
         };
         if index == *primary_key {
             let generated = field.generated;
@@ -42,70 +33,103 @@ fn model_impl(model: &ModelInput) -> TokenStream {
 
     let decoded = fields.iter().enumerate().map(|(index, field)| {
         let (ident, name, ty) = (&field.ident, &field.name, &field.ty);
-        let decode = quote_spanned! {ty.span()=>
-            #models::decode::<#ty>(row, #index, <Self as #krate::Model>::TABLE, #name)?
-        };
-        quote!(#ident: #decode)
+        let models = respan(&models, ty.span());
+        let decode = quote_spanned!(ty.span()=> #models::decode::<#ty>);
+        quote!(#ident: #decode(row, #index, <Self as #krate::Model>::TABLE, #name)?)
     });
 
-    let value_of = |field: &crate::input::FieldInput| {
+    let value_of = |field: &FieldInput| {
         let (ident, ty) = (&field.ident, &field.ty);
-        quote_spanned! {ty.span()=>
-            <#krate::Value as ::core::convert::From<#ty>>::from(::core::clone::Clone::clone(&self.#ident))
-        }
+        let value = quote_spanned!(ty.span()=> <#ty as ChakraField>::value);
+        quote!(#value(&self.#ident))
     };
     let values = fields.iter().map(value_of);
     let key_value = value_of(&fields[*primary_key]);
 
+    let accessors = fields.iter().map(|field| accessor(model, field));
+
     quote! {
-        #[automatically_derived]
-        impl #krate::Model for #ident {
-            const TABLE: &'static str = #table;
-            const FIELDS: &'static [#models::FieldInfo] = &[#(#field_infos),*];
-            const PRIMARY_KEY: usize = #primary_key;
-
-            fn from_row(row: &#krate::Row) -> #krate::Result<Self> {
-                ::core::result::Result::Ok(Self { #(#decoded),* })
+        const _: () = {
+            /// What the model needs of a field's type; see `SqlType`.
+            #[diagnostic::on_unimplemented(
+                message = "`{Self}` cannot be the type of a model field",
+                label = "not a column type",
+                note = "the supported types are listed at `chakra::models::SqlType`; an `Option` of one is a nullable column"
+            )]
+            trait ChakraField {
+                const SQL_TYPE: &'static str;
+                const NULLABLE: bool;
+                fn value(&self) -> #krate::Value;
             }
 
-            fn to_values(&self) -> ::std::vec::Vec<#krate::Value> {
-                ::std::vec![#(#values),*]
+            impl<T: #models::SqlType> ChakraField for T {
+                const SQL_TYPE: &'static str = <T as #models::SqlType>::SQL_TYPE;
+                const NULLABLE: bool = <T as #models::SqlType>::NULLABLE;
+                fn value(&self) -> #krate::Value {
+                    ::core::convert::Into::into(::core::clone::Clone::clone(self))
+                }
             }
 
-            fn primary_key(&self) -> #krate::Value {
-                #key_value
-            }
+            #[automatically_derived]
+            impl #krate::Model for #ident {
+                const TABLE: &'static str = #table;
+                const FIELDS: &'static [#models::FieldInfo] = &[#(#field_infos),*];
+                const PRIMARY_KEY: usize = #primary_key;
 
-            fn statements() -> &'static #models::ModelSql {
-                static SQL: ::std::sync::OnceLock<#models::ModelSql> = ::std::sync::OnceLock::new();
-                SQL.get_or_init(|| #models::ModelSql::new::<Self>(&#models::Postgres))
+                fn from_row(row: &#krate::Row) -> #krate::Result<Self> {
+                    ::core::result::Result::Ok(Self { #(#decoded),* })
+                }
+
+                fn to_values(&self) -> ::std::vec::Vec<#krate::Value> {
+                    ::std::vec![#(#values),*]
+                }
+
+                fn primary_key(&self) -> #krate::Value {
+                    #key_value
+                }
+
+                fn statements() -> &'static #models::ModelSql {
+                    static SQL: ::std::sync::OnceLock<#models::ModelSql> = ::std::sync::OnceLock::new();
+                    SQL.get_or_init(|| #models::ModelSql::new::<Self>(&#models::Postgres))
+                }
             }
+        };
+
+        // Accessors of private fields may go unused, like the fields themselves.
+        #[allow(dead_code)]
+        impl #ident {
+            #(#accessors)*
         }
     }
 }
 
-fn accessors(model: &ModelInput) -> TokenStream {
-    let ModelInput { ident: model_ident, krate, table, fields, .. } = model;
-    let accessors = fields.iter().map(|field| {
-        let (vis, ident, ty, column) = (&field.vis, &field.ident, &field.ty, &field.column);
-        let doc = if field.name == field.column {
-            format!(" The `{column}` column of `{table}`, to filter, order and update by.")
-        } else {
-            format!(" The `{column}` column of `{table}` (field `{}`), to filter, order and update by.", field.name)
-        };
-        let column = LitStr::new(column, ident.span());
-        quote! {
-            #[doc = #doc]
-            #vis fn #ident() -> #krate::models::Column<#model_ident, #ty> {
-                #krate::models::Column::new(#column)
-            }
-        }
-    });
+/// `User::name()`: the typed handle of the field's column.
+fn accessor(model: &ModelInput, field: &FieldInput) -> TokenStream {
+    let ModelInput { ident: model_ident, krate, table, .. } = model;
+    let (vis, ident, ty, column) = (&field.vis, &field.ident, &field.ty, &field.column);
+    let doc = if field.name == *column {
+        format!(" The `{column}` column of `{table}`, to filter, order and update by.")
+    } else {
+        format!(" The `{column}` column of `{table}` (field `{}`), to filter, order and update by.", field.name)
+    };
+    let column = LitStr::new(column, ident.span());
     quote! {
-        // Accessors of private fields may go unused, like the fields themselves.
-        #[allow(dead_code)]
-        impl #model_ident {
-            #(#accessors)*
+        #[doc = #doc]
+        #vis fn #ident() -> #krate::models::Column<#model_ident, #ty> {
+            #krate::models::Column::new(#column)
         }
     }
+}
+
+/// `tokens` with every span set to `span`: a path from the attribute (`crate = "..."`)
+/// or the call site, placed where errors should point.
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut tree| {
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }

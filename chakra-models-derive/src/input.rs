@@ -1,15 +1,25 @@
 //! The struct being derived, checked and reduced to what the expansion needs.
 
-use syn::ext::IdentExt;
 use quote::quote;
-use syn::{Data, DeriveInput, Fields, Ident, Path, Type, Visibility};
+use syn::ext::IdentExt;
+use syn::punctuated::Punctuated;
+use syn::{Data, DeriveInput, Field, Fields, Ident, LitStr, Path, Token, Type, Visibility};
 
 use crate::attr::{Errors, FieldOptions, StructOptions};
 
 /// `Model`'s provided methods. A field with one of these names would get an accessor
 /// that shadows the method (`User::get()` would be a column, not a lookup).
 const RESERVED: &[&str] = &[
-    "query", "get", "insert", "update", "delete", "save", "insert_all", "statements", "from_row", "to_values",
+    "query",
+    "get",
+    "insert",
+    "update",
+    "delete",
+    "save",
+    "insert_all",
+    "statements",
+    "from_row",
+    "to_values",
     "primary_key",
 ];
 
@@ -49,93 +59,31 @@ impl ModelInput {
             ));
         }
 
-        let named = match input.data {
-            Data::Struct(data) => match data.fields {
-                Fields::Named(fields) => fields.named,
-                Fields::Unnamed(fields) => {
-                    return Err(errors.fail(syn::Error::new_spanned(
-                        &fields,
-                        "#[derive(Model)] needs named fields, one per column: `struct User { id: i64, ... }`",
-                    )));
-                }
-                Fields::Unit => {
-                    return Err(errors.fail(syn::Error::new_spanned(
-                        &input.ident,
-                        "#[derive(Model)] needs a struct with named fields, one per column: `struct User { id: i64, ... }`",
-                    )));
-                }
-            },
-            Data::Enum(data) => {
-                let (keyword, ident) = (data.enum_token, &input.ident);
-                return Err(errors.fail(syn::Error::new_spanned(
-                    quote!(#keyword #ident),
-                    "#[derive(Model)] works on structs with named fields, not enums",
-                )));
-            }
-            Data::Union(data) => {
-                let (keyword, ident) = (data.union_token, &input.ident);
-                return Err(errors.fail(syn::Error::new_spanned(
-                    quote!(#keyword #ident),
-                    "#[derive(Model)] works on structs with named fields, not unions",
-                )));
-            }
+        let named = match named_fields(input.data, &input.ident) {
+            Ok(named) => named,
+            Err(error) => return Err(errors.fail(error)),
         };
 
-        let mut fields = Vec::with_capacity(named.len());
-        let mut primary_key: Option<(usize, Ident)> = None;
+        let mut fields: Vec<FieldInput> = Vec::with_capacity(named.len());
+        let mut primary_key: Option<usize> = None;
         for field in named {
-            let field_options = FieldOptions::parse(&field.attrs, &mut errors);
-            let ident = field.ident.expect("named fields have names");
-            let name = ident.unraw().to_string();
-
-            if RESERVED.contains(&name.as_str()) {
-                errors.push(syn::Error::new_spanned(
-                    &ident,
-                    format!(
-                        "a field named `{name}` would hide `Model::{name}` behind its column accessor; \
-                         rename the field and keep the column with `#[chakra(column = \"{name}\")]`"
-                    ),
-                ));
-            }
-
-            let column = match &field_options.column {
-                Some(lit) => lit.value(),
-                None => name.clone(),
-            };
-            if let Some(other) = fields.iter().find(|f: &&FieldInput| f.column == column) {
-                let culprit = field_options.column.as_ref().map_or(ident.span(), |lit| lit.span());
-                errors.push(syn::Error::new(
-                    culprit,
-                    format!("column `{column}` is already the column of field `{}`", other.name),
-                ));
-            }
-
-            let generated = match (&field_options.primary_key, &field_options.generated) {
-                (Some(word), _) => {
-                    if let Some((_, first)) = &primary_key {
-                        errors.push(syn::Error::new_spanned(
-                            word,
-                            format!("`{first}` is already the primary key; a model has exactly one (composite keys are not supported)"),
-                        ));
-                    } else {
-                        primary_key = Some((fields.len(), ident.clone()));
-                    }
-                    field_options.generated.as_ref().map_or_else(|| is_integer_key(&field.ty), |(_, generated)| *generated)
-                }
-                (None, Some((word, _))) => {
-                    errors.push(syn::Error::new_spanned(
+            let (field, key) = FieldInput::read(field, &fields, &mut errors);
+            if let Some(word) = key {
+                match primary_key {
+                    Some(first) => errors.push(syn::Error::new_spanned(
                         word,
-                        "`generated` applies only to the primary key: `#[chakra(primary_key, generated = false)]`",
-                    ));
-                    false
+                        format!(
+                            "`{}` is already the primary key; a model has exactly one (composite keys are not supported)",
+                            fields[first].name
+                        ),
+                    )),
+                    None => primary_key = Some(fields.len()),
                 }
-                (None, None) => false,
-            };
-
-            fields.push(FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated });
+            }
+            fields.push(field);
         }
 
-        let Some((primary_key, _)) = primary_key else {
+        let Some(primary_key) = primary_key else {
             return Err(errors.fail(syn::Error::new_spanned(
                 &input.ident,
                 format!("model `{}` has no primary key; mark its key field with `#[chakra(primary_key)]`", input.ident),
@@ -152,7 +100,82 @@ impl ModelInput {
     }
 }
 
-/// `i16`, `i32` or `i64`: a key PostgreSQL generates (identity or serial) unless told
+impl FieldInput {
+    /// Reads one field, checking it against the fields before it; also returns its
+    /// `primary_key` option, if any.
+    fn read(field: Field, before: &[FieldInput], errors: &mut Errors) -> (Self, Option<Path>) {
+        let options = FieldOptions::parse(&field.attrs, errors);
+        let ident = field.ident.expect("named fields have names");
+        let name = ident.unraw().to_string();
+
+        if RESERVED.contains(&name.as_str()) {
+            errors.push(syn::Error::new_spanned(
+                &ident,
+                format!(
+                    "a field named `{name}` would hide `Model::{name}` behind its column accessor; \
+                     rename the field and keep the column with `#[chakra(column = \"{name}\")]`"
+                ),
+            ));
+        }
+
+        let column = options.column.as_ref().map_or_else(|| name.clone(), LitStr::value);
+        if let Some(other) = before.iter().find(|f| f.column == column) {
+            let culprit = options.column.as_ref().map_or_else(|| ident.span(), LitStr::span);
+            errors.push(syn::Error::new(
+                culprit,
+                format!("column `{column}` is already the column of field `{}`", other.name),
+            ));
+        }
+
+        let generated = match (&options.primary_key, options.generated) {
+            (Some(_), Some((_, generated))) => generated,
+            (Some(_), None) => is_integer_key(&field.ty),
+            (None, Some((word, _))) => {
+                errors.push(syn::Error::new_spanned(
+                    word,
+                    "`generated` applies only to the primary key: `#[chakra(primary_key, generated = false)]`",
+                ));
+                false
+            }
+            (None, None) => false,
+        };
+
+        (FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated }, options.primary_key)
+    }
+}
+
+/// The fields of a struct with named fields; an error at the declaration otherwise.
+fn named_fields(data: Data, ident: &Ident) -> syn::Result<Punctuated<Field, Token![,]>> {
+    match data {
+        Data::Struct(data) => match data.fields {
+            Fields::Named(fields) => Ok(fields.named),
+            Fields::Unnamed(fields) => Err(syn::Error::new_spanned(
+                fields,
+                "#[derive(Model)] needs named fields, one per column: `struct User { id: i64, ... }`",
+            )),
+            Fields::Unit => Err(syn::Error::new_spanned(
+                ident,
+                "#[derive(Model)] needs a struct with named fields, one per column: `struct User { id: i64, ... }`",
+            )),
+        },
+        Data::Enum(data) => {
+            let keyword = data.enum_token;
+            Err(syn::Error::new_spanned(
+                quote!(#keyword #ident),
+                "#[derive(Model)] works on structs with named fields, not enums",
+            ))
+        }
+        Data::Union(data) => {
+            let keyword = data.union_token;
+            Err(syn::Error::new_spanned(
+                quote!(#keyword #ident),
+                "#[derive(Model)] works on structs with named fields, not unions",
+            ))
+        }
+    }
+}
+
+/// `i16`, `i32` or `i64`: a key the database generates (identity or serial) unless told
 /// otherwise. Judged by spelling, so a type alias of `i64` needs `generated = true`.
 fn is_integer_key(ty: &Type) -> bool {
     match ty {
@@ -173,7 +196,8 @@ fn snake_case(name: &str) -> String {
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() {
             let after_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
-            let ends_acronym = i > 0 && chars[i - 1].is_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let ends_acronym =
+                i > 0 && chars[i - 1].is_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             if after_lower || ends_acronym {
                 out.push('_');
             }

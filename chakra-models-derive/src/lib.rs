@@ -23,8 +23,7 @@ use syn::{parse_macro_input, DeriveInput};
 ///     pub name: String,
 ///     pub email: Option<String>,
 ///     pub is_active: bool,
-///     // A field called `order` would read badly and a keyword can't be a method name
-///     // everywhere; keep the column, rename the field.
+///     // The column is `order` (an SQL keyword; the SQL quotes it), the field reads better.
 ///     #[chakra(column = "order")]
 ///     pub sort_order: i32,
 /// }

@@ -2,20 +2,40 @@
 //!
 //! Every database operation is a [`Request`] that travels down a `tower` stack — tracing,
 //! metrics, timeout, retry, batching, connection acquire — to an executor running it on
-//! PostgreSQL with tokio-postgres. This crate is the front door: [`connect`], [`Pool`] and
-//! the [`prelude`].
+//! PostgreSQL with tokio-postgres. This crate is the front door: [`connect`], [`Pool`],
+//! `#[derive(Model)]` and the [`prelude`].
 //!
 //! ```no_run
 //! use chakra::prelude::*;
 //!
+//! #[derive(Model, Debug, Clone)]
+//! #[chakra(table = "users")]
+//! pub struct User {
+//!     #[chakra(primary_key)]
+//!     pub id: i64,
+//!     pub name: String,
+//!     pub email: Option<String>,
+//!     pub is_active: bool,
+//! }
+//!
 //! #[tokio::main]
 //! async fn main() -> Result<()> {
 //!     let pool = chakra::connect("postgresql://localhost/app").await?;
-//!     let rows = pool.query("SELECT id, name FROM users WHERE is_active = $1", vec![true.into()]).await?;
-//!     for row in rows {
-//!         let name: String = row.get("name");
-//!         println!("{name}");
-//!     }
+//!
+//!     let mut ada = User { id: 0, name: "Ada".into(), email: None, is_active: true };
+//!     ada.insert(&pool).await?; // the generated id is read back
+//!
+//!     let active = User::query()
+//!         .filter(User::is_active().eq(true) & User::name().starts_with("A"))
+//!         .order_by(User::name().asc())
+//!         .all(&pool)
+//!         .await?;
+//!     let same = User::get(&pool, ada.id).await?; // merged with concurrent gets
+//!     assert_eq!(same.name, "Ada");
+//!
+//!     // Raw SQL goes through the same stack.
+//!     let rows = pool.query("SELECT count(*) FROM users WHERE is_active = $1", vec![true.into()]).await?;
+//!     println!("{} active, {}", active.len(), rows[0].get::<_, i64>(0));
 //!     Ok(())
 //! }
 //! ```
