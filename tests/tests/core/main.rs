@@ -1,5 +1,5 @@
 //! End-to-end tests of the core against a real PostgreSQL: one test binary, one module
-//! per behaviour. Tests whose names contain `fault_` restart or kill backends of the
+//! per behaviour. Tests named `<module>::fault_*` restart or kill backends of the
 //! throwaway cluster and run alone, after the rest (see scripts/test).
 
 mod batch;
