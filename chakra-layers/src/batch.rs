@@ -1,12 +1,14 @@
 //! `batch`: concurrent lookups of single rows by key on the same table become one
 //! `… = ANY($1)` query, and each caller gets back exactly its own row.
 //!
-//! The first lookup of a shape leads a group: it yields once, so the scheduler runs the
-//! other ready tasks (and, inside one task, `join_all` polls its other futures), and every
-//! lookup of the same shape that arrives meanwhile joins the group. Then the leader sends
-//! one query for all keys, or — alone — its own statement unchanged, so a lone lookup pays
-//! one yield and no timer. A group that reaches the size cap is sealed and the next lookup
-//! starts a new one. Pinned (session and transaction) requests are never batched.
+//! A lookup with nothing of its shape in flight runs at once, unchanged: a lone or
+//! sequential `get` pays neither a yield nor a timer. A lookup that arrives while one of
+//! its shape is in flight leads a group instead: it yields, so the scheduler runs the other
+//! ready tasks (and, inside one task, `join_all` polls its other futures), and every lookup
+//! of the same shape arriving meanwhile joins. The leader yields again while the group
+//! keeps growing, then sends one query for all keys. A group that reaches the size cap is
+//! sealed and the next lookup starts a new one. Pinned (session and transaction) requests
+//! are never batched.
 //!
 //! If the leader's future is dropped, its group's members notice their closed channel and
 //! run their own statements: no lookup waits on a caller that went away.
@@ -27,6 +29,9 @@ use tower_service::Service;
 
 /// The default cap on lookups merged into one query.
 pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+/// How many times a leader yields while its group keeps growing.
+const MAX_YIELDS: u8 = 8;
 
 /// Merges concurrent [`PointLookup`](chakra_service::PointLookup) requests.
 #[derive(Debug, Clone, Copy)]
@@ -65,19 +70,49 @@ pub struct Batch<S> {
 
 #[derive(Default)]
 struct Groups {
-    /// Groups still taking members, by batch SQL.
-    open: HashMap<Arc<str>, (u64, Vec<Member>)>,
+    /// Groups still taking members, by shape.
+    open: HashMap<Shape, (u64, Vec<Member>)>,
     /// Full groups whose leader has not flushed yet, by group id.
     sealed: HashMap<u64, Vec<Member>>,
+    /// Statements of each shape on their way to the database (lone lookups and merged
+    /// queries): while there are some, a new lookup waits for company.
+    in_flight: HashMap<Shape, usize>,
     next_id: u64,
 }
 
 impl Groups {
-    fn take(&mut self, sql: &str, id: u64) -> Vec<Member> {
+    /// The size of group `id`, or `None` once it is sealed (full).
+    fn size(&self, sql: &Shape, id: u64) -> Option<usize> {
+        match self.open.get(sql) {
+            Some((open_id, members)) if *open_id == id => Some(members.len()),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self, sql: &Shape, id: u64) -> Vec<Member> {
         match self.open.get(sql) {
             Some((open_id, _)) if *open_id == id => self.open.remove(sql).map(|(_, m)| m).unwrap_or_default(),
             _ => self.sealed.remove(&id).unwrap_or_default(),
         }
+    }
+}
+
+/// A lookup's shape, identified by its `batch_sql` allocation. Front-ends build that once
+/// per model, so comparing pointers is exact, and no lookup hashes its SQL text.
+#[derive(Clone)]
+struct Shape(Arc<str>);
+
+impl PartialEq for Shape {
+    fn eq(&self, other: &Shape) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Shape {}
+
+impl std::hash::Hash for Shape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0) as *const u8, state)
     }
 }
 
@@ -130,12 +165,11 @@ where
             let future = inner.call(request);
             return BatchFuture::new(State::Direct { future }, inner, None, None);
         };
-        let sql = lookup.batch_sql.clone();
-        let (reply, receiver) = oneshot::channel();
-        let member = Member { key, reply: Some(reply) };
+        let sql = Shape(lookup.batch_sql.clone());
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((id, members)) = groups.open.get_mut(&sql) {
-            members.push(member);
+            let (reply, receiver) = oneshot::channel();
+            members.push(Member { key, reply: Some(reply) });
             if members.len() >= self.max_batch {
                 let id = *id;
                 if let Some((_, members)) = groups.open.remove(&sql) {
@@ -144,22 +178,61 @@ where
             }
             return BatchFuture::new(State::Waiting { receiver }, inner, Some(request), None);
         }
+        if groups.in_flight.get(&sql).is_none_or(|n| *n == 0) {
+            // Nothing of this shape is running, so there is nothing to wait for: go now.
+            drop(groups);
+            let in_flight = InFlight::start(&self.groups, sql);
+            let future = inner.call(request);
+            let mut batch = BatchFuture::new(State::Direct { future }, inner, None, None);
+            batch.in_flight = Some(in_flight);
+            return batch;
+        }
         let id = groups.next_id;
         groups.next_id += 1;
-        groups.open.insert(sql.clone(), (id, vec![member]));
+        groups.open.insert(sql.clone(), (id, vec![Member { key, reply: None }]));
         let lead = Lead { groups: self.groups.clone(), sql, id };
-        BatchFuture::new(State::Yielding { yielded: Box::pin(tokio::task::yield_now()) }, inner, Some(request), Some(lead))
+        let state = State::Yielding { yielded: Box::pin(tokio::task::yield_now()), seen: 1, yields: 1 };
+        BatchFuture::new(state, inner, Some(request), Some(lead))
+    }
+}
+
+/// Counts a statement of one shape as in flight until dropped.
+struct InFlight {
+    groups: Arc<Mutex<Groups>>,
+    sql: Shape,
+}
+
+impl InFlight {
+    fn start(groups: &Arc<Mutex<Groups>>, sql: Shape) -> InFlight {
+        *groups.lock().unwrap_or_else(|e| e.into_inner()).in_flight.entry(sql.clone()).or_default() += 1;
+        InFlight { groups: groups.clone(), sql }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = groups.in_flight.get_mut(&self.sql) {
+            *n -= 1;
+            if *n == 0 {
+                groups.in_flight.remove(&self.sql);
+            }
+        }
     }
 }
 
 /// The leader's claim on its group until it flushes.
 struct Lead {
     groups: Arc<Mutex<Groups>>,
-    sql: Arc<str>,
+    sql: Shape,
     id: u64,
 }
 
 impl Lead {
+    fn size(&self) -> Option<usize> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner()).size(&self.sql, self.id)
+    }
+
     fn take_members(self) -> Vec<Member> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner()).take(&self.sql, self.id)
     }
@@ -173,6 +246,8 @@ pub struct BatchFuture<S: Service<Request>> {
     inner: S,
     request: Option<Request>,
     lead: Option<Lead>,
+    /// Held while this future's own statement runs.
+    in_flight: Option<InFlight>,
 }
 
 #[pin_project(project = StateProj)]
@@ -181,15 +256,15 @@ enum State<F> {
     Direct { #[pin] future: F },
     /// A member waiting for its leader's reply.
     Waiting { receiver: oneshot::Receiver<Result<Vec<Row>>> },
-    /// A leader letting other lookups join.
-    Yielding { yielded: Pin<Box<dyn Future<Output = ()> + Send>> },
+    /// A leader letting other lookups join; `seen` members at the last yield.
+    Yielding { yielded: Pin<Box<dyn Future<Output = ()> + Send>>, seen: usize, yields: u8 },
     /// A leader running the merged query for `members`.
     Flushing { #[pin] future: F, members: Vec<Member>, key_column: usize },
 }
 
 impl<S: Service<Request>> BatchFuture<S> {
     fn new(state: State<S::Future>, inner: S, request: Option<Request>, lead: Option<Lead>) -> Self {
-        BatchFuture { state, inner, request, lead }
+        BatchFuture { state, inner, request, lead, in_flight: None }
     }
 }
 
@@ -203,7 +278,11 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Direct { future } => return future.poll(cx),
+                StateProj::Direct { future } => {
+                    let output = ready!(future.poll(cx));
+                    *this.in_flight = None;
+                    return Poll::Ready(output);
+                }
                 StateProj::Waiting { receiver } => {
                     let request = this.request.as_ref().expect("members keep their request");
                     match ready!(Pin::new(receiver).poll(cx)) {
@@ -216,10 +295,20 @@ where
                         }
                     }
                 }
-                StateProj::Yielding { yielded } => {
+                StateProj::Yielding { yielded, seen, yields } => {
                     ready!(yielded.as_mut().poll(cx));
+                    let lead = this.lead.as_ref().expect("the leader holds its lead");
+                    // Still growing: other tasks are still arriving, give them another pass.
+                    if let Some(size) = lead.size().filter(|size| *size > *seen && *yields < MAX_YIELDS) {
+                        *seen = size;
+                        *yields += 1;
+                        *yielded = Box::pin(tokio::task::yield_now());
+                        continue;
+                    }
                     ready!(this.inner.poll_ready(cx))?;
-                    let members = this.lead.take().expect("the leader holds its lead").take_members();
+                    let lead = this.lead.take().expect("the leader holds its lead");
+                    *this.in_flight = Some(InFlight::start(&lead.groups, lead.sql.clone()));
+                    let members = lead.take_members();
                     let request = this.request.as_ref().expect("the leader keeps its request");
                     if members.len() <= 1 {
                         let future = this.inner.call(request.clone());
@@ -236,6 +325,7 @@ where
                 }
                 StateProj::Flushing { future, members, key_column } => {
                     let result = ready!(future.poll(cx)).and_then(Response::into_rows);
+                    *this.in_flight = None;
                     let request = this.request.as_ref().expect("the leader keeps its request");
                     let own = distribute(result, members, *key_column);
                     return Poll::Ready(own.and_then(|rows| Response::for_request(rows, request)));

@@ -4,28 +4,62 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chakra_service::{Config, ConnectionPool, Error, Executor, PinnedConn, PoolStatus, Request, Response, Result, ServerInfo};
+use futures::future::Either;
 use opentelemetry::global::BoxedTracer;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::acquire::AcquireLayer;
-use crate::batch::{BatchLayer, DEFAULT_MAX_BATCH};
-use crate::metrics::MetricsLayer;
+use crate::acquire::{Acquire, AcquireLayer};
+use crate::batch::{Batch, BatchLayer, DEFAULT_MAX_BATCH};
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::queryable::Queryable;
-use crate::retry::RetryLayer;
-use crate::timeout::TimeoutLayer;
-use crate::trace::TraceLayer;
+use crate::retry::{Retry, RetryLayer};
+use crate::timeout::{Timeout, TimeoutLayer};
+use crate::trace::{Trace, TraceLayer};
 use crate::transaction::{Transaction, TransactionOptions};
 
-/// The composed, type-erased stack: what every request is sent to.
+/// A type-erased stack: what user layers wrap (see [`PoolBuilder::layer`]).
 pub type BoxService = BoxCloneSyncService<Request, Response, Error>;
 
 type UserLayer = Box<dyn FnOnce(BoxService) -> BoxService + Send>;
+
+/// The built-in layers over the executor, as one concrete type.
+type Builtin = Trace<Metrics<Timeout<Retry<Batch<Acquire<Executor>>>>>>;
+
+/// What every request is sent to: the built-in stack as is — cloning it per request is a
+/// few reference-count increments, calling it allocates nothing extra — or, once users add
+/// layers, the type-erased stack they wrap.
+#[derive(Clone)]
+pub(crate) enum StackService {
+    Builtin(Builtin),
+    Custom(BoxService),
+}
+
+impl Service<Request> for StackService {
+    type Response = Response;
+    type Error = Error;
+    type Future = Either<<Builtin as Service<Request>>::Future, <BoxService as Service<Request>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self {
+            StackService::Builtin(s) => s.poll_ready(cx),
+            StackService::Custom(s) => s.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self {
+            StackService::Builtin(s) => Either::Left(s.call(request)),
+            StackService::Custom(s) => Either::Right(s.call(request)),
+        }
+    }
+}
 
 /// A pool of connections and the stack in front of them; cheap to clone and share
 /// (it is `Clone + Send + Sync`, so it works as Axum state).
@@ -41,7 +75,7 @@ type UserLayer = Box<dyn FnOnce(BoxService) -> BoxService + Send>;
 #[derive(Clone)]
 pub struct Pool {
     connections: ConnectionPool,
-    service: BoxService,
+    service: StackService,
 }
 
 impl Pool {
@@ -255,7 +289,13 @@ impl PoolBuilder {
         let connections = ConnectionPool::open(config.clone()).await?;
         let acquire = AcquireLayer::new(connections.clone());
         let stack = Stack { config: &config, server: connections.server().clone(), tracer: self.tracer, max_batch: self.max_batch };
-        let service = self.layers.into_iter().fold(stack.build(acquire), |inner, wrap| wrap(inner));
+        let builtin = stack.build(acquire);
+        let service = match self.layers.is_empty() {
+            true => StackService::Builtin(builtin),
+            false => StackService::Custom(
+                self.layers.into_iter().fold(BoxCloneSyncService::new(builtin), |inner, wrap| wrap(inner)),
+            ),
+        };
         Ok(Pool { connections, service })
     }
 }
@@ -269,20 +309,19 @@ struct Stack<'a> {
 }
 
 impl Stack<'_> {
-    fn build(self, acquire: AcquireLayer) -> BoxService {
+    fn build(self, acquire: AcquireLayer) -> Builtin {
         let trace = match self.tracer {
             Some(tracer) => TraceLayer::with_tracer(self.server, tracer),
             None => TraceLayer::new(self.server),
         };
-        let service = ServiceBuilder::new()
+        ServiceBuilder::new()
             .layer(trace)
             .layer(MetricsLayer::new())
             .layer(TimeoutLayer::new(Some(self.config.query.timeout)))
             .layer(RetryLayer::new(&self.config.retry))
             .layer(BatchLayer::new(self.max_batch))
             .layer(acquire)
-            .service(Executor);
-        BoxCloneSyncService::new(service)
+            .service(Executor)
     }
 }
 
@@ -293,7 +332,7 @@ impl Stack<'_> {
 /// it is still open, it is rolled back first.
 #[derive(Clone)]
 pub struct Session {
-    service: BoxService,
+    service: StackService,
     conn: PinnedConn,
 }
 
@@ -309,7 +348,8 @@ impl Session {
             tracer: None,
             max_batch: DEFAULT_MAX_BATCH,
         };
-        Ok(Session { service: stack.build(AcquireLayer::pinned_only()), conn: PinnedConn::new(conn) })
+        let service = StackService::Builtin(stack.build(AcquireLayer::pinned_only()));
+        Ok(Session { service, conn: PinnedConn::new(conn) })
     }
 
     /// Begins a transaction on this session's connection.

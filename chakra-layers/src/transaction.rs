@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use chakra_service::{Error, ErrorKind, Labels, Mode, PinnedConn, Request, Response, Result, Statement, TxEffect};
 use tower::ServiceExt;
 
-use crate::pool::BoxService;
+use crate::pool::StackService;
 use crate::queryable::Queryable;
 
 /// SQL isolation levels.
@@ -74,7 +74,7 @@ pub struct Transaction {
 }
 
 struct Shared {
-    service: BoxService,
+    service: StackService,
     conn: PinnedConn,
     /// 0 for the transaction itself, n for the n-th nested savepoint.
     depth: u32,
@@ -113,7 +113,7 @@ fn control(sql: String, operation: &'static str, effect: TxEffect, conn: &Pinned
 }
 
 impl Transaction {
-    pub(crate) async fn begin(service: BoxService, conn: PinnedConn, options: TransactionOptions) -> Result<Transaction> {
+    pub(crate) async fn begin(service: StackService, conn: PinnedConn, options: TransactionOptions) -> Result<Transaction> {
         let request = control(options.begin_sql(), "BEGIN", TxEffect::Begins, &conn);
         service.clone().oneshot(request).await?;
         Ok(Transaction { shared: Arc::new(Shared { service, conn, depth: 0, open: Mutex::new(true) }) })

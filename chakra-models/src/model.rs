@@ -113,8 +113,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     fn get<Q: Queryable>(db: &Q, key: impl Into<Value>) -> impl Future<Output = Result<Self>> + Send {
         let sql = Self::statements();
         let key = key.into();
-        let request = Request::new(Statement::new(sql.get.clone(), vec![key.clone()]), Mode::One)
-            .labels(sql.labels("SELECT"))
+        let request = Request::labelled(Statement::new(sql.get.clone(), vec![key.clone()]), Mode::One, sql.labels("SELECT"))
             .point_lookup(PointLookup { batch_sql: sql.get_many.clone(), key_column: Self::PRIMARY_KEY, key });
         async move {
             let row = db.run(request).await.map_err(|e| not_found::<Self>(e))?.into_row()?;
@@ -127,7 +126,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let sql = Self::statements();
         let values = insert_values::<Self>(self.to_values());
         async move {
-            let request = Request::new(Statement::new(sql.insert.clone(), values), Mode::One).labels(sql.labels("INSERT"));
+            let request = Request::labelled(Statement::new(sql.insert.clone(), values), Mode::One, sql.labels("INSERT"));
             let row = db.run(request).await?.into_row()?;
             // RETURNING every column: generated keys and column defaults come back too.
             *self = Self::from_row(&row)?;
@@ -142,7 +141,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let key = values.remove(Self::PRIMARY_KEY);
         values.push(key);
         async move {
-            let request = Request::new(Statement::new(sql.update.clone(), values), Mode::Execute).labels(sql.labels("UPDATE"));
+            let request = Request::labelled(Statement::new(sql.update.clone(), values), Mode::Execute, sql.labels("UPDATE"));
             match db.run(request).await?.rows_affected()? {
                 0 => Err(Error::new(ErrorKind::NotFound, format!("no row in `{}` to update with that primary key", Self::TABLE))),
                 _ => Ok(()),
@@ -153,8 +152,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// Deletes this row (by primary key); `NotFound` if it was already gone.
     fn delete<Q: Queryable>(&self, db: &Q) -> impl Future<Output = Result<()>> + Send {
         let sql = Self::statements();
-        let request = Request::new(Statement::new(sql.delete.clone(), vec![self.primary_key()]), Mode::Execute)
-            .labels(sql.labels("DELETE"));
+        let request = Request::labelled(Statement::new(sql.delete.clone(), vec![self.primary_key()]), Mode::Execute, sql.labels("DELETE"));
         async move {
             match db.run(request).await?.rows_affected()? {
                 0 => Err(Error::new(ErrorKind::NotFound, format!("no row in `{}` to delete with that primary key", Self::TABLE))),
@@ -173,8 +171,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
                 return self.insert(db).await;
             }
             let sql = Self::statements();
-            let request = Request::new(Statement::new(sql.upsert.clone(), self.to_values()), Mode::Execute)
-                .labels(sql.labels("INSERT"));
+            let request = Request::labelled(Statement::new(sql.upsert.clone(), self.to_values()), Mode::Execute, sql.labels("INSERT"));
             db.run(request).await?.rows_affected().map(drop)
         }
     }
@@ -188,7 +185,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
                 return Ok(Vec::new());
             }
             let statement = compile::insert(&Postgres, &insert);
-            let request = Request::new(statement, Mode::All).labels(Self::statements().labels("INSERT"));
+            let request = Request::labelled(statement, Mode::All, Self::statements().labels("INSERT"));
             db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()
         }
     }

@@ -100,7 +100,7 @@ impl<M: Model> Query<M> {
     }
 
     fn request(&self, select: &Select, mode: Mode) -> Request {
-        Request::new(compile::select(&Postgres, select), mode).labels(M::statements().labels("SELECT"))
+        Request::labelled(compile::select(&Postgres, select), mode, M::statements().labels("SELECT"))
     }
 
     /// Every matching row.
@@ -156,14 +156,14 @@ impl<M: Model> Query<M> {
             return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
         }
         let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.filter.clone() };
-        let request = Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(M::statements().labels("UPDATE"));
+        let request = Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
         db.run(request).await?.rows_affected()
     }
 
     /// Deletes every matching row; returns how many.
     pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
         let delete = Delete { table: self.select.table.clone(), filter: self.select.filter.clone() };
-        let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(M::statements().labels("DELETE"));
+        let request = Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
         db.run(request).await?.rows_affected()
     }
 

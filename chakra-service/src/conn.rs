@@ -57,18 +57,11 @@ pub struct Conn {
     pub(crate) in_transaction: bool,
     pub(crate) in_flight: bool,
     pub(crate) broken: bool,
-    on_release: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Conn {
     pub(crate) fn new(client: Client, statement_cache: bool) -> Self {
-        Conn { client: Some(client), statement_cache, in_transaction: false, in_flight: false, broken: false, on_release: None }
-    }
-
-    /// Runs `hook` after the connection has gone back (used to publish pool gauges).
-    pub(crate) fn on_release(mut self, hook: Arc<dyn Fn() + Send + Sync>) -> Self {
-        self.on_release = Some(hook);
-        self
+        Conn { client: Some(client), statement_cache, in_transaction: false, in_flight: false, broken: false }
     }
 
     pub(crate) fn client(&self) -> &ClientWrapper {
@@ -108,25 +101,17 @@ impl Drop for Conn {
         } else if self.in_transaction {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    let hook = self.on_release.take();
                     rt.spawn(async move {
                         match client.batch_execute("ROLLBACK").await {
                             Ok(()) => drop(client),
                             Err(_) => client.discard(),
                         }
-                        if let Some(hook) = hook {
-                            hook();
-                        }
                     });
-                    return;
                 }
                 Err(_) => client.discard(),
             }
         } else {
             drop(client);
-        }
-        if let Some(hook) = self.on_release.take() {
-            hook();
         }
     }
 }

@@ -13,6 +13,9 @@ use crate::conn::{Client, Conn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::telemetry;
 
+/// How stale the pool gauges may get.
+const GAUGE_PERIOD: Duration = Duration::from_secs(1);
+
 /// Where the server is, for tracing (`server.address`, `server.port`, `db.namespace`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
@@ -46,7 +49,6 @@ struct Shared {
     pool: Pool,
     config: Config,
     server: ServerInfo,
-    release: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Drop for Shared {
@@ -72,13 +74,7 @@ impl ConnectionPool {
             .create_timeout(Some(config.database.connect_timeout))
             .build()
             .map_err(|e| Error::config("pool", e))?;
-        let weak = pool.weak();
-        let release: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            if let Some(pool) = weak.upgrade() {
-                publish(&pool);
-            }
-        });
-        let shared = Arc::new(Shared { pool, config, server, release });
+        let shared = Arc::new(Shared { pool, config, server });
         let this = ConnectionPool { shared };
         this.fill_to_minimum().await?;
         tokio::spawn(reap(Arc::downgrade(&this.shared)));
@@ -88,9 +84,7 @@ impl ConnectionPool {
     /// Takes a connection, waiting at most `acquire_timeout`.
     pub async fn acquire(&self) -> Result<Conn> {
         let obj = self.shared.pool.get().await.map_err(|e| pool_error(e, &self.shared.config))?;
-        publish(&self.shared.pool);
-        Ok(Conn::new(Client::Pooled(obj), self.shared.config.database.statement_cache)
-            .on_release(self.shared.release.clone()))
+        Ok(Conn::new(Client::Pooled(obj), self.shared.config.database.statement_cache))
     }
 
     /// Opens a connection outside the pool, closed when dropped.
@@ -175,12 +169,14 @@ fn pool_error(e: PoolError, config: &Config) -> Error {
     }
 }
 
-/// Closes idle connections above the minimum once they have been unused for
-/// `idle_timeout`, and reopens connections when fewer than the minimum remain.
+/// The pool's housekeeping, every second at most: publishes the pool gauges (sampled
+/// here rather than on every acquire, which would tax each request for a number scraped
+/// every few seconds), closes idle connections above the minimum once they have been
+/// unused for `idle_timeout`, and reopens connections when fewer than the minimum remain.
 /// Stops when the pool is dropped.
 async fn reap(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
-        Some(s) => (s.config.pool.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)),
+        Some(s) => (s.config.pool.idle_timeout / 4).clamp(Duration::from_millis(50), GAUGE_PERIOD),
         None => return,
     };
     loop {
@@ -196,10 +192,8 @@ async fn reap(shared: std::sync::Weak<Shared>) {
             excess -= usize::from(reap);
             !reap
         });
-        if !removed.removed.is_empty() {
-            drop(removed);
-            publish(&shared.pool);
-        }
+        drop(removed);
+        publish(&shared.pool);
         // Errors here (server down) are retried on the next tick; requests report their own.
         let _ = ConnectionPool { shared }.fill_to_minimum().await;
     }

@@ -85,19 +85,14 @@ impl Labels {
     }
 
     /// Labels guessed from raw SQL: the first keyword, upper-cased, as the operation.
+    /// Common keywords cost no allocation (this runs for every raw query).
     pub fn from_sql(sql: &str) -> Self {
+        const KNOWN: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK"];
         let word = sql.split_whitespace().next().unwrap_or("").trim_start_matches('(');
-        let operation: Cow<'static, str> = match word.to_ascii_uppercase().as_str() {
-            "SELECT" => "SELECT".into(),
-            "INSERT" => "INSERT".into(),
-            "UPDATE" => "UPDATE".into(),
-            "DELETE" => "DELETE".into(),
-            "WITH" => "WITH".into(),
-            "BEGIN" => "BEGIN".into(),
-            "COMMIT" => "COMMIT".into(),
-            "ROLLBACK" => "ROLLBACK".into(),
-            "" => "UNKNOWN".into(),
-            other => Cow::Owned(other.to_owned()),
+        let operation: Cow<'static, str> = match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(word)) {
+            Some(known) => Cow::Borrowed(known),
+            None if word.is_empty() => Cow::Borrowed("UNKNOWN"),
+            None => Cow::Owned(word.to_ascii_uppercase()),
         };
         Labels { operation, table: None }
     }
@@ -108,6 +103,8 @@ impl Labels {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointLookup {
     /// The same query for many keys: one parameter, an array of keys (`… = ANY($1)`).
+    /// Lookups merge when they share this `Arc` (not merely equal text): build it once
+    /// per shape, as the models do, and clone it into each request.
     pub batch_sql: Arc<str>,
     /// Index of the key column in the rows the query returns.
     pub key_column: usize,
@@ -184,6 +181,12 @@ impl Request {
     /// Reads (`Mode::All`, `One`, `Optional`, `Stream`) are marked idempotent.
     pub fn new(statement: Statement, mode: Mode) -> Self {
         let labels = Labels::from_sql(&statement.sql);
+        Request::labelled(statement, mode, labels)
+    }
+
+    /// A request whose front-end already knows its labels (no SQL sniffing). Reads
+    /// (`SELECT` in any mode but `Execute`) are marked idempotent.
+    pub fn labelled(statement: Statement, mode: Mode, labels: Labels) -> Self {
         let idempotent = mode != Mode::Execute && labels.operation == "SELECT";
         Request {
             statement,

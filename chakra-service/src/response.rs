@@ -26,11 +26,11 @@ impl Response {
     /// Rows as `request.mode` wants them: `One` fails with `NotFound` on no rows, `One` and
     /// `Optional` fail with `MultipleFound` on several.
     pub fn for_request(rows: Vec<Row>, request: &Request) -> Result<Response> {
-        let table = request.labels.table.as_deref().map(|t| format!(" in `{t}`")).unwrap_or_default();
+        let table = || request.labels.table.as_deref().map(|t| format!(" in `{t}`")).unwrap_or_default();
         match (request.mode, rows.len()) {
-            (Mode::One, 0) => Err(Error::new(ErrorKind::NotFound, format!("no row found{table}"))),
+            (Mode::One, 0) => Err(Error::new(ErrorKind::NotFound, format!("no row found{}", table()))),
             (Mode::One | Mode::Optional, n) if n > 1 => {
-                Err(Error::new(ErrorKind::MultipleFound, format!("expected one row{table}, found {n}")))
+                Err(Error::new(ErrorKind::MultipleFound, format!("expected one row{}, found {n}", table())))
             }
             _ => Ok(Response::Rows(rows)),
         }

@@ -89,7 +89,7 @@ async fn concurrent_lookups_from_many_tasks_share_few_statements() {
 }
 
 #[tokio::test]
-async fn lookups_joined_in_one_task_become_one_statement() {
+async fn lookups_joined_in_one_task_become_two_statements() {
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
     let stack = counting_stack(statements.clone()).await;
@@ -100,7 +100,8 @@ async fn lookups_joined_in_one_task_become_one_statement() {
     for (&id, response) in ids.iter().zip(responses) {
         check_own_row(id, response.unwrap().into_optional().unwrap());
     }
-    assert_eq!(statements.load(Ordering::SeqCst), 1);
+    // The first lookup goes at once (nothing to wait for); all the others share one.
+    assert_eq!(statements.load(Ordering::SeqCst), 2);
     table.drop().await;
 }
 
@@ -147,6 +148,9 @@ async fn members_of_a_dropped_leader_run_their_own_statements() {
     let statements = Arc::new(AtomicUsize::new(0));
     let mut stack = counting_stack(statements.clone()).await;
 
+    // Something of the same shape in flight, so the next lookup leads a group.
+    stack.ready().await.unwrap();
+    let first = stack.call(table.lookup(3, Mode::One));
     stack.ready().await.unwrap();
     let mut leader = Box::pin(stack.call(table.lookup(1, Mode::One)));
     stack.ready().await.unwrap();
@@ -161,6 +165,21 @@ async fn members_of_a_dropped_leader_run_their_own_statements() {
         .into_row()
         .unwrap();
     check_own_row(2, Some(row));
+    check_own_row(3, Some(first.await.unwrap().into_row().unwrap()));
+    table.drop().await;
+}
+
+#[tokio::test]
+async fn sequential_lookups_each_run_their_own_statement_unchanged() {
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let stack = counting_stack(statements.clone()).await;
+    for id in 1..=5 {
+        let row = stack.clone().oneshot(table.lookup(id, Mode::One)).await.unwrap().into_row().unwrap();
+        check_own_row(id, Some(row));
+    }
+    // Nothing else of their shape was in flight, so none waited to form a group.
+    assert_eq!(statements.load(Ordering::SeqCst), 5);
     table.drop().await;
 }
 

@@ -69,6 +69,8 @@ fn query_durations_counts_errors_and_pool_gauges_reach_the_metrics_recorder() {
                 pool.query("SELECT 1", vec![]).await.unwrap();
             }
             pool.query("SELEC 1", vec![]).await.unwrap_err();
+            // Pool gauges are sampled by the pool's housekeeping task, once a second.
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         })
     });
 
