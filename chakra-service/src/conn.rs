@@ -88,9 +88,9 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };
-        if self.broken || client.is_closed() {
-            client.discard();
-        } else if self.in_flight {
+        if self.in_flight && !client.is_closed() {
+            // Checked before `broken`: a pinned connection whose statement was abandoned is
+            // also marked broken, and its statement must still be stopped on the server.
             let token = client.cancel_token();
             client.discard();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -98,6 +98,8 @@ impl Drop for Conn {
                     let _ = token.cancel_query(tokio_postgres::NoTls).await;
                 });
             }
+        } else if self.broken || client.is_closed() {
+            client.discard();
         } else if self.in_transaction {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {

@@ -213,3 +213,25 @@ async fn a_transaction_dropped_on_a_session_is_rolled_back_before_the_sessions_n
     assert_eq!(ids(&pool, &table).await, vec![2]);
     pool.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_abandoned_on_a_session_is_stopped_on_the_server_when_the_session_ends() {
+    let app = unique("session_abandon");
+    let pool = builder(&database_url(), &app).build().await.unwrap();
+    let session = pool.session().await.unwrap();
+    // The caller gives up (drops the future) while the statement runs.
+    let abandoned = tokio::time::timeout(Duration::from_millis(300), session.query("SELECT pg_sleep(30)", vec![])).await;
+    assert!(abandoned.is_err(), "the statement should still have been running");
+
+    // What that statement left behind is unknown, so the session refuses to go on…
+    let err = session.query("SELECT 1", vec![]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    drop(session);
+
+    // …and ending it stops the statement on the server instead of letting it run on.
+    let admin = admin(&database_url()).await;
+    eventually(Duration::from_secs(5), "the abandoned pg_sleep is no longer running", || async {
+        backends(&admin, &app).await.iter().all(|(_, _, q)| !q.contains("pg_sleep(30)")).then_some(())
+    })
+    .await;
+}
