@@ -1,0 +1,140 @@
+"""Chakra: an async-first ORM whose core is Rust on Tokio.
+
+::
+
+    import asyncio
+    from chakra import Session, Model, Field, String, Integer
+
+    class User(Model):
+        __tablename__ = "users"
+        id = Field(Integer, primary_key=True)
+        name = Field(String(100))
+
+    async def main():
+        async with Session() as session:
+            session.add(User(name="Alice"))
+            await session.commit()
+            users = await User.objects.filter(name__startswith="A").all()
+
+    asyncio.run(main())
+
+Every awaitable has a blocking ``_sync`` twin (``User.objects.count_sync()``,
+``session.commit_sync()``) for scripts and sync frameworks.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+from .database import (
+    Connection,
+    Database,
+    configure,
+    connect,
+    create_all,
+    create_all_sync,
+    default_database,
+    drop_all,
+    drop_all_sync,
+    execute,
+    execute_sync,
+    fetch,
+    fetch_sync,
+    fetchrow,
+    fetchrow_sync,
+    fetchval,
+    fetchval_sync,
+)
+from .errors import (
+    ConfigError,
+    DataError,
+    DoesNotExist,
+    Error,
+    FieldError,
+    IntegrityError,
+    MultipleObjectsReturned,
+    OperationalError,
+    PoolTimeout,
+    ProgrammingError,
+    QueryTimeout,
+    SyncInAsyncWarning,
+)
+from .fields import (
+    JSON,
+    UUID,
+    BigInteger,
+    Boolean,
+    Bytes,
+    Date,
+    DateTime,
+    Field,
+    Float,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    Time,
+)
+from .models import Model
+from .query import Manager, Q, QuerySet
+from .session import Session, Transaction, current_session
+
+__all__ = [
+    "BigInteger",
+    "Boolean",
+    "Bytes",
+    "ConfigError",
+    "Connection",
+    "DataError",
+    "Database",
+    "Date",
+    "DateTime",
+    "DoesNotExist",
+    "Error",
+    "Field",
+    "FieldError",
+    "Float",
+    "IntegrityError",
+    "Integer",
+    "JSON",
+    "Manager",
+    "Model",
+    "MultipleObjectsReturned",
+    "Numeric",
+    "OperationalError",
+    "PoolTimeout",
+    "ProgrammingError",
+    "Q",
+    "QuerySet",
+    "QueryTimeout",
+    "Session",
+    "SmallInteger",
+    "String",
+    "SyncInAsyncWarning",
+    "Text",
+    "Time",
+    "Transaction",
+    "UUID",
+    "configure",
+    "connect",
+    "create_all",
+    "create_all_sync",
+    "current_session",
+    "default_database",
+    "drop_all",
+    "drop_all_sync",
+    "execute",
+    "execute_sync",
+    "fetch",
+    "fetch_sync",
+    "fetchrow",
+    "fetchrow_sync",
+    "fetchval",
+    "fetchval_sync",
+]
+
+# gunicorn/uvicorn workers fork: the child gets a runtime of its own and reopens pools.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_core._after_fork_in_child)

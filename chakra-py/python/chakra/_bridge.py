@@ -1,0 +1,78 @@
+"""Glue between the awaitable and the blocking form of multi-step operations.
+
+Operations that take several round trips (a flush, a commit) are written once, as
+generators that yield :class:`chakra._core.Op` objects and receive their results. The
+``async`` API awaits each op; the ``_sync`` API runs each to completion on the calling
+thread. Either way the generator sees exceptions where the op failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Generator
+from types import FrameType
+from typing import Any, TypeVar, cast
+
+from ._core import Op
+from .errors import SyncInAsyncWarning
+
+T = TypeVar("T")
+
+Steps = Generator[Op, Any, T]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+async def run_async(steps: Steps[T]) -> T:
+    """Drives ``steps`` by awaiting each op it yields."""
+    try:
+        op = next(steps)
+        while True:
+            try:
+                result = await op
+            except BaseException as exc:  # noqa: BLE001 - handed to the generator
+                op = steps.throw(exc)
+            else:
+                op = steps.send(result)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+
+
+def run_sync(steps: Steps[T]) -> T:
+    """Drives ``steps`` by running each op it yields to completion on this thread."""
+    try:
+        op = next(steps)
+        while True:
+            try:
+                result = op.wait_sync()
+            except BaseException as exc:  # noqa: BLE001 - handed to the generator
+                op = steps.throw(exc)
+            else:
+                op = steps.send(result)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+
+
+def dev_mode() -> bool:
+    """Whether development checks are on: ``python -X dev`` or ``CHAKRA_DEV=1``."""
+    return sys.flags.dev_mode or os.environ.get("CHAKRA_DEV", "").lower() in ("1", "true", "yes", "on")
+
+
+def warn_sync_in_async() -> None:
+    """Called by ``Op.wait_sync`` when this thread's event loop is running."""
+    if not dev_mode():
+        return
+    # Point the warning at the first caller outside this package.
+    level = 2
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(
+        "a _sync database call blocks the running event loop until the database answers; "
+        "await the async form instead (e.g. `await User.objects.get(...)`)",
+        SyncInAsyncWarning,
+        stacklevel=level,
+    )

@@ -1,0 +1,219 @@
+"""``Model``: a class mapped to a table.
+
+The metaclass turns the declared :class:`~chakra.fields.Field` attributes into
+``__slots__`` and registers the model's schema with the Rust core once. Rows are turned
+into instances by Rust, which writes each column straight into its slot without calling
+``__init__``; attribute reads and writes are plain slot accesses, with no descriptors or
+hooks in the way. What was loaded is kept beside the values, so a session can tell which
+columns changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+from . import _core
+from .errors import DoesNotExist, MultipleObjectsReturned
+from .fields import Field
+
+if TYPE_CHECKING:
+    from .query import Manager
+
+__all__ = ["Model", "ModelMeta", "registered_models"]
+
+M = TypeVar("M", bound="Model")
+
+_REGISTRY: list[type[Model]] = []
+_RESERVED = frozenset({"objects", "pk", "to_dict", "DoesNotExist", "MultipleObjectsReturned"})
+
+
+def registered_models() -> list[type[Model]]:
+    """Every concrete model class defined so far, in definition order."""
+    return list(_REGISTRY)
+
+
+def _snake_case(name: str) -> str:
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+class ModelOptions:
+    """What a model class knows about itself: ``Model._meta``."""
+
+    def __init__(self, model: type[Model], table: str, fields: dict[str, Field[Any]], abstract: bool) -> None:
+        self.model = model
+        self.table = table
+        self.fields = fields
+        self.abstract = abstract
+        pks = [f for f in fields.values() if f.primary_key]
+        self.pk: Field[Any] | None = pks[0] if pks else None
+        self.schema: _core.Schema | None = None
+        self.manager: Manager[Any] | None = None
+
+    @property
+    def field_names(self) -> list[str]:
+        return list(self.fields)
+
+    def require_schema(self) -> _core.Schema:
+        if self.schema is None:
+            raise TypeError(f"{self.model.__name__} is abstract: declare a concrete subclass to query it")
+        return self.schema
+
+    def __repr__(self) -> str:
+        return f"<ModelOptions {self.model.__name__} table={self.table!r}>"
+
+
+class ModelMeta(type):
+    """Turns declared fields into slots and registers the schema with the core."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> ModelMeta:
+        if not any(isinstance(b, ModelMeta) for b in bases):
+            # `Model` itself.
+            return super().__new__(mcls, name, bases, namespace, **kwargs)
+        inherited: dict[str, Field[Any]] = {}
+        slotted: set[str] = set()
+        for base in reversed(bases):
+            meta = getattr(base, "_meta", None)
+            if isinstance(meta, ModelOptions):
+                inherited.update(meta.fields)
+                if not meta.abstract:
+                    slotted.update(meta.fields)
+        declared = {key: value for key, value in namespace.items() if isinstance(value, Field)}
+        for key in declared:
+            if key in _RESERVED or key.startswith("_"):
+                raise TypeError(f"{name}.{key}: field names cannot start with '_' or be one of {sorted(_RESERVED)}")
+            del namespace[key]
+            declared[key].name = key
+        fields = {**inherited, **declared}
+        abstract = bool(namespace.pop("__abstract__", False))
+        namespace["__slots__"] = () if abstract else tuple(f for f in fields if f not in slotted)
+        table = namespace.get("__tablename__") or _snake_case(name)
+        namespace["__tablename__"] = table
+        cls = super().__new__(mcls, name, bases, namespace, **kwargs)
+        meta = ModelOptions(cls, table, fields, abstract)  # type: ignore[arg-type]
+        cls._meta = meta  # type: ignore[attr-defined]
+        qualname = namespace.get("__qualname__", name)
+        for error in (DoesNotExist, MultipleObjectsReturned):
+            parents = tuple(
+                getattr(base, error.__name__)
+                for base in bases
+                if isinstance(getattr(base, "_meta", None), ModelOptions)
+                and getattr(base, error.__name__) is not error
+            ) or (error,)
+            own = type(error.__name__, parents, {"__module__": cls.__module__, "__qualname__": f"{qualname}.{error.__name__}"})
+            setattr(cls, error.__name__, own)
+        if not abstract:
+            if meta.pk is None:
+                raise TypeError(f"{name} has no primary key: declare one field with primary_key=True")
+            meta.schema = _core.Schema(
+                cls,
+                table,
+                [
+                    (
+                        f.name,
+                        f.column or f.name,
+                        f.type.sql_type,
+                        f.type.column_type(),
+                        f.nullable,
+                        f.primary_key,
+                        f.generated,
+                        f.unique,
+                        f.index,
+                        f.type.max_length,
+                    )
+                    for f in fields.values()
+                ],
+            )
+            _REGISTRY.append(cls)  # type: ignore[arg-type]
+        return cls
+
+
+class _ManagerDescriptor:
+    """``Model.objects``: the model's unfiltered queryset."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[M]) -> Manager[M]: ...
+
+    @overload
+    def __get__(self, instance: M, owner: type[M]) -> Manager[M]: ...
+
+    def __get__(self, instance: Any, owner: type[M]) -> Manager[M]:
+        meta: ModelOptions = owner._meta
+        if meta.manager is None:
+            from .query import Manager
+
+            meta.require_schema()
+            meta.manager = Manager(owner)
+        return meta.manager
+
+
+class Model(metaclass=ModelMeta):
+    """Base class of models. Declare fields as class attributes::
+
+        class User(Model):
+            __tablename__ = "users"
+            id = Field(Integer, primary_key=True)
+            name = Field(String(100))
+
+    ``__tablename__`` defaults to the class name in snake_case. Set ``__abstract__ = True``
+    for a base class that only shares fields.
+    """
+
+    __slots__ = ("_chakra_loaded",)
+
+    _meta: ClassVar[ModelOptions]
+    __tablename__: ClassVar[str]
+    objects: ClassVar[_ManagerDescriptor] = _ManagerDescriptor()
+    DoesNotExist: ClassVar[type[DoesNotExist]] = DoesNotExist
+    MultipleObjectsReturned: ClassVar[type[MultipleObjectsReturned]] = MultipleObjectsReturned
+
+    def __init__(self, **values: Any) -> None:
+        fields = self._meta.fields
+        for key in values:
+            if key not in fields:
+                raise TypeError(
+                    f"{type(self).__name__}() got an unexpected field {key!r} (fields: {', '.join(fields)})"
+                )
+        for name, field in fields.items():
+            setattr(self, name, values[name] if name in values else field.initial())
+        self._chakra_loaded = None
+
+    @property
+    def pk(self) -> Any:
+        """The primary key's value (``None`` until the row is inserted, for generated keys)."""
+        pk = self._meta.pk
+        return getattr(self, pk.name, None) if pk is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field's value, by field name."""
+        return {name: getattr(self, name, None) for name in self._meta.fields}
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """``(field, value)`` pairs, so ``dict(obj)`` works (and so do serialisers that
+        try it, like FastAPI's ``jsonable_encoder``)."""
+        return iter(self.to_dict().items())
+
+    def __repr__(self) -> str:
+        pk = self._meta.pk
+        if pk is None:
+            return f"<{type(self).__name__}>"
+        return f"<{type(self).__name__} {pk.name}={getattr(self, pk.name, None)!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not type(self):
+            return NotImplemented
+        pk = self.pk
+        return pk is not None and bool(pk == other.pk)
+
+    def __hash__(self) -> int:
+        pk = self.pk
+        if pk is None:
+            raise TypeError(f"unsaved {type(self).__name__} instances are unhashable (they have no primary key yet)")
+        return hash((type(self), pk))
+
+
+Model._meta = ModelOptions(Model, "", {}, abstract=True)

@@ -1,0 +1,489 @@
+"""``QuerySet``: a lazy, immutable, chainable query over one model's table, and ``Q``
+objects for conditions combined with ``|``, ``&`` and ``~``.
+
+Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
+``get``, ``count``, ``exists``, ``create``, ``update``, ``delete``, ``bulk_create``,
+``values``, ``values_list``, ``stream``. Each has a blocking ``_sync`` twin. The query's
+state is the Rust core's query AST; field and lookup names are checked when ``filter`` is
+called, so a typo raises :class:`~chakra.FieldError` before any SQL exists.
+
+Inside a session's scope (``async with Session():``) every query runs on the session's
+connection and returns the session's instances (one object per row); elsewhere each query
+takes a pooled connection of its own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+
+from . import _core
+from .database import default_database
+from .session import current_session
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .models import Model
+    from .session import Session
+
+__all__ = ["Manager", "Q", "QuerySet"]
+
+M = TypeVar("M", bound="Model")
+
+_STREAM_CHUNK = 500
+
+
+class Q:
+    """A condition: keyword lookups joined with AND, combinable with ``|`` (or), ``&``
+    (and) and ``~`` (not)::
+
+        User.objects.filter(Q(name__startswith="A") | ~Q(age__lt=18))
+    """
+
+    __slots__ = ("children", "connector", "negated")
+
+    AND = "AND"
+    OR = "OR"
+
+    def __init__(self, *conditions: Q, **lookups: Any) -> None:
+        for condition in conditions:
+            if not isinstance(condition, Q):
+                raise TypeError(f"Q() takes Q objects and keyword lookups, got {condition!r}")
+        self.children: list[Q | tuple[str, Any]] = [*conditions, *lookups.items()]
+        self.connector = Q.AND
+        self.negated = False
+
+    @classmethod
+    def _combine(cls, connector: str, children: list[Q | tuple[str, Any]], negated: bool = False) -> Q:
+        q = cls()
+        q.children = children
+        q.connector = connector
+        q.negated = negated
+        return q
+
+    def __or__(self, other: Q) -> Q:
+        if not isinstance(other, Q):
+            return NotImplemented
+        return Q._combine(Q.OR, [self, other])
+
+    def __and__(self, other: Q) -> Q:
+        if not isinstance(other, Q):
+            return NotImplemented
+        return Q._combine(Q.AND, [self, other])
+
+    def __invert__(self) -> Q:
+        return Q._combine(self.connector, list(self.children), not self.negated)
+
+    def _tree(self) -> tuple[str, bool, list[Any]]:
+        return (
+            self.connector,
+            self.negated,
+            [child._tree() if isinstance(child, Q) else child for child in self.children],
+        )
+
+    def __repr__(self) -> str:
+        inner = f" {self.connector} ".join(repr(c) if isinstance(c, Q) else f"{c[0]}={c[1]!r}" for c in self.children)
+        return f"{'~' if self.negated else ''}Q({inner})"
+
+
+class QuerySet(Generic[M]):
+    """A query over ``model``'s table. Refinements return new querysets; ``await qs``
+    runs it and returns the list of instances."""
+
+    __slots__ = ("_db", "_model", "_query")
+
+    def __init__(self, model: type[M], query: _core.Query | None = None, db: Database | None = None) -> None:
+        self._model = model
+        self._query = query if query is not None else _core.Query(model._meta.require_schema())
+        self._db = db
+
+    def _clone(self, query: _core.Query) -> QuerySet[M]:
+        return QuerySet(self._model, query, self._db)
+
+    @property
+    def model(self) -> type[M]:
+        return self._model
+
+    # ------------------------------------------------------------------ refinements
+
+    def all(self) -> QuerySet[M]:
+        """This queryset (await it for the list of rows)."""
+        return self._clone(self._query)
+
+    def filter(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
+        """Rows matching every condition: ``filter(name__startswith="A", age__gte=18)``.
+
+        Lookups: ``exact`` (the default), ``iexact``, ``contains``, ``icontains``,
+        ``startswith``, ``istartswith``, ``endswith``, ``iendswith``, ``gt``, ``gte``,
+        ``lt``, ``lte``, ``ne``, ``in``, ``isnull``, ``range``.
+        """
+        if not conditions and not lookups:
+            return self._clone(self._query)
+        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(), False))
+
+    def exclude(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
+        """Rows not matching the conditions (rows where they are unknown, i.e. NULL, are kept)."""
+        if not conditions and not lookups:
+            return self._clone(self._query)
+        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(), True))
+
+    def order_by(self, *fields: str) -> QuerySet[M]:
+        """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering."""
+        return self._clone(self._query.order_by(list(fields)))
+
+    def limit(self, n: int) -> QuerySet[M]:
+        """At most ``n`` rows."""
+        if n < 0:
+            raise ValueError("limit must be >= 0")
+        return self._clone(self._query.slice(0, n))
+
+    def offset(self, n: int) -> QuerySet[M]:
+        """Skips the first ``n`` rows."""
+        if n < 0:
+            raise ValueError("offset must be >= 0")
+        return self._clone(self._query.slice(n, None))
+
+    def using(self, database: Database) -> QuerySet[M]:
+        """Runs on ``database``'s pool, whatever session is current."""
+        return QuerySet(self._model, self._query, database)
+
+    def __getitem__(self, key: slice) -> QuerySet[M]:
+        if not isinstance(key, slice):
+            raise TypeError(
+                "querysets are sliced, not indexed: use qs[i:i + 1], or await qs.offset(i).first()"
+            )
+        if key.step is not None:
+            raise ValueError("querysets cannot be sliced with a step")
+        if (key.start is not None and key.start < 0) or (key.stop is not None and key.stop < 0):
+            raise ValueError("querysets cannot be sliced with negative indices")
+        return self._clone(self._query.slice(key.start, key.stop))
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The statement ``all()`` would send: ``(sql, params)``."""
+        return self._query.statement()
+
+    def __repr__(self) -> str:
+        return f"<QuerySet {self._model.__name__}: {self._query.statement()[0]}>"
+
+    # ------------------------------------------------------------------ where it runs
+
+    def _scope(self) -> tuple[Any, dict[Any, Any] | None, Session | None]:
+        """The target to run on, the session's identity map for the model, the session."""
+        session = current_session()
+        if session is not None and (self._db is None or self._db is session.database):
+            return session._handle(), session._identity_map(self._model), session
+        return (self._db or default_database())._core, None, None
+
+    # ------------------------------------------------------------------ terminals
+
+    def __await__(self) -> Generator[Any, None, list[M]]:
+        return self._fetch().__await__()
+
+    async def _fetch(self) -> list[M]:
+        target, identity, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.all(target, identity)  # type: ignore[no-any-return]
+
+    def all_sync(self) -> list[M]:
+        """Every matching row (blocking)."""
+        target, identity, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.all(target, identity).wait_sync()  # type: ignore[no-any-return]
+
+    async def first(self) -> M | None:
+        """The first row in the queryset's order (the primary key's if unordered), or ``None``."""
+        target, identity, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.first(target, identity)  # type: ignore[no-any-return]
+
+    def first_sync(self) -> M | None:
+        target, identity, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.first(target, identity).wait_sync()  # type: ignore[no-any-return]
+
+    def _get_op(self, conditions: tuple[Q, ...], lookups: dict[str, Any], target: Any, identity: Any) -> _core.Op:
+        model = self._model
+        pk = model._meta.pk
+        if not conditions and len(lookups) == 1 and self._is_unfiltered():
+            ((key, value),) = lookups.items()
+            if pk is not None and key in (pk.name, "pk", f"{pk.name}__exact", "pk__exact"):
+                return _core.get_by_pk(target, model._meta.require_schema(), value, identity)
+        return self.filter(*conditions, **lookups)._query.get(target, identity)
+
+    def _is_unfiltered(self) -> bool:
+        manager = self._model._meta.manager
+        return manager is not None and self._query is manager._query
+
+    async def get(self, *conditions: Q, **lookups: Any) -> M:
+        """The one row matching: raises ``Model.DoesNotExist`` if none,
+        ``Model.MultipleObjectsReturned`` if several."""
+        target, identity, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        found: M | None = await self._get_op(conditions, lookups, target, identity)
+        return _found(self._model, found)
+
+    def get_sync(self, *conditions: Q, **lookups: Any) -> M:
+        target, identity, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        found: M | None = self._get_op(conditions, lookups, target, identity).wait_sync()
+        return _found(self._model, found)
+
+    async def count(self) -> int:
+        """How many rows match."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.count(target)  # type: ignore[no-any-return]
+
+    def count_sync(self) -> int:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.count(target).wait_sync()  # type: ignore[no-any-return]
+
+    async def exists(self) -> bool:
+        """Whether any row matches."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.exists(target)  # type: ignore[no-any-return]
+
+    def exists_sync(self) -> bool:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.exists(target).wait_sync()  # type: ignore[no-any-return]
+
+    async def create(self, **values: Any) -> M:
+        """Inserts a row and returns it, primary key and column values as stored."""
+        obj = self._model(**values)
+        await self._insert([obj])
+        return obj
+
+    def create_sync(self, **values: Any) -> M:
+        obj = self._model(**values)
+        self._insert_op([obj]).wait_sync()
+        return obj
+
+    async def bulk_create(self, objs: Iterable[M]) -> list[M]:
+        """Inserts many rows in one statement (one array per column); fills in their
+        primary keys and returns them."""
+        objs = list(objs)
+        if objs:
+            await self._insert(objs)
+        return objs
+
+    def bulk_create_sync(self, objs: Iterable[M]) -> list[M]:
+        objs = list(objs)
+        if objs:
+            self._insert_op(objs).wait_sync()
+        return objs
+
+    async def _insert(self, objs: list[M]) -> None:
+        await self._insert_op(objs)
+
+    def _insert_op(self, objs: list[M]) -> _core.Op:
+        target, identity, session = self._scope()
+        schema = self._model._meta.require_schema()
+        op = _core.flush(target, [("insert", schema, objs, identity)])
+        if session is not None:
+            session._track_inserted(objs)
+        return op
+
+    async def update(self, **values: Any) -> int:
+        """Sets ``values`` on every matching row; returns how many rows changed."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.update(target, values)  # type: ignore[no-any-return]
+
+    def update_sync(self, **values: Any) -> int:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.update(target, values).wait_sync()  # type: ignore[no-any-return]
+
+    async def delete(self) -> int:
+        """Deletes every matching row; returns how many."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.delete(target)  # type: ignore[no-any-return]
+
+    def delete_sync(self) -> int:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.delete(target).wait_sync()  # type: ignore[no-any-return]
+
+    async def values(self, *fields: str) -> list[dict[str, Any]]:
+        """Rows as dicts of the named fields (all fields when none are named)."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.values(target, list(fields), "dict")  # type: ignore[no-any-return]
+
+    def values_sync(self, *fields: str) -> list[dict[str, Any]]:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.values(target, list(fields), "dict").wait_sync()  # type: ignore[no-any-return]
+
+    @overload
+    async def values_list(self, *fields: str, flat: Literal[False] = ...) -> list[tuple[Any, ...]]: ...
+
+    @overload
+    async def values_list(self, *fields: str, flat: Literal[True]) -> list[Any]: ...
+
+    async def values_list(self, *fields: str, flat: bool = False) -> list[Any]:
+        """Rows as tuples of the named fields; ``flat=True`` with one field gives its values."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.values(target, list(fields), "flat" if flat else "tuple")  # type: ignore[no-any-return]
+
+    def values_list_sync(self, *fields: str, flat: bool = False) -> list[Any]:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.values(target, list(fields), "flat" if flat else "tuple").wait_sync()  # type: ignore[no-any-return]
+
+    @overload
+    def stream(self, batch_size: None = None) -> RowStream[M]: ...
+
+    @overload
+    def stream(self, batch_size: int) -> BatchStream[M]: ...
+
+    def stream(self, batch_size: int | None = None) -> RowStream[M] | BatchStream[M]:
+        """Rows as they arrive from the server, for ``async for``; memory stays bounded
+        whatever the result's size. With ``batch_size``, yields lists of that many rows.
+        The connection is held until the iteration ends (breaking out early cancels the
+        statement)."""
+        if batch_size is None:
+            return RowStream(self, _STREAM_CHUNK)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        return BatchStream(self, batch_size)
+
+    @overload
+    def stream_sync(self, batch_size: None = None) -> Iterator[M]: ...
+
+    @overload
+    def stream_sync(self, batch_size: int) -> Iterator[list[M]]: ...
+
+    def stream_sync(self, batch_size: int | None = None) -> Iterator[M] | Iterator[list[M]]:
+        """``stream`` for a plain ``for`` loop (blocking)."""
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        return _stream_sync(self, batch_size)
+
+    def __aiter__(self) -> AsyncIterator[M]:
+        return self.stream().__aiter__()
+
+
+def _found(model: type[M], obj: M | None) -> M:
+    if obj is None:
+        raise model.DoesNotExist(f"no {model.__name__} matches the query")
+    return obj
+
+
+class _Stream(Generic[M]):
+    __slots__ = ("_cursor", "_done", "_qs", "_size")
+
+    def __init__(self, qs: QuerySet[M], size: int) -> None:
+        self._qs = qs
+        self._size = size
+        self._cursor: _core.Cursor | None = None
+        self._done = False
+
+    async def _chunk(self) -> list[M]:
+        if self._done:
+            return []
+        if self._cursor is None:
+            target, identity, session = self._qs._scope()
+            if session is not None:
+                await session._autoflush()
+            self._cursor = await self._qs._query.stream(target, identity)
+        chunk: list[M] = await self._cursor.next(self._size)
+        if len(chunk) < self._size:
+            self._done = True
+            self._cursor = None
+        return chunk
+
+    async def aclose(self) -> None:
+        """Stops early: the statement is cancelled and the connection cleaned."""
+        self._done = True
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+
+
+class RowStream(_Stream[M]):
+    """``async for obj in qs.stream()``: one instance at a time, read in chunks."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self, qs: QuerySet[M], size: int) -> None:
+        super().__init__(qs, size)
+        self._buffer: deque[M] = deque()
+
+    def __aiter__(self) -> RowStream[M]:
+        return self
+
+    async def __anext__(self) -> M:
+        if not self._buffer:
+            self._buffer.extend(await self._chunk())
+            if not self._buffer:
+                raise StopAsyncIteration
+        return self._buffer.popleft()
+
+
+class BatchStream(_Stream[M]):
+    """``async for batch in qs.stream(batch_size=n)``: lists of ``n`` instances (the last
+    one may be shorter)."""
+
+    def __aiter__(self) -> BatchStream[M]:
+        return self
+
+    async def __anext__(self) -> list[M]:
+        chunk = await self._chunk()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+def _stream_sync(qs: QuerySet[M], batch_size: int | None) -> Iterator[Any]:
+    size = batch_size or _STREAM_CHUNK
+    target, identity, session = qs._scope()
+    if session is not None:
+        session._autoflush_sync()
+    cursor = qs._query.stream(target, identity).wait_sync()
+    try:
+        while True:
+            chunk = cursor.next(size).wait_sync()
+            if batch_size is not None:
+                if chunk:
+                    yield chunk
+            else:
+                yield from chunk
+            if len(chunk) < size:
+                return
+    finally:
+        cursor.close()
+
+
+class Manager(QuerySet[M]):
+    """``Model.objects``: the unfiltered queryset, with every terminal available directly
+    (``User.objects.get(id=1)``, ``User.objects.count_sync()``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<Manager {self._model.__name__}>"

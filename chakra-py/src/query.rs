@@ -1,0 +1,724 @@
+//! `Query`: a `QuerySet`'s state — the core's `Select` AST — and its terminal operations.
+//! Filters are resolved here by field and lookup name (`lookup::resolve`), so an unknown
+//! field or lookup fails when `filter()` is called, long before any SQL exists.
+
+use std::sync::Arc;
+
+use chakra::models::ast::{Assignment, Delete, Expr, Projection, Select, Update};
+use chakra::models::{compile, lookup, Postgres};
+use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
+use futures::StreamExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
+use tokio::sync::Mutex;
+
+use crate::convert::{decode, to_value, value_to_py, Decoder, FieldKind};
+use crate::database::Target;
+use crate::errors::{self, to_pyerr_for};
+use crate::op::{op, op_with_errors, Op};
+use crate::schema::Schema;
+
+/// A lazy query over one model's table. Immutable: every refinement returns a new one.
+#[pyclass(module = "chakra._core", frozen)]
+pub(crate) struct Query {
+    schema: Py<Schema>,
+    select: Select,
+}
+
+fn field_error(py: Python<'_>, message: String) -> PyErr {
+    errors::new(py, "FieldError", message)
+}
+
+/// The value a lookup compares with, converted by the field's type.
+fn lookup_value(
+    py: Python<'_>,
+    schema: &Schema,
+    field: usize,
+    lookup: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Value> {
+    let ty = &schema.types[field];
+    let label = schema.label(field);
+    let name = &schema.fields[field].name;
+    let is_sequence = |v: &Bound<'_, PyAny>| {
+        !v.is_instance_of::<PyString>() && !v.is_instance_of::<PyBytes>() && v.try_iter().is_ok()
+    };
+    Ok(match lookup {
+        "in" => {
+            if !is_sequence(value) {
+                return Err(field_error(
+                    py,
+                    format!(
+                        "lookup `{name}__in` needs a list of values, got {}",
+                        value.get_type().name()?
+                    ),
+                ));
+            }
+            let items = value
+                .try_iter()?
+                .map(|item| to_value(&item?, ty, &label))
+                .collect::<PyResult<Vec<_>>>()?;
+            Value::Array(items)
+        }
+        "range" => {
+            let bounds = if is_sequence(value) {
+                value.try_iter()?.collect::<PyResult<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
+            if bounds.len() != 2 {
+                return Err(field_error(
+                    py,
+                    format!("lookup `{name}__range` needs two values, (low, high)"),
+                ));
+            }
+            Value::Array(vec![
+                to_value(&bounds[0], ty, &label)?,
+                to_value(&bounds[1], ty, &label)?,
+            ])
+        }
+        "isnull" => match value.cast::<PyBool>() {
+            Ok(b) => Value::Bool(b.is_true()),
+            Err(_) => {
+                return Err(field_error(
+                    py,
+                    format!("lookup `{name}__isnull` needs True or False"),
+                ))
+            }
+        },
+        "iexact" | "contains" | "icontains" | "startswith" | "istartswith" | "endswith"
+        | "iendswith" => {
+            if ty.kind != FieldKind::Text {
+                return Err(field_error(
+                    py,
+                    format!("lookup `{name}__{lookup}` needs a text field; {label} is not one"),
+                ));
+            }
+            match value.cast::<PyString>() {
+                Ok(s) => Value::Text(s.to_str()?.to_owned()),
+                Err(_) => {
+                    return Err(field_error(
+                        py,
+                        format!(
+                            "lookup `{name}__{lookup}` needs a str, got {}",
+                            value.get_type().name()?
+                        ),
+                    ))
+                }
+            }
+        }
+        _ => to_value(value, ty, &label)?,
+    })
+}
+
+/// The condition for one `field__lookup=value` keyword.
+fn condition(
+    py: Python<'_>,
+    schema: &Schema,
+    key: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Expr> {
+    let (name, lookup) = lookup::split_key(key);
+    let Some(field) = schema.index_of(name) else {
+        // `name__startswit`: the field exists, the lookup does not; say that.
+        let known_field = key
+            .rsplit_once("__")
+            .and_then(|(field, bad)| Some((schema.index_of(field)?, bad)));
+        let err = match known_field {
+            Some((field, bad)) => lookup::resolve(
+                &schema.fields,
+                &schema.table,
+                &schema.fields[field].name,
+                bad,
+                Value::Null,
+            ),
+            None => lookup::field(&schema.fields, &schema.table, name).map(|_| Expr::Literal(true)),
+        };
+        let message = err.err().map_or_else(
+            || format!("unknown field `{name}`"),
+            |e| e.message().to_owned(),
+        );
+        return Err(field_error(
+            py,
+            format!("{message} ({}.{key})", schema.name),
+        ));
+    };
+    let value = lookup_value(py, schema, field, lookup, value)?;
+    lookup::resolve(
+        &schema.fields,
+        &schema.table,
+        &schema.fields[field].name,
+        lookup,
+        value,
+    )
+    .map_err(|e| field_error(py, e.message().to_owned()))
+}
+
+/// A `Q` tree — `(connector, negated, children)`, children being `(key, value)` pairs or
+/// nested trees — as one condition.
+fn tree(py: Python<'_>, schema: &Schema, node: &Bound<'_, PyTuple>) -> PyResult<Expr> {
+    let (connector, negated, children): (String, bool, Bound<'_, PyList>) = node.extract()?;
+    let mut exprs = Vec::with_capacity(children.len());
+    for child in children.iter() {
+        let child = child.cast_into::<PyTuple>()?;
+        exprs.push(match child.len() {
+            2 => condition(
+                py,
+                schema,
+                &child.get_item(0)?.extract::<String>()?,
+                &child.get_item(1)?,
+            )?,
+            _ => tree(py, schema, &child)?,
+        });
+    }
+    let expr = match (connector.as_str(), exprs.len()) {
+        (_, 1) => exprs.pop().expect("one condition"),
+        ("OR", _) => Expr::Or(exprs),
+        _ => Expr::And(exprs),
+    };
+    Ok(if negated {
+        Expr::Not(Box::new(expr))
+    } else {
+        expr
+    })
+}
+
+fn labels(schema: &Schema, operation: &'static str) -> Labels {
+    Labels::new(operation, Some(schema.table.clone()))
+}
+
+/// A point lookup by primary key: concurrent ones on the pool become one query.
+pub(crate) fn pk_request(schema: &Schema, key: Value) -> Request {
+    let (one, many) = &schema.by_pk;
+    Request::new(
+        Statement::new(one.clone(), vec![key.clone()]),
+        Mode::Optional,
+    )
+    .labels(labels(schema, "SELECT"))
+    .point_lookup(PointLookup {
+        batch_sql: many.clone(),
+        key_column: schema.pk,
+        key,
+    })
+}
+
+impl Query {
+    fn derive(&self, py: Python<'_>, select: Select) -> Query {
+        Query {
+            schema: self.schema.clone_ref(py),
+            select,
+        }
+    }
+
+    fn request(&self, select: &Select, mode: Mode) -> Request {
+        Request::new(compile::select(&Postgres, select), mode)
+            .labels(labels(self.schema.get(), "SELECT"))
+    }
+
+    fn unsliced(&self, py: Python<'_>, what: &str) -> PyResult<()> {
+        if self.select.limit.is_some() || self.select.offset.is_some() {
+            return Err(errors::new(
+                py,
+                "ProgrammingError",
+                format!("cannot {what} a sliced or limited queryset; filter it instead"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Maps "no row" / "several rows" to the model's own `DoesNotExist` / `MultipleObjectsReturned`.
+fn model_errors(
+    py: Python<'_>,
+    schema: &Py<Schema>,
+) -> impl FnOnce(Python<'_>, chakra::Error) -> PyErr + Send + 'static {
+    let model = schema.get().model.clone_ref(py);
+    let name = schema.get().name.clone();
+    move |py, err| {
+        let err = match err.kind() {
+            ErrorKind::NotFound => {
+                chakra::Error::new(ErrorKind::NotFound, format!("no {name} matches the query"))
+            }
+            ErrorKind::MultipleFound => chakra::Error::new(
+                ErrorKind::MultipleFound,
+                format!("more than one {name} matches the query"),
+            ),
+            _ => err,
+        };
+        to_pyerr_for(py, err, model.bind(py))
+    }
+}
+
+#[pymethods]
+impl Query {
+    #[new]
+    fn new(schema: Bound<'_, Schema>) -> Query {
+        let s = schema.get();
+        let select = Select::new(
+            s.table.to_string(),
+            s.fields.iter().map(|f| f.column.clone()),
+        );
+        Query {
+            schema: schema.unbind(),
+            select,
+        }
+    }
+
+    /// Adds the conditions of a `Q` tree (`negate` for `exclude`: rows where the tree is
+    /// false *or unknown*).
+    fn filter(&self, py: Python<'_>, node: &Bound<'_, PyTuple>, negate: bool) -> PyResult<Query> {
+        let expr = tree(py, self.schema.get(), node)?;
+        let mut select = self.select.clone();
+        select.filter(if negate {
+            Expr::NotTrue(Box::new(expr))
+        } else {
+            expr
+        });
+        Ok(self.derive(py, select))
+    }
+
+    /// Replaces the ordering: `"name"` ascending, `"-name"` descending.
+    fn order_by(&self, py: Python<'_>, specs: Vec<String>) -> PyResult<Query> {
+        let schema = self.schema.get();
+        let mut select = self.select.clone();
+        select.order.clear();
+        for spec in specs {
+            let spec = match spec.trim_start_matches(['-', '+']) {
+                "pk" => format!(
+                    "{}{}",
+                    if spec.starts_with('-') { "-" } else { "" },
+                    schema.fields[schema.pk].name
+                ),
+                _ => spec,
+            };
+            select.order.push(
+                lookup::order(&schema.fields, &schema.table, &spec)
+                    .map_err(|e| field_error(py, e.message().to_owned()))?,
+            );
+        }
+        Ok(self.derive(py, select))
+    }
+
+    /// Rows `start..stop` of this query (both relative to its current window).
+    #[pyo3(signature = (start = None, stop = None))]
+    fn slice(&self, py: Python<'_>, start: Option<u64>, stop: Option<u64>) -> Query {
+        let mut select = self.select.clone();
+        let start = start.unwrap_or(0);
+        let offset = select.offset.unwrap_or(0) + start;
+        let mut limit = stop.map(|stop| stop.saturating_sub(start));
+        if let Some(current) = select.limit {
+            let left = current.saturating_sub(start);
+            limit = Some(limit.map_or(left, |l| l.min(left)));
+        }
+        select.offset = (offset > 0).then_some(offset);
+        select.limit = limit;
+        self.derive(py, select)
+    }
+
+    #[getter]
+    fn ordered(&self) -> bool {
+        !self.select.order.is_empty()
+    }
+
+    /// The statement `all()` sends: `(sql, params)`.
+    fn statement(&self, py: Python<'_>) -> PyResult<(String, Vec<Py<PyAny>>)> {
+        let st = compile::select(&Postgres, &self.select);
+        let params = st
+            .params
+            .iter()
+            .map(|v| value_to_py(py, v).map(Bound::unbind))
+            .collect::<PyResult<_>>()?;
+        Ok((st.sql.to_string(), params))
+    }
+
+    /// Every matching row as a model instance (through `identity`, a session's map).
+    #[pyo3(signature = (target, identity = None))]
+    fn all(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+    ) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let request = self.request(&self.select, Mode::All);
+        let schema = self.schema.clone_ref(py);
+        Ok(op(
+            async move { target.run(request, false).await?.into_rows() },
+            move |py, rows| {
+                let identity = identity.as_ref().map(|d| d.bind(py));
+                Ok(schema
+                    .get()
+                    .build_all(py, &rows, identity)?
+                    .into_any()
+                    .unbind())
+            },
+        ))
+    }
+
+    /// The first row in the query's order (the primary key's if none), or `None`.
+    #[pyo3(signature = (target, identity = None))]
+    fn first(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+    ) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let schema = self.schema.clone_ref(py);
+        let mut select = self.select.clone();
+        if select.order.is_empty() {
+            select.order.push(chakra::Order {
+                column: schema.get().fields[schema.get().pk].column.clone(),
+                descending: false,
+            });
+        }
+        select.limit = Some(select.limit.map_or(1, |l| l.min(1)));
+        let request = self.request(&select, Mode::Optional);
+        Ok(op(
+            async move { target.run(request, false).await?.into_optional() },
+            move |py, row| match row {
+                Some(row) => {
+                    let identity = identity.as_ref().map(|d| d.bind(py));
+                    Ok(schema
+                        .get()
+                        .build(py, &row, &Decoder::for_row(&row), identity)?
+                        .unbind())
+                }
+                None => Ok(py.None()),
+            },
+        ))
+    }
+
+    /// The one matching row: `Model.DoesNotExist` if none, `Model.MultipleObjectsReturned`
+    /// if several.
+    #[pyo3(signature = (target, identity = None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+    ) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let schema = self.schema.clone_ref(py);
+        let mut select = self.select.clone();
+        select.limit = Some(select.limit.map_or(2, |l| l.min(2)));
+        let request = self.request(&select, Mode::One);
+        let on_error = model_errors(py, &schema);
+        Ok(op_with_errors(
+            async move { target.run(request, false).await?.into_row() },
+            move |py, row| {
+                let identity = identity.as_ref().map(|d| d.bind(py));
+                Ok(schema
+                    .get()
+                    .build(py, &row, &Decoder::for_row(&row), identity)?
+                    .unbind())
+            },
+            on_error,
+        ))
+    }
+
+    /// How many rows match.
+    fn count(&self, target: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let mut select = self.select.clone();
+        select.projection = Projection::Count;
+        select.order.clear();
+        let request = self.request(&select, Mode::One);
+        Ok(op(
+            async move {
+                let row = target.run(request, false).await?.into_row()?;
+                row.try_get::<_, i64>(0).map_err(chakra::Error::from)
+            },
+            |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()),
+        ))
+    }
+
+    /// Whether any row matches.
+    fn exists(&self, target: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let mut select = self.select.clone();
+        select.projection = Projection::Exists;
+        select.order.clear();
+        let request = self.request(&select, Mode::One);
+        Ok(op(
+            async move {
+                let row = target.run(request, false).await?.into_row()?;
+                row.try_get::<_, bool>(0).map_err(chakra::Error::from)
+            },
+            |py, b| Ok(PyBool::new(py, b).to_owned().into_any().unbind()),
+        ))
+    }
+
+    /// Sets `values` (field name → value) on every matching row; resolves to the count.
+    fn update(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyDict>,
+    ) -> PyResult<Op> {
+        self.unsliced(py, "update")?;
+        let schema = self.schema.get();
+        if values.is_empty() {
+            return Err(field_error(
+                py,
+                "update() needs at least one field=value".into(),
+            ));
+        }
+        let mut set = Vec::with_capacity(values.len());
+        for (key, value) in values.iter() {
+            let name: String = key.extract()?;
+            let field = schema.index_of(&name).ok_or_else(|| {
+                let message = lookup::field(&schema.fields, &schema.table, &name)
+                    .err()
+                    .map(|e| e.message().to_owned());
+                field_error(
+                    py,
+                    message.unwrap_or_else(|| format!("unknown field `{name}`")),
+                )
+            })?;
+            set.push(Assignment {
+                column: schema.fields[field].column.clone(),
+                value: to_value(&value, &schema.types[field], &schema.label(field))?,
+            });
+        }
+        let update = Update {
+            table: schema.table.to_string().into(),
+            set,
+            filter: self.select.filter.clone(),
+        };
+        let request = Request::new(compile::update(&Postgres, &update), Mode::Execute)
+            .labels(labels(schema, "UPDATE"));
+        let target = Target::extract(target)?;
+        Ok(op(
+            async move { target.run(request, true).await?.rows_affected() },
+            |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()),
+        ))
+    }
+
+    /// Deletes every matching row; resolves to the count.
+    fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Op> {
+        self.unsliced(py, "delete")?;
+        let schema = self.schema.get();
+        let delete = Delete {
+            table: schema.table.to_string().into(),
+            filter: self.select.filter.clone(),
+        };
+        let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute)
+            .labels(labels(schema, "DELETE"));
+        let target = Target::extract(target)?;
+        Ok(op(
+            async move { target.run(request, true).await?.rows_affected() },
+            |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()),
+        ))
+    }
+
+    /// The named fields (all when empty) of each row, shaped `"dict"`, `"tuple"` or `"flat"`.
+    fn values(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        fields: Vec<String>,
+        shape: String,
+    ) -> PyResult<Op> {
+        let schema = self.schema.get();
+        let indices: Vec<usize> = if fields.is_empty() {
+            (0..schema.fields.len()).collect()
+        } else {
+            fields
+                .iter()
+                .map(|name| {
+                    schema.index_of(name).ok_or_else(|| {
+                        let message = lookup::field(&schema.fields, &schema.table, name)
+                            .err()
+                            .map(|e| e.message().to_owned());
+                        field_error(
+                            py,
+                            message.unwrap_or_else(|| format!("unknown field `{name}`")),
+                        )
+                    })
+                })
+                .collect::<PyResult<_>>()?
+        };
+        if shape == "flat" && indices.len() != 1 {
+            return Err(field_error(
+                py,
+                "values_list(flat=True) needs exactly one field".into(),
+            ));
+        }
+        let mut select = self.select.clone();
+        select.columns = indices
+            .iter()
+            .map(|&i| schema.fields[i].column.clone())
+            .collect();
+        let names: Vec<Py<PyString>> = indices
+            .iter()
+            .map(|&i| schema.names[i].clone_ref(py))
+            .collect();
+        let request = self.request(&select, Mode::All);
+        let target = Target::extract(target)?;
+        Ok(op(
+            async move { target.run(request, false).await?.into_rows() },
+            move |py, rows| Ok(shape_rows(py, &rows, &names, &shape)?.into_any().unbind()),
+        ))
+    }
+
+    /// Opens a server-side stream of the matching rows; resolves to a [`Cursor`].
+    #[pyo3(signature = (target, identity = None))]
+    fn stream(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+    ) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let request = self.request(&self.select, Mode::Stream);
+        let schema = self.schema.clone_ref(py);
+        Ok(op(
+            async move { target.run(request, false).await?.into_stream() },
+            move |py, rows| {
+                let cursor = Cursor {
+                    rows: Arc::new(Mutex::new(Some(rows))),
+                    schema,
+                    identity,
+                };
+                Ok(Py::new(py, cursor)?.into_any())
+            },
+        ))
+    }
+}
+
+/// Rows as dicts keyed by `names`, tuples, or (`flat`) the single column's values.
+pub(crate) fn shape_rows<'py>(
+    py: Python<'py>,
+    rows: &[chakra::Row],
+    names: &[Py<PyString>],
+    shape: &str,
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    let Some(first) = rows.first() else {
+        return Ok(list);
+    };
+    let decoders = Decoder::for_row(first);
+    for row in rows {
+        let item = match shape {
+            "flat" => decode(py, row, 0, &decoders[0])?,
+            "tuple" => {
+                let values = (0..decoders.len())
+                    .map(|i| decode(py, row, i, &decoders[i]))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyTuple::new(py, values)?.into_any()
+            }
+            _ => {
+                let dict = PyDict::new(py);
+                for (i, name) in names.iter().enumerate() {
+                    dict.set_item(name.bind(py), decode(py, row, i, &decoders[i])?)?;
+                }
+                dict.into_any()
+            }
+        };
+        list.append(item)?;
+    }
+    Ok(list)
+}
+
+/// An open server-side stream of model rows, read in chunks.
+///
+/// The stream holds its connection until it is exhausted or closed; dropping it early
+/// cancels the statement and discards the connection (see `chakra_service::executor`).
+#[pyclass(module = "chakra._core", frozen)]
+pub(crate) struct Cursor {
+    rows: Arc<Mutex<Option<RowStream>>>,
+    schema: Py<Schema>,
+    identity: Option<Py<PyDict>>,
+}
+
+#[pymethods]
+impl Cursor {
+    /// The next `size` rows as instances (fewer at the end; an empty list once exhausted).
+    fn next(&self, py: Python<'_>, size: usize) -> Op {
+        let rows = self.rows.clone();
+        let size = size.max(1);
+        let schema = self.schema.clone_ref(py);
+        let identity = self.identity.as_ref().map(|d| d.clone_ref(py));
+        op(
+            async move {
+                let mut guard = rows.lock().await;
+                let mut chunk = Vec::with_capacity(size.min(4096));
+                let Some(stream) = guard.as_mut() else {
+                    return Ok(chunk);
+                };
+                while chunk.len() < size {
+                    match stream.next().await {
+                        Some(row) => chunk.push(row?),
+                        None => {
+                            // Exhausted: the connection has already gone back.
+                            *guard = None;
+                            break;
+                        }
+                    }
+                }
+                Ok(chunk)
+            },
+            move |py, chunk| {
+                let identity = identity.as_ref().map(|d| d.bind(py));
+                Ok(schema
+                    .get()
+                    .build_all(py, &chunk, identity)?
+                    .into_any()
+                    .unbind())
+            },
+        )
+    }
+
+    /// Stops reading: the statement is cancelled if rows are left.
+    fn close(&self) {
+        let rows = self.rows.clone();
+        crate::runtime::handle().spawn(async move {
+            rows.lock().await.take();
+        });
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        let rows = self.rows.clone();
+        crate::runtime::handle().spawn(async move {
+            rows.lock().await.take();
+        });
+    }
+}
+
+/// The row of `schema` with primary key `key`, or `None`.
+#[pyfunction]
+#[pyo3(signature = (target, schema, key, identity = None))]
+pub(crate) fn get_by_pk(
+    py: Python<'_>,
+    target: &Bound<'_, PyAny>,
+    schema: Py<Schema>,
+    key: &Bound<'_, PyAny>,
+    identity: Option<Py<PyDict>>,
+) -> PyResult<Op> {
+    let s = schema.get();
+    if let Some(map) = &identity {
+        if let Some(existing) = map.bind(py).get_item(key)? {
+            let existing = existing.unbind();
+            return Ok(op(async { Ok(()) }, move |_, ()| Ok(existing)));
+        }
+    }
+    let value = to_value(key, &s.types[s.pk], &s.label(s.pk))?;
+    let request = pk_request(s, value);
+    let target = Target::extract(target)?;
+    Ok(op(
+        async move { target.run(request, false).await?.into_optional() },
+        move |py, row| match row {
+            Some(row) => {
+                let identity = identity.as_ref().map(|d| d.bind(py));
+                Ok(schema
+                    .get()
+                    .build(py, &row, &Decoder::for_row(&row), identity)?
+                    .unbind())
+            }
+            None => Ok(py.None()),
+        },
+    ))
+}

@@ -1,0 +1,553 @@
+//! `Schema`: a Python model class as the Rust side knows it — its fields as the core's
+//! [`FieldInfo`], how each converts, and where each lives in an instance.
+//!
+//! Model classes store their fields in `__slots__`. Rows become instances here, in one
+//! pass per row and without calling `__init__`: the instance is allocated with the type's
+//! `tp_alloc`, each column is decoded straight into its slot, and a tuple of the values as
+//! loaded goes into the `_chakra_loaded` slot. Flushing compares the slots with that tuple
+//! to find the changed columns. Attribute reads and writes stay plain slot accesses.
+
+use std::sync::Arc;
+
+use chakra::models::ast::{CompareOp, Expr, Select};
+use chakra::models::{compile, FieldInfo, Postgres};
+use chakra::{Row, Value};
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+
+use crate::convert::{decode, to_value, Decoder, FieldKind, FieldType};
+
+/// DDL facts about one field.
+#[derive(Debug, Clone)]
+struct Ddl {
+    /// The column type as written in `CREATE TABLE` (`varchar(100)`, `timestamp with time zone`).
+    column_type: String,
+    unique: bool,
+    index: bool,
+}
+
+/// A model class's fields and layout, registered once per class.
+#[pyclass(module = "chakra._core", frozen)]
+pub(crate) struct Schema {
+    pub(crate) model: Py<PyType>,
+    /// The class name, for messages.
+    pub(crate) name: String,
+    pub(crate) table: Arc<str>,
+    pub(crate) fields: Vec<FieldInfo>,
+    pub(crate) types: Vec<FieldType>,
+    /// Interned field names, the keys of `values()` dicts.
+    pub(crate) names: Vec<Py<PyString>>,
+    /// Byte offset of each field's slot in an instance.
+    offsets: Vec<isize>,
+    loaded_offset: isize,
+    pub(crate) pk: usize,
+    /// `SELECT <fields> … WHERE <pk> = $1` and its batched form `… = ANY($1)`, compiled once.
+    pub(crate) by_pk: (Arc<str>, Arc<str>),
+    ddl: Vec<Ddl>,
+}
+
+/// The byte offset of slot `name` of `model` (a `__slots__` member descriptor).
+fn slot_offset(model: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
+    let descr = model.getattr(name)?;
+    // SAFETY: the type check makes the cast to PyMemberDescrObject valid; its d_member
+    // points to the PyMemberDef that CPython created for the slot.
+    unsafe {
+        let ptr = descr.as_ptr();
+        if ffi::Py_TYPE(ptr) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+            return Err(PyTypeError::new_err(format!(
+                "`{name}` of {} is not a slot",
+                model.name()?
+            )));
+        }
+        let member = (*(ptr as *mut ffi::PyMemberDescrObject)).d_member as *const ffi::PyMemberDef;
+        if (*member).type_code != ffi::Py_T_OBJECT_EX {
+            return Err(PyTypeError::new_err(format!(
+                "slot `{name}` of {} does not hold objects",
+                model.name()?
+            )));
+        }
+        Ok((*member).offset)
+    }
+}
+
+/// The address of the slot at `offset` in `obj`.
+///
+/// # Safety
+/// `obj` must be an instance of the type the offset was read from.
+unsafe fn slot(obj: *mut ffi::PyObject, offset: isize) -> *mut *mut ffi::PyObject {
+    unsafe { (obj as *mut u8).offset(offset) as *mut *mut ffi::PyObject }
+}
+
+#[pymethods]
+impl Schema {
+    /// `fields`: one tuple per field, `(name, column, sql_type, column_type, nullable,
+    /// primary_key, generated, unique, index, max_length)`.
+    #[new]
+    fn new(
+        model: Bound<'_, PyType>,
+        table: String,
+        fields: Vec<Bound<'_, PyTuple>>,
+    ) -> PyResult<Schema> {
+        let name = model.name()?.to_string();
+        let mut infos = Vec::with_capacity(fields.len());
+        let mut types = Vec::with_capacity(fields.len());
+        let mut names = Vec::with_capacity(fields.len());
+        let mut offsets = Vec::with_capacity(fields.len());
+        let mut ddl = Vec::with_capacity(fields.len());
+        let mut pk = None;
+        for (i, field) in fields.iter().enumerate() {
+            let (
+                fname,
+                column,
+                sql_type,
+                column_type,
+                nullable,
+                primary_key,
+                generated,
+                unique,
+                index,
+                max_length,
+            ): (
+                String,
+                String,
+                String,
+                String,
+                bool,
+                bool,
+                bool,
+                bool,
+                bool,
+                Option<usize>,
+            ) = field.extract()?;
+            let kind = FieldKind::from_sql_type(&sql_type).ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "{name}.{fname}: unsupported column type `{sql_type}`"
+                ))
+            })?;
+            if primary_key {
+                if pk.is_some() {
+                    return Err(PyTypeError::new_err(format!(
+                        "{name} declares more than one primary key"
+                    )));
+                }
+                pk = Some(i);
+            }
+            offsets.push(slot_offset(&model, &fname)?);
+            names.push(PyString::intern(model.py(), &fname).unbind());
+            infos.push(FieldInfo {
+                name: fname.into(),
+                column: column.into(),
+                sql_type: sql_type.into(),
+                nullable,
+                primary_key,
+                generated,
+            });
+            types.push(FieldType { kind, max_length });
+            ddl.push(Ddl {
+                column_type,
+                unique,
+                index,
+            });
+        }
+        let pk =
+            pk.ok_or_else(|| PyTypeError::new_err(format!("{name} has no primary key field")))?;
+        let loaded_offset = slot_offset(&model, "_chakra_loaded")?;
+        let table: Arc<str> = table.into();
+        let by_pk = by_pk_sql(&table, &infos, pk);
+        Ok(Schema {
+            model: model.unbind(),
+            name,
+            table,
+            fields: infos,
+            types,
+            names,
+            offsets,
+            loaded_offset,
+            pk,
+            by_pk,
+            ddl,
+        })
+    }
+
+    /// The table's name.
+    #[getter]
+    fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The names of the fields whose value differs from the one last loaded or saved;
+    /// `None` for an object never saved.
+    fn changed_fields(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
+        self.check(obj)?;
+        Ok(self.changes(obj)?.map(|idx| {
+            idx.into_iter()
+                .map(|i| self.fields[i].name.to_string())
+                .collect()
+        }))
+    }
+
+    /// Whether any of `objs` (instances of this model) has unsaved changes.
+    fn any_changed(&self, objs: &Bound<'_, PyAny>) -> PyResult<bool> {
+        for obj in objs.try_iter()? {
+            let obj = obj?;
+            self.check(&obj)?;
+            if self.changes(&obj)?.is_some_and(|c| !c.is_empty()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The primary key value of `obj` as loaded (what identifies its row), or `None`.
+    pub(crate) fn loaded_pk(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        self.check(obj)?;
+        Ok(self
+            .loaded(obj)
+            .and_then(|t| t.get_item(self.pk).ok())
+            .map(Bound::unbind))
+    }
+
+    /// Forgets what was loaded: the object counts as never saved (after a rollback of
+    /// the transaction that inserted it).
+    fn forget_loaded(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check(obj)?;
+        // SAFETY: `check` verified the layout.
+        unsafe { replace_slot(obj, self.loaded_offset, None) };
+        Ok(())
+    }
+
+    /// Marks `obj`'s current values as the saved ones.
+    fn mark_saved(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check(obj)?;
+        self.snapshot(obj)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` and its indexes.
+    fn create_sql(&self) -> Vec<String> {
+        let mut columns = Vec::new();
+        let mut statements = Vec::new();
+        for (field, ddl) in self.fields.iter().zip(&self.ddl) {
+            let mut col = quote(&field.column);
+            col.push(' ');
+            col.push_str(&ddl.column_type);
+            if field.generated {
+                col.push_str(" GENERATED BY DEFAULT AS IDENTITY");
+            }
+            if field.primary_key {
+                col.push_str(" PRIMARY KEY");
+            } else if !field.nullable {
+                col.push_str(" NOT NULL");
+            }
+            if ddl.unique && !field.primary_key {
+                col.push_str(" UNIQUE");
+            }
+            columns.push(col);
+            if ddl.index && !ddl.unique && !field.primary_key {
+                statements.push(format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                    quote(&format!("{}_{}_idx", self.table, field.column)),
+                    quote(&self.table),
+                    quote(&field.column)
+                ));
+            }
+        }
+        statements.insert(
+            0,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} ({})",
+                quote(&self.table),
+                columns.join(", ")
+            ),
+        );
+        statements
+    }
+
+    /// `DROP TABLE IF EXISTS`.
+    fn drop_sql(&self) -> String {
+        format!("DROP TABLE IF EXISTS {}", quote(&self.table))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Schema {} table={:?}>", self.name, &*self.table)
+    }
+}
+
+/// The lookup-by-primary-key statements. Only their text is kept: the placeholder
+/// values stand in for the key (non-NULL, which would render `IS NULL`).
+fn by_pk_sql(table: &str, fields: &[FieldInfo], pk: usize) -> (Arc<str>, Arc<str>) {
+    let columns = fields.iter().map(|f| f.column.clone());
+    let key = fields[pk].column.clone();
+    let mut one = Select::new(table.to_owned(), columns.clone());
+    one.filter(Expr::Compare {
+        column: key.clone(),
+        op: CompareOp::Eq,
+        value: Value::I64(0),
+    });
+    let mut many = Select::new(table.to_owned(), columns);
+    many.filter(Expr::In {
+        column: key,
+        values: vec![Value::I64(0)],
+        negated: false,
+    });
+    (
+        compile::select(&Postgres, &one).sql,
+        compile::select(&Postgres, &many).sql,
+    )
+}
+
+static DEEPCOPY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+fn deepcopy(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    DEEPCOPY
+        .get_or_try_init(py, || {
+            py.import("copy")?.getattr("deepcopy").map(Bound::unbind)
+        })
+        .map(|f| f.bind(py))
+}
+
+fn quote(ident: &str) -> String {
+    use chakra::models::Dialect;
+    let mut out = String::new();
+    Postgres.quote(&mut out, ident);
+    out
+}
+
+/// Stores `value` (or NULL) in the slot at `offset`, releasing the previous value.
+///
+/// # Safety
+/// `obj` must have the layout the offset was read from.
+unsafe fn replace_slot(obj: &Bound<'_, PyAny>, offset: isize, value: Option<Bound<'_, PyAny>>) {
+    unsafe {
+        let at = slot(obj.as_ptr(), offset);
+        let old = *at;
+        *at = value.map_or(std::ptr::null_mut(), Bound::into_ptr);
+        if !old.is_null() {
+            ffi::Py_DECREF(old);
+        }
+    }
+}
+
+impl Schema {
+    /// Fails unless `obj` is exactly this schema's model (slots are read by offset).
+    pub(crate) fn check(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        if obj.get_type().is(self.model.bind(obj.py())) {
+            Ok(())
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "expected a {} instance, got {}",
+                self.name,
+                obj.get_type().name()?
+            )))
+        }
+    }
+
+    /// `Model.field`, for messages.
+    pub(crate) fn label(&self, field: usize) -> String {
+        format!("{}.{}", self.name, self.fields[field].name)
+    }
+
+    /// The value of field `i` of `obj` (`None` if never set).
+    pub(crate) fn get<'py>(&self, obj: &Bound<'py, PyAny>, i: usize) -> Bound<'py, PyAny> {
+        // SAFETY: callers `check` the object first; a NULL slot is an unset attribute.
+        unsafe {
+            let value = *slot(obj.as_ptr(), self.offsets[i]);
+            if value.is_null() {
+                obj.py().None().into_bound(obj.py())
+            } else {
+                Bound::from_borrowed_ptr(obj.py(), value)
+            }
+        }
+    }
+
+    fn loaded<'py>(&self, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
+        // SAFETY: as in `get`; the slot only ever holds a tuple or NULL/None.
+        unsafe {
+            let value = *slot(obj.as_ptr(), self.loaded_offset);
+            if value.is_null() {
+                return None;
+            }
+            Bound::from_borrowed_ptr(obj.py(), value)
+                .cast_into::<PyTuple>()
+                .ok()
+        }
+    }
+
+    /// Field `i` of `obj` converted for the database.
+    pub(crate) fn value(&self, obj: &Bound<'_, PyAny>, i: usize) -> PyResult<Value> {
+        to_value(&self.get(obj, i), &self.types[i], &self.label(i))
+    }
+
+    /// Indices of the fields changed since load; `None` for a never-saved object.
+    pub(crate) fn changes(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<usize>>> {
+        let Some(loaded) = self.loaded(obj) else {
+            return Ok(None);
+        };
+        let mut changed = Vec::new();
+        for i in 0..self.fields.len() {
+            let current = self.get(obj, i);
+            let before = loaded.get_item(i)?;
+            if current.is(&before) {
+                continue;
+            }
+            if !current.get_type().is(before.get_type()) || !current.eq(&before)? {
+                changed.push(i);
+            }
+        }
+        Ok(Some(changed))
+    }
+
+    /// Records `saved` (values taken when the write was planned) as the saved ones.
+    pub(crate) fn set_saved(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        saved: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        self.check(obj)?;
+        // SAFETY: checked above.
+        unsafe { replace_slot(obj, self.loaded_offset, Some(saved.into_any())) };
+        Ok(())
+    }
+
+    /// The current values, as a tuple to keep as the saved ones. JSON values are copied:
+    /// a dict changed in place must still compare unequal to what was saved.
+    pub(crate) fn saved_values<'py>(
+        &self,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let py = obj.py();
+        let values = (0..self.fields.len())
+            .map(|i| {
+                let value = self.get(obj, i);
+                match self.types[i].kind {
+                    FieldKind::Json if !value.is_none() => deepcopy(py)?.call1((value,)),
+                    _ => Ok(value),
+                }
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyTuple::new(py, values)
+    }
+
+    /// Records the current values as the saved ones.
+    pub(crate) fn snapshot(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tuple = self.saved_values(obj)?;
+        // SAFETY: callers `check` the object first.
+        unsafe { replace_slot(obj, self.loaded_offset, Some(tuple.into_any())) };
+        Ok(())
+    }
+
+    /// A new instance from a row whose columns are this model's fields, in order, or
+    /// the instance `identity` already holds for the row's primary key.
+    pub(crate) fn build<'py>(
+        &self,
+        py: Python<'py>,
+        row: &Row,
+        decoders: &[Decoder],
+        identity: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(map) = identity else {
+            return self.fill(py, None, row, decoders, None);
+        };
+        let key = decode(py, row, self.pk, &decoders[self.pk])?;
+        if let Some(existing) = map.get_item(&key)? {
+            return Ok(existing);
+        }
+        let obj = self.fill(py, None, row, decoders, Some(key.clone()))?;
+        map.set_item(key, &obj)?;
+        Ok(obj)
+    }
+
+    /// Writes a row into `target` (or a new instance): every slot and the as-loaded tuple.
+    pub(crate) fn fill<'py>(
+        &self,
+        py: Python<'py>,
+        target: Option<&Bound<'py, PyAny>>,
+        row: &Row,
+        decoders: &[Decoder],
+        pk: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let n = self.fields.len();
+        let obj = match target {
+            Some(obj) => obj.clone(),
+            None => self.alloc(py)?,
+        };
+        // SAFETY: `obj` is this model's instance (allocated here, or checked by callers);
+        // PyTuple_New returns a tuple of `n` NULL items that SET_ITEM fills, each taking
+        // a reference of its own.
+        unsafe {
+            let loaded = ffi::PyTuple_New(n as ffi::Py_ssize_t);
+            if loaded.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let loaded = Bound::from_owned_ptr(py, loaded);
+            for (i, decoder) in decoders.iter().enumerate().take(n) {
+                let value = match (&pk, i == self.pk) {
+                    (Some(pk), true) => pk.clone(),
+                    _ => decode(py, row, i, decoder)?,
+                };
+                // JSON arrives as mutable dicts and lists: the saved copy must be another
+                // object, or a change made in place would compare equal to it.
+                let saved = match self.types[i].kind {
+                    FieldKind::Json if !value.is_none() => decode(py, row, i, decoder)?,
+                    _ => value.clone(),
+                };
+                ffi::PyTuple_SET_ITEM(loaded.as_ptr(), i as ffi::Py_ssize_t, saved.into_ptr());
+                replace_slot(&obj, self.offsets[i], Some(value));
+            }
+            replace_slot(&obj, self.loaded_offset, Some(loaded));
+        }
+        Ok(obj)
+    }
+
+    /// A new, empty instance (no `__init__`).
+    fn alloc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tp = self.model.as_ptr() as *mut ffi::PyTypeObject;
+        // SAFETY: `tp` is a live heap type; tp_alloc returns a new reference or NULL with
+        // an exception set.
+        unsafe {
+            let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+            let obj = alloc(tp, 0);
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            Ok(Bound::from_owned_ptr(py, obj))
+        }
+    }
+
+    /// Instances of the rows, through `identity` when given.
+    pub(crate) fn build_all<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &[Row],
+        identity: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let Some(first) = rows.first() else {
+            return Ok(PyList::empty(py));
+        };
+        let decoders = Decoder::for_row(first);
+        // SAFETY: PyList_New returns a list of `len` NULL items (or NULL with an exception
+        // set); SET_ITEM fills each exactly once and steals the reference. If a row fails,
+        // the list is dropped with its remaining items NULL, which list_dealloc allows.
+        unsafe {
+            let list = ffi::PyList_New(rows.len() as ffi::Py_ssize_t);
+            if list.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let list = Bound::from_owned_ptr(py, list).cast_into_unchecked::<PyList>();
+            for (i, row) in rows.iter().enumerate() {
+                let obj = self.build(py, row, &decoders, identity)?;
+                ffi::PyList_SET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t, obj.into_ptr());
+            }
+            Ok(list)
+        }
+    }
+
+    /// The field index of `name` (`pk` names the primary key).
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        if name == "pk" {
+            return Some(self.pk);
+        }
+        self.fields.iter().position(|f| f.name == name)
+    }
+}

@@ -1,0 +1,297 @@
+//! Writing model instances: inserts (one row, or many as one `UNNEST` statement), updates
+//! of the changed columns only, deletes by primary key, and re-reading an instance.
+//!
+//! Every value is converted before anything is sent, on the caller's thread: a value of
+//! the wrong type is an error naming its field, and no statement of the flush has run.
+//! The statements of one flush then run in order in one Tokio task; the instances are
+//! updated from the results (generated keys, values as stored) when it completes.
+
+use chakra::models::ast::{Assignment, CompareOp, Delete, Expr, Insert, Update};
+use chakra::models::compile;
+use chakra::models::Postgres;
+use chakra::{ErrorKind, Labels, Mode, Request, Response, Value};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::convert::Decoder;
+use crate::database::Target;
+use crate::errors::{self, to_pyerr_for};
+use crate::op::{op, op_with_errors, Op};
+use crate::query::pk_request;
+use crate::schema::Schema;
+
+/// What to do with an instance once its statement has succeeded.
+enum After {
+    /// Read the inserted rows back into these instances (and register them).
+    Inserted {
+        schema: Py<Schema>,
+        objs: Vec<Py<PyAny>>,
+        identity: Option<Py<PyDict>>,
+    },
+    /// These values are now the saved ones.
+    Updated {
+        schema: Py<Schema>,
+        obj: Py<PyAny>,
+        saved: Py<PyTuple>,
+    },
+    /// Nothing to read back.
+    Deleted,
+}
+
+fn labels(schema: &Schema, operation: &'static str) -> Labels {
+    Labels::new(operation, Some(schema.table.clone()))
+}
+
+/// The insert of `objs` (all with or all without an explicit primary key).
+fn insert_request(schema: &Schema, objs: &[Bound<'_, PyAny>], with_pk: bool) -> PyResult<Request> {
+    let included: Vec<usize> = (0..schema.fields.len())
+        .filter(|&i| with_pk || !(i == schema.pk && schema.fields[i].generated))
+        .collect();
+    let rows = objs
+        .iter()
+        .map(|obj| {
+            included
+                .iter()
+                .map(|&i| schema.value(obj, i))
+                .collect::<PyResult<Vec<Value>>>()
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let insert = Insert {
+        table: schema.table.to_string().into(),
+        columns: included
+            .iter()
+            .map(|&i| schema.fields[i].column.clone())
+            .collect(),
+        column_types: included
+            .iter()
+            .map(|&i| schema.fields[i].sql_type.clone())
+            .collect(),
+        rows,
+        returning: schema.fields.iter().map(|f| f.column.clone()).collect(),
+        upsert: None,
+    };
+    Ok(Request::new(compile::insert(&Postgres, &insert), Mode::All)
+        .labels(labels(schema, "INSERT")))
+}
+
+fn by_pk(schema: &Schema, key: Value) -> Expr {
+    Expr::Compare {
+        column: schema.fields[schema.pk].column.clone(),
+        op: CompareOp::Eq,
+        value: key,
+    }
+}
+
+/// Adds the statements for one `(kind, schema, objs, identity)` step of a flush plan.
+fn plan_step(
+    py: Python<'_>,
+    step: &Bound<'_, PyTuple>,
+    requests: &mut Vec<Request>,
+    after: &mut Vec<After>,
+) -> PyResult<()> {
+    let (kind, schema, objs, identity): (
+        String,
+        Bound<'_, Schema>,
+        Bound<'_, PyList>,
+        Option<Py<PyDict>>,
+    ) = step.extract()?;
+    let s = schema.get();
+    let objs: Vec<Bound<'_, PyAny>> = objs.iter().collect();
+    for obj in &objs {
+        s.check(obj)?;
+    }
+    match kind.as_str() {
+        "insert" => {
+            let generated = s.fields[s.pk].generated;
+            let (with_pk, without_pk): (Vec<_>, Vec<_>) = objs
+                .into_iter()
+                .partition(|obj| !generated || !s.get(obj, s.pk).is_none());
+            for (group, explicit) in [(without_pk, false), (with_pk, true)] {
+                if group.is_empty() {
+                    continue;
+                }
+                requests.push(insert_request(s, &group, explicit)?);
+                after.push(After::Inserted {
+                    schema: schema.clone().unbind(),
+                    objs: group.into_iter().map(Bound::unbind).collect(),
+                    identity: identity.as_ref().map(|d| d.clone_ref(py)),
+                });
+            }
+        }
+        "update" => {
+            for obj in objs {
+                let Some(changed) = s.changes(&obj)? else {
+                    return Err(errors::new(
+                        py,
+                        "ProgrammingError",
+                        format!(
+                            "{} has never been saved: add it to a session to insert it",
+                            obj.repr()?
+                        ),
+                    ));
+                };
+                if changed.is_empty() {
+                    continue;
+                }
+                let set = changed
+                    .iter()
+                    .map(|&i| {
+                        Ok(Assignment {
+                            column: s.fields[i].column.clone(),
+                            value: s.value(&obj, i)?,
+                        })
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                let key = loaded_key(s, &obj)?;
+                let update = Update {
+                    table: s.table.to_string().into(),
+                    set,
+                    filter: Some(by_pk(s, key)),
+                };
+                requests.push(
+                    Request::new(compile::update(&Postgres, &update), Mode::Execute)
+                        .labels(labels(s, "UPDATE")),
+                );
+                let saved = s.saved_values(&obj)?.unbind();
+                after.push(After::Updated {
+                    schema: schema.clone().unbind(),
+                    obj: obj.unbind(),
+                    saved,
+                });
+            }
+        }
+        "delete" => {
+            let keys = objs
+                .iter()
+                .map(|obj| loaded_key(s, obj))
+                .collect::<PyResult<Vec<_>>>()?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let column = s.fields[s.pk].column.clone();
+            let delete = Delete {
+                table: s.table.to_string().into(),
+                filter: Some(Expr::In {
+                    column,
+                    values: keys,
+                    negated: false,
+                }),
+            };
+            requests.push(
+                Request::new(compile::delete(&Postgres, &delete), Mode::Execute)
+                    .labels(labels(s, "DELETE")),
+            );
+            after.push(After::Deleted);
+        }
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown flush step `{other}`"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The primary key that identifies `obj`'s row: as loaded (it may have been edited since).
+fn loaded_key(schema: &Schema, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let key = match schema.loaded_pk(obj)? {
+        Some(key) => key.into_bound(obj.py()),
+        None => schema.get(obj, schema.pk),
+    };
+    crate::convert::to_value(&key, &schema.types[schema.pk], &schema.label(schema.pk))
+}
+
+/// Runs a flush plan — `[(kind, schema, objs, identity), …]` with kind `insert`,
+/// `update` or `delete` — in order; resolves to the number of statements sent.
+#[pyfunction]
+pub(crate) fn flush(
+    py: Python<'_>,
+    target: &Bound<'_, PyAny>,
+    plan: Vec<Bound<'_, PyTuple>>,
+) -> PyResult<Op> {
+    let target = Target::extract(target)?;
+    let mut requests = Vec::new();
+    let mut after = Vec::new();
+    for step in &plan {
+        plan_step(py, step, &mut requests, &mut after)?;
+    }
+    Ok(op(
+        async move {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(target.run(request, true).await?);
+            }
+            Ok(responses)
+        },
+        move |py, responses| {
+            let sent = responses.len();
+            for (response, after) in responses.into_iter().zip(after) {
+                apply(py, response, after)?;
+            }
+            Ok(sent.into_pyobject(py)?.into_any().unbind())
+        },
+    ))
+}
+
+fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
+    match after {
+        After::Inserted {
+            schema,
+            objs,
+            identity,
+        } => {
+            let rows = response.into_rows().map_err(|e| errors::to_pyerr(py, e))?;
+            let s = schema.get();
+            let Some(first) = rows.first() else {
+                return Ok(());
+            };
+            let decoders = Decoder::for_row(first);
+            for (row, obj) in rows.iter().zip(objs) {
+                let obj = obj.into_bound(py);
+                s.fill(py, Some(&obj), row, &decoders, None)?;
+                if let Some(map) = &identity {
+                    map.bind(py).set_item(s.get(&obj, s.pk), &obj)?;
+                }
+            }
+        }
+        After::Updated { schema, obj, saved } => {
+            let obj = obj.into_bound(py);
+            schema.get().set_saved(&obj, saved.into_bound(py))?;
+        }
+        After::Deleted => {}
+    }
+    Ok(())
+}
+
+/// Reads `obj`'s row again into it; `Model.DoesNotExist` if the row is gone.
+#[pyfunction]
+pub(crate) fn refresh(
+    py: Python<'_>,
+    target: &Bound<'_, PyAny>,
+    obj: &Bound<'_, PyAny>,
+    schema: Py<Schema>,
+) -> PyResult<Op> {
+    let s = schema.get();
+    s.check(obj)?;
+    let request = pk_request(s, loaded_key(s, obj)?);
+    let target = Target::extract(target)?;
+    let model = s.model.clone_ref(py);
+    let name = s.name.clone();
+    let obj = obj.clone().unbind();
+    Ok(op_with_errors(
+        async move {
+            let row = target.run(request, false).await?.into_optional()?;
+            row.ok_or_else(|| {
+                chakra::Error::new(ErrorKind::NotFound, format!("the {name} row was deleted"))
+            })
+        },
+        move |py, row| {
+            let obj = obj.into_bound(py);
+            schema
+                .get()
+                .fill(py, Some(&obj), &row, &Decoder::for_row(&row), None)?;
+            Ok(obj.unbind())
+        },
+        move |py, err| to_pyerr_for(py, err, model.bind(py)),
+    ))
+}

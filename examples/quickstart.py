@@ -1,0 +1,188 @@
+"""Chakra's Python quick start: the spec's examples end to end, saying what each does.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test python examples/quickstart.py
+
+Uses `chakra.toml` in the working directory, else CHAKRA_DATABASE_URL / DATABASE_URL.
+Creates the tables `quickstart_users`, `quickstart_posts` and `quickstart_notifications`
+(dropping them first if they exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import chakra
+from chakra import Boolean, Field, Integer, Model, Session, String, Text
+
+
+class User(Model):
+    __tablename__ = "quickstart_users"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(100))
+    is_active = Field(Boolean, default=True)
+
+
+class Post(Model):
+    __tablename__ = "quickstart_posts"
+    id = Field(Integer, primary_key=True)
+    author_id = Field(Integer, index=True)
+    title = Field(String(200))
+
+
+class Notification(Model):
+    __tablename__ = "quickstart_notifications"
+    id = Field(Integer, primary_key=True)
+    user_id = Field(Integer, index=True)
+    read = Field(Boolean, default=False)
+    message = Field(Text)
+
+
+MODELS = [User, Post, Notification]
+
+
+def step(title: str) -> None:
+    print(f"\n== {title}")
+
+
+async def setup() -> None:
+    step("Creating the tables")
+    await chakra.drop_all(MODELS)
+    await chakra.create_all(MODELS)
+    print("created", ", ".join(m.__tablename__ for m in MODELS))
+
+
+async def basic_usage() -> None:
+    step("Basic usage: a session, an insert, a filtered query")
+    async with Session() as session:
+        user = User(name="Alice")
+        session.add(user)
+        await session.commit()
+        print(f"inserted {user!r} (the primary key came back from the database)")
+
+        users = await User.objects.filter(name__startswith="A").all()
+        for user in users:
+            print("found:", user.name)
+
+
+async def context_managers() -> None:
+    step("Sessions, transactions and savepoints")
+    async with Session() as session:
+        async with session.begin():
+            session.add_all([User(name="Bob"), User(name="Carol", is_active=False)])
+        print("committed Bob and Carol in an explicit transaction")
+        try:
+            async with session.begin():
+                session.add(User(name="Mallory"))
+                await session.flush()
+                raise RuntimeError("changed my mind")
+        except RuntimeError:
+            print("rolled back Mallory's transaction:", await User.objects.filter(name="Mallory").count(), "rows")
+
+        bob = await User.objects.get(name="Bob")
+        bob.name = "Robert"
+        print("changed one attribute; the commit sends one UPDATE of that column")
+    print("after the session:", await User.objects.get(id=bob.id))
+
+    async with chakra.connect(chakra.default_database().url or "") as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        print(f"a direct connection (outside the pool), server process {pid}")
+
+
+async def bulk_and_stream() -> None:
+    step("Bulk insert and streaming")
+    start = time.perf_counter()
+    users = await User.objects.bulk_create(User(name=f"user{i}", is_active=i % 3 != 0) for i in range(5000))
+    print(f"bulk_create of {len(users)} users in {1000 * (time.perf_counter() - start):.1f} ms, "
+          f"ids {users[0].id}..{users[-1].id}")
+    await Post.objects.bulk_create(Post(author_id=1 + i % 4, title=f"Post {i}") for i in range(40))
+    await Notification.objects.bulk_create(
+        Notification(user_id=1, read=i % 2 == 0, message=f"notification {i}") for i in range(5)
+    )
+
+    active = 0
+    async for user in User.objects.filter(is_active=True).stream():
+        active += 1
+    print(f"streamed {active} active users one by one")
+    sizes = [len(batch) async for batch in User.objects.all().stream(batch_size=1000)]
+    print("streamed every user in batches of", sizes)
+
+
+async def get_dashboard_data(user_id: int) -> dict[str, object]:
+    user, posts, notifications = await asyncio.gather(
+        User.objects.get(id=user_id),
+        Post.objects.filter(author_id=user_id).limit(10).all(),
+        Notification.objects.filter(user_id=user_id, read=False).all(),
+    )
+    return {"user": user, "recent_posts": posts, "notifications": notifications}
+
+
+async def concurrent() -> None:
+    step("Concurrent queries with asyncio.gather")
+    data = await get_dashboard_data(1)
+    print(f"user {data['user']!r}: {len(data['recent_posts'])} posts, "  # type: ignore[arg-type]
+          f"{len(data['notifications'])} unread notifications")  # type: ignore[arg-type]
+    ids = await User.objects.order_by("id").limit(1000).values_list("id", flat=True)
+    start = time.perf_counter()
+    got = await asyncio.gather(*(User.objects.get(id=i) for i in ids))
+    print(f"1,000 concurrent gets by primary key in {1000 * (time.perf_counter() - start):.1f} ms "
+          f"(merged into batched queries); first {got[0].name}, last {got[-1].name}")
+
+
+async def raw_sql() -> None:
+    step("Raw SQL, parameterised")
+    rows = await chakra.fetch(
+        "SELECT is_active, count(*) AS n FROM quickstart_users GROUP BY is_active ORDER BY is_active"
+    )
+    print("rows are dicts:", rows)
+
+
+async def errors() -> None:
+    step("Errors")
+    try:
+        User.objects.filter(nmae="Alice")
+    except chakra.FieldError as e:
+        print("FieldError before any SQL:", e)
+    try:
+        await User.objects.get(id=10**6)
+    except User.DoesNotExist as e:
+        print("User.DoesNotExist:", e)
+    try:
+        await User.objects.create(name=42)
+    except chakra.DataError as e:
+        print("DataError, nothing written:", e)
+
+
+def sync_api() -> None:
+    step("The sync API (scripts, Django views)")
+    with Session() as session:
+        user = session.get_sync(User, 1)
+        assert user is not None
+        user.name = "Updated"
+        session.commit_sync()
+        users = User.objects.filter(is_active=True).all_sync()
+        count = User.objects.count_sync()
+    print(f"renamed user 1 to {User.objects.get_sync(id=1).name!r}; {len(users)} active of {count}")
+
+
+async def teardown() -> None:
+    step("Dropping the tables")
+    await chakra.drop_all(MODELS)
+    print("done")
+
+
+async def main() -> None:
+    await setup()
+    await basic_usage()
+    await context_managers()
+    await bulk_and_stream()
+    await concurrent()
+    await raw_sql()
+    await errors()
+    # Sync calls belong in sync code: run them on a worker thread, not the event loop.
+    await asyncio.to_thread(sync_api)
+    await teardown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

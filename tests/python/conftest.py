@@ -1,0 +1,53 @@
+"""Shared fixtures: the database (``DATABASE_URL``, default
+postgresql://postgres@127.0.0.1:5432/test) and per-module tables.
+
+Every test module declares models with table names of its own and creates/drops them
+through the ``tables`` helper, so modules never share state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASE_URL = os.environ["DATABASE_URL"]
+
+import chakra  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[chakra.Database]:
+    db = chakra.configure(DATABASE_URL)
+    yield db
+
+
+def recreate(*models: type[chakra.Model]) -> None:
+    """Drops and creates the tables of ``models`` (blocking; fine outside event loops)."""
+    chakra.drop_all_sync(models)
+    chakra.create_all_sync(models)
+
+
+def backend_pids_in_transaction() -> list[dict[str, object]]:
+    """Chakra's connections that sit inside a transaction or run a statement, other than
+    the one asking."""
+    return chakra.fetch_sync(
+        "SELECT pid, state, query FROM pg_stat_activity "
+        "WHERE application_name = 'chakra' AND pid <> pg_backend_pid() "
+        "AND (state LIKE 'idle in transaction%' OR state = 'active')"
+    )
+
+
+async def settled() -> list[dict[str, object]]:
+    """Waits (up to 5 s) until none of Chakra's other connections is inside a transaction
+    or running a statement; returns those still busy."""
+    busy = await asyncio.to_thread(backend_pids_in_transaction)
+    for _ in range(100):
+        if not busy:
+            break
+        await asyncio.sleep(0.05)
+        busy = await asyncio.to_thread(backend_pids_in_transaction)
+    return busy

@@ -1,0 +1,323 @@
+"""Models and querysets: declaration, every lookup, Q objects, ordering, slicing, every
+terminal (async and sync), streaming and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+import chakra
+from chakra import Boolean, DateTime, Field, Integer, Q, String, Text
+from conftest import recreate
+
+
+class Author(chakra.Model):
+    __tablename__ = "qs_authors"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(50))
+    email = Field(String(100), nullable=True, unique=True)
+    age = Field(Integer, nullable=True, index=True)
+    bio = Field(Text, default="")
+    is_active = Field(Boolean, default=True)
+    joined = Field(DateTime(timezone=True), default=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+
+
+class BlogPost(chakra.Model):
+    id = Field(Integer, primary_key=True)
+    title = Field(String(200))
+
+
+PEOPLE = [
+    ("Alice", "alice@example.com", 31, True),
+    ("alfred", None, 17, True),
+    ("Bob", "bob@example.com", 45, False),
+    ("Carol", "carol@example.org", None, True),
+    ("50% off_sale", "sale@example.com", 5, False),
+]
+
+
+@pytest.fixture(autouse=True)
+def authors() -> None:
+    recreate(Author, BlogPost)
+    Author.objects.bulk_create_sync(Author(name=n, email=e, age=a, is_active=act) for n, e, a, act in PEOPLE)
+
+
+async def names(qs: chakra.QuerySet[Author]) -> list[str]:
+    return [a.name for a in await qs.order_by("id")]
+
+
+def test_model_declaration() -> None:
+    assert BlogPost.__tablename__ == "blog_post"
+    assert list(Author._meta.fields) == ["id", "name", "email", "age", "bio", "is_active", "joined"]
+    assert Author.__slots__ == ("id", "name", "email", "age", "bio", "is_active", "joined")
+    a = Author(name="Z")
+    assert not hasattr(a, "__dict__")
+    assert a.to_dict() == {
+        "id": None, "name": "Z", "email": None, "age": None, "bio": "", "is_active": True,
+        "joined": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    }
+    assert repr(a) == "<Author id=None>"
+    assert issubclass(Author.DoesNotExist, chakra.DoesNotExist)
+    assert issubclass(Author.MultipleObjectsReturned, chakra.MultipleObjectsReturned)
+    assert not issubclass(Author.DoesNotExist, BlogPost.DoesNotExist)
+    with pytest.raises(TypeError, match="unexpected field 'nmae'"):
+        Author(nmae="x")
+
+
+def test_model_declaration_errors() -> None:
+    with pytest.raises(TypeError, match="no primary key"):
+        class NoKey(chakra.Model):
+            name = Field(String(10))
+    with pytest.raises(TypeError, match="cannot start with"):
+        class Reserved(chakra.Model):
+            id = Field(Integer, primary_key=True)
+            objects = Field(Integer)  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="column type"):
+        Field(int)  # type: ignore[call-overload]
+
+
+def test_abstract_models_share_fields() -> None:
+    class Stamped(chakra.Model):
+        __abstract__ = True
+        created = Field(DateTime, nullable=True)
+
+    class Note(Stamped):
+        __tablename__ = "qs_notes"
+        id = Field(Integer, primary_key=True)
+        text = Field(Text)
+
+    assert list(Note._meta.fields) == ["created", "id", "text"]
+    recreate(Note)
+    note = Note.objects.create_sync(text="hi", created=dt.datetime(2020, 1, 2))
+    assert Note.objects.get_sync(id=note.id).created == dt.datetime(2020, 1, 2)
+    chakra.drop_all_sync([Note])
+
+
+@pytest.mark.parametrize(
+    ("lookups", "expected"),
+    [
+        ({"name": "Alice"}, ["Alice"]),
+        ({"name__exact": "Alice"}, ["Alice"]),
+        ({"name__iexact": "alice"}, ["Alice"]),
+        ({"name__contains": "li"}, ["Alice"]),
+        ({"name__icontains": "AL"}, ["Alice", "alfred", "50% off_sale"]),
+        ({"name__startswith": "A"}, ["Alice"]),
+        ({"name__istartswith": "a"}, ["Alice", "alfred"]),
+        ({"name__endswith": "ob"}, ["Bob"]),
+        ({"name__iendswith": "OL"}, ["Carol"]),
+        ({"name__contains": "%"}, ["50% off_sale"]),
+        ({"name__contains": "_"}, ["50% off_sale"]),
+        ({"age__gt": 31}, ["Bob"]),
+        ({"age__gte": 31}, ["Alice", "Bob"]),
+        ({"age__lt": 17}, ["50% off_sale"]),
+        ({"age__lte": 17}, ["alfred", "50% off_sale"]),
+        ({"age__ne": 31}, ["alfred", "Bob", "50% off_sale"]),
+        ({"age__in": [17, 45, 99]}, ["alfred", "Bob"]),
+        ({"age__in": []}, []),
+        ({"name__in": ("Bob", "Carol")}, ["Bob", "Carol"]),
+        ({"age__isnull": True}, ["Carol"]),
+        ({"age__isnull": False}, ["Alice", "alfred", "Bob", "50% off_sale"]),
+        ({"email": None}, ["alfred"]),
+        ({"age__range": (17, 31)}, ["Alice", "alfred"]),
+        ({"is_active": False}, ["Bob", "50% off_sale"]),
+        ({"pk": 2}, ["alfred"]),
+        ({"email__endswith": ".org", "is_active": True}, ["Carol"]),
+    ],
+)
+async def test_every_lookup(lookups: dict[str, object], expected: list[str]) -> None:
+    assert await names(Author.objects.filter(**lookups)) == expected
+    assert [a.name for a in Author.objects.filter(**lookups).order_by("id").all_sync()] == expected
+
+
+async def test_exclude_keeps_rows_where_the_condition_is_unknown() -> None:
+    assert await names(Author.objects.exclude(age__gt=20)) == ["alfred", "Carol", "50% off_sale"]
+
+
+async def test_q_objects_combine() -> None:
+    either = Q(name__startswith="A") | Q(age__gt=40)
+    assert await names(Author.objects.filter(either)) == ["Alice", "Bob"]
+    both = Q(is_active=True) & Q(age__lt=40)
+    assert await names(Author.objects.filter(both)) == ["Alice", "alfred"]
+    assert await names(Author.objects.filter(~Q(is_active=True))) == ["Bob", "50% off_sale"]
+    assert await names(Author.objects.filter(Q(name="Bob") | Q(name="Carol"), is_active=True)) == ["Carol"]
+    assert await names(Author.objects.filter(~(Q(name="Bob") | Q(age__isnull=True)))) == ["Alice", "alfred", "50% off_sale"]
+
+
+async def test_ordering_limit_offset_and_slicing() -> None:
+    by_age = Author.objects.filter(age__isnull=False).order_by("-age")
+    assert [a.name for a in await by_age] == ["Bob", "Alice", "alfred", "50% off_sale"]
+    assert [a.name for a in await by_age.limit(2)] == ["Bob", "Alice"]
+    assert [a.name for a in await by_age.offset(1).limit(2)] == ["Alice", "alfred"]
+    assert [a.name for a in await by_age[1:3]] == ["Alice", "alfred"]
+    assert [a.name for a in await by_age[1:][1:]] == ["alfred", "50% off_sale"]
+    assert [a.name for a in await by_age[:3][1:5]] == ["Alice", "alfred"]
+    assert [a.name for a in await Author.objects.order_by("is_active", "-name")] == [
+        "Bob", "50% off_sale", "alfred", "Carol", "Alice"]
+    with pytest.raises(TypeError, match="sliced, not indexed"):
+        Author.objects.all()[0]  # type: ignore[index]
+    with pytest.raises(ValueError):
+        Author.objects.all()[-1:]
+
+
+async def test_querysets_are_lazy_and_immutable() -> None:
+    base = Author.objects.filter(is_active=True)
+    narrowed = base.filter(age__gt=20)
+    assert len(await base) == 3
+    assert len(await narrowed) == 1
+    assert "WHERE" in base.sql()[0] and base.sql()[1] == [True]
+    assert (await narrowed.all())[0].name == "Alice"
+
+
+async def test_terminals() -> None:
+    assert await Author.objects.count() == 5
+    assert Author.objects.count_sync() == 5
+    assert await Author.objects.filter(age__gt=100).count() == 0
+    assert await Author.objects.filter(age__gt=40).exists()
+    assert not Author.objects.filter(age__gt=100).exists_sync()
+    first = await Author.objects.first()
+    assert first is not None and first.name == "Alice"
+    assert (await Author.objects.exclude(age=None).order_by("-age").first()).name == "Bob"  # type: ignore[union-attr]
+    assert await Author.objects.filter(age__gt=100).first() is None
+    assert Author.objects.filter(name="Bob").first_sync().age == 45  # type: ignore[union-attr]
+
+    bob = await Author.objects.get(name="Bob")
+    assert bob.email == "bob@example.com"
+    assert (await Author.objects.get(id=bob.id)).name == "Bob"
+    assert Author.objects.get_sync(pk=bob.id).name == "Bob"
+    with pytest.raises(Author.DoesNotExist):
+        await Author.objects.get(id=9999)
+    with pytest.raises(chakra.DoesNotExist):
+        Author.objects.get_sync(name="nobody")
+    with pytest.raises(Author.MultipleObjectsReturned):
+        await Author.objects.get(is_active=True)
+
+    assert await Author.objects.values("name", "age") == [
+        {"name": n, "age": a} for n, _, a, _ in PEOPLE]
+    assert Author.objects.filter(age__gt=40).values_sync() == [
+        {"id": 3, "name": "Bob", "email": "bob@example.com", "age": 45, "bio": "", "is_active": False,
+         "joined": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)}]
+    assert await Author.objects.order_by("-id").values_list("id", "name") == [
+        (5, "50% off_sale"), (4, "Carol"), (3, "Bob"), (2, "alfred"), (1, "Alice")]
+    assert await Author.objects.order_by("id").values_list("age", flat=True) == [31, 17, 45, None, 5]
+    assert Author.objects.order_by("id").values_list_sync("name", flat=True)[0] == "Alice"
+
+
+async def test_create_update_delete() -> None:
+    dan = await Author.objects.create(name="Dan", age=60)
+    assert dan.id == 6 and dan.bio == "" and dan.is_active is True
+    assert (await Author.objects.get(id=6)).name == "Dan"
+    eve = Author.objects.create_sync(name="Eve")
+    assert eve.id == 7
+
+    assert await Author.objects.filter(age__lt=20).update(bio="young") == 2
+    assert sorted(await Author.objects.filter(bio="young").values_list("name", flat=True)) == ["50% off_sale", "alfred"]
+    assert Author.objects.filter(name="Eve").update_sync(age=1, is_active=False) == 1
+    assert (await Author.objects.get(name="Eve")).age == 1
+
+    assert await Author.objects.filter(is_active=False).delete() == 3
+    assert Author.objects.filter(name="Dan").delete_sync() == 1
+    assert await Author.objects.count() == 3
+    with pytest.raises(chakra.ProgrammingError, match="sliced"):
+        await Author.objects.all()[:1].delete()
+
+
+async def test_bulk_create_fills_primary_keys_in_order() -> None:
+    made = await Author.objects.bulk_create(Author(name=f"bulk{i}", age=i) for i in range(300))
+    assert [a.id for a in made] == list(range(6, 306))
+    assert all(a.name == f"bulk{a.age}" for a in made)
+    assert await Author.objects.filter(name__startswith="bulk").count() == 300
+    assert await Author.objects.bulk_create([]) == []
+
+
+async def test_stream_yields_instances_and_batches() -> None:
+    await Author.objects.bulk_create(Author(name=f"s{i}", age=i) for i in range(1234))
+    seen = [a.age async for a in Author.objects.filter(name__startswith="s").order_by("age").stream()]
+    assert seen == list(range(1234))
+    sizes = [len(batch) async for batch in Author.objects.filter(name__startswith="s").stream(batch_size=500)]
+    assert sizes == [500, 500, 234]
+    assert [a.name async for a in Author.objects.filter(name="Bob")] == ["Bob"]
+    assert sum(1 for _ in Author.objects.filter(name__startswith="s").stream_sync()) == 1234
+    assert [len(b) for b in Author.objects.filter(name__startswith="s").stream_sync(batch_size=1000)] == [1000, 234]
+
+
+async def test_breaking_out_of_a_stream_releases_the_connection() -> None:
+    await Author.objects.bulk_create(Author(name=f"s{i}") for i in range(5000))
+    stream = Author.objects.filter(name__startswith="s").stream(batch_size=10)
+    async for _batch in stream:
+        break
+    await stream.aclose()
+    status = chakra.default_database().status()
+    for _ in range(50):
+        if status["in_use"] == 0:
+            break
+        await asyncio.sleep(0.02)
+        status = chakra.default_database().status()
+    assert status["in_use"] == 0
+    assert await Author.objects.count() == 5005
+
+
+async def test_concurrent_gets_by_primary_key() -> None:
+    got = await asyncio.gather(*(Author.objects.get(id=i) for i in (1, 2, 3, 4, 5, 1)))
+    assert [a.name for a in got] == [p[0] for p in PEOPLE] + ["Alice"]
+    with pytest.raises(Author.DoesNotExist):
+        await asyncio.gather(Author.objects.get(id=1), Author.objects.get(id=404))
+
+
+async def test_unknown_fields_and_lookups_fail_before_any_sql() -> None:
+    with pytest.raises(chakra.FieldError, match="unknown field `nmae`") as info:
+        Author.objects.filter(nmae="x")
+    assert "name, email" in str(info.value)
+    with pytest.raises(chakra.FieldError, match="unknown lookup `startswit` on field `name`"):
+        Author.objects.filter(name__startswit="A")
+    with pytest.raises(chakra.FieldError, match="needs a list"):
+        Author.objects.filter(age__in=5)
+    with pytest.raises(chakra.FieldError, match="True or False"):
+        Author.objects.filter(age__isnull="yes")
+    with pytest.raises(chakra.FieldError, match="two values"):
+        Author.objects.filter(age__range=(1,))
+    with pytest.raises(chakra.FieldError, match="needs a text field"):
+        Author.objects.filter(age__startswith="1")
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        Author.objects.order_by("-nope")
+    with pytest.raises(chakra.FieldError):
+        await Author.objects.values("nope")
+    with pytest.raises(chakra.FieldError):
+        await Author.objects.update(nope=1)
+    with pytest.raises(chakra.DataError, match="Author.age expects an int, got str"):
+        Author.objects.filter(age="old")
+
+
+async def test_wrong_types_fail_naming_the_field_and_write_nothing() -> None:
+    with pytest.raises(chakra.DataError, match=r"Author\.age expects an int, got str 'x'"):
+        await Author.objects.create(name="Bad", age="x")
+    with pytest.raises(chakra.DataError, match=r"Author\.name is at most 50 characters"):
+        await Author.objects.create(name="x" * 51)
+    with pytest.raises(chakra.DataError, match="out of range"):
+        await Author.objects.create(name="Big", age=2**40)
+    with pytest.raises(chakra.DataError, match="naive"):
+        await Author.objects.create(name="Naive", joined=dt.datetime(2024, 1, 1))
+    batch = [Author(name="ok1"), Author(name="ok2", is_active="yes")]  # type: ignore[arg-type]
+    with pytest.raises(chakra.DataError, match="Author.is_active expects a bool"):
+        await Author.objects.bulk_create(batch)
+    assert await Author.objects.count() == 5
+    with pytest.raises(chakra.IntegrityError) as info:
+        await Author.objects.create(name="Dup", email="bob@example.com")
+    assert info.value.constraint == "qs_authors_email_key"
+    with pytest.raises(chakra.IntegrityError, match="null"):
+        await Author.objects.create(name=None)
+    assert await Author.objects.count() == 5
+
+
+def test_ddl_quotes_identifiers_and_declares_constraints() -> None:
+    schema = Author._meta.schema
+    assert schema is not None
+    create = schema.create_sql()
+    assert create[0] == (
+        'CREATE TABLE IF NOT EXISTS "qs_authors" ("id" integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, '
+        '"name" varchar(50) NOT NULL, "email" varchar(100) UNIQUE, "age" integer, "bio" text NOT NULL, '
+        '"is_active" boolean NOT NULL, "joined" timestamp with time zone NOT NULL)'
+    )
+    assert create[1] == 'CREATE INDEX IF NOT EXISTS "qs_authors_age_idx" ON "qs_authors" ("age")'
+    assert schema.drop_sql() == 'DROP TABLE IF EXISTS "qs_authors"'

@@ -1,0 +1,25 @@
+"""examples/quickstart.py runs end to end against the real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import DATABASE_URL
+
+QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "quickstart.py")
+
+
+def test_quickstart_runs_end_to_end() -> None:
+    env = dict(os.environ, DATABASE_URL=DATABASE_URL)
+    out = subprocess.run([sys.executable, QUICKSTART], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for line in (
+        "found: Alice",
+        "rolled back Mallory's transaction: 0 rows",
+        "streamed every user in batches of [1000, 1000, 1000, 1000, 1000, 3]",
+        "FieldError before any SQL: unknown field `nmae`",
+        "renamed user 1 to 'Updated'",
+    ):
+        assert line in out.stdout, out.stdout

@@ -1,0 +1,163 @@
+"""Every field type round-trips through the database, NULL included, and rejects values
+of the wrong type naming the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+import pytest
+
+import chakra
+from chakra import (
+    JSON,
+    UUID,
+    BigInteger,
+    Boolean,
+    Bytes,
+    Date,
+    DateTime,
+    Field,
+    Float,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    Time,
+)
+from conftest import recreate
+
+
+class Everything(chakra.Model):
+    __tablename__ = "types_everything"
+    id = Field(BigInteger, primary_key=True)
+    small = Field(SmallInteger, nullable=True)
+    integer = Field(Integer, nullable=True)
+    big = Field(BigInteger, nullable=True)
+    string = Field(String(20), nullable=True)
+    text = Field(Text, nullable=True)
+    flag = Field(Boolean, nullable=True)
+    real = Field(Float, nullable=True)
+    money = Field(Numeric(12, 3), nullable=True)
+    exact = Field(Numeric, nullable=True)
+    naive = Field(DateTime, nullable=True)
+    aware = Field(DateTime(timezone=True), nullable=True)
+    day = Field(Date, nullable=True)
+    clock = Field(Time, nullable=True)
+    ident = Field(UUID, nullable=True)
+    doc = Field(JSON, nullable=True)
+    blob = Field(Bytes, nullable=True)
+
+
+class Keyed(chakra.Model):
+    __tablename__ = "types_keyed"
+    key = Field(UUID, primary_key=True, default=uuid.uuid4)
+    label = Field(String(10))
+
+
+@pytest.fixture(autouse=True)
+def tables() -> None:
+    recreate(Everything, Keyed)
+
+
+SAMPLE: dict[str, Any] = {
+    "small": -32768,
+    "integer": 2**31 - 1,
+    "big": -(2**63),
+    "string": "naïve ☕ text",
+    "text": "x" * 10_000,
+    "flag": False,
+    "real": 3.141592653589793,
+    "money": decimal.Decimal("123456789.125"),
+    "exact": decimal.Decimal("0.0000000000000000000000000001"),
+    "naive": dt.datetime(1999, 12, 31, 23, 59, 59, 999999),
+    "aware": dt.datetime(2024, 3, 10, 2, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    "day": dt.date(1, 1, 1),
+    "clock": dt.time(12, 0, 0, 1),
+    "ident": uuid.UUID("00000000-0000-0000-0000-000000000001"),
+    "doc": {"list": [1, 2.5, "three", None, True], "nested": {"k": "v"}, "big": 2**53},
+    "blob": bytes(range(256)),
+}
+
+
+async def test_every_type_round_trips() -> None:
+    made = await Everything.objects.create(**SAMPLE)
+    loaded = await Everything.objects.get(id=made.id)
+    for name, value in SAMPLE.items():
+        got = getattr(loaded, name)
+        if name == "aware":
+            assert got == value and got.tzinfo == dt.timezone.utc
+        else:
+            assert got == value, name
+            assert type(got) is type(value), name
+    # What `create` read back is what is stored.
+    assert made.to_dict() == loaded.to_dict()
+
+
+async def test_nulls_round_trip() -> None:
+    made = await Everything.objects.create()
+    loaded = await Everything.objects.get(id=made.id)
+    assert all(getattr(loaded, name) is None for name in SAMPLE)
+
+
+async def test_bulk_insert_of_every_type_with_nulls() -> None:
+    rows = [Everything(**SAMPLE), Everything(), Everything(**{**SAMPLE, "doc": [1, 2]})]
+    await Everything.objects.bulk_create(rows)
+    loaded = await Everything.objects.order_by("id")
+    assert [r.doc for r in loaded] == [SAMPLE["doc"], None, [1, 2]]
+    assert loaded[0].blob == SAMPLE["blob"] and loaded[1].blob is None
+
+
+async def test_filters_convert_by_field_type() -> None:
+    await Everything.objects.create(**SAMPLE)
+    await Everything.objects.create(integer=5, day=dt.date(2020, 1, 1))
+    assert await Everything.objects.filter(aware__gte=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)).count() == 1
+    assert await Everything.objects.filter(naive__lt=dt.datetime(2000, 1, 1)).count() == 1
+    assert await Everything.objects.filter(day__range=(dt.date(2019, 1, 1), dt.date(2021, 1, 1))).count() == 1
+    assert await Everything.objects.filter(ident=str(SAMPLE["ident"])).count() == 1
+    assert await Everything.objects.filter(money__gt=decimal.Decimal("1.5")).count() == 1
+    assert await Everything.objects.filter(money__gt=1).count() == 1
+    assert await Everything.objects.filter(real__lt=4).count() == 1
+    assert await Everything.objects.filter(integer__in=[5, 6]).count() == 1
+    assert await Everything.objects.filter(blob=SAMPLE["blob"]).count() == 1
+
+
+async def test_non_generated_keys_use_their_default() -> None:
+    k = await Keyed.objects.create(label="a")
+    assert isinstance(k.key, uuid.UUID)
+    assert (await Keyed.objects.get(key=k.key)).label == "a"
+    explicit = uuid.uuid4()
+    await Keyed.objects.bulk_create([Keyed(key=explicit, label="b"), Keyed(label="c")])
+    assert (await Keyed.objects.get(pk=explicit)).label == "b"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("small", 40000, "out of range"),
+        ("integer", True, "expects an int, got bool"),
+        ("integer", 1.5, "expects an int"),
+        ("string", 5, "expects a str"),
+        ("string", "x" * 21, "at most 20 characters"),
+        ("flag", 1, "expects a bool"),
+        ("real", "1.0", "expects a float"),
+        ("money", "1.5", "expects a decimal"),
+        ("naive", dt.date(2020, 1, 1), "naive datetime"),
+        ("aware", dt.datetime(2020, 1, 1), "naive one"),
+        ("day", dt.datetime(2020, 1, 1), "expects a datetime.date"),
+        ("clock", "12:00", "expects a datetime.time"),
+        ("ident", "not-a-uuid", "not a UUID"),
+        ("doc", {1: "int key"}, "keys must be str"),
+        ("doc", {1, 2}, "not JSON"),
+        ("blob", "text", "expects bytes"),
+        ("exact", decimal.Decimal("1e-40"), "more digits"),
+    ],
+)
+async def test_wrong_types_are_rejected_naming_the_field(field: str, value: Any, message: str) -> None:
+    with pytest.raises(chakra.DataError, match=message) as info:
+        await Everything.objects.create(**{field: value})
+    assert f"Everything.{field}" in str(info.value)
+    assert await Everything.objects.count() == 0

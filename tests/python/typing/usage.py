@@ -1,0 +1,38 @@
+"""Checked by mypy in test_typing.py (never run): what a type checker sees of the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, assert_type
+
+import chakra
+from chakra import DateTime, Field, Integer, Model, QuerySet, Session, String
+
+
+class User(Model):
+    id = Field(Integer, primary_key=True)
+    name = Field(String(100))
+    nickname = Field(String(20), nullable=True)
+    joined = Field(DateTime(timezone=True))
+
+
+async def checks(session: Session) -> None:
+    assert_type(await User.objects.all(), list[User])
+    assert_type(await User.objects.filter(name="a"), list[User])
+    assert_type(User.objects.filter(name="a").order_by("-id")[:10], QuerySet[User])
+    assert_type(await User.objects.get(id=1), User)
+    assert_type(await User.objects.first(), User | None)
+    assert_type(User.objects.count_sync(), int)
+    assert_type(User.objects.all_sync(), list[User])
+    assert_type(await session.get(User, 1), User | None)
+    assert_type(await User.objects.values_list("id", flat=True), list[Any])
+    user = await User.objects.get(id=1)
+    assert_type(user.name, str)
+    assert_type(user.nickname, str | None)
+    assert_type(user.joined, dt.datetime)
+    user.name = "x"
+    async for u in User.objects.stream():
+        assert_type(u, User)
+    async for batch in User.objects.stream(batch_size=10):
+        assert_type(batch, list[User])
+    assert_type(User.DoesNotExist, type[chakra.DoesNotExist])
