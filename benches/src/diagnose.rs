@@ -101,7 +101,8 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
     let shapes = [Shape::SequentialGet, Shape::ConcurrentGet(Fanout::Tasks), Shape::ConcurrentGet(Fanout::JoinAll)];
     for shape in shapes.into_iter().filter(|s| plan.selects(*s)) {
         let (warmup, rounds) = plan.rounds(shape);
-        println!("\n{} — {warmup} warm-up + {rounds} rounds, order rotating", shape.title());
+        let op = if shape.units() > 1 { "one get" } else { "one run of 2,000 gets" };
+        println!("\n{} — {warmup} warm-up + {rounds} rounds, order rotating; an op is {op}", shape.title());
         let before = query_counts(&contenders);
         let measured = crate::harness::compare(&contenders, warmup, rounds, shape.units(), |c| shape.run(workload, &c.side)).await?;
         let after = query_counts(&contenders);
@@ -163,12 +164,22 @@ fn query_counts(contenders: &[Contender]) -> Vec<Option<u64>> {
 }
 
 /// One row per contender: its median, its ratio to the first (raw) contender, its noise,
-/// the client CPU it burned per operation and how often a thread went to sleep per
-/// operation (each sleep means a wake-up hand-off between threads).
+/// the client CPU it burned per operation, how often a thread went to sleep per operation
+/// (each sleep means a wake-up hand-off between threads), and its heap allocations per
+/// operation.
 fn print_variants(names: &[String], measured: &[Measured], queries: impl Fn(usize) -> String) {
     let baseline = measured[0].wall.median().as_secs_f64();
-    let mut table =
-        Table::new(&["contender", "median", "vs raw", "noise", "min", "client CPU per op", "thread sleeps per op", "queries per run"]);
+    let mut table = Table::new(&[
+        "contender",
+        "median",
+        "vs raw",
+        "noise",
+        "min",
+        "client CPU per op",
+        "thread sleeps per op",
+        "allocations per op",
+        "queries per run",
+    ]);
     for (i, (name, m)) in names.iter().zip(measured).enumerate() {
         table.row(vec![
             name.clone(),
@@ -178,6 +189,7 @@ fn print_variants(names: &[String], measured: &[Measured], queries: impl Fn(usiz
             format_duration(m.wall.min()),
             format_duration(m.cpu.median()),
             format!("{:.2}", m.median_sleeps()),
+            format!("{:.1}", m.median_allocations()),
             queries(i),
         ]);
     }

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::Result;
+use crate::{alloc_count, Result};
 
 /// The measurements of one contender on one shape.
 #[derive(Debug, Clone, Default)]
@@ -50,16 +50,26 @@ impl Samples {
 pub struct Measured {
     pub wall: Samples,
     pub cpu: Samples,
+    /// Heap allocations per unit (zero unless counting is enabled, see `alloc_count`).
+    pub allocations: Vec<f64>,
     /// Threads going to sleep per unit (see [`ProcessCounters::sleeps`]).
     pub sleeps: Vec<f64>,
 }
 
 impl Measured {
     pub fn median_sleeps(&self) -> f64 {
-        let mut sorted = self.sleeps.clone();
-        sorted.sort_unstable_by(f64::total_cmp);
-        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+        median(&self.sleeps)
     }
+
+    pub fn median_allocations(&self) -> f64 {
+        median(&self.allocations)
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Runs `warmup` untimed rounds and then `rounds` timed ones; every round runs each
@@ -70,22 +80,45 @@ impl Measured {
 /// The order rotates every round (with two contenders: AB, BA, AB, …), so slow drift —
 /// a checkpoint, another client on the shared server, CPU frequency — lands on every
 /// contender alike instead of on whichever always runs second.
-pub async fn compare<'a, C, F, Fut>(contenders: &'a [C], warmup: usize, rounds: usize, units: u32, mut run: F) -> Result<Vec<Measured>>
+pub async fn compare<'a, C, F, Fut>(contenders: &'a [C], warmup: usize, rounds: usize, units: u32, run: F) -> Result<Vec<Measured>>
+where
+    F: FnMut(&'a C) -> Fut,
+    Fut: Future<Output = Result<Duration>>,
+{
+    compare_in_order(contenders, warmup, rounds, units, rotated, run).await
+}
+
+/// The order of round `round` for `n` contenders: rotated by one each round.
+pub fn rotated(round: usize, n: usize) -> Vec<usize> {
+    (0..n).map(|offset| (round + offset) % n).collect()
+}
+
+/// [`compare`] with the order of each round chosen by `order(round, contenders.len())`,
+/// which must return every index once.
+pub async fn compare_in_order<'a, C, F, Fut>(
+    contenders: &'a [C],
+    warmup: usize,
+    rounds: usize,
+    units: u32,
+    order: impl Fn(usize, usize) -> Vec<usize>,
+    mut run: F,
+) -> Result<Vec<Measured>>
 where
     F: FnMut(&'a C) -> Fut,
     Fut: Future<Output = Result<Duration>>,
 {
     let mut measured = vec![Measured::default(); contenders.len()];
     for round in 0..warmup + rounds {
-        for offset in 0..contenders.len() {
-            let i = (round + offset) % contenders.len();
-            let before = ProcessCounters::now();
+        for i in order(round, contenders.len()) {
+            let (before, allocations_before) = (ProcessCounters::now(), alloc_count::allocations());
             let wall = run(&contenders[i]).await?;
-            let after = ProcessCounters::now();
+            let (after, allocations_after) = (ProcessCounters::now(), alloc_count::allocations());
             if round >= warmup {
+                let per_unit = |n: u64| n as f64 / f64::from(units);
                 measured[i].wall.0.push(wall);
                 measured[i].cpu.0.push(after.cpu.saturating_sub(before.cpu) / units);
-                measured[i].sleeps.push((after.sleeps - before.sleeps) as f64 / f64::from(units));
+                measured[i].sleeps.push(per_unit(after.sleeps - before.sleeps));
+                measured[i].allocations.push(per_unit(allocations_after - allocations_before));
             }
         }
     }

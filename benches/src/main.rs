@@ -7,6 +7,7 @@
 //!
 //! See `benches/README.md` for what each shape measures and how to read the table.
 
+mod alloc_count;
 mod data;
 mod diagnose;
 mod harness;
@@ -20,6 +21,9 @@ use tokio_postgres::NoTls;
 
 use crate::harness::{format_duration, Table};
 use crate::shapes::{Contender, Db, Delivery, Fanout, RawClient, RawInsert, Side, Workload};
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -293,6 +297,7 @@ async fn run(args: Args) -> Result<()> {
 
     if args.diagnose {
         println!("\n--diagnose: the same shapes on hand-built stacks, one layer added per row");
+        alloc_count::enable();
         let [raw, chakra] = contenders;
         diagnose::run(&workload, raw, chakra, &url, &args.plan).await?;
     }

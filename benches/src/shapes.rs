@@ -21,7 +21,7 @@ use crate::Result;
 /// One prepared-statement client: the raw baseline's unit. Each statement is prepared
 /// once, as an application caching its statements would.
 pub struct RawClient {
-    pub client: Client,
+    client: Client,
     get: tokio_postgres::Statement,
     fetch: tokio_postgres::Statement,
     stream: tokio_postgres::Statement,
