@@ -53,8 +53,15 @@ impl DatabaseInner {
 
     /// The pool in `cell`, opened first if needed.
     async fn open<'c>(&self, cell: &'c OnceCell<Pool>) -> chakra::Result<&'c Pool> {
-        cell.get_or_try_init(|| PoolBuilder::from_config(self.config.clone()).build())
-            .await
+        cell.get_or_try_init(|| {
+            let builder = PoolBuilder::from_config(self.config.clone());
+            match crate::telemetry::tracer() {
+                Some(tracer) => builder.tracer(tracer),
+                None => builder,
+            }
+            .build()
+        })
+        .await
     }
 
     /// A pinned connection from the pool.

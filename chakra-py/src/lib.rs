@@ -15,6 +15,7 @@ mod raw;
 mod runtime;
 mod schema;
 mod session;
+mod telemetry;
 mod write;
 
 use pyo3::prelude::*;
@@ -36,5 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(raw::execute_all, m)?)?;
     m.add_function(wrap_pyfunction!(session::connect_direct, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::enable_tracing, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::take_spans, m)?)?;
     Ok(())
 }

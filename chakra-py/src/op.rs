@@ -11,6 +11,7 @@ use pyo3::types::PyType;
 
 use crate::completion::{self, BoxFuture, Converter, Outcome, Ticket};
 use crate::runtime;
+use crate::telemetry;
 
 /// An operation on the database: awaitable once, or run with [`Op::wait_sync`].
 ///
@@ -43,6 +44,7 @@ impl Op {
         let mut state = self.state();
         match std::mem::replace(&mut *state, State::Done) {
             State::Ready(future, convert) => {
+                let future = telemetry::with_parent(py, future);
                 let ticket = completion::start(py, future, convert)?;
                 let future = ticket.future.clone_ref(py);
                 *state = State::Running(ticket);
@@ -133,6 +135,7 @@ impl Op {
             ));
         };
         warn_if_in_event_loop(py)?;
+        let future = telemetry::with_parent(py, future);
         let outcome: Outcome = runtime::block_on(py, future)?;
         let _runtime = runtime::handle().enter();
         convert(py, outcome)

@@ -3,7 +3,7 @@
 Application code uses the ``chakra`` package; these are its building blocks.
 """
 
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Literal
 
 class Op:
@@ -91,3 +91,7 @@ def raw(target: _Target, sql: str, params: list[Any], mode: Literal["all", "one"
 def execute_all(target: _Target, statements: list[str]) -> Op: ...
 def connect_direct(url: str) -> Op: ...
 def _after_fork_in_child() -> None: ...
+def enable_tracing(current_span_ids: Callable[[], tuple[int, int, int] | None]) -> None: ...
+def take_spans() -> list[
+    tuple[str, int, int, int, int, str, int, int, list[tuple[str, Any]], str, str]
+]: ...

@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Django's command-line utility for this example: ``python manage.py runserver`` (WSGI,
+threaded), ``python manage.py test users``; ``uvicorn mysite.asgi:application`` for ASGI."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

@@ -1,0 +1,8 @@
+"""ASGI entry point (``uvicorn mysite.asgi:application``): async views run on the loop."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_asgi_application()
