@@ -9,6 +9,7 @@ mod completion;
 mod convert;
 mod database;
 mod errors;
+mod exporter;
 mod op;
 mod query;
 mod raw;
@@ -39,5 +40,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::enable_tracing, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::take_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::serve_metrics, m)?)?;
     Ok(())
 }

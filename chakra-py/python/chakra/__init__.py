@@ -133,7 +133,16 @@ __all__ = [
     "fetchrow_sync",
     "fetchval",
     "fetchval_sync",
+    "serve_metrics",
 ]
+
+
+def serve_metrics(address: str = "127.0.0.1:9464") -> None:
+    """Serves Chakra's metrics — query latency histogram, query/error/retry counters by
+    operation and table, pool gauges — at ``http://{address}/metrics`` in Prometheus text
+    format, the names ``integrations/grafana/chakra-dashboard.json`` queries. Call once per
+    process (in each worker after a fork)."""
+    _core.serve_metrics(address)
 
 # gunicorn/uvicorn workers fork: the child gets a runtime of its own and reopens pools.
 if hasattr(_os, "register_at_fork"):
