@@ -65,7 +65,13 @@ pub struct User {
 
 impl User {
     pub fn from_row(row: &Row) -> std::result::Result<User, tokio_postgres::Error> {
-        Ok(User { id: row.try_get(0)?, name: row.try_get(1)?, email: row.try_get(2)?, score: row.try_get(3)?, created: row.try_get(4)? })
+        Ok(User {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            email: row.try_get(2)?,
+            score: row.try_get(3)?,
+            created: row.try_get(4)?,
+        })
     }
 }
 

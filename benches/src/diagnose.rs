@@ -72,8 +72,17 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
         name: "Pool (default stack), lookups without PointLookup".into(),
         side: Side::Chakra { db: default_pool, batchable: false },
     });
-    let no_timeout = chakra::Pool::builder().url(url).max_connections(10).min_connections(10).query_timeout(Duration::ZERO).build().await?;
-    contenders.push(Contender { name: "Pool, query_timeout(0)".into(), side: Side::Chakra { db: Db::Pool(no_timeout), batchable: true } });
+    let no_timeout = chakra::Pool::builder()
+        .url(url)
+        .max_connections(10)
+        .min_connections(10)
+        .query_timeout(Duration::ZERO)
+        .build()
+        .await?;
+    contenders.push(Contender {
+        name: "Pool, query_timeout(0)".into(),
+        side: Side::Chakra { db: Db::Pool(no_timeout), batchable: true },
+    });
     // Each step adds the next layer outwards, in the order `Pool` stacks them.
     let bare = Layers::default();
     let batch = Layers { batch: DEFAULT_MAX_BATCH, ..bare };
@@ -104,7 +113,9 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
         let op = if shape.units() > 1 { "one get" } else { "one run of 2,000 gets" };
         println!("\n{} — {warmup} warm-up + {rounds} rounds, order rotating; an op is {op}", shape.title());
         let before = query_counts(&contenders);
-        let measured = crate::harness::compare(&contenders, warmup, rounds, shape.units(), |c| shape.run(workload, &c.side)).await?;
+        let measured =
+            crate::harness::compare(&contenders, warmup, rounds, shape.units(), |c| shape.run(workload, &c.side))
+                .await?;
         let after = query_counts(&contenders);
         let runs = (warmup + rounds) as f64;
         let names: Vec<String> = contenders.iter().map(|c| c.name.clone()).collect();
@@ -126,8 +137,10 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
             ("Pool (default stack), query_stream, decoded as rows arrive", chakra.clone(), Delivery::AsTheyArrive),
             ("Pool (default stack), query (Vec<Row>), then decoded", chakra, Delivery::Collected),
         ];
-        let measured =
-            crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, delivery)| crate::shapes::fetch(side, *delivery)).await?;
+        let measured = crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, delivery)| {
+            crate::shapes::fetch(side, *delivery)
+        })
+        .await?;
         let names: Vec<String> = variants.iter().map(|(name, ..)| name.to_string()).collect();
         print_variants(&names, &measured, |_| String::new());
     }
@@ -144,9 +157,10 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
             // The method only steers the raw side; Chakra always sends UNNEST.
             ("Pool (default stack), INSERT … UNNEST", contenders[1].side.clone(), RawInsert::Copy),
         ];
-        let measured =
-            crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, method)| crate::shapes::bulk_insert(workload, side, *method))
-                .await?;
+        let measured = crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, method)| {
+            crate::shapes::bulk_insert(workload, side, *method)
+        })
+        .await?;
         let names: Vec<String> = variants.iter().map(|(name, ..)| name.to_string()).collect();
         print_variants(&names, &measured, |_| String::new());
     }

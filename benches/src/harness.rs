@@ -80,7 +80,13 @@ fn median(values: &[f64]) -> f64 {
 /// The order rotates every round (with two contenders: AB, BA, AB, …), so slow drift —
 /// a checkpoint, another client on the shared server, CPU frequency — lands on every
 /// contender alike instead of on whichever always runs second.
-pub async fn compare<'a, C, F, Fut>(contenders: &'a [C], warmup: usize, rounds: usize, units: u32, run: F) -> Result<Vec<Measured>>
+pub async fn compare<'a, C, F, Fut>(
+    contenders: &'a [C],
+    warmup: usize,
+    rounds: usize,
+    units: u32,
+    run: F,
+) -> Result<Vec<Measured>>
 where
     F: FnMut(&'a C) -> Fut,
     Fut: Future<Output = Result<Duration>>,
@@ -187,7 +193,14 @@ impl Table {
 
     pub fn print(&self) {
         let widths: Vec<usize> = (0..self.header.len())
-            .map(|c| self.rows.iter().map(|r| r[c].chars().count()).chain([self.header[c].chars().count()]).max().unwrap_or(0))
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([self.header[c].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let line = |cells: &[String]| {
             let padded: Vec<String> = cells.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

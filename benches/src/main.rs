@@ -33,7 +33,8 @@ const CONCURRENT_LOOKUPS: usize = 2_000;
 const SEQUENTIAL_LOOKUPS: usize = 2_000;
 const POOL_SIZE: usize = 10;
 
-const USAGE: &str = "usage: chakra-bench [--quick] [--diagnose] [--only SHAPE[,SHAPE…]] [--rounds N] [--side raw|chakra] [--workers N]
+const USAGE: &str =
+    "usage: chakra-bench [--quick] [--diagnose] [--only SHAPE[,SHAPE…]] [--rounds N] [--side raw|chakra] [--workers N]
   --quick      fewer rounds (a smoke run; the noise is larger)
   --diagnose   also time hand-built stacks, one layer added at a time
   --only       run only these shapes: seq-get, concurrent-tasks, concurrent-join, fetch, stream, insert
@@ -153,7 +154,8 @@ struct Args {
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
-    let mut args = Args { plan: Plan { quick: false, rounds: None, only: None }, diagnose: false, workers: 2, side: None };
+    let mut args =
+        Args { plan: Plan { quick: false, rounds: None, only: None }, diagnose: false, workers: 2, side: None };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
         match arg.as_str() {
@@ -198,7 +200,11 @@ fn main() {
         }
     };
     // The reference box has 2 cores, and the DESIGN sizes the runtime to the cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build().expect("a Tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
     // Everything runs in a spawned task: `block_on`'s own thread is not a worker, and a
     // benchmark loop on it would pay a cross-thread wake-up per query that no server
     // handler pays.
@@ -246,7 +252,10 @@ async fn run(args: Args) -> Result<()> {
     ];
     // Under `--side`, the other side's column stays empty.
     let runs = |c: &Contender| {
-        matches!((args.side.as_deref(), &c.side), (None, _) | (Some("raw"), Side::Raw(_)) | (Some("chakra"), Side::Chakra { .. }))
+        matches!(
+            (args.side.as_deref(), &c.side),
+            (None, _) | (Some("raw"), Side::Raw(_)) | (Some("chakra"), Side::Chakra { .. })
+        )
     };
 
     let mut table = Table::new(&[
@@ -262,10 +271,13 @@ async fn run(args: Args) -> Result<()> {
         let (warmup, rounds) = args.plan.rounds(shape);
         eprintln!("  {} — {warmup} warm-up + {rounds} rounds", shape.title());
         let chosen: Vec<&Contender> = contenders.iter().filter(|c| runs(c)).collect();
-        let measured = harness::compare(&chosen, warmup, rounds, shape.units(), |c| shape.run(&workload, &c.side)).await?;
-        let mut by_side = contenders.iter().map(|c| chosen.iter().position(|x| std::ptr::eq(*x, c)).map(|i| &measured[i]));
+        let measured =
+            harness::compare(&chosen, warmup, rounds, shape.units(), |c| shape.run(&workload, &c.side)).await?;
+        let mut by_side =
+            contenders.iter().map(|c| chosen.iter().position(|x| std::ptr::eq(*x, c)).map(|i| &measured[i]));
         let (raw, chakra) = (by_side.next().flatten(), by_side.next().flatten());
-        let cell = |m: Option<&harness::Measured>, f: &dyn Fn(&harness::Measured) -> String| m.map_or("-".to_owned(), f);
+        let cell =
+            |m: Option<&harness::Measured>, f: &dyn Fn(&harness::Measured) -> String| m.map_or("-".to_owned(), f);
         let (ratio, target) = match (raw, chakra) {
             (Some(raw), Some(chakra)) => {
                 let ratio = chakra.wall.median().as_secs_f64() / raw.wall.median().as_secs_f64();
@@ -289,7 +301,11 @@ async fn run(args: Args) -> Result<()> {
                 cell(raw, &|m| format!("±{:.1}%", m.wall.spread() * 100.0)),
                 cell(chakra, &|m| format!("±{:.1}%", m.wall.spread() * 100.0))
             ),
-            format!("{} / {}", cell(raw, &|m| format_duration(m.cpu.median())), cell(chakra, &|m| format_duration(m.cpu.median()))),
+            format!(
+                "{} / {}",
+                cell(raw, &|m| format_duration(m.cpu.median())),
+                cell(chakra, &|m| format_duration(m.cpu.median()))
+            ),
         ]);
     }
     println!("\nmedians of wall time; chakra/raw < 1 means chakra is faster; noise is half the interquartile range");

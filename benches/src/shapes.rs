@@ -82,7 +82,9 @@ impl ModelSql {
         let request = Request::new(Statement::new(self.get.clone(), vec![id.into()]), Mode::One)
             .labels(Labels::new("SELECT", Some(self.table.clone())));
         match batchable {
-            true => request.point_lookup(PointLookup { batch_sql: self.get_batch.clone(), key_column: 0, key: id.into() }),
+            true => {
+                request.point_lookup(PointLookup { batch_sql: self.get_batch.clone(), key_column: 0, key: id.into() })
+            }
             false => request,
         }
     }

@@ -89,8 +89,15 @@ pub struct AcquireFuture<S: Service<Leased>> {
 
 #[pin_project(project = StateProj)]
 enum State<S: Service<Leased>> {
-    Leasing { lease: LeaseFuture, inner: Option<S>, request: Option<Request> },
-    Running { #[pin] future: S::Future },
+    Leasing {
+        lease: LeaseFuture,
+        inner: Option<S>,
+        request: Option<Request>,
+    },
+    Running {
+        #[pin]
+        future: S::Future,
+    },
 }
 
 impl<S> Future for AcquireFuture<S>

@@ -253,13 +253,21 @@ pub struct BatchFuture<S: Service<Request>> {
 #[pin_project(project = StateProj)]
 enum State<F> {
     /// Not a batchable lookup, a lone one, or a member whose leader went away.
-    Direct { #[pin] future: F },
+    Direct {
+        #[pin]
+        future: F,
+    },
     /// A member waiting for its leader's reply.
     Waiting { receiver: oneshot::Receiver<Result<Vec<Row>>> },
     /// A leader letting other lookups join; `seen` members at the last yield.
     Yielding { yielded: Pin<Box<dyn Future<Output = ()> + Send>>, seen: usize, yields: u8 },
     /// A leader running the merged query for `members`.
-    Flushing { #[pin] future: F, members: Vec<Member>, key_column: usize },
+    Flushing {
+        #[pin]
+        future: F,
+        members: Vec<Member>,
+        key_column: usize,
+    },
 }
 
 impl<S: Service<Request>> BatchFuture<S> {

@@ -158,7 +158,6 @@ impl QueryLabels {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,8 +171,11 @@ mod tests {
     use tower::{service_fn, ServiceExt};
 
     fn select_user() -> Request {
-        Request::new(Statement::new("SELECT id FROM users WHERE name = $1", vec![Value::from("secret-param-value")]), Mode::All)
-            .labels(Labels::new("SELECT", Some("users".into())))
+        Request::new(
+            Statement::new("SELECT id FROM users WHERE name = $1", vec![Value::from("secret-param-value")]),
+            Mode::All,
+        )
+        .labels(Labels::new("SELECT", Some("users".into())))
     }
 
     async fn affected(_: Request) -> Result<Response> {

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chakra_service::{Config, ConnectionPool, Error, Executor, PinnedConn, PoolStatus, Request, Response, Result, ServerInfo};
+use chakra_service::{
+    Config, ConnectionPool, Error, Executor, PinnedConn, PoolStatus, Request, Response, Result, ServerInfo,
+};
 use futures::future::Either;
 use opentelemetry::global::BoxedTracer;
 use tower::util::BoxCloneSyncService;
@@ -288,7 +290,12 @@ impl PoolBuilder {
         let config = self.config?;
         let connections = ConnectionPool::open(config.clone()).await?;
         let acquire = AcquireLayer::new(connections.clone());
-        let stack = Stack { config: &config, server: connections.server().clone(), tracer: self.tracer, max_batch: self.max_batch };
+        let stack = Stack {
+            config: &config,
+            server: connections.server().clone(),
+            tracer: self.tracer,
+            max_batch: self.max_batch,
+        };
         let builtin = stack.build(acquire);
         let service = match self.layers.is_empty() {
             true => StackService::Builtin(builtin),

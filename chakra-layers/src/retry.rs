@@ -28,7 +28,11 @@ pub struct RetryLayer {
 impl RetryLayer {
     /// From the `[retry]` section.
     pub fn new(config: &RetryConfig) -> Self {
-        RetryLayer { max_attempts: config.max_attempts.max(1), backoff: config.backoff, max_backoff: config.max_backoff }
+        RetryLayer {
+            max_attempts: config.max_attempts.max(1),
+            backoff: config.backoff,
+            max_backoff: config.max_backoff,
+        }
     }
 
     fn delay(&self, retry: u32) -> Duration {
@@ -89,8 +93,14 @@ pub struct RetryFuture<S: Service<Request>> {
 
 #[pin_project(project = StateProj)]
 enum State<F> {
-    Calling { #[pin] future: F },
-    Backoff { #[pin] sleep: Sleep },
+    Calling {
+        #[pin]
+        future: F,
+    },
+    Backoff {
+        #[pin]
+        sleep: Sleep,
+    },
     Ready,
 }
 
@@ -106,7 +116,13 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let error = match ready!(future.poll(cx)) {
-                        Err(e) if e.kind() == ErrorKind::Connection && this.request.is_some() && *this.attempt < this.layer.max_attempts => e,
+                        Err(e)
+                            if e.kind() == ErrorKind::Connection
+                                && this.request.is_some()
+                                && *this.attempt < this.layer.max_attempts =>
+                        {
+                            e
+                        }
                         other => return Poll::Ready(other),
                     };
                     drop(error);
@@ -140,11 +156,19 @@ mod tests {
     use tower::{service_fn, ServiceExt};
 
     fn layer(max_attempts: u32) -> RetryLayer {
-        RetryLayer::new(&RetryConfig { max_attempts, backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(4) })
+        RetryLayer::new(&RetryConfig {
+            max_attempts,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(4),
+        })
     }
 
     /// A service failing with `kind` on the first `failures` calls, counting calls.
-    fn flaky(failures: u32, kind: ErrorKind, calls: Arc<AtomicU32>) -> impl Service<Request, Response = Response, Error = Error, Future = impl Send> + Clone {
+    fn flaky(
+        failures: u32,
+        kind: ErrorKind,
+        calls: Arc<AtomicU32>,
+    ) -> impl Service<Request, Response = Response, Error = Error, Future = impl Send> + Clone {
         service_fn(move |_req: Request| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {

@@ -72,7 +72,14 @@ where
     fn call(&mut self, mut request: Request) -> TimeoutFuture<S::Future> {
         let limit = request.timeout.filter(|d| !d.is_zero()).or(self.layer.default);
         let Some(limit) = limit else {
-            return TimeoutFuture { inner: self.inner.call(request), sleep: None, slot: None, limit: Duration::ZERO, grace: self.layer.grace, cancelled: false };
+            return TimeoutFuture {
+                inner: self.inner.call(request),
+                sleep: None,
+                slot: None,
+                limit: Duration::ZERO,
+                grace: self.layer.grace,
+                cancelled: false,
+            };
         };
         let slot = CancelSlot::default();
         request.cancel = Some(slot.clone());
@@ -111,7 +118,9 @@ where
         let mut this = self.project();
         if let Poll::Ready(output) = this.inner.poll(cx) {
             return Poll::Ready(match output {
-                Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => Err(expired(*this.limit, true)),
+                Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                    Err(expired(*this.limit, true))
+                }
                 other => other,
             });
         }

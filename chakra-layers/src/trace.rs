@@ -19,7 +19,6 @@ use pin_project::{pin_project, pinned_drop};
 use tower_layer::Layer;
 use tower_service::Service;
 
-
 /// Set to `true` on a span whose request was dropped before it completed (the caller gave
 /// up); such a span keeps status `Unset`, since giving up is not a database error.
 const CANCELLED: &str = "chakra.cancelled";
@@ -250,7 +249,11 @@ mod tests {
     #[tokio::test]
     async fn parameter_values_never_reach_the_span() {
         let (provider, exporter) = provider();
-        layer(&provider).layer(failing(ErrorKind::Timeout, "statement timed out")).oneshot(select_user()).await.unwrap_err();
+        layer(&provider)
+            .layer(failing(ErrorKind::Timeout, "statement timed out"))
+            .oneshot(select_user())
+            .await
+            .unwrap_err();
 
         let span = only_span(&exporter);
         for kv in &span.attributes {
@@ -263,7 +266,11 @@ mod tests {
     #[tokio::test]
     async fn span_without_table_is_named_after_the_operation() {
         let (provider, exporter) = provider();
-        layer(&provider).layer(service_fn(affected)).oneshot(Request::new("BEGIN".into(), Mode::Execute)).await.unwrap();
+        layer(&provider)
+            .layer(service_fn(affected))
+            .oneshot(Request::new("BEGIN".into(), Mode::Execute))
+            .await
+            .unwrap();
 
         let span = only_span(&exporter);
         assert_eq!(span.name, "BEGIN");

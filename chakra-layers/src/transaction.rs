@@ -113,7 +113,11 @@ fn control(sql: String, operation: &'static str, effect: TxEffect, conn: &Pinned
 }
 
 impl Transaction {
-    pub(crate) async fn begin(service: StackService, conn: PinnedConn, options: TransactionOptions) -> Result<Transaction> {
+    pub(crate) async fn begin(
+        service: StackService,
+        conn: PinnedConn,
+        options: TransactionOptions,
+    ) -> Result<Transaction> {
         let request = control(options.begin_sql(), "BEGIN", TxEffect::Begins, &conn);
         service.clone().oneshot(request).await?;
         Ok(Transaction { shared: Arc::new(Shared { service, conn, depth: 0, open: Mutex::new(true) }) })
@@ -124,7 +128,12 @@ impl Transaction {
     pub async fn savepoint(&self) -> Result<Transaction> {
         self.ensure_open()?;
         let shared = &self.shared;
-        let nested = Shared { service: shared.service.clone(), conn: shared.conn.clone(), depth: shared.depth + 1, open: Mutex::new(false) };
+        let nested = Shared {
+            service: shared.service.clone(),
+            conn: shared.conn.clone(),
+            depth: shared.depth + 1,
+            open: Mutex::new(false),
+        };
         let request = control(format!("SAVEPOINT {}", nested.savepoint()), "SAVEPOINT", TxEffect::None, &shared.conn);
         shared.service.clone().oneshot(request).await?;
         *nested.open.lock().unwrap_or_else(|e| e.into_inner()) = true;

@@ -33,16 +33,35 @@ pub enum TextMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     /// `column <op> value`; comparing with `NULL` means `IS [NOT] NULL` (`Eq`/`Ne`).
-    Compare { column: Ident, op: CompareOp, value: Value },
+    Compare {
+        column: Ident,
+        op: CompareOp,
+        value: Value,
+    },
     /// `column` is one of `values` (`false` for an empty list).
-    In { column: Ident, values: Vec<Value>, negated: bool },
+    In {
+        column: Ident,
+        values: Vec<Value>,
+        negated: bool,
+    },
     /// `column IS [NOT] NULL`.
-    IsNull { column: Ident, negated: bool },
+    IsNull {
+        column: Ident,
+        negated: bool,
+    },
     /// `column [I]LIKE pattern`: either a raw pattern (`like`, `ilike`, wildcards are the
     /// caller's) or user text matched literally at a position.
-    Like { column: Ident, pattern: Pattern, case_insensitive: bool },
+    Like {
+        column: Ident,
+        pattern: Pattern,
+        case_insensitive: bool,
+    },
     /// `column BETWEEN low AND high`.
-    Between { column: Ident, low: Value, high: Value },
+    Between {
+        column: Ident,
+        low: Value,
+        high: Value,
+    },
     And(Vec<Expr>),
     Or(Vec<Expr>),
     /// SQL `NOT`: three-valued, so rows where the inner condition is unknown (`NULL`)

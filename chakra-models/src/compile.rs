@@ -134,7 +134,9 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
         w.push("SELECT EXISTS (");
     }
     match select.projection {
-        Projection::Count if select.limit.is_some() || select.offset.is_some() => w.push("SELECT count(*) FROM (SELECT 1"),
+        Projection::Count if select.limit.is_some() || select.offset.is_some() => {
+            w.push("SELECT count(*) FROM (SELECT 1")
+        }
         Projection::Count => w.push("SELECT count(*)"),
         Projection::Exists => w.push("SELECT 1"),
         Projection::Columns => {

@@ -9,8 +9,22 @@ use crate::model::FieldInfo;
 
 /// Every lookup name, in the order error messages list them.
 pub const LOOKUPS: &[&str] = &[
-    "exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "gt", "gte", "lt",
-    "lte", "ne", "in", "isnull", "range",
+    "exact",
+    "iexact",
+    "contains",
+    "icontains",
+    "startswith",
+    "istartswith",
+    "endswith",
+    "iendswith",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "ne",
+    "in",
+    "isnull",
+    "range",
 ];
 
 /// Splits a Django-style key: `"name__startswith"` → `("name", "startswith")`,
@@ -36,10 +50,9 @@ pub fn resolve(fields: &[FieldInfo], table: &str, field_name: &str, lookup: &str
     let column = field.column.clone();
     let text = |value: Value| match value {
         Value::Text(s) => Ok(s),
-        other => Err(Error::field(format!(
-            "lookup `{field_name}__{lookup}` needs a text value, got {}",
-            other.type_name()
-        ))),
+        other => {
+            Err(Error::field(format!("lookup `{field_name}__{lookup}` needs a text value, got {}", other.type_name())))
+        }
     };
     let pattern = |at: TextMatch, case_insensitive: bool, value: Value| -> Result<Expr> {
         Ok(Expr::Like { column: column.clone(), pattern: Pattern::Text(text(value)?, at), case_insensitive })
@@ -68,7 +81,10 @@ pub fn resolve(fields: &[FieldInfo], table: &str, field_name: &str, lookup: &str
         "isnull" => match value {
             Value::Bool(is_null) => Expr::IsNull { column, negated: !is_null },
             other => {
-                return Err(Error::field(format!("lookup `{field_name}__isnull` needs true or false, got {}", other.type_name())))
+                return Err(Error::field(format!(
+                    "lookup `{field_name}__isnull` needs true or false, got {}",
+                    other.type_name()
+                )))
             }
         },
         "range" => match value {
@@ -102,7 +118,8 @@ mod tests {
     use super::*;
     use chakra_service::ErrorKind;
 
-    const FIELDS: &[FieldInfo] = &[FieldInfo::new("id", "id", "int8", false), FieldInfo::new("name", "name", "text", false)];
+    const FIELDS: &[FieldInfo] =
+        &[FieldInfo::new("id", "id", "int8", false), FieldInfo::new("name", "name", "text", false)];
 
     #[test]
     fn keys_split_only_on_known_lookups() {

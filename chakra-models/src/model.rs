@@ -113,8 +113,9 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     fn get<Q: Queryable>(db: &Q, key: impl Into<Value>) -> impl Future<Output = Result<Self>> + Send {
         let sql = Self::statements();
         let key = key.into();
-        let request = Request::labelled(Statement::new(sql.get.clone(), vec![key.clone()]), Mode::One, sql.labels("SELECT"))
-            .point_lookup(PointLookup { batch_sql: sql.get_many.clone(), key_column: Self::PRIMARY_KEY, key });
+        let request =
+            Request::labelled(Statement::new(sql.get.clone(), vec![key.clone()]), Mode::One, sql.labels("SELECT"))
+                .point_lookup(PointLookup { batch_sql: sql.get_many.clone(), key_column: Self::PRIMARY_KEY, key });
         async move {
             let row = db.run(request).await.map_err(|e| not_found::<Self>(e))?.into_row()?;
             Self::from_row(&row)
@@ -126,7 +127,8 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let sql = Self::statements();
         let values = insert_values::<Self>(self.to_values());
         async move {
-            let request = Request::labelled(Statement::new(sql.insert.clone(), values), Mode::One, sql.labels("INSERT"));
+            let request =
+                Request::labelled(Statement::new(sql.insert.clone(), values), Mode::One, sql.labels("INSERT"));
             let row = db.run(request).await?.into_row()?;
             // RETURNING every column: generated keys and column defaults come back too.
             *self = Self::from_row(&row)?;
@@ -141,9 +143,13 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let key = values.remove(Self::PRIMARY_KEY);
         values.push(key);
         async move {
-            let request = Request::labelled(Statement::new(sql.update.clone(), values), Mode::Execute, sql.labels("UPDATE"));
+            let request =
+                Request::labelled(Statement::new(sql.update.clone(), values), Mode::Execute, sql.labels("UPDATE"));
             match db.run(request).await?.rows_affected()? {
-                0 => Err(Error::new(ErrorKind::NotFound, format!("no row in `{}` to update with that primary key", Self::TABLE))),
+                0 => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no row in `{}` to update with that primary key", Self::TABLE),
+                )),
                 _ => Ok(()),
             }
         }
@@ -152,10 +158,17 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// Deletes this row (by primary key); `NotFound` if it was already gone.
     fn delete<Q: Queryable>(&self, db: &Q) -> impl Future<Output = Result<()>> + Send {
         let sql = Self::statements();
-        let request = Request::labelled(Statement::new(sql.delete.clone(), vec![self.primary_key()]), Mode::Execute, sql.labels("DELETE"));
+        let request = Request::labelled(
+            Statement::new(sql.delete.clone(), vec![self.primary_key()]),
+            Mode::Execute,
+            sql.labels("DELETE"),
+        );
         async move {
             match db.run(request).await?.rows_affected()? {
-                0 => Err(Error::new(ErrorKind::NotFound, format!("no row in `{}` to delete with that primary key", Self::TABLE))),
+                0 => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no row in `{}` to delete with that primary key", Self::TABLE),
+                )),
                 _ => Ok(()),
             }
         }
@@ -171,7 +184,11 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
                 return self.insert(db).await;
             }
             let sql = Self::statements();
-            let request = Request::labelled(Statement::new(sql.upsert.clone(), self.to_values()), Mode::Execute, sql.labels("INSERT"));
+            let request = Request::labelled(
+                Statement::new(sql.upsert.clone(), self.to_values()),
+                Mode::Execute,
+                sql.labels("INSERT"),
+            );
             db.run(request).await?.rows_affected().map(drop)
         }
     }
@@ -195,7 +212,9 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
 pub(crate) fn not_found<M: Model>(e: Error) -> Error {
     match e.kind() {
         ErrorKind::NotFound => Error::new(ErrorKind::NotFound, format!("no `{}` row matches", M::TABLE)),
-        ErrorKind::MultipleFound => Error::new(ErrorKind::MultipleFound, format!("more than one `{}` row matches", M::TABLE)),
+        ErrorKind::MultipleFound => {
+            Error::new(ErrorKind::MultipleFound, format!("more than one `{}` row matches", M::TABLE))
+        }
         _ => e,
     }
 }
@@ -279,7 +298,10 @@ impl ModelSql {
             column_types: Vec::new(),
             rows: vec![M::FIELDS.iter().map(|_| Value::Null).collect()],
             returning: Vec::new(),
-            upsert: Some(Upsert { conflict_target: vec![pk.column.clone()], update: others.map(|(_, f)| f.column.clone()).collect() }),
+            upsert: Some(Upsert {
+                conflict_target: vec![pk.column.clone()],
+                update: others.map(|(_, f)| f.column.clone()).collect(),
+            }),
         };
         ModelSql {
             table: M::TABLE.into(),

@@ -156,14 +156,16 @@ impl<M: Model> Query<M> {
             return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
         }
         let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.filter.clone() };
-        let request = Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
+        let request =
+            Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
         db.run(request).await?.rows_affected()
     }
 
     /// Deletes every matching row; returns how many.
     pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
         let delete = Delete { table: self.select.table.clone(), filter: self.select.filter.clone() };
-        let request = Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
+        let request =
+            Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
         db.run(request).await?.rows_affected()
     }
 

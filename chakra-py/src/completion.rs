@@ -47,15 +47,9 @@ impl Queue {
         // SAFETY: eventfd takes plain integers; a negative result is reported below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
-            return Err(PyRuntimeError::new_err(format!(
-                "eventfd failed: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(PyRuntimeError::new_err(format!("eventfd failed: {}", std::io::Error::last_os_error())));
         }
-        Ok(Queue {
-            fd,
-            items: Mutex::new(Vec::new()),
-        })
+        Ok(Queue { fd, items: Mutex::new(Vec::new()) })
     }
 
     /// Called on a Tokio thread. Only the push that finds the queue empty writes the
@@ -119,11 +113,8 @@ static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The running loop of this thread, if any (`asyncio._get_running_loop()`).
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        py.import("asyncio.events")?
-            .getattr("_get_running_loop")
-            .map(Bound::unbind)
-    })?;
+    let get = GET_RUNNING_LOOP
+        .get_or_try_init(py, || py.import("asyncio.events")?.getattr("_get_running_loop").map(Bound::unbind))?;
     let event_loop = get.bind(py).call0()?;
     Ok((!event_loop.is_none()).then_some(event_loop))
 }
@@ -136,10 +127,7 @@ fn current(py: Python<'_>) -> PyResult<Arc<Reactor>> {
     };
     let generation = runtime::generation();
     let cached = CURRENT.with_borrow(|current| {
-        current
-            .as_ref()
-            .filter(|r| r.event_loop.is(&event_loop) && r.generation == generation)
-            .cloned()
+        current.as_ref().filter(|r| r.event_loop.is(&event_loop) && r.generation == generation).cloned()
     });
     if let Some(reactor) = cached {
         return Ok(reactor);
@@ -172,10 +160,7 @@ impl Reactor {
     /// Stops watching this reactor's eventfd (its loop is no longer this thread's).
     fn detach(&self, py: Python<'_>) {
         let event_loop = self.event_loop.bind(py);
-        let closed = event_loop
-            .call_method0("is_closed")
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(true);
+        let closed = event_loop.call_method0("is_closed").and_then(|c| c.is_truthy()).unwrap_or(true);
         if !closed {
             let _ = event_loop.call_method1("remove_reader", (self.queue.fd,));
         }
@@ -191,20 +176,12 @@ impl Reactor {
         // them need the runtime's context to clean up.
         let _runtime = self.runtime.enter();
         for (id, outcome) in items {
-            let pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             let Some(Pending { future, convert }) = pending else {
                 continue;
             };
             let future = future.bind(py);
-            if future
-                .call_method0("done")
-                .and_then(|d| d.is_truthy())
-                .unwrap_or(true)
-            {
+            if future.call_method0("done").and_then(|d| d.is_truthy()).unwrap_or(true) {
                 continue;
             }
             let resolved = match convert(py, outcome) {
@@ -237,34 +214,19 @@ pub(crate) fn start(py: Python<'_>, future: BoxFuture, convert: Converter) -> Py
             return Err(err);
         }
     };
-    let asyncio_future = reactor
-        .event_loop
-        .bind(py)
-        .call_method0("create_future")?
-        .unbind();
+    let asyncio_future = reactor.event_loop.bind(py).call_method0("create_future")?.unbind();
     let id = reactor.next_id.fetch_add(1, Ordering::Relaxed);
     reactor
         .pending
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            id,
-            Pending {
-                future: asyncio_future.clone_ref(py),
-                convert,
-            },
-        );
+        .insert(id, Pending { future: asyncio_future.clone_ref(py), convert });
     let queue = reactor.queue.clone();
     let task = reactor.runtime.spawn(async move {
         let outcome = future.await;
         queue.push(id, outcome);
     });
-    Ok(Ticket {
-        reactor,
-        id,
-        abort: task.abort_handle(),
-        future: asyncio_future,
-    })
+    Ok(Ticket { reactor, id, abort: task.abort_handle(), future: asyncio_future })
 }
 
 impl Ticket {
@@ -272,12 +234,7 @@ impl Ticket {
     /// connection, see `chakra_service::Conn`) and forgets the asyncio future.
     pub(crate) fn cancel(&self) {
         self.abort.abort();
-        let pending = self
-            .reactor
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        let pending = self.reactor.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
         drop(pending);
     }
 }

@@ -11,8 +11,8 @@ use chakra::{Row, Value};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDict, PyFloat, PyInt, PyList,
-    PyMemoryView, PyString, PyTime, PyTimeAccess, PyTuple, PyType, PyTzInfoAccess,
+    PyBool, PyByteArray, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyMemoryView,
+    PyString, PyTime, PyTimeAccess, PyTuple, PyType, PyTzInfoAccess,
 };
 use pyo3::IntoPyObjectExt;
 use tokio_postgres::types::{Kind, Type};
@@ -87,11 +87,7 @@ pub(crate) struct FieldType {
 }
 
 fn describe(obj: &Bound<'_, PyAny>) -> String {
-    let type_name = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
     let mut shown = obj.repr().map(|r| r.to_string()).unwrap_or_default();
     if shown.chars().count() > 60 {
         shown = shown.chars().take(57).collect::<String>() + "...";
@@ -105,16 +101,7 @@ pub(crate) fn to_value(obj: &Bound<'_, PyAny>, ty: &FieldType, label: &str) -> P
     if obj.is_none() {
         return Ok(Value::Null);
     }
-    let wrong = || {
-        data_error(
-            py,
-            format!(
-                "{label} expects {}, got {}",
-                ty.kind.expected(),
-                describe(obj)
-            ),
-        )
-    };
+    let wrong = || data_error(py, format!("{label} expects {}, got {}", ty.kind.expected(), describe(obj)));
     let is_int = obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>();
     Ok(match ty.kind {
         FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt => {
@@ -211,12 +198,10 @@ pub(crate) fn to_value_untyped(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return Ok(Value::Bool(b.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>().map(Value::I64).map_err(|_| {
-            data_error(
-                py,
-                format!("{} does not fit a 64-bit integer", describe(obj)),
-            )
-        });
+        return obj
+            .extract::<i64>()
+            .map(Value::I64)
+            .map_err(|_| data_error(py, format!("{} does not fit a 64-bit integer", describe(obj))));
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         return Ok(Value::F64(f.value()));
@@ -243,21 +228,13 @@ pub(crate) fn to_value_untyped(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return decimal_value(obj);
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        let items = obj
-            .try_iter()?
-            .map(|item| to_value_untyped(&item?))
-            .collect::<PyResult<Vec<_>>>()?;
+        let items = obj.try_iter()?.map(|item| to_value_untyped(&item?)).collect::<PyResult<Vec<_>>>()?;
         return Ok(Value::Array(items));
     }
     if obj.is_instance_of::<PyDict>() {
-        return json_value(obj)
-            .map(Value::Json)
-            .map_err(|msg| data_error(py, msg));
+        return json_value(obj).map(Value::Json).map_err(|msg| data_error(py, msg));
     }
-    Err(data_error(
-        py,
-        format!("cannot send {} as a query parameter", describe(obj)),
-    ))
+    Err(data_error(py, format!("cannot send {} as a query parameter", describe(obj))))
 }
 
 fn bytes_value(obj: &Bound<'_, PyAny>) -> Option<Value> {
@@ -268,12 +245,7 @@ fn bytes_value(obj: &Bound<'_, PyAny>) -> Option<Value> {
         return Some(Value::Bytes(b.to_vec()));
     }
     if obj.is_instance_of::<PyMemoryView>() {
-        return obj
-            .call_method0("tobytes")
-            .ok()?
-            .cast::<PyBytes>()
-            .ok()
-            .map(|b| Value::Bytes(b.as_bytes().to_vec()));
+        return obj.call_method0("tobytes").ok()?.cast::<PyBytes>().ok().map(|b| Value::Bytes(b.as_bytes().to_vec()));
     }
     None
 }
@@ -325,10 +297,7 @@ fn json_value(obj: &Bound<'_, PyAny>) -> Result<serde_json::Value, String> {
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(u.into());
         }
-        return Err(format!(
-            "the integer {} is too large for JSON",
-            describe(obj)
-        ));
+        return Err(format!("the integer {} is too large for JSON", describe(obj)));
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         return Number::from_f64(f.value())
@@ -336,30 +305,21 @@ fn json_value(obj: &Bound<'_, PyAny>) -> Result<serde_json::Value, String> {
             .ok_or_else(|| format!("{} has no JSON representation", describe(obj)));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(serde_json::Value::String(
-            s.to_str().map_err(|e| e.to_string())?.to_owned(),
-        ));
+        return Ok(serde_json::Value::String(s.to_str().map_err(|e| e.to_string())?.to_owned()));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let items = obj.try_iter().map_err(|e| e.to_string())?;
         return items
-            .map(|item| {
-                item.map_err(|e| e.to_string())
-                    .and_then(|item| json_value(&item))
-            })
+            .map(|item| item.map_err(|e| e.to_string()).and_then(|item| json_value(&item)))
             .collect::<Result<Vec<_>, _>>()
             .map(serde_json::Value::Array);
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         let mut map = Map::with_capacity(dict.len());
         for (key, value) in dict.iter() {
-            let key = key
-                .cast::<PyString>()
-                .map_err(|_| format!("JSON object keys must be str, got {}", describe(&key)))?;
-            map.insert(
-                key.to_str().map_err(|e| e.to_string())?.to_owned(),
-                json_value(&value)?,
-            );
+            let key =
+                key.cast::<PyString>().map_err(|_| format!("JSON object keys must be str, got {}", describe(&key)))?;
+            map.insert(key.to_str().map_err(|e| e.to_string())?.to_owned(), json_value(&value)?);
         }
         return Ok(serde_json::Value::Object(map));
     }
@@ -406,13 +366,8 @@ fn decimal_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 }
 
 fn utc(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    UTC.get_or_try_init(py, || {
-        py.import("datetime")?
-            .getattr("timezone")?
-            .getattr("utc")
-            .map(Bound::unbind)
-    })
-    .map(|u| u.bind(py))
+    UTC.get_or_try_init(py, || py.import("datetime")?.getattr("timezone")?.getattr("utc").map(Bound::unbind))
+        .map(|u| u.bind(py))
 }
 
 /// How one result column becomes a Python object; chosen once per result set.
@@ -465,17 +420,11 @@ impl Decoder {
 
     /// The decoders of a result's columns.
     pub(crate) fn for_row(row: &Row) -> Vec<Decoder> {
-        row.columns()
-            .iter()
-            .map(|c| Decoder::for_type(c.type_()))
-            .collect()
+        row.columns().iter().map(|c| Decoder::for_type(c.type_())).collect()
     }
 }
 
-fn opt<'py, T: IntoPyObject<'py>>(
-    py: Python<'py>,
-    value: Option<T>,
-) -> PyResult<Bound<'py, PyAny>> {
+fn opt<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: Option<T>) -> PyResult<Bound<'py, PyAny>> {
     match value {
         Some(v) => v.into_bound_py_any(py),
         None => Ok(py.None().into_bound(py)),
@@ -483,34 +432,17 @@ fn opt<'py, T: IntoPyObject<'py>>(
 }
 
 /// Decodes column `i` of `row` straight into a Python object.
-pub(crate) fn decode<'py>(
-    py: Python<'py>,
-    row: &Row,
-    i: usize,
-    decoder: &Decoder,
-) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn decode<'py>(py: Python<'py>, row: &Row, i: usize, decoder: &Decoder) -> PyResult<Bound<'py, PyAny>> {
     let failed = |e: tokio_postgres::Error| {
         let column = &row.columns()[i];
-        data_error(
-            py,
-            format!(
-                "cannot read column `{}` ({}): {e}",
-                column.name(),
-                column.type_()
-            ),
-        )
+        data_error(py, format!("cannot read column `{}` ({}): {e}", column.name(), column.type_()))
     };
     match decoder {
         Decoder::Bool => opt(py, row.try_get::<_, Option<bool>>(i).map_err(failed)?),
         Decoder::I16 => opt(py, row.try_get::<_, Option<i16>>(i).map_err(failed)?),
         Decoder::I32 => opt(py, row.try_get::<_, Option<i32>>(i).map_err(failed)?),
         Decoder::I64 => opt(py, row.try_get::<_, Option<i64>>(i).map_err(failed)?),
-        Decoder::F32 => opt(
-            py,
-            row.try_get::<_, Option<f32>>(i)
-                .map_err(failed)?
-                .map(f64::from),
-        ),
+        Decoder::F32 => opt(py, row.try_get::<_, Option<f32>>(i).map_err(failed)?.map(f64::from)),
         Decoder::F64 => opt(py, row.try_get::<_, Option<f64>>(i).map_err(failed)?),
         Decoder::Text => opt(py, row.try_get::<_, Option<&str>>(i).map_err(failed)?),
         Decoder::Bytes => match row.try_get::<_, Option<&[u8]>>(i).map_err(failed)? {
@@ -518,23 +450,14 @@ pub(crate) fn decode<'py>(
             None => Ok(py.None().into_bound(py)),
         },
         Decoder::Uuid => opt(py, row.try_get::<_, Option<Uuid>>(i).map_err(failed)?),
-        Decoder::Json => match row
-            .try_get::<_, Option<serde_json::Value>>(i)
-            .map_err(failed)?
-        {
+        Decoder::Json => match row.try_get::<_, Option<serde_json::Value>>(i).map_err(failed)? {
             Some(v) => json_to_py(py, &v),
             None => Ok(py.None().into_bound(py)),
         },
         Decoder::Date => opt(py, row.try_get::<_, Option<NaiveDate>>(i).map_err(failed)?),
         Decoder::Time => opt(py, row.try_get::<_, Option<NaiveTime>>(i).map_err(failed)?),
-        Decoder::Timestamp => opt(
-            py,
-            row.try_get::<_, Option<NaiveDateTime>>(i).map_err(failed)?,
-        ),
-        Decoder::TimestampTz => opt(
-            py,
-            row.try_get::<_, Option<DateTime<Utc>>>(i).map_err(failed)?,
-        ),
+        Decoder::Timestamp => opt(py, row.try_get::<_, Option<NaiveDateTime>>(i).map_err(failed)?),
+        Decoder::TimestampTz => opt(py, row.try_get::<_, Option<DateTime<Utc>>>(i).map_err(failed)?),
         Decoder::Numeric => match row.try_get::<_, Value>(i).map_err(failed)? {
             // NaN, infinities and values with more digits than `Decimal` holds arrive as text.
             Value::Text(text) => decimal_class(py)?.call1((text,)),

@@ -28,14 +28,8 @@ struct Slot {
 
 impl DatabaseInner {
     fn new(config: Config) -> Self {
-        let slot = Slot {
-            generation: runtime::generation(),
-            pool: Arc::default(),
-        };
-        DatabaseInner {
-            config,
-            slot: Mutex::new(slot),
-        }
+        let slot = Slot { generation: runtime::generation(), pool: Arc::default() };
+        DatabaseInner { config, slot: Mutex::new(slot) }
     }
 
     /// This generation's pool cell. A pool inherited across `fork` is leaked: its
@@ -111,9 +105,7 @@ impl Target {
         if let Ok(session) = obj.cast::<SessionHandle>() {
             return Ok(Target::Session(session.get().inner.clone()));
         }
-        Err(pyo3::exceptions::PyTypeError::new_err(
-            "expected a chakra Database or session handle",
-        ))
+        Err(pyo3::exceptions::PyTypeError::new_err("expected a chakra Database or session handle"))
     }
 }
 
@@ -129,26 +121,19 @@ impl Database {
     /// directory and the environment (`CHAKRA_DATABASE_URL`, `DATABASE_URL`, …).
     #[new]
     #[pyo3(signature = (url = None, options = None))]
-    fn new(
-        py: Python<'_>,
-        url: Option<String>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, url: Option<String>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut config = match &url {
             Some(url) => Config::from_url(url.clone()),
             None => Config::load().map_err(|e| to_pyerr(py, e))?,
         };
         if let Some(options) = options {
             for (key, value) in options.iter() {
-                apply_option(&mut config, &key.extract::<String>()?, &value)
-                    .map_err(|e| to_pyerr(py, e))?;
+                apply_option(&mut config, &key.extract::<String>()?, &value).map_err(|e| to_pyerr(py, e))?;
             }
         }
         config.validate().map_err(|e| to_pyerr(py, e))?;
         config.pg_config().map_err(|e| to_pyerr(py, e))?;
-        Ok(Database {
-            inner: Arc::new(DatabaseInner::new(config)),
-        })
+        Ok(Database { inner: Arc::new(DatabaseInner::new(config)) })
     }
 
     /// The URL with any password replaced by `***`.
@@ -205,27 +190,19 @@ fn mask_password(url: &str) -> String {
 fn duration(key: &str, value: &Bound<'_, PyAny>) -> chakra::Result<Duration> {
     if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
         let seconds: f64 = value.extract().map_err(|e| Error::config(key, e))?;
-        return Duration::try_from_secs_f64(seconds)
-            .map_err(|e| Error::config(key, format!("{seconds} seconds: {e}")));
+        return Duration::try_from_secs_f64(seconds).map_err(|e| Error::config(key, format!("{seconds} seconds: {e}")));
     }
     if let Ok(td) = value.getattr("total_seconds").and_then(|f| f.call0()) {
         let seconds: f64 = td.extract().map_err(|e| Error::config(key, e))?;
-        return Duration::try_from_secs_f64(seconds)
-            .map_err(|e| Error::config(key, format!("{seconds} seconds: {e}")));
+        return Duration::try_from_secs_f64(seconds).map_err(|e| Error::config(key, format!("{seconds} seconds: {e}")));
     }
-    let text = value.cast::<PyString>().map_err(|_| {
-        Error::config(
-            key,
-            "expected seconds, a timedelta or a duration like \"30s\"",
-        )
-    })?;
+    let text = value
+        .cast::<PyString>()
+        .map_err(|_| Error::config(key, "expected seconds, a timedelta or a duration like \"30s\""))?;
     let text = text.to_str().map_err(|e| Error::config(key, e))?;
     // The same parser as chakra.toml, through a one-key document.
     let (section, field) = key.split_once('.').unwrap_or(("pool", key));
-    let doc = format!(
-        "[{section}]\n{field} = \"{}\"\n",
-        text.replace('\\', "\\\\").replace('"', "\\\"")
-    );
+    let doc = format!("[{section}]\n{field} = \"{}\"\n", text.replace('\\', "\\\\").replace('"', "\\\""));
     let parsed = Config::from_toml(&doc)?;
     Ok(match key {
         "pool.acquire_timeout" => parsed.pool.acquire_timeout,
@@ -240,15 +217,10 @@ fn count(key: &str, value: &Bound<'_, PyAny>) -> chakra::Result<usize> {
     if value.is_instance_of::<pyo3::types::PyBool>() || !value.is_instance_of::<PyInt>() {
         return Err(Error::config(
             key,
-            format!(
-                "expected a whole number, got {}",
-                value.repr().map(|r| r.to_string()).unwrap_or_default()
-            ),
+            format!("expected a whole number, got {}", value.repr().map(|r| r.to_string()).unwrap_or_default()),
         ));
     }
-    value
-        .extract::<usize>()
-        .map_err(|_| Error::config(key, "must be a whole number of at least 0"))
+    value.extract::<usize>().map_err(|_| Error::config(key, "must be a whole number of at least 0"))
 }
 
 /// Applies one keyword option of `chakra.configure` / `chakra.Database`.
@@ -259,9 +231,7 @@ fn apply_option(config: &mut Config, name: &str, value: &Bound<'_, PyAny>) -> ch
         "acquire_timeout" => config.pool.acquire_timeout = duration("pool.acquire_timeout", value)?,
         "idle_timeout" => config.pool.idle_timeout = duration("pool.idle_timeout", value)?,
         "query_timeout" => config.query.timeout = duration("query.timeout", value)?,
-        "connect_timeout" => {
-            config.database.connect_timeout = duration("database.connect_timeout", value)?
-        }
+        "connect_timeout" => config.database.connect_timeout = duration("database.connect_timeout", value)?,
         "retry_attempts" => {
             config.retry.max_attempts = u32::try_from(count("retry.max_attempts", value)?)
                 .map_err(|e| Error::config("retry.max_attempts", e))?
@@ -272,11 +242,13 @@ fn apply_option(config: &mut Config, name: &str, value: &Bound<'_, PyAny>) -> ch
                 .map_err(|_| Error::config("database.statement_cache", "expected True or False"))?
                 .is_true()
         }
-        other => return Err(Error::config(
-            other,
-            "unknown database option (options: min_connections, max_connections, acquire_timeout, \
+        other => {
+            return Err(Error::config(
+                other,
+                "unknown database option (options: min_connections, max_connections, acquire_timeout, \
                  idle_timeout, query_timeout, connect_timeout, retry_attempts, statement_cache)",
-        )),
+            ))
+        }
     }
     Ok(())
 }
@@ -287,17 +259,8 @@ mod tests {
 
     #[test]
     fn urls_are_shown_without_their_password() {
-        assert_eq!(
-            mask_password("postgresql://app:s3cr@t@db:5432/x"),
-            "postgresql://app:***@db:5432/x"
-        );
-        assert_eq!(
-            mask_password("postgresql://app@db/x"),
-            "postgresql://app@db/x"
-        );
-        assert_eq!(
-            mask_password("postgresql:///x?host=/tmp"),
-            "postgresql:///x?host=/tmp"
-        );
+        assert_eq!(mask_password("postgresql://app:s3cr@t@db:5432/x"), "postgresql://app:***@db:5432/x");
+        assert_eq!(mask_password("postgresql://app@db/x"), "postgresql://app@db/x");
+        assert_eq!(mask_password("postgresql:///x?host=/tmp"), "postgresql:///x?host=/tmp");
     }
 }

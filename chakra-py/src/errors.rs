@@ -29,9 +29,7 @@ fn class_name(err: &chakra::Error) -> &'static str {
         ErrorKind::Decode => "DataError",
         ErrorKind::Field => "FieldError",
         // Class 40 (serialization failure, deadlock): the transaction may succeed if run again.
-        ErrorKind::Query if err.code().is_some_and(|c| c.code().starts_with("40")) => {
-            "OperationalError"
-        }
+        ErrorKind::Query if err.code().is_some_and(|c| c.code().starts_with("40")) => "OperationalError",
         ErrorKind::Query | ErrorKind::Usage => "ProgrammingError",
         _ => "Error",
     }
@@ -48,16 +46,10 @@ pub(crate) fn to_pyerr_for(py: Python<'_>, err: chakra::Error, model: &Bound<'_,
     build(py, &err, Some(model)).unwrap_or_else(|e| e)
 }
 
-fn build(
-    py: Python<'_>,
-    err: &chakra::Error,
-    model: Option<&Bound<'_, PyType>>,
-) -> PyResult<PyErr> {
+fn build(py: Python<'_>, err: &chakra::Error, model: Option<&Bound<'_, PyType>>) -> PyResult<PyErr> {
     let name = class_name(err);
     let cls = match (model, err.kind()) {
-        (Some(model), ErrorKind::NotFound | ErrorKind::MultipleFound) => {
-            model.getattr(name)?.cast_into::<PyType>()?
-        }
+        (Some(model), ErrorKind::NotFound | ErrorKind::MultipleFound) => model.getattr(name)?.cast_into::<PyType>()?,
         _ => class(py, name)?,
     };
     let exc = cls.call1((err.message(),))?;

@@ -26,8 +26,9 @@ pub(crate) fn serve_metrics(py: Python<'_>, address: &str) -> PyResult<()> {
         .map_err(|e| errors::new(py, "ConfigError", e.to_string()))?;
     let handle = runtime::handle();
     let _entered = handle.enter();
-    let (recorder, exporter) =
-        builder.build().map_err(|e| errors::new(py, "OperationalError", format!("cannot serve metrics on {addr}: {e}")))?;
+    let (recorder, exporter) = builder
+        .build()
+        .map_err(|e| errors::new(py, "OperationalError", format!("cannot serve metrics on {addr}: {e}")))?;
     metrics::set_global_recorder(recorder)
         .map_err(|_| errors::new(py, "ProgrammingError", "a metrics recorder is already installed in this process"))?;
     handle.spawn(async move {

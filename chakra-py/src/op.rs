@@ -31,9 +31,7 @@ enum State {
 impl Op {
     /// An op running `future`, whose result `convert` turns into a Python object.
     pub(crate) fn new(future: BoxFuture, convert: Converter) -> Op {
-        Op {
-            state: Mutex::new(State::Ready(future, convert)),
-        }
+        Op { state: Mutex::new(State::Ready(future, convert)) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -63,9 +61,7 @@ impl Op {
                 let value = future.call_method0("result")?;
                 Err(PyStopIteration::new_err((value.unbind(),)))
             }
-            State::Done => Err(PyRuntimeError::new_err(
-                "this operation has already been awaited",
-            )),
+            State::Done => Err(PyRuntimeError::new_err("this operation has already been awaited")),
         }
     }
 
@@ -128,11 +124,8 @@ impl Op {
 
     /// Runs the operation to completion on this thread, with the GIL released.
     fn wait_sync(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let State::Ready(future, convert) = std::mem::replace(&mut *self.state(), State::Done)
-        else {
-            return Err(PyRuntimeError::new_err(
-                "this operation has already been started",
-            ));
+        let State::Ready(future, convert) = std::mem::replace(&mut *self.state(), State::Done) else {
+            return Err(PyRuntimeError::new_err("this operation has already been started"));
         };
         warn_if_in_event_loop(py)?;
         let future = telemetry::with_parent(py, future);
@@ -144,10 +137,7 @@ impl Op {
 
 impl Drop for Op {
     fn drop(&mut self) {
-        release(std::mem::replace(
-            self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
-            State::Done,
-        ));
+        release(std::mem::replace(self.state.get_mut().unwrap_or_else(|e| e.into_inner()), State::Done));
     }
 }
 
@@ -159,11 +149,8 @@ fn warn_if_in_event_loop(py: Python<'_>) -> PyResult<()> {
     if completion::running_loop(py)?.is_none() {
         return Ok(());
     }
-    let warn = WARN_SYNC.get_or_try_init(py, || {
-        py.import("chakra._bridge")?
-            .getattr("warn_sync_in_async")
-            .map(Bound::unbind)
-    })?;
+    let warn = WARN_SYNC
+        .get_or_try_init(py, || py.import("chakra._bridge")?.getattr("warn_sync_in_async").map(Bound::unbind))?;
     warn.bind(py).call0()?;
     Ok(())
 }
@@ -186,17 +173,12 @@ where
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
     E: FnOnce(Python<'_>, chakra::Error) -> PyErr + Send + 'static,
 {
-    let future: BoxFuture = Box::pin(async move {
-        future
-            .await
-            .map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
-    });
+    let future: BoxFuture =
+        Box::pin(async move { future.await.map(|value| Box::new(value) as Box<dyn std::any::Any + Send>) });
     let convert: Converter = Box::new(move |py, outcome| match outcome {
         Ok(value) => match value.downcast::<T>() {
             Ok(value) => convert(py, *value),
-            Err(_) => Err(PyRuntimeError::new_err(
-                "internal error: an operation returned the wrong type",
-            )),
+            Err(_) => Err(PyRuntimeError::new_err("internal error: an operation returned the wrong type")),
         },
         Err(err) => Err(on_error(py, err)),
     });

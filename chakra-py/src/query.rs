@@ -48,46 +48,24 @@ fn lookup_value(
             if !is_sequence(value) {
                 return Err(field_error(
                     py,
-                    format!(
-                        "lookup `{name}__in` needs a list of values, got {}",
-                        value.get_type().name()?
-                    ),
+                    format!("lookup `{name}__in` needs a list of values, got {}", value.get_type().name()?),
                 ));
             }
-            let items = value
-                .try_iter()?
-                .map(|item| to_value(&item?, ty, &label))
-                .collect::<PyResult<Vec<_>>>()?;
+            let items = value.try_iter()?.map(|item| to_value(&item?, ty, &label)).collect::<PyResult<Vec<_>>>()?;
             Value::Array(items)
         }
         "range" => {
-            let bounds = if is_sequence(value) {
-                value.try_iter()?.collect::<PyResult<Vec<_>>>()?
-            } else {
-                Vec::new()
-            };
+            let bounds = if is_sequence(value) { value.try_iter()?.collect::<PyResult<Vec<_>>>()? } else { Vec::new() };
             if bounds.len() != 2 {
-                return Err(field_error(
-                    py,
-                    format!("lookup `{name}__range` needs two values, (low, high)"),
-                ));
+                return Err(field_error(py, format!("lookup `{name}__range` needs two values, (low, high)")));
             }
-            Value::Array(vec![
-                to_value(&bounds[0], ty, &label)?,
-                to_value(&bounds[1], ty, &label)?,
-            ])
+            Value::Array(vec![to_value(&bounds[0], ty, &label)?, to_value(&bounds[1], ty, &label)?])
         }
         "isnull" => match value.cast::<PyBool>() {
             Ok(b) => Value::Bool(b.is_true()),
-            Err(_) => {
-                return Err(field_error(
-                    py,
-                    format!("lookup `{name}__isnull` needs True or False"),
-                ))
-            }
+            Err(_) => return Err(field_error(py, format!("lookup `{name}__isnull` needs True or False"))),
         },
-        "iexact" | "contains" | "icontains" | "startswith" | "istartswith" | "endswith"
-        | "iendswith" => {
+        "iexact" | "contains" | "icontains" | "startswith" | "istartswith" | "endswith" | "iendswith" => {
             if ty.kind != FieldKind::Text {
                 return Err(field_error(
                     py,
@@ -99,10 +77,7 @@ fn lookup_value(
                 Err(_) => {
                     return Err(field_error(
                         py,
-                        format!(
-                            "lookup `{name}__{lookup}` needs a str, got {}",
-                            value.get_type().name()?
-                        ),
+                        format!("lookup `{name}__{lookup}` needs a str, got {}", value.get_type().name()?),
                     ))
                 }
             }
@@ -112,46 +87,23 @@ fn lookup_value(
 }
 
 /// The condition for one `field__lookup=value` keyword.
-fn condition(
-    py: Python<'_>,
-    schema: &Schema,
-    key: &str,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<Expr> {
+fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny>) -> PyResult<Expr> {
     let (name, lookup) = lookup::split_key(key);
     let Some(field) = schema.index_of(name) else {
         // `name__startswit`: the field exists, the lookup does not; say that.
-        let known_field = key
-            .rsplit_once("__")
-            .and_then(|(field, bad)| Some((schema.index_of(field)?, bad)));
+        let known_field = key.rsplit_once("__").and_then(|(field, bad)| Some((schema.index_of(field)?, bad)));
         let err = match known_field {
-            Some((field, bad)) => lookup::resolve(
-                &schema.fields,
-                &schema.table,
-                &schema.fields[field].name,
-                bad,
-                Value::Null,
-            ),
+            Some((field, bad)) => {
+                lookup::resolve(&schema.fields, &schema.table, &schema.fields[field].name, bad, Value::Null)
+            }
             None => lookup::field(&schema.fields, &schema.table, name).map(|_| Expr::Literal(true)),
         };
-        let message = err.err().map_or_else(
-            || format!("unknown field `{name}`"),
-            |e| e.message().to_owned(),
-        );
-        return Err(field_error(
-            py,
-            format!("{message} ({}.{key})", schema.name),
-        ));
+        let message = err.err().map_or_else(|| format!("unknown field `{name}`"), |e| e.message().to_owned());
+        return Err(field_error(py, format!("{message} ({}.{key})", schema.name)));
     };
     let value = lookup_value(py, schema, field, lookup, value)?;
-    lookup::resolve(
-        &schema.fields,
-        &schema.table,
-        &schema.fields[field].name,
-        lookup,
-        value,
-    )
-    .map_err(|e| field_error(py, e.message().to_owned()))
+    lookup::resolve(&schema.fields, &schema.table, &schema.fields[field].name, lookup, value)
+        .map_err(|e| field_error(py, e.message().to_owned()))
 }
 
 /// A `Q` tree — `(connector, negated, children)`, children being `(key, value)` pairs or
@@ -162,12 +114,7 @@ fn tree(py: Python<'_>, schema: &Schema, node: &Bound<'_, PyTuple>) -> PyResult<
     for child in children.iter() {
         let child = child.cast_into::<PyTuple>()?;
         exprs.push(match child.len() {
-            2 => condition(
-                py,
-                schema,
-                &child.get_item(0)?.extract::<String>()?,
-                &child.get_item(1)?,
-            )?,
+            2 => condition(py, schema, &child.get_item(0)?.extract::<String>()?, &child.get_item(1)?)?,
             _ => tree(py, schema, &child)?,
         });
     }
@@ -176,11 +123,7 @@ fn tree(py: Python<'_>, schema: &Schema, node: &Bound<'_, PyTuple>) -> PyResult<
         ("OR", _) => Expr::Or(exprs),
         _ => Expr::And(exprs),
     };
-    Ok(if negated {
-        Expr::Not(Box::new(expr))
-    } else {
-        expr
-    })
+    Ok(if negated { Expr::Not(Box::new(expr)) } else { expr })
 }
 
 fn labels(schema: &Schema, operation: &'static str) -> Labels {
@@ -190,29 +133,18 @@ fn labels(schema: &Schema, operation: &'static str) -> Labels {
 /// A point lookup by primary key: concurrent ones on the pool become one query.
 pub(crate) fn pk_request(schema: &Schema, key: Value) -> Request {
     let (one, many) = &schema.by_pk;
-    Request::new(
-        Statement::new(one.clone(), vec![key.clone()]),
-        Mode::Optional,
-    )
-    .labels(labels(schema, "SELECT"))
-    .point_lookup(PointLookup {
-        batch_sql: many.clone(),
-        key_column: schema.pk,
-        key,
-    })
+    Request::new(Statement::new(one.clone(), vec![key.clone()]), Mode::Optional)
+        .labels(labels(schema, "SELECT"))
+        .point_lookup(PointLookup { batch_sql: many.clone(), key_column: schema.pk, key })
 }
 
 impl Query {
     fn derive(&self, py: Python<'_>, select: Select) -> Query {
-        Query {
-            schema: self.schema.clone_ref(py),
-            select,
-        }
+        Query { schema: self.schema.clone_ref(py), select }
     }
 
     fn request(&self, select: &Select, mode: Mode) -> Request {
-        Request::new(compile::select(&Postgres, select), mode)
-            .labels(labels(self.schema.get(), "SELECT"))
+        Request::new(compile::select(&Postgres, select), mode).labels(labels(self.schema.get(), "SELECT"))
     }
 
     fn unsliced(&self, py: Python<'_>, what: &str) -> PyResult<()> {
@@ -236,13 +168,10 @@ fn model_errors(
     let name = schema.get().name.clone();
     move |py, err| {
         let err = match err.kind() {
-            ErrorKind::NotFound => {
-                chakra::Error::new(ErrorKind::NotFound, format!("no {name} matches the query"))
+            ErrorKind::NotFound => chakra::Error::new(ErrorKind::NotFound, format!("no {name} matches the query")),
+            ErrorKind::MultipleFound => {
+                chakra::Error::new(ErrorKind::MultipleFound, format!("more than one {name} matches the query"))
             }
-            ErrorKind::MultipleFound => chakra::Error::new(
-                ErrorKind::MultipleFound,
-                format!("more than one {name} matches the query"),
-            ),
             _ => err,
         };
         to_pyerr_for(py, err, model.bind(py))
@@ -254,14 +183,8 @@ impl Query {
     #[new]
     fn new(schema: Bound<'_, Schema>) -> Query {
         let s = schema.get();
-        let select = Select::new(
-            s.table.to_string(),
-            s.fields.iter().map(|f| f.column.clone()),
-        );
-        Query {
-            schema: schema.unbind(),
-            select,
-        }
+        let select = Select::new(s.table.to_string(), s.fields.iter().map(|f| f.column.clone()));
+        Query { schema: schema.unbind(), select }
     }
 
     /// Adds the conditions of a `Q` tree (`negate` for `exclude`: rows where the tree is
@@ -269,11 +192,7 @@ impl Query {
     fn filter(&self, py: Python<'_>, node: &Bound<'_, PyTuple>, negate: bool) -> PyResult<Query> {
         let expr = tree(py, self.schema.get(), node)?;
         let mut select = self.select.clone();
-        select.filter(if negate {
-            Expr::NotTrue(Box::new(expr))
-        } else {
-            expr
-        });
+        select.filter(if negate { Expr::NotTrue(Box::new(expr)) } else { expr });
         Ok(self.derive(py, select))
     }
 
@@ -284,11 +203,7 @@ impl Query {
         select.order.clear();
         for spec in specs {
             let spec = match spec.trim_start_matches(['-', '+']) {
-                "pk" => format!(
-                    "{}{}",
-                    if spec.starts_with('-') { "-" } else { "" },
-                    schema.fields[schema.pk].name
-                ),
+                "pk" => format!("{}{}", if spec.starts_with('-') { "-" } else { "" }, schema.fields[schema.pk].name),
                 _ => spec,
             };
             select.order.push(
@@ -323,81 +238,48 @@ impl Query {
     /// The statement `all()` sends: `(sql, params)`.
     fn statement(&self, py: Python<'_>) -> PyResult<(String, Vec<Py<PyAny>>)> {
         let st = compile::select(&Postgres, &self.select);
-        let params = st
-            .params
-            .iter()
-            .map(|v| value_to_py(py, v).map(Bound::unbind))
-            .collect::<PyResult<_>>()?;
+        let params = st.params.iter().map(|v| value_to_py(py, v).map(Bound::unbind)).collect::<PyResult<_>>()?;
         Ok((st.sql.to_string(), params))
     }
 
     /// Every matching row as a model instance (through `identity`, a session's map).
     #[pyo3(signature = (target, identity = None))]
-    fn all(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        identity: Option<Py<PyDict>>,
-    ) -> PyResult<Op> {
+    fn all(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let request = self.request(&self.select, Mode::All);
         let schema = self.schema.clone_ref(py);
-        Ok(op(
-            async move { target.run(request, false).await?.into_rows() },
-            move |py, rows| {
-                let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema
-                    .get()
-                    .build_all(py, &rows, identity)?
-                    .into_any()
-                    .unbind())
-            },
-        ))
+        Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
+            let identity = identity.as_ref().map(|d| d.bind(py));
+            Ok(schema.get().build_all(py, &rows, identity)?.into_any().unbind())
+        }))
     }
 
     /// The first row in the query's order (the primary key's if none), or `None`.
     #[pyo3(signature = (target, identity = None))]
-    fn first(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        identity: Option<Py<PyDict>>,
-    ) -> PyResult<Op> {
+    fn first(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let schema = self.schema.clone_ref(py);
         let mut select = self.select.clone();
         if select.order.is_empty() {
-            select.order.push(chakra::Order {
-                column: schema.get().fields[schema.get().pk].column.clone(),
-                descending: false,
-            });
+            select
+                .order
+                .push(chakra::Order { column: schema.get().fields[schema.get().pk].column.clone(), descending: false });
         }
         select.limit = Some(select.limit.map_or(1, |l| l.min(1)));
         let request = self.request(&select, Mode::Optional);
-        Ok(op(
-            async move { target.run(request, false).await?.into_optional() },
-            move |py, row| match row {
-                Some(row) => {
-                    let identity = identity.as_ref().map(|d| d.bind(py));
-                    Ok(schema
-                        .get()
-                        .build(py, &row, &Decoder::for_row(&row), identity)?
-                        .unbind())
-                }
-                None => Ok(py.None()),
-            },
-        ))
+        Ok(op(async move { target.run(request, false).await?.into_optional() }, move |py, row| match row {
+            Some(row) => {
+                let identity = identity.as_ref().map(|d| d.bind(py));
+                Ok(schema.get().build(py, &row, &Decoder::for_row(&row), identity)?.unbind())
+            }
+            None => Ok(py.None()),
+        }))
     }
 
     /// The one matching row: `Model.DoesNotExist` if none, `Model.MultipleObjectsReturned`
     /// if several.
     #[pyo3(signature = (target, identity = None))]
-    fn get(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        identity: Option<Py<PyDict>>,
-    ) -> PyResult<Op> {
+    fn get(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let schema = self.schema.clone_ref(py);
         let mut select = self.select.clone();
@@ -408,10 +290,7 @@ impl Query {
             async move { target.run(request, false).await?.into_row() },
             move |py, row| {
                 let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema
-                    .get()
-                    .build(py, &row, &Decoder::for_row(&row), identity)?
-                    .unbind())
+                Ok(schema.get().build(py, &row, &Decoder::for_row(&row), identity)?.unbind())
             },
             on_error,
         ))
@@ -450,76 +329,46 @@ impl Query {
     }
 
     /// Sets `values` (field name → value) on every matching row; resolves to the count.
-    fn update(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        values: &Bound<'_, PyDict>,
-    ) -> PyResult<Op> {
+    fn update(&self, py: Python<'_>, target: &Bound<'_, PyAny>, values: &Bound<'_, PyDict>) -> PyResult<Op> {
         self.unsliced(py, "update")?;
         let schema = self.schema.get();
         if values.is_empty() {
-            return Err(field_error(
-                py,
-                "update() needs at least one field=value".into(),
-            ));
+            return Err(field_error(py, "update() needs at least one field=value".into()));
         }
         let mut set = Vec::with_capacity(values.len());
         for (key, value) in values.iter() {
             let name: String = key.extract()?;
             let field = schema.index_of(&name).ok_or_else(|| {
-                let message = lookup::field(&schema.fields, &schema.table, &name)
-                    .err()
-                    .map(|e| e.message().to_owned());
-                field_error(
-                    py,
-                    message.unwrap_or_else(|| format!("unknown field `{name}`")),
-                )
+                let message = lookup::field(&schema.fields, &schema.table, &name).err().map(|e| e.message().to_owned());
+                field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))
             })?;
             set.push(Assignment {
                 column: schema.fields[field].column.clone(),
                 value: to_value(&value, &schema.types[field], &schema.label(field))?,
             });
         }
-        let update = Update {
-            table: schema.table.to_string().into(),
-            set,
-            filter: self.select.filter.clone(),
-        };
-        let request = Request::new(compile::update(&Postgres, &update), Mode::Execute)
-            .labels(labels(schema, "UPDATE"));
+        let update = Update { table: schema.table.to_string().into(), set, filter: self.select.filter.clone() };
+        let request = Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(labels(schema, "UPDATE"));
         let target = Target::extract(target)?;
-        Ok(op(
-            async move { target.run(request, true).await?.rows_affected() },
-            |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()),
-        ))
+        Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
+            Ok(n.into_pyobject(py)?.into_any().unbind())
+        }))
     }
 
     /// Deletes every matching row; resolves to the count.
     fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Op> {
         self.unsliced(py, "delete")?;
         let schema = self.schema.get();
-        let delete = Delete {
-            table: schema.table.to_string().into(),
-            filter: self.select.filter.clone(),
-        };
-        let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute)
-            .labels(labels(schema, "DELETE"));
+        let delete = Delete { table: schema.table.to_string().into(), filter: self.select.filter.clone() };
+        let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(schema, "DELETE"));
         let target = Target::extract(target)?;
-        Ok(op(
-            async move { target.run(request, true).await?.rows_affected() },
-            |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()),
-        ))
+        Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
+            Ok(n.into_pyobject(py)?.into_any().unbind())
+        }))
     }
 
     /// The named fields (all when empty) of each row, shaped `"dict"`, `"tuple"` or `"flat"`.
-    fn values(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        fields: Vec<String>,
-        shape: String,
-    ) -> PyResult<Op> {
+    fn values(&self, py: Python<'_>, target: &Bound<'_, PyAny>, fields: Vec<String>, shape: String) -> PyResult<Op> {
         let schema = self.schema.get();
         let indices: Vec<usize> = if fields.is_empty() {
             (0..schema.fields.len()).collect()
@@ -528,62 +377,36 @@ impl Query {
                 .iter()
                 .map(|name| {
                     schema.index_of(name).ok_or_else(|| {
-                        let message = lookup::field(&schema.fields, &schema.table, name)
-                            .err()
-                            .map(|e| e.message().to_owned());
-                        field_error(
-                            py,
-                            message.unwrap_or_else(|| format!("unknown field `{name}`")),
-                        )
+                        let message =
+                            lookup::field(&schema.fields, &schema.table, name).err().map(|e| e.message().to_owned());
+                        field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))
                     })
                 })
                 .collect::<PyResult<_>>()?
         };
         if shape == "flat" && indices.len() != 1 {
-            return Err(field_error(
-                py,
-                "values_list(flat=True) needs exactly one field".into(),
-            ));
+            return Err(field_error(py, "values_list(flat=True) needs exactly one field".into()));
         }
         let mut select = self.select.clone();
-        select.columns = indices
-            .iter()
-            .map(|&i| schema.fields[i].column.clone())
-            .collect();
-        let names: Vec<Py<PyString>> = indices
-            .iter()
-            .map(|&i| schema.names[i].clone_ref(py))
-            .collect();
+        select.columns = indices.iter().map(|&i| schema.fields[i].column.clone()).collect();
+        let names: Vec<Py<PyString>> = indices.iter().map(|&i| schema.names[i].clone_ref(py)).collect();
         let request = self.request(&select, Mode::All);
         let target = Target::extract(target)?;
-        Ok(op(
-            async move { target.run(request, false).await?.into_rows() },
-            move |py, rows| Ok(shape_rows(py, &rows, &names, &shape)?.into_any().unbind()),
-        ))
+        Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
+            Ok(shape_rows(py, &rows, &names, &shape)?.into_any().unbind())
+        }))
     }
 
     /// Opens a server-side stream of the matching rows; resolves to a [`Cursor`].
     #[pyo3(signature = (target, identity = None))]
-    fn stream(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        identity: Option<Py<PyDict>>,
-    ) -> PyResult<Op> {
+    fn stream(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let request = self.request(&self.select, Mode::Stream);
         let schema = self.schema.clone_ref(py);
-        Ok(op(
-            async move { target.run(request, false).await?.into_stream() },
-            move |py, rows| {
-                let cursor = Cursor {
-                    rows: Arc::new(Mutex::new(Some(rows))),
-                    schema,
-                    identity,
-                };
-                Ok(Py::new(py, cursor)?.into_any())
-            },
-        ))
+        Ok(op(async move { target.run(request, false).await?.into_stream() }, move |py, rows| {
+            let cursor = Cursor { rows: Arc::new(Mutex::new(Some(rows))), schema, identity };
+            Ok(Py::new(py, cursor)?.into_any())
+        }))
     }
 }
 
@@ -603,9 +426,8 @@ pub(crate) fn shape_rows<'py>(
         let item = match shape {
             "flat" => decode(py, row, 0, &decoders[0])?,
             "tuple" => {
-                let values = (0..decoders.len())
-                    .map(|i| decode(py, row, i, &decoders[i]))
-                    .collect::<PyResult<Vec<_>>>()?;
+                let values =
+                    (0..decoders.len()).map(|i| decode(py, row, i, &decoders[i])).collect::<PyResult<Vec<_>>>()?;
                 PyTuple::new(py, values)?.into_any()
             }
             _ => {
@@ -661,11 +483,7 @@ impl Cursor {
             },
             move |py, chunk| {
                 let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema
-                    .get()
-                    .build_all(py, &chunk, identity)?
-                    .into_any()
-                    .unbind())
+                Ok(schema.get().build_all(py, &chunk, identity)?.into_any().unbind())
             },
         )
     }
@@ -708,17 +526,11 @@ pub(crate) fn get_by_pk(
     let value = to_value(key, &s.types[s.pk], &s.label(s.pk))?;
     let request = pk_request(s, value);
     let target = Target::extract(target)?;
-    Ok(op(
-        async move { target.run(request, false).await?.into_optional() },
-        move |py, row| match row {
-            Some(row) => {
-                let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema
-                    .get()
-                    .build(py, &row, &Decoder::for_row(&row), identity)?
-                    .unbind())
-            }
-            None => Ok(py.None()),
-        },
-    ))
+    Ok(op(async move { target.run(request, false).await?.into_optional() }, move |py, row| match row {
+        Some(row) => {
+            let identity = identity.as_ref().map(|d| d.bind(py));
+            Ok(schema.get().build(py, &row, &Decoder::for_row(&row), identity)?.unbind())
+        }
+        None => Ok(py.None()),
+    }))
 }

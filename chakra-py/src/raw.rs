@@ -12,15 +12,8 @@ use crate::op::{op, Op};
 
 /// Whether a statement only reads; anything else begins a session's transaction.
 fn reads_only(sql: &str) -> bool {
-    let word = sql
-        .trim_start()
-        .trim_start_matches('(')
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    ["select", "show", "values", "explain", "table"]
-        .iter()
-        .any(|w| word.eq_ignore_ascii_case(w))
+    let word = sql.trim_start().trim_start_matches('(').split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    ["select", "show", "values", "explain", "table"].iter().any(|w| word.eq_ignore_ascii_case(w))
 }
 
 fn rows_to_dicts<'py>(py: Python<'py>, rows: &[chakra::Row]) -> PyResult<Bound<'py, PyList>> {
@@ -29,11 +22,7 @@ fn rows_to_dicts<'py>(py: Python<'py>, rows: &[chakra::Row]) -> PyResult<Bound<'
         return Ok(list);
     };
     let decoders = Decoder::for_row(first);
-    let names: Vec<Bound<'py, PyString>> = first
-        .columns()
-        .iter()
-        .map(|c| PyString::intern(py, c.name()))
-        .collect();
+    let names: Vec<Bound<'py, PyString>> = first.columns().iter().map(|c| PyString::intern(py, c.name())).collect();
     for row in rows {
         let dict = PyDict::new(py);
         for (i, name) in names.iter().enumerate() {
@@ -47,58 +36,36 @@ fn rows_to_dicts<'py>(py: Python<'py>, rows: &[chakra::Row]) -> PyResult<Bound<'
 /// Runs `sql` with `params`; `mode` is `all` (list of dicts), `one` (a dict or `None`),
 /// `val` (the first column of the first row, or `None`) or `execute` (rows affected).
 #[pyfunction]
-pub(crate) fn raw(
-    target: &Bound<'_, PyAny>,
-    sql: String,
-    params: Vec<Bound<'_, PyAny>>,
-    mode: &str,
-) -> PyResult<Op> {
+pub(crate) fn raw(target: &Bound<'_, PyAny>, sql: String, params: Vec<Bound<'_, PyAny>>, mode: &str) -> PyResult<Op> {
     let target = Target::extract(target)?;
-    let params = params
-        .iter()
-        .map(to_value_untyped)
-        .collect::<PyResult<Vec<_>>>()?;
+    let params = params.iter().map(to_value_untyped).collect::<PyResult<Vec<_>>>()?;
     let write = !reads_only(&sql);
     let statement = Statement::new(sql, params);
     Ok(match mode {
         "execute" => {
             let request = Request::new(statement, Mode::Execute);
-            op(
-                async move { target.run(request, write).await?.rows_affected() },
-                |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()),
-            )
+            op(async move { target.run(request, write).await?.rows_affected() }, |py, n| {
+                Ok(n.into_pyobject(py)?.into_any().unbind())
+            })
         }
         "all" | "one" | "val" => {
             let single = mode != "all";
             let request = Request::new(statement, Mode::All);
             let mode = mode.to_owned();
-            op(
-                async move { target.run(request, write).await?.into_rows() },
-                move |py, rows| {
-                    if !single {
-                        return Ok(rows_to_dicts(py, &rows)?.into_any().unbind());
-                    }
-                    let Some(row) = rows.first() else {
-                        return Ok(py.None());
-                    };
-                    if mode == "val" {
-                        return Ok(decode(
-                            py,
-                            row,
-                            0,
-                            &Decoder::for_type(row.columns()[0].type_()),
-                        )?
-                        .unbind());
-                    }
-                    Ok(rows_to_dicts(py, &rows[..1])?.get_item(0)?.unbind())
-                },
-            )
+            op(async move { target.run(request, write).await?.into_rows() }, move |py, rows| {
+                if !single {
+                    return Ok(rows_to_dicts(py, &rows)?.into_any().unbind());
+                }
+                let Some(row) = rows.first() else {
+                    return Ok(py.None());
+                };
+                if mode == "val" {
+                    return Ok(decode(py, row, 0, &Decoder::for_type(row.columns()[0].type_()))?.unbind());
+                }
+                Ok(rows_to_dicts(py, &rows[..1])?.get_item(0)?.unbind())
+            })
         }
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown raw query mode `{other}`"
-            )))
-        }
+        other => return Err(PyValueError::new_err(format!("unknown raw query mode `{other}`"))),
     })
 }
 
@@ -109,12 +76,7 @@ pub(crate) fn execute_all(target: &Bound<'_, PyAny>, statements: Vec<String>) ->
     Ok(op(
         async move {
             for sql in statements {
-                target
-                    .run(
-                        Request::new(Statement::new(sql, Vec::new()), Mode::Execute),
-                        true,
-                    )
-                    .await?;
+                target.run(Request::new(Statement::new(sql, Vec::new()), Mode::Execute), true).await?;
             }
             Ok(())
         },
@@ -132,9 +94,7 @@ mod tests {
         assert!(reads_only("(SELECT 1) UNION (SELECT 2)"));
         assert!(reads_only("SHOW server_version"));
         assert!(!reads_only("UPDATE t SET a = 1"));
-        assert!(!reads_only(
-            "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"
-        ));
+        assert!(!reads_only("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"));
         assert!(!reads_only("selectx"));
     }
 }

@@ -48,9 +48,7 @@ fn build() -> Runtime {
     // Two cores on the machines we measured: one worker per core, never more than two,
     // keeps the I/O driver and the tasks on warm caches. The LIFO slot stays on (the
     // default): a completion wakes the task that awaits it first.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 2);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 2);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("chakra-worker")

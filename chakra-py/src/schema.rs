@@ -56,17 +56,11 @@ fn slot_offset(model: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
     unsafe {
         let ptr = descr.as_ptr();
         if ffi::Py_TYPE(ptr) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
-            return Err(PyTypeError::new_err(format!(
-                "`{name}` of {} is not a slot",
-                model.name()?
-            )));
+            return Err(PyTypeError::new_err(format!("`{name}` of {} is not a slot", model.name()?)));
         }
         let member = (*(ptr as *mut ffi::PyMemberDescrObject)).d_member as *const ffi::PyMemberDef;
         if (*member).type_code != ffi::Py_T_OBJECT_EX {
-            return Err(PyTypeError::new_err(format!(
-                "slot `{name}` of {} does not hold objects",
-                model.name()?
-            )));
+            return Err(PyTypeError::new_err(format!("slot `{name}` of {} does not hold objects", model.name()?)));
         }
         Ok((*member).offset)
     }
@@ -85,11 +79,7 @@ impl Schema {
     /// `fields`: one tuple per field, `(name, column, sql_type, column_type, nullable,
     /// primary_key, generated, unique, index, max_length)`.
     #[new]
-    fn new(
-        model: Bound<'_, PyType>,
-        table: String,
-        fields: Vec<Bound<'_, PyTuple>>,
-    ) -> PyResult<Schema> {
+    fn new(model: Bound<'_, PyType>, table: String, fields: Vec<Bound<'_, PyTuple>>) -> PyResult<Schema> {
         let name = model.name()?.to_string();
         let mut infos = Vec::with_capacity(fields.len());
         let mut types = Vec::with_capacity(fields.len());
@@ -98,18 +88,7 @@ impl Schema {
         let mut ddl = Vec::with_capacity(fields.len());
         let mut pk = None;
         for (i, field) in fields.iter().enumerate() {
-            let (
-                fname,
-                column,
-                sql_type,
-                column_type,
-                nullable,
-                primary_key,
-                generated,
-                unique,
-                index,
-                max_length,
-            ): (
+            let (fname, column, sql_type, column_type, nullable, primary_key, generated, unique, index, max_length): (
                 String,
                 String,
                 String,
@@ -121,16 +100,11 @@ impl Schema {
                 bool,
                 Option<usize>,
             ) = field.extract()?;
-            let kind = FieldKind::from_sql_type(&sql_type).ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "{name}.{fname}: unsupported column type `{sql_type}`"
-                ))
-            })?;
+            let kind = FieldKind::from_sql_type(&sql_type)
+                .ok_or_else(|| PyTypeError::new_err(format!("{name}.{fname}: unsupported column type `{sql_type}`")))?;
             if primary_key {
                 if pk.is_some() {
-                    return Err(PyTypeError::new_err(format!(
-                        "{name} declares more than one primary key"
-                    )));
+                    return Err(PyTypeError::new_err(format!("{name} declares more than one primary key")));
                 }
                 pk = Some(i);
             }
@@ -145,14 +119,9 @@ impl Schema {
                 generated,
             });
             types.push(FieldType { kind, max_length });
-            ddl.push(Ddl {
-                column_type,
-                unique,
-                index,
-            });
+            ddl.push(Ddl { column_type, unique, index });
         }
-        let pk =
-            pk.ok_or_else(|| PyTypeError::new_err(format!("{name} has no primary key field")))?;
+        let pk = pk.ok_or_else(|| PyTypeError::new_err(format!("{name} has no primary key field")))?;
         let loaded_offset = slot_offset(&model, "_chakra_loaded")?;
         let table: Arc<str> = table.into();
         let by_pk = by_pk_sql(&table, &infos, pk);
@@ -181,11 +150,7 @@ impl Schema {
     /// `None` for an object never saved.
     fn changed_fields(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
         self.check(obj)?;
-        Ok(self.changes(obj)?.map(|idx| {
-            idx.into_iter()
-                .map(|i| self.fields[i].name.to_string())
-                .collect()
-        }))
+        Ok(self.changes(obj)?.map(|idx| idx.into_iter().map(|i| self.fields[i].name.to_string()).collect()))
     }
 
     /// Whether any of `objs` (instances of this model) has unsaved changes.
@@ -203,10 +168,7 @@ impl Schema {
     /// The primary key value of `obj` as loaded (what identifies its row), or `None`.
     pub(crate) fn loaded_pk(&self, obj: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         self.check(obj)?;
-        Ok(self
-            .loaded(obj)
-            .and_then(|t| t.get_item(self.pk).ok())
-            .map(Bound::unbind))
+        Ok(self.loaded(obj).and_then(|t| t.get_item(self.pk).ok()).map(Bound::unbind))
     }
 
     /// Forgets what was loaded: the object counts as never saved (after a rollback of
@@ -253,14 +215,7 @@ impl Schema {
                 ));
             }
         }
-        statements.insert(
-            0,
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} ({})",
-                quote(&self.table),
-                columns.join(", ")
-            ),
-        );
+        statements.insert(0, format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&self.table), columns.join(", ")));
         statements
     }
 
@@ -280,31 +235,16 @@ fn by_pk_sql(table: &str, fields: &[FieldInfo], pk: usize) -> (Arc<str>, Arc<str
     let columns = fields.iter().map(|f| f.column.clone());
     let key = fields[pk].column.clone();
     let mut one = Select::new(table.to_owned(), columns.clone());
-    one.filter(Expr::Compare {
-        column: key.clone(),
-        op: CompareOp::Eq,
-        value: Value::I64(0),
-    });
+    one.filter(Expr::Compare { column: key.clone(), op: CompareOp::Eq, value: Value::I64(0) });
     let mut many = Select::new(table.to_owned(), columns);
-    many.filter(Expr::In {
-        column: key,
-        values: vec![Value::I64(0)],
-        negated: false,
-    });
-    (
-        compile::select(&Postgres, &one).sql,
-        compile::select(&Postgres, &many).sql,
-    )
+    many.filter(Expr::In { column: key, values: vec![Value::I64(0)], negated: false });
+    (compile::select(&Postgres, &one).sql, compile::select(&Postgres, &many).sql)
 }
 
 static DEEPCOPY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
 
 fn deepcopy(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    DEEPCOPY
-        .get_or_try_init(py, || {
-            py.import("copy")?.getattr("deepcopy").map(Bound::unbind)
-        })
-        .map(|f| f.bind(py))
+    DEEPCOPY.get_or_try_init(py, || py.import("copy")?.getattr("deepcopy").map(Bound::unbind)).map(|f| f.bind(py))
 }
 
 fn quote(ident: &str) -> String {
@@ -335,11 +275,7 @@ impl Schema {
         if obj.get_type().is(self.model.bind(obj.py())) {
             Ok(())
         } else {
-            Err(PyTypeError::new_err(format!(
-                "expected a {} instance, got {}",
-                self.name,
-                obj.get_type().name()?
-            )))
+            Err(PyTypeError::new_err(format!("expected a {} instance, got {}", self.name, obj.get_type().name()?)))
         }
     }
 
@@ -368,9 +304,7 @@ impl Schema {
             if value.is_null() {
                 return None;
             }
-            Bound::from_borrowed_ptr(obj.py(), value)
-                .cast_into::<PyTuple>()
-                .ok()
+            Bound::from_borrowed_ptr(obj.py(), value).cast_into::<PyTuple>().ok()
         }
     }
 
@@ -399,11 +333,7 @@ impl Schema {
     }
 
     /// Records `saved` (values taken when the write was planned) as the saved ones.
-    pub(crate) fn set_saved(
-        &self,
-        obj: &Bound<'_, PyAny>,
-        saved: Bound<'_, PyTuple>,
-    ) -> PyResult<()> {
+    pub(crate) fn set_saved(&self, obj: &Bound<'_, PyAny>, saved: Bound<'_, PyTuple>) -> PyResult<()> {
         self.check(obj)?;
         // SAFETY: checked above.
         unsafe { replace_slot(obj, self.loaded_offset, Some(saved.into_any())) };
@@ -412,10 +342,7 @@ impl Schema {
 
     /// The current values, as a tuple to keep as the saved ones. JSON values are copied:
     /// a dict changed in place must still compare unequal to what was saved.
-    pub(crate) fn saved_values<'py>(
-        &self,
-        obj: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    pub(crate) fn saved_values<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
         let py = obj.py();
         let values = (0..self.fields.len())
             .map(|i| {

@@ -50,12 +50,7 @@ enum Handle {
 
 impl SessionInner {
     fn new(source: Source, autobegin: bool) -> Self {
-        SessionInner {
-            source,
-            autobegin,
-            generation: runtime::generation(),
-            state: Mutex::new(State::default()),
-        }
+        SessionInner { source, autobegin, generation: runtime::generation(), state: Mutex::new(State::default()) }
     }
 
     async fn connect(&self) -> chakra::Result<chakra::Session> {
@@ -86,12 +81,7 @@ impl SessionInner {
     async fn handle(&self, write: bool) -> chakra::Result<Handle> {
         let mut state = self.ready().await?;
         if write && self.autobegin && state.transactions.is_empty() {
-            let tx = state
-                .conn
-                .as_ref()
-                .expect("ready() connects")
-                .begin()
-                .await?;
+            let tx = state.conn.as_ref().expect("ready() connects").begin().await?;
             state.transactions.push(tx);
         }
         Ok(match state.transactions.last() {
@@ -112,14 +102,7 @@ impl SessionInner {
         let mut state = self.ready().await?;
         let tx = match state.transactions.last() {
             Some(outer) => outer.savepoint().await?,
-            None => {
-                state
-                    .conn
-                    .as_ref()
-                    .expect("ready() connects")
-                    .begin()
-                    .await?
-            }
+            None => state.conn.as_ref().expect("ready() connects").begin().await?,
         };
         state.transactions.push(tx);
         Ok(state.transactions.len())
@@ -142,10 +125,7 @@ impl SessionInner {
     }
 
     fn depth(&self) -> usize {
-        self.state
-            .try_lock()
-            .map(|s| s.transactions.len())
-            .unwrap_or(0)
+        self.state.try_lock().map(|s| s.transactions.len()).unwrap_or(0)
     }
 }
 
@@ -157,9 +137,7 @@ pub(crate) struct SessionHandle {
 
 impl SessionHandle {
     pub(crate) fn pooled(db: Arc<DatabaseInner>) -> Self {
-        SessionHandle {
-            inner: Arc::new(SessionInner::new(Source::Pool(db), true)),
-        }
+        SessionHandle { inner: Arc::new(SessionInner::new(Source::Pool(db), true)) }
     }
 }
 
@@ -168,27 +146,21 @@ impl SessionHandle {
     /// Opens a transaction (or a savepoint in the open one); resolves to the new depth.
     fn begin(&self) -> Op {
         let inner = self.inner.clone();
-        op(async move { inner.begin().await }, |py, depth| {
-            Ok(depth.into_pyobject(py)?.into_any().unbind())
-        })
+        op(async move { inner.begin().await }, |py, depth| Ok(depth.into_pyobject(py)?.into_any().unbind()))
     }
 
     /// Commits every level above `depth` (0: the whole transaction).
     #[pyo3(signature = (depth = 0))]
     fn commit(&self, depth: usize) -> Op {
         let inner = self.inner.clone();
-        op(async move { inner.end(depth, true).await }, |py, ()| {
-            Ok(py.None())
-        })
+        op(async move { inner.end(depth, true).await }, |py, ()| Ok(py.None()))
     }
 
     /// Rolls back every level above `depth` (0: the whole transaction).
     #[pyo3(signature = (depth = 0))]
     fn rollback(&self, depth: usize) -> Op {
         let inner = self.inner.clone();
-        op(async move { inner.end(depth, false).await }, |py, ()| {
-            Ok(py.None())
-        })
+        op(async move { inner.end(depth, false).await }, |py, ()| Ok(py.None()))
     }
 
     /// Open transaction levels: 0 in autocommit, 1 in a transaction, more in savepoints.
@@ -261,9 +233,7 @@ fn close(inner: &Arc<SessionInner>) {
 #[pyfunction]
 pub(crate) fn connect_direct(py: Python<'_>, url: String) -> PyResult<Op> {
     let config = Config::from_url(url);
-    config
-        .validate()
-        .map_err(|e| crate::errors::to_pyerr(py, e))?;
+    config.validate().map_err(|e| crate::errors::to_pyerr(py, e))?;
     let inner = Arc::new(SessionInner::new(Source::Direct(config), false));
     Ok(op(
         async move {

@@ -18,8 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opentelemetry::context::FutureExt;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
-    TracerProvider,
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
 };
 use opentelemetry::{Context, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -66,9 +65,7 @@ fn provider() -> &'static SdkTracerProvider {
 
 /// The tracer pools opened now should use, once tracing is enabled.
 pub(crate) fn tracer() -> Option<BoxedTracer> {
-    ENABLED
-        .load(Ordering::Acquire)
-        .then(|| BoxedTracer::new(Box::new(provider().tracer("chakra"))))
+    ENABLED.load(Ordering::Acquire).then(|| BoxedTracer::new(Box::new(provider().tracer("chakra"))))
 }
 
 /// A context whose (remote) span is the Python span `trace_id` / `span_id`.
@@ -94,9 +91,7 @@ pub(crate) fn with_parent(py: Python<'_>, future: BoxFuture) -> BoxFuture {
         .and_then(|current| current.bind(py).call0().ok())
         .and_then(|ids| ids.extract::<Option<(u128, u64, u8)>>().ok().flatten());
     match ids {
-        Some((trace_id, span_id, flags)) => {
-            Box::pin(future.with_context(parent_context(trace_id, span_id, flags)))
-        }
+        Some((trace_id, span_id, flags)) => Box::pin(future.with_context(parent_context(trace_id, span_id, flags))),
         None => future,
     }
 }
@@ -113,19 +108,7 @@ pub(crate) fn enable_tracing(py: Python<'_>, current_span_ids: Py<PyAny>) -> PyR
 
 /// One finished span for Python: `(name, trace_id, span_id, parent_span_id, flags, kind,
 /// start_ns, end_ns, attributes, status, status_description)`.
-type SpanTuple = (
-    String,
-    u128,
-    u64,
-    u64,
-    u8,
-    &'static str,
-    u64,
-    u64,
-    Vec<(String, Py<PyAny>)>,
-    &'static str,
-    String,
-);
+type SpanTuple = (String, u128, u64, u64, u8, &'static str, u64, u64, Vec<(String, Py<PyAny>)>, &'static str, String);
 
 /// Takes every finished span queued so far.
 #[pyfunction]

@@ -23,17 +23,9 @@ use crate::schema::Schema;
 /// What to do with an instance once its statement has succeeded.
 enum After {
     /// Read the inserted rows back into these instances (and register them).
-    Inserted {
-        schema: Py<Schema>,
-        objs: Vec<Py<PyAny>>,
-        identity: Option<Py<PyDict>>,
-    },
+    Inserted { schema: Py<Schema>, objs: Vec<Py<PyAny>>, identity: Option<Py<PyDict>> },
     /// These values are now the saved ones.
-    Updated {
-        schema: Py<Schema>,
-        obj: Py<PyAny>,
-        saved: Py<PyTuple>,
-    },
+    Updated { schema: Py<Schema>, obj: Py<PyAny>, saved: Py<PyTuple> },
     /// Nothing to read back.
     Deleted,
 }
@@ -44,42 +36,25 @@ fn labels(schema: &Schema, operation: &'static str) -> Labels {
 
 /// The insert of `objs` (all with or all without an explicit primary key).
 fn insert_request(schema: &Schema, objs: &[Bound<'_, PyAny>], with_pk: bool) -> PyResult<Request> {
-    let included: Vec<usize> = (0..schema.fields.len())
-        .filter(|&i| with_pk || !(i == schema.pk && schema.fields[i].generated))
-        .collect();
+    let included: Vec<usize> =
+        (0..schema.fields.len()).filter(|&i| with_pk || !(i == schema.pk && schema.fields[i].generated)).collect();
     let rows = objs
         .iter()
-        .map(|obj| {
-            included
-                .iter()
-                .map(|&i| schema.value(obj, i))
-                .collect::<PyResult<Vec<Value>>>()
-        })
+        .map(|obj| included.iter().map(|&i| schema.value(obj, i)).collect::<PyResult<Vec<Value>>>())
         .collect::<PyResult<Vec<_>>>()?;
     let insert = Insert {
         table: schema.table.to_string().into(),
-        columns: included
-            .iter()
-            .map(|&i| schema.fields[i].column.clone())
-            .collect(),
-        column_types: included
-            .iter()
-            .map(|&i| schema.fields[i].sql_type.clone())
-            .collect(),
+        columns: included.iter().map(|&i| schema.fields[i].column.clone()).collect(),
+        column_types: included.iter().map(|&i| schema.fields[i].sql_type.clone()).collect(),
         rows,
         returning: schema.fields.iter().map(|f| f.column.clone()).collect(),
         upsert: None,
     };
-    Ok(Request::new(compile::insert(&Postgres, &insert), Mode::All)
-        .labels(labels(schema, "INSERT")))
+    Ok(Request::new(compile::insert(&Postgres, &insert), Mode::All).labels(labels(schema, "INSERT")))
 }
 
 fn by_pk(schema: &Schema, key: Value) -> Expr {
-    Expr::Compare {
-        column: schema.fields[schema.pk].column.clone(),
-        op: CompareOp::Eq,
-        value: key,
-    }
+    Expr::Compare { column: schema.fields[schema.pk].column.clone(), op: CompareOp::Eq, value: key }
 }
 
 /// Adds the statements for one `(kind, schema, objs, identity)` step of a flush plan.
@@ -89,12 +64,8 @@ fn plan_step(
     requests: &mut Vec<Request>,
     after: &mut Vec<After>,
 ) -> PyResult<()> {
-    let (kind, schema, objs, identity): (
-        String,
-        Bound<'_, Schema>,
-        Bound<'_, PyList>,
-        Option<Py<PyDict>>,
-    ) = step.extract()?;
+    let (kind, schema, objs, identity): (String, Bound<'_, Schema>, Bound<'_, PyList>, Option<Py<PyDict>>) =
+        step.extract()?;
     let s = schema.get();
     let objs: Vec<Bound<'_, PyAny>> = objs.iter().collect();
     for obj in &objs {
@@ -103,9 +74,8 @@ fn plan_step(
     match kind.as_str() {
         "insert" => {
             let generated = s.fields[s.pk].generated;
-            let (with_pk, without_pk): (Vec<_>, Vec<_>) = objs
-                .into_iter()
-                .partition(|obj| !generated || !s.get(obj, s.pk).is_none());
+            let (with_pk, without_pk): (Vec<_>, Vec<_>) =
+                objs.into_iter().partition(|obj| !generated || !s.get(obj, s.pk).is_none());
             for (group, explicit) in [(without_pk, false), (with_pk, true)] {
                 if group.is_empty() {
                     continue;
@@ -124,10 +94,7 @@ fn plan_step(
                     return Err(errors::new(
                         py,
                         "ProgrammingError",
-                        format!(
-                            "{} has never been saved: add it to a session to insert it",
-                            obj.repr()?
-                        ),
+                        format!("{} has never been saved: add it to a session to insert it", obj.repr()?),
                     ));
                 };
                 if changed.is_empty() {
@@ -135,59 +102,30 @@ fn plan_step(
                 }
                 let set = changed
                     .iter()
-                    .map(|&i| {
-                        Ok(Assignment {
-                            column: s.fields[i].column.clone(),
-                            value: s.value(&obj, i)?,
-                        })
-                    })
+                    .map(|&i| Ok(Assignment { column: s.fields[i].column.clone(), value: s.value(&obj, i)? }))
                     .collect::<PyResult<Vec<_>>>()?;
                 let key = loaded_key(s, &obj)?;
-                let update = Update {
-                    table: s.table.to_string().into(),
-                    set,
-                    filter: Some(by_pk(s, key)),
-                };
-                requests.push(
-                    Request::new(compile::update(&Postgres, &update), Mode::Execute)
-                        .labels(labels(s, "UPDATE")),
-                );
+                let update = Update { table: s.table.to_string().into(), set, filter: Some(by_pk(s, key)) };
+                requests
+                    .push(Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(labels(s, "UPDATE")));
                 let saved = s.saved_values(&obj)?.unbind();
-                after.push(After::Updated {
-                    schema: schema.clone().unbind(),
-                    obj: obj.unbind(),
-                    saved,
-                });
+                after.push(After::Updated { schema: schema.clone().unbind(), obj: obj.unbind(), saved });
             }
         }
         "delete" => {
-            let keys = objs
-                .iter()
-                .map(|obj| loaded_key(s, obj))
-                .collect::<PyResult<Vec<_>>>()?;
+            let keys = objs.iter().map(|obj| loaded_key(s, obj)).collect::<PyResult<Vec<_>>>()?;
             if keys.is_empty() {
                 return Ok(());
             }
             let column = s.fields[s.pk].column.clone();
             let delete = Delete {
                 table: s.table.to_string().into(),
-                filter: Some(Expr::In {
-                    column,
-                    values: keys,
-                    negated: false,
-                }),
+                filter: Some(Expr::In { column, values: keys, negated: false }),
             };
-            requests.push(
-                Request::new(compile::delete(&Postgres, &delete), Mode::Execute)
-                    .labels(labels(s, "DELETE")),
-            );
+            requests.push(Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(s, "DELETE")));
             after.push(After::Deleted);
         }
-        other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "unknown flush step `{other}`"
-            )))
-        }
+        other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown flush step `{other}`"))),
     }
     Ok(())
 }
@@ -204,11 +142,7 @@ fn loaded_key(schema: &Schema, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
 /// Runs a flush plan — `[(kind, schema, objs, identity), …]` with kind `insert`,
 /// `update` or `delete` — in order; resolves to the number of statements sent.
 #[pyfunction]
-pub(crate) fn flush(
-    py: Python<'_>,
-    target: &Bound<'_, PyAny>,
-    plan: Vec<Bound<'_, PyTuple>>,
-) -> PyResult<Op> {
+pub(crate) fn flush(py: Python<'_>, target: &Bound<'_, PyAny>, plan: Vec<Bound<'_, PyTuple>>) -> PyResult<Op> {
     let target = Target::extract(target)?;
     let mut requests = Vec::new();
     let mut after = Vec::new();
@@ -235,11 +169,7 @@ pub(crate) fn flush(
 
 fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
     match after {
-        After::Inserted {
-            schema,
-            objs,
-            identity,
-        } => {
+        After::Inserted { schema, objs, identity } => {
             let rows = response.into_rows().map_err(|e| errors::to_pyerr(py, e))?;
             let s = schema.get();
             let Some(first) = rows.first() else {
@@ -281,15 +211,11 @@ pub(crate) fn refresh(
     Ok(op_with_errors(
         async move {
             let row = target.run(request, false).await?.into_optional()?;
-            row.ok_or_else(|| {
-                chakra::Error::new(ErrorKind::NotFound, format!("the {name} row was deleted"))
-            })
+            row.ok_or_else(|| chakra::Error::new(ErrorKind::NotFound, format!("the {name} row was deleted")))
         },
         move |py, row| {
             let obj = obj.into_bound(py);
-            schema
-                .get()
-                .fill(py, Some(&obj), &row, &Decoder::for_row(&row), None)?;
+            schema.get().fill(py, Some(&obj), &row, &Decoder::for_row(&row), None)?;
             Ok(obj.unbind())
         },
         move |py, err| to_pyerr_for(py, err, model.bind(py)),

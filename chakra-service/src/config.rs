@@ -195,7 +195,9 @@ impl Config {
         for &(var, key) in ENV_KEYS {
             let Some(raw) = lookup(var) else { continue };
             let bad = |msg: String| Error::config(key, format!("{msg} (from environment variable {var})"));
-            let number = |raw: &str| raw.trim().parse::<usize>().map_err(|e| bad(format!("`{raw}` is not a whole number ({e})")));
+            let number = |raw: &str| {
+                raw.trim().parse::<usize>().map_err(|e| bad(format!("`{raw}` is not a whole number ({e})")))
+            };
             let time = |raw: &str| parse_duration(raw).map_err(bad);
             match key {
                 "database.url" => self.database.url = Some(raw),
@@ -250,7 +252,10 @@ impl Config {
     /// The parsed connection settings; a missing or malformed URL names `database.url`.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config> {
         let url = self.database.url.as_deref().ok_or_else(|| {
-            Error::config("database.url", "no database URL (set it in chakra.toml, CHAKRA_DATABASE_URL or DATABASE_URL)")
+            Error::config(
+                "database.url",
+                "no database URL (set it in chakra.toml, CHAKRA_DATABASE_URL or DATABASE_URL)",
+            )
         })?;
         let mut pg: tokio_postgres::Config =
             url.parse().map_err(|e| Error::config("database.url", format!("not a PostgreSQL URL: {e}")))?;

@@ -63,7 +63,8 @@ impl ConnectionPool {
         config.validate()?;
         let pg = config.pg_config()?;
         let server = ServerInfo::from_config(&pg);
-        let manager = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(config.pool.max_connections)
             // Reusing the most recently returned connection keeps a few backends hot
@@ -127,12 +128,12 @@ impl ServerInfo {
     /// The first host and port of a connection configuration.
     pub fn from_config(pg: &tokio_postgres::Config) -> ServerInfo {
         use tokio_postgres::config::Host;
-    let address = match pg.get_hosts().first() {
-        Some(Host::Tcp(host)) => host.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_owned(),
-    };
+        let address = match pg.get_hosts().first() {
+            Some(Host::Tcp(host)) => host.clone(),
+            #[cfg(unix)]
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
         let port = pg.get_ports().first().copied().unwrap_or(5432);
         ServerInfo { address: address.into(), port, database: pg.get_dbname().map(Into::into) }
     }
@@ -140,7 +141,13 @@ impl ServerInfo {
 
 fn status(pool: &Pool) -> PoolStatus {
     let s = pool.status();
-    PoolStatus { max_size: s.max_size, size: s.size, idle: s.available, in_use: s.size - s.available, waiting: s.waiting }
+    PoolStatus {
+        max_size: s.max_size,
+        size: s.size,
+        idle: s.available,
+        in_use: s.size - s.available,
+        waiting: s.waiting,
+    }
 }
 
 fn publish(pool: &Pool) {

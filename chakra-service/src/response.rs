@@ -46,8 +46,7 @@ impl Response {
 
     /// The single row of a `Mode::One` request.
     pub fn into_row(self) -> Result<Row> {
-        self.into_optional()?
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "query returned no rows"))
+        self.into_optional()?.ok_or_else(|| Error::new(ErrorKind::NotFound, "query returned no rows"))
     }
 
     /// The row of a `Mode::Optional` (or `One`) request, if any.
@@ -77,7 +76,10 @@ impl Response {
 }
 
 fn unexpected(wanted: &str, got: &Response) -> Error {
-    Error::new(ErrorKind::Usage, format!("expected {wanted} from the executor, got {got:?} (request built with the wrong mode)"))
+    Error::new(
+        ErrorKind::Usage,
+        format!("expected {wanted} from the executor, got {got:?} (request built with the wrong mode)"),
+    )
 }
 
 impl fmt::Debug for Response {

@@ -8,8 +8,8 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use bytes::BytesMut;
-use fallible_iterator::FallibleIterator;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::types as wire;
 use rust_decimal::Decimal;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
@@ -155,8 +155,7 @@ fn mismatch(value: &Value, expected: &Type, detail: Option<String>) -> BoxError 
 }
 
 fn is_text(ty: &Type) -> bool {
-    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN)
-        || ty.name() == "citext"
+    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) || ty.name() == "citext"
 }
 
 impl ToSql for Value {
@@ -201,7 +200,8 @@ impl ToSql for Value {
                 return u.to_sql(ty, out);
             }
             (Value::Text(s), &Type::JSON | &Type::JSONB) => {
-                let j: serde_json::Value = serde_json::from_str(s).map_err(|e| mismatch(self, ty, Some(e.to_string())))?;
+                let j: serde_json::Value =
+                    serde_json::from_str(s).map_err(|e| mismatch(self, ty, Some(e.to_string())))?;
                 return j.to_sql(ty, out);
             }
             (Value::Bytes(v), &Type::BYTEA) => wire::bytea_to_sql(v, out),
@@ -276,9 +276,7 @@ impl<'a> FromSql<'a> for Value {
                     Err(_) => Value::Text(text),
                 }
             }
-            _ if is_text(ty) || matches!(ty.kind(), Kind::Enum(_)) => {
-                Value::Text(wire::text_from_sql(raw)?.to_owned())
-            }
+            _ if is_text(ty) || matches!(ty.kind(), Kind::Enum(_)) => Value::Text(wire::text_from_sql(raw)?.to_owned()),
             _ => match ty.kind() {
                 Kind::Array(member) => {
                     let array = wire::array_from_sql(raw)?;
@@ -396,14 +394,18 @@ mod tests {
     fn integers_narrow_only_when_they_fit() {
         let mut buf = BytesMut::new();
         assert!(matches!(Value::I64(7).to_sql(&Type::INT4, &mut buf), Ok(IsNull::No)));
-        let Err(err) = Value::I64(i64::MAX).to_sql(&Type::INT4, &mut buf) else { panic!("accepted an overflowing value") };
+        let Err(err) = Value::I64(i64::MAX).to_sql(&Type::INT4, &mut buf) else {
+            panic!("accepted an overflowing value")
+        };
         assert!(err.to_string().contains("out of range"), "{err}");
         assert!(!err.to_string().contains(&i64::MAX.to_string()), "the value leaked: {err}");
     }
 
     #[test]
     fn wrong_types_name_both_sides() {
-        let Err(err) = Value::Bool(true).to_sql(&Type::INT4, &mut BytesMut::new()) else { panic!("accepted a bool for int4") };
+        let Err(err) = Value::Bool(true).to_sql(&Type::INT4, &mut BytesMut::new()) else {
+            panic!("accepted a bool for int4")
+        };
         assert_eq!(err.to_string(), "cannot send a bool value as PostgreSQL type int4");
     }
 

@@ -36,7 +36,10 @@ async fn main() -> Result<()> {
     println!("inserted {inserted} users in one statement");
 
     let rows = pool
-        .query("SELECT id, name FROM quickstart_users WHERE is_active = $1 AND name LIKE $2 ORDER BY id LIMIT 3", vec![true.into(), "user00%".into()])
+        .query(
+            "SELECT id, name FROM quickstart_users WHERE is_active = $1 AND name LIKE $2 ORDER BY id LIMIT 3",
+            vec![true.into(), "user00%".into()],
+        )
         .await?;
     for row in &rows {
         println!("  active user {} is {}", row.get::<_, i64>("id"), row.get::<_, String>("name"));
@@ -51,7 +54,8 @@ async fn main() -> Result<()> {
         .await
         .unwrap_err();
     println!("transaction rolled back: {:?} on constraint {:?}", err.kind(), err.constraint());
-    let still_active: bool = pool.query_one("SELECT is_active FROM quickstart_users WHERE id = 1", vec![]).await?.get(0);
+    let still_active: bool =
+        pool.query_one("SELECT is_active FROM quickstart_users WHERE id = 1", vec![]).await?.get(0);
     println!("  user 1 still active: {still_active}");
 
     // 500 concurrent lookups by primary key: the batch layer merges them into a few

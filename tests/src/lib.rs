@@ -22,7 +22,9 @@ pub fn database_url() -> String {
 pub fn throwaway_url() -> Option<String> {
     match std::env::var("CHAKRA_THROWAWAY_URL") {
         Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => panic!("CHAKRA_THROWAWAY_URL is unset: run the tests with scripts/test"),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CHAKRA_THROWAWAY_URL is unset: run the tests with scripts/test")
+        }
         Err(_) => {
             eprintln!("skipped: no throwaway cluster (run through scripts/test for fault tests)");
             None
@@ -73,10 +75,7 @@ pub async fn admin(url: &str) -> tokio_postgres::Client {
 /// Backends of `app` in `pg_stat_activity`, as `(pid, state, query)`.
 pub async fn backends(admin: &tokio_postgres::Client, app: &str) -> Vec<(i32, String, String)> {
     admin
-        .query(
-            "SELECT pid, coalesce(state, ''), query FROM pg_stat_activity WHERE application_name = $1",
-            &[&app],
-        )
+        .query("SELECT pid, coalesce(state, ''), query FROM pg_stat_activity WHERE application_name = $1", &[&app])
         .await
         .expect("read pg_stat_activity")
         .iter()

@@ -149,13 +149,26 @@ struct Args {
     workers: usize,
 }
 
-fn parse_list<T: Copy>(list: &str, all: &[T], key: impl Fn(T) -> &'static str, what: &str) -> std::result::Result<Vec<T>, String> {
+fn parse_list<T: Copy>(
+    list: &str,
+    all: &[T],
+    key: impl Fn(T) -> &'static str,
+    what: &str,
+) -> std::result::Result<Vec<T>, String> {
     list.split(',').map(|k| all.iter().copied().find(|x| key(*x) == k).ok_or(format!("unknown {what} `{k}`"))).collect()
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
-    let mut args =
-        Args { quick: false, allocs: false, diagnose: false, tuned: true, rounds: None, only: None, sides: SIDES.to_vec(), workers: 2 };
+    let mut args = Args {
+        quick: false,
+        allocs: false,
+        diagnose: false,
+        tuned: true,
+        rounds: None,
+        only: None,
+        sides: SIDES.to_vec(),
+        workers: 2,
+    };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
         match arg.as_str() {
@@ -197,7 +210,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build().expect("a Tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
     // In a spawned task, as in a server's handler: `block_on`'s thread is not a worker.
     let outcome = runtime.block_on(async { tokio::spawn(run(args)).await });
     if let Err(e) = outcome.map_err(Into::into).and_then(|r| r) {
@@ -243,7 +260,11 @@ async fn run(args: Args) -> Result<()> {
     });
     let version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("orm-bench: PostgreSQL {version}, {cpus} CPUs, Tokio runtime with {} workers, load average {}", args.workers, load_average());
+    println!(
+        "orm-bench: PostgreSQL {version}, {cpus} CPUs, Tokio runtime with {} workers, load average {}",
+        args.workers,
+        load_average()
+    );
     println!(
         "peers' pools: {}",
         match args.tuned {
@@ -273,8 +294,10 @@ async fn run(args: Args) -> Result<()> {
         let (warmup, full, quick) = shape.rounds();
         let rounds = args.rounds.unwrap_or(if args.quick { quick } else { full });
         eprintln!("  {} — {warmup} warm-up + {rounds} rounds", shape.title());
-        let measured =
-            harness::compare_in_order(&contenders, warmup, rounds, shape.units(), order, |c| shape.run(&workload, &c.side)).await?;
+        let measured = harness::compare_in_order(&contenders, warmup, rounds, shape.units(), order, |c| {
+            shape.run(&workload, &c.side)
+        })
+        .await?;
         results.push((shape, measured));
     }
     print_tables(&contenders, &results, args.allocs);
@@ -303,7 +326,9 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
         for m in measured {
             let time = format_duration(m.wall.median());
             row.push(match raw {
-                Some(r) if !std::ptr::eq(m, &measured[r]) => format!("{time} ({:.2}x)", median_secs(m) / median_secs(&measured[r])),
+                Some(r) if !std::ptr::eq(m, &measured[r]) => {
+                    format!("{time} ({:.2}x)", median_secs(m) / median_secs(&measured[r]))
+                }
                 _ => time,
             });
         }
@@ -334,7 +359,8 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
                 false => match peers.iter().all(|&i| ratio(i) < 1.0) {
                     true => "yes".to_owned(),
                     false => {
-                        let behind: Vec<&str> = peers.iter().filter(|&&i| ratio(i) >= 1.0).map(|&i| contenders[i].name).collect();
+                        let behind: Vec<&str> =
+                            peers.iter().filter(|&&i| ratio(i) >= 1.0).map(|&i| contenders[i].name).collect();
                         format!("NO: behind {}", behind.join(", "))
                     }
                 },
@@ -351,13 +377,11 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
     let mut table = Table::new(&header);
     for (shape, measured) in results {
         let mut row = vec![shape.title().to_owned()];
-        row.extend(
-            measured.iter().map(|m| {
-                let sleeps = m.median_sleeps();
-                let sleeps = if sleeps >= 100.0 { format!("{sleeps:.0}") } else { format!("{sleeps:.1}") };
-                format!("±{:.1}%, {} CPU, {sleeps} sleeps", m.wall.spread() * 100.0, format_duration(m.cpu.median()))
-            }),
-        );
+        row.extend(measured.iter().map(|m| {
+            let sleeps = m.median_sleeps();
+            let sleeps = if sleeps >= 100.0 { format!("{sleeps:.0}") } else { format!("{sleeps:.1}") };
+            format!("±{:.1}%, {} CPU, {sleeps} sleeps", m.wall.spread() * 100.0, format_duration(m.cpu.median()))
+        }));
         table.row(row);
     }
     table.print();
@@ -413,8 +437,11 @@ async fn diagnose(w: &Workload, contenders: &[Contender], args: &Args) -> Result
     ];
     let (warmup, n) = rounds(Shape::Insert);
     eprintln!("  --diagnose: bulk insert split — {warmup} warm-up + {n} rounds");
-    let measured = harness::compare_in_order(&inserts, warmup, n, 1, order, |(_, v)| shapes::insert_split(w, v)).await?;
-    println!("\n--diagnose: bulk insert 10k rows, with and without reading the rows back (allocations: timed part only)");
+    let measured =
+        harness::compare_in_order(&inserts, warmup, n, 1, order, |(_, v)| shapes::insert_split(w, v)).await?;
+    println!(
+        "\n--diagnose: bulk insert 10k rows, with and without reading the rows back (allocations: timed part only)"
+    );
     print_split(&inserts.map(|(name, _)| name), &measured);
     Ok(())
 }

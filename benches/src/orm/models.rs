@@ -69,7 +69,13 @@ impl Models {
     /// The application's rows, as `insert_all` takes them (made before the timer).
     pub fn insert_input(rows: &[NewUser]) -> Vec<BenchNewUser> {
         rows.iter()
-            .map(|u| BenchNewUser { id: 0, name: u.name.clone(), email: u.email.clone(), score: u.score, created: u.created })
+            .map(|u| BenchNewUser {
+                id: 0,
+                name: u.name.clone(),
+                email: u.email.clone(),
+                score: u.score,
+                created: u.created,
+            })
             .collect()
     }
 

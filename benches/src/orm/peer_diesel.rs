@@ -79,7 +79,11 @@ impl Diesel {
 
     pub async fn fetch(&self, max_id: i64) -> Result<Vec<DieselUser>> {
         let mut conn = self.pool.get().await?;
-        Ok(bench_orm_users::table.filter(bench_orm_users::id.le(max_id)).select(DieselUser::as_select()).load(&mut conn).await?)
+        Ok(bench_orm_users::table
+            .filter(bench_orm_users::id.le(max_id))
+            .select(DieselUser::as_select())
+            .load(&mut conn)
+            .await?)
     }
 
     pub async fn stream(&self) -> Result<Fingerprint> {

@@ -30,8 +30,12 @@ impl Sqlx {
     /// does not ping either; sqlx's default pings, one more round trip per acquire.
     pub async fn connect(url: &str, pool_size: usize, tuned: bool) -> Result<Sqlx> {
         let size = pool_size as u32;
-        let pool =
-            PgPoolOptions::new().max_connections(size).min_connections(size).test_before_acquire(!tuned).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(size)
+            .min_connections(size)
+            .test_before_acquire(!tuned)
+            .connect(url)
+            .await?;
         Ok(Sqlx { pool })
     }
 
@@ -59,7 +63,13 @@ impl Sqlx {
         let emails: Vec<&str> = rows.iter().map(|u| u.email.as_str()).collect();
         let scores: Vec<f64> = rows.iter().map(|u| u.score).collect();
         let created: Vec<DateTime<Utc>> = rows.iter().map(|u| u.created).collect();
-        let done = sqlx::query(tables::UNNEST_SQL).bind(&names).bind(&emails).bind(&scores).bind(&created).execute(&self.pool).await?;
+        let done = sqlx::query(tables::UNNEST_SQL)
+            .bind(&names)
+            .bind(&emails)
+            .bind(&scores)
+            .bind(&created)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }

@@ -69,7 +69,9 @@ impl Raw {
         let share = ids.len().div_ceil(self.clients.len());
         let tasks = self.clients.iter().zip(ids.chunks(share)).map(|(client, ids)| {
             let (client, ids) = (client.clone(), ids.to_vec());
-            tokio::spawn(async move { join_all(ids.iter().map(|&id| client.get(id))).await.into_iter().collect::<Result<Vec<User>>>() })
+            tokio::spawn(async move {
+                join_all(ids.iter().map(|&id| client.get(id))).await.into_iter().collect::<Result<Vec<User>>>()
+            })
         });
         let mut users = Vec::with_capacity(ids.len());
         for task in join_all(tasks).await {

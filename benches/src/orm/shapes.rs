@@ -54,7 +54,13 @@ impl Workload {
         let stored: Vec<User> = new_users
             .iter()
             .enumerate()
-            .map(|(i, u)| User { id: i as i64 + 1, name: u.name.clone(), email: u.email.clone(), score: u.score, created: u.created })
+            .map(|(i, u)| User {
+                id: i as i64 + 1,
+                name: u.name.clone(),
+                email: u.email.clone(),
+                score: u.score,
+                created: u.created,
+            })
             .collect();
         Workload {
             sequential_expected: each(&sequential_ids),
@@ -245,8 +251,13 @@ async fn check_inserted(w: &Workload, written: u64) -> Result<()> {
     if written != w.new_users.len() as u64 {
         return Err(format!("bulk insert: {written} rows written, expected {}", w.new_users.len()).into());
     }
-    let stored: Vec<User> =
-        w.admin.query(tables::INSERTED_SQL, &[]).await?.iter().map(User::from_row).collect::<std::result::Result<_, _>>()?;
+    let stored: Vec<User> = w
+        .admin
+        .query(tables::INSERTED_SQL, &[])
+        .await?
+        .iter()
+        .map(User::from_row)
+        .collect::<std::result::Result<_, _>>()?;
     let checked = check::same("bulk insert", Fingerprint::of(&stored), w.insert_expected);
     alloc_count::pause(false);
     checked

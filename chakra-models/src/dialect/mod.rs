@@ -6,8 +6,8 @@ mod postgres;
 
 pub use postgres::Postgres;
 
-use crate::compile::SqlWriter;
 use crate::ast::{Ident, Insert};
+use crate::compile::SqlWriter;
 use chakra_service::Value;
 
 /// One database's SQL spelling.
@@ -26,5 +26,4 @@ pub trait Dialect: Send + Sync {
 
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
-
 }

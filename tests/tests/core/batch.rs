@@ -23,7 +23,9 @@ async fn table() -> Table {
     let name = unique("batch_users");
     let pool = pool().await;
     pool.execute(&format!("CREATE TABLE {name} (id int8 PRIMARY KEY, name text NOT NULL)"), vec![]).await.unwrap();
-    pool.execute(&format!("INSERT INTO {name} SELECT g, 'user-' || g FROM generate_series(1, 100) g"), vec![]).await.unwrap();
+    pool.execute(&format!("INSERT INTO {name} SELECT g, 'user-' || g FROM generate_series(1, 100) g"), vec![])
+        .await
+        .unwrap();
     let batch_sql = format!("SELECT id, name FROM {name} WHERE id = ANY($1)").into();
     Table { name, batch_sql }
 }
@@ -43,7 +45,14 @@ impl Table {
 /// batch → (count statements) → acquire → executor, on a real pool.
 async fn counting_stack(
     statements: Arc<AtomicUsize>,
-) -> impl Service<Request, Response = chakra::Response, Error = chakra::Error, Future = impl std::future::Future<Output = chakra::Result<chakra::Response>> + Send> + Clone + Send + 'static {
+) -> impl Service<
+    Request,
+    Response = chakra::Response,
+    Error = chakra::Error,
+    Future = impl std::future::Future<Output = chakra::Result<chakra::Response>> + Send,
+> + Clone
+       + Send
+       + 'static {
     let connections = ConnectionPool::open(Config::from_url(database_url())).await.unwrap();
     ServiceBuilder::new()
         .layer(BatchLayer::default())

@@ -151,7 +151,10 @@ async fn membership_and_combinators() {
     let (pool, schema) = db().await;
     seed(&pool).await;
     let q = || User::query();
-    assert_eq!(names(&q().filter(User::name().is_in(["bob", "carol", "zed"])).all(&pool).await.unwrap()), vec!["bob", "carol"]);
+    assert_eq!(
+        names(&q().filter(User::name().is_in(["bob", "carol", "zed"])).all(&pool).await.unwrap()),
+        vec!["bob", "carol"]
+    );
     assert_eq!(q().filter(User::name().is_in(Vec::<String>::new())).count(&pool).await.unwrap(), 0);
     assert_eq!(q().filter(User::rank().is_not_in([1, 2])).count(&pool).await.unwrap(), 2);
 
@@ -304,7 +307,8 @@ async fn streaming_decodes_rows_as_they_arrive() {
     )
     .await
     .unwrap();
-    let mut stream = User::query().filter(User::is_active().eq(true)).order_by(User::rank().asc()).stream(&pool).await.unwrap();
+    let mut stream =
+        User::query().filter(User::is_active().eq(true)).order_by(User::rank().asc()).stream(&pool).await.unwrap();
     let (mut count, mut last) = (0, 0);
     while let Some(user) = stream.next().await {
         let user = user.unwrap();

@@ -115,7 +115,10 @@ async fn with_the_cache_off_nothing_is_prepared_so_pgbouncer_transaction_mode_wo
     session.execute(&format!("CREATE TEMP TABLE {table} (id int4, name text)"), vec![]).await.unwrap();
     // An i64 parameter against an int4 column, and NULL, as a dynamic front-end sends them.
     session
-        .execute(&format!("INSERT INTO {table} VALUES ($1, $2), ($3, $4)"), vec![1_i64.into(), "a".into(), 2_i64.into(), chakra::Value::Null])
+        .execute(
+            &format!("INSERT INTO {table} VALUES ($1, $2), ($3, $4)"),
+            vec![1_i64.into(), "a".into(), 2_i64.into(), chakra::Value::Null],
+        )
         .await
         .unwrap();
     let rows = session.query(&format!("SELECT name FROM {table} WHERE id = $1"), vec![1_i64.into()]).await.unwrap();

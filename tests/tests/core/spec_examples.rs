@@ -20,7 +20,8 @@ fn example(name: &str) -> PathBuf {
     if !path.exists() {
         // `cargo test --workspace` builds every example; a narrower run may not have.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "--examples", "-p", "chakra-examples"]).status().expect("run cargo");
+        let status =
+            Command::new(cargo).args(["build", "--examples", "-p", "chakra-examples"]).status().expect("run cargo");
         assert!(status.success(), "building the examples failed");
     }
     path

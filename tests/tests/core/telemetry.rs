@@ -24,10 +24,7 @@ async fn each_query_is_a_client_span_with_database_conventions_under_the_callers
     let cx = opentelemetry::Context::current_with_span(outer);
     {
         let _guard = cx.clone().attach();
-        let row = pool
-            .query_one("SELECT $1::text AS secret", vec!["secret-param-value".into()])
-            .await
-            .unwrap();
+        let row = pool.query_one("SELECT $1::text AS secret", vec!["secret-param-value".into()]).await.unwrap();
         assert_eq!(row.get::<_, String>(0), "secret-param-value");
         let err = pool.execute("INSERT INTO no_such_table_for_tracing VALUES (1)", vec![]).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Query);

@@ -36,8 +36,10 @@ async fn timeout_cancels_the_statement_on_the_server() {
 
 #[tokio::test]
 async fn a_request_can_set_its_own_deadline() {
-    let pool = builder(&database_url(), &unique("timeout_req")).query_timeout(Duration::from_secs(30)).build().await.unwrap();
-    let request = Request::new(Statement::new("SELECT pg_sleep(5)", vec![]), Mode::All).timeout(Duration::from_millis(100));
+    let pool =
+        builder(&database_url(), &unique("timeout_req")).query_timeout(Duration::from_secs(30)).build().await.unwrap();
+    let request =
+        Request::new(Statement::new("SELECT pg_sleep(5)", vec![]), Mode::All).timeout(Duration::from_millis(100));
     let start = Instant::now();
     let err = pool.run(request).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);

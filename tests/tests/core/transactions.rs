@@ -65,8 +65,13 @@ async fn a_dropped_savepoint_is_rolled_back_before_the_next_statement() {
         let inner = tx.savepoint().await.unwrap();
         inner.execute(&format!("INSERT INTO {table} VALUES (2)"), vec![]).await.unwrap();
     }
-    let seen: Vec<i32> =
-        tx.query(&format!("SELECT id FROM {table} ORDER BY id"), vec![]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let seen: Vec<i32> = tx
+        .query(&format!("SELECT id FROM {table} ORDER BY id"), vec![])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(seen, vec![1]);
     tx.commit().await.unwrap();
     assert_eq!(ids(&pool, &table).await, vec![1]);
@@ -139,7 +144,8 @@ async fn the_closure_form_reruns_the_body_after_a_serialization_failure_when_ask
     assert_eq!(ids(&pool, &table).await, vec![1]);
 
     // Without opting in, the conflict is the caller's.
-    let err = pool.transaction(|tx| async move { tx.execute(RAISE_SERIALIZATION_FAILURE, vec![]).await }).await.unwrap_err();
+    let err =
+        pool.transaction(|tx| async move { tx.execute(RAISE_SERIALIZATION_FAILURE, vec![]).await }).await.unwrap_err();
     assert!(err.is_transaction_conflict(), "{err}");
     pool.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
 }
@@ -220,7 +226,8 @@ async fn a_statement_abandoned_on_a_session_is_stopped_on_the_server_when_the_se
     let pool = builder(&database_url(), &app).build().await.unwrap();
     let session = pool.session().await.unwrap();
     // The caller gives up (drops the future) while the statement runs.
-    let abandoned = tokio::time::timeout(Duration::from_millis(300), session.query("SELECT pg_sleep(30)", vec![])).await;
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(300), session.query("SELECT pg_sleep(30)", vec![])).await;
     assert!(abandoned.is_err(), "the statement should still have been running");
 
     // What that statement left behind is unknown, so the session refuses to go on…
