@@ -32,8 +32,9 @@ class Lifespan:
     @asynccontextmanager
     async def __call__(self, app: Any) -> AsyncIterator[None]:
         database = self.database
-        if self._database is not None:
-            app.state.chakra_database = database
+        # Always set (None: the default database), so `get_session` reads a plain
+        # attribute instead of starlette raising and catching AttributeError per request.
+        app.state.chakra_database = self._database
         # The first statement opens the pool, which connects `min_connections` first.
         await database.fetchval("SELECT 1")
         try:
