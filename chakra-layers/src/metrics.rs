@@ -132,13 +132,13 @@ impl Outcome {
 
 /// A request's `operation` and `table` label values, converted once at call time so that
 /// recording only clones them (a pointer copy or a reference-count increment).
-struct QueryLabels {
-    operation: SharedString,
-    table: SharedString,
+pub(crate) struct QueryLabels {
+    pub(crate) operation: SharedString,
+    pub(crate) table: SharedString,
 }
 
 impl QueryLabels {
-    fn new(labels: &Labels) -> Self {
+    pub(crate) fn new(labels: &Labels) -> Self {
         QueryLabels {
             operation: labels.operation.clone().into(),
             table: labels.table.clone().map_or(SharedString::const_str(""), SharedString::from),

@@ -17,6 +17,8 @@ use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::metrics::QueryLabels;
+
 /// Retries idempotent pooled reads on connection errors, `max_attempts` in all.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryLayer {
@@ -127,7 +129,9 @@ where
                     };
                     drop(error);
                     let request = this.request.as_ref().expect("checked above");
-                    metrics::counter!(QUERY_RETRIES, "operation" => request.labels.operation.clone(), "table" => request.labels.table.as_deref().unwrap_or("").to_owned()).increment(1);
+                    let labels = QueryLabels::new(&request.labels);
+                    metrics::counter!(QUERY_RETRIES, "operation" => labels.operation, "table" => labels.table)
+                        .increment(1);
                     let sleep = tokio::time::sleep(this.layer.delay(*this.attempt - 1));
                     this.state.set(State::Backoff { sleep });
                 }
