@@ -1,8 +1,8 @@
 //! `metrics`: how long requests take, how many run and how many fail, recorded through the
 //! [`metrics`] facade under the names in [`chakra_service::telemetry`].
 //!
-//! Everything is recorded once, when the response future completes, so a request's duration,
-//! count and failure always agree. A future dropped before it completes (the caller gave up)
+//! Everything is recorded once, when the request completes — for a stream, when its last
+//! row has been read — so a request's duration, count and failure always agree. A future dropped before it completes (the caller gave up)
 //! is still counted and timed, with `outcome = "cancelled"`: otherwise the statements callers
 //! abandon, often the slowest ones, would vanish from the histogram.
 
@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chakra_service::telemetry::{QUERIES, QUERY_DURATION, QUERY_ERRORS};
-use chakra_service::{Error, ErrorKind, Labels, Request, Response, Result};
-use futures::ready;
+use chakra_service::{Error, ErrorKind, Labels, Request, Response, Result, Row, RowStream};
+use futures::{ready, Stream};
 use metrics::{counter, histogram, SharedString};
 use pin_project::{pin_project, pinned_drop};
 use tower_layer::Layer;
@@ -90,14 +90,56 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let output = ready!(this.inner.poll(cx));
-        if let Some(labels) = this.labels.take() {
-            let outcome = match &output {
-                Ok(_) => Outcome::Ok,
-                Err(error) => Outcome::Error(error.kind()),
-            };
-            labels.record(this.start, outcome);
+        let Some(labels) = this.labels.take() else { return Poll::Ready(output) };
+        match output {
+            // The statement runs until the stream's last row: time it until then.
+            Ok(Response::Stream(rows)) => {
+                let recording = Recording { labels: Some(labels), start: *this.start };
+                Poll::Ready(Ok(Response::Stream(RowStream::new(MeteredStream { rows, recording }))))
+            }
+            output => {
+                labels.record(this.start, Outcome::of(&output));
+                Poll::Ready(output)
+            }
         }
-        Poll::Ready(output)
+    }
+}
+
+/// A stream's rows, recording the request when the last row, an error, or the consumer
+/// dropping the stream ends it.
+struct MeteredStream {
+    rows: RowStream,
+    recording: Recording,
+}
+
+/// Labels still to record, recorded as cancelled if dropped unrecorded.
+struct Recording {
+    labels: Option<QueryLabels>,
+    start: Instant,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(labels) = self.labels.take() {
+            labels.record(&self.start, Outcome::Cancelled);
+        }
+    }
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<Row>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+        let item = ready!(Pin::new(&mut self.rows).poll_next(cx));
+        let outcome = match &item {
+            Some(Ok(_)) => return Poll::Ready(item),
+            Some(Err(error)) => Outcome::Error(error.kind()),
+            None => Outcome::Ok,
+        };
+        if let Some(labels) = self.recording.labels.take() {
+            labels.record(&self.recording.start, outcome);
+        }
+        Poll::Ready(item)
     }
 }
 
@@ -121,6 +163,13 @@ enum Outcome {
 }
 
 impl Outcome {
+    fn of(output: &Result<Response>) -> Outcome {
+        match output {
+            Ok(_) => Outcome::Ok,
+            Err(error) => Outcome::Error(error.kind()),
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

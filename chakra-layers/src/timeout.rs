@@ -6,13 +6,20 @@
 //! the statement ends with `57014 query_canceled` and the connection comes back clean.
 //! If the statement finished anyway the executor discards the connection, since the cancel
 //! may still be on its way. Waiting for a connection counts toward the deadline too.
+//!
+//! A stream's statement runs until its last row, so the deadline goes on bounding it after
+//! the stream is handed over — but only while the consumer is *waiting* for rows: the
+//! server's time to produce the first row and every later wait count, the consumer's own
+//! work between rows does not. A slow consumer of a fast query is never cut off; a query
+//! that keeps its reader waiting longer than the deadline in all is cancelled like any other.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chakra_service::{CancelSlot, Error, ErrorKind, Request, Response, Result, SqlState};
+use chakra_service::{CancelSlot, Error, ErrorKind, Request, Response, Result, Row, RowStream, SqlState};
+use futures::Stream;
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
@@ -121,6 +128,16 @@ where
                 Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => {
                     Err(expired(*this.limit, true))
                 }
+                // The server may answer the statement's start only with its first rows, or
+                // with the cancellation itself: the stream goes on where the future left off.
+                Ok(Response::Stream(rows)) => match (this.sleep.as_pin_mut(), this.slot.take()) {
+                    (Some(sleep), Some(slot)) => {
+                        let deadline = Deadline { limit: *this.limit, grace: *this.grace };
+                        let stream = TimeoutStream::new(rows, slot, sleep.deadline(), deadline, *this.cancelled);
+                        Ok(Response::Stream(RowStream::new(stream)))
+                    }
+                    _ => Ok(Response::Stream(rows)),
+                },
                 other => other,
             });
         }
@@ -143,6 +160,96 @@ where
         match sleep.poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(expired(*this.limit, false))),
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    limit: Duration,
+    grace: Duration,
+}
+
+/// A stream whose statement is still under its deadline. `left` is the budget of waiting
+/// still allowed; it shrinks only while the consumer waits for rows. The timer is lazy: it
+/// is armed for the earliest possible expiry and, when it fires early because the consumer
+/// spent time elsewhere, re-armed for the true one, so a row costs no timer update.
+#[pin_project]
+struct TimeoutStream {
+    /// `None` once the stream has ended or been given up on (which releases the connection).
+    rows: Option<RowStream>,
+    #[pin]
+    sleep: Sleep,
+    slot: CancelSlot,
+    left: Duration,
+    /// When the current wait for rows began.
+    waiting_since: Option<Instant>,
+    deadline: Deadline,
+    cancelled: bool,
+}
+
+impl TimeoutStream {
+    /// `due` is when the timer fires next: the end of the budget, or of the grace period
+    /// once `cancelled`.
+    fn new(rows: RowStream, slot: CancelSlot, due: Instant, deadline: Deadline, cancelled: bool) -> Self {
+        TimeoutStream {
+            rows: Some(rows),
+            sleep: tokio::time::sleep_until(due),
+            slot,
+            left: due.saturating_duration_since(Instant::now()),
+            waiting_since: None,
+            deadline,
+            cancelled,
+        }
+    }
+}
+
+impl Stream for TimeoutStream {
+    type Item = Result<Row>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+        let mut this = self.project();
+        let Some(rows) = this.rows.as_mut() else { return Poll::Ready(None) };
+        if let Poll::Ready(item) = Pin::new(rows).poll_next(cx) {
+            if let Some(since) = this.waiting_since.take() {
+                *this.left = this.left.saturating_sub(since.elapsed());
+            }
+            return Poll::Ready(match item {
+                Some(Ok(row)) => Some(Ok(row)),
+                Some(Err(e)) => {
+                    *this.rows = None;
+                    let confirmed = *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED);
+                    Some(if confirmed { Err(expired(this.deadline.limit, true)) } else { Err(e) })
+                }
+                None => {
+                    *this.rows = None;
+                    None
+                }
+            });
+        }
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
+        loop {
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if *this.cancelled {
+                // The server did not confirm the cancel in time: give up on the statement
+                // (dropping the rows discards the connection, still in flight).
+                *this.rows = None;
+                return Poll::Ready(Some(Err(expired(this.deadline.limit, false))));
+            }
+            let due = since + *this.left;
+            if Instant::now() < due {
+                // Fired early: part of the budget went on the consumer's own work.
+                this.sleep.as_mut().reset(due);
+                continue;
+            }
+            if !this.slot.cancel() {
+                *this.rows = None;
+                return Poll::Ready(Some(Err(expired(this.deadline.limit, false))));
+            }
+            *this.cancelled = true;
+            this.sleep.as_mut().reset(Instant::now() + this.deadline.grace);
         }
     }
 }

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use chakra_service::{Error, Request, Response, Result, ServerInfo};
-use futures::ready;
+use chakra_service::{Error, Request, Response, Result, Row, RowStream, ServerInfo};
+use futures::{ready, Stream};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
 use opentelemetry::KeyValue;
@@ -31,7 +31,8 @@ const CANCELLED: &str = "chakra.cancelled";
 /// `server.address` and `server.port`. A failed request sets status `Error` with the error's message,
 /// `error.type` (the [`ErrorKind`](chakra_service::ErrorKind) in snake_case, e.g.
 /// `pool_timeout`) and, when the server reported one, `db.response.status_code` (the
-/// SQLSTATE). A request dropped before it completes ends its span with
+/// SQLSTATE). A stream's span lasts until its last row (or error). A request dropped
+/// before it completes, or a stream dropped before its end, ends its span with
 /// `chakra.cancelled = true`.
 ///
 /// Attributes are only built for spans that record, so with no tracer provider installed
@@ -142,13 +143,50 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let output = ready!(this.inner.poll(cx));
-        if let Some(mut span) = this.span.take() {
-            if let Err(error) = &output {
-                record_error(&mut span, error);
+        let Some(mut span) = this.span.take() else { return Poll::Ready(output) };
+        match output {
+            // The statement runs until the stream's last row: so does its span.
+            Ok(Response::Stream(rows)) => {
+                return Poll::Ready(Ok(Response::Stream(RowStream::new(TracedStream { rows, span: Some(span) }))));
             }
+            Err(ref error) => record_error(&mut span, error),
+            Ok(_) => {}
+        }
+        span.end();
+        Poll::Ready(output)
+    }
+}
+
+/// A stream's rows, ending the request's span at the last row, at an error, or — with
+/// `chakra.cancelled` — when the consumer drops the stream early.
+struct TracedStream {
+    rows: RowStream,
+    span: Option<BoxedSpan>,
+}
+
+impl Stream for TracedStream {
+    type Item = Result<Row>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+        let item = ready!(Pin::new(&mut self.rows).poll_next(cx));
+        if !matches!(item, Some(Ok(_))) {
+            if let Some(mut span) = self.span.take() {
+                if let Some(Err(error)) = &item {
+                    record_error(&mut span, error);
+                }
+                span.end();
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for TracedStream {
+    fn drop(&mut self) {
+        if let Some(mut span) = self.span.take() {
+            span.set_attribute(KeyValue::new(CANCELLED, true));
             span.end();
         }
-        Poll::Ready(output)
     }
 }
 

@@ -196,7 +196,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// Inserts many rows in one statement (one array per column), returning them as
     /// stored, generated keys and defaults included.
     fn insert_all<Q: Queryable>(db: &Q, rows: Vec<Self>) -> impl Future<Output = Result<Vec<Self>>> + Send {
-        let insert = bulk_insert::<Self>(&rows);
+        let insert = bulk_insert::<Self>(&rows, true);
         async move {
             if rows.is_empty() {
                 return Ok(Vec::new());
@@ -204,6 +204,19 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
             let statement = compile::insert(&Postgres, &insert);
             let request = Request::labelled(statement, Mode::All, Self::statements().labels("INSERT"));
             db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()
+        }
+    }
+
+    /// Inserts many rows in one statement (one array per column) and returns how many were
+    /// written. Nothing is read back, which makes it the fastest way in; use
+    /// [`insert_all`](Self::insert_all) to get generated keys and defaults.
+    fn insert_many<Q: Queryable>(db: &Q, rows: &[Self]) -> impl Future<Output = Result<u64>> + Send {
+        let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(rows, false));
+        async move {
+            let Some(insert) = insert else { return Ok(0) };
+            let statement = compile::insert(&Postgres, &insert);
+            let request = Request::labelled(statement, Mode::Execute, Self::statements().labels("INSERT"));
+            db.run(request).await?.rows_affected()
         }
     }
 }
@@ -235,14 +248,14 @@ fn columns<M: Model>() -> Vec<Ident> {
     M::FIELDS.iter().map(|f| f.column.clone()).collect()
 }
 
-fn bulk_insert<M: Model>(rows: &[M]) -> Insert {
+fn bulk_insert<M: Model>(rows: &[M], returning: bool) -> Insert {
     let fields: Vec<&FieldInfo> = inserted_fields::<M>().collect();
     Insert {
         table: M::TABLE.into(),
         columns: fields.iter().map(|f| f.column.clone()).collect(),
         column_types: fields.iter().map(|f| f.sql_type.clone()).collect(),
         rows: rows.iter().map(|r| insert_values::<M>(r.to_values())).collect(),
-        returning: columns::<M>(),
+        returning: if returning { columns::<M>() } else { Vec::new() },
         upsert: None,
     }
 }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, Mode, Request, Result, RowStream, Statement, Value};
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 
 use crate::ast::{Assignment, Delete, Expr, Order, Projection, Select, Update};
 use crate::compile;
@@ -104,9 +104,13 @@ impl<M: Model> Query<M> {
     }
 
     /// Every matching row.
+    ///
+    /// Rows are decoded as they arrive, while later ones are still on the wire, rather than
+    /// all at once after the last: the statement's deadline, span and metrics still cover
+    /// the whole fetch.
     pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<M>> {
-        let rows = db.run(self.request(&self.select, Mode::All)).await?.into_rows()?;
-        rows.iter().map(M::from_row).collect()
+        let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
+        ModelStream::<M> { rows, _model: PhantomData }.try_collect().await
     }
 
     /// The first matching row in the query's order, if any.

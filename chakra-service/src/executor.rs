@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::conn::{Conn, Lease};
 use crate::error::{Error, ErrorKind, Result};
-use crate::request::{Mode, Request, TxEffect};
+use crate::request::{CancelSlot, Mode, Request, TxEffect};
 use crate::response::{Response, Row, RowStream};
 use crate::value::Value;
 
@@ -61,7 +61,10 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     lease.in_flight = true;
     if request.mode == Mode::Stream {
         return match start_stream(&lease, &request).await {
-            Ok(rows) => Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease: Some(lease) }))),
+            Ok(rows) => {
+                let cancel = request.cancel.clone();
+                Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease: Some(lease), cancel })))
+            }
             Err(e) => {
                 lease.in_flight = false;
                 settle(&mut lease, &request, Err(&e));
@@ -98,14 +101,17 @@ fn settle(conn: &mut Conn, request: &Request, outcome: std::result::Result<(), &
         (TxEffect::Ends, _) => conn.in_transaction = false,
         _ => {}
     }
+    settle_health(conn, request.cancel.as_ref(), outcome);
+}
+
+/// Marks the connection broken after a connection error, or when a cancel was sent but
+/// the statement did not end by being cancelled: that cancel may still reach the server
+/// and hit whatever the connection runs next.
+fn settle_health(conn: &mut Conn, cancel: Option<&CancelSlot>, outcome: std::result::Result<(), &Error>) {
     if let Err(e) = outcome {
-        if e.is_connection_broken() {
-            conn.broken = true;
-        }
+        conn.broken |= e.is_connection_broken();
     }
-    // A cancel was sent but the statement did not end by being cancelled: the request may
-    // still reach the server and hit whatever this connection runs next.
-    if request.cancel.as_ref().is_some_and(|c| c.was_requested())
+    if cancel.is_some_and(CancelSlot::was_requested)
         && !matches!(outcome, Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED))
     {
         conn.broken = true;
@@ -157,6 +163,8 @@ struct LeasedRows {
     #[pin]
     rows: tokio_postgres::RowStream,
     lease: Option<Lease>,
+    /// The timeout layer's hand-off, to tell at the end whether a cancel is still on its way.
+    cancel: Option<CancelSlot>,
 }
 
 impl Stream for LeasedRows {
@@ -168,14 +176,15 @@ impl Stream for LeasedRows {
         let item = match this.rows.poll_next(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(row))) => return Poll::Ready(Some(Ok(row))),
-            Poll::Ready(Some(Err(e))) => {
-                let e = Error::from(e);
-                lease.broken |= e.is_connection_broken();
-                Some(Err(e))
-            }
+            Poll::Ready(Some(Err(e))) => Some(Err(Error::from(e))),
             Poll::Ready(None) => None,
         };
         lease.in_flight = false;
+        let outcome = match &item {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        };
+        settle_health(lease, this.cancel.as_ref(), outcome);
         *this.lease = None;
         Poll::Ready(item)
     }

@@ -286,6 +286,28 @@ async fn a_unique_violation_names_its_constraint() {
     cleanup(schema).await;
 }
 
+#[tokio::test]
+async fn insert_many_writes_every_row_or_none() {
+    let (pool, schema) = db().await;
+    let rows: Vec<User> = (0..500).map(|i| user(&format!("m{i}"), (i % 3 == 0).then_some("x@y"), i % 2 == 0, i)).collect();
+    assert_eq!(User::insert_many(&pool, &rows).await.unwrap(), 500);
+    assert_eq!(User::insert_many(&pool, &[]).await.unwrap(), 0);
+    let stored = User::query().order_by(User::rank().asc()).all(&pool).await.unwrap();
+    assert_eq!(stored.len(), 500);
+    for (stored, sent) in stored.iter().zip(&rows) {
+        assert!(stored.id > 0, "the generated key was not left to the database");
+        assert_eq!((&stored.name, &stored.email, stored.is_active, stored.rank), (&sent.name, &sent.email, sent.is_active, sent.rank));
+    }
+
+    // One duplicate name fails the whole statement: nothing of it is half-written.
+    let clash = vec![user("fresh", None, true, 1000), user("m7", None, true, 1001)];
+    let err = User::insert_many(&pool, &clash).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity);
+    assert_eq!(err.constraint(), Some("model_users_name_key"));
+    assert!(!User::query().filter(User::name().eq("fresh")).exists(&pool).await.unwrap());
+    cleanup(schema).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_gets_each_return_their_own_row() {
     let (pool, schema) = db().await;

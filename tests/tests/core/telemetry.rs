@@ -102,3 +102,61 @@ fn query_durations_counts_errors_and_pool_gauges_reach_the_metrics_recorder() {
         other => panic!("no idle-connections gauge: {other:?}"),
     }
 }
+
+/// A stream's statement runs until its last row: its span and its metrics end there, and a
+/// stream dropped half-read is marked cancelled.
+#[test]
+fn a_streams_span_and_duration_cover_every_row() {
+    use futures::TryStreamExt;
+    use std::time::Duration;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let tracer = BoxedTracer::new(Box::new(provider.tracer("chakra-test")));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sql = "SELECT g FROM generate_series(1, 3) g";
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let pool = builder(&database_url(), &unique("trace_stream")).tracer(tracer).build().await.unwrap();
+            let mut rows = pool.query_stream(sql, vec![]).await.unwrap();
+            assert!(exporter.get_finished_spans().unwrap().is_empty(), "the span ended before the rows were read");
+            let mut n = 0;
+            while rows.try_next().await.unwrap().is_some() {
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(n, 3);
+            assert_eq!(exporter.get_finished_spans().unwrap().len(), 1, "the span did not end with the last row");
+
+            let mut rows = pool.query_stream(sql, vec![]).await.unwrap();
+            rows.try_next().await.unwrap().expect("a first row");
+            drop(rows);
+        })
+    });
+
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 2);
+    let (read, dropped) = (&spans[0], &spans[1]);
+    let lasted = read.end_time.duration_since(read.start_time).unwrap();
+    assert!(lasted >= Duration::from_millis(100), "the span ended before the last row: {lasted:?}");
+    assert_eq!(attribute(read, "chakra.cancelled"), None);
+    assert_eq!(attribute(dropped, "chakra.cancelled").as_deref(), Some("true"));
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let durations = |outcome: &str| {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            let matches = key.name() == telemetry::QUERY_DURATION
+                && key.labels().any(|l| l.key() == "outcome" && l.value() == outcome);
+            match (matches, value) {
+                (true, DebugValue::Histogram(samples)) => Some(samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>()),
+                _ => None,
+            }
+        })
+    };
+    let ok = durations("ok").expect("the read stream's duration");
+    assert_eq!(ok.len(), 1);
+    assert!(ok[0] >= 0.1, "the duration stopped before the last row: {}s", ok[0]);
+    assert_eq!(durations("cancelled").map(|d| d.len()), Some(1), "the dropped stream was not recorded");
+}

@@ -75,3 +75,54 @@ async fn a_zero_timeout_means_none() {
     let pool = builder(&database_url(), &unique("timeout_off")).query_timeout(Duration::ZERO).build().await.unwrap();
     pool.query("SELECT pg_sleep(0.3)", vec![]).await.expect("no deadline applies");
 }
+
+/// A stream's statement runs until its last row, so the deadline must bound it after the
+/// stream is handed over, including the server's time to produce the first row.
+#[tokio::test]
+async fn a_stream_waiting_on_a_slow_statement_times_out_and_is_cancelled() {
+    use futures::TryStreamExt;
+    let app = unique("timeout_stream");
+    let pool = builder(&database_url(), &app)
+        .max_connections(1)
+        .query_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let before = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
+
+    let start = Instant::now();
+    // The rows come only after the sleep, long after the stream itself was handed over.
+    let outcome = async {
+        let rows = pool.query_stream("SELECT g, pg_sleep(10) FROM generate_series(1, 2) g", vec![]).await?;
+        rows.try_collect::<Vec<_>>().await
+    };
+    let err = outcome.await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("cancelled on the server"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+
+    let admin = admin(&database_url()).await;
+    let sessions = backends(&admin, &app).await;
+    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the timeout: {sessions:?}");
+    let after = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
+    assert_eq!(before, after, "the cancelled connection was replaced instead of reused");
+}
+
+/// The deadline counts the time spent waiting for rows, not the consumer's own work: a slow
+/// reader of a fast query is not cut off.
+#[tokio::test]
+async fn a_slow_consumer_of_a_fast_stream_is_not_cut_off() {
+    use futures::TryStreamExt;
+    let pool =
+        builder(&database_url(), &unique("timeout_reader")).query_timeout(Duration::from_millis(200)).build().await.unwrap();
+    let mut rows = pool.query_stream("SELECT g FROM generate_series(1, 30) g", vec![]).await.unwrap();
+    let start = Instant::now();
+    let mut seen = 0_i32;
+    while let Some(row) = rows.try_next().await.unwrap() {
+        seen += 1;
+        assert_eq!(row.get::<_, i32>(0), seen);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 30);
+    assert!(start.elapsed() > Duration::from_millis(200), "the reader was meant to outlast the deadline");
+}
