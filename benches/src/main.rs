@@ -106,13 +106,9 @@ impl Shape {
         match self {
             Shape::SequentialGet => shapes::sequential_get(w, side).await,
             Shape::ConcurrentGet(fanout) => shapes::concurrent_get(w, side, fanout).await,
-            Shape::Fetch => {
-                let delivery = match side {
-                    Side::Raw(_) => Delivery::AsTheyArrive,
-                    Side::Chakra { .. } => Delivery::Collected,
-                };
-                shapes::fetch(side, delivery).await
-            }
+            // Like for like: each side's API that decodes rows while later ones are still
+            // on the wire (`--diagnose` also times both collecting first).
+            Shape::Fetch => shapes::fetch(side, Delivery::AsTheyArrive).await,
             Shape::Stream => shapes::stream(side).await,
             Shape::BulkInsert => shapes::bulk_insert(w, side, RawInsert::Copy).await,
         }

@@ -79,8 +79,8 @@ impl ModelSql {
     /// `User::get(id)` as the models will send it: a one-row request the batch layer may
     /// merge with concurrent lookups on the same table.
     fn lookup(&self, id: i64, batchable: bool) -> Request {
-        let request = Request::new(Statement::new(self.get.clone(), vec![id.into()]), Mode::One)
-            .labels(Labels::new("SELECT", Some(self.table.clone())));
+        let labels = Labels::new("SELECT", Some(self.table.clone()));
+        let request = Request::labelled(Statement::new(self.get.clone(), vec![id.into()]), Mode::One, labels);
         match batchable {
             true => {
                 request.point_lookup(PointLookup { batch_sql: self.get_batch.clone(), key_column: 0, key: id.into() })
@@ -217,9 +217,9 @@ pub enum Delivery {
     Collected,
 }
 
-/// One query returning `FETCH_ROWS` rows, all decoded. The headline compares each side's
-/// usual API: raw `query_raw` decoding as rows arrive against Chakra's `query`, which
-/// collects them first; `--diagnose` also runs the other combinations.
+/// One query returning `FETCH_ROWS` rows, all decoded. The headline has both sides decode
+/// rows as they arrive (raw `query_raw`, Chakra `query_stream`); `--diagnose` also runs
+/// both collecting every row first (`query`).
 pub async fn fetch(side: &Side, delivery: Delivery) -> Result<Duration> {
     let start = Instant::now();
     let mut users = Vec::new();

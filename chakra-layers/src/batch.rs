@@ -13,7 +13,6 @@
 //! If the leader's future is dropped, its group's members notice their closed channel and
 //! run their own statements: no lookup waits on a caller that went away.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,6 +21,7 @@ use std::task::{ready, Context, Poll};
 use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
 use chakra_service::uuid::Uuid;
 use chakra_service::{Error, Mode, Request, Response, Result, Row, Statement, Value};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use pin_project::{pin_project, pinned_drop};
 use tokio::sync::oneshot;
 use tower_layer::Layer;
@@ -178,10 +178,12 @@ where
             }
             return BatchFuture::new(State::Waiting { receiver }, inner, Some(request), None);
         }
-        if groups.in_flight.get(&sql).is_none_or(|n| *n == 0) {
+        let in_flight = groups.in_flight.entry(sql.clone()).or_default();
+        if *in_flight == 0 {
             // Nothing of this shape is running, so there is nothing to wait for: go now.
+            *in_flight = 1;
             drop(groups);
-            let in_flight = InFlight::start(&self.groups, sql);
+            let in_flight = InFlight { groups: self.groups.clone(), sql };
             let future = inner.call(request);
             let mut batch = BatchFuture::new(State::Direct { future }, inner, None, None);
             batch.in_flight = Some(in_flight);
@@ -357,7 +359,7 @@ impl<S: Service<Request>> PinnedDrop for BatchFuture<S> {
 /// One query for every distinct key of the group, all labels kept from the leader.
 fn merged_request(leader: &Request, members: &[Member]) -> Request {
     let lookup = leader.point_lookup.as_ref().expect("leaders are lookups");
-    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    let mut seen = HashSet::with_capacity(members.len());
     let keys: Vec<Value> = members
         .iter()
         .filter(|m| seen.insert(&m.key))

@@ -130,7 +130,7 @@ where
                     drop(error);
                     let request = this.request.as_ref().expect("checked above");
                     let labels = QueryLabels::new(&request.labels);
-                    metrics::counter!(QUERY_RETRIES, "operation" => labels.operation, "table" => labels.table)
+                    metrics::counter!(QUERY_RETRIES, "operation" => labels.operation(), "table" => labels.table())
                         .increment(1);
                     let sleep = tokio::time::sleep(this.layer.delay(*this.attempt - 1));
                     this.state.set(State::Backoff { sleep });

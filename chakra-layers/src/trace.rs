@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use chakra_service::{Error, Request, Response, Result, Row, RowStream, ServerInfo};
 use futures::{ready, Stream};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
-use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
+use opentelemetry::trace::{SamplingDecision, SamplingResult, Span, SpanKind, Status, TraceState, Tracer};
 use opentelemetry::KeyValue;
 use pin_project::{pin_project, pinned_drop};
 use tower_layer::Layer;
@@ -35,8 +35,8 @@ const CANCELLED: &str = "chakra.cancelled";
 /// before it completes, or a stream dropped before its end, ends its span with
 /// `chakra.cancelled = true`.
 ///
-/// Attributes are only built for spans that record, so with no tracer provider installed
-/// the layer costs one no-op span per request.
+/// Attributes are only built for spans that record, and with no tracer provider installed
+/// (when the layer is built) no span is built at all.
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
     shared: Arc<Shared>,
@@ -44,7 +44,8 @@ pub struct TraceLayer {
 
 #[derive(Debug)]
 struct Shared {
-    tracer: BoxedTracer,
+    /// `None` when the tracer is the API's no-op one: then no span is built at all.
+    tracer: Option<BoxedTracer>,
     server: ServerInfo,
 }
 
@@ -60,8 +61,22 @@ impl TraceLayer {
     /// Traces with `tracer`, e.g. `BoxedTracer::new(Box::new(provider.tracer("chakra")))`
     /// for a provider that is not the global one.
     pub fn with_tracer(server: ServerInfo, tracer: BoxedTracer) -> Self {
+        let tracer = (!is_noop(&tracer)).then_some(tracer);
         TraceLayer { shared: Arc::new(Shared { tracer, server }) }
     }
+}
+
+/// Whether `tracer` is the API's no-op tracer (what `global::tracer` gives while no
+/// provider is installed), whose spans cost an allocation each and record nothing.
+///
+/// Without a parent, a no-op span has an invalid context, while a real tracer gives every
+/// span valid ids, even one its sampler drops. The probe comes pre-sampled as dropped, so
+/// a real tracer neither records nor exports it.
+fn is_noop(tracer: &BoxedTracer) -> bool {
+    let dropped =
+        SamplingResult { decision: SamplingDecision::Drop, attributes: Vec::new(), trace_state: TraceState::NONE };
+    let probe = tracer.span_builder("chakra.probe").with_sampling_result(dropped);
+    !tracer.build_with_context(probe, &opentelemetry::Context::new()).span_context().is_valid()
 }
 
 impl<S> Layer<S> for TraceLayer {
@@ -92,18 +107,18 @@ where
     }
 
     fn call(&mut self, request: Request) -> TraceFuture<S::Future> {
-        let span = self.shared.start(&request);
-        TraceFuture { inner: self.inner.call(request), span: Some(span) }
+        let span = self.shared.tracer.as_ref().map(|tracer| self.shared.start(tracer, &request));
+        TraceFuture { inner: self.inner.call(request), span }
     }
 }
 
 impl Shared {
-    fn start(&self, request: &Request) -> BoxedSpan {
+    fn start(&self, tracer: &BoxedTracer, request: &Request) -> BoxedSpan {
         let labels = &request.labels;
         // Named after the operation alone at first: the full name is formatted only for a
-        // span that records, so an unsampled request allocates nothing here.
-        let builder = self.tracer.span_builder(labels.operation.clone()).with_kind(SpanKind::Client);
-        let mut span = self.tracer.build_with_context(builder, &opentelemetry::Context::current());
+        // span that records.
+        let builder = tracer.span_builder(labels.operation.clone()).with_kind(SpanKind::Client);
+        let mut span = tracer.build_with_context(builder, &opentelemetry::Context::current());
         if !span.is_recording() {
             return span;
         }
@@ -262,6 +277,21 @@ mod tests {
 
     fn failing(kind: ErrorKind, message: &'static str) -> ServiceFn<impl FnMut(Request) -> Ready<Result<Response>>> {
         service_fn(move |_: Request| ready(Err(Error::new(kind, message))))
+    }
+
+    #[test]
+    fn only_the_no_op_tracer_is_skipped_and_the_probe_is_never_exported() {
+        let noop = BoxedTracer::new(Box::new(opentelemetry::trace::noop::NoopTracer::new()));
+        assert!(is_noop(&noop));
+        let (provider, exporter) = provider();
+        let sampled_out = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+            .with_simple_exporter(exporter.clone())
+            .build();
+        for real in [&provider, &sampled_out] {
+            assert!(!is_noop(&BoxedTracer::new(Box::new(real.tracer("test")))));
+        }
+        assert!(exporter.get_finished_spans().unwrap().is_empty(), "the probe was exported");
     }
 
     #[tokio::test]

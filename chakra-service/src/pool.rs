@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, PoolError, QueueMode, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Pool, PoolError, QueueMode, RecyclingMethod, Runtime, TimeoutType, Timeouts,
+};
 use futures::future::try_join_all;
 
 use crate::config::Config;
@@ -84,7 +86,15 @@ impl ConnectionPool {
 
     /// Takes a connection, waiting at most `acquire_timeout`.
     pub async fn acquire(&self) -> Result<Conn> {
-        let obj = self.shared.pool.get().await.map_err(|e| pool_error(e, &self.shared.config))?;
+        let pool = &self.shared.pool;
+        // Try without waiting first: a free connection needs no deadline, and arming one
+        // (a timer) is most of what an uncontended checkout would otherwise cost.
+        let at_once = Timeouts { wait: Some(Duration::ZERO), ..pool.timeouts() };
+        let obj = match pool.timeout_get(&at_once).await {
+            Err(PoolError::Timeout(TimeoutType::Wait)) => pool.get().await,
+            other => other,
+        };
+        let obj = obj.map_err(|e| pool_error(e, &self.shared.config))?;
         Ok(Conn::new(Client::Pooled(obj), self.shared.config.database.statement_cache))
     }
 
@@ -159,7 +169,7 @@ fn publish(pool: &Pool) {
 
 fn pool_error(e: PoolError, config: &Config) -> Error {
     match e {
-        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => Error::new(
+        PoolError::Timeout(TimeoutType::Wait) => Error::new(
             ErrorKind::PoolTimeout,
             format!(
                 "no connection became free within pool.acquire_timeout ({:?}; pool.max_connections = {})",

@@ -70,7 +70,7 @@ pub enum TxEffect {
 }
 
 /// What a request is about, for tracing and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels {
     /// `SELECT`, `INSERT`, … (`db.operation.name`).
     pub operation: Cow<'static, str>,

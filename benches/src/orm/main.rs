@@ -433,7 +433,8 @@ async fn diagnose(w: &Workload, contenders: &[Contender], args: &Args) -> Result
     let inserts = [
         ("raw UNNEST", shapes::InsertSplit::Raw(raw)),
         ("raw UNNEST … RETURNING *, rows decoded", shapes::InsertSplit::RawReturning(raw)),
-        ("chakra insert_all (UNNEST … RETURNING *)", shapes::InsertSplit::Chakra(chakra)),
+        ("chakra insert_many (UNNEST)", shapes::InsertSplit::Chakra(chakra)),
+        ("chakra insert_all (UNNEST … RETURNING *)", shapes::InsertSplit::ChakraReturning(chakra)),
     ];
     let (warmup, n) = rounds(Shape::Insert);
     eprintln!("  --diagnose: bulk insert split — {warmup} warm-up + {n} rounds");

@@ -66,7 +66,7 @@ impl Models {
         check::drain(BenchUser::query().stream(&self.pool).await?).await
     }
 
-    /// The application's rows, as `insert_all` takes them (made before the timer).
+    /// The application's rows as model structs (made before the timer).
     pub fn insert_input(rows: &[NewUser]) -> Vec<BenchNewUser> {
         rows.iter()
             .map(|u| BenchNewUser {
@@ -79,9 +79,15 @@ impl Models {
             .collect()
     }
 
-    /// `insert_all`: one `INSERT … SELECT * FROM UNNEST(…) RETURNING` every column, the
-    /// stored rows decoded back (Chakra has no bulk insert that skips `RETURNING`).
-    pub async fn insert(&self, rows: Vec<BenchNewUser>) -> crate::Result<u64> {
+    /// `insert_many`: one `INSERT … SELECT * FROM UNNEST(…)`, nothing read back, as the
+    /// peers' bulk inserts do.
+    pub async fn insert(&self, rows: &[BenchNewUser]) -> crate::Result<u64> {
+        Ok(BenchNewUser::insert_many(&self.pool, rows).await?)
+    }
+
+    /// `insert_all` (`--diagnose`): the same statement with `RETURNING` every column, the
+    /// stored rows decoded back.
+    pub async fn insert_returning(&self, rows: Vec<BenchNewUser>) -> crate::Result<u64> {
         let stored = BenchNewUser::insert_all(&self.pool, rows).await?;
         if stored.iter().any(|u| u.id == 0) {
             return Err("insert_all returned a row without its generated id".into());

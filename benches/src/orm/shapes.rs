@@ -170,7 +170,10 @@ pub async fn bulk_insert(w: &Workload, side: &Side) -> Result<Duration> {
     let rows = &w.new_users;
     let (written, elapsed) = match side {
         Side::Raw(s) => timed(s.insert(rows)).await?,
-        Side::Chakra(s) => timed(s.insert(Models::insert_input(rows))).await?,
+        Side::Chakra(s) => {
+            let input = Models::insert_input(rows);
+            timed(s.insert(&input)).await?
+        }
         Side::Sqlx(s) => timed(s.insert(rows)).await?,
         Side::SeaOrm(s) => timed(s.insert(SeaOrm::insert_input(rows))).await?,
         Side::Diesel(s) => {
@@ -213,12 +216,13 @@ pub async fn fetch_split(w: &Workload, variant: &FetchSplit<'_>) -> Result<Durat
     })
 }
 
-/// `--diagnose`: Chakra's bulk insert against raw `UNNEST` with and without `RETURNING`
-/// (Chakra's `insert_all` always reads the stored rows back).
+/// `--diagnose`: bulk inserts with and without `RETURNING`, raw and Chakra (`insert_many`
+/// reads nothing back, `insert_all` reads back every stored row).
 pub enum InsertSplit<'a> {
     Raw(&'a Raw),
     RawReturning(&'a Raw),
     Chakra(&'a Models),
+    ChakraReturning(&'a Models),
 }
 
 pub async fn insert_split(w: &Workload, variant: &InsertSplit<'_>) -> Result<Duration> {
@@ -228,7 +232,11 @@ pub async fn insert_split(w: &Workload, variant: &InsertSplit<'_>) -> Result<Dur
     let (written, elapsed) = match variant {
         InsertSplit::Raw(s) => timed(s.insert(rows)).await?,
         InsertSplit::RawReturning(s) => timed(s.insert_returning(rows)).await?,
-        InsertSplit::Chakra(s) => timed(s.insert(Models::insert_input(rows))).await?,
+        InsertSplit::Chakra(s) => {
+            let input = Models::insert_input(rows);
+            timed(s.insert(&input)).await?
+        }
+        InsertSplit::ChakraReturning(s) => timed(s.insert_returning(Models::insert_input(rows))).await?,
     };
     check_inserted(w, written).await?;
     Ok(elapsed)

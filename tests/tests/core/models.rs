@@ -289,14 +289,18 @@ async fn a_unique_violation_names_its_constraint() {
 #[tokio::test]
 async fn insert_many_writes_every_row_or_none() {
     let (pool, schema) = db().await;
-    let rows: Vec<User> = (0..500).map(|i| user(&format!("m{i}"), (i % 3 == 0).then_some("x@y"), i % 2 == 0, i)).collect();
+    let rows: Vec<User> =
+        (0..500).map(|i| user(&format!("m{i}"), (i % 3 == 0).then_some("x@y"), i % 2 == 0, i)).collect();
     assert_eq!(User::insert_many(&pool, &rows).await.unwrap(), 500);
     assert_eq!(User::insert_many(&pool, &[]).await.unwrap(), 0);
     let stored = User::query().order_by(User::rank().asc()).all(&pool).await.unwrap();
     assert_eq!(stored.len(), 500);
     for (stored, sent) in stored.iter().zip(&rows) {
         assert!(stored.id > 0, "the generated key was not left to the database");
-        assert_eq!((&stored.name, &stored.email, stored.is_active, stored.rank), (&sent.name, &sent.email, sent.is_active, sent.rank));
+        assert_eq!(
+            (&stored.name, &stored.email, stored.is_active, stored.rank),
+            (&sent.name, &sent.email, sent.is_active, sent.rank)
+        );
     }
 
     // One duplicate name fails the whole statement: nothing of it is half-written.

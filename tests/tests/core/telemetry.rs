@@ -150,7 +150,9 @@ fn a_streams_span_and_duration_cover_every_row() {
             let matches = key.name() == telemetry::QUERY_DURATION
                 && key.labels().any(|l| l.key() == "outcome" && l.value() == outcome);
             match (matches, value) {
-                (true, DebugValue::Histogram(samples)) => Some(samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>()),
+                (true, DebugValue::Histogram(samples)) => {
+                    Some(samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>())
+                }
                 _ => None,
             }
         })

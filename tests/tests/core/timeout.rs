@@ -113,8 +113,11 @@ async fn a_stream_waiting_on_a_slow_statement_times_out_and_is_cancelled() {
 #[tokio::test]
 async fn a_slow_consumer_of_a_fast_stream_is_not_cut_off() {
     use futures::TryStreamExt;
-    let pool =
-        builder(&database_url(), &unique("timeout_reader")).query_timeout(Duration::from_millis(200)).build().await.unwrap();
+    let pool = builder(&database_url(), &unique("timeout_reader"))
+        .query_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
     let mut rows = pool.query_stream("SELECT g FROM generate_series(1, 30) g", vec![]).await.unwrap();
     let start = Instant::now();
     let mut seen = 0_i32;
