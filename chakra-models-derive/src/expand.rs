@@ -45,6 +45,12 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
     };
     let values = fields.iter().map(value_of);
     let key_value = value_of(&fields[*primary_key]);
+    let arrays = fields.iter().enumerate().map(|(index, field)| {
+        let (ident, name, ty) = (&field.ident, &field.name, &field.ty);
+        let array = quote_spanned!(ty.span()=> <#ty as ChakraField>::array);
+        let table = quote!(<Self as #krate::Model>::TABLE);
+        quote!(#index => #array(rows.iter().map(|row| &row.#ident).collect(), #table, #name))
+    });
 
     let accessors = fields.iter().map(|field| accessor(model, field));
 
@@ -60,6 +66,7 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
                 const SQL_TYPE: &'static str;
                 const NULLABLE: bool;
                 fn value(&self) -> #krate::Value;
+                fn array(values: ::std::vec::Vec<&Self>, model: &str, field: &str) -> #krate::Result<#krate::Value>;
             }
 
             impl<T: #models::SqlType> ChakraField for T {
@@ -67,6 +74,9 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
                 const NULLABLE: bool = <T as #models::SqlType>::NULLABLE;
                 fn value(&self) -> #krate::Value {
                     ::core::convert::Into::into(::core::clone::Clone::clone(self))
+                }
+                fn array(values: ::std::vec::Vec<&Self>, model: &str, field: &str) -> #krate::Result<#krate::Value> {
+                    #models::encode_array::<T>(values, model, field)
                 }
             }
 
@@ -86,6 +96,16 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
 
                 fn primary_key(&self) -> #krate::Value {
                     #key_value
+                }
+
+                fn column_array(rows: &[Self], field: usize) -> #krate::Result<#krate::Value> {
+                    match field {
+                        #(#arrays,)*
+                        _ => ::core::result::Result::Err(#krate::Error::new(
+                            #krate::ErrorKind::Field,
+                            ::std::format!("`{}` has no field number {field}", <Self as #krate::Model>::TABLE),
+                        )),
+                    }
                 }
 
                 fn statements() -> &'static #models::ModelSql {

@@ -17,6 +17,8 @@ const RESERVED: &[&str] = &[
     "delete",
     "save",
     "insert_all",
+    "insert_many",
+    "column_array",
     "statements",
     "from_row",
     "to_values",

@@ -244,6 +244,9 @@ pub struct Insert {
     pub column_types: Vec<Cow<'static, str>>,
     /// Values, row by row, in `columns` order.
     pub rows: Vec<Vec<Value>>,
+    /// Or, for a bulk insert, one array per column, in `columns` order (rows unpacked
+    /// with `UNNEST`); used instead of `rows` when not empty, with `column_types`.
+    pub arrays: Vec<Value>,
     /// Columns to return from each inserted row (generated keys, defaults).
     pub returning: Vec<Ident>,
     /// Update these columns instead when a row with the same `conflict_target` exists.

@@ -286,6 +286,7 @@ mod tests {
             columns: vec![col("name"), col("score")],
             column_types: vec!["text".into(), "float8".into()],
             rows: vec![vec!["a".into(), 1.5_f64.into()], vec!["b".into(), 2.5_f64.into()]],
+            arrays: Vec::new(),
             returning: vec![col("id")],
             upsert: None,
         };

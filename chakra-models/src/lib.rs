@@ -16,5 +16,5 @@ mod query;
 pub use ast::{Assignment, Expr, Order};
 pub use column::Column;
 pub use dialect::{Dialect, Postgres};
-pub use model::{decode, FieldInfo, Model, ModelSql, SqlType};
+pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType};
 pub use query::{ModelStream, Query};

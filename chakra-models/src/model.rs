@@ -9,7 +9,9 @@ use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::uuid::Uuid;
-use chakra_service::{Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, Value};
+use chakra_service::{
+    Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, ToSql, Type, Value,
+};
 
 use crate::ast::{Assignment, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
 use crate::compile;
@@ -55,29 +57,43 @@ impl FieldInfo {
 /// Rust types a model field may have, with the PostgreSQL type they map to.
 ///
 /// A field of any other type is a compile error naming this trait at the field's type.
-pub trait SqlType: Into<Value> + Clone {
+pub trait SqlType: Into<Value> + Clone + ToSql + Sync {
     const SQL_TYPE: &'static str;
+    /// The array type a column of it travels as in a bulk insert (`text[]`, …).
+    const ARRAY_TYPE: Type;
     const NULLABLE: bool = false;
 }
 
 macro_rules! sql_types {
-    ($($t:ty => $name:literal),* $(,)?) => {$(
+    ($($t:ty => $name:literal $array:ident),* $(,)?) => {$(
         impl SqlType for $t {
             const SQL_TYPE: &'static str = $name;
+            const ARRAY_TYPE: Type = Type::$array;
         }
     )*};
 }
 
 sql_types! {
-    bool => "bool", i16 => "int2", i32 => "int4", i64 => "int8", f32 => "float4", f64 => "float8",
-    String => "text", Vec<u8> => "bytea", Uuid => "uuid", chakra_service::serde_json::Value => "jsonb",
-    NaiveDate => "date", NaiveTime => "time", NaiveDateTime => "timestamp", DateTime<Utc> => "timestamptz",
-    Decimal => "numeric",
+    bool => "bool" BOOL_ARRAY, i16 => "int2" INT2_ARRAY, i32 => "int4" INT4_ARRAY, i64 => "int8" INT8_ARRAY,
+    f32 => "float4" FLOAT4_ARRAY, f64 => "float8" FLOAT8_ARRAY, String => "text" TEXT_ARRAY,
+    Vec<u8> => "bytea" BYTEA_ARRAY, Uuid => "uuid" UUID_ARRAY, chakra_service::serde_json::Value => "jsonb" JSONB_ARRAY,
+    NaiveDate => "date" DATE_ARRAY, NaiveTime => "time" TIME_ARRAY, NaiveDateTime => "timestamp" TIMESTAMP_ARRAY,
+    DateTime<Utc> => "timestamptz" TIMESTAMPTZ_ARRAY, Decimal => "numeric" NUMERIC_ARRAY,
 }
 
 impl<T: SqlType> SqlType for Option<T> {
     const SQL_TYPE: &'static str = T::SQL_TYPE;
+    const ARRAY_TYPE: Type = T::ARRAY_TYPE;
     const NULLABLE: bool = true;
+}
+
+/// One field of many rows as a single array parameter, encoded straight from the borrowed
+/// values (what the derive's [`Model::column_array`] calls); `model` and `field` name the
+/// culprit if a value cannot be sent.
+pub fn encode_array<T: SqlType>(values: Vec<&T>, model: &str, field: &str) -> Result<Value> {
+    Encoded::new(&values, T::ARRAY_TYPE)
+        .map(Value::Encoded)
+        .map_err(|e| Error::new(ErrorKind::Decode, format!("cannot send `{model}.{field}`: {e}")))
 }
 
 /// A struct mapped to a table. Derive it with `#[derive(Model)]`; the provided methods
@@ -99,6 +115,13 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
 
     /// The primary key's value.
     fn primary_key(&self) -> Value;
+
+    /// Field `field` (an index into [`FIELDS`](Self::FIELDS)) of every row, as one array
+    /// parameter for a bulk insert. The derive encodes it straight from the borrowed
+    /// fields; this default copies each row's values.
+    fn column_array(rows: &[Self], field: usize) -> Result<Value> {
+        Ok(Value::Array(rows.iter().map(|row| row.to_values().swap_remove(field)).collect()))
+    }
 
     /// The model's SQL, compiled once (the derive keeps it in a static).
     fn statements() -> &'static ModelSql;
@@ -196,11 +219,9 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// Inserts many rows in one statement (one array per column), returning them as
     /// stored, generated keys and defaults included.
     fn insert_all<Q: Queryable>(db: &Q, rows: Vec<Self>) -> impl Future<Output = Result<Vec<Self>>> + Send {
-        let insert = bulk_insert::<Self>(&rows, true);
+        let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(&rows, true));
         async move {
-            if rows.is_empty() {
-                return Ok(Vec::new());
-            }
+            let Some(insert) = insert.transpose()? else { return Ok(Vec::new()) };
             let statement = compile::insert(&Postgres, &insert);
             let request = Request::labelled(statement, Mode::All, Self::statements().labels("INSERT"));
             db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()
@@ -213,7 +234,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     fn insert_many<Q: Queryable>(db: &Q, rows: &[Self]) -> impl Future<Output = Result<u64>> + Send {
         let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(rows, false));
         async move {
-            let Some(insert) = insert else { return Ok(0) };
+            let Some(insert) = insert.transpose()? else { return Ok(0) };
             let statement = compile::insert(&Postgres, &insert);
             let request = Request::labelled(statement, Mode::Execute, Self::statements().labels("INSERT"));
             db.run(request).await?.rows_affected()
@@ -248,16 +269,24 @@ fn columns<M: Model>() -> Vec<Ident> {
     M::FIELDS.iter().map(|f| f.column.clone()).collect()
 }
 
-fn bulk_insert<M: Model>(rows: &[M], returning: bool) -> Insert {
-    let fields: Vec<&FieldInfo> = inserted_fields::<M>().collect();
-    Insert {
+/// One `INSERT … SELECT * FROM UNNEST(…)` for `rows`, one array parameter per column.
+fn bulk_insert<M: Model>(rows: &[M], returning: bool) -> Result<Insert> {
+    let inserted = M::FIELDS.iter().enumerate().filter(|(i, f)| !(f.generated && *i == M::PRIMARY_KEY));
+    let (mut names, mut column_types, mut arrays) = (Vec::new(), Vec::new(), Vec::new());
+    for (index, field) in inserted {
+        names.push(field.column.clone());
+        column_types.push(field.sql_type.clone());
+        arrays.push(M::column_array(rows, index)?);
+    }
+    Ok(Insert {
         table: M::TABLE.into(),
-        columns: fields.iter().map(|f| f.column.clone()).collect(),
-        column_types: fields.iter().map(|f| f.sql_type.clone()).collect(),
-        rows: rows.iter().map(|r| insert_values::<M>(r.to_values())).collect(),
+        columns: names,
+        column_types,
+        rows: Vec::new(),
+        arrays,
         returning: if returning { columns::<M>() } else { Vec::new() },
         upsert: None,
-    }
+    })
 }
 
 /// A model's fixed statements, compiled once.
@@ -295,6 +324,7 @@ impl ModelSql {
             columns: inserted.iter().map(|f| f.column.clone()).collect(),
             column_types: Vec::new(),
             rows: vec![inserted.iter().map(|_| Value::Null).collect()],
+            arrays: Vec::new(),
             returning: columns::<M>(),
             upsert: None,
         };
@@ -310,6 +340,7 @@ impl ModelSql {
             columns: columns::<M>(),
             column_types: Vec::new(),
             rows: vec![M::FIELDS.iter().map(|_| Value::Null).collect()],
+            arrays: Vec::new(),
             returning: Vec::new(),
             upsert: Some(Upsert {
                 conflict_target: vec![pk.column.clone()],

@@ -495,5 +495,10 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
             }
             list.into_any()
         }
+        // Only Rust bulk inserts build these, and rows never decode into one.
+        Value::Encoded(e) => {
+            let message = format!("a parameter pre-encoded as {} has no Python form", e.ty());
+            return Err(pyo3::exceptions::PyTypeError::new_err(message));
+        }
     })
 }

@@ -47,6 +47,7 @@ fn insert_request(schema: &Schema, objs: &[Bound<'_, PyAny>], with_pk: bool) -> 
         columns: included.iter().map(|&i| schema.fields[i].column.clone()).collect(),
         column_types: included.iter().map(|&i| schema.fields[i].sql_type.clone()).collect(),
         rows,
+        arrays: Vec::new(),
         returning: schema.fields.iter().map(|f| f.column.clone()).collect(),
         upsert: None,
     };

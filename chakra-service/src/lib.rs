@@ -21,13 +21,13 @@ pub use executor::{execute, Executor, Leased};
 pub use pool::{ConnectionPool, PoolStatus, ServerInfo};
 pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Statement, TxEffect};
 pub use response::{Response, Row, RowStream};
-pub use value::Value;
+pub use value::{Encoded, Value};
 
 /// The crates whose types appear in [`Value`].
 pub use {chrono, rust_decimal, serde_json, uuid};
 
 /// The driver's conversion traits, for decoding columns into your own types.
-pub use tokio_postgres::types::{FromSql, FromSqlOwned, ToSql};
+pub use tokio_postgres::types::{FromSql, FromSqlOwned, ToSql, Type};
 
 /// The driver's SQLSTATE codes, for matching on [`Error::code`].
 pub use tokio_postgres::error::SqlState;

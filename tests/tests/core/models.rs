@@ -411,6 +411,20 @@ mod every_type {
         row.update(&pool).await.unwrap();
         let found = EveryType::query().filter(EveryType::maybe().eq(7_i64)).one(&pool).await.unwrap();
         assert_eq!(found, row);
+
+        // Bulk inserts send each column as one array encoded from the borrowed fields:
+        // every type, NULLs in an `Option` included, must come back as it went in.
+        let copies = |first: u128| {
+            (first..first + 3)
+                .map(|n| EveryType { id: Uuid::from_u128(n), maybe: (n % 2 == 0).then_some(n as i64), ..row.clone() })
+                .collect::<Vec<_>>()
+        };
+        let (many, all) = (copies(100), copies(200));
+        assert_eq!(EveryType::insert_many(&pool, &many).await.unwrap(), 3);
+        assert_eq!(EveryType::insert_all(&pool, all.clone()).await.unwrap(), all);
+        let mut stored = EveryType::query().filter(EveryType::id().ne(row.id)).all(&pool).await.unwrap();
+        stored.sort_by_key(|r| r.id);
+        assert_eq!(stored, [many, all].concat());
         cleanup(schema).await;
     }
 }
