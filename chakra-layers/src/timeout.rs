@@ -123,43 +123,41 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(output) = this.inner.poll(cx) {
-            return Poll::Ready(match output {
-                Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                    Err(expired(*this.limit, true))
-                }
-                // The server may answer the statement's start only with its first rows, or
-                // with the cancellation itself: the stream goes on where the future left off.
-                Ok(Response::Stream(rows)) => match (this.sleep.as_pin_mut(), this.slot.take()) {
-                    (Some(sleep), Some(slot)) => {
-                        let deadline = Deadline { limit: *this.limit, grace: *this.grace };
-                        let stream = TimeoutStream::new(rows, slot, sleep.deadline(), deadline, *this.cancelled);
-                        Ok(Response::Stream(RowStream::new(stream)))
+        loop {
+            if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
+                return Poll::Ready(match output {
+                    Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                        Err(expired(*this.limit, true))
                     }
-                    _ => Ok(Response::Stream(rows)),
-                },
-                other => other,
-            });
-        }
-        let Some(mut sleep) = this.sleep.as_mut().as_pin_mut() else { return Poll::Pending };
-        if sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        if *this.cancelled {
-            // The server did not confirm the cancel in time: give up on the statement. The
-            // executor's connection is dropped in flight, so it is discarded, not reused.
-            return Poll::Ready(Err(expired(*this.limit, false)));
-        }
-        let sent = this.slot.as_ref().is_some_and(CancelSlot::cancel);
-        if !sent {
-            // No statement started yet (still waiting for a connection): nothing to cancel.
-            return Poll::Ready(Err(expired(*this.limit, false)));
-        }
-        *this.cancelled = true;
-        sleep.as_mut().reset(Instant::now() + *this.grace);
-        match sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(expired(*this.limit, false))),
-            Poll::Pending => Poll::Pending,
+                    // The server may answer the statement's start only with its first rows,
+                    // or with the cancellation itself: the stream goes on where this left off.
+                    Ok(Response::Stream(rows)) => match (this.sleep.as_pin_mut(), this.slot.take()) {
+                        (Some(sleep), Some(slot)) => {
+                            let deadline = Deadline { limit: *this.limit, grace: *this.grace };
+                            let stream = TimeoutStream::new(rows, slot, sleep.deadline(), deadline, *this.cancelled);
+                            Ok(Response::Stream(RowStream::new(stream)))
+                        }
+                        _ => Ok(Response::Stream(rows)),
+                    },
+                    other => other,
+                });
+            }
+            let Some(mut sleep) = this.sleep.as_mut().as_pin_mut() else { return Poll::Pending };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if *this.cancelled {
+                // The server did not confirm the cancel in time: give up on the statement.
+                // The executor's connection is dropped in flight, so it is discarded.
+                return Poll::Ready(Err(expired(*this.limit, false)));
+            }
+            if !this.slot.as_ref().is_some_and(CancelSlot::cancel) {
+                // No statement started yet (still waiting for a connection): nothing to cancel.
+                return Poll::Ready(Err(expired(*this.limit, false)));
+            }
+            *this.cancelled = true;
+            sleep.as_mut().reset(Instant::now() + *this.grace);
+            // Round again: polled now, the executor sends the server the cancel.
         }
     }
 }
@@ -209,26 +207,26 @@ impl Stream for TimeoutStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
         let mut this = self.project();
-        let Some(rows) = this.rows.as_mut() else { return Poll::Ready(None) };
-        if let Poll::Ready(item) = Pin::new(rows).poll_next(cx) {
-            if let Some(since) = this.waiting_since.take() {
-                *this.left = this.left.saturating_sub(since.elapsed());
-            }
-            return Poll::Ready(match item {
-                Some(Ok(row)) => Some(Ok(row)),
-                Some(Err(e)) => {
-                    *this.rows = None;
-                    let confirmed = *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED);
-                    Some(if confirmed { Err(expired(this.deadline.limit, true)) } else { Err(e) })
-                }
-                None => {
-                    *this.rows = None;
-                    None
-                }
-            });
-        }
-        let since = *this.waiting_since.get_or_insert_with(Instant::now);
         loop {
+            let Some(rows) = this.rows.as_mut() else { return Poll::Ready(None) };
+            if let Poll::Ready(item) = Pin::new(rows).poll_next(cx) {
+                if let Some(since) = this.waiting_since.take() {
+                    *this.left = this.left.saturating_sub(since.elapsed());
+                }
+                return Poll::Ready(match item {
+                    Some(Ok(row)) => Some(Ok(row)),
+                    Some(Err(e)) => {
+                        *this.rows = None;
+                        let confirmed = *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED);
+                        Some(if confirmed { Err(expired(this.deadline.limit, true)) } else { Err(e) })
+                    }
+                    None => {
+                        *this.rows = None;
+                        None
+                    }
+                });
+            }
+            let since = *this.waiting_since.get_or_insert_with(Instant::now);
             if this.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -250,6 +248,7 @@ impl Stream for TimeoutStream {
             }
             *this.cancelled = true;
             this.sleep.as_mut().reset(Instant::now() + this.deadline.grace);
+            // Round again: polled now, the rows' connection sends the server the cancel.
         }
     }
 }

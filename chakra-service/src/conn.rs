@@ -93,11 +93,7 @@ impl Drop for Conn {
             // also marked broken, and its statement must still be stopped on the server.
             let token = client.cancel_token();
             client.discard();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
-                });
-            }
+            send_cancel(token);
         } else if self.broken || client.is_closed() {
             client.discard();
         } else if self.in_transaction {
@@ -115,6 +111,16 @@ impl Drop for Conn {
         } else {
             drop(client);
         }
+    }
+}
+
+/// Asks the server, on a connection of its own, to cancel what `token`'s backend runs;
+/// best effort (the statement may end first, or the server be gone).
+pub(crate) fn send_cancel(token: tokio_postgres::CancelToken) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+        });
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tower_service::Service;
 
-use crate::conn::{Conn, Lease};
+use crate::conn::{send_cancel, Conn, Lease};
 use crate::error::{Error, ErrorKind, Result};
 use crate::request::{CancelSlot, Mode, Request, TxEffect};
 use crate::response::{Response, Row, RowStream};
@@ -56,11 +56,12 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
         ));
     }
     if let Some(slot) = &request.cancel {
-        slot.arm(lease.cancel_token());
+        slot.start();
     }
     lease.in_flight = true;
+    let slot = request.cancel.as_ref();
     if request.mode == Mode::Stream {
-        return match start_stream(&lease, &request).await {
+        return match Cancellable::new(start_stream(&lease, &request), &lease, slot).await {
             Ok(rows) => {
                 let cancel = request.cancel.clone();
                 Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease: Some(lease), cancel })))
@@ -72,13 +73,13 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
             }
         };
     }
-    let mut result = run(&lease, &request).await;
+    let mut result = Cancellable::new(run(&lease, &request), &lease, slot).await;
     if let Err(e) = &result {
         if is_stale_plan(e) && !lease.in_transaction {
             // The table changed shape since this connection prepared the statement
             // (SQLSTATE 0A000, "cached plan must not change result type"): prepare afresh.
             lease.client().statement_cache.remove(&request.statement.sql, &[]);
-            result = run(&lease, &request).await;
+            result = Cancellable::new(run(&lease, &request), &lease, slot).await;
         }
     }
     lease.in_flight = false;
@@ -111,10 +112,38 @@ fn settle_health(conn: &mut Conn, cancel: Option<&CancelSlot>, outcome: std::res
     if let Err(e) = outcome {
         conn.broken |= e.is_connection_broken();
     }
-    if cancel.is_some_and(CancelSlot::was_requested)
+    if cancel.is_some_and(CancelSlot::was_sent)
         && !matches!(outcome, Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED))
     {
         conn.broken = true;
+    }
+}
+
+/// A statement's future that first sends the server a cancel for the statement when the
+/// timeout layer has asked for one (see [`CancelSlot`]).
+#[pin_project]
+struct Cancellable<'a, F> {
+    #[pin]
+    statement: F,
+    conn: &'a Conn,
+    slot: Option<&'a CancelSlot>,
+}
+
+impl<'a, F> Cancellable<'a, F> {
+    fn new(statement: F, conn: &'a Conn, slot: Option<&'a CancelSlot>) -> Self {
+        Cancellable { statement, conn, slot }
+    }
+}
+
+impl<F: Future> Future for Cancellable<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if this.slot.is_some_and(CancelSlot::take_request) {
+            send_cancel(this.conn.cancel_token());
+        }
+        this.statement.poll(cx)
     }
 }
 
@@ -173,6 +202,9 @@ impl Stream for LeasedRows {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         let Some(lease) = this.lease.as_mut() else { return Poll::Ready(None) };
+        if this.cancel.as_ref().is_some_and(CancelSlot::take_request) {
+            send_cancel(lease.cancel_token());
+        }
         let item = match this.rows.poll_next(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(row))) => return Poll::Ready(Some(Ok(row))),

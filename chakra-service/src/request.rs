@@ -2,11 +2,9 @@
 //! down the layer stack to the executor.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio_postgres::CancelToken;
 
 use crate::conn::PinnedConn;
 use crate::value::Value;
@@ -112,50 +110,48 @@ pub struct PointLookup {
     pub key: Value,
 }
 
-/// A hand-off point through which the timeout layer can cancel the statement the executor
-/// is running, without either knowing the other's types.
+/// A hand-off point through which the timeout layer asks for the statement the executor
+/// is running to be cancelled, without either knowing the other's types.
+///
+/// The executor marks the statement started; on expiry the timeout layer requests a cancel
+/// and polls the request again; the executor, which holds the connection, then sends the
+/// server the cancel. Nothing of the connection is copied unless a cancel is sent.
 #[derive(Clone, Default)]
-pub struct CancelSlot(Arc<CancelState>);
+pub struct CancelSlot(Arc<AtomicU8>);
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const REQUESTED: u8 = 2;
+const SENT: u8 = 3;
 
 impl std::fmt::Debug for CancelSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CancelSlot").field("requested", &self.was_requested()).finish()
+        f.debug_struct("CancelSlot").field("sent", &self.was_sent()).finish()
     }
-}
-
-#[derive(Default)]
-struct CancelState {
-    token: Mutex<Option<CancelToken>>,
-    requested: AtomicBool,
 }
 
 impl CancelSlot {
-    /// Called by the executor when the statement is about to be sent.
-    pub fn arm(&self, token: CancelToken) {
-        *self.0.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    /// Called by the executor as the statement is sent.
+    pub fn start(&self) {
+        let _ = self.0.compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// Asks the server to cancel the running statement, if one is running. Returns whether
-    /// a cancel request was sent on its way.
+    /// Asks for the running statement to be cancelled; `false` if none has started (there
+    /// is nothing to cancel). The executor sends the cancel when it is next polled.
     pub fn cancel(&self) -> bool {
-        let token = self.0.token.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(token) = token else { return false };
-        self.0.requested.store(true, Ordering::Release);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
-                });
-                true
-            }
-            Err(_) => false,
-        }
+        self.0.compare_exchange(RUNNING, REQUESTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    /// Whether [`cancel`](Self::cancel) sent a request; the executor then knows a stray
-    /// cancel may still reach the connection.
-    pub fn was_requested(&self) -> bool {
-        self.0.requested.load(Ordering::Acquire)
+    /// For the executor: whether a cancel was asked for and not sent yet (it is then
+    /// counted as sent).
+    pub fn take_request(&self) -> bool {
+        self.0.compare_exchange(REQUESTED, SENT, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Whether a cancel was sent: it may still reach the server after the statement ended
+    /// and hit whatever the connection runs next.
+    pub fn was_sent(&self) -> bool {
+        self.0.load(Ordering::Acquire) == SENT
     }
 }
 
