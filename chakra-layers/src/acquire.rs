@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use chakra_service::{ConnectionPool, Error, ErrorKind, Lease, Leased, Request, Response, Result, Route};
+use chakra_service::{hand_back, ConnectionPool, Error, ErrorKind, Lease, Leased, Request, Response, Result, Route};
 use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -111,9 +111,13 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Leasing { lease, inner, request } => {
-                    let lease = ready!(lease.as_mut().poll(cx))?;
+                    let lease = ready!(lease.as_mut().poll(cx));
                     let (Some(mut inner), Some(request)) = (inner.take(), request.take()) else {
                         panic!("AcquireFuture polled after completion");
+                    };
+                    let lease = match lease {
+                        Ok(lease) => lease,
+                        Err(e) => return Poll::Ready(Err(hand_back(e, request))),
                     };
                     let future = inner.call(Leased { request, lease });
                     state.set(State::Running { future });

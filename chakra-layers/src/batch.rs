@@ -20,7 +20,7 @@ use std::task::{ready, Context, Poll};
 
 use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
 use chakra_service::uuid::Uuid;
-use chakra_service::{Error, Mode, Request, Response, Result, Row, Statement, Value};
+use chakra_service::{hand_back, Error, Mode, Request, Response, Result, Row, Statement, Value};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use pin_project::{pin_project, pinned_drop};
 use tokio::sync::oneshot;
@@ -296,7 +296,9 @@ where
                 StateProj::Waiting { receiver } => {
                     let request = this.request.as_ref().expect("members keep their request");
                     match ready!(Pin::new(receiver).poll(cx)) {
-                        Ok(rows) => return Poll::Ready(rows.and_then(|rows| Response::for_request(rows, request))),
+                        Ok(Ok(rows)) => return Poll::Ready(Response::for_request(rows, request)),
+                        // The merged query's failure is this lookup's: retried as this lookup.
+                        Ok(Err(e)) => return Poll::Ready(Err(hand_back(e, request.clone()))),
                         Err(_) => {
                             // The leader was dropped before answering: run our own statement.
                             ready!(this.inner.poll_ready(cx))?;
@@ -338,7 +340,10 @@ where
                     *this.in_flight = None;
                     let request = this.request.as_ref().expect("the leader keeps its request");
                     let own = distribute(result, members, *key_column);
-                    return Poll::Ready(own.and_then(|rows| Response::for_request(rows, request)));
+                    return Poll::Ready(match own {
+                        Ok(rows) => Response::for_request(rows, request),
+                        Err(e) => Err(hand_back(e, request.clone())),
+                    });
                 }
             }
         }
@@ -381,7 +386,9 @@ fn merged_request(leader: &Request, members: &[Member]) -> Request {
 fn distribute(result: Result<Vec<Row>>, members: &mut [Member], key_column: usize) -> Result<Vec<Row>> {
     let rows = match result {
         Ok(rows) => rows,
-        Err(e) => {
+        Err(mut e) => {
+            // The merged request is nobody's to send again; each lookup gets its own back.
+            e.take_request();
             for member in members.iter_mut().skip(1) {
                 if let Some(reply) = member.reply.take() {
                     let _ = reply.send(Err(e.clone()));

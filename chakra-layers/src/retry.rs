@@ -4,6 +4,9 @@
 //! Only requests marked idempotent and routed to the pool are retried: a write may have
 //! committed before the connection dropped, and a statement inside a transaction cannot
 //! be repeated on another connection.
+//!
+//! Nothing is copied up front: the layers below hand a failed request back inside its
+//! connection error ([`Error::with_request`]), and only then is it sent again.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,11 +76,8 @@ where
         let retryable = request.idempotent && !request.is_pinned() && self.layer.max_attempts > 1;
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (future, saved) = match retryable {
-            true => (inner.call(request.clone()), Some(request)),
-            false => (inner.call(request), None),
-        };
-        RetryFuture { state: State::Calling { future }, inner, request: saved, layer: self.layer, attempt: 1 }
+        let future = inner.call(request);
+        RetryFuture { state: State::Calling { future }, inner, retryable, layer: self.layer, attempt: 1 }
     }
 }
 
@@ -87,8 +87,8 @@ pub struct RetryFuture<S: Service<Request>> {
     #[pin]
     state: State<S::Future>,
     inner: S,
-    /// A copy to send again; `None` when the request may not be retried.
-    request: Option<Request>,
+    /// Whether the request may be sent again (an idempotent pooled read).
+    retryable: bool,
     layer: RetryLayer,
     attempt: u32,
 }
@@ -102,8 +102,8 @@ enum State<F> {
     Backoff {
         #[pin]
         sleep: Sleep,
+        request: Option<Request>,
     },
-    Ready,
 }
 
 impl<S> Future for RetryFuture<S>
@@ -117,32 +117,27 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let error = match ready!(future.poll(cx)) {
-                        Err(e)
-                            if e.kind() == ErrorKind::Connection
-                                && this.request.is_some()
-                                && *this.attempt < this.layer.max_attempts =>
-                        {
-                            e
-                        }
-                        other => return Poll::Ready(other),
+                    let mut error = match ready!(future.poll(cx)) {
+                        Err(e) => e,
+                        ok => return Poll::Ready(ok),
                     };
-                    drop(error);
-                    let request = this.request.as_ref().expect("checked above");
+                    // Taken in any case: a failed request does not travel up with its error.
+                    let request = error.take_request();
+                    let again = *this.retryable
+                        && error.kind() == ErrorKind::Connection
+                        && *this.attempt < this.layer.max_attempts;
+                    let Some(request) = request.filter(|_| again) else { return Poll::Ready(Err(error)) };
                     let labels = QueryLabels::new(&request.labels);
                     metrics::counter!(QUERY_RETRIES, "operation" => labels.operation(), "table" => labels.table())
                         .increment(1);
                     let sleep = tokio::time::sleep(this.layer.delay(*this.attempt - 1));
-                    this.state.set(State::Backoff { sleep });
+                    this.state.set(State::Backoff { sleep, request: Some(request) });
                 }
-                StateProj::Backoff { sleep } => {
+                StateProj::Backoff { sleep, request } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Ready);
-                }
-                StateProj::Ready => {
                     ready!(this.inner.poll_ready(cx))?;
                     *this.attempt += 1;
-                    let request = this.request.as_ref().expect("only retryable requests back off").clone();
+                    let request = request.take().expect("a backoff holds the request to send again");
                     let future = this.inner.call(request);
                     this.state.set(State::Calling { future });
                 }
@@ -173,11 +168,12 @@ mod tests {
         kind: ErrorKind,
         calls: Arc<AtomicU32>,
     ) -> impl Service<Request, Response = Response, Error = Error, Future = impl Send> + Clone {
-        service_fn(move |_req: Request| {
+        service_fn(move |request: Request| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 match n < failures {
-                    true => Err(Error::new(kind, "connection reset")),
+                    // As the executor does: a connection failure hands its request back.
+                    true => Err(chakra_service::hand_back(Error::new(kind, "connection reset"), request)),
                     false => Ok(Response::Affected(7)),
                 }
             }
@@ -197,9 +193,10 @@ mod tests {
     async fn attempts_are_capped() {
         let calls = Arc::new(AtomicU32::new(0));
         let svc = layer(3).layer(flaky(10, ErrorKind::Connection, calls.clone()));
-        let err = svc.oneshot(Request::new("SELECT 1".into(), Mode::All)).await.unwrap_err();
+        let mut err = svc.oneshot(Request::new("SELECT 1".into(), Mode::All)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Connection);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(err.take_request().is_none(), "the failed request travelled up with its error");
     }
 
     #[tokio::test]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 
+use crate::request::Request;
+
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// What went wrong, coarsely: enough to decide between retrying, reporting a 404,
@@ -76,6 +78,9 @@ struct Inner {
     key: Option<String>,
     detail: Option<String>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
+    /// The request that failed, handed back with a connection failure (see
+    /// [`Error::with_request`]); never printed, since its parameters are user data.
+    request: Option<Box<Request>>,
 }
 
 /// `Result` with Chakra's [`Error`].
@@ -93,6 +98,7 @@ impl Error {
                 key: None,
                 detail: None,
                 source: None,
+                request: None,
             }),
         }
     }
@@ -109,6 +115,18 @@ impl Error {
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(Arc::from(source.into()));
         self
+    }
+
+    /// Hands `request` back with a failure, so that a retry layer above can send it again
+    /// without copying every request up front in case it fails.
+    pub fn with_request(mut self, request: Request) -> Self {
+        self.inner.request = Some(Box::new(request));
+        self
+    }
+
+    /// Takes back the request handed back with this error, if any.
+    pub fn take_request(&mut self) -> Option<Request> {
+        self.inner.request.take().map(|r| *r)
     }
 
     /// The coarse category of this error.

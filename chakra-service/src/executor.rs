@@ -69,7 +69,7 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
             Err(e) => {
                 lease.in_flight = false;
                 settle(&mut lease, &request, Err(&e));
-                Err(e)
+                Err(hand_back(e, request))
             }
         };
     }
@@ -84,10 +84,19 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     }
     lease.in_flight = false;
     settle(&mut lease, &request, result.as_ref().map(|_| ()));
-    result.and_then(|r| match r {
-        Response::Rows(rows) => Response::for_request(rows, &request),
-        other => Ok(other),
-    })
+    match result {
+        Ok(Response::Rows(rows)) => Response::for_request(rows, &request),
+        Ok(other) => Ok(other),
+        Err(e) => Err(hand_back(e, request)),
+    }
+}
+
+/// Gives a connection failure its request back, for the retry layer to send again.
+pub fn hand_back(e: Error, request: Request) -> Error {
+    match e.kind() {
+        ErrorKind::Connection => e.with_request(request),
+        _ => e,
+    }
 }
 
 fn is_stale_plan(e: &Error) -> bool {

@@ -17,7 +17,7 @@ mod value;
 pub use config::{Config, DatabaseConfig, PoolConfig, QueryConfig, RetryConfig};
 pub use conn::{Conn, Lease, PinnedConn};
 pub use error::{Error, ErrorKind, Result};
-pub use executor::{execute, Executor, Leased};
+pub use executor::{execute, hand_back, Executor, Leased};
 pub use pool::{ConnectionPool, PoolStatus, ServerInfo};
 pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Statement, TxEffect};
 pub use response::{Response, Row, RowStream};
