@@ -397,32 +397,36 @@ fn distribute(result: Result<Vec<Row>>, members: &mut [Member], key_column: usiz
             return Err(e);
         }
     };
-    let mut by_key: HashMap<Key, Vec<Row>> = HashMap::with_capacity(rows.len());
+    // One slot per distinct key: its rows, and how many members still want them.
+    let mut slot_of: HashMap<&Key, usize> = HashMap::with_capacity(members.len());
+    let mut slots: Vec<(Vec<Row>, usize)> = Vec::with_capacity(members.len());
+    let member_slots: Vec<usize> = members
+        .iter()
+        .map(|member| {
+            let slot = *slot_of.entry(&member.key).or_insert_with(|| {
+                slots.push((Vec::new(), 0));
+                slots.len() - 1
+            });
+            slots[slot].1 += 1;
+            slot
+        })
+        .collect();
     for row in rows {
         let value: Value = row.try_get(key_column).map_err(Error::from)?;
-        if let Some(key) = Key::of(&value) {
-            by_key.entry(key).or_default().push(row);
+        if let Some(&slot) = Key::of(&value).as_ref().and_then(|key| slot_of.get(key)) {
+            slots[slot].0.push(row);
         }
     }
-    let mut remaining: HashMap<&Key, usize> = HashMap::with_capacity(members.len());
-    for member in members.iter() {
-        *remaining.entry(&member.key).or_default() += 1;
-    }
-    let mut answers = Vec::with_capacity(members.len());
-    for member in members.iter() {
-        let left = remaining.get_mut(&member.key).expect("counted above");
-        *left -= 1;
-        let rows = match *left {
-            0 => by_key.remove(&member.key).unwrap_or_default(),
-            _ => by_key.get(&member.key).cloned().unwrap_or_default(),
-        };
-        answers.push(rows);
-    }
-    let mut answers = answers.into_iter();
-    let own = answers.next().unwrap_or_default();
-    for (member, rows) in members.iter_mut().skip(1).zip(answers) {
-        if let Some(reply) = member.reply.take() {
-            let _ = reply.send(Ok(rows));
+    // The last member wanting a key's rows takes them; any before it get copies.
+    let mut own = Vec::new();
+    for (i, (member, slot)) in members.iter_mut().zip(member_slots).enumerate() {
+        let (rows, wanting) = &mut slots[slot];
+        *wanting -= 1;
+        let rows = if *wanting == 0 { std::mem::take(rows) } else { rows.clone() };
+        match (i, member.reply.take()) {
+            (0, _) => own = rows,
+            (_, Some(reply)) => drop(reply.send(Ok(rows))),
+            (_, None) => {}
         }
     }
     Ok(own)

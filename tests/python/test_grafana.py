@@ -1,7 +1,7 @@
 """integrations/grafana/chakra-dashboard.json queries exactly the metrics the core emits:
 names from chakra-service/src/telemetry.rs (Prometheus naming: a histogram is queried
 through ``_bucket``), labels from the ``counter!``/``histogram!``/``gauge!`` calls that
-record them."""
+record them, or the ``counter_key``/``histogram_key`` calls that build their keys once."""
 
 from __future__ import annotations
 
@@ -30,10 +30,12 @@ def recorded_labels(constants: dict[str, str]) -> dict[str, tuple[str, set[str]]
     for path in RECORDERS:
         if not path.exists():
             continue
-        for kind, constant, rest in re.findall(r"\b(counter|histogram|gauge)!\(\s*(?:telemetry::)?(\w+)([^;]*)", path.read_text()):
+        calls = r"\b(counter|histogram|gauge)(?:!|_key)\(\s*(?:telemetry::)?(\w+)([^;]*)"
+        for kind, constant, rest in re.findall(calls, path.read_text()):
             if constant in constants:
                 name = constants[constant]
-                labels = set(re.findall(r'"(\w+)"\s*=>', rest))
+                # `"label" => value` in a macro, `("label", value)` in a key.
+                labels = set(re.findall(r'"(\w+)"\s*=>', rest)) | set(re.findall(r'\(\s*"(\w+)"\s*,', rest))
                 recorded.setdefault(name, (kind, set()))[1].update(labels)
     return recorded
 

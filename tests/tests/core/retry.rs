@@ -99,3 +99,42 @@ async fn fault_the_pool_recovers_after_a_server_restart() {
     tx.query_one("SELECT 1", vec![]).await.unwrap();
     tx.commit().await.unwrap();
 }
+
+/// Lookups merged into one query are retried too: when the merged query's connection dies,
+/// each lookup gets its own request back and is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_batched_lookups_succeed_after_the_merged_querys_connection_was_terminated() {
+    use chakra::{Labels, Mode, PointLookup, Request, Statement};
+    use std::sync::Arc;
+
+    let Some(url) = throwaway_url() else { return };
+    let app = unique("retry_batch");
+    let pool = builder(&url, &app).max_connections(2).build().await.unwrap();
+    // Lookups slow enough to be caught running: the first goes alone, the other 19 merge.
+    let one: Arc<str> = "SELECT $1::int8 AS id FROM pg_sleep(0.5) AS slow_lookup".into();
+    let many: Arc<str> = "SELECT g AS id FROM unnest($1::int8[]) AS g, pg_sleep(0.5) AS slow_lookup".into();
+    let lookups = (1..=20_i64).map(|id| {
+        let request =
+            Request::labelled(Statement::new(one.clone(), vec![id.into()]), Mode::One, Labels::new("SELECT", None))
+                .point_lookup(PointLookup { batch_sql: many.clone(), key_column: 0, key: id.into() });
+        let pool = pool.clone();
+        async move { pool.run(request).await?.into_row() }
+    });
+    let all = tokio::spawn(futures::future::try_join_all(lookups));
+
+    let admin = admin(&url).await;
+    eventually(Duration::from_secs(5), "the lone and the merged lookup are running", || async {
+        let running = backends(&admin, &app).await;
+        (running.iter().filter(|(_, state, q)| state == "active" && q.contains("slow_lookup")).count() == 2)
+            .then_some(())
+    })
+    .await;
+    admin
+        .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+        .await
+        .unwrap();
+
+    let rows = all.await.unwrap().expect("every lookup is retried on a new connection");
+    let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>(), "each lookup got its own row back");
+}
