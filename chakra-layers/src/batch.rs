@@ -191,7 +191,10 @@ where
         }
         let id = groups.next_id;
         groups.next_id += 1;
-        groups.open.insert(sql.clone(), (id, vec![Member { key, reply: None }]));
+        // Room for the members a burst typically brings, so the group rarely regrows.
+        let mut members = Vec::with_capacity(self.max_batch.min(256));
+        members.push(Member { key, reply: None });
+        groups.open.insert(sql.clone(), (id, members));
         let lead = Lead { groups: self.groups.clone(), sql, id };
         let state = State::Yielding { yielded: Box::pin(tokio::task::yield_now()), seen: 1, yields: 1 };
         BatchFuture::new(state, inner, Some(request), Some(lead))

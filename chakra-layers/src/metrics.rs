@@ -6,6 +6,7 @@
 //! is still counted and timed, with `outcome = "cancelled"`: otherwise the statements callers
 //! abandon, often the slowest ones, would vanish from the histogram.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -221,10 +222,27 @@ const MAX_LABEL_SETS: usize = 1024;
 
 static LABEL_SETS: LazyLock<Mutex<HashMap<Labels, QueryLabels>>> = LazyLock::new(Mutex::default);
 
+thread_local! {
+    static LAST_LABEL_SET: RefCell<Option<(Labels, QueryLabels)>> = const { RefCell::new(None) };
+}
+
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 impl QueryLabels {
     pub(crate) fn new(labels: &Labels) -> Self {
+        // Each thread remembers the last label set it saw: a run of requests of one kind
+        // (the common case) then takes no lock shared with other threads.
+        LAST_LABEL_SET.with_borrow_mut(|last| match last {
+            Some((seen, keys)) if seen == labels => keys.clone(),
+            _ => {
+                let keys = QueryLabels::shared(labels);
+                *last = Some((labels.clone(), keys.clone()));
+                keys
+            }
+        })
+    }
+
+    fn shared(labels: &Labels) -> Self {
         let mut sets = LABEL_SETS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(keys) = sets.get(labels) {
             return keys.clone();

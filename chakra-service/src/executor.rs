@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use pin_project::pin_project;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -156,12 +156,13 @@ impl<F: Future> Future for Cancellable<'_, F> {
     }
 }
 
-fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+/// Parameters as the driver takes them, without collecting them into a `Vec` first.
+fn params(values: &[Value]) -> impl ExactSizeIterator<Item = &(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync))
 }
 
-fn typed_params(values: &[Value]) -> Vec<(&(dyn ToSql + Sync), Type)> {
-    values.iter().map(|v| (v as &(dyn ToSql + Sync), v.natural_type())).collect()
+fn typed_params(values: &[Value]) -> impl ExactSizeIterator<Item = (&(dyn ToSql + Sync), Type)> {
+    values.iter().map(|v| (v as &(dyn ToSql + Sync), v.natural_type()))
 }
 
 async fn run(conn: &Conn, request: &Request) -> Result<Response> {
@@ -171,13 +172,15 @@ async fn run(conn: &Conn, request: &Request) -> Result<Response> {
     Ok(if conn.statement_cache {
         let statement = client.prepare_cached(sql).await?;
         match request.mode {
-            Mode::Execute => Response::Affected(client.execute(&statement, &params(values)).await?),
-            _ => Response::Rows(client.query(&statement, &params(values)).await?),
+            Mode::Execute => Response::Affected(client.execute_raw(&statement, params(values)).await?),
+            _ => Response::Rows(client.query_raw(&statement, params(values)).await?.try_collect().await?),
         }
     } else {
         match request.mode {
-            Mode::Execute => Response::Affected(client.execute_typed(sql, &typed_params(values)).await?),
-            _ => Response::Rows(client.query_typed(sql, &typed_params(values)).await?),
+            Mode::Execute => {
+                Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
+            }
+            _ => Response::Rows(client.query_typed_raw(sql, typed_params(values)).await?.try_collect().await?),
         }
     })
 }
