@@ -14,9 +14,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chakra_service::telemetry::{QUERIES, QUERY_DURATION, QUERY_ERRORS};
-use chakra_service::{Error, ErrorKind, Labels, Request, Response, Result, Row, RowStream};
+use chakra_service::{Error, ErrorKind, Labels, Request, Response, Result, StreamEnd};
 use foldhash::HashMap;
-use futures::{ready, Stream};
+use futures::ready;
 use metrics::{Key, Label, Level, Metadata, SharedString};
 use pin_project::{pin_project, pinned_drop};
 use tower_layer::Layer;
@@ -97,53 +97,23 @@ where
         let Some(labels) = this.labels.take() else { return Poll::Ready(output) };
         match output {
             // The statement runs until the stream's last row: time it until then.
-            Ok(Response::Stream(rows)) => {
-                let recording = Recording { labels: Some(labels), start: *this.start };
-                Poll::Ready(Ok(Response::Stream(RowStream::new(MeteredStream { rows, recording }))))
+            Ok(Response::Stream(mut rows)) => {
+                let start = *this.start;
+                rows.on_end(move |end| {
+                    let outcome = match end {
+                        StreamEnd::Finished => Outcome::Ok,
+                        StreamEnd::Failed(error) => Outcome::Error(error.kind()),
+                        StreamEnd::Dropped => Outcome::Cancelled,
+                    };
+                    labels.record(&start, outcome);
+                });
+                Poll::Ready(Ok(Response::Stream(rows)))
             }
             output => {
                 labels.record(this.start, Outcome::of(&output));
                 Poll::Ready(output)
             }
         }
-    }
-}
-
-/// A stream's rows, recording the request when the last row, an error, or the consumer
-/// dropping the stream ends it.
-struct MeteredStream {
-    rows: RowStream,
-    recording: Recording,
-}
-
-/// Labels still to record, recorded as cancelled if dropped unrecorded.
-struct Recording {
-    labels: Option<QueryLabels>,
-    start: Instant,
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        if let Some(labels) = self.labels.take() {
-            labels.record(&self.start, Outcome::Cancelled);
-        }
-    }
-}
-
-impl Stream for MeteredStream {
-    type Item = Result<Row>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
-        let item = ready!(Pin::new(&mut self.rows).poll_next(cx));
-        let outcome = match &item {
-            Some(Ok(_)) => return Poll::Ready(item),
-            Some(Err(error)) => Outcome::Error(error.kind()),
-            None => Outcome::Ok,
-        };
-        if let Some(labels) = self.recording.labels.take() {
-            labels.record(&self.recording.start, outcome);
-        }
-        Poll::Ready(item)
     }
 }
 

@@ -214,7 +214,7 @@ impl Stream for TimeoutStream {
                     *this.left = this.left.saturating_sub(since.elapsed());
                 }
                 return Poll::Ready(match item {
-                    Some(Ok(row)) => Some(Ok(row)),
+                    row @ Some(Ok(_)) => row,
                     Some(Err(e)) => {
                         *this.rows = None;
                         let confirmed = *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED);

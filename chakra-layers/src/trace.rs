@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use chakra_service::{Error, Request, Response, Result, Row, RowStream, ServerInfo};
-use futures::{ready, Stream};
+use chakra_service::{Error, Request, Response, Result, ServerInfo, StreamEnd};
+use futures::ready;
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::trace::{SamplingDecision, SamplingResult, Span, SpanKind, Status, TraceState, Tracer};
 use opentelemetry::KeyValue;
@@ -161,47 +161,22 @@ where
         let Some(mut span) = this.span.take() else { return Poll::Ready(output) };
         match output {
             // The statement runs until the stream's last row: so does its span.
-            Ok(Response::Stream(rows)) => {
-                return Poll::Ready(Ok(Response::Stream(RowStream::new(TracedStream { rows, span: Some(span) }))));
+            Ok(Response::Stream(mut rows)) => {
+                rows.on_end(move |end| {
+                    match end {
+                        StreamEnd::Finished => {}
+                        StreamEnd::Failed(error) => record_error(&mut span, error),
+                        StreamEnd::Dropped => span.set_attribute(KeyValue::new(CANCELLED, true)),
+                    }
+                    span.end();
+                });
+                return Poll::Ready(Ok(Response::Stream(rows)));
             }
             Err(ref error) => record_error(&mut span, error),
             Ok(_) => {}
         }
         span.end();
         Poll::Ready(output)
-    }
-}
-
-/// A stream's rows, ending the request's span at the last row, at an error, or — with
-/// `chakra.cancelled` — when the consumer drops the stream early.
-struct TracedStream {
-    rows: RowStream,
-    span: Option<BoxedSpan>,
-}
-
-impl Stream for TracedStream {
-    type Item = Result<Row>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
-        let item = ready!(Pin::new(&mut self.rows).poll_next(cx));
-        if !matches!(item, Some(Ok(_))) {
-            if let Some(mut span) = self.span.take() {
-                if let Some(Err(error)) = &item {
-                    record_error(&mut span, error);
-                }
-                span.end();
-            }
-        }
-        Poll::Ready(item)
-    }
-}
-
-impl Drop for TracedStream {
-    fn drop(&mut self) {
-        if let Some(mut span) = self.span.take() {
-            span.set_attribute(KeyValue::new(CANCELLED, true));
-            span.end();
-        }
     }
 }
 

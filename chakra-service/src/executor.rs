@@ -214,11 +214,15 @@ impl Stream for LeasedRows {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         let Some(lease) = this.lease.as_mut() else { return Poll::Ready(None) };
-        if this.cancel.as_ref().is_some_and(CancelSlot::take_request) {
-            send_cancel(lease.cancel_token());
-        }
         let item = match this.rows.poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // Only a statement that keeps its reader waiting can need cancelling, so
+                // the timeout layer's request is looked at here, not for every row.
+                if this.cancel.as_ref().is_some_and(CancelSlot::take_request) {
+                    send_cancel(lease.cancel_token());
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(Some(Ok(row))) => return Poll::Ready(Some(Ok(row))),
             Poll::Ready(Some(Err(e))) => Some(Err(Error::from(e))),
             Poll::Ready(None) => None,

@@ -95,12 +95,39 @@ impl fmt::Debug for Response {
 /// Rows streamed from the server as the consumer reads them (no full buffering).
 pub struct RowStream {
     inner: Pin<Box<dyn Stream<Item = Result<Row>> + Send>>,
+    /// Called once when the stream ends (see [`on_end`](Self::on_end)).
+    on_end: Vec<EndHook>,
+}
+
+type EndHook = Box<dyn FnOnce(StreamEnd<'_>) + Send>;
+
+/// How a [`RowStream`] ended.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamEnd<'a> {
+    /// After its last row.
+    Finished,
+    /// With an error, its last item.
+    Failed(&'a Error),
+    /// Dropped by its consumer before its end.
+    Dropped,
 }
 
 impl RowStream {
     /// Wraps any stream of rows (layers may transform one).
     pub fn new(stream: impl Stream<Item = Result<Row>> + Send + 'static) -> Self {
-        RowStream { inner: Box::pin(stream) }
+        RowStream { inner: Box::pin(stream), on_end: Vec::new() }
+    }
+
+    /// Runs `hook` once the stream ends, however it ends: how layers that only care about
+    /// the end (a span, a duration) follow a stream without a wrapper every row passes through.
+    pub fn on_end(&mut self, hook: impl FnOnce(StreamEnd<'_>) + Send + 'static) {
+        self.on_end.push(Box::new(hook));
+    }
+
+    fn end(&mut self, how: StreamEnd<'_>) {
+        for hook in self.on_end.drain(..) {
+            hook(how);
+        }
     }
 }
 
@@ -108,6 +135,18 @@ impl Stream for RowStream {
     type Item = Result<Row>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        let item = self.inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(None) if !self.on_end.is_empty() => self.end(StreamEnd::Finished),
+            Poll::Ready(Some(Err(e))) if !self.on_end.is_empty() => self.end(StreamEnd::Failed(e)),
+            _ => {}
+        }
+        item
+    }
+}
+
+impl Drop for RowStream {
+    fn drop(&mut self) {
+        self.end(StreamEnd::Dropped);
     }
 }
