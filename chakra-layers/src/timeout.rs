@@ -15,11 +15,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use chakra_service::{CancelSlot, Error, ErrorKind, Request, Response, Result, Row, RowStream, SqlState};
-use futures::Stream;
+use chakra_service::{CancelSlot, Error, ErrorKind, GuardAction, Request, Response, Result, SqlState, StreamGuard};
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
@@ -131,14 +130,13 @@ where
                     }
                     // The server may answer the statement's start only with its first rows,
                     // or with the cancellation itself: the stream goes on where this left off.
-                    Ok(Response::Stream(rows)) => match (this.sleep.as_pin_mut(), this.slot.take()) {
-                        (Some(sleep), Some(slot)) => {
+                    Ok(Response::Stream(mut rows)) => {
+                        if let (Some(sleep), Some(slot)) = (this.sleep.as_pin_mut(), this.slot.take()) {
                             let deadline = Deadline { limit: *this.limit, grace: *this.grace };
-                            let stream = TimeoutStream::new(rows, slot, sleep.deadline(), deadline, *this.cancelled);
-                            Ok(Response::Stream(RowStream::new(stream)))
+                            rows.guard(StreamDeadline::new(slot, sleep.deadline(), deadline, *this.cancelled));
                         }
-                        _ => Ok(Response::Stream(rows)),
-                    },
+                        Ok(Response::Stream(rows))
+                    }
                     other => other,
                 });
             }
@@ -168,14 +166,12 @@ struct Deadline {
     grace: Duration,
 }
 
-/// A stream whose statement is still under its deadline. `left` is the budget of waiting
-/// still allowed; it shrinks only while the consumer waits for rows. The timer is lazy: it
-/// is armed for the earliest possible expiry and, when it fires early because the consumer
-/// spent time elsewhere, re-armed for the true one, so a row costs no timer update.
+/// The deadline of a stream's statement, watching the stream's waits for rows. `left` is
+/// the budget of waiting still allowed; it shrinks only while the consumer waits. The
+/// timer is lazy: armed for the earliest possible expiry and, when it fires early because
+/// the consumer spent time elsewhere, re-armed for the true one, so a row costs nothing.
 #[pin_project]
-struct TimeoutStream {
-    /// `None` once the stream has ended or been given up on (which releases the connection).
-    rows: Option<RowStream>,
+struct StreamDeadline {
     #[pin]
     sleep: Sleep,
     slot: CancelSlot,
@@ -186,12 +182,11 @@ struct TimeoutStream {
     cancelled: bool,
 }
 
-impl TimeoutStream {
+impl StreamDeadline {
     /// `due` is when the timer fires next: the end of the budget, or of the grace period
     /// once `cancelled`.
-    fn new(rows: RowStream, slot: CancelSlot, due: Instant, deadline: Deadline, cancelled: bool) -> Self {
-        TimeoutStream {
-            rows: Some(rows),
+    fn new(slot: CancelSlot, due: Instant, deadline: Deadline, cancelled: bool) -> Self {
+        StreamDeadline {
             sleep: tokio::time::sleep_until(due),
             slot,
             left: due.saturating_duration_since(Instant::now()),
@@ -202,39 +197,16 @@ impl TimeoutStream {
     }
 }
 
-impl Stream for TimeoutStream {
-    type Item = Result<Row>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+impl StreamGuard for StreamDeadline {
+    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<GuardAction> {
         let mut this = self.project();
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
         loop {
-            let Some(rows) = this.rows.as_mut() else { return Poll::Ready(None) };
-            if let Poll::Ready(item) = Pin::new(rows).poll_next(cx) {
-                if let Some(since) = this.waiting_since.take() {
-                    *this.left = this.left.saturating_sub(since.elapsed());
-                }
-                return Poll::Ready(match item {
-                    row @ Some(Ok(_)) => row,
-                    Some(Err(e)) => {
-                        *this.rows = None;
-                        let confirmed = *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED);
-                        Some(if confirmed { Err(expired(this.deadline.limit, true)) } else { Err(e) })
-                    }
-                    None => {
-                        *this.rows = None;
-                        None
-                    }
-                });
-            }
-            let since = *this.waiting_since.get_or_insert_with(Instant::now);
-            if this.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+            ready!(this.sleep.as_mut().poll(cx));
             if *this.cancelled {
                 // The server did not confirm the cancel in time: give up on the statement
-                // (dropping the rows discards the connection, still in flight).
-                *this.rows = None;
-                return Poll::Ready(Some(Err(expired(this.deadline.limit, false))));
+                // (the stream drops its rows, and the connection in flight is discarded).
+                return Poll::Ready(GuardAction::End(expired(this.deadline.limit, false)));
             }
             let due = since + *this.left;
             if Instant::now() < due {
@@ -243,12 +215,26 @@ impl Stream for TimeoutStream {
                 continue;
             }
             if !this.slot.cancel() {
-                *this.rows = None;
-                return Poll::Ready(Some(Err(expired(this.deadline.limit, false))));
+                return Poll::Ready(GuardAction::End(expired(this.deadline.limit, false)));
             }
             *this.cancelled = true;
             this.sleep.as_mut().reset(Instant::now() + this.deadline.grace);
-            // Round again: polled now, the rows' connection sends the server the cancel.
+            // Polled again now, the rows' connection sends the server the cancel.
+            return Poll::Ready(GuardAction::PollAgain);
+        }
+    }
+
+    fn resumed(self: Pin<&mut Self>) {
+        let this = self.project();
+        if let Some(since) = this.waiting_since.take() {
+            *this.left = this.left.saturating_sub(since.elapsed());
+        }
+    }
+
+    fn failed(self: Pin<&mut Self>, error: Error) -> Error {
+        match self.cancelled && error.code() == Some(&SqlState::QUERY_CANCELED) {
+            true => expired(self.deadline.limit, true),
+            false => error,
         }
     }
 }

@@ -20,7 +20,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use executor::{execute, hand_back, Executor, Leased};
 pub use pool::{ConnectionPool, PoolStatus, ServerInfo};
 pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Statement, TxEffect};
-pub use response::{Response, Row, RowStream, StreamEnd};
+pub use response::{GuardAction, Response, Row, RowStream, StreamEnd, StreamGuard};
 pub use value::{Encoded, Value};
 
 /// The crates whose types appear in [`Value`].

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use futures::Stream;
 
@@ -93,10 +93,17 @@ impl fmt::Debug for Response {
 }
 
 /// Rows streamed from the server as the consumer reads them (no full buffering).
+///
+/// Layers follow a stream without wrapping it, so a row passes through no code of theirs:
+/// [`on_end`](Self::on_end) for what happens once the stream ends (a span, a duration),
+/// [`guard`](Self::guard) for what watches its waits for rows (a deadline).
 pub struct RowStream {
-    inner: Pin<Box<dyn Stream<Item = Result<Row>> + Send>>,
-    /// Called once when the stream ends (see [`on_end`](Self::on_end)).
+    /// `None` once the stream has ended or been ended by a guard.
+    inner: Option<Pin<Box<dyn Stream<Item = Result<Row>> + Send>>>,
     on_end: Vec<EndHook>,
+    guards: Vec<Pin<Box<dyn StreamGuard>>>,
+    /// The last poll found no row ready.
+    waiting: bool,
 }
 
 type EndHook = Box<dyn FnOnce(StreamEnd<'_>) + Send>;
@@ -112,21 +119,73 @@ pub enum StreamEnd<'a> {
     Dropped,
 }
 
+/// Watches a [`RowStream`]'s waits for rows, e.g. a deadline; called only while the
+/// consumer waits, never for a row that is ready.
+pub trait StreamGuard: Send {
+    /// The stream has no row ready. `Pending` keeps waiting (with a wake-up arranged);
+    /// [`GuardAction::PollAgain`] polls the stream again at once; [`GuardAction::End`]
+    /// ends it with that error, dropping the rows still to come.
+    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<GuardAction>;
+
+    /// Rows are flowing again after a wait.
+    fn resumed(self: Pin<&mut Self>);
+
+    /// The stream failed with `error`: the error to report in its place.
+    fn failed(self: Pin<&mut Self>, error: Error) -> Error {
+        error
+    }
+}
+
+/// What a [`StreamGuard`] wants done after a wait.
+#[derive(Debug)]
+pub enum GuardAction {
+    PollAgain,
+    End(Error),
+}
+
 impl RowStream {
-    /// Wraps any stream of rows (layers may transform one).
+    /// Wraps any stream of rows.
     pub fn new(stream: impl Stream<Item = Result<Row>> + Send + 'static) -> Self {
-        RowStream { inner: Box::pin(stream), on_end: Vec::new() }
+        RowStream { inner: Some(Box::pin(stream)), on_end: Vec::new(), guards: Vec::new(), waiting: false }
     }
 
-    /// Runs `hook` once the stream ends, however it ends: how layers that only care about
-    /// the end (a span, a duration) follow a stream without a wrapper every row passes through.
+    /// Runs `hook` once the stream ends, however it ends.
     pub fn on_end(&mut self, hook: impl FnOnce(StreamEnd<'_>) + Send + 'static) {
         self.on_end.push(Box::new(hook));
     }
 
+    /// Adds a guard over the stream's waits for rows.
+    pub fn guard(&mut self, guard: impl StreamGuard + 'static) {
+        self.guards.push(Box::pin(guard));
+    }
+
     fn end(&mut self, how: StreamEnd<'_>) {
+        self.inner = None;
         for hook in self.on_end.drain(..) {
             hook(how);
+        }
+    }
+
+    fn resumed(&mut self) {
+        if std::mem::take(&mut self.waiting) {
+            self.guards.iter_mut().for_each(|g| g.as_mut().resumed());
+        }
+    }
+
+    /// Asks the guards about a wait: the first that ends the stream wins.
+    fn poll_guards(&mut self, cx: &mut Context<'_>) -> Poll<GuardAction> {
+        let mut again = false;
+        for guard in &mut self.guards {
+            match guard.as_mut().poll_wait(cx) {
+                Poll::Ready(GuardAction::End(e)) => return Poll::Ready(GuardAction::End(e)),
+                Poll::Ready(GuardAction::PollAgain) => again = true,
+                Poll::Pending => {}
+            }
+        }
+        if again {
+            Poll::Ready(GuardAction::PollAgain)
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -135,18 +194,46 @@ impl Stream for RowStream {
     type Item = Result<Row>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = self.inner.as_mut().poll_next(cx);
-        match &item {
-            Poll::Ready(None) if !self.on_end.is_empty() => self.end(StreamEnd::Finished),
-            Poll::Ready(Some(Err(e))) if !self.on_end.is_empty() => self.end(StreamEnd::Failed(e)),
-            _ => {}
+        let this = &mut *self;
+        loop {
+            let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+            match inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(row))) => {
+                    if this.waiting {
+                        this.resumed();
+                    }
+                    return Poll::Ready(Some(Ok(row)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.resumed();
+                    let e = this.guards.iter_mut().fold(e, |e, g| g.as_mut().failed(e));
+                    this.end(StreamEnd::Failed(&e));
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.end(StreamEnd::Finished);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending if this.guards.is_empty() => return Poll::Pending,
+                Poll::Pending => {
+                    this.waiting = true;
+                    match ready!(this.poll_guards(cx)) {
+                        GuardAction::PollAgain => continue,
+                        GuardAction::End(e) => {
+                            this.end(StreamEnd::Failed(&e));
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+            }
         }
-        item
     }
 }
 
 impl Drop for RowStream {
     fn drop(&mut self) {
-        self.end(StreamEnd::Dropped);
+        if !self.on_end.is_empty() {
+            self.end(StreamEnd::Dropped);
+        }
     }
 }

@@ -129,3 +129,40 @@ async fn a_slow_consumer_of_a_fast_stream_is_not_cut_off() {
     assert_eq!(seen, 30);
     assert!(start.elapsed() > Duration::from_millis(200), "the reader was meant to outlast the deadline");
 }
+
+/// Rows already flowing do not end the deadline's watch: a statement that stalls half-way
+/// through its rows is cancelled like one that never starts.
+#[tokio::test]
+async fn a_stream_that_stalls_after_its_first_rows_times_out_and_is_cancelled() {
+    use futures::TryStreamExt;
+    let app = unique("timeout_stall");
+    let pool = builder(&database_url(), &app)
+        .max_connections(1)
+        .query_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    // Wide rows, so the server flushes the first ones before it stalls on the third.
+    let sql = "SELECT g, repeat('x', 20000) AS wide, CASE WHEN g = 3 THEN pg_sleep(10) END AS stall \
+               FROM generate_series(1, 3) g";
+    let mut rows = pool.query_stream(sql, vec![]).await.unwrap();
+    let start = Instant::now();
+    let mut seen = 0;
+    let err = loop {
+        match rows.try_next().await {
+            Ok(Some(_)) => seen += 1,
+            Ok(None) => panic!("the stalled statement ended without a timeout"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(seen, 2, "the rows before the stall arrive");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("cancelled on the server"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    drop(rows);
+
+    let admin = admin(&database_url()).await;
+    let sessions = backends(&admin, &app).await;
+    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the timeout: {sessions:?}");
+    pool.query_one("SELECT 1", vec![]).await.expect("the connection is usable");
+}
