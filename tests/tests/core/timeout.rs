@@ -3,32 +3,33 @@
 
 use std::time::{Duration, Instant};
 
-use chakra::{ErrorKind, Mode, Queryable, Request, Statement};
+use chakra::{Error, ErrorKind, Mode, Pool, Queryable, Request, Statement};
 use chakra_tests::{admin, backends, builder, database_url, eventually, unique};
+
+/// A pool of one connection under `app`'s name, with a `limit` deadline per statement.
+async fn one_connection(app: &str, limit: Duration) -> Pool {
+    builder(&database_url(), app).max_connections(1).query_timeout(limit).build().await.unwrap()
+}
+
+/// `err` is a timeout that reached the server quickly (since `start`), and no backend of
+/// `app` is still working on the statement.
+async fn assert_cancelled_on_the_server(err: &Error, start: Instant, app: &str) {
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("cancelled on the server"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    let sessions = backends(&admin(&database_url()).await, app).await;
+    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the timeout: {sessions:?}");
+}
 
 #[tokio::test]
 async fn timeout_cancels_the_statement_on_the_server() {
     let app = unique("timeout");
-    let pool = builder(&database_url(), &app)
-        .max_connections(1)
-        .query_timeout(Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap();
+    let pool = one_connection(&app, Duration::from_millis(200)).await;
     let before = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
 
     let start = Instant::now();
     let err = pool.query("SELECT pg_sleep(10)", vec![]).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.to_string().contains("cancelled on the server"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
-
-    let admin = admin(&database_url()).await;
-    let sessions = backends(&admin, &app).await;
-    assert!(
-        sessions.iter().all(|(_, state, _)| state == "idle"),
-        "the backend is still busy after the timeout: {sessions:?}"
-    );
+    assert_cancelled_on_the_server(&err, start, &app).await;
     // The same connection, clean, serves the next request.
     let after = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
     assert_eq!(before, after, "the cancelled connection was replaced instead of reused");
@@ -82,12 +83,7 @@ async fn a_zero_timeout_means_none() {
 async fn a_stream_waiting_on_a_slow_statement_times_out_and_is_cancelled() {
     use futures::TryStreamExt;
     let app = unique("timeout_stream");
-    let pool = builder(&database_url(), &app)
-        .max_connections(1)
-        .query_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .unwrap();
+    let pool = one_connection(&app, Duration::from_millis(300)).await;
     let before = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
 
     let start = Instant::now();
@@ -97,13 +93,7 @@ async fn a_stream_waiting_on_a_slow_statement_times_out_and_is_cancelled() {
         rows.try_collect::<Vec<_>>().await
     };
     let err = outcome.await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.to_string().contains("cancelled on the server"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
-
-    let admin = admin(&database_url()).await;
-    let sessions = backends(&admin, &app).await;
-    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the timeout: {sessions:?}");
+    assert_cancelled_on_the_server(&err, start, &app).await;
     let after = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
     assert_eq!(before, after, "the cancelled connection was replaced instead of reused");
 }
@@ -136,12 +126,7 @@ async fn a_slow_consumer_of_a_fast_stream_is_not_cut_off() {
 async fn a_stream_that_stalls_after_its_first_rows_times_out_and_is_cancelled() {
     use futures::TryStreamExt;
     let app = unique("timeout_stall");
-    let pool = builder(&database_url(), &app)
-        .max_connections(1)
-        .query_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .unwrap();
+    let pool = one_connection(&app, Duration::from_millis(300)).await;
     // Wide rows, so the server flushes the first ones before it stalls on the third.
     let sql = "SELECT g, repeat('x', 20000) AS wide, CASE WHEN g = 3 THEN pg_sleep(10) END AS stall \
                FROM generate_series(1, 3) g";
@@ -156,13 +141,7 @@ async fn a_stream_that_stalls_after_its_first_rows_times_out_and_is_cancelled() 
         }
     };
     assert_eq!(seen, 2, "the rows before the stall arrive");
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.to_string().contains("cancelled on the server"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
     drop(rows);
-
-    let admin = admin(&database_url()).await;
-    let sessions = backends(&admin, &app).await;
-    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the timeout: {sessions:?}");
+    assert_cancelled_on_the_server(&err, start, &app).await;
     pool.query_one("SELECT 1", vec![]).await.expect("the connection is usable");
 }
