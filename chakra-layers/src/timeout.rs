@@ -82,8 +82,7 @@ where
                 inner: self.inner.call(request),
                 sleep: None,
                 slot: None,
-                limit: Duration::ZERO,
-                grace: self.layer.grace,
+                deadline: Deadline { limit: Duration::ZERO, grace: self.layer.grace },
                 cancelled: false,
             };
         };
@@ -93,8 +92,7 @@ where
             inner: self.inner.call(request),
             sleep: Some(tokio::time::sleep(limit)),
             slot: Some(slot),
-            limit,
-            grace: self.layer.grace,
+            deadline: Deadline { limit, grace: self.layer.grace },
             cancelled: false,
         }
     }
@@ -108,8 +106,7 @@ pub struct TimeoutFuture<F> {
     #[pin]
     sleep: Option<Sleep>,
     slot: Option<CancelSlot>,
-    limit: Duration,
-    grace: Duration,
+    deadline: Deadline,
     /// The deadline passed and a cancel request was sent; now within the grace period.
     cancelled: bool,
 }
@@ -126,14 +123,13 @@ where
             if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
                 return Poll::Ready(match output {
                     Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                        Err(expired(*this.limit, true))
+                        Err(expired(this.deadline.limit, true))
                     }
                     // The server may answer the statement's start only with its first rows,
                     // or with the cancellation itself: the stream goes on where this left off.
                     Ok(Response::Stream(mut rows)) => {
                         if let (Some(sleep), Some(slot)) = (this.sleep.as_pin_mut(), this.slot.take()) {
-                            let deadline = Deadline { limit: *this.limit, grace: *this.grace };
-                            rows.guard(StreamDeadline::new(slot, sleep.deadline(), deadline, *this.cancelled));
+                            rows.guard(StreamDeadline::new(slot, sleep.deadline(), *this.deadline, *this.cancelled));
                         }
                         Ok(Response::Stream(rows))
                     }
@@ -147,19 +143,20 @@ where
             if *this.cancelled {
                 // The server did not confirm the cancel in time: give up on the statement.
                 // The executor's connection is dropped in flight, so it is discarded.
-                return Poll::Ready(Err(expired(*this.limit, false)));
+                return Poll::Ready(Err(expired(this.deadline.limit, false)));
             }
             if !this.slot.as_ref().is_some_and(CancelSlot::cancel) {
                 // No statement started yet (still waiting for a connection): nothing to cancel.
-                return Poll::Ready(Err(expired(*this.limit, false)));
+                return Poll::Ready(Err(expired(this.deadline.limit, false)));
             }
             *this.cancelled = true;
-            sleep.as_mut().reset(Instant::now() + *this.grace);
+            sleep.as_mut().reset(Instant::now() + this.deadline.grace);
             // Round again: polled now, the executor sends the server the cancel.
         }
     }
 }
 
+/// A statement's time limit, and how long a cancelled one may take to say so.
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
     limit: Duration,
