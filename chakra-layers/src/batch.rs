@@ -163,7 +163,7 @@ where
         let lookup = request.point_lookup.as_ref().filter(|_| !request.is_pinned());
         let Some((lookup, key)) = lookup.and_then(|l| Some((l, Key::of(&l.key)?))) else {
             let future = inner.call(request);
-            return BatchFuture::new(State::Direct { future }, inner, None, None);
+            return BatchFuture::new(State::Direct { future }, inner, None);
         };
         let sql = Shape(lookup.batch_sql.clone());
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +176,7 @@ where
                     groups.sealed.insert(id, members);
                 }
             }
-            return BatchFuture::new(State::Waiting { receiver }, inner, Some(request), None);
+            return BatchFuture::new(State::Waiting { receiver, request: Some(request) }, inner, None);
         }
         let in_flight = groups.in_flight.entry(sql.clone()).or_default();
         if *in_flight == 0 {
@@ -185,7 +185,7 @@ where
             drop(groups);
             let in_flight = InFlight { groups: self.groups.clone(), sql };
             let future = inner.call(request);
-            let mut batch = BatchFuture::new(State::Direct { future }, inner, None, None);
+            let mut batch = BatchFuture::new(State::Direct { future }, inner, None);
             batch.in_flight = Some(in_flight);
             return batch;
         }
@@ -196,8 +196,9 @@ where
         members.push(Member { key, reply: None });
         groups.open.insert(sql.clone(), (id, members));
         let lead = Lead { groups: self.groups.clone(), sql, id };
-        let state = State::Yielding { yielded: Box::pin(tokio::task::yield_now()), seen: 1, yields: 1 };
-        BatchFuture::new(state, inner, Some(request), Some(lead))
+        let yielded = Box::pin(tokio::task::yield_now());
+        let state = State::Yielding { yielded, seen: 1, yields: 1, request: Some(Box::new(request)) };
+        BatchFuture::new(state, inner, Some(lead))
     }
 }
 
@@ -249,7 +250,6 @@ pub struct BatchFuture<S: Service<Request>> {
     #[pin]
     state: State<S::Future>,
     inner: S,
-    request: Option<Request>,
     lead: Option<Lead>,
     /// Held while this future's own statement runs.
     in_flight: Option<InFlight>,
@@ -262,22 +262,30 @@ enum State<F> {
         #[pin]
         future: F,
     },
-    /// A member waiting for its leader's reply.
-    Waiting { receiver: oneshot::Receiver<Result<Vec<Row>>> },
-    /// A leader letting other lookups join; `seen` members at the last yield.
-    Yielding { yielded: Pin<Box<dyn Future<Output = ()> + Send>>, seen: usize, yields: u8 },
+    /// A member waiting for its leader's reply, keeping its request in case the leader
+    /// goes away or the merged query's connection fails.
+    Waiting { receiver: oneshot::Receiver<Result<Vec<Row>>>, request: Option<Request> },
+    /// A leader letting other lookups join; `seen` members at the last yield. (Leaders box
+    /// their request: this future is part of every request's, and most run `Direct`.)
+    Yielding {
+        yielded: Pin<Box<dyn Future<Output = ()> + Send>>,
+        seen: usize,
+        yields: u8,
+        request: Option<Box<Request>>,
+    },
     /// A leader running the merged query for `members`.
     Flushing {
         #[pin]
         future: F,
         members: Vec<Member>,
         key_column: usize,
+        request: Box<Request>,
     },
 }
 
 impl<S: Service<Request>> BatchFuture<S> {
-    fn new(state: State<S::Future>, inner: S, request: Option<Request>, lead: Option<Lead>) -> Self {
-        BatchFuture { state, inner, request, lead, in_flight: None }
+    fn new(state: State<S::Future>, inner: S, lead: Option<Lead>) -> Self {
+        BatchFuture { state, inner, lead, in_flight: None }
     }
 }
 
@@ -296,21 +304,22 @@ where
                     *this.in_flight = None;
                     return Poll::Ready(output);
                 }
-                StateProj::Waiting { receiver } => {
-                    let request = this.request.as_ref().expect("members keep their request");
-                    match ready!(Pin::new(receiver).poll(cx)) {
-                        Ok(Ok(rows)) => return Poll::Ready(Response::for_request(rows, request)),
+                StateProj::Waiting { receiver, request } => {
+                    let reply = ready!(Pin::new(receiver).poll(cx));
+                    let own = request.as_ref().expect("members keep their request until they finish");
+                    match reply {
+                        Ok(Ok(rows)) => return Poll::Ready(Response::for_request(rows, own)),
                         // The merged query's failure is this lookup's: retried as this lookup.
-                        Ok(Err(e)) => return Poll::Ready(Err(hand_back(e, request.clone()))),
+                        Ok(Err(e)) => return Poll::Ready(Err(hand_back(e, request.take().expect("kept")))),
                         Err(_) => {
                             // The leader was dropped before answering: run our own statement.
                             ready!(this.inner.poll_ready(cx))?;
-                            let future = this.inner.call(request.clone());
+                            let future = this.inner.call(request.take().expect("kept"));
                             this.state.set(State::Direct { future });
                         }
                     }
                 }
-                StateProj::Yielding { yielded, seen, yields } => {
+                StateProj::Yielding { yielded, seen, yields, request } => {
                     ready!(yielded.as_mut().poll(cx));
                     let lead = this.lead.as_ref().expect("the leader holds its lead");
                     // Still growing: other tasks are still arriving, give them another pass.
@@ -324,28 +333,26 @@ where
                     let lead = this.lead.take().expect("the leader holds its lead");
                     *this.in_flight = Some(InFlight::start(&lead.groups, lead.sql.clone()));
                     let members = lead.take_members();
-                    let request = this.request.as_ref().expect("the leader keeps its request");
+                    let request = request.take().expect("the leader keeps its request until it flushes");
                     if members.len() <= 1 {
-                        let future = this.inner.call(request.clone());
+                        let future = this.inner.call(*request);
                         this.state.set(State::Direct { future });
                         continue;
                     }
-                    let lookup = request.point_lookup.as_ref().expect("leaders are lookups");
-                    let merged = merged_request(request, &members);
+                    let key_column = request.point_lookup.as_ref().expect("leaders are lookups").key_column;
+                    let merged = merged_request(&request, &members);
                     metrics::counter!(BATCHED_LOOKUPS).increment(members.len() as u64);
                     metrics::counter!(BATCH_QUERIES).increment(1);
-                    let key_column = lookup.key_column;
                     let future = this.inner.call(merged);
-                    this.state.set(State::Flushing { future, members, key_column });
+                    this.state.set(State::Flushing { future, members, key_column, request });
                 }
-                StateProj::Flushing { future, members, key_column } => {
+                StateProj::Flushing { future, members, key_column, request } => {
                     let result = ready!(future.poll(cx)).and_then(Response::into_rows);
                     *this.in_flight = None;
-                    let request = this.request.as_ref().expect("the leader keeps its request");
                     let own = distribute(result, members, *key_column);
                     return Poll::Ready(match own {
                         Ok(rows) => Response::for_request(rows, request),
-                        Err(e) => Err(hand_back(e, request.clone())),
+                        Err(e) => Err(hand_back(e, (**request).clone())),
                     });
                 }
             }

@@ -99,11 +99,8 @@ enum State<F> {
         #[pin]
         future: F,
     },
-    Backoff {
-        #[pin]
-        sleep: Sleep,
-        request: Option<Request>,
-    },
+    /// Rare, so kept small: this future is part of every request's.
+    Backoff { sleep: Pin<Box<Sleep>>, request: Option<Box<Request>> },
 }
 
 impl<S> Future for RetryFuture<S>
@@ -130,15 +127,15 @@ where
                     let labels = QueryLabels::new(&request.labels);
                     metrics::counter!(QUERY_RETRIES, "operation" => labels.operation(), "table" => labels.table())
                         .increment(1);
-                    let sleep = tokio::time::sleep(this.layer.delay(*this.attempt - 1));
-                    this.state.set(State::Backoff { sleep, request: Some(request) });
+                    let sleep = Box::pin(tokio::time::sleep(this.layer.delay(*this.attempt - 1)));
+                    this.state.set(State::Backoff { sleep, request: Some(Box::new(request)) });
                 }
                 StateProj::Backoff { sleep, request } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     ready!(this.inner.poll_ready(cx))?;
                     *this.attempt += 1;
                     let request = request.take().expect("a backoff holds the request to send again");
-                    let future = this.inner.call(request);
+                    let future = this.inner.call(*request);
                     this.state.set(State::Calling { future });
                 }
             }
