@@ -91,7 +91,10 @@ impl<T: SqlType> SqlType for Option<T> {
 /// values (what the derive's [`Model::column_array`] calls); `model` and `field` name the
 /// culprit if a value cannot be sent.
 pub fn encode_array<T: SqlType>(values: Vec<&T>, model: &str, field: &str) -> Result<Value> {
-    Encoded::new(&values, T::ARRAY_TYPE)
+    // An array's header, then a length and (say) 12 bytes per element: fixed-width types
+    // fit at once, text grows the buffer a time or two instead of a dozen.
+    let size_hint = 24 + values.len() * 16;
+    Encoded::new(&values, T::ARRAY_TYPE, size_hint)
         .map(Value::Encoded)
         .map_err(|e| Error::new(ErrorKind::Decode, format!("cannot send `{model}.{field}`: {e}")))
 }

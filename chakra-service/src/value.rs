@@ -55,9 +55,10 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// Encodes `value` as `ty` (an error if `T` cannot be sent as `ty`).
-    pub fn new<T: ToSql + ?Sized>(value: &T, ty: Type) -> Result<Encoded, BoxError> {
-        let mut out = BytesMut::new();
+    /// Encodes `value` as `ty` (an error if `T` cannot be sent as `ty`), reserving
+    /// `size_hint` bytes up front (an estimate; the buffer grows past it as needed).
+    pub fn new<T: ToSql + ?Sized>(value: &T, ty: Type, size_hint: usize) -> Result<Encoded, BoxError> {
+        let mut out = BytesMut::with_capacity(size_hint);
         match value.to_sql_checked(&ty, &mut out)? {
             IsNull::No => Ok(Encoded { ty, bytes: out.freeze() }),
             IsNull::Yes => Err("an encoded parameter cannot be NULL; send Value::Null".into()),
