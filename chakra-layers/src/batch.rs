@@ -7,8 +7,9 @@
 //! ready tasks (and, inside one task, `join_all` polls its other futures), and every lookup
 //! of the same shape arriving meanwhile joins. The leader yields again while the group
 //! keeps growing, then sends one query for all keys. A group that reaches the size cap is
-//! sealed and the next lookup starts a new one. Pinned (session and transaction) requests
-//! are never batched.
+//! sealed, its leader woken to send it at once (the server starts on it while later
+//! lookups still gather), and the next lookup starts a new group. Pinned (session and
+//! transaction) requests are never batched.
 //!
 //! If the leader's future is dropped, its group's members notice their closed channel and
 //! run their own statements: no lookup waits on a caller that went away.
@@ -16,7 +17,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
 use chakra_service::uuid::Uuid;
@@ -71,7 +72,7 @@ pub struct Batch<S> {
 #[derive(Default)]
 struct Groups {
     /// Groups still taking members, by shape.
-    open: HashMap<Shape, (u64, Vec<Member>)>,
+    open: HashMap<Shape, Group>,
     /// Full groups whose leader has not flushed yet, by group id.
     sealed: HashMap<u64, Vec<Member>>,
     /// Statements of each shape on their way to the database (lone lookups and merged
@@ -80,19 +81,24 @@ struct Groups {
     next_id: u64,
 }
 
+/// A group still taking members.
+struct Group {
+    id: u64,
+    members: Vec<Member>,
+    /// The leader, to wake as soon as the group is full.
+    leader: Option<Waker>,
+}
+
 impl Groups {
-    /// The size of group `id`, or `None` once it is sealed (full).
-    fn size(&self, sql: &Shape, id: u64) -> Option<usize> {
-        match self.open.get(sql) {
-            Some((open_id, members)) if *open_id == id => Some(members.len()),
-            _ => None,
-        }
+    /// Group `id` while it is open (not yet full).
+    fn open_group(&mut self, sql: &Shape, id: u64) -> Option<&mut Group> {
+        self.open.get_mut(sql).filter(|group| group.id == id)
     }
 
     fn take(&mut self, sql: &Shape, id: u64) -> Vec<Member> {
-        match self.open.get(sql) {
-            Some((open_id, _)) if *open_id == id => self.open.remove(sql).map(|(_, m)| m).unwrap_or_default(),
-            _ => self.sealed.remove(&id).unwrap_or_default(),
+        match self.open_group(sql, id).is_some() {
+            true => self.open.remove(sql).map(|group| group.members).unwrap_or_default(),
+            false => self.sealed.remove(&id).unwrap_or_default(),
         }
     }
 }
@@ -167,13 +173,15 @@ where
         };
         let sql = Shape(lookup.batch_sql.clone());
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((id, members)) = groups.open.get_mut(&sql) {
+        if let Some(group) = groups.open.get_mut(&sql) {
             let (reply, receiver) = oneshot::channel();
-            members.push(Member { key, reply: Some(reply) });
-            if members.len() >= self.max_batch {
-                let id = *id;
-                if let Some((_, members)) = groups.open.remove(&sql) {
-                    groups.sealed.insert(id, members);
+            group.members.push(Member { key, reply: Some(reply) });
+            if group.members.len() >= self.max_batch {
+                let full = groups.open.remove(&sql).expect("the group just joined");
+                groups.sealed.insert(full.id, full.members);
+                drop(groups);
+                if let Some(leader) = full.leader {
+                    leader.wake();
                 }
             }
             return BatchFuture::new(State::Waiting { receiver, request: Some(request) }, inner, None);
@@ -194,7 +202,7 @@ where
         // Room for the members a burst typically brings, so the group rarely regrows.
         let mut members = Vec::with_capacity(self.max_batch.min(256));
         members.push(Member { key, reply: None });
-        groups.open.insert(sql.clone(), (id, members));
+        groups.open.insert(sql.clone(), Group { id, members, leader: None });
         let lead = Lead { groups: self.groups.clone(), sql, id };
         let yielded = Box::pin(tokio::task::yield_now());
         let state = State::Yielding { yielded, seen: 1, yields: 1, request: Some(Box::new(request)) };
@@ -235,8 +243,16 @@ struct Lead {
 }
 
 impl Lead {
-    fn size(&self) -> Option<usize> {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner()).size(&self.sql, self.id)
+    /// The group's size while it is open, leaving `waker` to be woken when it fills up;
+    /// `None` once it is full.
+    fn watch(&self, waker: &Waker) -> Option<usize> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let group = groups.open_group(&self.sql, self.id)?;
+        match &mut group.leader {
+            Some(leader) => leader.clone_from(waker),
+            None => group.leader = Some(waker.clone()),
+        }
+        Some(group.members.len())
     }
 
     fn take_members(self) -> Vec<Member> {
@@ -320,10 +336,17 @@ where
                     }
                 }
                 StateProj::Yielding { yielded, seen, yields, request } => {
-                    ready!(yielded.as_mut().poll(cx));
                     let lead = this.lead.as_ref().expect("the leader holds its lead");
-                    // Still growing: other tasks are still arriving, give them another pass.
-                    if let Some(size) = lead.size().filter(|size| *size > *seen && *yields < MAX_YIELDS) {
+                    if yielded.as_mut().poll(cx).is_pending() {
+                        // Woken after the yield, or as soon as the group is full; if it
+                        // already is, it goes now.
+                        if lead.watch(cx.waker()).is_some() {
+                            return Poll::Pending;
+                        }
+                    } else if let Some(size) =
+                        lead.watch(cx.waker()).filter(|size| *size > *seen && *yields < MAX_YIELDS)
+                    {
+                        // Still growing: other tasks are still arriving, give them another pass.
                         *seen = size;
                         *yields += 1;
                         *yielded = Box::pin(tokio::task::yield_now());

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chakra::acquire::AcquireLayer;
-use chakra::batch::BatchLayer;
+use chakra::batch::{BatchLayer, DEFAULT_MAX_BATCH};
 use chakra::{Config, ConnectionPool, ErrorKind, Labels, Mode, PointLookup, Queryable, Request, Statement, Value};
 use chakra_service::Executor;
 use futures::future::join_all;
@@ -53,9 +53,24 @@ async fn counting_stack(
 > + Clone
        + Send
        + 'static {
+    capped_stack(statements, DEFAULT_MAX_BATCH).await
+}
+
+/// The same, merging at most `max_batch` lookups per statement.
+async fn capped_stack(
+    statements: Arc<AtomicUsize>,
+    max_batch: usize,
+) -> impl Service<
+    Request,
+    Response = chakra::Response,
+    Error = chakra::Error,
+    Future = impl std::future::Future<Output = chakra::Result<chakra::Response>> + Send,
+> + Clone
+       + Send
+       + 'static {
     let connections = ConnectionPool::open(Config::from_url(database_url())).await.unwrap();
     ServiceBuilder::new()
-        .layer(BatchLayer::default())
+        .layer(BatchLayer::new(max_batch))
         .map_request(move |r: Request| {
             statements.fetch_add(1, Ordering::SeqCst);
             r
@@ -202,5 +217,51 @@ async fn lookups_in_a_transaction_each_get_their_row() {
         check_own_row(id, Some(r.unwrap().into_row().unwrap()));
     }
     tx.commit().await.unwrap();
+    table.drop().await;
+}
+
+/// Counts the wake-ups of the future polled with it.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl futures::task::ArcWake for Wakes {
+    fn wake_by_ref(wakes: &Arc<Self>) {
+        wakes.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_full_group_wakes_its_leader_at_once() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let stack = capped_stack(statements.clone(), 3).await;
+    let lookup = |id| stack.clone().oneshot(table.lookup(id, Mode::Optional));
+    let (wakes, other) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
+    let (waker, other) = (futures::task::waker(wakes.clone()), futures::task::waker(other));
+    let poll = |future: std::pin::Pin<&mut _>, waker| {
+        let future: std::pin::Pin<&mut dyn Future<Output = chakra::Result<chakra::Response>>> = future;
+        future.poll(&mut Context::from_waker(waker))
+    };
+
+    // All polled by hand, inside one poll of this test: the leader's own yield cannot
+    // have woken it yet when the group fills.
+    let (mut lone, mut leader) = (pin!(lookup(1)), pin!(lookup(2)));
+    let (mut second, mut third) = (pin!(lookup(3)), pin!(lookup(4)));
+    assert!(poll(lone.as_mut(), &other).is_pending(), "the lone lookup is on its way");
+    assert!(poll(leader.as_mut(), &waker).is_pending(), "the leader waits for company");
+    assert!(poll(second.as_mut(), &other).is_pending());
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken before its group is full");
+    assert!(poll(third.as_mut(), &other).is_pending(), "the third member fills the group of 3");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "a full group's leader is woken to send it at once");
+    assert!(matches!(poll(leader.as_mut(), &waker), Poll::Pending), "the merged query is on its way");
+    assert_eq!(statements.load(Ordering::SeqCst), 2, "the lone lookup, then the full group");
+
+    for (id, future) in [(1, lone), (2, leader), (3, second), (4, third)] {
+        check_own_row(id, future.await.unwrap().into_optional().unwrap());
+    }
     table.drop().await;
 }
