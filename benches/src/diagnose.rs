@@ -97,8 +97,9 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
         ("+ timeout", timeout),
         ("+ metrics", metrics),
         ("+ trace (= full stack)", full),
-        // Smaller batches spread one burst over more connections (and server cores).
-        ("full stack, max_batch 250", Layers { batch: 250, ..full }),
+        // Other group sizes: larger ones mean fewer statements, smaller ones spread a burst
+        // over more connections (and server cores) and go out sooner.
+        ("full stack, max_batch 1000", Layers { batch: 1000, ..full }),
         ("full stack, max_batch 100", Layers { batch: 100, ..full }),
     ];
     for (name, layers) in steps {
