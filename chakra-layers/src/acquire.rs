@@ -87,6 +87,9 @@ pub struct AcquireFuture<S: Service<Leased>> {
     state: State<S>,
 }
 
+// The request waits here for its connection, once per request: boxing it to even out the
+// variants would cost an allocation per request to save a memcpy.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = StateProj)]
 enum State<S: Service<Leased>> {
     Leasing {

@@ -147,18 +147,18 @@ async fn batched_one_lookups_still_report_not_found_per_caller() {
     let table = table().await;
     let pool = pool().await;
     let results = join_all([3, 999, 4].map(|id| pool.run(table.lookup(id, Mode::One)))).await;
-    assert_eq!(results[0].as_ref().unwrap().into_row_ref_id(), 3);
+    assert_eq!(results[0].as_ref().unwrap().row_id(), 3);
     assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(results[2].as_ref().unwrap().into_row_ref_id(), 4);
+    assert_eq!(results[2].as_ref().unwrap().row_id(), 4);
     table.drop().await;
 }
 
 trait RowId {
-    fn into_row_ref_id(&self) -> i64;
+    fn row_id(&self) -> i64;
 }
 
 impl RowId for chakra::Response {
-    fn into_row_ref_id(&self) -> i64 {
+    fn row_id(&self) -> i64 {
         match self {
             chakra::Response::Rows(rows) if rows.len() == 1 => rows[0].get("id"),
             other => panic!("expected one row, got {other:?}"),
