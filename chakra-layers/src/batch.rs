@@ -189,12 +189,10 @@ where
             }
             return BatchFuture::new(State::Waiting { receiver, request: Some(request) }, inner, None);
         }
-        let in_flight = groups.in_flight.entry(sql.clone()).or_default();
-        if *in_flight == 0 {
+        if groups.in_flight.get(&sql).is_none_or(|n| *n == 0) {
             // Nothing of this shape is running, so there is nothing to wait for: go now.
-            *in_flight = 1;
+            let in_flight = InFlight::counted(&mut groups, &self.groups, sql);
             drop(groups);
-            let in_flight = InFlight { groups: self.groups.clone(), sql };
             let future = inner.call(request);
             let mut batch = BatchFuture::new(State::Direct { future }, inner, None);
             batch.in_flight = Some(in_flight);
@@ -220,9 +218,14 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn start(groups: &Arc<Mutex<Groups>>, sql: Shape) -> InFlight {
-        *groups.lock().unwrap_or_else(|e| e.into_inner()).in_flight.entry(sql.clone()).or_default() += 1;
-        InFlight { groups: groups.clone(), sql }
+    fn start(shared: &Arc<Mutex<Groups>>, sql: Shape) -> InFlight {
+        InFlight::counted(&mut shared.lock().unwrap_or_else(|e| e.into_inner()), shared, sql)
+    }
+
+    /// Counts it in `groups`, already locked (`shared` is the same, for the release).
+    fn counted(groups: &mut Groups, shared: &Arc<Mutex<Groups>>, sql: Shape) -> InFlight {
+        *groups.in_flight.entry(sql.clone()).or_default() += 1;
+        InFlight { groups: shared.clone(), sql }
     }
 }
 

@@ -2,9 +2,10 @@
 //! [`metrics`] facade under the names in [`chakra_service::telemetry`].
 //!
 //! Everything is recorded once, when the request completes — for a stream, when its last
-//! row has been read — so a request's duration, count and failure always agree. A future dropped before it completes (the caller gave up)
-//! is still counted and timed, with `outcome = "cancelled"`: otherwise the statements callers
-//! abandon, often the slowest ones, would vanish from the histogram.
+//! row has been read — so a request's duration, count and failure always agree. A request
+//! dropped before it completes (the caller gave up) is still counted and timed, with
+//! `outcome = "cancelled"`: otherwise the statements callers abandon, often the slowest
+//! ones, would vanish from the histogram.
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -122,9 +122,7 @@ where
         loop {
             if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
                 return Poll::Ready(match output {
-                    Err(e) if *this.cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                        Err(expired(this.deadline.limit, true))
-                    }
+                    Err(e) => Err(this.deadline.failed(*this.cancelled, e)),
                     // The server may answer the statement's start only with its first rows,
                     // or with the cancellation itself: the stream goes on where this left off.
                     Ok(Response::Stream(mut rows)) => {
@@ -140,18 +138,9 @@ where
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if *this.cancelled {
-                // The server did not confirm the cancel in time: give up on the statement.
-                // The executor's connection is dropped in flight, so it is discarded.
-                return Poll::Ready(Err(expired(this.deadline.limit, false)));
-            }
-            if !this.slot.as_ref().is_some_and(CancelSlot::cancel) {
-                // No statement started yet (still waiting for a connection): nothing to cancel.
-                return Poll::Ready(Err(expired(this.deadline.limit, false)));
-            }
-            *this.cancelled = true;
-            sleep.as_mut().reset(Instant::now() + this.deadline.grace);
-            // Round again: polled now, the executor sends the server the cancel.
+            // Given up on (the executor's connection is dropped in flight, so discarded),
+            // or round again: polled now, the executor sends the server the cancel.
+            this.deadline.expire(this.cancelled, this.slot.as_ref(), sleep)?;
         }
     }
 }
@@ -161,6 +150,28 @@ where
 struct Deadline {
     limit: Duration,
     grace: Duration,
+}
+
+impl Deadline {
+    /// The timer fired. The first time, asks for the statement to be cancelled and sets
+    /// the timer for the grace period; after that, or with no statement started yet (still
+    /// waiting for a connection: nothing to cancel), the statement is given up on.
+    fn expire(&self, cancelled: &mut bool, slot: Option<&CancelSlot>, sleep: Pin<&mut Sleep>) -> Result<()> {
+        if *cancelled || !slot.is_some_and(CancelSlot::cancel) {
+            return Err(expired(self.limit, false));
+        }
+        *cancelled = true;
+        sleep.reset(Instant::now() + self.grace);
+        Ok(())
+    }
+
+    /// What a failure is reported as: the cancellation this deadline asked for is a timeout.
+    fn failed(&self, cancelled: bool, error: Error) -> Error {
+        match cancelled && error.code() == Some(&SqlState::QUERY_CANCELED) {
+            true => expired(self.limit, true),
+            false => error,
+        }
+    }
 }
 
 /// The deadline of a stream's statement, watching the stream's waits for rows. `left` is
@@ -200,24 +211,18 @@ impl StreamGuard for StreamDeadline {
         let since = *this.waiting_since.get_or_insert_with(Instant::now);
         loop {
             ready!(this.sleep.as_mut().poll(cx));
-            if *this.cancelled {
-                // The server did not confirm the cancel in time: give up on the statement
-                // (the stream drops its rows, and the connection in flight is discarded).
-                return Poll::Ready(GuardAction::End(expired(this.deadline.limit, false)));
-            }
             let due = since + *this.left;
-            if Instant::now() < due {
+            if !*this.cancelled && Instant::now() < due {
                 // Fired early: part of the budget went on the consumer's own work.
                 this.sleep.as_mut().reset(due);
                 continue;
             }
-            if !this.slot.cancel() {
-                return Poll::Ready(GuardAction::End(expired(this.deadline.limit, false)));
-            }
-            *this.cancelled = true;
-            this.sleep.as_mut().reset(Instant::now() + this.deadline.grace);
-            // Polled again now, the rows' connection sends the server the cancel.
-            return Poll::Ready(GuardAction::PollAgain);
+            // Given up on (the stream drops its rows, and the connection in flight is
+            // discarded), or polled again now: the rows' connection sends the cancel.
+            return Poll::Ready(match this.deadline.expire(this.cancelled, Some(this.slot), this.sleep.as_mut()) {
+                Ok(()) => GuardAction::PollAgain,
+                Err(e) => GuardAction::End(e),
+            });
         }
     }
 
@@ -229,10 +234,7 @@ impl StreamGuard for StreamDeadline {
     }
 
     fn failed(self: Pin<&mut Self>, error: Error) -> Error {
-        match self.cancelled && error.code() == Some(&SqlState::QUERY_CANCELED) {
-            true => expired(self.deadline.limit, true),
-            false => error,
-        }
+        self.deadline.failed(self.cancelled, error)
     }
 }
 

@@ -264,8 +264,9 @@ fn insert_values<M: Model>(mut values: Vec<Value>) -> Vec<Value> {
     values
 }
 
-fn inserted_fields<M: Model>() -> impl Iterator<Item = &'static FieldInfo> {
-    M::FIELDS.iter().enumerate().filter(|(i, f)| !(f.generated && *i == M::PRIMARY_KEY)).map(|(_, f)| f)
+/// The fields an insert sends (every one but a generated key), with their indexes.
+fn inserted_fields<M: Model>() -> impl Iterator<Item = (usize, &'static FieldInfo)> {
+    M::FIELDS.iter().enumerate().filter(|(i, f)| !(f.generated && *i == M::PRIMARY_KEY))
 }
 
 fn columns<M: Model>() -> Vec<Ident> {
@@ -274,9 +275,8 @@ fn columns<M: Model>() -> Vec<Ident> {
 
 /// One `INSERT … SELECT * FROM UNNEST(…)` for `rows`, one array parameter per column.
 fn bulk_insert<M: Model>(rows: &[M], returning: bool) -> Result<Insert> {
-    let inserted = M::FIELDS.iter().enumerate().filter(|(i, f)| !(f.generated && *i == M::PRIMARY_KEY));
     let (mut names, mut column_types, mut arrays) = (Vec::new(), Vec::new(), Vec::new());
-    for (index, field) in inserted {
+    for (index, field) in inserted_fields::<M>() {
         names.push(field.column.clone());
         column_types.push(field.sql_type.clone());
         arrays.push(M::column_array(rows, index)?);
@@ -321,7 +321,7 @@ impl ModelSql {
         get.filter = by_key(Value::I64(0));
         let mut get_many = Select::new(M::TABLE, columns::<M>());
         get_many.filter = Some(Expr::In { column: pk.column.clone(), values: vec![Value::I64(0)], negated: false });
-        let inserted: Vec<&FieldInfo> = inserted_fields::<M>().collect();
+        let inserted: Vec<&FieldInfo> = inserted_fields::<M>().map(|(_, f)| f).collect();
         let insert = Insert {
             table: M::TABLE.into(),
             columns: inserted.iter().map(|f| f.column.clone()).collect(),

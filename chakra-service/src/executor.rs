@@ -55,11 +55,11 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
             "this connection is unusable (an earlier statement on it failed with a connection error or was cancelled); start a new session or transaction",
         ));
     }
-    if let Some(slot) = &request.cancel {
+    let slot = request.cancel.as_ref();
+    if let Some(slot) = slot {
         slot.start();
     }
     lease.in_flight = true;
-    let slot = request.cancel.as_ref();
     if request.mode == Mode::Stream {
         return match Cancellable::new(start_stream(&lease, &request), &lease, slot).await {
             Ok(rows) => {
@@ -149,10 +149,16 @@ impl<F: Future> Future for Cancellable<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if this.slot.is_some_and(CancelSlot::take_request) {
-            send_cancel(this.conn.cancel_token());
-        }
+        send_cancel_if_asked(*this.slot, this.conn);
         this.statement.poll(cx)
+    }
+}
+
+/// Sends the server a cancel for the statement running on `conn` if the timeout layer
+/// asked for one through `slot` and none was sent yet.
+fn send_cancel_if_asked(slot: Option<&CancelSlot>, conn: &Conn) {
+    if slot.is_some_and(CancelSlot::take_request) {
+        send_cancel(conn.cancel_token());
     }
 }
 
@@ -218,9 +224,7 @@ impl Stream for LeasedRows {
             Poll::Pending => {
                 // Only a statement that keeps its reader waiting can need cancelling, so
                 // the timeout layer's request is looked at here, not for every row.
-                if this.cancel.as_ref().is_some_and(CancelSlot::take_request) {
-                    send_cancel(lease.cancel_token());
-                }
+                send_cancel_if_asked(this.cancel.as_ref(), lease);
                 return Poll::Pending;
             }
             Poll::Ready(Some(Ok(row))) => return Poll::Ready(Some(Ok(row))),

@@ -56,17 +56,18 @@ impl Dialect for Postgres {
             w.push(" (");
             w.idents(&insert.columns);
             w.push(")");
+            // Arrays given, or many rows of known types turned into them.
             let typed = insert.column_types.len() == insert.columns.len();
-            let arrays = match insert.arrays.is_empty() {
-                false => Some(insert.arrays.clone()),
-                true if insert.rows.len() > 1 && typed => Some(
+            let arrays = match (typed, insert.arrays.is_empty()) {
+                (true, false) => Some(insert.arrays.clone()),
+                (true, true) if insert.rows.len() > 1 => Some(
                     (0..insert.columns.len())
                         .map(|i| Value::Array(insert.rows.iter().map(|row| row[i].clone()).collect()))
                         .collect(),
                 ),
-                true => None,
+                _ => None,
             };
-            if let (Some(arrays), true) = (arrays, typed) {
+            if let Some(arrays) = arrays {
                 // One array per column, whatever the row count: four parameters for 10,000
                 // rows instead of 40,000, and one cached statement for every batch size.
                 w.push(" SELECT * FROM UNNEST(");

@@ -42,22 +42,9 @@ impl Table {
     }
 }
 
-/// batch → (count statements) → acquire → executor, on a real pool.
+/// batch (at most `max_batch` lookups per statement) → (count statements) → acquire →
+/// executor, on a real pool.
 async fn counting_stack(
-    statements: Arc<AtomicUsize>,
-) -> impl Service<
-    Request,
-    Response = chakra::Response,
-    Error = chakra::Error,
-    Future = impl std::future::Future<Output = chakra::Result<chakra::Response>> + Send,
-> + Clone
-       + Send
-       + 'static {
-    capped_stack(statements, DEFAULT_MAX_BATCH).await
-}
-
-/// The same, merging at most `max_batch` lookups per statement.
-async fn capped_stack(
     statements: Arc<AtomicUsize>,
     max_batch: usize,
 ) -> impl Service<
@@ -94,7 +81,7 @@ fn check_own_row(id: i64, row: Option<chakra::Row>) {
 async fn concurrent_lookups_from_many_tasks_share_few_statements() {
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
-    let stack = counting_stack(statements.clone()).await;
+    let stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
 
     // Ids 1..=120: the last 20 do not exist.
     let tasks: Vec<_> = (1..=120_i64)
@@ -116,7 +103,7 @@ async fn concurrent_lookups_from_many_tasks_share_few_statements() {
 async fn lookups_joined_in_one_task_become_two_statements() {
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
-    let stack = counting_stack(statements.clone()).await;
+    let stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
 
     // Duplicate keys too: both callers get the row.
     let ids: Vec<i64> = (1..=100).chain([5, 5, 150]).collect();
@@ -133,7 +120,7 @@ async fn lookups_joined_in_one_task_become_two_statements() {
 async fn a_lone_lookup_runs_its_own_statement() {
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
-    let stack = counting_stack(statements.clone()).await;
+    let stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
     let row = stack.clone().oneshot(table.lookup(7, Mode::One)).await.unwrap().into_row().unwrap();
     check_own_row(7, Some(row));
     let err = stack.oneshot(table.lookup(1000, Mode::One)).await.unwrap_err();
@@ -170,7 +157,7 @@ impl RowId for chakra::Response {
 async fn members_of_a_dropped_leader_run_their_own_statements() {
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
-    let mut stack = counting_stack(statements.clone()).await;
+    let mut stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
 
     // Something of the same shape in flight, so the next lookup leads a group.
     stack.ready().await.unwrap();
@@ -197,7 +184,7 @@ async fn members_of_a_dropped_leader_run_their_own_statements() {
 async fn sequential_lookups_each_run_their_own_statement_unchanged() {
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
-    let stack = counting_stack(statements.clone()).await;
+    let stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
     for id in 1..=5 {
         let row = stack.clone().oneshot(table.lookup(id, Mode::One)).await.unwrap().into_row().unwrap();
         check_own_row(id, Some(row));
@@ -238,7 +225,7 @@ async fn a_full_group_wakes_its_leader_at_once() {
 
     let table = table().await;
     let statements = Arc::new(AtomicUsize::new(0));
-    let stack = capped_stack(statements.clone(), 3).await;
+    let stack = counting_stack(statements.clone(), 3).await;
     let lookup = |id| stack.clone().oneshot(table.lookup(id, Mode::Optional));
     let (wakes, other) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
     let (waker, other) = (futures::task::waker(wakes.clone()), futures::task::waker(other));
