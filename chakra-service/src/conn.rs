@@ -18,21 +18,31 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use deadpool_postgres::{ClientWrapper, Object};
+use deadpool::managed::Object;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::connection::{Connector, PgConnection};
 use crate::request::TxEffect;
 
-/// The client behind a [`Conn`]: pooled, or opened directly for one user.
+/// The connection behind a [`Conn`]: pooled, or opened directly for one user.
 pub(crate) enum Client {
-    Pooled(Object),
-    Direct(ClientWrapper),
+    Pooled(Object<Connector>),
+    Direct(PgConnection),
 }
 
 impl Deref for Client {
-    type Target = ClientWrapper;
+    type Target = PgConnection;
 
-    fn deref(&self) -> &ClientWrapper {
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Client::Pooled(obj) => obj,
+            Client::Direct(client) => client,
+        }
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut PgConnection {
         match self {
             Client::Pooled(obj) => obj,
             Client::Direct(client) => client,
@@ -64,9 +74,13 @@ impl Conn {
         Conn { client: Some(client), statement_cache, in_transaction: false, in_flight: false, broken: false }
     }
 
-    pub(crate) fn client(&self) -> &ClientWrapper {
+    pub(crate) fn pg(&self) -> &PgConnection {
         // `client` is only `None` inside `drop`.
         self.client.as_ref().expect("connection used after release")
+    }
+
+    pub(crate) fn pg_mut(&mut self) -> &mut PgConnection {
+        self.client.as_mut().expect("connection used after release")
     }
 
     /// Whether the connection is inside a transaction it began through a request.
@@ -81,7 +95,7 @@ impl Conn {
 
     /// The server process serving this connection (`pg_backend_pid()`), for diagnostics.
     pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
-        self.client().cancel_token()
+        self.pg().client().cancel_token()
     }
 }
 
@@ -91,7 +105,7 @@ impl Drop for Conn {
         if self.in_flight && !client.is_closed() {
             // Checked before `broken`: a pinned connection whose statement was abandoned is
             // also marked broken, and its statement must still be stopped on the server.
-            let token = client.cancel_token();
+            let token = client.client().cancel_token();
             client.discard();
             send_cancel(token);
         } else if self.broken || client.is_closed() {
@@ -100,6 +114,7 @@ impl Drop for Conn {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     rt.spawn(async move {
+                        let mut client = client;
                         match client.batch_execute("ROLLBACK").await {
                             Ok(()) => drop(client),
                             Err(_) => client.discard(),
@@ -165,7 +180,7 @@ impl PinnedConn {
             if guard.is_broken() {
                 break;
             }
-            let result = guard.client().batch_execute(&sql).await.map_err(crate::Error::from);
+            let result = guard.pg_mut().batch_execute(&sql).await.map_err(crate::Error::from);
             match (&result, effect) {
                 (Ok(()), TxEffect::Begins) => guard.in_transaction = true,
                 (_, TxEffect::Ends) => guard.in_transaction = false,

@@ -9,9 +9,11 @@ use futures::{Stream, TryStreamExt};
 use pin_project::pin_project;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
 use tower_service::Service;
 
 use crate::conn::{send_cancel, Conn, Lease};
+use crate::connection::Statements;
 use crate::error::{Error, ErrorKind, Result};
 use crate::request::{CancelSlot, Mode, Request, TxEffect};
 use crate::response::{Response, Row, RowStream};
@@ -61,7 +63,7 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     }
     lease.in_flight = true;
     if request.mode == Mode::Stream {
-        return match Cancellable::new(start_stream(&lease, &request), &lease, slot).await {
+        return match start_stream(&mut lease, &request, slot).await {
             Ok(rows) => {
                 let cancel = request.cancel.clone();
                 Ok(Response::Stream(RowStream::new(LeasedRows { rows, lease: Some(lease), cancel })))
@@ -73,13 +75,13 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
             }
         };
     }
-    let mut result = Cancellable::new(run(&lease, &request), &lease, slot).await;
+    let mut result = run(&mut lease, &request, slot).await;
     if let Err(e) = &result {
         if is_stale_plan(e) && !lease.in_transaction {
             // The table changed shape since this connection prepared the statement
             // (SQLSTATE 0A000, "cached plan must not change result type"): prepare afresh.
-            lease.client().statement_cache.remove(&request.statement.sql, &[]);
-            result = Cancellable::new(run(&lease, &request), &lease, slot).await;
+            lease.pg_mut().forget_statement(&request.statement.sql);
+            result = run(&mut lease, &request, slot).await;
         }
     }
     lease.in_flight = false;
@@ -134,14 +136,8 @@ fn settle_health(conn: &mut Conn, cancel: Option<&CancelSlot>, outcome: std::res
 struct Cancellable<'a, F> {
     #[pin]
     statement: F,
-    conn: &'a Conn,
+    client: &'a Client,
     slot: Option<&'a CancelSlot>,
-}
-
-impl<'a, F> Cancellable<'a, F> {
-    fn new(statement: F, conn: &'a Conn, slot: Option<&'a CancelSlot>) -> Self {
-        Cancellable { statement, conn, slot }
-    }
 }
 
 impl<F: Future> Future for Cancellable<'_, F> {
@@ -149,16 +145,16 @@ impl<F: Future> Future for Cancellable<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        send_cancel_if_asked(*this.slot, this.conn);
+        send_cancel_if_asked(*this.slot, this.client);
         this.statement.poll(cx)
     }
 }
 
-/// Sends the server a cancel for the statement running on `conn` if the timeout layer
-/// asked for one through `slot` and none was sent yet.
-fn send_cancel_if_asked(slot: Option<&CancelSlot>, conn: &Conn) {
+/// Sends the server a cancel for the statement running on `client`'s connection if the
+/// timeout layer asked for one through `slot` and none was sent yet.
+fn send_cancel_if_asked(slot: Option<&CancelSlot>, client: &Client) {
     if slot.is_some_and(CancelSlot::take_request) {
-        send_cancel(conn.cancel_token());
+        send_cancel(client.cancel_token());
     }
 }
 
@@ -171,35 +167,65 @@ fn typed_params(values: &[Value]) -> impl ExactSizeIterator<Item = (&(dyn ToSql 
     values.iter().map(|v| (v as &(dyn ToSql + Sync), v.natural_type()))
 }
 
-async fn run(conn: &Conn, request: &Request) -> Result<Response> {
-    let client = conn.client();
+/// Runs a statement to its end on `conn`, driving the connection meanwhile.
+async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> Result<Response> {
+    let cache = conn.statement_cache;
+    let (client, statements, driver) = conn.pg_mut().parts();
     let sql = &*request.statement.sql;
     let values = &request.statement.params;
-    Ok(if conn.statement_cache {
-        let statement = client.prepare_cached(sql).await?;
-        match request.mode {
-            Mode::Execute => Response::Affected(client.execute_raw(&statement, params(values)).await?),
-            _ => Response::Rows(client.query_raw(&statement, params(values)).await?.try_collect().await?),
-        }
-    } else {
-        match request.mode {
-            Mode::Execute => {
-                Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
+    let statement = async move {
+        Ok(if cache {
+            let statement = prepare_cached(client, statements, sql).await?;
+            match request.mode {
+                Mode::Execute => Response::Affected(client.execute_raw(&statement, params(values)).await?),
+                _ => Response::Rows(client.query_raw(&statement, params(values)).await?.try_collect().await?),
             }
-            _ => Response::Rows(client.query_typed_raw(sql, typed_params(values)).await?.try_collect().await?),
-        }
-    })
+        } else {
+            match request.mode {
+                Mode::Execute => {
+                    Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
+                }
+                _ => Response::Rows(client.query_typed_raw(sql, typed_params(values)).await?.try_collect().await?),
+            }
+        })
+    };
+    Cancellable { statement: driver.drive(statement), client, slot }.await
 }
 
-async fn start_stream(conn: &Conn, request: &Request) -> Result<tokio_postgres::RowStream> {
-    let client = conn.client();
+/// Sends a `Mode::Stream` statement and waits for the server to take it; the rows follow
+/// as the stream is read.
+async fn start_stream(
+    conn: &mut Conn,
+    request: &Request,
+    slot: Option<&CancelSlot>,
+) -> Result<tokio_postgres::RowStream> {
+    let cache = conn.statement_cache;
+    let (client, statements, driver) = conn.pg_mut().parts();
+    let sql = &*request.statement.sql;
     let values = &request.statement.params;
-    Ok(if conn.statement_cache {
-        let statement = client.prepare_cached(&request.statement.sql).await?;
-        client.query_raw(&statement, params(values)).await?
-    } else {
-        client.query_typed_raw(&request.statement.sql, typed_params(values)).await?
-    })
+    let statement = async move {
+        Ok(if cache {
+            let statement = prepare_cached(client, statements, sql).await?;
+            client.query_raw(&statement, params(values)).await?
+        } else {
+            client.query_typed_raw(sql, typed_params(values)).await?
+        })
+    };
+    Cancellable { statement: driver.drive(statement), client, slot }.await
+}
+
+/// This connection's prepared statement for `sql`, prepared on first use.
+async fn prepare_cached(
+    client: &Client,
+    statements: &mut Statements,
+    sql: &str,
+) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql).await?;
+    statements.insert(sql.into(), statement.clone());
+    Ok(statement)
 }
 
 /// Rows read from the socket as the consumer polls, holding the connection until the
@@ -220,11 +246,12 @@ impl Stream for LeasedRows {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         let Some(lease) = this.lease.as_mut() else { return Poll::Ready(None) };
-        let item = match this.rows.poll_next(cx) {
+        let mut rows = this.rows;
+        let item = match lease.pg_mut().poll_driven(cx, |cx| rows.as_mut().poll_next(cx)) {
             Poll::Pending => {
                 // Only a statement that keeps its reader waiting can need cancelling, so
                 // the timeout layer's request is looked at here, not for every row.
-                send_cancel_if_asked(this.cancel.as_ref(), lease);
+                send_cancel_if_asked(this.cancel.as_ref(), lease.pg().client());
                 return Poll::Pending;
             }
             Poll::Ready(Some(Ok(row))) => return Poll::Ready(Some(Ok(row))),

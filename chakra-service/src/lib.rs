@@ -6,6 +6,7 @@
 
 mod config;
 mod conn;
+mod connection;
 mod error;
 mod executor;
 mod pool;

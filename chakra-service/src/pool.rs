@@ -1,17 +1,18 @@
-//! The connection pool: deadpool-postgres plus what it leaves to its users — warm
-//! minimum connections, reaping of idle ones above that minimum, acquire deadlines that
-//! surface as `PoolTimeout`, and pool gauges.
+//! The connection pool: deadpool, holding connections driven by their users (see
+//! [`crate::connection`]), plus what it leaves to its users — warm minimum connections,
+//! reaping of idle ones above that minimum, acquire deadlines that surface as
+//! `PoolTimeout`, and pool gauges.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{
-    ClientWrapper, Manager, ManagerConfig, Pool, PoolError, QueueMode, RecyclingMethod, Runtime, TimeoutType, Timeouts,
-};
+use deadpool::managed::{QueueMode, TimeoutType, Timeouts};
+use deadpool::Runtime;
 use futures::future::try_join_all;
 
 use crate::config::Config;
 use crate::conn::{Client, Conn};
+use crate::connection::{Connector, PgConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::telemetry;
 
@@ -47,6 +48,9 @@ pub struct ConnectionPool {
     shared: Arc<Shared>,
 }
 
+type Pool = deadpool::managed::Pool<Connector>;
+type PoolError = deadpool::managed::PoolError<tokio_postgres::Error>;
+
 struct Shared {
     pool: Pool,
     config: Config,
@@ -65,9 +69,7 @@ impl ConnectionPool {
         config.validate()?;
         let pg = config.pg_config()?;
         let server = ServerInfo::from_config(&pg);
-        let manager =
-            Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
+        let pool = Pool::builder(Connector::new(pg))
             .max_size(config.pool.max_connections)
             // Reusing the most recently returned connection keeps a few backends hot
             // instead of rotating over cold ones.
@@ -101,11 +103,8 @@ impl ConnectionPool {
     /// Opens a connection outside the pool, closed when dropped.
     pub async fn connect_direct(config: &Config) -> Result<Conn> {
         let pg = config.pg_config()?;
-        let (client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(Error::from)?;
-        let task = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Conn::new(Client::Direct(ClientWrapper::new(client, task)), config.database.statement_cache))
+        let pg = PgConnection::connect(&pg).await.map_err(Error::from)?;
+        Ok(Conn::new(Client::Direct(pg), config.database.statement_cache))
     }
 
     pub fn status(&self) -> PoolStatus {

@@ -56,6 +56,27 @@ async fn fault_without_retries_the_same_read_fails() {
     pool.query_one("SELECT 1", vec![]).await.expect("the broken connection was discarded");
 }
 
+/// Between users nobody polls a pooled connection's socket, so a backend terminated while
+/// its connection sits idle leaves only bytes in that socket. The pool reads them at
+/// checkout and opens a new connection instead of handing out the dead one: even a read
+/// that may not be retried succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_connection_terminated_while_idle_in_the_pool_is_not_handed_out() {
+    let Some(url) = throwaway_url() else { return };
+    let app = unique("idle_killed");
+    let pool = builder(&url, &app).max_connections(1).retry_attempts(1).build().await.unwrap();
+    let before: i32 = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get(0);
+    let admin = admin(&url).await;
+    admin.query("SELECT pg_terminate_backend($1)", &[&before]).await.unwrap();
+    eventually(Duration::from_secs(5), "the backend has exited", || async {
+        backends(&admin, &app).await.is_empty().then_some(())
+    })
+    .await;
+
+    let row = pool.query_one("SELECT pg_backend_pid()", vec![]).await.expect("a new connection serves the read");
+    assert_ne!(row.get::<_, i32>(0), before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_write_is_not_retried() {
     let Some(url) = throwaway_url() else { return };
