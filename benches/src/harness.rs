@@ -42,6 +42,54 @@ impl Samples {
     }
 }
 
+impl Samples {
+    /// How this contender fared against `other` round by round: every round ran both, so
+    /// their times pair up, and the sign test tells a real lead from the noise of a shared
+    /// machine.
+    pub fn paired(&self, other: &Samples) -> Paired {
+        let rounds = self.0.len().min(other.0.len());
+        let faster = self.0.iter().zip(&other.0).filter(|(a, b)| a < b).count();
+        Paired { faster, rounds, p: sign_test(faster, rounds) }
+    }
+}
+
+/// One contender against another over the same rounds (see [`Samples::paired`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Paired {
+    /// Rounds in which the first was faster.
+    pub faster: usize,
+    pub rounds: usize,
+    /// Two-sided sign-test p-value: the chance of a split at least this lopsided if
+    /// neither contender were faster.
+    pub p: f64,
+}
+
+// `ahead`/`behind` serve orm-bench's verdicts; chakra-bench prints the split itself.
+#[allow(dead_code)]
+impl Paired {
+    /// Faster in more rounds than chance explains (p < 0.05).
+    pub fn ahead(&self) -> bool {
+        self.p < 0.05 && self.faster * 2 > self.rounds
+    }
+
+    /// Slower in more rounds than chance explains (p < 0.05).
+    pub fn behind(&self) -> bool {
+        self.p < 0.05 && self.faster * 2 < self.rounds
+    }
+}
+
+/// Two-sided sign test: twice the probability of at most `min(k, n - k)` successes in `n`
+/// fair coin flips, capped at 1.
+fn sign_test(k: usize, n: usize) -> f64 {
+    let tail = k.min(n - k);
+    let (mut binomial, mut sum) = (1.0_f64, 1.0_f64);
+    for i in 1..=tail {
+        binomial = binomial * (n - i + 1) as f64 / i as f64;
+        sum += binomial;
+    }
+    (2.0 * sum * 0.5_f64.powi(n as i32)).min(1.0)
+}
+
 /// What one contender measured on one shape: wall-clock time per unit of work, and the
 /// CPU time the whole process spent per unit (every thread: the caller, the runtime's
 /// workers, the connection tasks). On a shared, busy machine wall time is noisy; client
@@ -211,5 +259,19 @@ impl Table {
         for row in &self.rows {
             line(row);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sign_test;
+
+    #[test]
+    fn sign_test_matches_the_binomial_tails() {
+        // 15 of 20: 2 * P(X <= 5) = 2 * 21700 / 2^20.
+        assert!((sign_test(15, 20) - 0.041389).abs() < 1e-5);
+        assert!((sign_test(5, 20) - 0.041389).abs() < 1e-5);
+        assert_eq!(sign_test(10, 20), 1.0);
+        assert!(sign_test(20, 20) < 2e-6);
     }
 }

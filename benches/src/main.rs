@@ -260,6 +260,7 @@ async fn run(args: Args) -> Result<()> {
         "chakra",
         "chakra/raw",
         "target",
+        "rounds chakra was faster",
         "noise raw / chakra",
         "client CPU per op raw / chakra",
     ]);
@@ -274,6 +275,17 @@ async fn run(args: Args) -> Result<()> {
         let (raw, chakra) = (by_side.next().flatten(), by_side.next().flatten());
         let cell =
             |m: Option<&harness::Measured>, f: &dyn Fn(&harness::Measured) -> String| m.map_or("-".to_owned(), f);
+        let rounds_faster = match (raw, chakra) {
+            (Some(raw), Some(chakra)) => {
+                let paired = chakra.wall.paired(&raw.wall);
+                let p = match paired.p < 0.01 {
+                    true => "< 0.01".to_owned(),
+                    false => format!("= {:.2}", paired.p),
+                };
+                format!("{}/{} (sign test p {p})", paired.faster, paired.rounds)
+            }
+            _ => "-".to_owned(),
+        };
         let (ratio, target) = match (raw, chakra) {
             (Some(raw), Some(chakra)) => {
                 let ratio = chakra.wall.median().as_secs_f64() / raw.wall.median().as_secs_f64();
@@ -292,6 +304,7 @@ async fn run(args: Args) -> Result<()> {
             cell(chakra, &|m| format_duration(m.wall.median())),
             ratio,
             target,
+            rounds_faster,
             format!(
                 "{} / {}",
                 cell(raw, &|m| format!("±{:.1}%", m.wall.spread() * 100.0)),
@@ -304,7 +317,10 @@ async fn run(args: Args) -> Result<()> {
             ),
         ]);
     }
-    println!("\nmedians of wall time; chakra/raw < 1 means chakra is faster; noise is half the interquartile range");
+    println!(
+        "\nmedians of wall time; chakra/raw < 1 means chakra is faster; each round ran both sides, and the sign test \
+         over those pairs says how likely so lopsided a split would be by chance; noise is half the interquartile range"
+    );
     table.print();
 
     if args.diagnose {

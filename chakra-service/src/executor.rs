@@ -171,22 +171,17 @@ fn typed_params(values: &[Value]) -> impl ExactSizeIterator<Item = (&(dyn ToSql 
 async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> Result<Response> {
     let cache = conn.statement_cache;
     let (client, statements, driver) = conn.pg_mut().parts();
-    let sql = &*request.statement.sql;
-    let values = &request.statement.params;
+    let (sql, values) = (&*request.statement.sql, &request.statement.params);
     let statement = async move {
-        Ok(if cache {
-            let statement = prepare_cached(client, statements, sql).await?;
-            match request.mode {
-                Mode::Execute => Response::Affected(client.execute_raw(&statement, params(values)).await?),
-                _ => Response::Rows(client.query_raw(&statement, params(values)).await?.try_collect().await?),
+        Ok(match request.mode {
+            Mode::Execute if cache => {
+                let statement = prepare_cached(client, statements, sql).await?;
+                Response::Affected(client.execute_raw(&statement, params(values)).await?)
             }
-        } else {
-            match request.mode {
-                Mode::Execute => {
-                    Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
-                }
-                _ => Response::Rows(client.query_typed_raw(sql, typed_params(values)).await?.try_collect().await?),
+            Mode::Execute => {
+                Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
             }
+            _ => Response::Rows(rows(client, statements, cache, sql, values).await?.try_collect().await?),
         })
     };
     Cancellable { statement: driver.drive(statement), client, slot }.await
@@ -201,17 +196,26 @@ async fn start_stream(
 ) -> Result<tokio_postgres::RowStream> {
     let cache = conn.statement_cache;
     let (client, statements, driver) = conn.pg_mut().parts();
-    let sql = &*request.statement.sql;
-    let values = &request.statement.params;
-    let statement = async move {
-        Ok(if cache {
-            let statement = prepare_cached(client, statements, sql).await?;
-            client.query_raw(&statement, params(values)).await?
-        } else {
-            client.query_typed_raw(sql, typed_params(values)).await?
-        })
-    };
-    Cancellable { statement: driver.drive(statement), client, slot }.await
+    let (sql, values) = (&*request.statement.sql, &request.statement.params);
+    let statement = rows(client, statements, cache, sql, values);
+    Ok(Cancellable { statement: driver.drive(statement), client, slot }.await?)
+}
+
+/// A query's rows as the server sends them: through this connection's prepared statement
+/// for `sql`, or an unnamed one when the statement cache is off.
+async fn rows(
+    client: &Client,
+    statements: &mut Statements,
+    cache: bool,
+    sql: &str,
+    values: &[Value],
+) -> std::result::Result<tokio_postgres::RowStream, tokio_postgres::Error> {
+    if cache {
+        let statement = prepare_cached(client, statements, sql).await?;
+        client.query_raw(&statement, params(values)).await
+    } else {
+        client.query_typed_raw(sql, typed_params(values)).await
+    }
 }
 
 /// This connection's prepared statement for `sql`, prepared on first use.

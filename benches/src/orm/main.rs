@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use crate::harness::{format_duration, Measured, Table};
+use crate::harness::{format_duration, Measured, Paired, Table};
 use crate::shapes::{Contender, Side, Workload};
 
 #[global_allocator]
@@ -313,6 +313,32 @@ fn median_secs(m: &Measured) -> f64 {
     m.wall.median().as_secs_f64()
 }
 
+/// Whether chakra is ahead of every peer, judged round by round (see [`Samples::paired`]).
+fn peer_verdict(contenders: &[Contender], measured: &[Measured], chakra: usize, peers: &[usize]) -> String {
+    if peers.is_empty() {
+        return "-".to_owned();
+    }
+    let paired: Vec<(&str, Paired)> =
+        peers.iter().map(|&i| (contenders[i].name, measured[chakra].wall.paired(&measured[i].wall))).collect();
+    let split = |p: &Paired| format!("{}/{}", p.faster, p.rounds);
+    if paired.iter().all(|(_, p)| p.ahead()) {
+        let least = paired.iter().map(|(_, p)| p).min_by_key(|p| p.faster).expect("peers");
+        return format!("yes (at least {})", split(least));
+    }
+    let list = |keep: fn(&Paired) -> bool| {
+        paired.iter().filter(|(_, p)| keep(p)).map(|(name, p)| format!("{name} {}", split(p))).collect::<Vec<_>>()
+    };
+    let (behind, tied) = (list(Paired::behind), list(|p| !p.ahead() && !p.behind()));
+    let mut parts = Vec::new();
+    if !behind.is_empty() {
+        parts.push(format!("behind {}", behind.join(", ")));
+    }
+    if !tied.is_empty() {
+        parts.push(format!("tied with {}", tied.join(", ")));
+    }
+    format!("NO: {}", parts.join("; "))
+}
+
 fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], allocs: bool) {
     let position = |key: &str| contenders.iter().position(|c| c.key == key);
     let (raw, chakra) = (position("raw"), position("chakra"));
@@ -337,7 +363,11 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
     table.print();
 
     if let Some(c) = chakra {
-        println!("\nchakra against each side (ratio of medians; below 1.00 means chakra is faster)");
+        println!(
+            "\nchakra against each side (ratio of medians; below 1.00 means chakra is faster). Against the peers, \
+             round by round: ahead or behind only when the sign test over the paired rounds says so (p < 0.05), \
+             otherwise tied; k/n counts the rounds chakra was faster"
+        );
         let others: Vec<usize> = (0..contenders.len()).filter(|&i| i != c).collect();
         let mut header = vec!["shape".to_owned()];
         header.extend(others.iter().map(|&i| format!("chakra/{}", contenders[i].name)));
@@ -354,17 +384,7 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
                 None => "-".to_owned(),
             });
             let peers: Vec<usize> = others.iter().copied().filter(|&i| Some(i) != raw).collect();
-            row.push(match peers.is_empty() {
-                true => "-".to_owned(),
-                false => match peers.iter().all(|&i| ratio(i) < 1.0) {
-                    true => "yes".to_owned(),
-                    false => {
-                        let behind: Vec<&str> =
-                            peers.iter().filter(|&&i| ratio(i) >= 1.0).map(|&i| contenders[i].name).collect();
-                        format!("NO: behind {}", behind.join(", "))
-                    }
-                },
-            });
+            row.push(peer_verdict(contenders, measured, c, &peers));
             table.row(row);
         }
         table.print();
