@@ -259,6 +259,14 @@ impl Config {
         })?;
         let mut pg: tokio_postgres::Config =
             url.parse().map_err(|e| Error::config("database.url", format!("not a PostgreSQL URL: {e}")))?;
+        if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            // Said here, not as a failed handshake at the first connect.
+            return Err(Error::config(
+                "database.url",
+                "sslmode=require: Chakra connects without TLS for now; use sslmode=disable or prefer, \
+                 or reach the server through a TLS proxy",
+            ));
+        }
         if pg.get_application_name().is_none() {
             pg.application_name("chakra");
         }
@@ -271,6 +279,18 @@ impl Config {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn a_url_requiring_tls_is_a_config_error_naming_sslmode() {
+        let err = Config::from_url("postgresql://db.example.com/app?sslmode=require").pg_config().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.key(), Some("database.url"));
+        assert!(err.to_string().contains("sslmode=require"), "{err}");
+        // Without TLS on offer, `prefer` (the default) and `disable` connect in plain text.
+        for mode in ["prefer", "disable"] {
+            Config::from_url(format!("postgresql://db.example.com/app?sslmode={mode}")).pg_config().unwrap();
+        }
+    }
 
     #[test]
     fn reads_every_section() {
