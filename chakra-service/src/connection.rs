@@ -10,9 +10,8 @@
 //! statement crosses tasks. Measured with `chakra-bench` on a 2-core machine with 2 Tokio
 //! workers, against raw tokio-postgres with its connection spawned: a sequential
 //! point lookup went from 1.04–1.08x to 0.74x of raw, a 10k-row fetch from 1.03x to
-//! 0.91–0.94x, and streaming 100k rows from 1.07x to 0.79–0.97x. With a single worker the spawned setup stays a little faster (1.04–1.06x against
-//! 1.12–1.15x for sequential lookups); with 8 clients each running lookups, the two were
-//! even.
+//! 0.91–0.94x, and streaming 100k rows from 1.07x to 0.79–0.97x. With a single worker,
+//! and with 8 clients each running lookups, the two setups came out even.
 //!
 //! Between users nothing polls the socket. What the server sends meanwhile (a notice, or
 //! the error and end of file of a terminated backend) waits in the socket's buffer; the
