@@ -143,3 +143,24 @@ async fn a_session_keeps_one_connection_and_returns_it() {
     })
     .await;
 }
+
+/// The task running a statement is the one that reads its connection's socket: a statement
+/// whose server output must be read before its answer comes (here 100,000 notices, about
+/// 10 MB, far more than the socket buffers hold) still completes, and leaves the connection
+/// fit for reuse.
+#[tokio::test]
+async fn a_statement_flooding_notices_completes_and_its_connection_is_reused() {
+    let app = unique("notices");
+    let pool = builder(&database_url(), &app).max_connections(1).build().await.unwrap();
+    let level: String = pool.query_one("SHOW client_min_messages", vec![]).await.unwrap().get(0);
+    assert_eq!(level, "notice", "notices reach the client");
+    let flood =
+        "DO $$ BEGIN FOR i IN 1..100000 LOOP RAISE NOTICE 'notice number % of a long flood', i; END LOOP; END $$";
+    tokio::time::timeout(Duration::from_secs(20), pool.execute(flood, vec![]))
+        .await
+        .expect("the statement finished")
+        .unwrap();
+    let row = pool.query_one("SELECT 41 + 1", vec![]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    assert_eq!(pool.status().size, 1, "the same connection served both");
+}
