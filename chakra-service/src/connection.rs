@@ -34,7 +34,7 @@ type Io = tokio_postgres::Connection<Socket, NoTlsStream>;
 pub(crate) type Statements = HashMap<Box<str>, Statement>;
 
 /// A client, its socket and its prepared statements.
-pub struct PgConnection {
+pub(crate) struct PgConnection {
     // Dropped before `io`, which then says goodbye (see `Goodbye`).
     client: Client,
     io: Goodbye,
@@ -85,7 +85,7 @@ impl PgConnection {
     }
 
     /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.io.0.is_none() || self.client.is_closed()
     }
 
