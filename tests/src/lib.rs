@@ -9,7 +9,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chakra::{Config, Pool, PoolBuilder};
+use chakra::{Config, Pool, PoolBuilder, Queryable};
+
+/// The server process behind the connection `db` runs its next request on: equal pids
+/// mean one connection served both.
+pub async fn backend_pid(db: &impl Queryable) -> i32 {
+    db.query_one("SELECT pg_backend_pid()", vec![]).await.expect("read pg_backend_pid()").get(0)
+}
 
 /// The database for ordinary tests.
 pub fn database_url() -> String {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chakra::{ErrorKind, Queryable};
-use chakra_tests::{admin, backends, builder, database_url, eventually, unique};
+use chakra_tests::{admin, backend_pid, backends, builder, database_url, eventually, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_is_never_exceeded_under_100_concurrent_requests() {
@@ -131,10 +131,9 @@ async fn with_the_cache_off_nothing_is_prepared_so_pgbouncer_transaction_mode_wo
 async fn a_session_keeps_one_connection_and_returns_it() {
     let pool = builder(&database_url(), &unique("session")).max_connections(2).build().await.unwrap();
     let session = pool.session().await.unwrap();
-    let pid = |row: chakra::Row| row.get::<_, i32>(0);
-    let first = pid(session.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap());
+    let first = backend_pid(&session).await;
     for _ in 0..3 {
-        assert_eq!(pid(session.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap()), first);
+        assert_eq!(backend_pid(&session).await, first);
     }
     assert_eq!(pool.status().in_use, 1);
     drop(session);

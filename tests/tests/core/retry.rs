@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chakra::{ErrorKind, Queryable};
-use chakra_tests::{admin, backends, builder, eventually, restart_throwaway, throwaway_url, unique};
+use chakra_tests::{admin, backend_pid, backends, builder, eventually, restart_throwaway, throwaway_url, unique};
 
 /// Terminates the backends of `app` once one of them is running `marker`, i.e. while a
 /// statement is in flight, as a server restart or failover would.
@@ -65,7 +65,7 @@ async fn fault_a_connection_terminated_while_idle_in_the_pool_is_not_handed_out(
     let Some(url) = throwaway_url() else { return };
     let app = unique("idle_killed");
     let pool = builder(&url, &app).max_connections(1).retry_attempts(1).build().await.unwrap();
-    let before: i32 = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get(0);
+    let before = backend_pid(&pool).await;
     let admin = admin(&url).await;
     admin.query("SELECT pg_terminate_backend($1)", &[&before]).await.unwrap();
     eventually(Duration::from_secs(5), "the backend has exited", || async {
@@ -73,8 +73,8 @@ async fn fault_a_connection_terminated_while_idle_in_the_pool_is_not_handed_out(
     })
     .await;
 
-    let row = pool.query_one("SELECT pg_backend_pid()", vec![]).await.expect("a new connection serves the read");
-    assert_ne!(row.get::<_, i32>(0), before);
+    // `backend_pid` fails the test if the read does: a new connection must serve it.
+    assert_ne!(backend_pid(&pool).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chakra::{Error, ErrorKind, Mode, Pool, Queryable, Request, Statement};
-use chakra_tests::{admin, backends, builder, database_url, eventually, unique};
+use chakra_tests::{admin, backend_pid, backends, builder, database_url, eventually, unique};
 
 /// A pool of one connection under `app`'s name, with a `limit` deadline per statement.
 async fn one_connection(app: &str, limit: Duration) -> Pool {
@@ -25,13 +25,13 @@ async fn assert_cancelled_on_the_server(err: &Error, start: Instant, app: &str) 
 async fn timeout_cancels_the_statement_on_the_server() {
     let app = unique("timeout");
     let pool = one_connection(&app, Duration::from_millis(200)).await;
-    let before = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
+    let before = backend_pid(&pool).await;
 
     let start = Instant::now();
     let err = pool.query("SELECT pg_sleep(10)", vec![]).await.unwrap_err();
     assert_cancelled_on_the_server(&err, start, &app).await;
     // The same connection, clean, serves the next request.
-    let after = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
+    let after = backend_pid(&pool).await;
     assert_eq!(before, after, "the cancelled connection was replaced instead of reused");
 }
 
@@ -84,7 +84,7 @@ async fn a_stream_waiting_on_a_slow_statement_times_out_and_is_cancelled() {
     use futures::TryStreamExt;
     let app = unique("timeout_stream");
     let pool = one_connection(&app, Duration::from_millis(300)).await;
-    let before = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
+    let before = backend_pid(&pool).await;
 
     let start = Instant::now();
     // The rows come only after the sleep, long after the stream itself was handed over.
@@ -94,7 +94,7 @@ async fn a_stream_waiting_on_a_slow_statement_times_out_and_is_cancelled() {
     };
     let err = outcome.await.unwrap_err();
     assert_cancelled_on_the_server(&err, start, &app).await;
-    let after = pool.query_one("SELECT pg_backend_pid()", vec![]).await.unwrap().get::<_, i32>(0);
+    let after = backend_pid(&pool).await;
     assert_eq!(before, after, "the cancelled connection was replaced instead of reused");
 }
 
