@@ -1,6 +1,7 @@
 //! Connections and the state that decides whether one may be reused.
 //!
-//! deadpool's recycle check only asks "is the socket closed?". A connection can be open and
+//! The pool's checkout check ([`Connector`](crate::connection::Connector)) only asks "has
+//! the connection ended?". A connection can be open and
 //! still unfit for the next user: inside a transaction someone abandoned, or with a statement
 //! still running whose caller went away. [`Conn`] tracks both and, when dropped dirty, never
 //! hands the connection straight back:

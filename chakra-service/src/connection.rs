@@ -50,11 +50,22 @@ pub(crate) struct PgConnection {
 /// task of a spawned connection would, instead of leaving the server an unexplained EOF.
 struct Goodbye(Option<Io>);
 
+impl Goodbye {
+    /// Polls the socket once without arranging a wake-up: it reads what has arrived and
+    /// writes what is queued, and says whether the connection has ended (dropping it then).
+    fn poll_now(&mut self) -> bool {
+        let Some(io) = self.0.as_mut() else { return true };
+        let ended = Pin::new(io).poll(&mut Context::from_waker(Waker::noop())).is_ready();
+        if ended {
+            self.0 = None;
+        }
+        ended
+    }
+}
+
 impl Drop for Goodbye {
     fn drop(&mut self) {
-        if let Some(io) = self.0.as_mut() {
-            let _ = Pin::new(io).poll(&mut Context::from_waker(Waker::noop()));
-        }
+        self.poll_now();
     }
 }
 
@@ -92,11 +103,7 @@ impl PgConnection {
     /// Takes in what the server sent while nobody was polling, without waiting; `false` if
     /// the connection turns out to have ended.
     pub(crate) fn check(&mut self) -> bool {
-        if let Some(io) = self.io.0.as_mut() {
-            if Pin::new(io).poll(&mut Context::from_waker(Waker::noop())).is_ready() {
-                self.io.0 = None;
-            }
-        }
+        self.io.poll_now();
         !self.is_closed()
     }
 
