@@ -1,7 +1,10 @@
 //! The pool: bounds, acquire deadlines, warm minimum, idle reaping, statement cache.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use chakra::{ErrorKind, Queryable};
@@ -162,4 +165,59 @@ async fn a_statement_flooding_notices_completes_and_its_connection_is_reused() {
     let row = pool.query_one("SELECT 41 + 1", vec![]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
     assert_eq!(pool.status().size, 1, "the same connection served both");
+}
+
+/// Runs `future`, counting the wakes that arrive while it is being polled. A Tokio task
+/// woken while it runs is queued again and another worker woken to take it: a futex wake,
+/// an `epoll_wait` and a poll for nothing.
+async fn wakes_while_polled<F: Future>(future: F) -> (F::Output, usize) {
+    #[derive(Default)]
+    struct Watch {
+        task: Mutex<Option<Waker>>,
+        polling: AtomicBool,
+        wakes: AtomicUsize,
+    }
+    impl Wake for Watch {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if self.polling.load(Ordering::SeqCst) {
+                self.wakes.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(task) = self.task.lock().unwrap().as_ref() {
+                task.wake_by_ref();
+            }
+        }
+    }
+    let watch = Arc::new(Watch::default());
+    let waker = Waker::from(watch.clone());
+    let mut future = pin!(future);
+    let output = poll_fn(|cx| {
+        *watch.task.lock().unwrap() = Some(cx.waker().clone());
+        watch.polling.store(true, Ordering::SeqCst);
+        let poll = future.as_mut().poll(&mut Context::from_waker(&waker));
+        watch.polling.store(false, Ordering::SeqCst);
+        poll
+    })
+    .await;
+    (output, watch.wakes.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_does_not_wake_its_own_task_while_it_is_polled() {
+    let pool = builder(&database_url(), &unique("self_wake")).max_connections(1).build().await.unwrap();
+    pool.query_one("SELECT $1::int", vec![0.into()]).await.unwrap();
+    let ((), wakes) = wakes_while_polled(async {
+        for i in 1..=50 {
+            let row = pool.query_one("SELECT $1::int", vec![i.into()]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i);
+        }
+    })
+    .await;
+    assert_eq!(wakes, 0, "50 statements woke their own task {wakes} times while it polled them");
+    // Answers larger than the client's channel: the connection waits for room, which the
+    // same poll makes by taking the rows in.
+    let rows = pool.query("SELECT g FROM generate_series(1, 10000) AS g", vec![]).await.unwrap();
+    assert_eq!(rows.iter().map(|row| row.get::<_, i32>(0)).sum::<i32>(), 50_005_000);
 }
