@@ -28,7 +28,7 @@ use crate::request::TxEffect;
 /// The connection behind a [`Conn`]: pooled, or opened directly for one user.
 pub(crate) enum Client {
     Pooled(Object<Connector>),
-    Direct(PgConnection),
+    Direct(Box<PgConnection>),
 }
 
 impl Deref for Client {

@@ -104,7 +104,7 @@ impl ConnectionPool {
     pub async fn connect_direct(config: &Config) -> Result<Conn> {
         let pg = config.pg_config()?;
         let pg = PgConnection::connect(&pg).await.map_err(Error::from)?;
-        Ok(Conn::new(Client::Direct(pg), config.database.statement_cache))
+        Ok(Conn::new(Client::Direct(Box::new(pg)), config.database.statement_cache))
     }
 
     pub fn status(&self) -> PoolStatus {
