@@ -453,7 +453,11 @@ fn distribute(result: Result<Vec<Row>>, members: &mut [Member], key_column: usiz
     for row in rows {
         let value: Value = row.try_get(key_column).map_err(Error::from)?;
         if let Some(&slot) = Key::of(&value).as_ref().and_then(|key| slot_of.get(key)) {
-            slots[slot].0.push(row);
+            // A key's lookup nearly always finds one row: room for just that one (a Vec
+            // would start at four, 288 bytes, and a burst of them is slow to allocate).
+            let rows = &mut slots[slot].0;
+            rows.reserve_exact(1);
+            rows.push(row);
         }
     }
     // The last member wanting a key's rows takes them; any before it get copies.
