@@ -52,7 +52,18 @@ from tortoise import models as tmodels
 
 import chakra
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def plain_transport(url: str) -> str:
+    """``url`` with ``sslmode=disable`` unless it names an sslmode: every library must
+    use the same transport, and asyncpg (so SQLAlchemy and Tortoise too) defaults to
+    ``prefer``, which is TLS wherever the server offers it (Debian's does)."""
+    if "sslmode=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "sslmode=disable"
+
+
+DATABASE_URL = plain_transport(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
 USERS = "bench_py_users"
 INSERT = "bench_py_insert"
 N_ROWS = 100_000
@@ -198,6 +209,7 @@ async def drop_tables(admin: asyncpg.Connection) -> None:
 
 def tortoise_credentials(url: str) -> dict[str, Any]:
     u = urllib.parse.urlsplit(url)
+    sslmode = urllib.parse.parse_qs(u.query).get("sslmode", ["disable"])[0]
     return {
         "host": u.hostname or "127.0.0.1",
         "port": u.port or 5432,
@@ -206,12 +218,22 @@ def tortoise_credentials(url: str) -> dict[str, Any]:
         "database": (u.path or "/").lstrip("/") or "postgres",
         "minsize": POOL,
         "maxsize": POOL,
+        "ssl": sslmode,
     }
 
 
 def sqlalchemy_url(url: str) -> str:
+    # SQLAlchemy's asyncpg dialect calls the TLS setting ``ssl``.
     scheme, rest = url.split("://", 1)
-    return f"postgresql+asyncpg://{rest}"
+    return f"postgresql+asyncpg://{rest}".replace("sslmode=", "ssl=")
+
+
+async def tls_connections(admin: asyncpg.Connection) -> int:
+    """How many of this database's other connections use TLS."""
+    return await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+        " WHERE s.ssl AND a.datname = current_database() AND a.pid <> pg_backend_pid()"
+    )
 
 
 # ---------------------------------------------------------------- the libraries
@@ -845,10 +867,14 @@ async def main(args: argparse.Namespace) -> int:
 
         await wait_for_connections(admin, sum(cls.connections for cls in wanted), args.wait)
         sides: list[Side] = []
+        plain = "sslmode=disable" in DATABASE_URL
         for cls in wanted:
             side = cls()
             await side.open()
             sides.append(side)
+            if plain and (tls := await tls_connections(admin)):
+                raise SystemExit(f"{side.name}: {tls} connections use TLS; every library must use the same transport")
+        print(f"transport: {'plain TCP for every library' if plain else 'as DATABASE_URL says'}")
         names = [s.name for s in sides]
 
         rng = random.Random(args.seed)

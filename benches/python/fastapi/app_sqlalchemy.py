@@ -34,7 +34,10 @@ class User(Base):
 
 
 engine = create_async_engine(
-    "postgresql+asyncpg://" + DATABASE_URL.split("://", 1)[1], pool_size=POOL, max_overflow=0
+    # SQLAlchemy's asyncpg dialect calls the TLS setting ``ssl``.
+    "postgresql+asyncpg://" + DATABASE_URL.split("://", 1)[1].replace("sslmode=", "ssl="),
+    pool_size=POOL,
+    max_overflow=0,
 )
 sessions = async_sessionmaker(engine, expire_on_commit=False)
 

@@ -40,6 +40,7 @@ def _credentials(url: str) -> dict:
         "database": (u.path or "/").lstrip("/") or "postgres",
         "minsize": POOL,
         "maxsize": POOL,
+        "ssl": urllib.parse.parse_qs(u.query).get("sslmode", ["disable"])[0],
     }
 
 

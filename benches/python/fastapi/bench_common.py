@@ -11,7 +11,18 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _plain_transport(url: str) -> str:
+    """``url`` with ``sslmode=disable`` unless it names an sslmode: every app must use the
+    same transport, and asyncpg (so SQLAlchemy and Tortoise too) defaults to ``prefer``,
+    which is TLS wherever the server offers it (Debian's does)."""
+    if "sslmode=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "sslmode=disable"
+
+
+DATABASE_URL = _plain_transport(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
 TABLE = "bench_fastapi_users"
 POOL = 10
 
