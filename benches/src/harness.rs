@@ -209,6 +209,17 @@ impl ProcessCounters {
 }
 
 /// `1.5 ms`, `47.2 us`: three significant figures in a unit that suits the value.
+/// `DATABASE_URL` (default: the local server's `test` database), with `sslmode=disable`
+/// unless it names an sslmode: every side must use the same transport, raw tokio-postgres
+/// runs with `NoTls`, and Chakra (as libpq) takes TLS wherever the server offers it.
+pub fn database_url() -> String {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
+    match url.contains("sslmode=") {
+        true => url,
+        false => format!("{url}{}sslmode=disable", if url.contains('?') { '&' } else { '?' }),
+    }
+}
+
 pub fn format_duration(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     let (value, unit) = match us {

@@ -27,7 +27,6 @@ static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocato
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const DEFAULT_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 /// The issue's shape: 2,000 concurrent lookups over a pool of 10 connections.
 const CONCURRENT_LOOKUPS: usize = 2_000;
 const SEQUENTIAL_LOOKUPS: usize = 2_000;
@@ -41,7 +40,7 @@ const USAGE: &str =
   --rounds N   N timed rounds for every shape (e.g. to profile one shape for longer)
   --side S     run one side only, raw or chakra (for a profiler; no ratios)
   --workers N  Tokio worker threads (default 2, the reference box's cores)
-environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test)";
+environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test; sslmode=disable unless it says)";
 
 /// One workload, run the same way on every side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +219,7 @@ fn main() {
 
 async fn run(args: Args) -> Result<()> {
     let workers = args.workers;
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let url = harness::database_url();
     let (admin, connection) = tokio_postgres::connect(&url, NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;

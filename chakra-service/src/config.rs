@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
+use crate::tls::{self, Tls, TlsSettings};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -243,36 +244,42 @@ impl Config {
             return Err(Error::config("retry.max_attempts", "must be at least 1 (1 means no retries)"));
         }
         if let Some(url) = &self.database.url {
-            url.parse::<tokio_postgres::Config>()
-                .map_err(|e| Error::config("database.url", format!("not a PostgreSQL URL: {e}")))?;
+            parse_url(url)?;
         }
         Ok(())
     }
 
     /// The parsed connection settings; a missing or malformed URL names `database.url`.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config> {
+        self.connect_settings().map(|(pg, _)| pg)
+    }
+
+    /// The parsed connection settings and the TLS connector the URL's `sslmode` and
+    /// `sslrootcert` ask for (see [`crate::tls`]); problems with either name `database.url`.
+    pub(crate) fn connect_settings(&self) -> Result<(tokio_postgres::Config, Tls)> {
         let url = self.database.url.as_deref().ok_or_else(|| {
             Error::config(
                 "database.url",
                 "no database URL (set it in chakra.toml, CHAKRA_DATABASE_URL or DATABASE_URL)",
             )
         })?;
-        let mut pg: tokio_postgres::Config =
-            url.parse().map_err(|e| Error::config("database.url", format!("not a PostgreSQL URL: {e}")))?;
-        if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            // Said here, not as a failed handshake at the first connect.
-            return Err(Error::config(
-                "database.url",
-                "sslmode=require: Chakra connects without TLS for now; use sslmode=disable or prefer, \
-                 or reach the server through a TLS proxy",
-            ));
-        }
+        let (mut pg, tls) = parse_url(url)?;
+        let tls = tls.connector()?;
         if pg.get_application_name().is_none() {
             pg.application_name("chakra");
         }
         pg.connect_timeout(self.database.connect_timeout);
-        Ok(pg)
+        Ok((pg, tls))
     }
+}
+
+/// tokio-postgres's settings and the TLS ones of a database URL.
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings)> {
+    let (rest, tls) = tls::split_url(url)?;
+    let mut pg: tokio_postgres::Config =
+        rest.parse().map_err(|e| Error::config("database.url", format!("not a PostgreSQL URL: {e}")))?;
+    pg.ssl_mode(tls.mode.for_tokio_postgres());
+    Ok((pg, tls))
 }
 
 #[cfg(test)]
@@ -281,15 +288,18 @@ mod tests {
     use crate::ErrorKind;
 
     #[test]
-    fn a_url_requiring_tls_is_a_config_error_naming_sslmode() {
-        let err = Config::from_url("postgresql://db.example.com/app?sslmode=require").pg_config().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Config);
-        assert_eq!(err.key(), Some("database.url"));
-        assert!(err.to_string().contains("sslmode=require"), "{err}");
-        // Without TLS on offer, `prefer` (the default) and `disable` connect in plain text.
-        for mode in ["prefer", "disable"] {
-            Config::from_url(format!("postgresql://db.example.com/app?sslmode={mode}")).pg_config().unwrap();
+    fn every_sslmode_of_libpq_but_allow_is_accepted() {
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            let pg = Config::from_url(format!("postgresql://db.example.com/app?sslmode={mode}")).pg_config().unwrap();
+            assert_eq!(pg.get_hosts().len(), 1, "{mode}");
         }
+        let err = Config::from_url("postgresql://db.example.com/app?sslmode=allow").pg_config().unwrap_err();
+        assert_eq!(err.key(), Some("database.url"));
+        assert!(err.to_string().contains("sslmode=allow"), "{err}");
+        assert_eq!(
+            Config::from_url("postgresql://db/app?sslmode=alow").validate().unwrap_err().key(),
+            Some("database.url")
+        );
     }
 
     #[test]

@@ -27,11 +27,12 @@ use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use foldhash::HashMap;
 use futures::task::AtomicWaker;
 use pin_project::pin_project;
-use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Client, Socket, Statement};
 
+use crate::tls::{Tls, TlsStream};
+
 /// The socket side of a connection, which does the reading and writing when polled.
-type Io = tokio_postgres::Connection<Socket, NoTlsStream>;
+type Io = tokio_postgres::Connection<Socket, TlsStream>;
 
 /// Prepared statements of one connection, by SQL text.
 pub(crate) type Statements = HashMap<Box<str>, Statement>;
@@ -78,9 +79,9 @@ impl PgConnection {
         PgConnection { client, io: Goodbye(Some(io)), statements: Statements::default(), relay: Relay::new() }
     }
 
-    /// Opens a connection.
-    pub(crate) async fn connect(config: &tokio_postgres::Config) -> Result<Self, tokio_postgres::Error> {
-        let (client, io) = config.connect(tokio_postgres::NoTls).await?;
+    /// Opens a connection, over TLS as `config`'s `sslmode` says.
+    pub(crate) async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Self, tokio_postgres::Error> {
+        let (client, io) = config.connect(tls.clone()).await?;
         Ok(PgConnection::new(client, io))
     }
 
@@ -282,14 +283,20 @@ impl Drop for Polling<'_> {
 
 /// Opens and vets the pool's connections: a connection goes out again only if what the
 /// server sent while it sat idle does not show it ended.
-#[derive(Debug)]
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
+    tls: Tls,
 }
 
 impl Connector {
-    pub(crate) fn new(config: tokio_postgres::Config) -> Self {
-        Connector { config }
+    pub(crate) fn new(config: tokio_postgres::Config, tls: Tls) -> Self {
+        Connector { config, tls }
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -303,7 +310,7 @@ impl deadpool::managed::Manager for Connector {
     // and unboxed it is 2 KB of the 6.8 KB that each checkout built and moved, though
     // connecting is rare.
     fn create(&self) -> impl Future<Output = Result<Box<PgConnection>, tokio_postgres::Error>> + Send {
-        Box::pin(async { PgConnection::connect(&self.config).await.map(Box::new) })
+        Box::pin(async { PgConnection::connect(&self.config, &self.tls).await.map(Box::new) })
     }
 
     async fn recycle(&self, conn: &mut Box<PgConnection>, _: &Metrics) -> RecycleResult<tokio_postgres::Error> {

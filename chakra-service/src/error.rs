@@ -205,10 +205,16 @@ impl From<tokio_postgres::Error> for Error {
                 Some(n) => format!("cannot send parameter ${}", n + 1),
                 None => text,
             };
-            let message = match err.source() {
+            let mut message = match err.source() {
                 Some(source) => format!("{text}: {source}"),
                 None => text,
             };
+            if message.contains("UnknownIssuer") {
+                message.push_str(
+                    " (no trusted CA signed the server's certificate: give its CA as sslrootcert=<path> \
+                     in database.url)",
+                );
+            }
             return Error::new(kind, message).with_source(err);
         };
         let code = db.code().clone();

@@ -13,6 +13,7 @@ mod pool;
 mod request;
 mod response;
 pub mod telemetry;
+mod tls;
 mod value;
 
 pub use config::{Config, DatabaseConfig, PoolConfig, QueryConfig, RetryConfig};

@@ -67,9 +67,9 @@ impl ConnectionPool {
     /// Opens the pool and its `min_connections`; fails if the database cannot be reached.
     pub async fn open(config: Config) -> Result<Self> {
         config.validate()?;
-        let pg = config.pg_config()?;
+        let (pg, tls) = config.connect_settings()?;
         let server = ServerInfo::from_config(&pg);
-        let pool = Pool::builder(Connector::new(pg))
+        let pool = Pool::builder(Connector::new(pg, tls))
             .max_size(config.pool.max_connections)
             // Reusing the most recently returned connection keeps a few backends hot
             // instead of rotating over cold ones.
@@ -102,8 +102,8 @@ impl ConnectionPool {
 
     /// Opens a connection outside the pool, closed when dropped.
     pub async fn connect_direct(config: &Config) -> Result<Conn> {
-        let pg = config.pg_config()?;
-        let pg = PgConnection::connect(&pg).await.map_err(Error::from)?;
+        let (pg, tls) = config.connect_settings()?;
+        let pg = PgConnection::connect(&pg, &tls).await.map_err(Error::from)?;
         Ok(Conn::new(Client::Direct(Box::new(pg)), config.database.statement_cache))
     }
 

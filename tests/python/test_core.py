@@ -124,6 +124,24 @@ async def test_connect_to_a_bad_url_raises_config_or_operational_errors() -> Non
         await chakra.connect("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
 
 
+async def test_tls_is_set_in_the_url_as_with_libpq() -> None:
+    # Read and checked when the database is configured, not at the first connect.
+    with pytest.raises(chakra.ConfigError) as info:
+        chakra.Database("postgresql://db.example.com/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+    assert info.value.key == "database.url" and "/nonexistent/ca.pem" in str(info.value)
+    with pytest.raises(chakra.ConfigError, match="sslmode=allow"):
+        chakra.Database("postgresql://db.example.com/app?sslmode=allow")
+    # The test command's throwaway cluster offers TLS, its certificate signed by its own CA.
+    url, ca = os.environ.get("CHAKRA_THROWAWAY_URL"), os.environ.get("CHAKRA_THROWAWAY_CA")
+    if os.environ.get("CI"):
+        assert url and ca, "run the tests through scripts/test"
+    if url and ca:
+        async with chakra.connect(f"{url}?sslmode=verify-full&sslrootcert={ca}") as conn:
+            assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+        async with chakra.connect(f"{url}?sslmode=disable") as conn:
+            assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is False
+
+
 def test_bad_configuration_names_the_key() -> None:
     with pytest.raises(chakra.ConfigError) as info:
         chakra.Database(DATABASE_URL, max_connections=0)

@@ -38,6 +38,12 @@ pub fn throwaway_url() -> Option<String> {
     }
 }
 
+/// The CA that signed the throwaway cluster's TLS certificate (for `127.0.0.1` and
+/// `localhost`), as a path for `sslrootcert`.
+pub fn throwaway_ca() -> String {
+    std::env::var("CHAKRA_THROWAWAY_CA").expect("CHAKRA_THROWAWAY_CA is set by scripts/pg-throwaway start")
+}
+
 /// Restarts the throwaway cluster (fast shutdown: every connection is cut).
 pub fn restart_throwaway() {
     let ctl = std::env::var("CHAKRA_THROWAWAY_CTL").expect("CHAKRA_THROWAWAY_CTL is set by scripts/test");

@@ -37,7 +37,6 @@ static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocato
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const DEFAULT_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 /// Every side gets a pool (for raw: clients) of this many connections.
 const POOL_SIZE: usize = 10;
 const CONCURRENT_GETS: usize = 2_000;
@@ -56,7 +55,7 @@ const USAGE: &str = "usage: orm-bench [--quick] [--allocs] [--diagnose] [--peer-
   --sides          only these sides: raw, chakra, sqlx, sea-orm, diesel (e.g. under a profiler)
   --rounds N       N timed rounds for every shape
   --workers N      Tokio worker threads (default 2, the reference box's cores)
-environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test)";
+environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test; sslmode=disable unless it says)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -253,7 +252,7 @@ async fn connect(key: &str, url: &str, tuned: bool) -> Result<Contender> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let url = harness::database_url();
     let (admin, connection) = tokio_postgres::connect(&url, NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;

@@ -12,5 +12,6 @@ mod spec_examples;
 mod streaming;
 mod telemetry;
 mod timeout;
+mod tls;
 mod transactions;
 mod values;

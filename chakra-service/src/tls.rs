@@ -1,0 +1,314 @@
+//! TLS to the server, configured the way libpq is: by `sslmode` and `sslrootcert` in the
+//! database URL, so a URL that works with psql works here.
+//!
+//! | `sslmode`     | TLS                         | server certificate checked                      |
+//! |---------------|-----------------------------|-------------------------------------------------|
+//! | `disable`     | never                       | -                                               |
+//! | `prefer`      | when the server offers it   | only against `sslrootcert`, when one is given   |
+//! | `require`     | always                      | only against `sslrootcert`, when one is given   |
+//! | `verify-ca`   | always                      | chain, against `sslrootcert` or Mozilla's roots |
+//! | `verify-full` | always                      | chain and host name, as `verify-ca`             |
+//!
+//! `prefer` is the default, as in libpq, tokio-postgres, asyncpg and sqlx. Without a root
+//! certificate libpq's `prefer` and `require` encrypt but accept any certificate, so do
+//! these (the handshake's signatures are still checked); where libpq would look for
+//! `~/.postgresql/root.crt`, the verifying modes here use Mozilla's roots (webpki-roots),
+//! which serve the hosted servers signed by public CAs.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::Socket;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{Error, Result};
+
+/// What connections to the server are wrapped in.
+pub(crate) type Tls = MakeRustlsConnect;
+
+/// The socket type of a connection, with or without TLS.
+pub(crate) type TlsStream = <Tls as MakeTlsConnect<Socket>>::Stream;
+
+/// libpq's `sslmode`, all five that a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<SslMode> {
+        Ok(match value {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            // libpq's `allow` (plain first, TLS if refused) has no equivalent in tokio-postgres.
+            other => {
+                return Err(Error::config(
+                    "database.url",
+                    format!("sslmode={other}: must be one of disable, prefer, require, verify-ca, verify-full"),
+                ))
+            }
+        })
+    }
+
+    /// What tokio-postgres is told: it only decides whether to ask for TLS.
+    pub(crate) fn for_tokio_postgres(self) -> PgSslMode {
+        match self {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+        }
+    }
+}
+
+/// The TLS settings of a database URL, taken out of it: tokio-postgres knows neither
+/// `verify-ca`/`verify-full` nor `sslrootcert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsSettings {
+    pub(crate) mode: SslMode,
+    pub(crate) root_cert: Option<String>,
+}
+
+/// Splits `url` (a `postgresql://` URL or a `key=value` string) into the settings
+/// tokio-postgres parses and the TLS ones.
+pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
+    let mut mode = None;
+    let mut root_cert = None;
+    let mut take = |key: &str, value: &str| -> Result<bool> {
+        match key {
+            "sslmode" => mode = Some(SslMode::parse(value)?),
+            "sslrootcert" => root_cert = Some(value.to_owned()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let rest = match url.split_once("://") {
+        Some((_, after)) if url.starts_with("postgres") => {
+            let (base, query) = url.split_at(url.len() - after.len() + after.find('?').unwrap_or(after.len()));
+            let mut kept = Vec::new();
+            for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                if !take(key, &value)? {
+                    kept.push(pair);
+                }
+            }
+            match kept.is_empty() {
+                true => base.to_owned(),
+                false => format!("{base}?{}", kept.join("&")),
+            }
+        }
+        _ => {
+            let mut kept = Vec::new();
+            for pair in url.split_whitespace() {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if !take(key.trim(), value.trim_matches('\''))? {
+                    kept.push(pair);
+                }
+            }
+            kept.join(" ")
+        }
+    };
+    Ok((rest, TlsSettings { mode: mode.unwrap_or(SslMode::Prefer), root_cert }))
+}
+
+impl TlsSettings {
+    /// The TLS connector these settings ask for: its certificate checks, and the roots
+    /// they trust (read now, so a bad file is a configuration error, not a failed connect).
+    pub(crate) fn connector(&self) -> Result<Tls> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = match &self.root_cert {
+            Some(path) => Some(read_roots(path)?),
+            None if matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
+                Some(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+            }
+            None => None,
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = match roots {
+            None => Arc::new(AnyCertificate { provider: provider.clone() }),
+            Some(roots) => {
+                let full = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::config("database.url", format!("sslrootcert: {e}")))?;
+                match self.mode {
+                    SslMode::VerifyFull => full,
+                    _ => Arc::new(AnyHostName(full)),
+                }
+            }
+        };
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::config("database.url", format!("TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+/// The certificates of a PEM file, as trust anchors; a file that cannot be read or holds
+/// none is a configuration error naming it.
+fn read_roots(path: &str) -> Result<RootCertStore> {
+    let bad = |why: String| Error::config("database.url", format!("sslrootcert={path}: {why}"));
+    let certs = CertificateDer::pem_file_iter(Path::new(path))
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    match added {
+        0 => Err(bad("no usable certificate in the file".into())),
+        _ => Ok(roots),
+    }
+}
+
+/// libpq's `prefer` and `require` without a root certificate: any certificate is taken
+/// (the connection is encrypted, not authenticated), but the handshake must still be
+/// signed by the certificate's key.
+struct AnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca` (and `prefer`/`require` with a root certificate): the full check, except
+/// that a certificate issued for another name passes. rustls checks the chain before the
+/// name, so a name mismatch is only reported for a chain that is good.
+struct AnyHostName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+impl fmt::Debug for AnyCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnyCertificate")
+    }
+}
+
+impl fmt::Debug for AnyHostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnyHostName")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_leave_the_url_and_the_rest_stays() {
+        let (rest, tls) = split_url(
+            "postgresql://u@db.example.com:5433/app?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgresql://u@db.example.com:5433/app?application_name=x");
+        assert_eq!(tls, TlsSettings { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()) });
+
+        let (rest, tls) = split_url("postgresql://db.example.com/app").unwrap();
+        assert_eq!(rest, "postgresql://db.example.com/app");
+        assert_eq!(tls, TlsSettings { mode: SslMode::Prefer, root_cert: None });
+
+        let (rest, tls) = split_url("host=db.example.com sslmode=require user=app").unwrap();
+        assert_eq!(rest, "host=db.example.com user=app");
+        assert_eq!(tls.mode, SslMode::Require);
+    }
+
+    #[test]
+    fn an_unknown_sslmode_or_a_bad_root_file_is_a_config_error_naming_the_url() {
+        for (url, says) in [
+            ("postgresql://db/app?sslmode=allow", "sslmode=allow"),
+            ("postgresql://db/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
+            ("postgresql://db/app?sslmode=verify-ca&sslrootcert=/dev/null", "no usable certificate"),
+        ] {
+            let err = split_url(url).and_then(|(_, tls)| tls.connector().map(drop)).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{url}");
+            assert_eq!(err.key(), Some("database.url"), "{url}");
+            assert!(err.to_string().contains(says), "{url}: {err}");
+        }
+    }
+}
