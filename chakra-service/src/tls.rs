@@ -140,14 +140,14 @@ impl TlsSettings {
             None => None,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match roots {
-            None => Arc::new(AnyCertificate { provider: provider.clone() }),
+            None => Arc::new(Lenient { chain: None, provider: provider.clone() }),
             Some(roots) => {
                 let full = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| Error::config("database.url", format!("sslrootcert: {e}")))?;
                 match self.mode {
                     SslMode::VerifyFull => full,
-                    _ => Arc::new(AnyHostName(full)),
+                    _ => Arc::new(Lenient { chain: Some(full), provider: provider.clone() }),
                 }
             }
         };
@@ -177,23 +177,33 @@ fn read_roots(path: &str) -> Result<RootCertStore> {
     }
 }
 
-/// libpq's `prefer` and `require` without a root certificate: any certificate is taken
-/// (the connection is encrypted, not authenticated), but the handshake must still be
-/// signed by the certificate's key.
-struct AnyCertificate {
+/// The checks short of `verify-full`. Without `chain` (libpq's `prefer` and `require`
+/// without a root certificate) any certificate is taken: the connection is encrypted, not
+/// authenticated. With it (`verify-ca`, or those two given `sslrootcert`) the certificate
+/// must chain to a root but may be issued for another name: rustls checks the chain before
+/// the name, so it reports a name mismatch only for a good chain. Either way the handshake
+/// must be signed by the certificate's key, checked as rustls' own verifier does.
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AnyCertificate {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -219,60 +229,9 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// `verify-ca` (and `prefer`/`require` with a root certificate): the full check, except
-/// that a certificate issued for another name passes. rustls checks the chain before the
-/// name, so a name mismatch is only reported for a chain that is good.
-struct AnyHostName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyHostName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-impl fmt::Debug for AnyCertificate {
+impl fmt::Debug for Lenient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AnyCertificate")
-    }
-}
-
-impl fmt::Debug for AnyHostName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AnyHostName")
+        f.debug_struct("Lenient").field("checks_chain", &self.chain.is_some()).finish()
     }
 }
 
