@@ -224,6 +224,9 @@ impl From<tokio_postgres::Error> for Error {
             // connection exceptions, operator intervention (admin shutdown, crash shutdown,
             // cannot connect now) except query_canceled, which is how a timeout surfaces.
             "08" => ErrorKind::Connection,
+            // invalid authorization (a wrong password, a missing client certificate): the
+            // connection could not be made, as psycopg and asyncpg classify it too.
+            "28" => ErrorKind::Connection,
             "57" if code == SqlState::QUERY_CANCELED => ErrorKind::Timeout,
             "57" => ErrorKind::Connection,
             "22" => ErrorKind::Decode,

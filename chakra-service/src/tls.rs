@@ -9,6 +9,9 @@
 //! | `verify-ca`   | always                      | chain, against `sslrootcert` or Mozilla's roots |
 //! | `verify-full` | always                      | chain and host name, as `verify-ca`             |
 //!
+//! `sslcert` and `sslkey` (PEM files, both or neither) give a client certificate, for
+//! servers that authenticate clients by certificate.
+//!
 //! `prefer` is the default, as in libpq, tokio-postgres, asyncpg and sqlx. Without a root
 //! certificate libpq's `prefer` and `require` encrypt but accept any certificate, so do
 //! these (the handshake's signatures are still checked); where libpq would look for
@@ -23,7 +26,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::tls::MakeTlsConnect;
@@ -82,17 +85,22 @@ impl SslMode {
 pub(crate) struct TlsSettings {
     pub(crate) mode: SslMode,
     pub(crate) root_cert: Option<String>,
+    /// The client's certificate chain and its key.
+    pub(crate) client_cert: Option<String>,
+    pub(crate) client_key: Option<String>,
 }
 
 /// Splits `url` (a `postgresql://` URL or a `key=value` string) into the settings
 /// tokio-postgres parses and the TLS ones.
 pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
     let mut mode = None;
-    let mut root_cert = None;
+    let (mut root_cert, mut client_cert, mut client_key) = (None, None, None);
     let mut take = |key: &str, value: &str| -> Result<bool> {
         match key {
             "sslmode" => mode = Some(SslMode::parse(value)?),
             "sslrootcert" => root_cert = Some(value.to_owned()),
+            "sslcert" => client_cert = Some(value.to_owned()),
+            "sslkey" => client_key = Some(value.to_owned()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -124,7 +132,8 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
             kept.join(" ")
         }
     };
-    Ok((rest, TlsSettings { mode: mode.unwrap_or(SslMode::Prefer), root_cert }))
+    let mode = mode.unwrap_or(SslMode::Prefer);
+    Ok((rest, TlsSettings { mode, root_cert, client_cert, client_key }))
 }
 
 impl TlsSettings {
@@ -155,8 +164,16 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config("database.url", format!("TLS: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match (&self.client_cert, &self.client_key) {
+            (None, None) => config.with_no_client_auth(),
+            (Some(cert), Some(key)) => config
+                .with_client_auth_cert(read_certs(cert, "sslcert")?, read_key(key)?)
+                .map_err(|e| Error::config("database.url", format!("sslcert={cert} with sslkey={key}: {e}")))?,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::config("database.url", "sslcert and sslkey go together: give both or neither"))
+            }
+        };
         Ok(MakeRustlsConnect::new(config))
     }
 }
@@ -164,17 +181,31 @@ impl TlsSettings {
 /// The certificates of a PEM file, as trust anchors; a file that cannot be read or holds
 /// none is a configuration error naming it.
 fn read_roots(path: &str) -> Result<RootCertStore> {
-    let bad = |why: String| Error::config("database.url", format!("sslrootcert={path}: {why}"));
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(read_certs(path, "sslrootcert")?);
+    match added {
+        0 => Err(Error::config("database.url", format!("sslrootcert={path}: no usable certificate in the file"))),
+        _ => Ok(roots),
+    }
+}
+
+/// The certificates of the PEM file `path`, given as `key`; none is an error.
+fn read_certs(path: &str, key: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let bad = |why: String| Error::config("database.url", format!("{key}={path}: {why}"));
     let certs = CertificateDer::pem_file_iter(Path::new(path))
         .map_err(|e| bad(e.to_string()))?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    match added {
-        0 => Err(bad("no usable certificate in the file".into())),
-        _ => Ok(roots),
+    match certs.is_empty() {
+        true => Err(bad("no usable certificate in the file".into())),
+        false => Ok(certs),
     }
+}
+
+/// The private key in the PEM file `path` (`sslkey`).
+fn read_key(path: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(Path::new(path))
+        .map_err(|e| Error::config("database.url", format!("sslkey={path}: {e}")))
 }
 
 /// The checks short of `verify-full`. Without `chain` (libpq's `prefer` and `require`
@@ -246,11 +277,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rest, "postgresql://u@db.example.com:5433/app?application_name=x");
-        assert_eq!(tls, TlsSettings { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()) });
+        assert_eq!(tls.mode, SslMode::VerifyFull);
+        assert_eq!(tls.root_cert.as_deref(), Some("/etc/ca.pem"));
 
         let (rest, tls) = split_url("postgresql://db.example.com/app").unwrap();
         assert_eq!(rest, "postgresql://db.example.com/app");
-        assert_eq!(tls, TlsSettings { mode: SslMode::Prefer, root_cert: None });
+        assert_eq!(tls, TlsSettings { mode: SslMode::Prefer, root_cert: None, client_cert: None, client_key: None });
 
         let (rest, tls) = split_url("host=db.example.com sslmode=require user=app").unwrap();
         assert_eq!(rest, "host=db.example.com user=app");
@@ -263,6 +295,8 @@ mod tests {
             ("postgresql://db/app?sslmode=allow", "sslmode=allow"),
             ("postgresql://db/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
             ("postgresql://db/app?sslmode=verify-ca&sslrootcert=/dev/null", "no usable certificate"),
+            ("postgresql://db/app?sslcert=/etc/client.pem", "sslcert and sslkey go together"),
+            ("postgresql://db/app?sslcert=/nonexistent/c.pem&sslkey=/nonexistent/k.pem", "/nonexistent/c.pem"),
         ] {
             let err = split_url(url).and_then(|(_, tls)| tls.connector().map(drop)).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Config, "{url}");

@@ -44,6 +44,14 @@ pub fn throwaway_ca() -> String {
     std::env::var("CHAKRA_THROWAWAY_CA").expect("CHAKRA_THROWAWAY_CA is set by scripts/pg-throwaway start")
 }
 
+/// The client certificate and key with which role `chakra_cert` logs in to the throwaway
+/// cluster (and without which it cannot).
+pub fn throwaway_client_cert() -> (String, String) {
+    let var =
+        |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by scripts/pg-throwaway start"));
+    (var("CHAKRA_THROWAWAY_CLIENT_CERT"), var("CHAKRA_THROWAWAY_CLIENT_KEY"))
+}
+
 /// Restarts the throwaway cluster (fast shutdown: every connection is cut).
 pub fn restart_throwaway() {
     let ctl = std::env::var("CHAKRA_THROWAWAY_CTL").expect("CHAKRA_THROWAWAY_CTL is set by scripts/test");

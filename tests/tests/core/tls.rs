@@ -2,7 +2,7 @@
 //! against the throwaway cluster, which offers TLS with a certificate its own CA signed.
 
 use chakra::{Config, ErrorKind, PoolBuilder, Queryable, Session};
-use chakra_tests::{throwaway_ca, throwaway_url};
+use chakra_tests::{throwaway_ca, throwaway_client_cert, throwaway_url};
 
 /// `url` with more query parameters.
 fn with(url: &str, params: &str) -> String {
@@ -72,4 +72,29 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
 
     let pool = PoolBuilder::from_config(Config::from_url(with(&elsewhere, "sslmode=verify-ca"))).build().await.unwrap();
     assert!(encrypted(&pool).await);
+}
+
+#[tokio::test]
+async fn a_client_certificate_logs_in_where_the_server_demands_one() {
+    let Some(url) = throwaway_url() else { return };
+    let (ca, (cert, key)) = (throwaway_ca(), throwaway_client_cert());
+    // The cluster lets role chakra_cert in over TLS only with the certificate its CA signed.
+    let as_cert_user = url.replacen("postgres@", "chakra_cert@", 1);
+    let verified = with(&as_cert_user, &format!("sslmode=verify-full&sslrootcert={ca}"));
+
+    let pool = PoolBuilder::from_config(Config::from_url(with(&verified, &format!("sslcert={cert}&sslkey={key}"))))
+        .build()
+        .await
+        .unwrap();
+    let row = pool
+        .query_one("SELECT current_user::text, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "chakra_cert");
+    assert_eq!(row.get::<_, String>(1), "/CN=chakra_cert");
+
+    let pool = PoolBuilder::from_config(Config::from_url(&verified)).build().await.unwrap();
+    let err = pool.query_one("SELECT 1", vec![]).await.expect_err("no client certificate, no login");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.to_string().contains("client certificate"), "{err}");
 }
