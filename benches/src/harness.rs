@@ -208,7 +208,6 @@ impl ProcessCounters {
     }
 }
 
-/// `1.5 ms`, `47.2 us`: three significant figures in a unit that suits the value.
 /// `DATABASE_URL` (default: the local server's `test` database), with `sslmode=disable`
 /// unless it names an sslmode: every side must use the same transport, raw tokio-postgres
 /// runs with `NoTls`, and Chakra (as libpq) takes TLS wherever the server offers it.
@@ -220,6 +219,7 @@ pub fn database_url() -> String {
     }
 }
 
+/// `1.5 ms`, `47.2 us`: three significant figures in a unit that suits the value.
 pub fn format_duration(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     let (value, unit) = match us {

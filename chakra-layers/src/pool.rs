@@ -350,13 +350,8 @@ impl Session {
     /// spec's `chakra.connect(url)`); it is closed when the last handle is dropped.
     pub async fn connect(config: &Config) -> Result<Session> {
         config.validate()?;
-        let conn = ConnectionPool::connect_direct(config).await?;
-        let stack = Stack {
-            config,
-            server: ServerInfo::from_config(&config.pg_config()?),
-            tracer: None,
-            max_batch: DEFAULT_MAX_BATCH,
-        };
+        let (conn, server) = ConnectionPool::connect_direct(config).await?;
+        let stack = Stack { config, server, tracer: None, max_batch: DEFAULT_MAX_BATCH };
         let service = StackService::Builtin(stack.build(AcquireLayer::pinned_only()));
         Ok(Session { service, conn: PinnedConn::new(conn) })
     }

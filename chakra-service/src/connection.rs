@@ -59,16 +59,23 @@ pub(crate) struct PgConnection {
 struct Goodbye(Option<Io>);
 
 impl Goodbye {
-    /// Polls the socket once without arranging a wake-up: it reads what has arrived and
-    /// writes what is queued, and says whether the connection has ended (dropping it then).
+    /// Polls the socket once without arranging a wake-up (see [`poll_io`]).
     fn poll_now(&mut self) -> bool {
-        let Some(io) = self.0.as_mut() else { return true };
-        let ended = Pin::new(io).poll(&mut Context::from_waker(Waker::noop())).is_ready();
-        if ended {
-            self.0 = None;
-        }
-        ended
+        poll_io(&mut self.0, &mut Context::from_waker(Waker::noop()))
     }
+}
+
+/// Polls the socket once: it reads what has arrived and writes what is queued. Says
+/// whether the connection has ended (the server closed it, or reading failed), dropping
+/// the socket then: that is what tells the client, whose requests then fail as
+/// "connection closed".
+fn poll_io(io: &mut Option<Io>, cx: &mut Context<'_>) -> bool {
+    let Some(socket) = io.as_mut() else { return true };
+    let ended = Pin::new(socket).poll(cx).is_ready();
+    if ended {
+        *io = None;
+    }
+    ended
 }
 
 impl Drop for Goodbye {
@@ -185,12 +192,10 @@ fn poll_driven<T>(
         }
         // With the socket gone the client fails every request and answer at once, so
         // `work` is not left waiting on it.
-        let Some(socket) = io.as_mut() else { return Poll::Pending };
-        if Pin::new(socket).poll(&mut cx).is_ready() {
-            // The connection ended (the server closed it, or reading failed). Dropping it
-            // is what tells the client: `work` then fails as "connection closed".
-            *io = None;
+        if io.is_none() {
+            return Poll::Pending;
         }
+        poll_io(io, &mut cx);
         if let Poll::Ready(out) = work(&mut cx) {
             return Poll::Ready(out);
         }

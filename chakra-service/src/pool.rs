@@ -100,11 +100,12 @@ impl ConnectionPool {
         Ok(Conn::new(Client::Pooled(obj), self.shared.config.database.statement_cache))
     }
 
-    /// Opens a connection outside the pool, closed when dropped.
-    pub async fn connect_direct(config: &Config) -> Result<Conn> {
+    /// Opens a connection outside the pool, closed when dropped, and says where it leads.
+    pub async fn connect_direct(config: &Config) -> Result<(Conn, ServerInfo)> {
         let (pg, tls) = config.connect_settings()?;
+        let server = ServerInfo::from_config(&pg);
         let pg = PgConnection::connect(&pg, &tls).await.map_err(Error::from)?;
-        Ok(Conn::new(Client::Direct(Box::new(pg)), config.database.statement_cache))
+        Ok((Conn::new(Client::Direct(Box::new(pg)), config.database.statement_cache), server))
     }
 
     pub fn status(&self) -> PoolStatus {

@@ -105,11 +105,12 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
         }
         Ok(true)
     };
-    let rest = match url.split_once("://") {
-        Some((_, after)) if url.starts_with("postgres") => {
-            let (base, query) = url.split_at(url.len() - after.len() + after.find('?').unwrap_or(after.len()));
+    let rest = match url.starts_with("postgres") && url.contains("://") {
+        true => {
+            // A `?` before the query would be percent-encoded, so the first one starts it.
+            let (base, query) = url.split_once('?').unwrap_or((url, ""));
             let mut kept = Vec::new();
-            for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
                 let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
                 if !take(key, &value)? {
@@ -121,7 +122,7 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
                 false => format!("{base}?{}", kept.join("&")),
             }
         }
-        _ => {
+        false => {
             let mut kept = Vec::new();
             for pair in url.split_whitespace() {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
