@@ -2,7 +2,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -167,14 +167,16 @@ async fn a_statement_flooding_notices_completes_and_its_connection_is_reused() {
     assert_eq!(pool.status().size, 1, "the same connection served both");
 }
 
-/// Runs `future`, counting the wakes that arrive while it is being polled. A Tokio task
-/// woken while it runs is queued again and another worker woken to take it: a futex wake,
-/// an `epoll_wait` and a poll for nothing.
+/// Runs `future`, counting the wakes its own polling causes: those that arrive on the
+/// polling thread while it polls. A Tokio task woken while it runs is queued again and
+/// another worker woken to take it: a futex wake, an `epoll_wait` and a poll for nothing.
+/// (An answer arriving just then wakes the task from the other worker: that wake is due.)
 async fn wakes_while_polled<F: Future>(future: F) -> (F::Output, usize) {
     #[derive(Default)]
     struct Watch {
         task: Mutex<Option<Waker>>,
-        polling: AtomicBool,
+        /// The thread polling the future, while it does.
+        polling: Mutex<Option<std::thread::ThreadId>>,
         wakes: AtomicUsize,
     }
     impl Wake for Watch {
@@ -182,7 +184,7 @@ async fn wakes_while_polled<F: Future>(future: F) -> (F::Output, usize) {
             self.wake_by_ref();
         }
         fn wake_by_ref(self: &Arc<Self>) {
-            if self.polling.load(Ordering::SeqCst) {
+            if *self.polling.lock().unwrap() == Some(std::thread::current().id()) {
                 self.wakes.fetch_add(1, Ordering::SeqCst);
             }
             if let Some(task) = self.task.lock().unwrap().as_ref() {
@@ -195,9 +197,9 @@ async fn wakes_while_polled<F: Future>(future: F) -> (F::Output, usize) {
     let mut future = pin!(future);
     let output = poll_fn(|cx| {
         *watch.task.lock().unwrap() = Some(cx.waker().clone());
-        watch.polling.store(true, Ordering::SeqCst);
+        *watch.polling.lock().unwrap() = Some(std::thread::current().id());
         let poll = future.as_mut().poll(&mut Context::from_waker(&waker));
-        watch.polling.store(false, Ordering::SeqCst);
+        *watch.polling.lock().unwrap() = None;
         poll
     })
     .await;
