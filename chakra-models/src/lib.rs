@@ -15,6 +15,6 @@ mod query;
 
 pub use ast::{Assignment, Expr, Order};
 pub use column::Column;
-pub use dialect::{Dialect, Postgres};
-pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType};
+pub use dialect::{BulkLoad, Dialect, Postgres};
+pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{ModelStream, Query};

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::{Stream, TryStreamExt};
+use bytes::Bytes;
+use futures::{SinkExt, Stream, TryStreamExt};
 use pin_project::pin_project;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -169,7 +170,7 @@ fn typed_params(values: &[Value]) -> impl ExactSizeIterator<Item = (&(dyn ToSql 
 
 /// Runs a statement to its end on `conn`, driving the connection meanwhile.
 async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> Result<Response> {
-    let cache = conn.statement_cache;
+    let (cache, in_transaction) = (conn.statement_cache, conn.in_transaction);
     let (client, statements, driver) = conn.pg_mut().parts();
     let (sql, values) = (&*request.statement.sql, &request.statement.params);
     let statement = async move {
@@ -181,10 +182,65 @@ async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> R
             Mode::Execute => {
                 Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
             }
+            Mode::CopyIn => {
+                let data = copy_data(values)?;
+                Response::Affected(copy_in(client, statements, cache, in_transaction, sql, data).await?)
+            }
             _ => Response::Rows(rows(client, statements, cache, sql, values).await?.try_collect().await?),
         })
     };
     Cancellable { statement: driver.drive(statement), client, slot }.await
+}
+
+/// The data of a `Mode::CopyIn` request: its one parameter.
+fn copy_data(values: &[Value]) -> Result<Bytes> {
+    match values {
+        [Value::Encoded(data)] => Ok(data.bytes().clone()),
+        [Value::Bytes(data)] => Ok(Bytes::copy_from_slice(data)),
+        _ => Err(Error::new(ErrorKind::Usage, "a COPY request takes one parameter: the data to send (CopyRows::data)")),
+    }
+}
+
+/// Runs a `COPY … FROM STDIN` with `data` and returns the number of rows written.
+async fn copy_in(
+    client: &Client,
+    statements: &mut Statements,
+    cache: bool,
+    in_transaction: bool,
+    sql: &str,
+    data: Bytes,
+) -> Result<u64> {
+    if cache {
+        let statement = prepare_cached(client, statements, sql).await?;
+        return Ok(send_copy(client, &statement, data).await?);
+    }
+    // tokio-postgres runs a COPY through a named statement, prepared here for this one use.
+    // Behind PgBouncer in transaction mode (why the cache is off) the preparation and the
+    // COPY reach the same server only inside one transaction.
+    if in_transaction {
+        let statement = client.prepare(sql).await?;
+        return Ok(send_copy(client, &statement, data).await?);
+    }
+    client.batch_execute("BEGIN").await?;
+    let copied = async { send_copy(client, &client.prepare(sql).await?, data).await }.await;
+    let end = client.batch_execute(if copied.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
+    match (copied, end) {
+        (Ok(rows), Ok(())) => Ok(rows),
+        (Err(e), Ok(())) => Err(e.into()),
+        // A failed COMMIT is the insert's failure (a deferred constraint, say); a failed
+        // ROLLBACK leaves the connection unusable, which its error says.
+        (_, Err(e)) => Err(e.into()),
+    }
+}
+
+async fn send_copy(
+    client: &Client,
+    statement: &tokio_postgres::Statement,
+    data: Bytes,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let mut sink = std::pin::pin!(client.copy_in::<_, Bytes>(statement).await?);
+    sink.send(data).await?;
+    sink.finish().await
 }
 
 /// Sends a `Mode::Stream` statement and waits for the server to take it; the rows follow

@@ -7,6 +7,7 @@
 mod config;
 mod conn;
 mod connection;
+mod copy;
 mod error;
 mod executor;
 mod pool;
@@ -18,6 +19,7 @@ mod value;
 
 pub use config::{Config, DatabaseConfig, PoolConfig, QueryConfig, RetryConfig};
 pub use conn::{Conn, Lease, PinnedConn};
+pub use copy::CopyRows;
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{execute, hand_back, Executor, Leased};
 pub use pool::{ConnectionPool, PoolStatus, ServerInfo};

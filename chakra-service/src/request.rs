@@ -43,6 +43,9 @@ pub enum Mode {
     Execute,
     /// Rows as a stream, read from the socket as the caller consumes them.
     Stream,
+    /// A `COPY … FROM STDIN (FORMAT binary)` whose one parameter is the data to send
+    /// ([`CopyRows::data`](crate::CopyRows)); answers the number of rows written.
+    CopyIn,
 }
 
 /// Which connection runs the request.
@@ -183,7 +186,7 @@ impl Request {
     /// A request whose front-end already knows its labels (no SQL sniffing). Reads
     /// (`SELECT` in any mode but `Execute`) are marked idempotent.
     pub fn labelled(statement: Statement, mode: Mode, labels: Labels) -> Self {
-        let idempotent = mode != Mode::Execute && labels.operation == "SELECT";
+        let idempotent = !matches!(mode, Mode::Execute | Mode::CopyIn) && labels.operation == "SELECT";
         Request {
             statement,
             mode,

@@ -65,9 +65,19 @@ impl Encoded {
         }
     }
 
+    /// Bytes already in `ty`'s binary format, taken as they are.
+    pub(crate) fn from_parts(ty: Type, bytes: Bytes) -> Encoded {
+        Encoded { ty, bytes }
+    }
+
     /// The type it was encoded as: the server must ask for exactly this one.
     pub fn ty(&self) -> &Type {
         &self.ty
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
     }
 }
 

@@ -47,8 +47,8 @@ const USAGE: &str = "usage: orm-bench [--quick] [--allocs] [--diagnose] [--peer-
   --quick          fewer rounds (a smoke run; the noise is larger)
   --allocs         count heap allocations and add a table of allocations per operation
   --diagnose       after the tables, split fetch (rows decoded as they arrive or after the
-                   last, raw and chakra) and bulk insert (raw UNNEST with and without
-                   RETURNING, against insert_all), with allocations counted
+                   last, raw and chakra) and bulk insert (raw COPY, raw UNNEST with and
+                   without RETURNING, insert_many and insert_all), with allocations counted
   --peer-defaults  sqlx, sea-orm and bb8 with their stock pool settings (a ping on every
                    checkout, sea-orm's statement logging) instead of matching Chakra's
   --only           only these shapes: get, concurrent, fetch, stream, insert
@@ -450,9 +450,10 @@ async fn diagnose(w: &Workload, contenders: &[Contender], args: &Args) -> Result
     print_split(&fetches.map(|(name, _)| name), &measured);
 
     let inserts = [
-        ("raw UNNEST", shapes::InsertSplit::Raw(raw)),
+        ("raw COPY", shapes::InsertSplit::Raw(raw)),
+        ("raw UNNEST", shapes::InsertSplit::RawUnnest(raw)),
         ("raw UNNEST … RETURNING *, rows decoded", shapes::InsertSplit::RawReturning(raw)),
-        ("chakra insert_many (UNNEST)", shapes::InsertSplit::Chakra(chakra)),
+        ("chakra insert_many (catalog check + COPY)", shapes::InsertSplit::Chakra(chakra)),
         ("chakra insert_all (UNNEST … RETURNING *)", shapes::InsertSplit::ChakraReturning(chakra)),
     ];
     let (warmup, n) = rounds(Shape::Insert);

@@ -79,14 +79,14 @@ impl Models {
             .collect()
     }
 
-    /// `insert_many`: one `INSERT … SELECT * FROM UNNEST(…)`, nothing read back, as the
-    /// peers' bulk inserts do.
+    /// `insert_many`: for 10k rows a catalog check, then one binary `COPY`; nothing read
+    /// back, as with the peers' bulk inserts.
     pub async fn insert(&self, rows: &[BenchNewUser]) -> crate::Result<u64> {
         Ok(BenchNewUser::insert_many(&self.pool, rows).await?)
     }
 
-    /// `insert_all` (`--diagnose`): the same statement with `RETURNING` every column, the
-    /// stored rows decoded back.
+    /// `insert_all` (`--diagnose`): one `INSERT … SELECT * FROM UNNEST(…) RETURNING` every
+    /// column, the stored rows decoded back.
     pub async fn insert_returning(&self, rows: Vec<BenchNewUser>) -> crate::Result<u64> {
         let stored = BenchNewUser::insert_all(&self.pool, rows).await?;
         if stored.iter().any(|u| u.id == 0) {

@@ -216,10 +216,12 @@ pub async fn fetch_split(w: &Workload, variant: &FetchSplit<'_>) -> Result<Durat
     })
 }
 
-/// `--diagnose`: bulk inserts with and without `RETURNING`, raw and Chakra (`insert_many`
-/// reads nothing back, `insert_all` reads back every stored row).
+/// `--diagnose`: bulk inserts by `COPY` and by `UNNEST` with and without `RETURNING`, raw
+/// and Chakra (`insert_many` loads by `COPY` and reads nothing back, `insert_all` is one
+/// `UNNEST … RETURNING` reading back every stored row).
 pub enum InsertSplit<'a> {
     Raw(&'a Raw),
+    RawUnnest(&'a Raw),
     RawReturning(&'a Raw),
     Chakra(&'a Models),
     ChakraReturning(&'a Models),
@@ -231,6 +233,7 @@ pub async fn insert_split(w: &Workload, variant: &InsertSplit<'_>) -> Result<Dur
     let rows = &w.new_users;
     let (written, elapsed) = match variant {
         InsertSplit::Raw(s) => timed(s.insert(rows)).await?,
+        InsertSplit::RawUnnest(s) => timed(s.insert_unnest(rows)).await?,
         InsertSplit::RawReturning(s) => timed(s.insert_returning(rows)).await?,
         InsertSplit::Chakra(s) => {
             let input = Models::insert_input(rows);

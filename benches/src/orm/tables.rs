@@ -15,6 +15,9 @@ pub const UNNEST_SQL: &str = "INSERT INTO bench_orm_insert (name, email, score, 
 pub const UNNEST_RETURNING_SQL: &str = "INSERT INTO bench_orm_insert (name, email, score, created) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::timestamptz[]) \
      RETURNING id, name, email, score, created";
+/// The raw side's bulk insert: binary `COPY`, what Chakra's `insert_many` sends for as
+/// many rows.
+pub const COPY_SQL: &str = "COPY bench_orm_insert (name, email, score, created) FROM STDIN (FORMAT binary)";
 /// Reads back what a bulk insert stored, to check it.
 pub const INSERTED_SQL: &str = "SELECT id, name, email, score, created FROM bench_orm_insert";
 

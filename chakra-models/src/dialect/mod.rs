@@ -8,7 +8,7 @@ pub use postgres::Postgres;
 
 use crate::ast::{Ident, Insert};
 use crate::compile::SqlWriter;
-use chakra_service::Value;
+use chakra_service::{Result, Statement, Value};
 
 /// One database's SQL spelling.
 pub trait Dialect: Send + Sync {
@@ -26,4 +26,22 @@ pub trait Dialect: Send + Sync {
 
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
+
+    /// The database's own bulk-load path for `insert` (one array per column, nothing
+    /// returned, no upsert), if it has one faster than the multi-row insert: PostgreSQL's
+    /// binary `COPY`. `None` when it has none or `insert` is not of that kind.
+    fn bulk_load(&self, insert: &Insert) -> Result<Option<BulkLoad>> {
+        let _ = insert;
+        Ok(None)
+    }
+}
+
+/// A bulk load, and the question to ask the database before using it.
+#[derive(Debug, Clone)]
+pub struct BulkLoad {
+    /// One row of one `bool`, or no row: whether the table takes the load exactly as the
+    /// insert would be (no row: the table is missing, and the insert's error says so).
+    pub check: Statement,
+    /// The load: a [`Mode::CopyIn`](chakra_service::Mode::CopyIn) statement.
+    pub load: Statement,
 }

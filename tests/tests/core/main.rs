@@ -3,6 +3,7 @@
 //! throwaway cluster and run alone, after the rest (see scripts/test).
 
 mod batch;
+mod bulk_load;
 mod custom_layer;
 mod errors;
 mod models;
