@@ -20,7 +20,7 @@ use tower::util::{BoxCloneSyncService, MapRequestLayer};
 use tower::ServiceBuilder;
 
 use crate::harness::{format_duration, Measured, Table};
-use crate::shapes::{Contender, Db, Delivery, Fanout, RawInsert, Side, Workload};
+use crate::shapes::{Contender, Db, Delivery, Fanout, InsertBy, Side, Workload};
 use crate::{Plan, Result, Shape};
 
 pub type BoxService = BoxCloneSyncService<Request, Response, chakra::Error>;
@@ -146,17 +146,17 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
         print_variants(&names, &measured, |_| String::new());
     }
 
-    // Bulk insert, split three ways: how much of Chakra's ratio is UNNEST itself (against
-    // COPY), and how much is the stack (against the same UNNEST on a raw client)?
+    // Bulk insert, split four ways: COPY against UNNEST on each side, so the stack's cost
+    // shows apart from the statement's.
     if plan.selects(Shape::BulkInsert) {
         let (warmup, rounds) = plan.rounds(Shape::BulkInsert);
         println!("\n{} — {warmup} warm-up + {rounds} rounds, order rotating", Shape::BulkInsert.title());
-        let raw = contenders[0].side.clone();
+        let (raw, chakra) = (contenders[0].side.clone(), contenders[1].side.clone());
         let variants = [
-            ("raw tokio-postgres, COPY BINARY", raw.clone(), RawInsert::Copy),
-            ("raw tokio-postgres, INSERT … UNNEST", raw, RawInsert::Unnest),
-            // The method only steers the raw side; Chakra always sends UNNEST.
-            ("Pool (default stack), INSERT … UNNEST", contenders[1].side.clone(), RawInsert::Copy),
+            ("raw tokio-postgres, COPY BINARY", raw.clone(), InsertBy::Copy),
+            ("raw tokio-postgres, INSERT … UNNEST", raw, InsertBy::Unnest),
+            ("Pool (default stack), COPY BINARY", chakra.clone(), InsertBy::Copy),
+            ("Pool (default stack), INSERT … UNNEST", chakra, InsertBy::Unnest),
         ];
         let measured = crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, method)| {
             crate::shapes::bulk_insert(workload, side, *method)

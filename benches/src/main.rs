@@ -20,7 +20,7 @@ use futures::future::try_join_all;
 use tokio_postgres::NoTls;
 
 use crate::harness::{format_duration, Table};
-use crate::shapes::{Contender, Db, Delivery, Fanout, RawClient, RawInsert, Side, Workload};
+use crate::shapes::{Contender, Db, Delivery, Fanout, InsertBy, RawClient, Side, Workload};
 
 #[global_allocator]
 static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
@@ -80,7 +80,7 @@ impl Shape {
             Shape::ConcurrentGet(Fanout::JoinAll) => "2,000 concurrent gets, pool of 10 (10 tasks x join_all(200))",
             Shape::Fetch => "fetch 10k rows",
             Shape::Stream => "stream 100k rows",
-            Shape::BulkInsert => "bulk insert 10k rows (raw: COPY BINARY; chakra: INSERT ... UNNEST)",
+            Shape::BulkInsert => "bulk insert 10k rows (COPY BINARY)",
         }
     }
 
@@ -109,7 +109,7 @@ impl Shape {
             // on the wire (`--diagnose` also times both collecting first).
             Shape::Fetch => shapes::fetch(side, Delivery::AsTheyArrive).await,
             Shape::Stream => shapes::stream(side).await,
-            Shape::BulkInsert => shapes::bulk_insert(w, side, RawInsert::Copy).await,
+            Shape::BulkInsert => shapes::bulk_insert(w, side, InsertBy::Copy).await,
         }
     }
 }

@@ -288,26 +288,27 @@ pub async fn stream(side: &Side) -> Result<Duration> {
     Ok(elapsed)
 }
 
-/// How the raw side writes rows in bulk.
+/// How a side writes rows in bulk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawInsert {
-    /// `COPY … FROM STDIN BINARY`, the fastest way in.
+pub enum InsertBy {
+    /// `COPY … FROM STDIN (FORMAT binary)`, the fastest way in.
     Copy,
-    /// The same `INSERT … SELECT * FROM UNNEST(arrays)` Chakra sends, for a like-for-like split.
+    /// `INSERT … SELECT * FROM UNNEST(arrays)`, one array per column.
     Unnest,
 }
 
 /// `INSERT_ROWS` rows into an empty table. Chakra converts the rows into array parameters
-/// inside the timed part, as a bulk-insert API taking model objects would.
-pub async fn bulk_insert(w: &Workload, side: &Side, raw_method: RawInsert) -> Result<Duration> {
+/// inside the timed part, as a bulk-insert API taking model objects would, and for `COPY`
+/// those into rows with [`CopyRows`](chakra::CopyRows).
+pub async fn bulk_insert(w: &Workload, side: &Side, method: InsertBy) -> Result<Duration> {
     data::reset_insert_table(&w.admin).await?;
     let rows = &w.new_users;
     let start = Instant::now();
     let written = match side {
         Side::Raw(clients) => {
             let raw = &clients[0];
-            match raw_method {
-                RawInsert::Copy => {
+            match method {
+                InsertBy::Copy => {
                     let sink = raw.client.copy_in(&raw.copy).await?;
                     let types = [Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TIMESTAMPTZ];
                     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -317,7 +318,7 @@ pub async fn bulk_insert(w: &Workload, side: &Side, raw_method: RawInsert) -> Re
                     }
                     writer.finish().await?
                 }
-                RawInsert::Unnest => {
+                InsertBy::Unnest => {
                     let names: Vec<&str> = rows.iter().map(|u| u.name.as_str()).collect();
                     let emails: Vec<&str> = rows.iter().map(|u| u.email.as_str()).collect();
                     let scores: Vec<f64> = rows.iter().map(|u| u.score).collect();
@@ -334,7 +335,15 @@ pub async fn bulk_insert(w: &Workload, side: &Side, raw_method: RawInsert) -> Re
                 columns[2].push(u.score.into());
                 columns[3].push(u.created.into());
             }
-            db.execute(data::UNNEST_SQL, columns.into_iter().map(Value::Array).collect()).await?
+            let columns: Vec<Value> = columns.into_iter().map(Value::Array).collect();
+            match method {
+                InsertBy::Copy => {
+                    let rows = chakra::CopyRows::from_columns(&columns)?;
+                    let statement = Statement::new(data::COPY_SQL, vec![rows.data]);
+                    db.run(Request::new(statement, Mode::CopyIn)).await?.rows_affected()?
+                }
+                InsertBy::Unnest => db.execute(data::UNNEST_SQL, columns).await?,
+            }
         }
     };
     let elapsed = start.elapsed();

@@ -45,9 +45,9 @@ pub use chakra_layers::{
     Transaction, TransactionOptions,
 };
 pub use chakra_service::{
-    chrono, rust_decimal, serde_json, telemetry, uuid, Config, ConnectionPool, Error, ErrorKind, Labels, Mode,
-    PinnedConn, PointLookup, PoolStatus, Request, Response, Result, Row, RowStream, SqlState, Statement, TxEffect,
-    Value,
+    chrono, rust_decimal, serde_json, telemetry, uuid, Config, ConnectionPool, CopyRows, Error, ErrorKind, Labels,
+    Mode, PinnedConn, PointLookup, PoolStatus, Request, Response, Result, Row, RowStream, SqlState, Statement,
+    TxEffect, Value,
 };
 
 /// Models and the query builder (`chakra_models`); `#[derive(Model)]` expands to paths

@@ -1,7 +1,7 @@
 //! What users branch on when something fails: the error's kind, SQLSTATE, constraint and
 //! configuration key — and that messages never leak the parameters that caused them.
 
-use chakra::{ErrorKind, Pool, PoolBuilder, Queryable, SqlState, Value};
+use chakra::{CopyRows, ErrorKind, Mode, Pool, PoolBuilder, Queryable, Request, SqlState, Statement, Value};
 use chakra_tests::{admin, database_url, pool, unique};
 
 /// A parent table and a child table with named unique, check and foreign-key constraints.
@@ -298,4 +298,28 @@ async fn a_closed_port_is_a_connection_error() {
 
     let err = chakra::connect_direct(url).await.expect_err("a direct connection fails too");
     assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
+}
+
+#[tokio::test]
+async fn a_copy_request_without_its_rows_is_a_usage_error_and_writes_nothing() {
+    let pool = Pool::builder().url(&database_url()).max_connections(1).build().await.unwrap();
+    let tables = Tables::create(&pool).await;
+    let copy = format!("COPY {} (id, email) FROM STDIN (FORMAT binary)", tables.parent);
+    for params in [vec![], vec![Value::Text("not rows".into())]] {
+        let err = pool.run(Request::new(Statement::new(copy.as_str(), params), Mode::CopyIn)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
+        assert!(err.message().contains("CopyRows::data"), "{err}");
+    }
+    // Rows whose columns differ in length are refused before anything is sent.
+    let ragged = [Value::Array(vec![Value::I32(1)]), Value::Array(vec![])];
+    assert_eq!(CopyRows::from_columns(&ragged).unwrap_err().kind(), ErrorKind::Usage);
+
+    // Well-formed rows go in, on the same (one) connection, which the errors left usable.
+    let columns = [Value::Array(vec![Value::I32(1), Value::I32(2)]), Value::Array(vec!["a".into(), "b".into()])];
+    let rows = CopyRows::from_columns(&columns).unwrap();
+    let written = pool.run(Request::new(Statement::new(copy.as_str(), vec![rows.data]), Mode::CopyIn)).await.unwrap();
+    assert_eq!(written.rows_affected().unwrap(), 2);
+    let count: i64 = pool.query_one(&format!("SELECT count(*) FROM {}", tables.parent), vec![]).await.unwrap().get(0);
+    assert_eq!(count, 2);
+    tables.drop(&pool).await;
 }
