@@ -210,23 +210,27 @@ async fn copy_in(
     sql: &str,
     data: Bytes,
 ) -> Result<u64> {
-    if cache {
-        let statement = prepare_cached(client, statements, sql).await?;
-        return Ok(send_copy(client, &statement, data).await?);
+    // tokio-postgres runs a COPY through a named statement; without the cache it is
+    // prepared for this one use. Behind PgBouncer in transaction mode (why the cache is
+    // off) the preparation and the COPY reach the same server only inside one transaction.
+    let own_transaction = !cache && !in_transaction;
+    if own_transaction {
+        client.batch_execute("BEGIN").await?;
     }
-    // tokio-postgres runs a COPY through a named statement, prepared here for this one use.
-    // Behind PgBouncer in transaction mode (why the cache is off) the preparation and the
-    // COPY reach the same server only inside one transaction.
-    if in_transaction {
-        let statement = client.prepare(sql).await?;
-        return Ok(send_copy(client, &statement, data).await?);
+    let copied = async {
+        let statement = match cache {
+            true => prepare_cached(client, statements, sql).await?,
+            false => client.prepare(sql).await?,
+        };
+        send_copy(client, &statement, data).await
     }
-    client.batch_execute("BEGIN").await?;
-    let copied = async { send_copy(client, &client.prepare(sql).await?, data).await }.await;
+    .await;
+    if !own_transaction {
+        return Ok(copied?);
+    }
     let end = client.batch_execute(if copied.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
     match (copied, end) {
-        (Ok(rows), Ok(())) => Ok(rows),
-        (Err(e), Ok(())) => Err(e.into()),
+        (copied, Ok(())) => Ok(copied?),
         // A failed COMMIT is the insert's failure (a deferred constraint, say); a failed
         // ROLLBACK leaves the connection unusable, which its error says.
         (_, Err(e)) => Err(e.into()),
