@@ -145,3 +145,51 @@ async fn a_stream_that_stalls_after_its_first_rows_times_out_and_is_cancelled() 
     assert_cancelled_on_the_server(&err, start, &app).await;
     pool.query_one("SELECT 1", vec![]).await.expect("the connection is usable");
 }
+
+#[tokio::test]
+async fn a_copy_past_its_deadline_is_cancelled_and_writes_nothing() {
+    // A trigger that sleeps on the first row makes the COPY slow; with the statement
+    // cache on and off (where the COPY runs in a transaction of its own).
+    let table = unique("slow_copy");
+    let setup = chakra_tests::pool().await;
+    setup.execute(&format!("CREATE TABLE {table} (id int8)"), vec![]).await.unwrap();
+    setup
+        .execute(
+            &format!(
+                "CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN IF NEW.id = 0 THEN PERFORM pg_sleep(10); END IF; RETURN NEW; END $$"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    setup
+        .execute(
+            &format!("CREATE TRIGGER slow BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_slow()"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ids = chakra::Value::Array((0..100).map(chakra::Value::I64).collect());
+    let rows = chakra::CopyRows::from_columns(&[ids]).unwrap();
+    for cache in [true, false] {
+        let app = unique("timeout_copy");
+        let pool = builder(&database_url(), &app)
+            .max_connections(1)
+            .statement_cache(cache)
+            .query_timeout(Duration::from_millis(200))
+            .build()
+            .await
+            .unwrap();
+        let before = backend_pid(&pool).await;
+        let copy = Statement::new(format!("COPY {table} (id) FROM STDIN (FORMAT binary)"), vec![rows.data.clone()]);
+        let start = Instant::now();
+        let err = pool.run(Request::new(copy, Mode::CopyIn)).await.unwrap_err();
+        assert_cancelled_on_the_server(&err, start, &app).await;
+        assert_eq!(backend_pid(&pool).await, before, "cache {cache}: the connection was replaced, not reused");
+        let count: i64 = pool.query_one(&format!("SELECT count(*) FROM {table}"), vec![]).await.unwrap().get(0);
+        assert_eq!(count, 0, "cache {cache}: rows of the cancelled COPY were written");
+    }
+    setup.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
+    setup.execute(&format!("DROP FUNCTION {table}_slow()"), vec![]).await.unwrap();
+}
