@@ -262,6 +262,12 @@ impl PoolBuilder {
         self.set(|c| c.database.statement_cache = on)
     }
 
+    /// Prepared statements kept per connection (default 100); past it the least recently
+    /// used is closed on the server.
+    pub fn statement_cache_capacity(self, n: usize) -> Self {
+        self.set(|c| c.database.statement_cache_capacity = n)
+    }
+
     /// The most point lookups the batch layer merges into one query.
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n;

@@ -242,11 +242,15 @@ fn apply_option(config: &mut Config, name: &str, value: &Bound<'_, PyAny>) -> ch
                 .map_err(|_| Error::config("database.statement_cache", "expected True or False"))?
                 .is_true()
         }
+        "statement_cache_capacity" => {
+            config.database.statement_cache_capacity = count("database.statement_cache_capacity", value)?
+        }
         other => {
             return Err(Error::config(
                 other,
                 "unknown database option (options: min_connections, max_connections, acquire_timeout, \
-                 idle_timeout, query_timeout, connect_timeout, retry_attempts, statement_cache)",
+                 idle_timeout, query_timeout, connect_timeout, retry_attempts, statement_cache, \
+                 statement_cache_capacity)",
             ))
         }
     }

@@ -47,6 +47,9 @@ pub struct DatabaseConfig {
     /// Turn off behind PgBouncer in transaction mode: statements are then sent unnamed,
     /// with their parameter types, in a single round trip.
     pub statement_cache: bool,
+    /// Prepared statements kept per connection (default 100, as sqlx and asyncpg): past
+    /// it the least recently used is closed on the server.
+    pub statement_cache_capacity: usize,
     /// Deadline for opening a new connection (default 10 s).
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
@@ -54,7 +57,12 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: None, statement_cache: true, connect_timeout: Duration::from_secs(10) }
+        DatabaseConfig {
+            url: None,
+            statement_cache: true,
+            statement_cache_capacity: 100,
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -136,6 +144,7 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 const ENV_KEYS: &[(&str, &str)] = &[
     ("CHAKRA_DATABASE_URL", "database.url"),
     ("CHAKRA_DATABASE_STATEMENT_CACHE", "database.statement_cache"),
+    ("CHAKRA_DATABASE_STATEMENT_CACHE_CAPACITY", "database.statement_cache_capacity"),
     ("CHAKRA_DATABASE_CONNECT_TIMEOUT", "database.connect_timeout"),
     ("CHAKRA_POOL_MIN_CONNECTIONS", "pool.min_connections"),
     ("CHAKRA_POOL_MAX_CONNECTIONS", "pool.max_connections"),
@@ -209,6 +218,7 @@ impl Config {
                         _ => return Err(bad(format!("`{raw}` is not a boolean"))),
                     }
                 }
+                "database.statement_cache_capacity" => self.database.statement_cache_capacity = number(&raw)?,
                 "database.connect_timeout" => self.database.connect_timeout = time(&raw)?,
                 "pool.min_connections" => self.pool.min_connections = number(&raw)?,
                 "pool.max_connections" => self.pool.max_connections = number(&raw)?,
@@ -240,6 +250,12 @@ impl Config {
                 ),
             ));
         }
+        if self.database.statement_cache_capacity == 0 {
+            return Err(Error::config(
+                "database.statement_cache_capacity",
+                "must be at least 1 (to prepare nothing, set database.statement_cache = false)",
+            ));
+        }
         if self.retry.max_attempts == 0 {
             return Err(Error::config("retry.max_attempts", "must be at least 1 (1 means no retries)"));
         }
@@ -251,12 +267,13 @@ impl Config {
 
     /// The parsed connection settings; a missing or malformed URL names `database.url`.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config> {
-        self.connect_settings().map(|(pg, _)| pg)
+        self.connect_settings().map(|settings| settings.pg)
     }
 
-    /// The parsed connection settings and the TLS connector the URL's `sslmode` and
-    /// `sslrootcert` ask for (see [`crate::tls`]); problems with either name `database.url`.
-    pub(crate) fn connect_settings(&self) -> Result<(tokio_postgres::Config, Tls)> {
+    /// What opening a connection takes: the parsed URL, the TLS connector its `sslmode`
+    /// and `sslrootcert` ask for (see [`crate::tls`]; problems with either name
+    /// `database.url`), and the statement cache's capacity.
+    pub(crate) fn connect_settings(&self) -> Result<ConnectSettings> {
         let url = self.database.url.as_deref().ok_or_else(|| {
             Error::config(
                 "database.url",
@@ -269,8 +286,16 @@ impl Config {
             pg.application_name("chakra");
         }
         pg.connect_timeout(self.database.connect_timeout);
-        Ok((pg, tls))
+        Ok(ConnectSettings { pg, tls, statement_cache_capacity: self.database.statement_cache_capacity })
     }
+}
+
+/// See [`Config::connect_settings`].
+#[derive(Clone)]
+pub(crate) struct ConnectSettings {
+    pub pg: tokio_postgres::Config,
+    pub tls: Tls,
+    pub statement_cache_capacity: usize,
 }
 
 /// tokio-postgres's settings and the TLS ones of a database URL.
@@ -309,6 +334,7 @@ mod tests {
             [database]
             url = "postgresql://localhost/app"
             statement_cache = false
+            statement_cache_capacity = 20
             [pool]
             min_connections = 5
             max_connections = 20
@@ -323,6 +349,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.database.url.as_deref(), Some("postgresql://localhost/app"));
         assert!(!c.database.statement_cache);
+        assert_eq!(c.database.statement_cache_capacity, 20);
         assert_eq!(c.pool.min_connections, 5);
         assert_eq!(c.pool.idle_timeout, Duration::from_secs(600));
         assert_eq!(c.query.timeout, Duration::from_millis(250));
@@ -353,6 +380,9 @@ mod tests {
         assert_eq!(e.key(), Some("pool.min_connections"));
         let e = Config::from_toml("[database]\nurl = \"mysql://x\"\n").unwrap_err();
         assert_eq!(e.key(), Some("database.url"));
+        let e = Config::from_toml("[database]\nstatement_cache_capacity = 0\n").unwrap_err();
+        assert_eq!(e.key(), Some("database.statement_cache_capacity"));
+        assert!(e.to_string().contains("statement_cache = false"), "{e}");
     }
 
     #[test]
@@ -360,6 +390,8 @@ mod tests {
         let mut c = Config::from_toml("[pool]\nmax_connections = 20\n").unwrap();
         c.apply_env(|v| (v == "CHAKRA_POOL_MAX_CONNECTIONS").then(|| "7".to_owned())).unwrap();
         assert_eq!(c.pool.max_connections, 7);
+        c.apply_env(|v| (v == "CHAKRA_DATABASE_STATEMENT_CACHE_CAPACITY").then(|| "30".to_owned())).unwrap();
+        assert_eq!(c.database.statement_cache_capacity, 30);
 
         let e = c.apply_env(|v| (v == "CHAKRA_QUERY_TIMEOUT").then(|| "forever".to_owned())).unwrap_err();
         assert_eq!(e.key(), Some("query.timeout"));

@@ -27,18 +27,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
-use foldhash::HashMap;
 use futures::task::AtomicWaker;
 use pin_project::pin_project;
 use tokio_postgres::{Client, Socket, Statement};
 
-use crate::tls::{Tls, TlsStream};
+use crate::config::ConnectSettings;
+use crate::tls::TlsStream;
 
 /// The socket side of a connection, which does the reading and writing when polled.
 type Io = tokio_postgres::Connection<Socket, TlsStream>;
 
-/// Prepared statements of one connection, by SQL text.
-pub(crate) type Statements = HashMap<Box<str>, Statement>;
+/// Prepared statements of one connection, by SQL text. Past its capacity the least
+/// recently used one is dropped, which closes it on the server: an application sending
+/// ever new SQL text (values spliced into it) must not grow every backend without bound.
+pub(crate) type Statements = hashlink::LruCache<Box<str>, Statement, foldhash::fast::RandomState>;
 
 /// A client, its socket and its prepared statements.
 pub(crate) struct PgConnection {
@@ -85,14 +87,16 @@ impl Drop for Goodbye {
 }
 
 impl PgConnection {
-    pub(crate) fn new(client: Client, io: Io) -> Self {
-        PgConnection { client, io: Goodbye(Some(io)), statements: Statements::default(), relay: Relay::new() }
+    /// A connection keeping up to `statements` prepared statements.
+    pub(crate) fn new(client: Client, io: Io, statements: usize) -> Self {
+        let statements = Statements::with_hasher(statements.max(1), Default::default());
+        PgConnection { client, io: Goodbye(Some(io)), statements, relay: Relay::new() }
     }
 
-    /// Opens a connection, over TLS as `config`'s `sslmode` says.
-    pub(crate) async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Self, tokio_postgres::Error> {
-        let (client, io) = config.connect(tls.clone()).await?;
-        Ok(PgConnection::new(client, io))
+    /// Opens a connection, over TLS as `settings`' `sslmode` says.
+    pub(crate) async fn connect(settings: &ConnectSettings) -> Result<Self, tokio_postgres::Error> {
+        let (client, io) = settings.pg.connect(settings.tls.clone()).await?;
+        Ok(PgConnection::new(client, io, settings.statement_cache_capacity))
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -292,19 +296,18 @@ impl Drop for Polling<'_> {
 /// Opens and vets the pool's connections: a connection goes out again only if what the
 /// server sent while it sat idle does not show it ended.
 pub(crate) struct Connector {
-    config: tokio_postgres::Config,
-    tls: Tls,
+    settings: ConnectSettings,
 }
 
 impl Connector {
-    pub(crate) fn new(config: tokio_postgres::Config, tls: Tls) -> Self {
-        Connector { config, tls }
+    pub(crate) fn new(settings: ConnectSettings) -> Self {
+        Connector { settings }
     }
 }
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Connector").field("config", &self.settings.pg).finish_non_exhaustive()
     }
 }
 
@@ -318,7 +321,7 @@ impl deadpool::managed::Manager for Connector {
     // and unboxed it is 2 KB of the 6.8 KB that each checkout built and moved, though
     // connecting is rare.
     fn create(&self) -> impl Future<Output = Result<Box<PgConnection>, tokio_postgres::Error>> + Send {
-        Box::pin(async { PgConnection::connect(&self.config, &self.tls).await.map(Box::new) })
+        Box::pin(async { PgConnection::connect(&self.settings).await.map(Box::new) })
     }
 
     async fn recycle(&self, conn: &mut Box<PgConnection>, _: &Metrics) -> RecycleResult<tokio_postgres::Error> {

@@ -67,9 +67,9 @@ impl ConnectionPool {
     /// Opens the pool and its `min_connections`; fails if the database cannot be reached.
     pub async fn open(config: Config) -> Result<Self> {
         config.validate()?;
-        let (pg, tls) = config.connect_settings()?;
-        let server = ServerInfo::from_config(&pg);
-        let pool = Pool::builder(Connector::new(pg, tls))
+        let settings = config.connect_settings()?;
+        let server = ServerInfo::from_config(&settings.pg);
+        let pool = Pool::builder(Connector::new(settings))
             .max_size(config.pool.max_connections)
             // Reusing the most recently returned connection keeps a few backends hot
             // instead of rotating over cold ones.
@@ -102,9 +102,9 @@ impl ConnectionPool {
 
     /// Opens a connection outside the pool, closed when dropped, and says where it leads.
     pub async fn connect_direct(config: &Config) -> Result<(Conn, ServerInfo)> {
-        let (pg, tls) = config.connect_settings()?;
-        let server = ServerInfo::from_config(&pg);
-        let pg = PgConnection::connect(&pg, &tls).await.map_err(Error::from)?;
+        let settings = config.connect_settings()?;
+        let server = ServerInfo::from_config(&settings.pg);
+        let pg = PgConnection::connect(&settings).await.map_err(Error::from)?;
         Ok((Conn::new(Client::Direct(Box::new(pg)), config.database.statement_cache), server))
     }
 

@@ -152,8 +152,20 @@ def test_bad_configuration_names_the_key() -> None:
     with pytest.raises(chakra.ConfigError) as info:
         chakra.Database(DATABASE_URL, max_conections=3)
     assert info.value.key == "max_conections"
+    with pytest.raises(chakra.ConfigError) as info:
+        chakra.Database(DATABASE_URL, statement_cache_capacity=0)
+    assert info.value.key == "database.statement_cache_capacity"
     db = chakra.Database(DATABASE_URL, acquire_timeout=1.5, idle_timeout="10m", max_connections=3)
     assert db.status()["max_size"] == 3
+
+
+async def test_the_statement_cache_capacity_bounds_prepared_statements_per_connection() -> None:
+    db = chakra.Database(DATABASE_URL, max_connections=1, statement_cache_capacity=2)
+    async with chakra.Session(db) as session:
+        for k in range(6):
+            assert await session.fetchval(f"SELECT $1::int8 + {k}", 1) == 1 + k
+        prepared = "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql"
+        assert await session.fetchval(prepared) == 2
 
 
 def test_default_database_comes_from_chakra_toml_then_environment(tmp_path: os.PathLike[str]) -> None:

@@ -12,7 +12,8 @@
 
 Pool options: ``min_connections``, ``max_connections``, ``acquire_timeout``,
 ``idle_timeout``, ``query_timeout``, ``connect_timeout`` (seconds, a ``timedelta`` or
-text such as ``"30s"``), ``retry_attempts``, ``statement_cache``.
+text such as ``"30s"``), ``retry_attempts``, ``statement_cache``,
+``statement_cache_capacity`` (prepared statements kept per connection, default 100).
 """
 
 from __future__ import annotations

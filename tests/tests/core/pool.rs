@@ -223,3 +223,30 @@ async fn a_statement_does_not_wake_its_own_task_while_it_is_polled() {
     let rows = pool.query("SELECT g FROM generate_series(1, 10000) AS g", vec![]).await.unwrap();
     assert_eq!(rows.iter().map(|row| row.get::<_, i32>(0)).sum::<i32>(), 50_005_000);
 }
+
+#[tokio::test]
+async fn the_statement_cache_keeps_its_capacity_on_the_server() {
+    // One connection keeping three statements: ten distinct statements leave three
+    // prepared on the server (the counting query among them), not ten.
+    let pool = builder(&database_url(), &unique("stmt_cache"))
+        .max_connections(1)
+        .statement_cache_capacity(3)
+        .build()
+        .await
+        .unwrap();
+    let before = backend_pid(&pool).await;
+    for k in 0..10_i64 {
+        let row = pool.query_one(&format!("SELECT $1::int8 + {k}"), vec![1_i64.into()]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1 + k);
+    }
+    let prepared = "SELECT count(*) FROM pg_prepared_statements WHERE from_sql = false";
+    let count: i64 = pool.query_one(prepared, vec![]).await.unwrap().get(0);
+    assert_eq!(count, 3, "the least recently used statements were not closed on the server");
+
+    // An evicted statement is prepared again when it comes back, on the same connection.
+    let row = pool.query_one("SELECT $1::int8 + 0", vec![5_i64.into()]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 5);
+    let count: i64 = pool.query_one(prepared, vec![]).await.unwrap().get(0);
+    assert_eq!(count, 3);
+    assert_eq!(backend_pid(&pool).await, before);
+}
