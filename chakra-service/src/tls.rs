@@ -9,6 +9,10 @@
 //! | `verify-ca`   | always                      | chain, against `sslrootcert` or Mozilla's roots |
 //! | `verify-full` | always                      | chain and host name, as `verify-ca`             |
 //!
+//! `sslrootcert=system` (libpq 16) trusts the operating system's roots (`SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` move them, as with OpenSSL); it makes `verify-full` the default, and a
+//! weaker `sslmode` an error, as libpq does.
+//!
 //! `sslcert` and `sslkey` (PEM files, both or neither) give a client certificate, for
 //! servers that authenticate clients by certificate.
 //!
@@ -133,7 +137,18 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
             kept.join(" ")
         }
     };
-    let mode = mode.unwrap_or(SslMode::Prefer);
+    let system = root_cert.as_deref() == Some(SYSTEM_ROOTS);
+    let mode = match (mode, system) {
+        (None, true) => SslMode::VerifyFull,
+        (Some(weaker), true) if weaker != SslMode::VerifyFull => {
+            return Err(Error::config(
+                "database.url",
+                "sslrootcert=system goes with sslmode=verify-full (its default), as in libpq: \
+                 trusting the system's roots means checking the server's name against them",
+            ))
+        }
+        (mode, _) => mode.unwrap_or(SslMode::Prefer),
+    };
     Ok((rest, TlsSettings { mode, root_cert, client_cert, client_key }))
 }
 
@@ -143,6 +158,7 @@ impl TlsSettings {
     pub(crate) fn connector(&self) -> Result<Tls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = match &self.root_cert {
+            Some(system) if system == SYSTEM_ROOTS => Some(system_roots()?),
             Some(path) => Some(read_roots(path)?),
             None if matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
                 Some(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
@@ -176,6 +192,21 @@ impl TlsSettings {
             }
         };
         Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+/// `sslrootcert`'s value for the operating system's trusted roots.
+const SYSTEM_ROOTS: &str = "system";
+
+/// The operating system's trusted roots; none found is a configuration error.
+fn system_roots() -> Result<RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    match (added, found.errors.first()) {
+        (0, Some(e)) => Err(Error::config("database.url", format!("sslrootcert=system: {e}"))),
+        (0, None) => Err(Error::config("database.url", "sslrootcert=system: the system has no trusted certificates")),
+        _ => Ok(roots),
     }
 }
 
@@ -288,6 +319,12 @@ mod tests {
         let (rest, tls) = split_url("host=db.example.com sslmode=require user=app").unwrap();
         assert_eq!(rest, "host=db.example.com user=app");
         assert_eq!(tls.mode, SslMode::Require);
+
+        // The system's roots make verify-full the default, as in libpq 16.
+        let (_, tls) = split_url("postgresql://db.example.com/app?sslrootcert=system").unwrap();
+        assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyFull, Some("system")));
+        let (_, tls) = split_url("postgresql://db/app?sslrootcert=system&sslmode=verify-full").unwrap();
+        assert_eq!(tls.mode, SslMode::VerifyFull);
     }
 
     #[test]
@@ -297,6 +334,7 @@ mod tests {
             ("postgresql://db/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
             ("postgresql://db/app?sslmode=verify-ca&sslrootcert=/dev/null", "no usable certificate"),
             ("postgresql://db/app?sslcert=/etc/client.pem", "sslcert and sslkey go together"),
+            ("postgresql://db/app?sslmode=require&sslrootcert=system", "sslrootcert=system goes with"),
             ("postgresql://db/app?sslcert=/nonexistent/c.pem&sslkey=/nonexistent/k.pem", "/nonexistent/c.pem"),
         ] {
             let err = split_url(url).and_then(|(_, tls)| tls.connector().map(drop)).unwrap_err();

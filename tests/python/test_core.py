@@ -142,6 +142,24 @@ async def test_tls_is_set_in_the_url_as_with_libpq() -> None:
             assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is False
 
 
+async def test_sslrootcert_system_trusts_the_roots_openssl_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As libpq 16: the system's roots, which SSL_CERT_FILE moves; verify-full by default.
+    with pytest.raises(chakra.ConfigError, match="sslrootcert=system goes with"):
+        chakra.Database("postgresql://db.example.com/app?sslmode=require&sslrootcert=system")
+    url, ca = os.environ.get("CHAKRA_THROWAWAY_URL"), os.environ.get("CHAKRA_THROWAWAY_CA")
+    if not (url and ca):
+        assert not os.environ.get("CI"), "run the tests through scripts/test"
+        return
+    monkeypatch.setenv("SSL_CERT_FILE", ca)
+    async with chakra.connect(f"{url}?sslrootcert=system") as conn:
+        assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+    # Reached by a name its certificate was not issued for: refused, so the name was checked.
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    elsewhere = f"postgresql://postgres@db.invalid:{port}/postgres?hostaddr=127.0.0.1&sslrootcert=system"
+    with pytest.raises(chakra.OperationalError, match="not valid for name"):
+        await chakra.connect(elsewhere)
+
+
 def test_bad_configuration_names_the_key() -> None:
     with pytest.raises(chakra.ConfigError) as info:
         chakra.Database(DATABASE_URL, max_connections=0)

@@ -44,9 +44,10 @@ async fn each_sslmode_connects_as_libpq_would() {
 #[tokio::test]
 async fn verifying_modes_refuse_a_certificate_no_trusted_ca_signed() {
     let Some(url) = throwaway_url() else { return };
-    // Without sslrootcert the roots are Mozilla's, and the cluster's CA is not among them.
-    for mode in ["verify-ca", "verify-full"] {
-        let pool = PoolBuilder::from_config(Config::from_url(with(&url, &format!("sslmode={mode}")))).build().await;
+    // Without sslrootcert the roots are Mozilla's, with sslrootcert=system the operating
+    // system's, and the cluster's CA is among neither.
+    for mode in ["sslmode=verify-ca", "sslmode=verify-full", "sslrootcert=system"] {
+        let pool = PoolBuilder::from_config(Config::from_url(with(&url, mode))).build().await;
         let err = pool.unwrap().query_one("SELECT 1", vec![]).await.expect_err(mode);
         assert_eq!(err.kind(), ErrorKind::Connection, "{mode}: {err}");
         assert!(err.to_string().contains("sslrootcert"), "the message says what to set: {err}");
