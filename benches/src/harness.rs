@@ -105,6 +105,16 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// Appends `more` rounds, run after these (the pairing between contenders holds when
+    /// each ran the same rounds).
+    #[allow(dead_code)] // used by orm-bench only
+    pub fn extend(&mut self, more: Measured) {
+        self.wall.0.extend(more.wall.0);
+        self.cpu.0.extend(more.cpu.0);
+        self.allocations.extend(more.allocations);
+        self.sleeps.extend(more.sleeps);
+    }
+
     pub fn median_sleeps(&self) -> f64 {
         median(&self.sleeps)
     }
