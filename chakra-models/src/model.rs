@@ -239,7 +239,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// the insert (a plain table whose columns have the fields' types), the rows go in by
     /// PostgreSQL's binary `COPY`, a third faster on 10k rows; that costs one catalog
     /// query first. Otherwise they go as one statement with one array per column.
-    /// Either way it is one statement: every row is written, or none.
+    /// Either way one statement writes them: every row is written, or none.
     fn insert_many<Q: Queryable>(db: &Q, rows: &[Self]) -> impl Future<Output = Result<u64>> + Send {
         let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(rows, false));
         let loading = rows.len() >= BULK_LOAD_MIN_ROWS;
