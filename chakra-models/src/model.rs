@@ -237,7 +237,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     ///
     /// From [`BULK_LOAD_MIN_ROWS`] rows on, when the table takes it exactly as it would
     /// the insert (a plain table whose columns have the fields' types), the rows go in by
-    /// PostgreSQL's binary `COPY`, a third faster on 10k rows; that costs one catalog
+    /// PostgreSQL's binary `COPY`, a third less time on 10k rows; that costs one catalog
     /// query first. Otherwise they go as one statement with one array per column.
     /// Either way one statement writes them: every row is written, or none.
     fn insert_many<Q: Queryable>(db: &Q, rows: &[Self]) -> impl Future<Output = Result<u64>> + Send {

@@ -1,6 +1,6 @@
 //! Rows for `COPY … FROM STDIN (FORMAT binary)`, PostgreSQL's fastest way in: the server
-//! writes them in bulk (a WAL record and a page lock per batch of rows, not per row), and
-//! measured about a third faster than `INSERT … SELECT * FROM UNNEST(…)` on 10k rows.
+//! writes them in bulk (a WAL record and a page lock per batch of rows, not per row),
+//! taking about a third less time than `INSERT … SELECT * FROM UNNEST(…)` on 10k rows.
 //!
 //! The rows are built from the same one-array-per-column parameters an `UNNEST` insert
 //! sends. A binary array's elements are already in the form a binary `COPY` field takes
