@@ -179,7 +179,7 @@ fn query_counts(contenders: &[Contender]) -> Vec<Option<u64>> {
 }
 
 /// One row per contender: its median, its ratio to the first (raw) contender, its noise,
-/// the client CPU it burned per operation, how often a thread went to sleep per operation
+/// the client and server CPU it burned per operation, how often a thread went to sleep per operation
 /// (each sleep means a wake-up hand-off between threads), and its heap allocations per
 /// operation.
 fn print_variants(names: &[String], measured: &[Measured], queries: impl Fn(usize) -> String) {
@@ -191,6 +191,7 @@ fn print_variants(names: &[String], measured: &[Measured], queries: impl Fn(usiz
         "noise",
         "min",
         "client CPU per op",
+        "server CPU per op",
         "thread sleeps per op",
         "allocations per op",
         "queries per run",
@@ -203,6 +204,7 @@ fn print_variants(names: &[String], measured: &[Measured], queries: impl Fn(usiz
             format!("±{:.1}%", m.wall.spread() * 100.0),
             format_duration(m.wall.min()),
             format_duration(m.cpu.median()),
+            m.server_cpu().map_or("-".to_owned(), format_duration),
             format!("{:.2}", m.median_sleeps()),
             format!("{:.1}", m.median_allocations()),
             queries(i),

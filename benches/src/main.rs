@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::future::try_join_all;
 use tokio_postgres::NoTls;
 
-use crate::harness::{format_duration, Table};
+use crate::harness::{format_duration, Table, BLOCK};
 use crate::shapes::{Contender, Db, Delivery, Fanout, InsertBy, RawClient, Side, Workload};
 
 #[global_allocator]
@@ -226,14 +226,13 @@ async fn run(args: Args) -> Result<()> {
     });
     let version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
     println!("chakra-bench: PostgreSQL {version}, {} CPUs, Tokio runtime with {workers} workers", num_cpus());
+    if harness::watch_server(&url) {
+        println!("the server runs on this machine: its CPU time is measured too (from /proc)");
+    }
     println!("setting up bench_users ({} rows) and bench_insert …", data::USERS);
     data::setup(&admin).await?;
 
-    // Connections for both sides exist before anything is timed: the pool is warm
-    // (min = max) and every raw client has its statements prepared.
-    let raw: Vec<Arc<RawClient>> =
-        try_join_all((0..POOL_SIZE).map(|_| RawClient::connect(&url))).await?.into_iter().map(Arc::new).collect();
-    let pool = chakra::Pool::builder().url(&url).max_connections(POOL_SIZE).min_connections(POOL_SIZE).build().await?;
+    let mut contenders = connect_both(&url).await?;
     let workload = Workload {
         sql: shapes::ModelSql::new(),
         sequential_ids: data::random_ids(SEQUENTIAL_LOOKUPS, 0x5eed_0001),
@@ -241,10 +240,6 @@ async fn run(args: Args) -> Result<()> {
         new_users: data::new_users(data::INSERT_ROWS),
         admin,
     };
-    let contenders = [
-        Contender { name: "raw tokio-postgres".into(), side: Side::Raw(raw.clone()) },
-        Contender { name: "chakra".into(), side: Side::Chakra { db: Db::Pool(pool), batchable: true } },
-    ];
     // Under `--side`, the other side's column stays empty.
     let runs = |c: &Contender| {
         matches!(
@@ -262,15 +257,34 @@ async fn run(args: Args) -> Result<()> {
         "rounds chakra was faster",
         "noise raw / chakra",
         "client CPU per op raw / chakra",
+        "server CPU per op raw / chakra",
     ]);
     for shape in Shape::ALL.into_iter().filter(|s| args.plan.selects(*s)) {
         let (warmup, rounds) = args.plan.rounds(shape);
-        eprintln!("  {} — {warmup} warm-up + {rounds} rounds", shape.title());
-        let chosen: Vec<&Contender> = contenders.iter().filter(|c| runs(c)).collect();
-        let measured =
-            harness::compare(&chosen, warmup, rounds, shape.units(), |c| shape.run(&workload, &c.side)).await?;
-        let mut by_side =
-            contenders.iter().map(|c| chosen.iter().position(|x| std::ptr::eq(*x, c)).map(|i| &measured[i]));
+        eprintln!("  {} — {rounds} rounds in blocks of {BLOCK}, each after {warmup} warm-up", shape.title());
+        let chosen = contenders.iter().filter(|c| runs(c)).count();
+        let mut measured = vec![harness::Measured::default(); chosen];
+        for start in (0..rounds).step_by(BLOCK) {
+            if start > 0 {
+                drop(contenders);
+                contenders = connect_both(&url).await?;
+            }
+            let chosen: Vec<&Contender> = contenders.iter().filter(|c| runs(c)).collect();
+            let block = harness::compare_in_order(
+                &chosen,
+                warmup,
+                BLOCK.min(rounds - start),
+                shape.units(),
+                |round, n| harness::rotated(start + round, n),
+                |c| shape.run(&workload, &c.side),
+            )
+            .await?;
+            for (all, more) in measured.iter_mut().zip(block) {
+                all.extend(more);
+            }
+        }
+        let mut measured = measured.iter();
+        let mut by_side = contenders.iter().map(|c| runs(c).then(|| measured.next()).flatten());
         let (raw, chakra) = (by_side.next().flatten(), by_side.next().flatten());
         let cell =
             |m: Option<&harness::Measured>, f: &dyn Fn(&harness::Measured) -> String| m.map_or("-".to_owned(), f);
@@ -314,6 +328,7 @@ async fn run(args: Args) -> Result<()> {
                 cell(raw, &|m| format_duration(m.cpu.median())),
                 cell(chakra, &|m| format_duration(m.cpu.median()))
             ),
+            format!("{} / {}", cell(raw, &server_cpu), cell(chakra, &server_cpu)),
         ]);
     }
     println!(
@@ -329,6 +344,23 @@ async fn run(args: Args) -> Result<()> {
         diagnose::run(&workload, raw, chakra, &url, &args.plan).await?;
     }
     Ok(())
+}
+
+/// Both sides on fresh connections: the pool warm (min = max) and every raw client's
+/// statements prepared before anything is timed.
+async fn connect_both(url: &str) -> Result<[Contender; 2]> {
+    let raw: Vec<Arc<RawClient>> =
+        try_join_all((0..POOL_SIZE).map(|_| RawClient::connect(url))).await?.into_iter().map(Arc::new).collect();
+    let pool = chakra::Pool::builder().url(url).max_connections(POOL_SIZE).min_connections(POOL_SIZE).build().await?;
+    Ok([
+        Contender { name: "raw tokio-postgres".into(), side: Side::Raw(raw) },
+        Contender { name: "chakra".into(), side: Side::Chakra { db: Db::Pool(pool), batchable: true } },
+    ])
+}
+
+/// The server's CPU time per operation, or `-` when it was not watched.
+fn server_cpu(m: &harness::Measured) -> String {
+    m.server_cpu().map_or("-".to_owned(), format_duration)
 }
 
 fn num_cpus() -> usize {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use crate::harness::{format_duration, Measured, Paired, Table};
+use crate::harness::{format_duration, Measured, Paired, Table, BLOCK};
 use crate::shapes::{Contender, Side, Workload};
 
 #[global_allocator]
@@ -241,15 +241,6 @@ fn order(round: usize, n: usize) -> Vec<usize> {
     order
 }
 
-/// Rounds run on the same connections. Each block of rounds starts on fresh ones: where
-/// the scheduler puts a side's server backends (on the client's CPU or the other, in a VM
-/// whose idle CPUs are slow to wake) favours or handicaps that side for as long as they
-/// live, and one set of connections for a whole run let that decide a verdict: two runs
-/// of 100 sequential-get rounds put Chakra at 0.92 and at 1.06 of sqlx, each "significant".
-/// What this cannot remove is the state of the machine for the whole process (where its
-/// worker threads run, the host's load): compare verdicts across runs, not within one.
-const BLOCK: usize = 10;
-
 /// Every side of `args`, connected afresh.
 async fn connect_all(args: &Args, url: &str) -> Result<Vec<Contender>> {
     let mut contenders = Vec::new();
@@ -295,6 +286,7 @@ async fn run(args: Args) -> Result<()> {
     println!("setting up bench_orm_users ({} rows) and bench_orm_insert …", data::USERS);
     tables::setup(&admin).await?;
 
+    harness::watch_server(&url);
     let mut contenders = connect_all(&args, &url).await?;
     let workload = Workload::new(
         admin,
@@ -423,8 +415,8 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
     }
 
     println!(
-        "\nnoise (half the interquartile range over the rounds), client CPU per operation (every thread of the process) and \
-         thread sleeps per operation (each a wake-up to pay later)"
+        "\nnoise (half the interquartile range over the rounds), client CPU per operation (every thread of the process; \
+         the server's in parentheses when it runs on this machine) and thread sleeps per operation (each a wake-up to pay later)"
     );
     let mut table = Table::new(&header);
     for (shape, measured) in results {
@@ -432,7 +424,12 @@ fn print_tables(contenders: &[Contender], results: &[(Shape, Vec<Measured>)], al
         row.extend(measured.iter().map(|m| {
             let sleeps = m.median_sleeps();
             let sleeps = if sleeps >= 100.0 { format!("{sleeps:.0}") } else { format!("{sleeps:.1}") };
-            format!("±{:.1}%, {} CPU, {sleeps} sleeps", m.wall.spread() * 100.0, format_duration(m.cpu.median()))
+            let server = m.server_cpu().map(|cpu| format!(" (server {})", format_duration(cpu))).unwrap_or_default();
+            format!(
+                "±{:.1}%, {} CPU{server}, {sleeps} sleeps",
+                m.wall.spread() * 100.0,
+                format_duration(m.cpu.median())
+            )
         }));
         table.row(row);
     }
