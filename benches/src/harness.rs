@@ -189,13 +189,15 @@ where
     Fut: Future<Output = Result<Duration>>,
 {
     let mut measured = vec![Measured::default(); contenders.len()];
+    // Found once: the contenders' connections, so their backends, live through the call.
+    let server = ServerProcesses::find();
     for round in 0..warmup + rounds {
         for i in order(round, contenders.len()) {
-            let server_before = server_cpu();
+            let server_before = server.as_ref().map(ServerProcesses::cpu);
             let (before, allocations_before) = (ProcessCounters::now(), alloc_count::allocations());
             let wall = run(&contenders[i]).await?;
             let (after, allocations_after) = (ProcessCounters::now(), alloc_count::allocations());
-            let server_after = server_cpu();
+            let server_after = server.as_ref().map(ServerProcesses::cpu);
             if round >= warmup {
                 let per_unit = |n: u64| n as f64 / f64::from(units);
                 measured[i].wall.0.push(wall);
@@ -255,31 +257,45 @@ pub fn watch_server(url: &str) -> bool {
             tokio_postgres::config::Host::Unix(_) => true,
         })
     });
-    let watching = local && postgres_cpu().is_some();
+    WATCHING_SERVER.store(local, Ordering::Relaxed);
+    let watching = local && ServerProcesses::find().is_some();
     WATCHING_SERVER.store(watching, Ordering::Relaxed);
     watching
 }
 
-fn server_cpu() -> Option<Duration> {
-    WATCHING_SERVER.load(Ordering::Relaxed).then(postgres_cpu).flatten()
-}
+/// The `schedstat` files of every process named `postgres` (the postmaster, its background
+/// workers and every backend; each is single-threaded), found by one walk of `/proc` so
+/// that each measurement reads only these: a walk of every process between two runs
+/// costs milliseconds, some of which Linux books to the next run's client CPU.
+struct ServerProcesses(Vec<std::path::PathBuf>);
 
-/// CPU time so far of every process named `postgres` (the postmaster, its background
-/// workers and every backend; each is single-threaded), from `/proc/<pid>/schedstat`.
-fn postgres_cpu() -> Option<Duration> {
-    let mut total = None;
-    for process in std::fs::read_dir("/proc").ok()?.flatten() {
-        if !process.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
+impl ServerProcesses {
+    /// `None` unless [`watch_server`] found the server on this machine.
+    fn find() -> Option<ServerProcesses> {
+        if !WATCHING_SERVER.load(Ordering::Relaxed) {
+            return None;
         }
-        let path = process.path();
-        if std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim_end() == "postgres") {
-            let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
-            let nanos = schedstat.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
-            *total.get_or_insert(Duration::ZERO) += Duration::from_nanos(nanos);
+        let mut found = Vec::new();
+        for process in std::fs::read_dir("/proc").ok()?.flatten() {
+            let path = process.path();
+            let is_pid = process.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit());
+            if is_pid && std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim_end() == "postgres") {
+                found.push(path.join("schedstat"));
+            }
         }
+        (!found.is_empty()).then_some(ServerProcesses(found))
     }
-    total
+
+    /// Their CPU time so far (a process that has exited since counts as none).
+    fn cpu(&self) -> Duration {
+        self.0
+            .iter()
+            .map(|schedstat| {
+                let text = std::fs::read_to_string(schedstat).unwrap_or_default();
+                Duration::from_nanos(text.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0))
+            })
+            .sum()
+    }
 }
 
 /// `DATABASE_URL` (default: the local server's `test` database), with `sslmode=disable`
