@@ -13,15 +13,22 @@
 //!
 //! If the leader's future is dropped, its group's members notice their closed channel and
 //! run their own statements: no lookup waits on a caller that went away.
+//!
+//! A member whose deadline comes no later than its leader's is *covered* by the leader's
+//! (see [`CancelSlot`]): the timeout layer arms no timer for it while it waits, since the
+//! merged statement is cancelled at the leader's deadline first, and that cancellation is
+//! reported to the member as its own timeout. A member on its own again (its leader gone,
+//! or its answer in) is uncovered, and its own deadline applies.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Instant;
 
 use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
 use chakra_service::uuid::Uuid;
-use chakra_service::{hand_back, Error, Mode, Request, Response, Result, Row, Statement, Value};
+use chakra_service::{hand_back, CancelSlot, Error, Mode, Request, Response, Result, Row, Statement, Value};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use pin_project::{pin_project, pinned_drop};
 use tokio::sync::oneshot;
@@ -87,6 +94,8 @@ struct Groups {
 /// A group still taking members.
 struct Group {
     id: u64,
+    /// The leader's deadline, which covers members whose own comes no earlier.
+    deadline: Option<Instant>,
     members: Vec<Member>,
     /// The leader, to wake as soon as the group is full.
     leader: Option<Waker>,
@@ -129,6 +138,8 @@ impl std::hash::Hash for Shape {
 struct Member {
     key: Key,
     reply: Option<oneshot::Sender<Result<Vec<Row>>>>,
+    /// The member's cancel slot, while the leader's deadline covers it.
+    covered: Option<CancelSlot>,
 }
 
 /// The hashable form of a key value; integers of any width compare equal.
@@ -175,10 +186,18 @@ where
             return BatchFuture::new(State::Direct { future }, inner, None);
         };
         let sql = Shape(lookup.batch_sql.clone());
+        let deadline = request.cancel.as_ref().and_then(CancelSlot::deadline);
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(group) = groups.open.get_mut(&sql) {
             let (reply, receiver) = oneshot::channel();
-            group.members.push(Member { key, reply: Some(reply) });
+            let covered = match (group.deadline, deadline) {
+                (Some(leader), Some(own)) if own >= leader => request.cancel.clone(),
+                _ => None,
+            };
+            if let Some(slot) = &covered {
+                slot.cover(true);
+            }
+            group.members.push(Member { key, reply: Some(reply), covered });
             if group.members.len() >= self.max_batch {
                 let full = groups.open.remove(&sql).expect("the group just joined");
                 groups.sealed.insert(full.id, full.members);
@@ -202,8 +221,8 @@ where
         groups.next_id += 1;
         // Room for the members a burst typically brings, so the group rarely regrows.
         let mut members = Vec::with_capacity(self.max_batch.min(DEFAULT_MAX_BATCH));
-        members.push(Member { key, reply: None });
-        groups.open.insert(sql.clone(), Group { id, members, leader: None });
+        members.push(Member { key, reply: None, covered: None });
+        groups.open.insert(sql.clone(), Group { id, deadline, members, leader: None });
         let lead = Lead { groups: self.groups.clone(), sql, id };
         let yielded = Box::pin(tokio::task::yield_now());
         let state = State::Yielding { yielded, seen: 1, yields: 1, request: Some(Box::new(request)) };
@@ -329,6 +348,10 @@ where
                 StateProj::Waiting { receiver, request } => {
                     let reply = ready!(Pin::new(receiver).poll(cx));
                     let own = request.as_ref().expect("members keep their request until they finish");
+                    // On its own again, whatever the reply: its own deadline applies.
+                    if let Some(slot) = &own.cancel {
+                        slot.cover(false);
+                    }
                     match reply {
                         Ok(Ok(rows)) => return Poll::Ready(Response::for_request(rows, own)),
                         // The merged query's failure is this lookup's: retried as this lookup.
@@ -378,6 +401,10 @@ where
                 StateProj::Flushing { future, members, key_column, request } => {
                     let result = ready!(future.poll(cx)).and_then(Response::into_rows);
                     *this.in_flight = None;
+                    if result.is_err() && request.cancel.as_ref().is_some_and(CancelSlot::was_sent) {
+                        // Cancelled at the leader's deadline: the members it covered time out with it.
+                        members.iter().filter_map(|m| m.covered.as_ref()).for_each(CancelSlot::cancel_with_cover);
+                    }
                     let own = distribute(result, members, *key_column);
                     return Poll::Ready(match own {
                         Ok(rows) => Response::for_request(rows, request),

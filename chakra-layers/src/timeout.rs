@@ -12,6 +12,11 @@
 //! server's time to produce the first row and every later wait count, the consumer's own
 //! work between rows does not. A slow consumer of a fast query is never cut off; a query
 //! that keeps its reader waiting longer than the deadline in all is cancelled like any other.
+//!
+//! The timer is made only when a request has to wait, and not while the request waits on
+//! a statement whose deadline comes first (a lookup merged into its leader's by `batch`,
+//! see [`CancelSlot`]): of 2,000 concurrent gets, a handful of statements are timed, not
+//! 2,000 lookups, and each cancelled statement is every covered lookup's timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,17 +85,20 @@ where
         let Some(limit) = limit else {
             return TimeoutFuture {
                 inner: self.inner.call(request),
+                due: None,
                 sleep: None,
                 slot: None,
                 deadline: Deadline { limit: Duration::ZERO, grace: self.layer.grace },
                 cancelled: false,
             };
         };
-        let slot = CancelSlot::default();
+        let deadline = Instant::now() + limit;
+        let slot = CancelSlot::with_deadline(deadline.into_std());
         request.cancel = Some(slot.clone());
         TimeoutFuture {
             inner: self.inner.call(request),
-            sleep: Some(tokio::time::sleep(limit)),
+            due: Some(deadline),
+            sleep: None,
             slot: Some(slot),
             deadline: Deadline { limit, grace: self.layer.grace },
             cancelled: false,
@@ -103,6 +111,10 @@ where
 pub struct TimeoutFuture<F> {
     #[pin]
     inner: F,
+    /// When the request is given up on; `None` without a deadline.
+    due: Option<Instant>,
+    /// The timer, made when first needed: a request answered at once, or covered by
+    /// another's deadline while it waits, never makes one.
     #[pin]
     sleep: Option<Sleep>,
     slot: Option<CancelSlot>,
@@ -122,19 +134,34 @@ where
         loop {
             if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
                 return Poll::Ready(match output {
-                    Err(e) => Err(this.deadline.failed(*this.cancelled, e)),
+                    Err(e) => {
+                        let covered = this.slot.as_ref().is_some_and(CancelSlot::was_cancelled_with_cover);
+                        Err(this.deadline.failed(*this.cancelled || covered, e))
+                    }
                     // The server may answer the statement's start only with its first rows,
                     // or with the cancellation itself: the stream goes on where this left off.
                     Ok(Response::Stream(mut rows)) => {
-                        if let (Some(sleep), Some(slot)) = (this.sleep.as_pin_mut(), this.slot.take()) {
-                            rows.guard(StreamDeadline::new(slot, sleep.deadline(), *this.deadline, *this.cancelled));
+                        // Due next: the deadline, or the end of the grace period once cancelled.
+                        let next = this.sleep.as_ref().as_pin_ref().map(|sleep| sleep.deadline()).or(*this.due);
+                        if let (Some(next), Some(slot)) = (next, this.slot.take()) {
+                            rows.guard(StreamDeadline::new(slot, next, *this.deadline, *this.cancelled));
                         }
                         Ok(Response::Stream(rows))
                     }
                     other => other,
                 });
             }
-            let Some(mut sleep) = this.sleep.as_mut().as_pin_mut() else { return Poll::Pending };
+            let Some(due) = *this.due else { return Poll::Pending };
+            // Waiting on a statement whose deadline comes first (a batch member behind its
+            // leader): that statement's timer covers this one, which would only cost a
+            // timer per lookup. Once on its own again it arms its timer here.
+            if this.slot.as_ref().is_some_and(CancelSlot::is_covered) {
+                return Poll::Pending;
+            }
+            if this.sleep.is_none() {
+                this.sleep.set(Some(tokio::time::sleep_until(due)));
+            }
+            let mut sleep = this.sleep.as_mut().as_pin_mut().expect("the timer was just made");
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }

@@ -2,9 +2,9 @@
 //! down the layer stack to the executor.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::conn::PinnedConn;
 use crate::value::Value;
@@ -119,42 +119,89 @@ pub struct PointLookup {
 /// The executor marks the statement started; on expiry the timeout layer requests a cancel
 /// and polls the request again; the executor, which holds the connection, then sends the
 /// server the cancel. Nothing of the connection is copied unless a cancel is sent.
+///
+/// A request waiting on another's statement (a batch member behind its group's leader)
+/// can be *covered* by that statement's deadline when it comes no later than its own: the
+/// timeout layer then arms no timer of its own for it, since the statement it waits on is
+/// cancelled first, and a statement cancelled that way counts as this request's timeout.
 #[derive(Clone, Default)]
-pub struct CancelSlot(Arc<AtomicU8>);
+pub struct CancelSlot(Arc<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    state: AtomicU8,
+    /// When the timeout layer gives up on the request.
+    deadline: Option<Instant>,
+    covered: AtomicBool,
+}
 
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
 const REQUESTED: u8 = 2;
 const SENT: u8 = 3;
+/// Never started: the statement that covered it was cancelled by its own deadline.
+const CANCELLED_WITH_COVER: u8 = 4;
 
 impl std::fmt::Debug for CancelSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CancelSlot").field("sent", &self.was_sent()).finish()
+        f.debug_struct("CancelSlot").field("sent", &self.was_sent()).field("deadline", &self.0.deadline).finish()
     }
 }
 
 impl CancelSlot {
+    /// The slot of a request given up on at `deadline`.
+    pub fn with_deadline(deadline: Instant) -> Self {
+        CancelSlot(Arc::new(SlotState { deadline: Some(deadline), ..SlotState::default() }))
+    }
+
+    /// When the request is given up on, if the slot says.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.deadline
+    }
+
     /// Called by the executor as the statement is sent.
     pub fn start(&self) {
-        let _ = self.0.compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.0.state.compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Asks for the running statement to be cancelled; `false` if none has started (there
     /// is nothing to cancel). The executor sends the cancel when it is next polled.
     pub fn cancel(&self) -> bool {
-        self.0.compare_exchange(RUNNING, REQUESTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.0.state.compare_exchange(RUNNING, REQUESTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// For the executor: whether a cancel was asked for and not sent yet (it is then
     /// counted as sent).
     pub fn take_request(&self) -> bool {
-        self.0.compare_exchange(REQUESTED, SENT, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.0.state.compare_exchange(REQUESTED, SENT, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Whether a cancel was sent: it may still reach the server after the statement ended
     /// and hit whatever the connection runs next.
     pub fn was_sent(&self) -> bool {
-        self.0.load(Ordering::Acquire) == SENT
+        self.0.state.load(Ordering::Acquire) == SENT
+    }
+
+    /// Marks the request as waiting on a statement whose deadline comes no later than its
+    /// own (`true`), or as on its own again (`false`).
+    pub fn cover(&self, covered: bool) {
+        self.0.covered.store(covered, Ordering::Release);
+    }
+
+    /// Whether another statement's deadline covers the request's (see [`cover`](Self::cover)).
+    pub fn is_covered(&self) -> bool {
+        self.0.covered.load(Ordering::Acquire)
+    }
+
+    /// For whoever ran the covering statement: it was cancelled by its deadline, so the
+    /// request it covered (which never started a statement) has timed out too.
+    pub fn cancel_with_cover(&self) {
+        let _ = self.0.state.compare_exchange(IDLE, CANCELLED_WITH_COVER, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Whether the statement that covered the request was cancelled by its deadline.
+    pub fn was_cancelled_with_cover(&self) -> bool {
+        self.0.state.load(Ordering::Acquire) == CANCELLED_WITH_COVER
     }
 }
 

@@ -4,14 +4,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use chakra::acquire::AcquireLayer;
 use chakra::batch::{BatchLayer, DEFAULT_MAX_BATCH};
+use chakra::timeout::TimeoutLayer;
 use chakra::{Config, ConnectionPool, ErrorKind, Labels, Mode, PointLookup, Queryable, Request, Statement, Value};
 use chakra_service::Executor;
 use futures::future::join_all;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use chakra_tests::{database_url, pool, unique};
+use chakra_tests::{admin, backends, builder, database_url, pool, unique};
 
 struct Table {
     name: String,
@@ -177,6 +180,76 @@ async fn members_of_a_dropped_leader_run_their_own_statements() {
         .unwrap();
     check_own_row(2, Some(row));
     check_own_row(3, Some(first.await.unwrap().into_row().unwrap()));
+    table.drop().await;
+}
+
+/// Holds an exclusive lock on `table` until dropped (rolled back), so every lookup on it
+/// waits on the server.
+async fn lock(table: &Table) -> chakra::Transaction {
+    let tx = pool().await.begin().await.unwrap();
+    tx.execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", table.name), vec![]).await.unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn lookups_merged_into_a_statement_that_times_out_all_time_out_with_it() {
+    let table = table().await;
+    let app = unique("batch_timeout");
+    let limit = Duration::from_millis(300);
+    let lookups = builder(&database_url(), &app).max_connections(4).query_timeout(limit).build().await.unwrap();
+    let lock = lock(&table).await;
+
+    let start = Instant::now();
+    let results = join_all((1..=40).map(|id| lookups.run(table.lookup(id, Mode::One)))).await;
+    let elapsed = start.elapsed();
+    // The members waited on their leader's statement with no timer of their own: its
+    // cancellation at the leader's deadline is each one's timeout, confirmed by the server.
+    for result in results {
+        let err = result.expect_err("the table is locked");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(err.to_string().contains("cancelled on the server"), "{err}");
+    }
+    assert!(elapsed >= limit && elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    let sessions = backends(&admin(&database_url()).await, &app).await;
+    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the timeout: {sessions:?}");
+
+    lock.rollback().await.unwrap();
+    check_own_row(7, Some(lookups.run(table.lookup(7, Mode::One)).await.unwrap().into_row().unwrap()));
+    table.drop().await;
+}
+
+#[tokio::test]
+async fn a_member_whose_leader_goes_away_keeps_its_own_deadline() {
+    let table = table().await;
+    let connections = ConnectionPool::open(Config::from_url(database_url())).await.unwrap();
+    let mut stack = ServiceBuilder::new()
+        .layer(TimeoutLayer::new(Some(Duration::from_millis(300))))
+        .layer(BatchLayer::default())
+        .layer(AcquireLayer::new(connections))
+        .service(Executor);
+    let lock = lock(&table).await;
+
+    // Something of the same shape in flight, so the next lookup leads a group, which the
+    // one after joins, covered by the leader's deadline.
+    stack.ready().await.unwrap();
+    let first = stack.call(table.lookup(3, Mode::One));
+    stack.ready().await.unwrap();
+    let mut leader = Box::pin(stack.call(table.lookup(1, Mode::One)));
+    stack.ready().await.unwrap();
+    let member = stack.call(table.lookup(2, Mode::One));
+    assert!(futures::poll!(&mut leader).is_pending());
+    drop(leader);
+    // On its own again, the member runs its own statement, which waits on the lock: its
+    // own deadline must end it, the leader's timer having gone with the leader.
+    let start = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), member)
+        .await
+        .expect("the member must time out by its own deadline")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    assert_eq!(first.await.unwrap_err().kind(), ErrorKind::Timeout);
+    lock.rollback().await.unwrap();
     table.drop().await;
 }
 
