@@ -156,6 +156,7 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
             ("raw tokio-postgres, COPY BINARY", raw.clone(), InsertBy::Copy),
             ("raw tokio-postgres, INSERT … UNNEST", raw, InsertBy::Unnest),
             ("Pool (default stack), COPY BINARY", chakra.clone(), InsertBy::Copy),
+            ("Pool (default stack), COPY BINARY in pieces", chakra.clone(), InsertBy::CopyPieces),
             ("Pool (default stack), INSERT … UNNEST", chakra, InsertBy::Unnest),
         ];
         let measured = crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, method)| {

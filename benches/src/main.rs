@@ -109,7 +109,7 @@ impl Shape {
             // on the wire (`--diagnose` also times both collecting first).
             Shape::Fetch => shapes::fetch(side, Delivery::AsTheyArrive).await,
             Shape::Stream => shapes::stream(side).await,
-            Shape::BulkInsert => shapes::bulk_insert(w, side, InsertBy::Copy).await,
+            Shape::BulkInsert => shapes::bulk_insert(w, side, InsertBy::CopyPieces).await,
         }
     }
 }

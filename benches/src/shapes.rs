@@ -8,7 +8,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chakra::{Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value};
+use bytes::Bytes;
+use chakra::{
+    copy_pipe, CopyRows, Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value, COPY_HEADER,
+    COPY_TRAILER,
+};
 use futures::future::{join_all, Either};
 use futures::TryStreamExt;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -293,6 +297,9 @@ pub async fn stream(side: &Side) -> Result<Duration> {
 pub enum InsertBy {
     /// `COPY … FROM STDIN (FORMAT binary)`, the fastest way in.
     Copy,
+    /// The same `COPY` sent in pieces of 1,000 rows, each encoded while the server writes
+    /// the one before (Chakra's `copy_pipe`; raw's `BinaryCopyInWriter` always does so).
+    CopyPieces,
     /// `INSERT … SELECT * FROM UNNEST(arrays)`, one array per column.
     Unnest,
 }
@@ -308,7 +315,7 @@ pub async fn bulk_insert(w: &Workload, side: &Side, method: InsertBy) -> Result<
         Side::Raw(clients) => {
             let raw = &clients[0];
             match method {
-                InsertBy::Copy => {
+                InsertBy::Copy | InsertBy::CopyPieces => {
                     let sink = raw.client.copy_in(&raw.copy).await?;
                     let types = [Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TIMESTAMPTZ];
                     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -327,28 +334,48 @@ pub async fn bulk_insert(w: &Workload, side: &Side, method: InsertBy) -> Result<
                 }
             }
         }
-        Side::Chakra { db, .. } => {
-            let mut columns: [Vec<Value>; 4] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
-            for u in rows {
-                columns[0].push(u.name.as_str().into());
-                columns[1].push(u.email.as_str().into());
-                columns[2].push(u.score.into());
-                columns[3].push(u.created.into());
+        Side::Chakra { db, .. } => match method {
+            InsertBy::Copy => {
+                let rows = CopyRows::from_columns(&columns_of(rows))?;
+                let statement = Statement::new(data::COPY_SQL, vec![rows.data]);
+                db.run(Request::new(statement, Mode::CopyIn)).await?.rows_affected()?
             }
-            let columns: Vec<Value> = columns.into_iter().map(Value::Array).collect();
-            match method {
-                InsertBy::Copy => {
-                    let rows = chakra::CopyRows::from_columns(&columns)?;
-                    let statement = Statement::new(data::COPY_SQL, vec![rows.data]);
-                    db.run(Request::new(statement, Mode::CopyIn)).await?.rows_affected()?
-                }
-                InsertBy::Unnest => db.execute(data::UNNEST_SQL, columns).await?,
+            InsertBy::CopyPieces => {
+                let (mut writer, source) = copy_pipe();
+                let copy = Request::new(Statement::new(data::COPY_SQL, vec![]), Mode::CopyIn).copy_from(source);
+                let make = async move {
+                    let pieces = rows.chunks(1000).map(|rows| CopyRows::piece_from_columns(&columns_of(rows)));
+                    let pieces = std::iter::once(Ok(Bytes::from_static(COPY_HEADER)))
+                        .chain(pieces.map(|piece| piece.map(|p| p.bytes())))
+                        .chain([Ok(Bytes::from_static(COPY_TRAILER))]);
+                    for piece in pieces {
+                        let failed = piece.is_err();
+                        if !writer.send(piece).await || failed {
+                            break;
+                        }
+                    }
+                };
+                let (written, ()) = futures::join!(db.run(copy), make);
+                written?.rows_affected()?
             }
-        }
+            InsertBy::Unnest => db.execute(data::UNNEST_SQL, columns_of(rows)).await?,
+        },
     };
     let elapsed = start.elapsed();
     check_count(written as usize, rows.len())?;
     Ok(elapsed)
+}
+
+/// The rows' columns, one array parameter each, as Chakra's array and `COPY` parameters take them.
+fn columns_of(rows: &[NewUser]) -> Vec<Value> {
+    let mut columns: [Vec<Value>; 4] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+    for u in rows {
+        columns[0].push(u.name.as_str().into());
+        columns[1].push(u.email.as_str().into());
+        columns[2].push(u.score.into());
+        columns[3].push(u.created.into());
+    }
+    columns.into_iter().map(Value::Array).collect()
 }
 
 /// Every answer is checked: a fast wrong answer (say, a batch handing rows to the wrong

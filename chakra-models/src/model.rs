@@ -5,12 +5,14 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::uuid::Uuid;
 use chakra_service::{
-    Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, ToSql, Type, Value,
+    copy_pipe, CopyRows, Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, ToSql,
+    Type, Value, COPY_HEADER, COPY_TRAILER,
 };
 
 use crate::ast::{Assignment, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
@@ -238,25 +240,38 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// From [`BULK_LOAD_MIN_ROWS`] rows on, when the table takes it exactly as it would
     /// the insert (a plain table whose columns have the fields' types), the rows go in by
     /// PostgreSQL's binary `COPY`, a third less time on 10k rows; that costs one catalog
-    /// query first. Otherwise they go as one statement with one array per column.
-    /// Either way one statement writes them: every row is written, or none.
+    /// query first. The `COPY` goes in pieces of 1,000 rows, each encoded while the server
+    /// writes the one before, so no more than two pieces are ever held encoded. Otherwise
+    /// the rows go as one statement with one array per column. Either way one statement
+    /// writes them: every row is written, or none.
     fn insert_many<Q: Queryable>(db: &Q, rows: &[Self]) -> impl Future<Output = Result<u64>> + Send {
-        let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(rows, false));
-        let loading = rows.len() >= BULK_LOAD_MIN_ROWS;
         async move {
-            let Some(insert) = insert.transpose()? else { return Ok(0) };
+            if rows.is_empty() {
+                return Ok(0);
+            }
             let labels = |operation| Self::statements().labels(operation);
-            if let Some(load) = loading.then(|| Postgres.bulk_load(&insert)).transpose()?.flatten() {
-                let check = Request::labelled(load.check, Mode::Optional, labels("SELECT"));
-                let takes_it = match db.run(check).await?.into_optional()? {
-                    Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
-                    None => false,
-                };
-                if takes_it {
-                    return db.run(Request::labelled(load.load, Mode::CopyIn, labels("COPY"))).await?.rows_affected();
+            if rows.len() >= BULK_LOAD_MIN_ROWS {
+                // The first piece's encoding gives the column types the table must have.
+                let (first, rest) = rows.split_at(COPY_PIECE_ROWS.min(rows.len()));
+                let first = copy_piece(first)?;
+                if let Some(load) = Postgres.bulk_load(&insert_shape::<Self>(false), &first.column_types) {
+                    let check = Request::labelled(load.check, Mode::Optional, labels("SELECT"));
+                    let takes_it = match db.run(check).await?.into_optional()? {
+                        Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
+                        None => false,
+                    };
+                    if takes_it {
+                        return copy_in_pieces(
+                            db,
+                            Request::labelled(Statement::new(load.load, vec![]), Mode::CopyIn, labels("COPY")),
+                            first,
+                            rest,
+                        )
+                        .await;
+                    }
                 }
             }
-            let statement = compile::insert(&Postgres, &insert);
+            let statement = compile::insert(&Postgres, &bulk_insert::<Self>(rows, false)?);
             db.run(Request::labelled(statement, Mode::Execute, labels("INSERT"))).await?.rows_affected()
         }
     }
@@ -296,21 +311,59 @@ fn columns<M: Model>() -> Vec<Ident> {
 
 /// One `INSERT … SELECT * FROM UNNEST(…)` for `rows`, one array parameter per column.
 fn bulk_insert<M: Model>(rows: &[M], returning: bool) -> Result<Insert> {
-    let (mut names, mut column_types, mut arrays) = (Vec::new(), Vec::new(), Vec::new());
-    for (index, field) in inserted_fields::<M>() {
-        names.push(field.column.clone());
-        column_types.push(field.sql_type.clone());
-        arrays.push(M::column_array(rows, index)?);
-    }
-    Ok(Insert {
+    Ok(Insert { arrays: column_arrays(rows)?, ..insert_shape::<M>(returning) })
+}
+
+/// Every inserted field of `rows`, one array per field.
+fn column_arrays<M: Model>(rows: &[M]) -> Result<Vec<Value>> {
+    inserted_fields::<M>().map(|(index, _)| M::column_array(rows, index)).collect()
+}
+
+/// A bulk insert's table and columns (every field but a generated key), without rows.
+fn insert_shape<M: Model>(returning: bool) -> Insert {
+    let fields = || inserted_fields::<M>().map(|(_, field)| field);
+    Insert {
         table: M::TABLE.into(),
-        columns: names,
-        column_types,
+        columns: fields().map(|field| field.column.clone()).collect(),
+        column_types: fields().map(|field| field.sql_type.clone()).collect(),
         rows: Vec::new(),
-        arrays,
+        arrays: Vec::new(),
         returning: if returning { columns::<M>() } else { Vec::new() },
         upsert: None,
-    })
+    }
+}
+
+/// Rows a bulk load sends at a time: the server writes each piece while the next is
+/// encoded (about 60 KB of a five-column table's rows).
+const COPY_PIECE_ROWS: usize = 1000;
+
+/// `rows` as one piece of a binary `COPY` (no header or trailer).
+fn copy_piece<M: Model>(rows: &[M]) -> Result<CopyRows> {
+    CopyRows::piece_from_columns(&column_arrays(rows)?)
+}
+
+/// Runs `load` (a `COPY … FROM STDIN`) with `first`, already encoded, then the `rest` of
+/// the rows, each piece encoded while the server writes the one before. An error encoding
+/// a piece aborts the `COPY`: the table gets no row of it.
+async fn copy_in_pieces<M: Model, Q: Queryable>(db: &Q, load: Request, first: CopyRows, rest: &[M]) -> Result<u64> {
+    let (mut writer, source) = copy_pipe();
+    let make = async move {
+        for piece in [Bytes::from_static(COPY_HEADER), first.bytes()] {
+            if !writer.send(Ok(piece)).await {
+                return;
+            }
+        }
+        for rows in rest.chunks(COPY_PIECE_ROWS) {
+            let piece = copy_piece(rows).map(|piece| piece.bytes());
+            let failed = piece.is_err();
+            if !writer.send(piece).await || failed {
+                return;
+            }
+        }
+        writer.send(Ok(Bytes::from_static(COPY_TRAILER))).await;
+    };
+    let (copied, ()) = futures::join!(db.run(load.copy_from(source)), make);
+    copied?.rows_affected()
 }
 
 /// A model's fixed statements, compiled once.

@@ -6,15 +6,27 @@
 //! sends. A binary array's elements are already in the form a binary `COPY` field takes
 //! (a length, `-1` for NULL, then the value's bytes), so the rows are the columns'
 //! elements interleaved, copied as they are, without encoding any value again.
+//!
+//! Rows can also go in pieces ([`copy_pipe`]): the server writes the first piece while
+//! the client is still encoding the next, as tokio-postgres's `BinaryCopyInWriter` does.
+
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::channel::mpsc;
+use futures::SinkExt;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::value::{Encoded, Value};
 
-/// The binary `COPY` signature, then no flags and no header extension.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary `COPY` signature, then no flags and no header extension: what a `COPY`
+/// sent in pieces starts with.
+pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// The end of binary `COPY` data (a field count of -1): what a `COPY` sent in pieces
+/// ends with.
+pub const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// The rows of one binary `COPY … FROM STDIN`, ready to send as a
 /// [`Mode::CopyIn`](crate::Mode::CopyIn) request's one parameter.
@@ -40,6 +52,24 @@ impl CopyRows {
     /// The rows whose columns are `columns`: one-dimensional arrays of equal length, as
     /// [`Value::Array`] or as arrays already [`Encoded`].
     pub fn from_columns(columns: &[Value]) -> Result<CopyRows> {
+        CopyRows::build(columns, true)
+    }
+
+    /// The same rows without the header and trailer: one piece of a `COPY` sent in
+    /// pieces (see [`copy_pipe`]).
+    pub fn piece_from_columns(columns: &[Value]) -> Result<CopyRows> {
+        CopyRows::build(columns, false)
+    }
+
+    /// The data's bytes.
+    pub fn bytes(&self) -> Bytes {
+        match &self.data {
+            Value::Encoded(data) => data.bytes().clone(),
+            _ => unreachable!("built as Value::Encoded"),
+        }
+    }
+
+    fn build(columns: &[Value], whole: bool) -> Result<CopyRows> {
         let columns: Vec<(Bytes, Type)> = columns.iter().map(encoded_array).collect::<Result<_>>()?;
         let field_count = i16::try_from(columns.len()).map_err(|_| bad("more than 32767 columns"))?;
         let mut readers = Vec::with_capacity(columns.len());
@@ -55,15 +85,19 @@ impl CopyRows {
         }
         let rows = rows.unwrap_or(0);
         let payload: usize = readers.iter().map(|c| c.bytes.len() - c.at).sum();
-        let mut out = BytesMut::with_capacity(HEADER.len() + payload + rows * 2 + 2);
-        out.put_slice(HEADER);
+        let mut out = BytesMut::with_capacity(COPY_HEADER.len() + payload + rows * 2 + COPY_TRAILER.len());
+        if whole {
+            out.put_slice(COPY_HEADER);
+        }
         for _ in 0..rows {
             out.put_i16(field_count);
             for column in &mut readers {
                 out.put_slice(column.next_field()?);
             }
         }
-        out.put_i16(-1);
+        if whole {
+            out.put_slice(COPY_TRAILER);
+        }
         let data = Value::Encoded(Encoded::from_parts(Type::BYTEA, out.freeze()));
         Ok(CopyRows { data, rows, column_types })
     }
@@ -128,6 +162,53 @@ fn encoded_array(column: &Value) -> Result<(Bytes, Type)> {
     }
 }
 
+/// A channel for the data of one `COPY … FROM STDIN` sent in pieces: the writer end for
+/// whoever makes the data, the source to hand a [`Mode::CopyIn`](crate::Mode::CopyIn)
+/// request ([`Request::copy_from`](crate::Request::copy_from)). The executor sends each
+/// piece as it comes, while the next is being made, and ends the `COPY` when the writer is
+/// dropped; a piece that is an error aborts it (the server writes nothing). The pieces
+/// must together make the whole binary data: [`COPY_HEADER`], rows, [`COPY_TRAILER`].
+///
+/// Make the pieces in the task that awaits the request (`futures::join!` of both, say):
+/// each send waits until the executor has taken the piece before, so making and sending
+/// take turns, while the server writes on another core.
+pub fn copy_pipe() -> (CopyWriter, CopySource) {
+    let (sender, receiver) = mpsc::channel(0);
+    (CopyWriter(sender), CopySource(Arc::new(Mutex::new(Some(receiver)))))
+}
+
+/// The making end of a [`copy_pipe`].
+#[derive(Debug)]
+pub struct CopyWriter(mpsc::Sender<Result<Bytes>>);
+
+impl CopyWriter {
+    /// Sends the next piece, or an error that aborts the `COPY`. `false` once the `COPY`
+    /// has ended without it (it failed, was cancelled, or its request was dropped): stop
+    /// making pieces then.
+    pub async fn send(&mut self, piece: Result<Bytes>) -> bool {
+        self.0.send(piece).await.is_ok()
+    }
+}
+
+/// The request's end of a [`copy_pipe`]. A request runs once: its executor takes the
+/// pieces, and a second run of the same request finds them gone (a usage error).
+#[derive(Clone)]
+pub struct CopySource(Arc<Mutex<Option<mpsc::Receiver<Result<Bytes>>>>>);
+
+impl CopySource {
+    /// The pieces, for the executor.
+    pub(crate) fn take(&self) -> Result<mpsc::Receiver<Result<Bytes>>> {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        taken.ok_or_else(|| Error::new(ErrorKind::Usage, "this COPY's data was already sent (a request runs once)"))
+    }
+}
+
+impl std::fmt::Debug for CopySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopySource").finish_non_exhaustive()
+    }
+}
+
 fn bad(what: &str) -> Error {
     Error::new(ErrorKind::Usage, format!("cannot build COPY rows: {what}"))
 }
@@ -149,7 +230,7 @@ mod tests {
         let copy = CopyRows::from_columns(&[ids, names]).unwrap();
         assert_eq!(copy.rows, 2);
         assert_eq!(copy.column_types, vec![Type::INT8.oid(), Type::TEXT.oid()]);
-        let mut expected = HEADER.to_vec();
+        let mut expected = COPY_HEADER.to_vec();
         expected.extend_from_slice(&2i16.to_be_bytes());
         expected.extend(field(&1i64.to_be_bytes()));
         expected.extend(field(b"a"));

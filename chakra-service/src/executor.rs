@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::{SinkExt, Stream, TryStreamExt};
+use futures::{SinkExt, Stream, StreamExt, TryStreamExt};
 use pin_project::pin_project;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -183,13 +183,24 @@ async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> R
                 Response::Affected(client.execute_typed(sql, &typed_params(values).collect::<Vec<_>>()).await?)
             }
             Mode::CopyIn => {
-                let data = copy_data(values)?;
+                let data = match &request.copy_source {
+                    Some(source) => CopyData::Pieces(source.take()?),
+                    None => CopyData::Whole(copy_data(values)?),
+                };
                 Response::Affected(copy_in(client, statements, cache, in_transaction, sql, data).await?)
             }
             _ => Response::Rows(rows(client, statements, cache, sql, values).await?.try_collect().await?),
         })
     };
     Cancellable { statement: driver.drive(statement), client, slot }.await
+}
+
+/// What a `COPY … FROM STDIN` sends.
+enum CopyData {
+    /// All of it, the request's one parameter.
+    Whole(Bytes),
+    /// Pieces as they are made (see [`copy_pipe`](crate::copy_pipe)).
+    Pieces(futures::channel::mpsc::Receiver<Result<Bytes>>),
 }
 
 /// The data of a `Mode::CopyIn` request: its one parameter.
@@ -208,7 +219,7 @@ async fn copy_in(
     cache: bool,
     in_transaction: bool,
     sql: &str,
-    data: Bytes,
+    data: CopyData,
 ) -> Result<u64> {
     // tokio-postgres runs a COPY through a named statement; without the cache it is
     // prepared for this one use. Behind PgBouncer in transaction mode (why the cache is
@@ -226,7 +237,7 @@ async fn copy_in(
     }
     .await;
     if !own_transaction {
-        return Ok(copied?);
+        return copied;
     }
     let end = client.batch_execute(if copied.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
     match (copied, end) {
@@ -237,14 +248,19 @@ async fn copy_in(
     }
 }
 
-async fn send_copy(
-    client: &Client,
-    statement: &tokio_postgres::Statement,
-    data: Bytes,
-) -> std::result::Result<u64, tokio_postgres::Error> {
+/// Sends `data` and ends the `COPY`. Returning early (an error, or a piece that is one)
+/// drops the sink unfinished, which aborts the `COPY`: the server writes nothing.
+async fn send_copy(client: &Client, statement: &tokio_postgres::Statement, data: CopyData) -> Result<u64> {
     let mut sink = std::pin::pin!(client.copy_in::<_, Bytes>(statement).await?);
-    sink.send(data).await?;
-    sink.finish().await
+    match data {
+        CopyData::Whole(data) => sink.send(data).await?,
+        CopyData::Pieces(mut pieces) => {
+            while let Some(piece) = pieces.next().await {
+                sink.send(piece?).await?;
+            }
+        }
+    }
+    Ok(sink.finish().await?)
 }
 
 /// Sends a `Mode::Stream` statement and waits for the server to take it; the rows follow

@@ -19,7 +19,7 @@ mod value;
 
 pub use config::{Config, DatabaseConfig, PoolConfig, QueryConfig, RetryConfig};
 pub use conn::{Conn, Lease, PinnedConn};
-pub use copy::CopyRows;
+pub use copy::{copy_pipe, CopyRows, CopySource, CopyWriter, COPY_HEADER, COPY_TRAILER};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{execute, hand_back, Executor, Leased};
 pub use pool::{ConnectionPool, PoolStatus, ServerInfo};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::conn::PinnedConn;
+use crate::copy::CopySource;
 use crate::value::Value;
 
 /// SQL text and its parameters. User data only ever travels in `params`.
@@ -220,6 +221,9 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// Installed by the timeout layer.
     pub cancel: Option<CancelSlot>,
+    /// A `Mode::CopyIn` request's data sent in pieces (see [`copy_pipe`](crate::copy_pipe)),
+    /// instead of whole as its one parameter.
+    pub copy_source: Option<CopySource>,
 }
 
 impl Request {
@@ -244,6 +248,7 @@ impl Request {
             point_lookup: None,
             timeout: None,
             cancel: None,
+            copy_source: None,
         }
     }
 
@@ -276,6 +281,13 @@ impl Request {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends a `Mode::CopyIn` request's data in pieces from `source` as they are made
+    /// (see [`copy_pipe`](crate::copy_pipe)); the statement then takes no parameter.
+    pub fn copy_from(mut self, source: CopySource) -> Self {
+        self.copy_source = Some(source);
         self
     }
 

@@ -8,7 +8,7 @@ pub use postgres::Postgres;
 
 use crate::ast::{Ident, Insert};
 use crate::compile::SqlWriter;
-use chakra_service::{Result, Statement, Value};
+use chakra_service::{Statement, Value};
 
 /// One database's SQL spelling.
 pub trait Dialect: Send + Sync {
@@ -27,12 +27,14 @@ pub trait Dialect: Send + Sync {
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
 
-    /// The database's own bulk-load path for `insert` (one array per column, nothing
+    /// The database's own bulk-load path for `insert`'s table and columns (nothing
     /// returned, no upsert), if it has one faster than the multi-row insert: PostgreSQL's
-    /// binary `COPY`. `None` when it has none or `insert` is not of that kind.
-    fn bulk_load(&self, insert: &Insert) -> Result<Option<BulkLoad>> {
-        let _ = insert;
-        Ok(None)
+    /// binary `COPY` of rows whose columns have the types `column_types` (OIDs, as
+    /// [`CopyRows::column_types`](chakra_service::CopyRows) gives them). `None` when it
+    /// has none or `insert` is not of that kind.
+    fn bulk_load(&self, insert: &Insert, column_types: &[u32]) -> Option<BulkLoad> {
+        let _ = (insert, column_types);
+        None
     }
 }
 
@@ -42,6 +44,7 @@ pub struct BulkLoad {
     /// One row of one `bool`, or no row: whether the table takes the load exactly as the
     /// insert would be (no row: the table is missing, and the insert's error says so).
     pub check: Statement,
-    /// The load: a [`Mode::CopyIn`](chakra_service::Mode::CopyIn) statement.
-    pub load: Statement,
+    /// The load's SQL: a [`Mode::CopyIn`](chakra_service::Mode::CopyIn) statement, whose
+    /// data is the rows in binary `COPY` form ([`CopyRows`](chakra_service::CopyRows)).
+    pub load: String,
 }

@@ -3,7 +3,7 @@
 //! list's length), `ILIKE`, bulk inserts as `UNNEST` of one array per column, and bulk
 //! loads as binary `COPY`.
 
-use chakra_service::{CopyRows, Result, Statement, Value};
+use chakra_service::{Statement, Value};
 
 use super::{BulkLoad, Dialect};
 use crate::ast::{Ident, Insert};
@@ -122,11 +122,10 @@ impl Dialect for Postgres {
         }
     }
 
-    fn bulk_load(&self, insert: &Insert) -> Result<Option<BulkLoad>> {
-        if insert.arrays.is_empty() || !insert.returning.is_empty() || insert.upsert.is_some() {
-            return Ok(None);
+    fn bulk_load(&self, insert: &Insert, column_types: &[u32]) -> Option<BulkLoad> {
+        if !insert.returning.is_empty() || insert.upsert.is_some() {
+            return None;
         }
-        let rows = CopyRows::from_columns(&insert.arrays)?;
         let mut table = String::new();
         self.quote(&mut table, &insert.table);
         let mut load = format!("COPY {table} (");
@@ -138,11 +137,11 @@ impl Dialect for Postgres {
         }
         load.push_str(") FROM STDIN (FORMAT binary)");
         let columns = insert.columns.iter().map(|c| Value::Text(c.to_string())).collect();
-        let types = rows.column_types.iter().map(|&oid| Value::I64(oid.into())).collect();
-        Ok(Some(BulkLoad {
+        let types = column_types.iter().map(|&oid| Value::I64(oid.into())).collect();
+        Some(BulkLoad {
             check: Statement::new(COPY_CHECK, vec![Value::Text(table), Value::Array(columns), Value::Array(types)]),
-            load: Statement::new(load, vec![rows.data]),
-        }))
+            load,
+        })
     }
 }
 
@@ -175,18 +174,19 @@ mod tests {
             columns: vec!["name".into(), "order".into()],
             column_types: vec!["text".into(), "int4".into()],
             rows: Vec::new(),
-            arrays: vec![Value::Array(vec![Value::Text("a".into())]), Value::Array(vec![Value::I32(1)])],
+            arrays: Vec::new(),
             returning: Vec::new(),
             upsert: None,
         };
-        let load = Postgres.bulk_load(&insert).unwrap().expect("a load");
-        assert_eq!(&*load.load.sql, r#"COPY "users" ("name", "order") FROM STDIN (FORMAT binary)"#);
+        let types = [Type::TEXT.oid(), Type::INT4.oid()];
+        let load = Postgres.bulk_load(&insert, &types).expect("a load");
+        assert_eq!(load.load, r#"COPY "users" ("name", "order") FROM STDIN (FORMAT binary)"#);
         assert_eq!(load.check.params[0], Value::Text(r#""users""#.into()));
         let oids = vec![Value::I64(Type::TEXT.oid().into()), Value::I64(Type::INT4.oid().into())];
         assert_eq!(load.check.params[2], Value::Array(oids), "the element types the rows were encoded as");
 
         // COPY returns nothing and has no ON CONFLICT: those stay INSERTs.
         insert.returning = vec!["id".into()];
-        assert!(Postgres.bulk_load(&insert).unwrap().is_none());
+        assert!(Postgres.bulk_load(&insert, &types).is_none());
     }
 }

@@ -1,7 +1,11 @@
 //! What users branch on when something fails: the error's kind, SQLSTATE, constraint and
 //! configuration key — and that messages never leak the parameters that caused them.
 
-use chakra::{CopyRows, ErrorKind, Mode, Pool, PoolBuilder, Queryable, Request, SqlState, Statement, Value};
+use bytes::Bytes;
+use chakra::{
+    copy_pipe, CopyRows, Error, ErrorKind, Mode, Pool, PoolBuilder, Queryable, Request, SqlState, Statement, Value,
+    COPY_HEADER, COPY_TRAILER,
+};
 use chakra_tests::{admin, database_url, pool, unique};
 
 /// A parent table and a child table with named unique, check and foreign-key constraints.
@@ -321,5 +325,57 @@ async fn a_copy_request_without_its_rows_is_a_usage_error_and_writes_nothing() {
     assert_eq!(written.rows_affected().unwrap(), 2);
     let count: i64 = pool.query_one(&format!("SELECT count(*) FROM {}", tables.parent), vec![]).await.unwrap().get(0);
     assert_eq!(count, 2);
+    tables.drop(&pool).await;
+}
+
+#[tokio::test]
+async fn a_copy_sent_in_pieces_that_fails_midway_writes_nothing() {
+    let pool = Pool::builder().url(&database_url()).max_connections(1).build().await.unwrap();
+    let tables = Tables::create(&pool).await;
+    let copy = format!("COPY {} (id, email) FROM STDIN (FORMAT binary)", tables.parent);
+    let piece = |ids: &[i32]| {
+        let emails = ids.iter().map(|id| Value::Text(format!("{id}@example.com"))).collect();
+        CopyRows::piece_from_columns(&[
+            Value::Array(ids.iter().map(|&id| Value::I32(id)).collect()),
+            Value::Array(emails),
+        ])
+        .unwrap()
+        .bytes()
+    };
+    let count = || async {
+        let count: i64 =
+            pool.query_one(&format!("SELECT count(*) FROM {}", tables.parent), vec![]).await.unwrap().get(0);
+        count
+    };
+
+    // Two rows go out, then the maker fails: the COPY is aborted, and its error is the maker's.
+    let (mut writer, source) = copy_pipe();
+    let request = Request::new(Statement::new(copy.as_str(), vec![]), Mode::CopyIn).copy_from(source);
+    let make = async {
+        assert!(writer.send(Ok(Bytes::from_static(COPY_HEADER))).await);
+        assert!(writer.send(Ok(piece(&[1, 2]))).await);
+        writer.send(Err(Error::new(ErrorKind::Decode, "cannot send row 3"))).await;
+    };
+    let (result, ()) = futures::join!(pool.run(request.clone()), make);
+    let err = result.unwrap_err();
+    assert_eq!((err.kind(), err.message()), (ErrorKind::Decode, "cannot send row 3"));
+    assert_eq!(count().await, 0, "the rows before the failure were written");
+
+    // A request runs once: its pieces went with it.
+    let err = pool.run(request).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
+    assert!(err.message().contains("already sent"), "{err}");
+
+    // The one connection is usable, and pieces sent to the end write every row.
+    let (mut writer, source) = copy_pipe();
+    let request = Request::new(Statement::new(copy.as_str(), vec![]), Mode::CopyIn).copy_from(source);
+    let make = async move {
+        for piece in [Bytes::from_static(COPY_HEADER), piece(&[1, 2]), piece(&[3]), Bytes::from_static(COPY_TRAILER)] {
+            assert!(writer.send(Ok(piece)).await);
+        }
+    };
+    let (result, ()) = futures::join!(pool.run(request), make);
+    assert_eq!(result.unwrap().rows_affected().unwrap(), 3);
+    assert_eq!(count().await, 3);
     tables.drop(&pool).await;
 }
