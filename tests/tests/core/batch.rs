@@ -156,22 +156,31 @@ impl RowId for chakra::Response {
     }
 }
 
-#[tokio::test]
-async fn members_of_a_dropped_leader_run_their_own_statements() {
-    let table = table().await;
-    let statements = Arc::new(AtomicUsize::new(0));
-    let mut stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
-
-    // Something of the same shape in flight, so the next lookup leads a group.
+/// Lookup 3 of `table`, in flight so that the next leads a group; lookup 1, that group's
+/// leader, which yields on its first poll and then goes away before flushing; and lookup
+/// 2, its member. Returns the first's future and the member's.
+async fn orphaned_member<S>(stack: &mut S, table: &Table) -> (S::Future, S::Future)
+where
+    S: Service<Request, Response = chakra::Response, Error = chakra::Error>,
+{
     stack.ready().await.unwrap();
     let first = stack.call(table.lookup(3, Mode::One));
     stack.ready().await.unwrap();
     let mut leader = Box::pin(stack.call(table.lookup(1, Mode::One)));
     stack.ready().await.unwrap();
     let member = stack.call(table.lookup(2, Mode::One));
-    // The leader yields on its first poll, then goes away before flushing.
     assert!(futures::poll!(&mut leader).is_pending());
     drop(leader);
+    (first, member)
+}
+
+#[tokio::test]
+async fn members_of_a_dropped_leader_run_their_own_statements() {
+    let table = table().await;
+    let statements = Arc::new(AtomicUsize::new(0));
+    let mut stack = counting_stack(statements.clone(), DEFAULT_MAX_BATCH).await;
+
+    let (first, member) = orphaned_member(&mut stack, &table).await;
     let row = tokio::time::timeout(std::time::Duration::from_secs(5), member)
         .await
         .expect("the member must not wait for a leader that is gone")
@@ -229,16 +238,8 @@ async fn a_member_whose_leader_goes_away_keeps_its_own_deadline() {
         .service(Executor);
     let lock = lock(&table).await;
 
-    // Something of the same shape in flight, so the next lookup leads a group, which the
-    // one after joins, covered by the leader's deadline.
-    stack.ready().await.unwrap();
-    let first = stack.call(table.lookup(3, Mode::One));
-    stack.ready().await.unwrap();
-    let mut leader = Box::pin(stack.call(table.lookup(1, Mode::One)));
-    stack.ready().await.unwrap();
-    let member = stack.call(table.lookup(2, Mode::One));
-    assert!(futures::poll!(&mut leader).is_pending());
-    drop(leader);
+    // The member joined covered by its leader's deadline.
+    let (first, member) = orphaned_member(&mut stack, &table).await;
     // On its own again, the member runs its own statement, which waits on the lock: its
     // own deadline must end it, the leader's timer having gone with the leader.
     let start = Instant::now();
