@@ -171,7 +171,8 @@ fn encoded_array(column: &Value) -> Result<(Bytes, Type)> {
 ///
 /// Make the pieces in the task that awaits the request (`futures::join!` of both, say):
 /// each send waits until the executor has taken the piece before, so making and sending
-/// take turns, while the server writes on another core.
+/// take turns, while the server writes on another core. A writer that stalls holds its
+/// connection until the request's deadline (`query.timeout`), which aborts the `COPY`.
 pub fn copy_pipe() -> (CopyWriter, CopySource) {
     let (sender, receiver) = mpsc::channel(0);
     (CopyWriter(sender), CopySource(Arc::new(Mutex::new(Some(receiver)))))

@@ -184,7 +184,7 @@ async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> R
             }
             Mode::CopyIn => {
                 let data = match &request.copy_source {
-                    Some(source) => CopyData::Pieces(source.take()?),
+                    Some(source) => CopyData::Pieces { pieces: source.take()?, cancel: slot.cloned() },
                     None => CopyData::Whole(copy_data(values)?),
                 };
                 Response::Affected(copy_in(client, statements, cache, in_transaction, sql, data).await?)
@@ -199,8 +199,9 @@ async fn run(conn: &mut Conn, request: &Request, slot: Option<&CancelSlot>) -> R
 enum CopyData {
     /// All of it, the request's one parameter.
     Whole(Bytes),
-    /// Pieces as they are made (see [`copy_pipe`](crate::copy_pipe)).
-    Pieces(futures::channel::mpsc::Receiver<Result<Bytes>>),
+    /// Pieces as they are made (see [`copy_pipe`](crate::copy_pipe)), and the request's
+    /// cancel slot: once a cancel is sent, waiting for a piece that may never come ends.
+    Pieces { pieces: futures::channel::mpsc::Receiver<Result<Bytes>>, cancel: Option<CancelSlot> },
 }
 
 /// The data of a `Mode::CopyIn` request: its one parameter.
@@ -254,9 +255,26 @@ async fn send_copy(client: &Client, statement: &tokio_postgres::Statement, data:
     let mut sink = std::pin::pin!(client.copy_in::<_, Bytes>(statement).await?);
     match data {
         CopyData::Whole(data) => sink.send(data).await?,
-        CopyData::Pieces(mut pieces) => {
-            while let Some(piece) = pieces.next().await {
-                sink.send(piece?).await?;
+        CopyData::Pieces { mut pieces, cancel } => {
+            // The server fails a cancelled COPY at once, but says so only in answer to its
+            // end; a writer that stalls would keep the request waiting for a piece until
+            // the timeout gave up on it. Once the cancel is out, the COPY is aborted here.
+            let cancelled = || cancel.as_ref().is_some_and(CancelSlot::was_sent);
+            loop {
+                let next = std::future::poll_fn(|cx| match cancelled() {
+                    true => Poll::Ready(None),
+                    false => pieces.poll_next_unpin(cx).map(Some),
+                });
+                match next.await {
+                    Some(Some(piece)) => sink.send(piece?).await?,
+                    Some(None) => break,
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            "COPY aborted: its deadline passed while it waited for the next piece of its data",
+                        ))
+                    }
+                }
             }
         }
     }

@@ -193,3 +193,39 @@ async fn a_copy_past_its_deadline_is_cancelled_and_writes_nothing() {
     setup.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
     setup.execute(&format!("DROP FUNCTION {table}_slow()"), vec![]).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_copy_whose_writer_stalls_is_aborted_at_its_deadline_and_writes_nothing() {
+    let table = unique("stalled_copy");
+    let app = unique("timeout_stalled_copy");
+    let limit = Duration::from_millis(200);
+    let pool = one_connection(&app, limit).await;
+    pool.execute(&format!("CREATE TABLE {table} (id int8)"), vec![]).await.unwrap();
+
+    // A header and two rows, then nothing more: the writer neither ends nor fails.
+    let (mut writer, source) = chakra::copy_pipe();
+    let copy =
+        Request::new(Statement::new(format!("COPY {table} (id) FROM STDIN (FORMAT binary)"), vec![]), Mode::CopyIn)
+            .copy_from(source);
+    let ids = chakra::Value::Array(vec![chakra::Value::I64(1), chakra::Value::I64(2)]);
+    let rows = chakra::CopyRows::piece_from_columns(&[ids]).unwrap().bytes();
+    let stall = async {
+        assert!(writer.send(Ok(bytes::Bytes::from_static(chakra::COPY_HEADER))).await);
+        assert!(writer.send(Ok(rows)).await);
+        std::future::pending::<()>().await
+    };
+    let start = Instant::now();
+    let err = tokio::select! {
+        result = pool.run(copy) => result.unwrap_err(),
+        () = stall => unreachable!(),
+    };
+    // Aborted once the cancel was out, not after the grace period spent waiting for it.
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(start.elapsed() >= limit && start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
+
+    let count: i64 = pool.query_one(&format!("SELECT count(*) FROM {table}"), vec![]).await.unwrap().get(0);
+    assert_eq!(count, 0, "rows of the aborted COPY were written");
+    let sessions = backends(&admin(&database_url()).await, &app).await;
+    assert!(sessions.iter().all(|(_, state, _)| state == "idle"), "still busy after the abort: {sessions:?}");
+    pool.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
+}
