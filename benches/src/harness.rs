@@ -257,8 +257,7 @@ pub fn watch_server(url: &str) -> bool {
             tokio_postgres::config::Host::Unix(_) => true,
         })
     });
-    WATCHING_SERVER.store(local, Ordering::Relaxed);
-    let watching = local && ServerProcesses::find().is_some();
+    let watching = local && ServerProcesses::walk().is_some();
     WATCHING_SERVER.store(watching, Ordering::Relaxed);
     watching
 }
@@ -272,9 +271,11 @@ struct ServerProcesses(Vec<std::path::PathBuf>);
 impl ServerProcesses {
     /// `None` unless [`watch_server`] found the server on this machine.
     fn find() -> Option<ServerProcesses> {
-        if !WATCHING_SERVER.load(Ordering::Relaxed) {
-            return None;
-        }
+        WATCHING_SERVER.load(Ordering::Relaxed).then(ServerProcesses::walk).flatten()
+    }
+
+    /// `None` when no `postgres` process shows in `/proc`.
+    fn walk() -> Option<ServerProcesses> {
         let mut found = Vec::new();
         for process in std::fs::read_dir("/proc").ok()?.flatten() {
             let path = process.path();

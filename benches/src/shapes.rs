@@ -8,11 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chakra::{
-    copy_pipe, CopyRows, Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value, COPY_HEADER,
-    COPY_TRAILER,
-};
+use chakra::{copy_pipe, CopyRows, Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value};
 use futures::future::{join_all, Either};
 use futures::TryStreamExt;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -341,20 +337,9 @@ pub async fn bulk_insert(w: &Workload, side: &Side, method: InsertBy) -> Result<
                 db.run(Request::new(statement, Mode::CopyIn)).await?.rows_affected()?
             }
             InsertBy::CopyPieces => {
-                let (mut writer, source) = copy_pipe();
+                let (writer, source) = copy_pipe();
                 let copy = Request::new(Statement::new(data::COPY_SQL, vec![]), Mode::CopyIn).copy_from(source);
-                let make = async move {
-                    let pieces = rows.chunks(1000).map(|rows| CopyRows::piece_from_columns(&columns_of(rows)));
-                    let pieces = std::iter::once(Ok(Bytes::from_static(COPY_HEADER)))
-                        .chain(pieces.map(|piece| piece.map(|p| p.bytes())))
-                        .chain([Ok(Bytes::from_static(COPY_TRAILER))]);
-                    for piece in pieces {
-                        let failed = piece.is_err();
-                        if !writer.send(piece).await || failed {
-                            break;
-                        }
-                    }
-                };
+                let make = writer.send_rows(rows.chunks(1000).map(copy_piece));
                 let (written, ()) = futures::join!(db.run(copy), make);
                 written?.rows_affected()?
             }
@@ -376,6 +361,12 @@ fn columns_of(rows: &[NewUser]) -> Vec<Value> {
         columns[3].push(u.created.into());
     }
     columns.into_iter().map(Value::Array).collect()
+}
+
+/// The rows as one piece of a binary `COPY`. (A function, not a closure: the future
+/// holding the iterator must be `Send` for every lifetime of the rows it borrows.)
+fn copy_piece(rows: &[NewUser]) -> chakra::Result<bytes::Bytes> {
+    CopyRows::piece_from_columns(&columns_of(rows)).map(|piece| piece.bytes())
 }
 
 /// Every answer is checked: a fast wrong answer (say, a batch handing rows to the wrong

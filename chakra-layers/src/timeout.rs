@@ -85,19 +85,16 @@ where
         let Some(limit) = limit else {
             return TimeoutFuture {
                 inner: self.inner.call(request),
-                due: None,
                 sleep: None,
                 slot: None,
                 deadline: Deadline { limit: Duration::ZERO, grace: self.layer.grace },
                 cancelled: false,
             };
         };
-        let deadline = Instant::now() + limit;
-        let slot = CancelSlot::with_deadline(deadline.into_std());
+        let slot = CancelSlot::with_deadline((Instant::now() + limit).into_std());
         request.cancel = Some(slot.clone());
         TimeoutFuture {
             inner: self.inner.call(request),
-            due: Some(deadline),
             sleep: None,
             slot: Some(slot),
             deadline: Deadline { limit, grace: self.layer.grace },
@@ -111,12 +108,11 @@ where
 pub struct TimeoutFuture<F> {
     #[pin]
     inner: F,
-    /// When the request is given up on; `None` without a deadline.
-    due: Option<Instant>,
-    /// The timer, made when first needed: a request answered at once, or covered by
+    /// The timer for the slot's deadline, made when first needed: a request answered at once, or covered by
     /// another's deadline while it waits, never makes one.
     #[pin]
     sleep: Option<Sleep>,
+    /// The request's cancel slot, which holds its deadline; `None` without one.
     slot: Option<CancelSlot>,
     deadline: Deadline,
     /// The deadline passed and a cancel request was sent; now within the grace period.
@@ -142,7 +138,8 @@ where
                     // or with the cancellation itself: the stream goes on where this left off.
                     Ok(Response::Stream(mut rows)) => {
                         // Due next: the deadline, or the end of the grace period once cancelled.
-                        let next = this.sleep.as_ref().as_pin_ref().map(|sleep| sleep.deadline()).or(*this.due);
+                        let next =
+                            this.sleep.as_ref().as_pin_ref().map(|sleep| sleep.deadline()).or_else(|| due(this.slot));
                         if let (Some(next), Some(slot)) = (next, this.slot.take()) {
                             rows.guard(StreamDeadline::new(slot, next, *this.deadline, *this.cancelled));
                         }
@@ -151,7 +148,7 @@ where
                     other => other,
                 });
             }
-            let Some(due) = *this.due else { return Poll::Pending };
+            let Some(due) = due(this.slot) else { return Poll::Pending };
             // Waiting on a statement whose deadline comes first (a batch member behind its
             // leader): that statement's timer covers this one, which would only cost a
             // timer per lookup. Once on its own again it arms its timer here.
@@ -170,6 +167,11 @@ where
             this.deadline.expire(this.cancelled, this.slot.as_ref(), sleep)?;
         }
     }
+}
+
+/// When the request with `slot` is given up on.
+fn due(slot: &Option<CancelSlot>) -> Option<Instant> {
+    slot.as_ref().and_then(CancelSlot::deadline).map(Instant::from_std)
 }
 
 /// A statement's time limit, and how long a cancelled one may take to say so.

@@ -5,14 +5,13 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::uuid::Uuid;
 use chakra_service::{
     copy_pipe, CopyRows, Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, ToSql,
-    Type, Value, COPY_HEADER, COPY_TRAILER,
+    Type, Value,
 };
 
 use crate::ast::{Assignment, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
@@ -342,26 +341,19 @@ fn copy_piece<M: Model>(rows: &[M]) -> Result<CopyRows> {
     CopyRows::piece_from_columns(&column_arrays(rows)?)
 }
 
+/// [`copy_piece`]'s bytes. (A function, not a closure: the future holding the iterator
+/// must be `Send` for every lifetime of the rows it borrows.)
+fn copy_piece_bytes<M: Model>(rows: &[M]) -> Result<bytes::Bytes> {
+    copy_piece(rows).map(|piece| piece.bytes())
+}
+
 /// Runs `load` (a `COPY … FROM STDIN`) with `first`, already encoded, then the `rest` of
 /// the rows, each piece encoded while the server writes the one before. An error encoding
 /// a piece aborts the `COPY`: the table gets no row of it.
 async fn copy_in_pieces<M: Model, Q: Queryable>(db: &Q, load: Request, first: CopyRows, rest: &[M]) -> Result<u64> {
-    let (mut writer, source) = copy_pipe();
-    let make = async move {
-        for piece in [Bytes::from_static(COPY_HEADER), first.bytes()] {
-            if !writer.send(Ok(piece)).await {
-                return;
-            }
-        }
-        for rows in rest.chunks(COPY_PIECE_ROWS) {
-            let piece = copy_piece(rows).map(|piece| piece.bytes());
-            let failed = piece.is_err();
-            if !writer.send(piece).await || failed {
-                return;
-            }
-        }
-        writer.send(Ok(Bytes::from_static(COPY_TRAILER))).await;
-    };
+    let (writer, source) = copy_pipe();
+    let rest = rest.chunks(COPY_PIECE_ROWS).map(copy_piece_bytes::<M>);
+    let make = writer.send_rows(std::iter::once(Ok(first.bytes())).chain(rest));
     let (copied, ()) = futures::join!(db.run(load.copy_from(source)), make);
     copied?.rows_affected()
 }

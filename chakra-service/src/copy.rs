@@ -189,6 +189,22 @@ impl CopyWriter {
     pub async fn send(&mut self, piece: Result<Bytes>) -> bool {
         self.0.send(piece).await.is_ok()
     }
+
+    /// Sends a whole `COPY` whose rows are `pieces` (each as
+    /// [`CopyRows::piece_from_columns`] makes it): [`COPY_HEADER`], the pieces as the
+    /// iterator makes them, one between sends, then [`COPY_TRAILER`]. Stops at a piece
+    /// that is an error, which aborts the `COPY`, or once the `COPY` has ended.
+    pub async fn send_rows(mut self, pieces: impl IntoIterator<Item = Result<Bytes>>) {
+        let pieces = std::iter::once(Ok(Bytes::from_static(COPY_HEADER)))
+            .chain(pieces)
+            .chain([Ok(Bytes::from_static(COPY_TRAILER))]);
+        for piece in pieces {
+            let failed = piece.is_err();
+            if !self.send(piece).await || failed {
+                return;
+            }
+        }
+    }
 }
 
 /// The request's end of a [`copy_pipe`]. A request runs once: its executor takes the
