@@ -333,7 +333,7 @@ pub async fn bulk_insert(w: &Workload, side: &Side, method: InsertBy) -> Result<
         Side::Chakra { db, .. } => match method {
             InsertBy::Copy => {
                 let rows = CopyRows::from_columns(&columns_of(rows))?;
-                let statement = Statement::new(data::COPY_SQL, vec![rows.data]);
+                let statement = Statement::new(data::COPY_SQL, vec![rows.into_value()]);
                 db.run(Request::new(statement, Mode::CopyIn)).await?.rows_affected()?
             }
             InsertBy::CopyPieces => {

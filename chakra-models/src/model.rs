@@ -253,7 +253,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
                 // The first piece's encoding gives the column types the table must have.
                 let (first, rest) = rows.split_at(COPY_PIECE_ROWS.min(rows.len()));
                 let first = copy_piece(first)?;
-                if let Some(load) = Postgres.bulk_load(&insert_shape::<Self>(false), &first.column_types) {
+                if let Some(load) = Postgres.bulk_load(&insert_shape::<Self>(false), first.column_types()) {
                     let check = Request::labelled(load.check, Mode::Optional, labels("SELECT"));
                     let takes_it = match db.run(check).await?.into_optional()? {
                         Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),

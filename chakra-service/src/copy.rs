@@ -29,16 +29,14 @@ pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 pub const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// The rows of one binary `COPY … FROM STDIN`, ready to send as a
-/// [`Mode::CopyIn`](crate::Mode::CopyIn) request's one parameter.
+/// [`Mode::CopyIn`](crate::Mode::CopyIn) request's one parameter
+/// ([`into_value`](CopyRows::into_value), or `Value::from`). Its fields are private so the
+/// data, the row count and the column types cannot drift apart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyRows {
-    /// The whole `COPY` data: header, rows, trailer.
-    pub data: Value,
-    /// How many rows it holds.
-    pub rows: usize,
-    /// Each column's type, as the OID of its array's element type: binary `COPY` has no
-    /// casts, so these must be the table's column types exactly.
-    pub column_types: Vec<u32>,
+    data: Bytes,
+    rows: usize,
+    column_types: Vec<u32>,
 }
 
 /// One column's array parameter, being read element by element.
@@ -61,12 +59,26 @@ impl CopyRows {
         CopyRows::build(columns, false)
     }
 
-    /// The data's bytes.
+    /// The data's bytes (a cheap, shared handle): header, rows and trailer for a whole
+    /// `COPY`, the rows alone for a piece.
     pub fn bytes(&self) -> Bytes {
-        match &self.data {
-            Value::Encoded(data) => data.bytes().clone(),
-            _ => unreachable!("built as Value::Encoded"),
-        }
+        self.data.clone()
+    }
+
+    /// How many rows it holds.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Each column's type, as the OID of its array's element type: binary `COPY` has no
+    /// casts, so these must be the table's column types exactly.
+    pub fn column_types(&self) -> &[u32] {
+        &self.column_types
+    }
+
+    /// The data as the one parameter of a [`Mode::CopyIn`](crate::Mode::CopyIn) request.
+    pub fn into_value(self) -> Value {
+        Value::Encoded(Encoded::from_parts(Type::BYTEA, self.data))
     }
 
     fn build(columns: &[Value], whole: bool) -> Result<CopyRows> {
@@ -98,8 +110,13 @@ impl CopyRows {
         if whole {
             out.put_slice(COPY_TRAILER);
         }
-        let data = Value::Encoded(Encoded::from_parts(Type::BYTEA, out.freeze()));
-        Ok(CopyRows { data, rows, column_types })
+        Ok(CopyRows { data: out.freeze(), rows, column_types })
+    }
+}
+
+impl From<CopyRows> for Value {
+    fn from(rows: CopyRows) -> Value {
+        rows.into_value()
     }
 }
 
@@ -245,8 +262,8 @@ mod tests {
         let ids = Value::Array(vec![Value::I64(1), Value::I64(2)]);
         let names = Value::Array(vec![Value::Text("a".into()), Value::Null]);
         let copy = CopyRows::from_columns(&[ids, names]).unwrap();
-        assert_eq!(copy.rows, 2);
-        assert_eq!(copy.column_types, vec![Type::INT8.oid(), Type::TEXT.oid()]);
+        assert_eq!(copy.rows(), 2);
+        assert_eq!(copy.column_types(), [Type::INT8.oid(), Type::TEXT.oid()]);
         let mut expected = COPY_HEADER.to_vec();
         expected.extend_from_slice(&2i16.to_be_bytes());
         expected.extend(field(&1i64.to_be_bytes()));
@@ -255,8 +272,9 @@ mod tests {
         expected.extend(field(&2i64.to_be_bytes()));
         expected.extend_from_slice(&(-1i32).to_be_bytes());
         expected.extend_from_slice(&(-1i16).to_be_bytes());
-        let Value::Encoded(data) = &copy.data else { panic!("encoded") };
-        assert_eq!(&data.bytes()[..], &expected[..]);
+        assert_eq!(&copy.bytes()[..], &expected[..]);
+        let Value::Encoded(data) = copy.into_value() else { panic!("encoded") };
+        assert_eq!((&data.bytes()[..], data.ty()), (&expected[..], &Type::BYTEA));
     }
 
     #[test]
@@ -272,6 +290,6 @@ mod tests {
     #[test]
     fn empty_columns_make_no_rows() {
         let copy = CopyRows::from_columns(&[Value::Array(vec![])]).unwrap();
-        assert_eq!(copy.rows, 0);
+        assert_eq!(copy.rows(), 0);
     }
 }

@@ -209,7 +209,10 @@ fn copy_data(values: &[Value]) -> Result<Bytes> {
     match values {
         [Value::Encoded(data)] => Ok(data.bytes().clone()),
         [Value::Bytes(data)] => Ok(Bytes::copy_from_slice(data)),
-        _ => Err(Error::new(ErrorKind::Usage, "a COPY request takes one parameter: the data to send (CopyRows::data)")),
+        _ => Err(Error::new(
+            ErrorKind::Usage,
+            "a COPY request takes one parameter: the data to send (CopyRows::into_value)",
+        )),
     }
 }
 

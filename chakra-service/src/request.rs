@@ -45,7 +45,7 @@ pub enum Mode {
     /// Rows as a stream, read from the socket as the caller consumes them.
     Stream,
     /// A `COPY … FROM STDIN (FORMAT binary)` whose one parameter is the data to send
-    /// ([`CopyRows::data`](crate::CopyRows)); answers the number of rows written.
+    /// ([`CopyRows::into_value`](crate::CopyRows::into_value)); answers the number of rows written.
     CopyIn,
 }
 

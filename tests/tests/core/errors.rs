@@ -312,7 +312,7 @@ async fn a_copy_request_without_its_rows_is_a_usage_error_and_writes_nothing() {
     for params in [vec![], vec![Value::Text("not rows".into())]] {
         let err = pool.run(Request::new(Statement::new(copy.as_str(), params), Mode::CopyIn)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
-        assert!(err.message().contains("CopyRows::data"), "{err}");
+        assert!(err.message().contains("CopyRows::into_value"), "{err}");
     }
     // Rows whose columns differ in length are refused before anything is sent.
     let ragged = [Value::Array(vec![Value::I32(1)]), Value::Array(vec![])];
@@ -321,7 +321,8 @@ async fn a_copy_request_without_its_rows_is_a_usage_error_and_writes_nothing() {
     // Well-formed rows go in, on the same (one) connection, which the errors left usable.
     let columns = [Value::Array(vec![Value::I32(1), Value::I32(2)]), Value::Array(vec!["a".into(), "b".into()])];
     let rows = CopyRows::from_columns(&columns).unwrap();
-    let written = pool.run(Request::new(Statement::new(copy.as_str(), vec![rows.data]), Mode::CopyIn)).await.unwrap();
+    let written =
+        pool.run(Request::new(Statement::new(copy.as_str(), vec![rows.into_value()]), Mode::CopyIn)).await.unwrap();
     assert_eq!(written.rows_affected().unwrap(), 2);
     let count: i64 = pool.query_one(&format!("SELECT count(*) FROM {}", tables.parent), vec![]).await.unwrap().get(0);
     assert_eq!(count, 2);

@@ -182,7 +182,8 @@ async fn a_copy_past_its_deadline_is_cancelled_and_writes_nothing() {
             .await
             .unwrap();
         let before = backend_pid(&pool).await;
-        let copy = Statement::new(format!("COPY {table} (id) FROM STDIN (FORMAT binary)"), vec![rows.data.clone()]);
+        let copy =
+            Statement::new(format!("COPY {table} (id) FROM STDIN (FORMAT binary)"), vec![rows.clone().into_value()]);
         let start = Instant::now();
         let err = pool.run(Request::new(copy, Mode::CopyIn)).await.unwrap_err();
         assert_cancelled_on_the_server(&err, start, &app).await;
