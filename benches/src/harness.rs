@@ -147,6 +147,9 @@ fn median(values: &[f64]) -> f64 {
 /// worker threads run, the host's load): compare verdicts across runs, not within one.
 pub const BLOCK: usize = 10;
 
+/// Warm-up rounds before each block of the concurrent shapes (see chakra-bench's plan).
+pub const CONCURRENT_WARMUP: usize = 8;
+
 /// Runs `warmup` untimed rounds and then `rounds` timed ones; every round runs each
 /// contender once, so all contenders see the same server and machine state. `run`
 /// returns the wall time it measured; `units` is how many operations one run does (CPU

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::future::try_join_all;
 use tokio_postgres::NoTls;
 
-use crate::harness::{format_duration, Table, BLOCK};
+use crate::harness::{format_duration, Table, BLOCK, CONCURRENT_WARMUP};
 use crate::shapes::{Contender, Db, Delivery, Fanout, InsertBy, RawClient, Side, Workload};
 
 #[global_allocator]
@@ -127,7 +127,11 @@ impl Plan {
     fn rounds(&self, shape: Shape) -> (usize, usize) {
         let (warmup, full, quick) = match shape {
             Shape::SequentialGet => (1, 15, 3),
-            Shape::ConcurrentGet(_) => (3, 30, 5),
+            // PostgreSQL plans a prepared statement afresh for its first five executions
+            // on a connection (then settles on the generic plan): a run sends about one
+            // merged lookup per connection, so it takes eight to reach a long-lived pool's
+            // steady state on fresh connections.
+            Shape::ConcurrentGet(_) => (CONCURRENT_WARMUP, 30, 5),
             Shape::Fetch => (3, 30, 8),
             Shape::Stream => (1, 10, 3),
             Shape::BulkInsert => (1, 10, 3),
