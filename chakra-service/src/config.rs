@@ -281,12 +281,18 @@ impl Config {
             )
         })?;
         let (mut pg, tls) = parse_url(url)?;
+        let retry_with_tls = tls.mode.retries_with_tls();
         let tls = tls.connector()?;
         if pg.get_application_name().is_none() {
             pg.application_name("chakra");
         }
         pg.connect_timeout(self.database.connect_timeout);
-        Ok(ConnectSettings { pg, tls, statement_cache_capacity: self.database.statement_cache_capacity })
+        Ok(ConnectSettings {
+            pg,
+            tls,
+            retry_with_tls,
+            statement_cache_capacity: self.database.statement_cache_capacity,
+        })
     }
 }
 
@@ -295,6 +301,8 @@ impl Config {
 pub(crate) struct ConnectSettings {
     pub pg: tokio_postgres::Config,
     pub tls: Tls,
+    /// `sslmode=allow`: a connection the server turns down without TLS is tried with it.
+    pub retry_with_tls: bool,
     pub statement_cache_capacity: usize,
 }
 
@@ -313,14 +321,11 @@ mod tests {
     use crate::ErrorKind;
 
     #[test]
-    fn every_sslmode_of_libpq_but_allow_is_accepted() {
-        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+    fn every_sslmode_of_libpq_is_accepted() {
+        for mode in ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] {
             let pg = Config::from_url(format!("postgresql://db.example.com/app?sslmode={mode}")).pg_config().unwrap();
             assert_eq!(pg.get_hosts().len(), 1, "{mode}");
         }
-        let err = Config::from_url("postgresql://db.example.com/app?sslmode=allow").pg_config().unwrap_err();
-        assert_eq!(err.key(), Some("database.url"));
-        assert!(err.to_string().contains("sslmode=allow"), "{err}");
         assert_eq!(
             Config::from_url("postgresql://db/app?sslmode=alow").validate().unwrap_err().key(),
             Some("database.url")

@@ -95,7 +95,16 @@ impl PgConnection {
 
     /// Opens a connection, over TLS as `settings`' `sslmode` says.
     pub(crate) async fn connect(settings: &ConnectSettings) -> Result<Self, tokio_postgres::Error> {
-        let (client, io) = settings.pg.connect(settings.tls.clone()).await?;
+        let (client, io) = match settings.pg.connect(settings.tls.clone()).await {
+            // `sslmode=allow`, turned down without TLS: the server answered (an unreachable
+            // one would not), so ask again with it, as libpq does.
+            Err(e) if settings.retry_with_tls && e.as_db_error().is_some() => {
+                let mut pg = settings.pg.clone();
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                pg.connect(settings.tls.clone()).await?
+            }
+            connected => connected?,
+        };
         Ok(PgConnection::new(client, io, settings.statement_cache_capacity))
     }
 

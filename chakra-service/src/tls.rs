@@ -4,6 +4,7 @@
 //! | `sslmode`     | TLS                         | server certificate checked                      |
 //! |---------------|-----------------------------|-------------------------------------------------|
 //! | `disable`     | never                       | -                                               |
+//! | `allow`       | if refused without it       | only against `sslrootcert`, when one is given   |
 //! | `prefer`      | when the server offers it   | only against `sslrootcert`, when one is given   |
 //! | `require`     | always                      | only against `sslrootcert`, when one is given   |
 //! | `verify-ca`   | always                      | chain, against `sslrootcert` or Mozilla's roots |
@@ -45,10 +46,13 @@ pub(crate) type Tls = MakeRustlsConnect;
 /// The socket type of a connection, with or without TLS.
 pub(crate) type TlsStream = <Tls as MakeTlsConnect<Socket>>::Stream;
 
-/// libpq's `sslmode`, all five that a client can ask for.
+/// libpq's `sslmode`, all six that a client can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SslMode {
     Disable,
+    /// Without TLS first; again with it if the server turns that down (a `hostnossl …
+    /// reject` line, say), as libpq does.
+    Allow,
     Prefer,
     Require,
     VerifyCa,
@@ -59,27 +63,35 @@ impl SslMode {
     fn parse(value: &str) -> Result<SslMode> {
         Ok(match value {
             "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
             "prefer" => SslMode::Prefer,
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            // libpq's `allow` (plain first, TLS if refused) has no equivalent in tokio-postgres.
             other => {
                 return Err(Error::config(
                     "database.url",
-                    format!("sslmode={other}: must be one of disable, prefer, require, verify-ca, verify-full"),
+                    format!("sslmode={other}: must be one of disable, allow, prefer, require, verify-ca, verify-full"),
                 ))
             }
         })
     }
 
-    /// What tokio-postgres is told: it only decides whether to ask for TLS.
+    /// What tokio-postgres is told: it only decides whether to ask for TLS. It has no
+    /// `allow`: the first attempt goes without, and [`retries_with_tls`](Self::retries_with_tls).
     pub(crate) fn for_tokio_postgres(self) -> PgSslMode {
         match self {
-            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Disable | SslMode::Allow => PgSslMode::Disable,
             SslMode::Prefer => PgSslMode::Prefer,
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
         }
+    }
+}
+
+impl SslMode {
+    /// Whether a connection the server turned down is tried again over TLS (`allow`).
+    pub(crate) fn retries_with_tls(self) -> bool {
+        self == SslMode::Allow
     }
 }
 
@@ -325,12 +337,18 @@ mod tests {
         assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyFull, Some("system")));
         let (_, tls) = split_url("postgresql://db/app?sslrootcert=system&sslmode=verify-full").unwrap();
         assert_eq!(tls.mode, SslMode::VerifyFull);
+
+        // libpq's `allow`: tokio-postgres is told not to ask for TLS; the retry is ours.
+        let (_, tls) = split_url("postgresql://db/app?sslmode=allow").unwrap();
+        assert_eq!(tls.mode, SslMode::Allow);
+        assert!(tls.mode.retries_with_tls() && tls.mode.for_tokio_postgres() == PgSslMode::Disable);
+        assert!(!SslMode::Prefer.retries_with_tls() && !SslMode::Disable.retries_with_tls());
     }
 
     #[test]
     fn an_unknown_sslmode_or_a_bad_root_file_is_a_config_error_naming_the_url() {
         for (url, says) in [
-            ("postgresql://db/app?sslmode=allow", "sslmode=allow"),
+            ("postgresql://db/app?sslmode=optional", "sslmode=optional: must be one of disable, allow,"),
             ("postgresql://db/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
             ("postgresql://db/app?sslmode=verify-ca&sslrootcert=/dev/null", "no usable certificate"),
             ("postgresql://db/app?sslcert=/etc/client.pem", "sslcert and sslkey go together"),

@@ -129,8 +129,8 @@ async def test_tls_is_set_in_the_url_as_with_libpq() -> None:
     with pytest.raises(chakra.ConfigError) as info:
         chakra.Database("postgresql://db.example.com/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
     assert info.value.key == "database.url" and "/nonexistent/ca.pem" in str(info.value)
-    with pytest.raises(chakra.ConfigError, match="sslmode=allow"):
-        chakra.Database("postgresql://db.example.com/app?sslmode=allow")
+    with pytest.raises(chakra.ConfigError, match="sslmode=optional: must be one of disable, allow"):
+        chakra.Database("postgresql://db.example.com/app?sslmode=optional")
     # The test command's throwaway cluster offers TLS, its certificate signed by its own CA.
     url, ca = os.environ.get("CHAKRA_THROWAWAY_URL"), os.environ.get("CHAKRA_THROWAWAY_CA")
     if os.environ.get("CI"):
@@ -140,6 +140,13 @@ async def test_tls_is_set_in_the_url_as_with_libpq() -> None:
             assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
         async with chakra.connect(f"{url}?sslmode=disable") as conn:
             assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is False
+        # `allow`: without TLS, unless the server turns that down (as it does chakra_tls_only).
+        tls_only = url.replace("postgres@", "chakra_tls_only@", 1)
+        with pytest.raises(chakra.OperationalError, match="no encryption"):
+            await chakra.connect(f"{tls_only}?sslmode=disable")
+        for who, encrypted in ((url, False), (tls_only, True)):
+            async with chakra.connect(f"{who}?sslmode=allow") as conn:
+                assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is encrypted
 
 
 async def test_sslrootcert_system_trusts_the_roots_openssl_would(monkeypatch: pytest.MonkeyPatch) -> None:

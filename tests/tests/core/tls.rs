@@ -42,6 +42,40 @@ async fn each_sslmode_connects_as_libpq_would() {
 }
 
 #[tokio::test]
+async fn sslmode_allow_goes_without_tls_unless_the_server_turns_that_down() {
+    let Some(url) = throwaway_url() else { return };
+    let connect = |url: String| async move {
+        PoolBuilder::from_config(Config::from_url(url)).max_connections(1).build().await.unwrap()
+    };
+    // postgres may log in either way: `allow` goes without.
+    let pool = connect(with(&url, "sslmode=allow")).await;
+    assert!(!encrypted(&pool).await, "allow takes the plain connection the server accepts");
+
+    // The cluster turns role chakra_tls_only away without TLS ...
+    let tls_only = url.replacen("postgres@", "chakra_tls_only@", 1);
+    let pool = connect(with(&tls_only, "sslmode=disable")).await;
+    let err = pool.query_one("SELECT 1", vec![]).await.expect_err("turned away without TLS");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.to_string().contains("no encryption"), "the server's reason is kept: {err}");
+
+    // ... so `allow` asks again with TLS, in a pool and on a direct connection alike.
+    let allow = with(&tls_only, "sslmode=allow");
+    let pool = connect(allow.clone()).await;
+    let row = pool.query_one("SELECT current_user::text", vec![]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "chakra_tls_only");
+    assert!(encrypted(&pool).await);
+    let session = Session::connect(&Config::from_url(&allow)).await.unwrap();
+    assert!(encrypted(&session).await, "direct");
+
+    // The TLS attempt checks the certificate as `prefer` would: against sslrootcert when
+    // given, so a root that did not sign it (the client's own certificate) fails the retry.
+    let wrong_ca = with(&allow, &format!("sslrootcert={}", throwaway_client_cert().0));
+    let pool = connect(wrong_ca).await;
+    let err = pool.query_one("SELECT 1", vec![]).await.expect_err("the retry's certificate check fails");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+}
+
+#[tokio::test]
 async fn verifying_modes_refuse_a_certificate_no_trusted_ca_signed() {
     let Some(url) = throwaway_url() else { return };
     // Without sslrootcert the roots are Mozilla's, with sslrootcert=system the operating
