@@ -247,6 +247,11 @@ impl PoolBuilder {
         self.set(|c| c.pool.idle_timeout = d)
     }
 
+    /// Connections older than this are replaced; zero keeps them for ever.
+    pub fn max_lifetime(self, d: Duration) -> Self {
+        self.set(|c| c.pool.max_lifetime = d)
+    }
+
     /// Per-statement deadline; zero turns it off.
     pub fn query_timeout(self, d: Duration) -> Self {
         self.set(|c| c.query.timeout = d)

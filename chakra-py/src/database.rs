@@ -207,6 +207,7 @@ fn duration(key: &str, value: &Bound<'_, PyAny>) -> chakra::Result<Duration> {
     Ok(match key {
         "pool.acquire_timeout" => parsed.pool.acquire_timeout,
         "pool.idle_timeout" => parsed.pool.idle_timeout,
+        "pool.max_lifetime" => parsed.pool.max_lifetime,
         "query.timeout" => parsed.query.timeout,
         "database.connect_timeout" => parsed.database.connect_timeout,
         _ => return Err(Error::config(key, "not a duration setting")),
@@ -230,6 +231,7 @@ fn apply_option(config: &mut Config, name: &str, value: &Bound<'_, PyAny>) -> ch
         "max_connections" => config.pool.max_connections = count("pool.max_connections", value)?,
         "acquire_timeout" => config.pool.acquire_timeout = duration("pool.acquire_timeout", value)?,
         "idle_timeout" => config.pool.idle_timeout = duration("pool.idle_timeout", value)?,
+        "max_lifetime" => config.pool.max_lifetime = duration("pool.max_lifetime", value)?,
         "query_timeout" => config.query.timeout = duration("query.timeout", value)?,
         "connect_timeout" => config.database.connect_timeout = duration("database.connect_timeout", value)?,
         "retry_attempts" => {
@@ -249,7 +251,7 @@ fn apply_option(config: &mut Config, name: &str, value: &Bound<'_, PyAny>) -> ch
             return Err(Error::config(
                 other,
                 "unknown database option (options: min_connections, max_connections, acquire_timeout, \
-                 idle_timeout, query_timeout, connect_timeout, retry_attempts, statement_cache, \
+                 idle_timeout, max_lifetime, query_timeout, connect_timeout, retry_attempts, statement_cache, \
                  statement_cache_capacity)",
             ))
         }

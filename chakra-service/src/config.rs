@@ -9,6 +9,7 @@
 //! max_connections = 20
 //! acquire_timeout = "30s"
 //! idle_timeout = "10m"
+//! max_lifetime = "30m"
 //! [query]
 //! timeout = "30s"
 //! [retry]
@@ -80,6 +81,12 @@ pub struct PoolConfig {
     /// Idle connections above `min_connections` are closed after this long (default 10 min).
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// Connections older than this are closed and replaced, idle ones in the background,
+    /// busy ones when they come back (default 30 min, as sqlx and HikariCP; `"0s"` keeps
+    /// them for ever). Load balancers and firewalls cut long-lived connections, a
+    /// failed-over server is reached only by new ones, and a backend's caches only grow.
+    #[serde(deserialize_with = "duration")]
+    pub max_lifetime: Duration,
 }
 
 impl Default for PoolConfig {
@@ -89,6 +96,7 @@ impl Default for PoolConfig {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(1800),
         }
     }
 }
@@ -150,6 +158,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("CHAKRA_POOL_MAX_CONNECTIONS", "pool.max_connections"),
     ("CHAKRA_POOL_ACQUIRE_TIMEOUT", "pool.acquire_timeout"),
     ("CHAKRA_POOL_IDLE_TIMEOUT", "pool.idle_timeout"),
+    ("CHAKRA_POOL_MAX_LIFETIME", "pool.max_lifetime"),
     ("CHAKRA_QUERY_TIMEOUT", "query.timeout"),
     ("CHAKRA_RETRY_MAX_ATTEMPTS", "retry.max_attempts"),
     ("CHAKRA_RETRY_BACKOFF", "retry.backoff"),
@@ -224,6 +233,7 @@ impl Config {
                 "pool.max_connections" => self.pool.max_connections = number(&raw)?,
                 "pool.acquire_timeout" => self.pool.acquire_timeout = time(&raw)?,
                 "pool.idle_timeout" => self.pool.idle_timeout = time(&raw)?,
+                "pool.max_lifetime" => self.pool.max_lifetime = time(&raw)?,
                 "query.timeout" => self.query.timeout = time(&raw)?,
                 "retry.max_attempts" => {
                     self.retry.max_attempts = u32::try_from(number(&raw)?).map_err(|e| bad(e.to_string()))?
@@ -345,6 +355,7 @@ mod tests {
             max_connections = 20
             acquire_timeout = "30s"
             idle_timeout = "10m"
+            max_lifetime = "1h"
             [query]
             timeout = "250ms"
             [retry]
@@ -357,6 +368,7 @@ mod tests {
         assert_eq!(c.database.statement_cache_capacity, 20);
         assert_eq!(c.pool.min_connections, 5);
         assert_eq!(c.pool.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.pool.max_lifetime, Duration::from_secs(3600));
         assert_eq!(c.query.timeout, Duration::from_millis(250));
         assert_eq!(c.retry.max_attempts, 4);
     }
@@ -397,6 +409,12 @@ mod tests {
         assert_eq!(c.pool.max_connections, 7);
         c.apply_env(|v| (v == "CHAKRA_DATABASE_STATEMENT_CACHE_CAPACITY").then(|| "30".to_owned())).unwrap();
         assert_eq!(c.database.statement_cache_capacity, 30);
+
+        assert_eq!(c.pool.max_lifetime, Duration::from_secs(1800), "the default");
+        c.apply_env(|v| (v == "CHAKRA_POOL_MAX_LIFETIME").then(|| "0s".to_owned())).unwrap();
+        assert_eq!(c.pool.max_lifetime, Duration::ZERO, "0s: kept for ever");
+        let e = c.apply_env(|v| (v == "CHAKRA_POOL_MAX_LIFETIME").then(|| "a while".to_owned())).unwrap_err();
+        assert_eq!(e.key(), Some("pool.max_lifetime"));
 
         let e = c.apply_env(|v| (v == "CHAKRA_QUERY_TIMEOUT").then(|| "forever".to_owned())).unwrap_err();
         assert_eq!(e.key(), Some("query.timeout"));

@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use futures::task::AtomicWaker;
@@ -303,14 +304,16 @@ impl Drop for Polling<'_> {
 }
 
 /// Opens and vets the pool's connections: a connection goes out again only if what the
-/// server sent while it sat idle does not show it ended.
+/// server sent while it sat idle does not show it ended, and it is younger than
+/// `pool.max_lifetime`.
 pub(crate) struct Connector {
     settings: ConnectSettings,
+    max_lifetime: Option<Duration>,
 }
 
 impl Connector {
-    pub(crate) fn new(settings: ConnectSettings) -> Self {
-        Connector { settings }
+    pub(crate) fn new(settings: ConnectSettings, max_lifetime: Option<Duration>) -> Self {
+        Connector { settings, max_lifetime }
     }
 }
 
@@ -333,10 +336,19 @@ impl deadpool::managed::Manager for Connector {
         Box::pin(async { PgConnection::connect(&self.settings).await.map(Box::new) })
     }
 
-    async fn recycle(&self, conn: &mut Box<PgConnection>, _: &Metrics) -> RecycleResult<tokio_postgres::Error> {
+    async fn recycle(&self, conn: &mut Box<PgConnection>, metrics: &Metrics) -> RecycleResult<tokio_postgres::Error> {
+        if expired(metrics, self.max_lifetime) {
+            // Most are closed idle by the pool's housekeeping; this catches the busy ones.
+            return Err(RecycleError::message("the connection reached pool.max_lifetime"));
+        }
         match conn.check() {
             true => Ok(()),
             false => Err(RecycleError::message("the connection was closed")),
         }
     }
+}
+
+/// Whether a pooled connection has outlived `pool.max_lifetime` (`None`: never).
+pub(crate) fn expired(metrics: &Metrics, max_lifetime: Option<Duration>) -> bool {
+    max_lifetime.is_some_and(|max| metrics.age() >= max)
 }

@@ -1,7 +1,7 @@
 //! The connection pool: deadpool, holding connections driven by their users (see
 //! [`crate::connection`]), plus what it leaves to its users — warm minimum connections,
-//! reaping of idle ones above that minimum, acquire deadlines that surface as
-//! `PoolTimeout`, and pool gauges.
+//! reaping of idle ones above that minimum, replacing those older than `max_lifetime`,
+//! acquire deadlines that surface as `PoolTimeout`, and pool gauges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use futures::future::try_join_all;
 
 use crate::config::Config;
 use crate::conn::{Client, Conn};
-use crate::connection::{Connector, PgConnection};
+use crate::connection::{expired, Connector, PgConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::telemetry;
 
@@ -69,7 +69,7 @@ impl ConnectionPool {
         config.validate()?;
         let settings = config.connect_settings()?;
         let server = ServerInfo::from_config(&settings.pg);
-        let pool = Pool::builder(Connector::new(settings))
+        let pool = Pool::builder(Connector::new(settings, max_lifetime(&config)))
             .max_size(config.pool.max_connections)
             // Reusing the most recently returned connection keeps a few backends hot
             // instead of rotating over cold ones.
@@ -149,6 +149,11 @@ impl ServerInfo {
     }
 }
 
+/// `pool.max_lifetime`, `None` when zero (connections kept for ever).
+fn max_lifetime(config: &Config) -> Option<Duration> {
+    Some(config.pool.max_lifetime).filter(|d| !d.is_zero())
+}
+
 fn status(pool: &Pool) -> PoolStatus {
     let s = pool.status();
     PoolStatus {
@@ -189,11 +194,16 @@ fn pool_error(e: PoolError, config: &Config) -> Error {
 /// The pool's housekeeping, every second at most: publishes the pool gauges (sampled
 /// here rather than on every acquire, which would tax each request for a number scraped
 /// every few seconds), closes idle connections above the minimum once they have been
-/// unused for `idle_timeout`, and reopens connections when fewer than the minimum remain.
+/// unused for `idle_timeout` and idle ones older than `max_lifetime` (so requests seldom
+/// wait for a replacement), and reopens connections when fewer than the minimum remain.
 /// Stops when the pool is dropped.
 async fn reap(shared: std::sync::Weak<Shared>) {
-    let period = match shared.upgrade() {
-        Some(s) => (s.config.pool.idle_timeout / 4).clamp(Duration::from_millis(50), GAUGE_PERIOD),
+    let (period, max_lifetime) = match shared.upgrade() {
+        Some(s) => {
+            let max_lifetime = max_lifetime(&s.config);
+            let shortest = max_lifetime.map_or(s.config.pool.idle_timeout, |l| l.min(s.config.pool.idle_timeout));
+            ((shortest / 4).clamp(Duration::from_millis(50), GAUGE_PERIOD), max_lifetime)
+        }
         None => return,
     };
     loop {
@@ -205,8 +215,8 @@ async fn reap(shared: std::sync::Weak<Shared>) {
         let (min, idle_timeout) = (shared.config.pool.min_connections, shared.config.pool.idle_timeout);
         let mut excess = shared.pool.status().size.saturating_sub(min);
         let removed = shared.pool.retain(|_, metrics| {
-            let reap = excess > 0 && metrics.last_used() >= idle_timeout;
-            excess -= usize::from(reap);
+            let reap = expired(&metrics, max_lifetime) || (excess > 0 && metrics.last_used() >= idle_timeout);
+            excess = excess.saturating_sub(usize::from(reap));
             !reap
         });
         drop(removed);

@@ -180,8 +180,18 @@ def test_bad_configuration_names_the_key() -> None:
     with pytest.raises(chakra.ConfigError) as info:
         chakra.Database(DATABASE_URL, statement_cache_capacity=0)
     assert info.value.key == "database.statement_cache_capacity"
-    db = chakra.Database(DATABASE_URL, acquire_timeout=1.5, idle_timeout="10m", max_connections=3)
+    with pytest.raises(chakra.ConfigError) as info:
+        chakra.Database(DATABASE_URL, max_lifetime="a while")
+    assert info.value.key == "pool.max_lifetime"
+    db = chakra.Database(DATABASE_URL, acquire_timeout=1.5, idle_timeout="10m", max_lifetime="1h", max_connections=3)
     assert db.status()["max_size"] == 3
+
+
+async def test_a_connection_past_max_lifetime_is_replaced() -> None:
+    db = chakra.Database(DATABASE_URL, max_connections=1, max_lifetime=dt.timedelta(milliseconds=200))
+    first = await db.fetchval("SELECT pg_backend_pid()")
+    await asyncio.sleep(0.5)
+    assert await db.fetchval("SELECT pg_backend_pid()") != first
 
 
 async def test_the_statement_cache_capacity_bounds_prepared_statements_per_connection() -> None:

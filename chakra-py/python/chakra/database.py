@@ -11,7 +11,8 @@
 * ``await chakra.create_all()`` / ``drop_all()`` create or drop the declared models' tables.
 
 Pool options: ``min_connections``, ``max_connections``, ``acquire_timeout``,
-``idle_timeout``, ``query_timeout``, ``connect_timeout`` (seconds, a ``timedelta`` or
+``idle_timeout``, ``max_lifetime`` (connections older are replaced; default 30 minutes,
+``0`` keeps them), ``query_timeout``, ``connect_timeout`` (seconds, a ``timedelta`` or
 text such as ``"30s"``), ``retry_attempts``, ``statement_cache``,
 ``statement_cache_capacity`` (prepared statements kept per connection, default 100).
 """

@@ -1,4 +1,4 @@
-//! The pool: bounds, acquire deadlines, warm minimum, idle reaping, statement cache.
+//! The pool: bounds, acquire deadlines, warm minimum, idle reaping, lifetimes, statement cache.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -93,6 +93,75 @@ async fn idle_connections_above_the_minimum_are_closed_after_idle_timeout() {
     // And the minimum is kept, not reaped with the rest.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(backends(&admin, &app).await.len(), 1);
+}
+
+/// The pids of `app`'s backends.
+async fn pids(admin: &tokio_postgres::Client, app: &str) -> Vec<i32> {
+    backends(admin, app).await.into_iter().map(|(pid, ..)| pid).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_older_than_max_lifetime_are_replaced_in_the_background() {
+    let app = unique("pool_lifetime");
+    let pool = builder(&database_url(), &app)
+        .min_connections(2)
+        .max_connections(4)
+        .max_lifetime(Duration::from_millis(400))
+        .build()
+        .await
+        .unwrap();
+    let admin = admin(&database_url()).await;
+    let first = pids(&admin, &app).await;
+    assert_eq!(first.len(), 2);
+    eventually(Duration::from_secs(5), "both warm connections replaced by new ones", || async {
+        let now = pids(&admin, &app).await;
+        (now.len() == 2 && pool.status().size == 2 && now.iter().all(|pid| !first.contains(pid))).then_some(())
+    })
+    .await;
+    pool.query("SELECT 1", vec![]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_in_use_past_max_lifetime_is_kept_until_it_comes_back_then_replaced() {
+    let app = unique("pool_lifetime_busy");
+    let pool = builder(&database_url(), &app)
+        .max_connections(1)
+        .max_lifetime(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let admin = admin(&database_url()).await;
+    let session = pool.session().await.unwrap();
+    session.execute("BEGIN", vec![]).await.unwrap();
+    let old = backend_pid(&session).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Never cut while in use: the transaction goes on, on the same connection.
+    assert_eq!(backend_pid(&session).await, old);
+    session.execute("COMMIT", vec![]).await.unwrap();
+    drop(session);
+
+    let new = backend_pid(&pool).await;
+    assert_ne!(new, old, "a connection past max_lifetime went out again");
+    eventually(Duration::from_secs(5), "the old backend is gone", || async {
+        (pids(&admin, &app).await == [new]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_lifetime_zero_keeps_connections() {
+    let app = unique("pool_lifetime_off");
+    let pool = builder(&database_url(), &app)
+        .min_connections(1)
+        .max_connections(1)
+        .idle_timeout(Duration::from_millis(200))
+        .max_lifetime(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let old = backend_pid(&pool).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(backend_pid(&pool).await, old);
 }
 
 #[tokio::test]
