@@ -185,6 +185,71 @@ pub enum Projection {
     Exists,
 }
 
+/// The rows a `SELECT` locks until its transaction ends, and how it treats rows another
+/// transaction has locked: `FOR UPDATE`, `FOR UPDATE SKIP LOCKED`, `FOR SHARE NOWAIT`, ….
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLock {
+    pub strength: LockStrength,
+    pub wait: LockWait,
+}
+
+/// How strongly a [`RowLock`] locks (PostgreSQL's four row-level lock modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockStrength {
+    /// `FOR UPDATE`: the rows will be updated or deleted.
+    Update,
+    /// `FOR NO KEY UPDATE`: updated, but not their key (foreign keys to them still insert).
+    NoKeyUpdate,
+    /// `FOR SHARE`: the rows must not change meanwhile.
+    Share,
+    /// `FOR KEY SHARE`: their key must not change meanwhile.
+    KeyShare,
+}
+
+/// What a [`RowLock`] does about rows another transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockWait {
+    /// Waits for them.
+    #[default]
+    Wait,
+    /// Fails at once (SQLSTATE 55P03, lock not available).
+    NoWait,
+    /// Leaves them out: a queue's workers each take rows no other holds.
+    SkipLocked,
+}
+
+impl RowLock {
+    /// `FOR UPDATE`.
+    pub fn update() -> Self {
+        RowLock { strength: LockStrength::Update, wait: LockWait::Wait }
+    }
+
+    /// `FOR NO KEY UPDATE`.
+    pub fn no_key_update() -> Self {
+        RowLock { strength: LockStrength::NoKeyUpdate, wait: LockWait::Wait }
+    }
+
+    /// `FOR SHARE`.
+    pub fn share() -> Self {
+        RowLock { strength: LockStrength::Share, wait: LockWait::Wait }
+    }
+
+    /// `FOR KEY SHARE`.
+    pub fn key_share() -> Self {
+        RowLock { strength: LockStrength::KeyShare, wait: LockWait::Wait }
+    }
+
+    /// Fails instead of waiting for rows another transaction holds.
+    pub fn nowait(self) -> Self {
+        RowLock { wait: LockWait::NoWait, ..self }
+    }
+
+    /// Skips rows another transaction holds.
+    pub fn skip_locked(self) -> Self {
+        RowLock { wait: LockWait::SkipLocked, ..self }
+    }
+}
+
 /// A `SELECT` from one table.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Select {
@@ -195,6 +260,8 @@ pub struct Select {
     pub order: Vec<Order>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
+    /// Rows locked until the transaction ends; such a query runs only inside one.
+    pub lock: Option<RowLock>,
 }
 
 impl Select {

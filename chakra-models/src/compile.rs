@@ -1,7 +1,7 @@
 //! The compiler: walks an AST node once and writes SQL text plus parameters through a
 //! [`Dialect`]. User values only ever become parameters.
 
-use chakra_service::{Statement, Value};
+use chakra_service::{Labels, Mode, Request, Statement, Value};
 
 use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Projection, Select, Update};
 use crate::dialect::Dialect;
@@ -133,10 +133,12 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
     if exists {
         w.push("SELECT EXISTS (");
     }
+    // A count of a limited or locking selection counts the rows of that selection
+    // (PostgreSQL locks no rows for an aggregate).
+    let counted = select.projection == Projection::Count
+        && (select.limit.is_some() || select.offset.is_some() || select.lock.is_some());
     match select.projection {
-        Projection::Count if select.limit.is_some() || select.offset.is_some() => {
-            w.push("SELECT count(*) FROM (SELECT 1")
-        }
+        Projection::Count if counted => w.push("SELECT count(*) FROM (SELECT 1"),
         Projection::Count => w.push("SELECT count(*)"),
         Projection::Exists => w.push("SELECT 1"),
         Projection::Columns => {
@@ -165,13 +167,22 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
         w.push(" OFFSET ");
         w.param(Value::I64(i64::try_from(offset).unwrap_or(i64::MAX)));
     }
-    if select.projection == Projection::Count && (select.limit.is_some() || select.offset.is_some()) {
+    if let Some(lock) = &select.lock {
+        dialect.write_lock(&mut w, lock);
+    }
+    if counted {
         w.push(") AS counted");
     }
     if exists {
         w.push(")");
     }
     w.finish()
+}
+
+/// A request running `query` in `mode`: marked as needing a transaction when it locks
+/// rows, so it is refused where its locks would be released at once.
+pub fn select_request(dialect: &dyn Dialect, query: &Select, mode: Mode, labels: Labels) -> Request {
+    Request::labelled(select(dialect, query), mode, labels).requires_transaction(query.lock.is_some())
 }
 
 /// Renders an `UPDATE`.
@@ -277,6 +288,34 @@ mod tests {
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT count(*) FROM "t" WHERE "a" IS NOT NULL"#);
         s.projection = Projection::Exists;
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT EXISTS (SELECT 1 FROM "t" WHERE "a" IS NOT NULL)"#);
+    }
+
+    #[test]
+    fn a_row_lock_ends_the_select_and_stays_inside_count_and_exists() {
+        use crate::ast::RowLock;
+        let mut s = Select::new("t", ["id"]);
+        s.limit = Some(5);
+        s.lock = Some(RowLock::update().skip_locked());
+        assert_eq!(select(&Postgres, &s).sql.as_ref(), r#"SELECT "id" FROM "t" LIMIT $1 FOR UPDATE SKIP LOCKED"#);
+        s.limit = None;
+        s.lock = Some(RowLock::share().nowait());
+        s.projection = Projection::Count;
+        // PostgreSQL takes no row locks for an aggregate: count the locked selection.
+        assert_eq!(
+            select(&Postgres, &s).sql.as_ref(),
+            r#"SELECT count(*) FROM (SELECT 1 FROM "t" FOR SHARE NOWAIT) AS counted"#
+        );
+        s.projection = Projection::Exists;
+        s.lock = Some(RowLock::no_key_update());
+        assert_eq!(select(&Postgres, &s).sql.as_ref(), r#"SELECT EXISTS (SELECT 1 FROM "t" FOR NO KEY UPDATE)"#);
+        s.lock = Some(RowLock::key_share());
+        s.projection = Projection::Columns;
+        let request = select_request(&Postgres, &s, Mode::All, Labels::new("SELECT", None));
+        assert!(request.statement.sql.ends_with(" FOR KEY SHARE"));
+        assert!(request.requires_transaction && !request.idempotent, "never on a pooled connection, never retried");
+        s.lock = None;
+        let request = select_request(&Postgres, &s, Mode::All, Labels::new("SELECT", None));
+        assert!(!request.requires_transaction && request.idempotent);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod lookup;
 mod model;
 mod query;
 
-pub use ast::{Assignment, Expr, Order};
+pub use ast::{Assignment, Expr, LockStrength, LockWait, Order, RowLock};
 pub use column::Column;
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};

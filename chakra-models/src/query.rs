@@ -10,7 +10,7 @@ use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, Mode, Request, Result, RowStream, Statement, Value};
 use futures::{Stream, TryStreamExt};
 
-use crate::ast::{Assignment, Delete, Expr, Order, Projection, Select, Update};
+use crate::ast::{Assignment, Delete, Expr, Order, Projection, RowLock, Select, Update};
 use crate::compile;
 use crate::dialect::Postgres;
 use crate::lookup;
@@ -89,6 +89,22 @@ impl<M: Model> Query<M> {
         self
     }
 
+    /// Locks the matching rows until the transaction ends (`SELECT … FOR UPDATE`), so no
+    /// other transaction changes them between this read and this transaction's writes.
+    /// Runs only in a transaction (or a session that has begun one); on the pool it is a
+    /// `Usage` error, since the locks would be released at once.
+    pub fn for_update(self) -> Self {
+        self.lock(RowLock::update())
+    }
+
+    /// Locks the matching rows as `lock` says: `RowLock::update().skip_locked()` for a job
+    /// queue's workers, `RowLock::share().nowait()`, …. The same rule as
+    /// [`for_update`](Self::for_update) applies.
+    pub fn lock(mut self, lock: RowLock) -> Self {
+        self.select.lock = Some(lock);
+        self
+    }
+
     /// The AST, for front-ends that extend it.
     pub fn ast(&self) -> &Select {
         &self.select
@@ -100,7 +116,7 @@ impl<M: Model> Query<M> {
     }
 
     fn request(&self, select: &Select, mode: Mode) -> Request {
-        Request::labelled(compile::select(&Postgres, select), mode, M::statements().labels("SELECT"))
+        compile::select_request(&Postgres, select, mode, M::statements().labels("SELECT"))
     }
 
     /// Every matching row.

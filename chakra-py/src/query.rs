@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chakra::models::ast::{Assignment, Delete, Expr, Projection, Select, Update};
+use chakra::models::ast::{Assignment, Delete, Expr, Projection, RowLock, Select, Update};
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
 use futures::StreamExt;
@@ -144,7 +144,7 @@ impl Query {
     }
 
     fn request(&self, select: &Select, mode: Mode) -> Request {
-        Request::new(compile::select(&Postgres, select), mode).labels(labels(self.schema.get(), "SELECT"))
+        compile::select_request(&Postgres, select, mode, labels(self.schema.get(), "SELECT"))
     }
 
     fn unsliced(&self, py: Python<'_>, what: &str) -> PyResult<()> {
@@ -211,6 +211,29 @@ impl Query {
                     .map_err(|e| field_error(py, e.message().to_owned()))?,
             );
         }
+        Ok(self.derive(py, select))
+    }
+
+    /// Locks the matching rows until the transaction ends (`FOR UPDATE`, or
+    /// `FOR NO KEY UPDATE` with `no_key`), failing at once on rows another transaction
+    /// holds (`nowait`) or leaving them out (`skip_locked`).
+    #[pyo3(signature = (nowait = false, skip_locked = false, no_key = false))]
+    fn select_for_update(&self, py: Python<'_>, nowait: bool, skip_locked: bool, no_key: bool) -> PyResult<Query> {
+        let lock = if no_key { RowLock::no_key_update() } else { RowLock::update() };
+        let lock = match (nowait, skip_locked) {
+            (false, false) => lock,
+            (true, false) => lock.nowait(),
+            (false, true) => lock.skip_locked(),
+            (true, true) => {
+                return Err(errors::new(
+                    py,
+                    "ProgrammingError",
+                    "select_for_update: nowait and skip_locked exclude each other",
+                ))
+            }
+        };
+        let mut select = self.select.clone();
+        select.lock = Some(lock);
         Ok(self.derive(py, select))
     }
 

@@ -90,8 +90,10 @@ impl SessionInner {
         })
     }
 
+    /// Runs `request` on the session's connection; a write, or a read that locks rows,
+    /// first begins the session's transaction (the locks then last until it commits).
     pub(crate) async fn run(&self, request: Request, write: bool) -> chakra::Result<Response> {
-        match self.handle(write).await? {
+        match self.handle(write || request.requires_transaction).await? {
             Handle::Conn(conn) => conn.run(request).await,
             Handle::Tx(tx) => tx.run(request).await,
         }

@@ -224,6 +224,9 @@ pub struct Request {
     /// A `Mode::CopyIn` request's data sent in pieces (see [`copy_pipe`](crate::copy_pipe)),
     /// instead of whole as its one parameter.
     pub copy_source: Option<CopySource>,
+    /// The statement locks rows until its transaction ends (`SELECT … FOR UPDATE`): it is
+    /// refused on a pooled connection of its own, where the locks would go at once.
+    pub requires_transaction: bool,
 }
 
 impl Request {
@@ -249,6 +252,7 @@ impl Request {
             timeout: None,
             cancel: None,
             copy_source: None,
+            requires_transaction: false,
         }
     }
 
@@ -288,6 +292,14 @@ impl Request {
     /// (see [`copy_pipe`](crate::copy_pipe)); the statement then takes no parameter.
     pub fn copy_from(mut self, source: CopySource) -> Self {
         self.copy_source = Some(source);
+        self
+    }
+
+    /// Marks a statement that locks rows until its transaction ends (see
+    /// [`requires_transaction`](Self::requires_transaction)); it is never retried.
+    pub fn requires_transaction(mut self, requires: bool) -> Self {
+        self.requires_transaction = requires;
+        self.idempotent &= !requires;
         self
     }
 

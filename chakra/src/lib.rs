@@ -33,6 +33,15 @@
 //!     let same = User::get(&pool, ada.id).await?; // merged with concurrent gets
 //!     assert_eq!(same.name, "Ada");
 //!
+//!     // Committed on Ok; the row lock holds until then.
+//!     let id = ada.id;
+//!     pool.transaction(|tx| async move {
+//!         let mut user = User::query().filter(User::id().eq(id)).for_update().one(&tx).await?;
+//!         user.is_active = false;
+//!         user.save(&tx).await
+//!     })
+//!     .await?;
+//!
 //!     // Raw SQL goes through the same stack.
 //!     let rows = pool.query("SELECT count(*) FROM users WHERE is_active = $1", vec![true.into()]).await?;
 //!     println!("{} active, {}", active.len(), rows[0].get::<_, i64>(0));
@@ -56,7 +65,7 @@ pub mod models {
     pub use chakra_models::*;
 }
 
-pub use chakra_models::{Column, Expr, Model, ModelStream, Order, Query};
+pub use chakra_models::{Column, Expr, Model, ModelStream, Order, Query, RowLock};
 /// `#[derive(Model)]`: maps a struct to a table (see [`Model`]).
 pub use chakra_models_derive::Model;
 

@@ -279,6 +279,32 @@ async def test_cancelled_task_mid_transaction_leaves_no_transaction_or_lock() ->
     assert (await Account.objects.get(id=1)).balance == 100
 
 
+async def test_select_for_update_begins_the_sessions_transaction_and_holds_the_lock() -> None:
+    # Outside a session the locks would go at once: refused, as Django does.
+    with pytest.raises(chakra.ProgrammingError, match="transaction"):
+        await Account.objects.select_for_update().get(id=1)
+    with pytest.raises(chakra.ProgrammingError, match="nowait and skip_locked"):
+        Account.objects.select_for_update(nowait=True, skip_locked=True)
+
+    async with Session() as holder:
+        # A locking read begins the session's transaction (as a write would).
+        acc = await Account.objects.select_for_update().get(id=1)
+        assert await holder.fetchval("SELECT now() = statement_timestamp()") is False
+        async with Session() as other:
+            with pytest.raises(chakra.Error) as info:
+                await Account.objects.select_for_update(nowait=True).filter(id=1).all()
+            assert info.value.code == "55P03"  # lock_not_available
+        async with Session() as other:
+            free = await Account.objects.select_for_update(skip_locked=True).order_by("id").all()
+            assert [a.owner for a in free] == ["ben"]
+            assert await Account.objects.select_for_update(skip_locked=True, no_key=True).count() == 1
+        acc.balance -= 30  # type: ignore[union-attr]
+        await holder.commit()
+    assert (await Account.objects.get(id=1)).balance == 70
+    sql, _ = Account.objects.select_for_update(skip_locked=True).sql()
+    assert sql.endswith(" FOR UPDATE SKIP LOCKED")
+
+
 async def test_cancelled_task_mid_query_in_a_session() -> None:
     async def slow() -> None:
         async with Session() as session:

@@ -6,7 +6,7 @@ mod postgres;
 
 pub use postgres::Postgres;
 
-use crate::ast::{Ident, Insert};
+use crate::ast::{Ident, Insert, LockStrength, LockWait, RowLock};
 use crate::compile::SqlWriter;
 use chakra_service::{Statement, Value};
 
@@ -26,6 +26,22 @@ pub trait Dialect: Send + Sync {
 
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
+
+    /// Writes a `SELECT`'s row-locking clause (with its leading space), at its end. The
+    /// default is the spelling PostgreSQL and MySQL 8 share.
+    fn write_lock(&self, w: &mut SqlWriter<'_>, lock: &RowLock) {
+        w.push(match lock.strength {
+            LockStrength::Update => " FOR UPDATE",
+            LockStrength::NoKeyUpdate => " FOR NO KEY UPDATE",
+            LockStrength::Share => " FOR SHARE",
+            LockStrength::KeyShare => " FOR KEY SHARE",
+        });
+        w.push(match lock.wait {
+            LockWait::Wait => "",
+            LockWait::NoWait => " NOWAIT",
+            LockWait::SkipLocked => " SKIP LOCKED",
+        });
+    }
 
     /// The database's own bulk-load path for `insert`'s table and columns (nothing
     /// returned, no upsert), if it has one faster than the multi-row insert: PostgreSQL's

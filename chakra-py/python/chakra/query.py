@@ -132,6 +132,15 @@ class QuerySet(Generic[M]):
         """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering."""
         return self._clone(self._query.order_by(list(fields)))
 
+    def select_for_update(self, nowait: bool = False, skip_locked: bool = False, no_key: bool = False) -> QuerySet[M]:
+        """Locks the matching rows until the transaction ends (``SELECT … FOR UPDATE``), so
+        no other transaction changes them before this one writes. In a session, reading
+        begins the session's transaction (as a write does); outside one it raises
+        ``ProgrammingError``, since the locks would be released at once. ``nowait`` fails
+        at once on rows another transaction holds, ``skip_locked`` leaves them out (a job
+        queue's workers), ``no_key`` takes ``FOR NO KEY UPDATE``."""
+        return self._clone(self._query.select_for_update(nowait, skip_locked, no_key))
+
     def limit(self, n: int) -> QuerySet[M]:
         """At most ``n`` rows."""
         if n < 0:

@@ -281,6 +281,47 @@ async fn a_transaction_spans_many_model_queries() {
     cleanup(schema).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn for_update_locks_rows_until_the_transaction_ends() {
+    use chakra::{RowLock, SqlState};
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let alice = || User::query().filter(User::name().eq("alice"));
+
+    // On the pool the locks would go as soon as the query returned: refused, unsent.
+    let err = alice().for_update().one(&pool).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
+    assert!(err.to_string().contains("transaction"), "{err}");
+
+    let holder = pool.begin().await.unwrap();
+    let mut locked = alice().for_update().one(&holder).await.unwrap();
+    // Another transaction: NOWAIT fails at once, SKIP LOCKED leaves alice out, and a
+    // count of the lockable rows counts the same.
+    let other = pool.begin().await.unwrap();
+    let err = alice().lock(RowLock::update().nowait()).all(&other).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE), "{err}");
+    other.rollback().await.unwrap();
+    let other = pool.begin().await.unwrap();
+    let free = User::query().lock(RowLock::update().skip_locked()).all(&other).await.unwrap();
+    assert_eq!(names(&free), [r"50%_off\deal", "bob", "carol"]);
+    assert_eq!(User::query().lock(RowLock::update().skip_locked()).count(&other).await.unwrap(), 3);
+    // A plain read is not blocked, and a shared lock waits for the holder.
+    assert_eq!(alice().one(&other).await.unwrap().rank, 3);
+    let waiting = tokio::spawn(async move {
+        let row = User::query().filter(User::name().eq("alice")).lock(RowLock::share()).one(&other).await;
+        other.commit().await.unwrap();
+        row
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "FOR SHARE waits for the FOR UPDATE holder");
+    locked.rank = 30;
+    locked.save(&holder).await.unwrap();
+    holder.commit().await.unwrap();
+    // Once the holder commits, the waiter reads the committed row.
+    assert_eq!(waiting.await.unwrap().unwrap().rank, 30);
+    cleanup(schema).await;
+}
+
 #[tokio::test]
 async fn a_unique_violation_names_its_constraint() {
     let (pool, schema) = db().await;
