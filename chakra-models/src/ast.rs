@@ -283,7 +283,51 @@ impl Select {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub column: Ident,
-    pub value: Value,
+    pub value: Operand,
+}
+
+/// A column's new value: a value, or arithmetic on the row's own columns (`balance - 10`),
+/// which the database computes from the row as it updates it, so concurrent updates do
+/// not overwrite each other's changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Value(Value),
+    Column(Ident),
+    Arith { left: Box<Operand>, op: ArithOp, right: Box<Operand> },
+}
+
+/// The arithmetic of an [`Operand`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl ArithOp {
+    /// The operator between its operands, spaced.
+    pub fn sql(self) -> &'static str {
+        match self {
+            ArithOp::Add => " + ",
+            ArithOp::Sub => " - ",
+            ArithOp::Mul => " * ",
+            ArithOp::Div => " / ",
+        }
+    }
+}
+
+impl Operand {
+    /// `left op right`.
+    pub fn arith(left: Operand, op: ArithOp, right: Operand) -> Operand {
+        Operand::Arith { left: Box::new(left), op, right: Box::new(right) }
+    }
+}
+
+impl From<Value> for Operand {
+    fn from(value: Value) -> Self {
+        Operand::Value(value)
+    }
 }
 
 /// An `UPDATE` of the rows matching `filter` (all rows when `None`).

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use chakra_service::Value;
 
-use crate::ast::{Assignment, CompareOp, Expr, Order, Pattern, TextMatch};
+use crate::ast::{ArithOp, Assignment, CompareOp, Expr, Operand, Order, Pattern, TextMatch};
 
 /// A column of model `M` holding values of type `T`; the derive generates one accessor
 /// per field. Values are taken as `impl Into<Value>`, like SeaORM's columns.
@@ -131,8 +131,86 @@ impl<M, T> Column<M, T> {
         Order { column: self.name.into(), descending: true }
     }
 
-    /// `SET column = value`, for [`Query::update`](crate::Query::update).
-    pub fn set(self, value: impl Into<Value>) -> Assignment {
-        Assignment { column: self.name.into(), value: value.into() }
+    /// `SET column = value`, for [`Query::update`](crate::Query::update). The value may
+    /// be computed by the database from the row's own columns, so concurrent updates do
+    /// not overwrite each other: `Account::balance().set(Account::balance() - 10)`.
+    pub fn set(self, value: impl ToOperand<T>) -> Assignment {
+        Assignment { column: self.name.into(), value: value.to_operand() }
     }
 }
+
+/// Arithmetic on numeric columns of model `M` (of type `T`), computed by the database:
+/// `Account::balance() - 10`, `Item::price() * Item::quantity()`.
+pub struct Computed<M, T> {
+    operand: Operand,
+    _model: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Clone for Computed<M, T> {
+    fn clone(&self) -> Self {
+        Computed { operand: self.operand.clone(), _model: PhantomData }
+    }
+}
+
+impl<M, T> std::fmt::Debug for Computed<M, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Computed({:?})", self.operand)
+    }
+}
+
+/// What can stand for a value of type `T` in an update: a value, a column of that type,
+/// or arithmetic on such columns.
+pub trait ToOperand<T> {
+    fn to_operand(self) -> Operand;
+}
+
+impl<T, V: Into<Value>> ToOperand<T> for V {
+    fn to_operand(self) -> Operand {
+        Operand::Value(self.into())
+    }
+}
+
+impl<M, T> ToOperand<T> for Column<M, T> {
+    fn to_operand(self) -> Operand {
+        Operand::Column(self.name.into())
+    }
+}
+
+impl<M, T> ToOperand<T> for Computed<M, T> {
+    fn to_operand(self) -> Operand {
+        self.operand
+    }
+}
+
+/// Column types arithmetic applies to.
+pub trait Numeric {}
+
+impl Numeric for i16 {}
+impl Numeric for i32 {}
+impl Numeric for i64 {}
+impl Numeric for f32 {}
+impl Numeric for f64 {}
+impl Numeric for chakra_service::rust_decimal::Decimal {}
+impl<T: Numeric> Numeric for Option<T> {}
+
+macro_rules! arithmetic {
+    ($($trait:ident $method:ident $op:ident),*) => {$(
+        impl<M, T: Numeric, R: ToOperand<T>> std::ops::$trait<R> for Column<M, T> {
+            type Output = Computed<M, T>;
+
+            fn $method(self, rhs: R) -> Computed<M, T> {
+                Computed { operand: Operand::arith(self.to_operand(), ArithOp::$op, rhs.to_operand()), _model: PhantomData }
+            }
+        }
+
+        impl<M, T: Numeric, R: ToOperand<T>> std::ops::$trait<R> for Computed<M, T> {
+            type Output = Computed<M, T>;
+
+            fn $method(self, rhs: R) -> Computed<M, T> {
+                Computed { operand: Operand::arith(self.operand, ArithOp::$op, rhs.to_operand()), _model: PhantomData }
+            }
+        }
+    )*};
+}
+
+arithmetic!(Add add Add, Sub sub Sub, Mul mul Mul, Div div Div);

@@ -3,7 +3,7 @@
 
 use chakra_service::{Labels, Mode, Request, Statement, Value};
 
-use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Projection, Select, Update};
+use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Operand, Projection, Select, Update};
 use crate::dialect::Dialect;
 
 /// SQL text under construction and its parameters, numbered as they are added.
@@ -104,6 +104,21 @@ impl<'d> SqlWriter<'d> {
         }
     }
 
+    /// Writes a value as a parameter, a column by name, arithmetic in parentheses.
+    pub fn operand(&mut self, operand: &Operand) {
+        match operand {
+            Operand::Value(value) => self.param(value.clone()),
+            Operand::Column(column) => self.ident(column),
+            Operand::Arith { left, op, right } => {
+                self.push("(");
+                self.operand(left);
+                self.push(op.sql());
+                self.operand(right);
+                self.push(")");
+            }
+        }
+    }
+
     fn joined(&mut self, exprs: &[Expr], separator: &str) {
         if let [only] = exprs {
             return self.expr(only);
@@ -197,7 +212,7 @@ pub fn update(dialect: &dyn Dialect, update: &Update) -> Statement {
         }
         w.ident(&assignment.column);
         w.push(" = ");
-        w.param(assignment.value.clone());
+        w.operand(&assignment.value);
     }
     w.filter(&update.filter);
     w.finish()
@@ -316,6 +331,33 @@ mod tests {
         s.lock = None;
         let request = select_request(&Postgres, &s, Mode::All, Labels::new("SELECT", None));
         assert!(!request.requires_transaction && request.idempotent);
+    }
+
+    #[test]
+    fn an_update_can_compute_from_the_rows_columns() {
+        use crate::ast::{ArithOp, Assignment, Operand};
+        let balance = || Operand::Column(col("balance"));
+        let query = Update {
+            table: col("accounts"),
+            set: vec![
+                Assignment {
+                    column: col("balance"),
+                    value: Operand::arith(
+                        Operand::arith(balance(), ArithOp::Mul, Value::I64(2).into()),
+                        ArithOp::Sub,
+                        Value::I64(10).into(),
+                    ),
+                },
+                Assignment { column: col("note"), value: Value::Text("x".into()).into() },
+            ],
+            filter: Some(Expr::Compare { column: col("id"), op: CompareOp::Eq, value: Value::I64(1) }),
+        };
+        let st = update(&Postgres, &query);
+        assert_eq!(
+            st.sql.as_ref(),
+            r#"UPDATE "accounts" SET "balance" = (("balance" * $1) - $2), "note" = $3 WHERE "id" = $4"#
+        );
+        assert_eq!(st.params, vec![Value::I64(2), Value::I64(10), Value::Text("x".into()), Value::I64(1)]);
     }
 
     #[test]

@@ -400,7 +400,10 @@ impl ModelSql {
         let others = M::FIELDS.iter().enumerate().filter(|(i, _)| *i != M::PRIMARY_KEY);
         let update = Update {
             table: M::TABLE.into(),
-            set: others.clone().map(|(_, f)| Assignment { column: f.column.clone(), value: Value::Null }).collect(),
+            set: others
+                .clone()
+                .map(|(_, f)| Assignment { column: f.column.clone(), value: Value::Null.into() })
+                .collect(),
             filter: by_key(Value::I64(0)),
         };
         let delete = Delete { table: M::TABLE.into(), filter: by_key(Value::I64(0)) };

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chakra::models::ast::{Assignment, Delete, Expr, Projection, RowLock, Select, Update};
+use chakra::models::ast::{ArithOp, Assignment, Delete, Expr, Operand, Projection, RowLock, Select, Update};
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
 use futures::StreamExt;
@@ -351,24 +351,43 @@ impl Query {
         ))
     }
 
-    /// Sets `values` (field name → value) on every matching row; resolves to the count.
-    fn update(&self, py: Python<'_>, target: &Bound<'_, PyAny>, values: &Bound<'_, PyDict>) -> PyResult<Op> {
+    /// Sets `values` (field name → value) and `exprs` (field name → an `F` expression's
+    /// tree, computed by the database from the row) on every matching row; resolves to
+    /// the count.
+    #[pyo3(signature = (target, values, exprs = None))]
+    fn update(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyDict>,
+        exprs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Op> {
         self.unsliced(py, "update")?;
         let schema = self.schema.get();
-        if values.is_empty() {
+        let exprs = exprs.map(|e| e.iter().collect::<Vec<_>>()).unwrap_or_default();
+        if values.is_empty() && exprs.is_empty() {
             return Err(field_error(py, "update() needs at least one field=value".into()));
         }
-        let mut set = Vec::with_capacity(values.len());
-        for (key, value) in values.iter() {
-            let name: String = key.extract()?;
-            let field = schema.index_of(&name).ok_or_else(|| {
-                let message = lookup::field(&schema.fields, &schema.table, &name).err().map(|e| e.message().to_owned());
+        let field_of = |name: &str| {
+            schema.index_of(name).ok_or_else(|| {
+                let message = lookup::field(&schema.fields, &schema.table, name).err().map(|e| e.message().to_owned());
                 field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))
-            })?;
+            })
+        };
+        let mut set = Vec::with_capacity(values.len() + exprs.len());
+        for (key, value) in values.iter() {
+            let field = field_of(&key.extract::<String>()?)?;
             set.push(Assignment {
                 column: schema.fields[field].column.clone(),
-                value: to_value(&value, &schema.types[field], &schema.label(field))?,
+                value: to_value(&value, &schema.types[field], &schema.label(field))?.into(),
             });
+        }
+        for (key, tree) in exprs {
+            let field = field_of(&key.extract::<String>()?)?;
+            let value = operand(&tree, &|name| field_of(name).map(|i| schema.fields[i].column.clone()), &|v| {
+                to_value(v, &schema.types[field], &schema.label(field))
+            })?;
+            set.push(Assignment { column: schema.fields[field].column.clone(), value });
         }
         let update = Update { table: schema.table.to_string().into(), set, filter: self.select.filter.clone() };
         let request = Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(labels(schema, "UPDATE"));
@@ -431,6 +450,35 @@ impl Query {
             Ok(Py::new(py, cursor)?.into_any())
         }))
     }
+}
+
+/// An `F` expression's tree — `("field", name)`, `("value", v)` or `("op", "+", left,
+/// right)` — as an operand: fields by their column (`column_of`), values as `value_of`
+/// converts them (the assigned field's type).
+fn operand(
+    tree: &Bound<'_, PyAny>,
+    column_of: &dyn Fn(&str) -> PyResult<chakra::models::ast::Ident>,
+    value_of: &dyn Fn(&Bound<'_, PyAny>) -> PyResult<Value>,
+) -> PyResult<Operand> {
+    let bad = || PyErr::new::<pyo3::exceptions::PyTypeError, _>("not an F expression");
+    let node = tree.cast::<PyTuple>().map_err(|_| bad())?;
+    let tag: String = node.get_item(0)?.extract()?;
+    Ok(match (tag.as_str(), node.len()) {
+        ("field", 2) => Operand::Column(column_of(&node.get_item(1)?.extract::<String>()?)?),
+        ("value", 2) => Operand::Value(value_of(&node.get_item(1)?)?),
+        ("op", 4) => {
+            let op = match node.get_item(1)?.extract::<String>()?.as_str() {
+                "+" => ArithOp::Add,
+                "-" => ArithOp::Sub,
+                "*" => ArithOp::Mul,
+                "/" => ArithOp::Div,
+                _ => return Err(bad()),
+            };
+            let left = operand(&node.get_item(2)?, column_of, value_of)?;
+            Operand::arith(left, op, operand(&node.get_item(3)?, column_of, value_of)?)
+        }
+        _ => return Err(bad()),
+    })
 }
 
 /// Rows as dicts keyed by `names`, tuples, or (`flat`) the single column's values.

@@ -103,7 +103,7 @@ fn plan_step(
                 }
                 let set = changed
                     .iter()
-                    .map(|&i| Ok(Assignment { column: s.fields[i].column.clone(), value: s.value(&obj, i)? }))
+                    .map(|&i| Ok(Assignment { column: s.fields[i].column.clone(), value: s.value(&obj, i)?.into() }))
                     .collect::<PyResult<Vec<_>>>()?;
                 let key = loaded_key(s, &obj)?;
                 let update = Update { table: s.table.to_string().into(), set, filter: Some(by_pk(s, key)) };

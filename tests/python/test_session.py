@@ -305,6 +305,27 @@ async def test_select_for_update_begins_the_sessions_transaction_and_holds_the_l
     assert sql.endswith(" FOR UPDATE SKIP LOCKED")
 
 
+async def test_f_expressions_update_from_the_row_and_lose_no_concurrent_change() -> None:
+    from chakra import F
+
+    one = Account.objects.filter(id=1)
+    # 30 concurrent decrements of one row, each on a pooled connection of its own.
+    counts = await asyncio.gather(*(one.update(balance=F("balance") - 1) for _ in range(30)))
+    assert counts == [1] * 30
+    assert (await Account.objects.get(id=1)).balance == 70
+    # Fields, numbers (on either side) and plain values combine in one UPDATE.
+    assert await Account.objects.update(balance=2 * F("balance") - F("id") * 10, note="doubled") == 2
+    rows = {a.owner: (a.balance, a.note) for a in await Account.objects.all()}
+    assert rows == {"ann": (130, "doubled"), "ben": (80, "doubled")}
+    assert one.update_sync(balance=F("balance") / 2) == 1
+    assert one.get_sync().balance == 65
+    assert repr(F("balance") * 2 + 1) == "((F('balance') * 2) + 1)"
+    with pytest.raises(chakra.FieldError, match="blance"):
+        await one.update(balance=F("blance") + 1)
+    with pytest.raises(TypeError):
+        F("balance") + "1"  # type: ignore[operator]
+
+
 async def test_cancelled_task_mid_query_in_a_session() -> None:
     async def slow() -> None:
         async with Session() as session:

@@ -78,7 +78,7 @@ from .fields import (
     Time,
 )
 from .models import Model
-from .query import Manager, Q, QuerySet
+from .query import F, Manager, Q, QuerySet
 from .session import Session, Transaction, current_session
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "DateTime",
     "DoesNotExist",
     "Error",
+    "F",
     "Field",
     "FieldError",
     "Float",

@@ -14,6 +14,7 @@ takes a pooled connection of its own.
 
 from __future__ import annotations
 
+import decimal
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
@@ -27,11 +28,82 @@ if TYPE_CHECKING:
     from .models import Model
     from .session import Session
 
-__all__ = ["Manager", "Q", "QuerySet"]
+__all__ = ["F", "Manager", "Q", "QuerySet"]
 
 M = TypeVar("M", bound="Model")
 
 _STREAM_CHUNK = 500
+
+
+class F:
+    """A field's value in the row being updated, for updates the database computes::
+
+        Account.objects.filter(id=1).update(balance=F("balance") - 10)
+
+    Unlike reading, subtracting and saving, this loses no concurrent change. Combine with
+    numbers and other ``F`` by ``+``, ``-``, ``*`` and ``/``.
+    """
+
+    __slots__ = ("_tree",)
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"F() takes a field name, not {type(name).__name__}")
+        self._tree: tuple[Any, ...] = ("field", name)
+
+    @classmethod
+    def _node(cls, tree: tuple[Any, ...]) -> F:
+        f = cls.__new__(cls)
+        f._tree = tree
+        return f
+
+    def _op(self, op: str, other: F | float | int | decimal.Decimal, reflected: bool = False) -> F:
+        if not isinstance(other, (F, int, float, decimal.Decimal)) or isinstance(other, bool):
+            return NotImplemented
+        them = other._tree if isinstance(other, F) else ("value", other)
+        return F._node(("op", op, them, self._tree) if reflected else ("op", op, self._tree, them))
+
+    def __add__(self, other: F | float | int | decimal.Decimal) -> F:
+        return self._op("+", other)
+
+    def __radd__(self, other: float | int | decimal.Decimal) -> F:
+        return self._op("+", other, reflected=True)
+
+    def __sub__(self, other: F | float | int | decimal.Decimal) -> F:
+        return self._op("-", other)
+
+    def __rsub__(self, other: float | int | decimal.Decimal) -> F:
+        return self._op("-", other, reflected=True)
+
+    def __mul__(self, other: F | float | int | decimal.Decimal) -> F:
+        return self._op("*", other)
+
+    def __rmul__(self, other: float | int | decimal.Decimal) -> F:
+        return self._op("*", other, reflected=True)
+
+    def __truediv__(self, other: F | float | int | decimal.Decimal) -> F:
+        return self._op("/", other)
+
+    def __rtruediv__(self, other: float | int | decimal.Decimal) -> F:
+        return self._op("/", other, reflected=True)
+
+    def __repr__(self) -> str:
+        def show(tree: tuple[Any, ...]) -> str:
+            if tree[0] == "field":
+                return f"F({tree[1]!r})"
+            if tree[0] == "value":
+                return repr(tree[1])
+            return f"({show(tree[2])} {tree[1]} {show(tree[3])})"
+
+        return show(self._tree)
+
+
+def _split_exprs(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Plain values, and ``F`` expressions as the trees the core compiles."""
+    exprs = {k: v._tree for k, v in values.items() if isinstance(v, F)}
+    if not exprs:
+        return values, None
+    return {k: v for k, v in values.items() if k not in exprs}, exprs
 
 
 class Q:
@@ -307,17 +379,18 @@ class QuerySet(Generic[M]):
         return op
 
     async def update(self, **values: Any) -> int:
-        """Sets ``values`` on every matching row; returns how many rows changed."""
+        """Sets ``values`` on every matching row; returns how many rows changed. A value
+        may be computed by the database from the row: ``balance=F("balance") - 10``."""
         target, _, session = self._scope()
         if session is not None:
             await session._autoflush()
-        return await self._query.update(target, values)  # type: ignore[no-any-return]
+        return await self._query.update(target, *_split_exprs(values))  # type: ignore[no-any-return]
 
     def update_sync(self, **values: Any) -> int:
         target, _, session = self._scope()
         if session is not None:
             session._autoflush_sync()
-        return self._query.update(target, values).wait_sync()  # type: ignore[no-any-return]
+        return self._query.update(target, *_split_exprs(values)).wait_sync()  # type: ignore[no-any-return]
 
     async def delete(self) -> int:
         """Deletes every matching row; returns how many."""

@@ -264,6 +264,36 @@ async fn update_and_delete_by_query() {
     cleanup(schema).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_computed_from_the_row_lose_no_concurrent_change() {
+    for cache in [true, false] {
+        let (pool, schema) = db_with(|b| b.statement_cache(cache).max_connections(5)).await;
+        seed(&pool).await;
+        let bob = || User::query().filter(User::name().eq("bob"));
+        // 40 concurrent increments of one row: each reads the row as it updates it.
+        let one_row = bob();
+        let increments = (0..40).map(|_| one_row.update(&pool, vec![User::rank().set(User::rank() + 1)]));
+        assert!(try_join_all(increments).await.unwrap().iter().all(|&n| n == 1));
+        assert_eq!(bob().one(&pool).await.unwrap().rank, 41, "cache {cache}");
+        // Columns and values combine; other rows keep their own values.
+        let changed = User::query()
+            .filter(User::is_active().eq(true))
+            .update(
+                &pool,
+                vec![User::rank().set(User::rank() * 2 - User::rank() / 2), User::email().set(None::<String>)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 3);
+        let mut ranks: Vec<(String, i32)> =
+            User::query().all(&pool).await.unwrap().into_iter().map(|u| (u.name, u.rank)).collect();
+        ranks.sort();
+        let expected = [(r"50%_off\deal", 4 * 2 - 2), ("alice", 3 * 2 - 1), ("bob", 41 * 2 - 20), ("carol", 2)];
+        assert_eq!(ranks, expected.map(|(n, r)| (n.to_owned(), r)), "cache {cache}");
+        cleanup(schema).await;
+    }
+}
+
 #[tokio::test]
 async fn a_transaction_spans_many_model_queries() {
     let (pool, schema) = db().await;
