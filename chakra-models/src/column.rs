@@ -183,6 +183,11 @@ impl<M, T> ToOperand<T> for Computed<M, T> {
 }
 
 /// Column types arithmetic applies to.
+#[diagnostic::on_unimplemented(
+    message = "arithmetic in an update applies to numeric columns, and `{Self}` is not numeric",
+    label = "not a numeric column",
+    note = "numeric columns are i16, i32, i64, f32, f64 and Decimal (or Option of these)"
+)]
 pub trait Numeric {}
 
 impl Numeric for i16 {}

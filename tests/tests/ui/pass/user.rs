@@ -19,4 +19,6 @@ fn main() {
     assert_eq!(User::TABLE, "users");
     assert_eq!(User::FIELDS[User::PRIMARY_KEY].name, "id");
     assert!(User::FIELDS[User::PRIMARY_KEY].generated);
+    // Updates computed from the row, on numeric columns, with values and columns.
+    let _set: chakra::models::Assignment = User::id().set(User::id() * 2 - User::id() / 3 + 1_i64);
 }
