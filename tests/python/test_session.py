@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -324,6 +325,50 @@ async def test_f_expressions_update_from_the_row_and_lose_no_concurrent_change()
         await one.update(balance=F("blance") + 1)
     with pytest.raises(TypeError):
         F("balance") + "1"  # type: ignore[operator]
+
+
+async def test_get_or_create_finds_creates_and_survives_a_concurrent_creator() -> None:
+    await chakra.execute("CREATE UNIQUE INDEX sess_accounts_owner ON sess_accounts (owner)")
+    ann, created = await Account.objects.get_or_create(owner="ann", defaults={"balance": 1})
+    assert (ann.id, ann.balance, created) == (1, 100, False)
+    cid, created = await Account.objects.get_or_create(owner="cid", defaults={"balance": lambda: 7})
+    assert (cid.owner, cid.balance, created) == ("cid", 7, True) and cid.id is not None
+    # Ten tasks race to create the same row: one creates it, the rest get it.
+    results = await asyncio.gather(*(Account.objects.get_or_create(owner="dee") for _ in range(10)))
+    assert sorted(created for _, created in results) == [False] * 9 + [True]
+    assert len({obj.id for obj, _ in results}) == 1
+    assert await Account.objects.filter(owner="dee").count() == 1
+
+    # In a session the insert is a savepoint: a lost race leaves its transaction usable.
+    async with Session() as session:
+        session.add(Account(owner="eve", balance=5))
+        await session.flush()  # the session's transaction is open now
+        loser = Account.objects.filter(balance__gte=0)
+        real_get = type(loser).get
+        calls = 0
+
+        async def get_missing_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # as if another transaction created "ann" just after this read
+                raise Account.DoesNotExist()
+            return await real_get(self, *args, **kwargs)
+
+        type(loser).get = get_missing_once  # type: ignore[method-assign]
+        try:
+            again, created = await loser.get_or_create(owner="ann")
+        finally:
+            type(loser).get = real_get  # type: ignore[method-assign]
+        assert (again.id, created, calls) == (1, False, 2)
+        assert await session.fetchval("SELECT count(*) FROM sess_accounts WHERE owner = 'eve'") == 1
+        await session.commit()
+    assert await Account.objects.filter(owner="eve").exists()
+
+    ben, created = Account.objects.get_or_create_sync(pk=2)
+    assert (ben.owner, created) == ("ben", False)
+    with pytest.raises(chakra.IntegrityError):
+        # No row has id 99, and the insert fails on another constraint: raised as it is.
+        Account.objects.get_or_create_sync(pk=99, defaults={"owner": "ann"})
 
 
 async def test_cancelled_task_mid_query_in_a_session() -> None:

@@ -2,8 +2,8 @@
 objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
-``get``, ``count``, ``exists``, ``create``, ``update``, ``delete``, ``bulk_create``,
-``values``, ``values_list``, ``stream``. Each has a blocking ``_sync`` twin. The query's
+``get``, ``count``, ``exists``, ``create``, ``get_or_create``, ``update``, ``delete``,
+``bulk_create``, ``values``, ``values_list``, ``stream``. Each has a blocking ``_sync`` twin. The query's
 state is the Rust core's query AST; field and lookup names are checked when ``filter`` is
 called, so a typo raises :class:`~chakra.FieldError` before any SQL exists.
 
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _core
 from .database import default_database
+from .errors import IntegrityError
 from .session import current_session
 
 if TYPE_CHECKING:
@@ -96,6 +97,15 @@ class F:
             return f"({show(tree[2])} {tree[1]} {show(tree[3])})"
 
         return show(self._tree)
+
+
+def _create_values(model: type[Model], lookups: dict[str, Any], defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """A new row's values for ``get_or_create``: the exact lookups (``pk`` as the primary
+    key's name), then the defaults."""
+    pk = model._meta.pk
+    values = {(pk.name if k == "pk" and pk is not None else k): v for k, v in lookups.items() if "__" not in k}
+    values.update({k: v() if callable(v) else v for k, v in (defaults or {}).items()})
+    return values
 
 
 def _split_exprs(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -249,10 +259,17 @@ class QuerySet(Generic[M]):
 
     # ------------------------------------------------------------------ where it runs
 
-    def _scope(self) -> tuple[Any, dict[Any, Any] | None, Session | None]:
-        """The target to run on, the session's identity map for the model, the session."""
+    def _session(self) -> Session | None:
+        """The session this queryset runs in: the caller's, unless it names another database."""
         session = current_session()
         if session is not None and (self._db is None or self._db is session.database):
+            return session
+        return None
+
+    def _scope(self) -> tuple[Any, dict[Any, Any] | None, Session | None]:
+        """The target to run on, the session's identity map for the model, the session."""
+        session = self._session()
+        if session is not None:
             return session._handle(), session._identity_map(self._model), session
         return (self._db or default_database())._core, None, None
 
@@ -352,6 +369,50 @@ class QuerySet(Generic[M]):
         obj = self._model(**values)
         self._insert_op([obj]).wait_sync()
         return obj
+
+    async def get_or_create(self, defaults: dict[str, Any] | None = None, **lookups: Any) -> tuple[M, bool]:
+        """The one row matching ``lookups`` and ``False``; if there is none, a new row made
+        of ``lookups`` (those without ``__``) and ``defaults`` (callables are called) and
+        ``True``. As in Django, a unique constraint over ``lookups`` makes it safe against a
+        concurrent creator: its row is returned instead of the insert's ``IntegrityError``.
+        In a session the insert is a savepoint of the session's transaction (with none
+        open, a transaction of its own, committed at once, as Django's autocommit)."""
+        try:
+            return await self.get(**lookups), False
+        except self._model.DoesNotExist:
+            pass
+        values = _create_values(self._model, lookups, defaults)
+        session = self._session()
+        try:
+            if session is None:
+                return await self.create(**values), True
+            async with session.begin():
+                return await self.create(**values), True
+        except IntegrityError:
+            try:
+                return await self.get(**lookups), False
+            except self._model.DoesNotExist:
+                pass
+            raise
+
+    def get_or_create_sync(self, defaults: dict[str, Any] | None = None, **lookups: Any) -> tuple[M, bool]:
+        try:
+            return self.get_sync(**lookups), False
+        except self._model.DoesNotExist:
+            pass
+        values = _create_values(self._model, lookups, defaults)
+        session = self._session()
+        try:
+            if session is None:
+                return self.create_sync(**values), True
+            with session.begin():
+                return self.create_sync(**values), True
+        except IntegrityError:
+            try:
+                return self.get_sync(**lookups), False
+            except self._model.DoesNotExist:
+                pass
+            raise
 
     async def bulk_create(self, objs: Iterable[M]) -> list[M]:
         """Inserts many rows in one statement (one array per column); fills in their
