@@ -3,9 +3,10 @@ objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
 ``get``, ``count``, ``exists``, ``create``, ``get_or_create``, ``update``, ``delete``,
-``bulk_create``, ``values``, ``values_list``, ``stream``. Each has a blocking ``_sync`` twin. The query's
-state is the Rust core's query AST; field and lookup names are checked when ``filter`` is
-called, so a typo raises :class:`~chakra.FieldError` before any SQL exists.
+``bulk_create``, ``values``, ``values_list``, ``stream``. Each has a blocking ``_sync``
+twin. The query's state is the Rust core's query AST; field and lookup names are checked
+when ``filter`` is called, so a typo raises :class:`~chakra.FieldError` before any SQL
+exists.
 
 Inside a session's scope (``async with Session():``) every query runs on the session's
 connection and returns the session's instances (one object per row); elsewhere each query
