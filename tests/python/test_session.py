@@ -371,6 +371,46 @@ async def test_get_or_create_finds_creates_and_survives_a_concurrent_creator() -
         Account.objects.get_or_create_sync(pk=99, defaults={"owner": "ann"})
 
 
+async def test_update_or_create_updates_under_the_rows_lock_or_creates() -> None:
+    await chakra.execute("CREATE UNIQUE INDEX sess_accounts_owner ON sess_accounts (owner)")
+    ann, created = await Account.objects.update_or_create(owner="ann", defaults={"note": "vip"})
+    assert (ann.id, ann.note, created) == (1, "vip", False)
+    assert (await Account.objects.get(id=1)).note == "vip"  # saved, outside any session
+    cid, created = await Account.objects.update_or_create(
+        owner="cid", defaults={"note": "updated"}, create_defaults={"note": "new", "balance": 3}
+    )
+    assert (cid.note, cid.balance, created) == ("new", 3, True)
+    # It takes the row's lock: it waits for a transaction holding it, then saves.
+    async def elsewhere() -> tuple[Account, bool]:
+        async with Session():  # not the holder's: a task inherits its creator's session
+            return await Account.objects.update_or_create(owner="ben", defaults={"note": "after"})
+
+    async with Session() as holder, holder.begin():
+        # FOR KEY SHARE holds back FOR UPDATE, though not a plain UPDATE of the row.
+        await holder.fetch("SELECT 1 FROM sess_accounts WHERE owner = 'ben' FOR KEY SHARE")
+        waiting = asyncio.ensure_future(elsewhere())
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "update_or_create reads the row with FOR UPDATE"
+    ben, created = await waiting
+    assert (ben.note, created) == ("after", False)
+    # Concurrent calls for a missing row: one creates it, the others update that row.
+    results = await asyncio.gather(
+        *(Account.objects.update_or_create(owner="eve", defaults={"note": f"t{i}"}) for i in range(8))
+    )
+    assert sorted(created for _, created in results) == [False] * 7 + [True]
+    assert len({obj.id for obj, _ in results}) == 1
+    assert (await Account.objects.get(owner="eve")).note.startswith("t")
+    # In a session: part of its transaction, undone with it.
+    with pytest.raises(RuntimeError):
+        async with Session():
+            ann, _ = await Account.objects.update_or_create(owner="ann", defaults={"balance": 0})
+            assert await Account.objects.filter(owner="ann", balance=0).exists()  # saved in the transaction
+            raise RuntimeError("abandon the session")
+    assert (await Account.objects.get(id=1)).balance == 100
+    dee, created = Account.objects.update_or_create_sync(owner="dee", defaults={"balance": lambda: 9})
+    assert (dee.balance, created) == (9, True)
+
+
 async def test_cancelled_task_mid_query_in_a_session() -> None:
     async def slow() -> None:
         async with Session() as session:

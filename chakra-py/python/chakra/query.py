@@ -2,11 +2,11 @@
 objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
-``get``, ``count``, ``exists``, ``create``, ``get_or_create``, ``update``, ``delete``,
-``bulk_create``, ``values``, ``values_list``, ``stream``. Each has a blocking ``_sync``
-twin. The query's state is the Rust core's query AST; field and lookup names are checked
-when ``filter`` is called, so a typo raises :class:`~chakra.FieldError` before any SQL
-exists.
+``get``, ``count``, ``exists``, ``create``, ``get_or_create``, ``update_or_create``,
+``update``, ``delete``, ``bulk_create``, ``values``, ``values_list``, ``stream``. Each has
+a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
+lookup names are checked when ``filter`` is called, so a typo raises
+:class:`~chakra.FieldError` before any SQL exists.
 
 Inside a session's scope (``async with Session():``) every query runs on the session's
 connection and returns the session's instances (one object per row); elsewhere each query
@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from . import _core
 from .database import default_database
 from .errors import IntegrityError
-from .session import current_session
+from .session import Session, current_session
 
 if TYPE_CHECKING:
     from .database import Database
     from .models import Model
-    from .session import Session
 
 __all__ = ["F", "Manager", "Q", "QuerySet"]
 
@@ -107,6 +106,12 @@ def _create_values(model: type[Model], lookups: dict[str, Any], defaults: dict[s
     values = {(pk.name if k == "pk" and pk is not None else k): v for k, v in lookups.items() if "__" not in k}
     values.update({k: v() if callable(v) else v for k, v in (defaults or {}).items()})
     return values
+
+
+def _assign(obj: Model, values: dict[str, Any] | None) -> None:
+    """Sets ``values`` (callables called) on ``obj``, for its session to save."""
+    for name, value in (values or {}).items():
+        setattr(obj, name, value() if callable(value) else value)
 
 
 def _split_exprs(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -414,6 +419,46 @@ class QuerySet(Generic[M]):
             except self._model.DoesNotExist:
                 pass
             raise
+
+    async def update_or_create(
+        self,
+        defaults: dict[str, Any] | None = None,
+        create_defaults: dict[str, Any] | None = None,
+        **lookups: Any,
+    ) -> tuple[M, bool]:
+        """As Django's: the row matching ``lookups``, locked (``select_for_update``), with
+        ``defaults`` set on it and saved, and ``False``; if there is none, a new row made as
+        :meth:`get_or_create` makes it (``create_defaults``, else ``defaults``), and
+        ``True``. Concurrent calls for one row take turns on its lock. In a session it is
+        part of the session's transaction (the locking read begins it; the lock holds until
+        it ends); elsewhere it runs in a session of its own, committed at once."""
+        session = self._session()
+        if session is None:
+            async with Session(self._db or default_database()):
+                return await self.update_or_create(defaults, create_defaults, **lookups)
+        found = self.select_for_update()
+        obj, created = await found.get_or_create(defaults if create_defaults is None else create_defaults, **lookups)
+        if not created:
+            _assign(obj, defaults)
+            await session.flush()
+        return obj, created
+
+    def update_or_create_sync(
+        self,
+        defaults: dict[str, Any] | None = None,
+        create_defaults: dict[str, Any] | None = None,
+        **lookups: Any,
+    ) -> tuple[M, bool]:
+        session = self._session()
+        if session is None:
+            with Session(self._db or default_database()):
+                return self.update_or_create_sync(defaults, create_defaults, **lookups)
+        found = self.select_for_update()
+        obj, created = found.get_or_create_sync(defaults if create_defaults is None else create_defaults, **lookups)
+        if not created:
+            _assign(obj, defaults)
+            session.flush_sync()
+        return obj, created
 
     async def bulk_create(self, objs: Iterable[M]) -> list[M]:
         """Inserts many rows in one statement (one array per column); fills in their
