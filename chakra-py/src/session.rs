@@ -151,6 +151,19 @@ impl SessionHandle {
         op(async move { inner.begin().await }, |py, depth| Ok(depth.into_pyobject(py)?.into_any().unbind()))
     }
 
+    /// Begins the session's transaction if none is open, as its first write would (in a
+    /// session that begins one on its own); resolves to the depth.
+    fn autobegin(&self) -> Op {
+        let inner = self.inner.clone();
+        op(
+            async move {
+                inner.handle(true).await?;
+                Ok(inner.depth())
+            },
+            |py, depth| Ok(depth.into_pyobject(py)?.into_any().unbind()),
+        )
+    }
+
     /// Commits every level above `depth` (0: the whole transaction).
     #[pyo3(signature = (depth = 0))]
     fn commit(&self, depth: usize) -> Op {

@@ -364,6 +364,14 @@ async def test_get_or_create_finds_creates_and_survives_a_concurrent_creator() -
         await session.commit()
     assert await Account.objects.filter(owner="eve").exists()
 
+    # In a fresh session the new row belongs to the session's transaction, undone with it.
+    with pytest.raises(RuntimeError):
+        async with Session():
+            _, created = await Account.objects.get_or_create(owner="fay")
+            assert created
+            raise RuntimeError("abandon the session")
+    assert not await Account.objects.filter(owner="fay").exists()
+
     ben, created = Account.objects.get_or_create_sync(pk=2)
     assert (ben.owner, created) == ("ben", False)
     with pytest.raises(chakra.IntegrityError):

@@ -381,8 +381,8 @@ class QuerySet(Generic[M]):
         of ``lookups`` (those without ``__``) and ``defaults`` (callables are called) and
         ``True``. As in Django, a unique constraint over ``lookups`` makes it safe against a
         concurrent creator: its row is returned instead of the insert's ``IntegrityError``.
-        In a session the insert is a savepoint of the session's transaction (with none
-        open, a transaction of its own, committed at once, as Django's autocommit)."""
+        In a session the insert is part of the session's transaction (begun if need be),
+        inside a savepoint, so a lost race leaves that transaction usable."""
         try:
             return await self.get(**lookups), False
         except self._model.DoesNotExist:
@@ -392,6 +392,7 @@ class QuerySet(Generic[M]):
         try:
             if session is None:
                 return await self.create(**values), True
+            await session._autobegin()
             async with session.begin():
                 return await self.create(**values), True
         except IntegrityError:
@@ -411,6 +412,7 @@ class QuerySet(Generic[M]):
         try:
             if session is None:
                 return self.create_sync(**values), True
+            session._autobegin_sync()
             with session.begin():
                 return self.create_sync(**values), True
         except IntegrityError:
