@@ -344,21 +344,21 @@ async def test_get_or_create_finds_creates_and_survives_a_concurrent_creator() -
         session.add(Account(owner="eve", balance=5))
         await session.flush()  # the session's transaction is open now
         loser = Account.objects.filter(balance__gte=0)
-        real_get = type(loser).get
+        real_get = chakra.QuerySet._get_steps
         calls = 0
 
-        async def get_missing_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def missing_once(self: Any, lookups: dict[str, Any]) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:  # as if another transaction created "ann" just after this read
-                raise Account.DoesNotExist()
-            return await real_get(self, *args, **kwargs)
+                return None
+            return (yield from real_get(self, lookups))
 
-        type(loser).get = get_missing_once  # type: ignore[method-assign]
+        chakra.QuerySet._get_steps = missing_once  # type: ignore[method-assign]
         try:
             again, created = await loser.get_or_create(owner="ann")
         finally:
-            type(loser).get = real_get  # type: ignore[method-assign]
+            chakra.QuerySet._get_steps = real_get  # type: ignore[method-assign]
         assert (again.id, created, calls) == (1, False, 2)
         assert await session.fetchval("SELECT count(*) FROM sess_accounts WHERE owner = 'eve'") == 1
         await session.commit()

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _core
+from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from .errors import IntegrityError
 from .session import Session, current_session
@@ -383,44 +384,10 @@ class QuerySet(Generic[M]):
         concurrent creator: its row is returned instead of the insert's ``IntegrityError``.
         In a session the insert is part of the session's transaction (begun if need be),
         inside a savepoint, so a lost race leaves that transaction usable."""
-        try:
-            return await self.get(**lookups), False
-        except self._model.DoesNotExist:
-            pass
-        values = _create_values(self._model, lookups, defaults)
-        session = self._session()
-        try:
-            if session is None:
-                return await self.create(**values), True
-            await session._autobegin()
-            async with session.begin():
-                return await self.create(**values), True
-        except IntegrityError:
-            try:
-                return await self.get(**lookups), False
-            except self._model.DoesNotExist:
-                pass
-            raise
+        return await run_async(self._get_or_create_steps(defaults, lookups))
 
     def get_or_create_sync(self, defaults: dict[str, Any] | None = None, **lookups: Any) -> tuple[M, bool]:
-        try:
-            return self.get_sync(**lookups), False
-        except self._model.DoesNotExist:
-            pass
-        values = _create_values(self._model, lookups, defaults)
-        session = self._session()
-        try:
-            if session is None:
-                return self.create_sync(**values), True
-            session._autobegin_sync()
-            with session.begin():
-                return self.create_sync(**values), True
-        except IntegrityError:
-            try:
-                return self.get_sync(**lookups), False
-            except self._model.DoesNotExist:
-                pass
-            raise
+        return run_sync(self._get_or_create_steps(defaults, lookups))
 
     async def update_or_create(
         self,
@@ -434,16 +401,10 @@ class QuerySet(Generic[M]):
         ``True``. Concurrent calls for one row take turns on its lock. In a session it is
         part of the session's transaction (the locking read begins it; the lock holds until
         it ends); elsewhere it runs in a session of its own, committed at once."""
-        session = self._session()
-        if session is None:
+        if self._session() is None:
             async with Session(self._db or default_database()):
                 return await self.update_or_create(defaults, create_defaults, **lookups)
-        found = self.select_for_update()
-        obj, created = await found.get_or_create(defaults if create_defaults is None else create_defaults, **lookups)
-        if not created:
-            _assign(obj, defaults)
-            await session.flush()
-        return obj, created
+        return await run_async(self._update_or_create_steps(defaults, create_defaults, lookups))
 
     def update_or_create_sync(
         self,
@@ -451,15 +412,62 @@ class QuerySet(Generic[M]):
         create_defaults: dict[str, Any] | None = None,
         **lookups: Any,
     ) -> tuple[M, bool]:
-        session = self._session()
-        if session is None:
+        if self._session() is None:
             with Session(self._db or default_database()):
                 return self.update_or_create_sync(defaults, create_defaults, **lookups)
-        found = self.select_for_update()
-        obj, created = found.get_or_create_sync(defaults if create_defaults is None else create_defaults, **lookups)
+        return run_sync(self._update_or_create_steps(defaults, create_defaults, lookups))
+
+    def _get_steps(self, lookups: dict[str, Any]) -> Steps[M | None]:
+        """``get``'s steps, with ``None`` for no row."""
+        target, identity, session = self._scope()
+        if session is not None and session._needs_flush():
+            yield from session._flush_steps()
+        try:
+            found: M | None = yield self._get_op((), lookups, target, identity)
+        except self._model.DoesNotExist:
+            return None
+        return found
+
+    def _get_or_create_steps(self, defaults: dict[str, Any] | None, lookups: dict[str, Any]) -> Steps[tuple[M, bool]]:
+        found = yield from self._get_steps(lookups)
+        if found is not None:
+            return found, False
+        obj = self._model(**_create_values(self._model, lookups, defaults))
+        session = self._session()
+        try:
+            if session is None:
+                yield self._insert_op([obj])
+                return obj, True
+            # The session's transaction (begun as a write would), and a savepoint in it.
+            yield session._handle().autobegin()
+            session._sync_levels()
+            savepoint = yield from session.begin()._start_steps()
+            try:
+                yield self._insert_op([obj])
+            except BaseException:
+                try:
+                    yield from savepoint._rollback_steps()
+                except Exception:  # noqa: BLE001 - the insert's error is the one to report
+                    pass
+                raise
+            yield from savepoint._commit_steps()
+            return obj, True
+        except IntegrityError as lost:
+            found = yield from self._get_steps(lookups)
+            if found is None:
+                raise lost
+            return found, False
+
+    def _update_or_create_steps(
+        self, defaults: dict[str, Any] | None, create_defaults: dict[str, Any] | None, lookups: dict[str, Any]
+    ) -> Steps[tuple[M, bool]]:
+        session = self._session()
+        assert session is not None, "update_or_create runs in a session"
+        creating = defaults if create_defaults is None else create_defaults
+        obj, created = yield from self.select_for_update()._get_or_create_steps(creating, lookups)
         if not created:
             _assign(obj, defaults)
-            session.flush_sync()
+            yield from session._flush_steps()
         return obj, created
 
     async def bulk_create(self, objs: Iterable[M]) -> list[M]:
