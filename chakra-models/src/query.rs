@@ -91,8 +91,8 @@ impl<M: Model> Query<M> {
 
     /// Locks the matching rows until the transaction ends (`SELECT … FOR UPDATE`), so no
     /// other transaction changes them between this read and this transaction's writes.
-    /// Runs only in a transaction (or a session that has begun one); on the pool it is a
-    /// `Usage` error, since the locks would be released at once.
+    /// Run it on a transaction: on the pool it is a `Usage` error, since the locks would be
+    /// released at once (on a session outside a transaction they last one statement).
     pub fn for_update(self) -> Self {
         self.lock(RowLock::update())
     }

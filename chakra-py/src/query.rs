@@ -29,6 +29,15 @@ fn field_error(py: Python<'_>, message: String) -> PyErr {
     errors::new(py, "FieldError", message)
 }
 
+/// The index of the field `name` (or `pk`); an unknown one is a `FieldError` that says
+/// what the model has.
+fn field_index(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<usize> {
+    schema.index_of(name).ok_or_else(|| {
+        let message = lookup::field(&schema.fields, &schema.table, name).err().map(|e| e.message().to_owned());
+        field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))
+    })
+}
+
 /// The value a lookup compares with, converted by the field's type.
 fn lookup_value(
     py: Python<'_>,
@@ -368,12 +377,7 @@ impl Query {
         if values.is_empty() && exprs.is_empty() {
             return Err(field_error(py, "update() needs at least one field=value".into()));
         }
-        let field_of = |name: &str| {
-            schema.index_of(name).ok_or_else(|| {
-                let message = lookup::field(&schema.fields, &schema.table, name).err().map(|e| e.message().to_owned());
-                field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))
-            })
-        };
+        let field_of = |name: &str| field_index(py, schema, name);
         let mut set = Vec::with_capacity(values.len() + exprs.len());
         for (key, value) in values.iter() {
             let field = field_of(&key.extract::<String>()?)?;
@@ -415,16 +419,7 @@ impl Query {
         let indices: Vec<usize> = if fields.is_empty() {
             (0..schema.fields.len()).collect()
         } else {
-            fields
-                .iter()
-                .map(|name| {
-                    schema.index_of(name).ok_or_else(|| {
-                        let message =
-                            lookup::field(&schema.fields, &schema.table, name).err().map(|e| e.message().to_owned());
-                        field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))
-                    })
-                })
-                .collect::<PyResult<_>>()?
+            fields.iter().map(|name| field_index(py, schema, name)).collect::<PyResult<_>>()?
         };
         if shape == "flat" && indices.len() != 1 {
             return Err(field_error(py, "values_list(flat=True) needs exactly one field".into()));

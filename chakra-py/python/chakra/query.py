@@ -105,14 +105,19 @@ def _create_values(model: type[Model], lookups: dict[str, Any], defaults: dict[s
     key's name), then the defaults."""
     pk = model._meta.pk
     values = {(pk.name if k == "pk" and pk is not None else k): v for k, v in lookups.items() if "__" not in k}
-    values.update({k: v() if callable(v) else v for k, v in (defaults or {}).items()})
+    values.update(_called(defaults))
     return values
 
 
 def _assign(obj: Model, values: dict[str, Any] | None) -> None:
     """Sets ``values`` (callables called) on ``obj``, for its session to save."""
-    for name, value in (values or {}).items():
-        setattr(obj, name, value() if callable(value) else value)
+    for name, value in _called(values).items():
+        setattr(obj, name, value)
+
+
+def _called(defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """``defaults`` with each callable value replaced by what calling it returns."""
+    return {k: v() if callable(v) else v for k, v in (defaults or {}).items()}
 
 
 def _split_exprs(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -439,8 +444,7 @@ class QuerySet(Generic[M]):
                 yield self._insert_op([obj])
                 return obj, True
             # The session's transaction (begun as a write would), and a savepoint in it.
-            yield session._handle().autobegin()
-            session._sync_levels()
+            yield from session._autobegin_steps()
             savepoint = yield from session.begin()._start_steps()
             try:
                 yield self._insert_op([obj])

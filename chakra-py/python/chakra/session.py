@@ -304,13 +304,9 @@ class Session(_RawQueries):
         while len(self._levels) < depth:
             self._levels.append({})
 
-    async def _autobegin(self) -> None:
+    def _autobegin_steps(self) -> Steps[None]:
         """Begins the session's transaction if none is open, as its first write would."""
-        await self._handle().autobegin()
-        self._sync_levels()
-
-    def _autobegin_sync(self) -> None:
-        self._handle().autobegin().wait_sync()
+        yield self._handle().autobegin()
         self._sync_levels()
 
     async def _autoflush(self) -> None:
