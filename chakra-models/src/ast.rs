@@ -8,7 +8,7 @@ use chakra_service::Value;
 /// A column or table name as written in the schema; quoted by the dialect, never by hand.
 pub type Ident = Cow<'static, str>;
 
-/// Comparison operators between a column and a value.
+/// Comparison operators between a column and a value or another column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompareOp {
     Eq,
@@ -32,11 +32,14 @@ pub enum TextMatch {
 /// A boolean condition on a row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// `column <op> value`; comparing with `NULL` means `IS [NOT] NULL` (`Eq`/`Ne`).
+    /// `column <op> value`, where the value may be another column of the row or
+    /// arithmetic on its columns (`balance < limit * 2`); comparing with a `NULL` value
+    /// means `IS [NOT] NULL` (`Eq`/`Ne`), while a column that is `NULL` compares unknown,
+    /// as in SQL.
     Compare {
         column: Ident,
         op: CompareOp,
-        value: Value,
+        value: Operand,
     },
     /// `column` is one of `values` (`false` for an empty list).
     In {
@@ -183,6 +186,49 @@ pub enum Projection {
     Count,
     /// Whether any row matches.
     Exists,
+    /// One row: the [`Select::aggregates`] over the matching rows.
+    Aggregates,
+}
+
+/// An aggregate over the selected rows: `sum("balance")`, `count(DISTINCT "city")`, ….
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    pub function: AggregateFn,
+    /// The column aggregated; `None` counts rows (`count(*)`).
+    pub column: Option<Ident>,
+    /// Over the distinct values only.
+    pub distinct: bool,
+}
+
+/// The functions of an [`Aggregate`]. Each skips `NULL`s, and all but `Count` are `NULL`
+/// over no values (SQL's rules, which Django and SQLAlchemy keep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFn {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl AggregateFn {
+    /// The SQL function's name.
+    pub fn sql(self) -> &'static str {
+        match self {
+            AggregateFn::Count => "count",
+            AggregateFn::Sum => "sum",
+            AggregateFn::Avg => "avg",
+            AggregateFn::Min => "min",
+            AggregateFn::Max => "max",
+        }
+    }
+}
+
+impl Aggregate {
+    /// `function(column)`.
+    pub fn new(function: AggregateFn, column: impl Into<Ident>) -> Self {
+        Aggregate { function, column: Some(column.into()), distinct: false }
+    }
 }
 
 /// The rows a `SELECT` locks until its transaction ends, and how it treats rows another
@@ -262,6 +308,10 @@ pub struct Select {
     pub offset: Option<u64>,
     /// Rows locked until the transaction ends; such a query runs only inside one.
     pub lock: Option<RowLock>,
+    /// `SELECT DISTINCT`: each combination of the columns' values once.
+    pub distinct: bool,
+    /// What [`Projection::Aggregates`] computes, in order.
+    pub aggregates: Vec<Aggregate>,
 }
 
 impl Select {
@@ -286,9 +336,10 @@ pub struct Assignment {
     pub value: Operand,
 }
 
-/// A column's new value: a value, or arithmetic on the row's own columns (`balance - 10`),
-/// which the database computes from the row as it updates it, so concurrent updates do
-/// not overwrite each other's changes.
+/// A value, a column of the row, or arithmetic on the row's columns (`balance - 10`). In
+/// an update the database computes it from the row as it updates it, so concurrent
+/// updates do not overwrite each other's changes; in a condition it compares a row's
+/// columns with each other.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operand {
     Value(Value),

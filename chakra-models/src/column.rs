@@ -2,12 +2,15 @@
 
 use std::marker::PhantomData;
 
-use chakra_service::Value;
+use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chakra_service::rust_decimal::Decimal;
+use chakra_service::{FromSqlOwned, Value};
 
 use crate::ast::{ArithOp, Assignment, CompareOp, Expr, Operand, Order, Pattern, TextMatch};
 
 /// A column of model `M` holding values of type `T`; the derive generates one accessor
-/// per field. Values are taken as `impl Into<Value>`, like SeaORM's columns.
+/// per field. Values are taken as `impl Into<Value>`, like SeaORM's columns; comparisons
+/// and updates also take another column of the same type, or arithmetic on columns.
 pub struct Column<M, T> {
     name: &'static str,
     _model: PhantomData<fn() -> (M, T)>,
@@ -38,34 +41,35 @@ impl<M, T> Column<M, T> {
         self.name
     }
 
-    fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
-        Expr::Compare { column: self.name.into(), op, value: value.into() }
+    fn compare(self, op: CompareOp, value: impl ToOperand<T>) -> Expr {
+        Expr::Compare { column: self.name.into(), op, value: value.to_operand() }
     }
 
-    /// `= value`; `eq(None)` means `IS NULL`.
-    pub fn eq(self, value: impl Into<Value>) -> Expr {
+    /// `= value`; `eq(None)` means `IS NULL`. The value may be another column, or
+    /// arithmetic on columns: `Account::balance().lt(Account::limit() * 2)`.
+    pub fn eq(self, value: impl ToOperand<T>) -> Expr {
         self.compare(CompareOp::Eq, value)
     }
 
     /// `<> value` (SQL semantics: rows where the column is `NULL` do not match); `ne(None)`
     /// means `IS NOT NULL`.
-    pub fn ne(self, value: impl Into<Value>) -> Expr {
+    pub fn ne(self, value: impl ToOperand<T>) -> Expr {
         self.compare(CompareOp::Ne, value)
     }
 
-    pub fn gt(self, value: impl Into<Value>) -> Expr {
+    pub fn gt(self, value: impl ToOperand<T>) -> Expr {
         self.compare(CompareOp::Gt, value)
     }
 
-    pub fn gte(self, value: impl Into<Value>) -> Expr {
+    pub fn gte(self, value: impl ToOperand<T>) -> Expr {
         self.compare(CompareOp::Gte, value)
     }
 
-    pub fn lt(self, value: impl Into<Value>) -> Expr {
+    pub fn lt(self, value: impl ToOperand<T>) -> Expr {
         self.compare(CompareOp::Lt, value)
     }
 
-    pub fn lte(self, value: impl Into<Value>) -> Expr {
+    pub fn lte(self, value: impl ToOperand<T>) -> Expr {
         self.compare(CompareOp::Lte, value)
     }
 
@@ -158,8 +162,9 @@ impl<M, T> std::fmt::Debug for Computed<M, T> {
     }
 }
 
-/// What can stand for a value of type `T` in an update: a value, a column of that type,
-/// or arithmetic on such columns.
+/// What can stand for a value of type `T` in a comparison or an update: a value, a column
+/// of that type (a column of `T` also stands for an `Option<T>`), or arithmetic on such
+/// columns.
 pub trait ToOperand<T> {
     fn to_operand(self) -> Operand;
 }
@@ -182,21 +187,74 @@ impl<M, T> ToOperand<T> for Computed<M, T> {
     }
 }
 
-/// Column types arithmetic applies to.
+impl<M, T> ToOperand<Option<T>> for Column<M, T> {
+    fn to_operand(self) -> Operand {
+        Operand::Column(self.name.into())
+    }
+}
+
+impl<M, T> ToOperand<Option<T>> for Computed<M, T> {
+    fn to_operand(self) -> Operand {
+        self.operand
+    }
+}
+
+/// Column types arithmetic, `sum` and `avg` apply to, with the types PostgreSQL's `sum`
+/// and `avg` of them return (wider than the column's, so they do not overflow or round).
 #[diagnostic::on_unimplemented(
-    message = "arithmetic in an update applies to numeric columns, and `{Self}` is not numeric",
+    message = "arithmetic, sum and avg apply to numeric columns, and `{Self}` is not numeric",
     label = "not a numeric column",
     note = "numeric columns are i16, i32, i64, f32, f64 and Decimal (or Option of these)"
 )]
-pub trait Numeric {}
+pub trait Numeric {
+    /// `sum`'s type: `int8` for smaller integers, `numeric` for `int8`.
+    type Sum: FromSqlOwned;
+    /// `avg`'s type: `numeric` for integers, `float8` for floats.
+    type Avg: FromSqlOwned;
+}
 
-impl Numeric for i16 {}
-impl Numeric for i32 {}
-impl Numeric for i64 {}
-impl Numeric for f32 {}
-impl Numeric for f64 {}
-impl Numeric for chakra_service::rust_decimal::Decimal {}
-impl<T: Numeric> Numeric for Option<T> {}
+macro_rules! numeric {
+    ($($t:ty => $sum:ty, $avg:ty);* $(;)?) => {$(
+        impl Numeric for $t {
+            type Sum = $sum;
+            type Avg = $avg;
+        }
+    )*};
+}
+
+numeric! {
+    i16 => i64, Decimal; i32 => i64, Decimal; i64 => Decimal, Decimal;
+    f32 => f32, f64; f64 => f64, f64; Decimal => Decimal, Decimal;
+}
+
+impl<T: Numeric> Numeric for Option<T> {
+    type Sum = T::Sum;
+    type Avg = T::Avg;
+}
+
+/// Column types PostgreSQL's `min` and `max` apply to; `Value` is the column's type
+/// without its `Option`.
+#[diagnostic::on_unimplemented(
+    message = "min and max apply to numbers, text, dates and times, and `{Self}` is none of these",
+    label = "no order for min and max"
+)]
+pub trait Ordered {
+    type Value: FromSqlOwned;
+}
+
+macro_rules! ordered {
+    ($($t:ty),*) => {$(
+        impl Ordered for $t {
+            type Value = $t;
+        }
+    )*};
+}
+
+ordered!(i16, i32, i64, f32, f64, Decimal, String, NaiveDate, NaiveTime, NaiveDateTime, DateTime<Utc>);
+
+impl<T: Ordered> Ordered for Option<T> {
+    type Value = T::Value;
+}
 
 macro_rules! arithmetic {
     ($($trait:ident $method:ident $op:ident),*) => {$(
@@ -204,7 +262,7 @@ macro_rules! arithmetic {
             type Output = Computed<M, T>;
 
             fn $method(self, rhs: R) -> Computed<M, T> {
-                Computed { operand: Operand::arith(self.to_operand(), ArithOp::$op, rhs.to_operand()), _model: PhantomData }
+                Computed { operand: Operand::arith(Operand::Column(self.name.into()), ArithOp::$op, rhs.to_operand()), _model: PhantomData }
             }
         }
 

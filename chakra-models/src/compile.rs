@@ -51,7 +51,9 @@ impl<'d> SqlWriter<'d> {
     /// Writes a condition.
     pub fn expr(&mut self, expr: &Expr) {
         match expr {
-            Expr::Compare { column, op, value: Value::Null } if matches!(op, CompareOp::Eq | CompareOp::Ne) => {
+            Expr::Compare { column, op, value: Operand::Value(Value::Null) }
+                if matches!(op, CompareOp::Eq | CompareOp::Ne) =>
+            {
                 self.ident(column);
                 self.push(if *op == CompareOp::Eq { " IS NULL" } else { " IS NOT NULL" });
             }
@@ -65,7 +67,7 @@ impl<'d> SqlWriter<'d> {
                     CompareOp::Lt => " < ",
                     CompareOp::Lte => " <= ",
                 });
-                self.param(value.clone());
+                self.operand(value);
             }
             Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
             Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
@@ -144,54 +146,103 @@ impl<'d> SqlWriter<'d> {
 /// Renders a `SELECT`.
 pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
     let mut w = SqlWriter::new(dialect);
-    let exists = select.projection == Projection::Exists;
-    if exists {
-        w.push("SELECT EXISTS (");
-    }
-    // A count of a limited or locking selection counts the rows of that selection
-    // (PostgreSQL locks no rows for an aggregate).
-    let counted = select.projection == Projection::Count
-        && (select.limit.is_some() || select.offset.is_some() || select.lock.is_some());
     match select.projection {
-        Projection::Count if counted => w.push("SELECT count(*) FROM (SELECT 1"),
-        Projection::Count => w.push("SELECT count(*)"),
-        Projection::Exists => w.push("SELECT 1"),
-        Projection::Columns => {
+        Projection::Columns => w.selection(select, Selected::Columns),
+        Projection::Exists => {
+            w.push("SELECT EXISTS (");
+            w.selection(select, Selected::One);
+            w.push(")");
+        }
+        // Counts and aggregates of a limited, locking or distinct selection are over the
+        // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
+        // over it as a subquery; of the others, over the table's matching rows.
+        Projection::Count | Projection::Aggregates => {
+            let over_selection =
+                select.limit.is_some() || select.offset.is_some() || select.lock.is_some() || select.distinct;
             w.push("SELECT ");
-            w.idents(&select.columns);
-        }
-    }
-    w.push(" FROM ");
-    w.ident(&select.table);
-    w.filter(&select.filter);
-    if !select.order.is_empty() && select.projection == Projection::Columns {
-        w.push(" ORDER BY ");
-        for (i, order) in select.order.iter().enumerate() {
-            if i > 0 {
-                w.push(", ");
+            w.aggregates(select);
+            w.push(" FROM ");
+            if over_selection {
+                w.push("(");
+                let inner = match select.projection {
+                    Projection::Count if !select.distinct => Selected::One,
+                    _ => Selected::Columns,
+                };
+                w.selection(select, inner);
+                w.push(") AS selected");
+            } else {
+                w.ident(&select.table);
+                w.filter(&select.filter);
             }
-            w.ident(&order.column);
-            w.push(if order.descending { " DESC" } else { " ASC" });
         }
-    }
-    if let Some(limit) = select.limit {
-        w.push(" LIMIT ");
-        w.param(Value::I64(i64::try_from(limit).unwrap_or(i64::MAX)));
-    }
-    if let Some(offset) = select.offset {
-        w.push(" OFFSET ");
-        w.param(Value::I64(i64::try_from(offset).unwrap_or(i64::MAX)));
-    }
-    if let Some(lock) = &select.lock {
-        dialect.write_lock(&mut w, lock);
-    }
-    if counted {
-        w.push(") AS counted");
-    }
-    if exists {
-        w.push(")");
     }
     w.finish()
+}
+
+/// What [`SqlWriter::selection`] selects.
+#[derive(Clone, Copy, PartialEq)]
+enum Selected {
+    /// The query's columns.
+    Columns,
+    /// `1` per row: for counting and `EXISTS`, which need no values.
+    One,
+}
+
+impl SqlWriter<'_> {
+    /// `SELECT [DISTINCT] … FROM table WHERE … ORDER BY … LIMIT … OFFSET … FOR …`.
+    fn selection(&mut self, select: &Select, selected: Selected) {
+        self.push(if select.distinct && selected == Selected::Columns { "SELECT DISTINCT " } else { "SELECT " });
+        match selected {
+            Selected::Columns => self.idents(&select.columns),
+            Selected::One => self.push("1"),
+        }
+        self.push(" FROM ");
+        self.ident(&select.table);
+        self.filter(&select.filter);
+        // Order only picks rows when there is a limit or offset, or returns them.
+        if !select.order.is_empty()
+            && (selected == Selected::Columns || select.limit.is_some() || select.offset.is_some())
+        {
+            self.push(" ORDER BY ");
+            for (i, order) in select.order.iter().enumerate() {
+                if i > 0 {
+                    self.push(", ");
+                }
+                self.ident(&order.column);
+                self.push(if order.descending { " DESC" } else { " ASC" });
+            }
+        }
+        if let Some(limit) = select.limit {
+            self.push(" LIMIT ");
+            self.param(Value::I64(i64::try_from(limit).unwrap_or(i64::MAX)));
+        }
+        if let Some(offset) = select.offset {
+            self.push(" OFFSET ");
+            self.param(Value::I64(i64::try_from(offset).unwrap_or(i64::MAX)));
+        }
+        if let Some(lock) = &select.lock {
+            self.dialect.write_lock(self, lock);
+        }
+    }
+
+    /// `count(*)`, or the query's aggregates separated by commas.
+    fn aggregates(&mut self, select: &Select) {
+        if select.projection == Projection::Count {
+            return self.push("count(*)");
+        }
+        for (i, aggregate) in select.aggregates.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push(aggregate.function.sql());
+            self.push(if aggregate.distinct { "(DISTINCT " } else { "(" });
+            match &aggregate.column {
+                Some(column) => self.ident(column),
+                None => self.push("*"),
+            }
+            self.push(")");
+        }
+    }
 }
 
 /// A request running `query` in `mode`: marked as needing a transaction when it locks
@@ -247,8 +298,8 @@ mod tests {
     #[test]
     fn select_quotes_every_identifier_and_numbers_parameters() {
         let mut s = Select::new("users", ["id", "order"]);
-        s.filter(Expr::Compare { column: col("name"), op: CompareOp::Eq, value: "a".into() });
-        s.filter(Expr::Compare { column: col("age"), op: CompareOp::Gte, value: 18_i64.into() });
+        s.filter(Expr::Compare { column: col("name"), op: CompareOp::Eq, value: Value::from("a").into() });
+        s.filter(Expr::Compare { column: col("age"), op: CompareOp::Gte, value: Value::from(18_i64).into() });
         s.order.push(Order { column: col("order"), descending: true });
         s.limit = Some(10);
         let st = select(&Postgres, &s);
@@ -262,7 +313,7 @@ mod tests {
     #[test]
     fn comparing_with_null_means_is_null() {
         let mut s = Select::new("t", ["id"]);
-        s.filter(Expr::Compare { column: col("email"), op: CompareOp::Eq, value: Value::Null });
+        s.filter(Expr::Compare { column: col("email"), op: CompareOp::Eq, value: Value::Null.into() });
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE "email" IS NULL"#);
     }
 
@@ -291,7 +342,11 @@ mod tests {
     #[test]
     fn exclude_keeps_rows_where_the_condition_is_unknown() {
         let mut s = Select::new("t", ["id"]);
-        s.filter(Expr::NotTrue(Box::new(Expr::Compare { column: col("a"), op: CompareOp::Eq, value: 1_i64.into() })));
+        s.filter(Expr::NotTrue(Box::new(Expr::Compare {
+            column: col("a"),
+            op: CompareOp::Eq,
+            value: Value::from(1_i64).into(),
+        })));
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE ("a" = $1) IS NOT TRUE"#);
     }
 
@@ -303,6 +358,45 @@ mod tests {
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT count(*) FROM "t" WHERE "a" IS NOT NULL"#);
         s.projection = Projection::Exists;
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT EXISTS (SELECT 1 FROM "t" WHERE "a" IS NOT NULL)"#);
+    }
+
+    #[test]
+    fn aggregates_run_over_the_table_or_over_a_limited_or_distinct_selection() {
+        use crate::ast::{Aggregate, AggregateFn};
+        let mut s = Select::new("t", ["id", "n"]);
+        s.filter(Expr::IsNull { column: col("a"), negated: true });
+        s.order.push(Order { column: col("n"), descending: true });
+        s.projection = Projection::Aggregates;
+        s.aggregates = vec![
+            Aggregate::new(AggregateFn::Sum, "n"),
+            Aggregate { function: AggregateFn::Count, column: Some(col("n")), distinct: true },
+            Aggregate { function: AggregateFn::Count, column: None, distinct: false },
+        ];
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM "t" WHERE "a" IS NOT NULL"#
+        );
+        // The top 3 by n: the order picks the rows, so it stays in the subquery.
+        s.limit = Some(3);
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM (SELECT "id", "n" FROM "t" WHERE "a" IS NOT NULL ORDER BY "n" DESC LIMIT $1) AS selected"#
+        );
+        s.limit = None;
+        s.order.clear();
+        s.distinct = true;
+        s.columns = vec![col("n")];
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM (SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL) AS selected"#
+        );
+        s.projection = Projection::Count;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT count(*) FROM (SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL) AS selected"#
+        );
+        s.projection = Projection::Columns;
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL"#);
     }
 
     #[test]
@@ -318,7 +412,7 @@ mod tests {
         // PostgreSQL takes no row locks for an aggregate: count the locked selection.
         assert_eq!(
             select(&Postgres, &s).sql.as_ref(),
-            r#"SELECT count(*) FROM (SELECT 1 FROM "t" FOR SHARE NOWAIT) AS counted"#
+            r#"SELECT count(*) FROM (SELECT 1 FROM "t" FOR SHARE NOWAIT) AS selected"#
         );
         s.projection = Projection::Exists;
         s.lock = Some(RowLock::no_key_update());
@@ -350,7 +444,7 @@ mod tests {
                 },
                 Assignment { column: col("note"), value: Value::Text("x".into()).into() },
             ],
-            filter: Some(Expr::Compare { column: col("id"), op: CompareOp::Eq, value: Value::I64(1) }),
+            filter: Some(Expr::Compare { column: col("id"), op: CompareOp::Eq, value: Value::I64(1).into() }),
         };
         let st = update(&Postgres, &query);
         assert_eq!(

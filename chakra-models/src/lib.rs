@@ -13,8 +13,8 @@ pub mod lookup;
 mod model;
 mod query;
 
-pub use ast::{ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
-pub use column::{Column, Computed, Numeric, ToOperand};
+pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
+pub use column::{Column, Computed, Numeric, Ordered, ToOperand};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{ModelStream, Query};

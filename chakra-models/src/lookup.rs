@@ -4,7 +4,7 @@
 
 use chakra_service::{Error, Result, Value};
 
-use crate::ast::{CompareOp, Expr, Order, Pattern, TextMatch};
+use crate::ast::{CompareOp, Expr, Operand, Order, Pattern, TextMatch};
 use crate::model::FieldInfo;
 
 /// Every lookup name, in the order error messages list them.
@@ -44,10 +44,35 @@ pub fn field<'f>(fields: &'f [FieldInfo], table: &str, name: &str) -> Result<&'f
     })
 }
 
-/// Builds the condition `field <lookup> value`.
-pub fn resolve(fields: &[FieldInfo], table: &str, field_name: &str, lookup: &str, value: Value) -> Result<Expr> {
+/// Builds the condition `field <lookup> value`. The comparisons (`exact`, `ne`, `gt`,
+/// `gte`, `lt`, `lte`) also take another column or arithmetic on columns, Django's
+/// `filter(balance__lt=F("limit"))`; the other lookups take a value.
+pub fn resolve(
+    fields: &[FieldInfo],
+    table: &str,
+    field_name: &str,
+    lookup: &str,
+    value: impl Into<Operand>,
+) -> Result<Expr> {
     let field = field(fields, table, field_name)?;
     let column = field.column.clone();
+    let compare = |op: CompareOp, value: Operand| Expr::Compare { column: column.clone(), op, value };
+    let value = match (lookup, value.into()) {
+        ("exact", value) => return Ok(compare(CompareOp::Eq, value)),
+        ("ne", value) => return Ok(compare(CompareOp::Ne, value)),
+        ("gt", value) => return Ok(compare(CompareOp::Gt, value)),
+        ("gte", value) => return Ok(compare(CompareOp::Gte, value)),
+        ("lt", value) => return Ok(compare(CompareOp::Lt, value)),
+        ("lte", value) => return Ok(compare(CompareOp::Lte, value)),
+        (_, Operand::Value(value)) => value,
+        (lookup, _) if LOOKUPS.contains(&lookup) => {
+            return Err(Error::field(format!(
+                "lookup `{field_name}__{lookup}` takes a value, not a column expression \
+                 (only exact, ne, gt, gte, lt and lte compare with other columns)"
+            )))
+        }
+        (_, _) => Value::Null,
+    };
     let text = |value: Value| match value {
         Value::Text(s) => Ok(s),
         other => {
@@ -57,14 +82,7 @@ pub fn resolve(fields: &[FieldInfo], table: &str, field_name: &str, lookup: &str
     let pattern = |at: TextMatch, case_insensitive: bool, value: Value| -> Result<Expr> {
         Ok(Expr::Like { column: column.clone(), pattern: Pattern::Text(text(value)?, at), case_insensitive })
     };
-    let compare = |op: CompareOp, value: Value| Expr::Compare { column: column.clone(), op, value };
     Ok(match lookup {
-        "exact" => compare(CompareOp::Eq, value),
-        "ne" => compare(CompareOp::Ne, value),
-        "gt" => compare(CompareOp::Gt, value),
-        "gte" => compare(CompareOp::Gte, value),
-        "lt" => compare(CompareOp::Lt, value),
-        "lte" => compare(CompareOp::Lte, value),
         "iexact" => pattern(TextMatch::Exact, true, value)?,
         "contains" => pattern(TextMatch::Contains, false, value)?,
         "icontains" => pattern(TextMatch::Contains, true, value)?,
@@ -130,13 +148,25 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_lookups_are_named() {
-        let e = resolve(FIELDS, "users", "nmae", "exact", 1_i64.into()).unwrap_err();
+        let e = resolve(FIELDS, "users", "nmae", "exact", Value::from(1_i64)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Field);
         assert!(e.to_string().contains("`nmae`") && e.to_string().contains("id, name"), "{e}");
-        let e = resolve(FIELDS, "users", "name", "startswit", "a".into()).unwrap_err();
+        let e = resolve(FIELDS, "users", "name", "startswit", Value::from("a")).unwrap_err();
         assert!(e.to_string().contains("`startswit`"), "{e}");
-        let e = resolve(FIELDS, "users", "id", "in", 1_i64.into()).unwrap_err();
+        let e = resolve(FIELDS, "users", "id", "in", Value::from(1_i64)).unwrap_err();
         assert!(e.to_string().contains("needs a list"), "{e}");
+    }
+
+    #[test]
+    fn only_comparisons_take_columns() {
+        let other = Operand::Column("id".into());
+        let e = resolve(FIELDS, "users", "name", "startswith", other.clone()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Field);
+        assert!(e.to_string().contains("`name__startswith` takes a value"), "{e}");
+        let e = resolve(FIELDS, "users", "name", "startswit", other.clone()).unwrap_err();
+        assert!(e.to_string().contains("unknown lookup `startswit`"), "{e}");
+        let expr = resolve(FIELDS, "users", "id", "lt", other.clone()).unwrap();
+        assert_eq!(expr, Expr::Compare { column: "id".into(), op: CompareOp::Lt, value: other });
     }
 
     #[test]

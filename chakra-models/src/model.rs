@@ -382,7 +382,8 @@ impl ModelSql {
         // Only the SQL text is kept: the values below stand in for parameters (non-NULL
         // where NULL would render `IS NULL`) and are never sent.
         let pk = &M::FIELDS[M::PRIMARY_KEY];
-        let by_key = |value: Value| Some(Expr::Compare { column: pk.column.clone(), op: CompareOp::Eq, value });
+        let by_key =
+            |value: Value| Some(Expr::Compare { column: pk.column.clone(), op: CompareOp::Eq, value: value.into() });
         let mut get = Select::new(M::TABLE, columns::<M>());
         get.filter = by_key(Value::I64(0));
         let mut get_many = Select::new(M::TABLE, columns::<M>());

@@ -7,10 +7,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use chakra_layers::Queryable;
-use chakra_service::{Error, ErrorKind, Mode, Request, Result, RowStream, Statement, Value};
+use chakra_service::{Error, ErrorKind, FromSqlOwned, Mode, Request, Result, Row, RowStream, Statement, Value};
 use futures::{Stream, TryStreamExt};
 
-use crate::ast::{Assignment, Delete, Expr, Order, Projection, RowLock, Select, Update};
+use crate::ast::{Aggregate, AggregateFn, Assignment, Delete, Expr, Order, Projection, RowLock, Select, Update};
+use crate::column::{Column, Numeric, Ordered};
 use crate::compile;
 use crate::dialect::Postgres;
 use crate::lookup;
@@ -158,6 +159,55 @@ impl<M: Model> Query<M> {
         select.order.clear();
         let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
         row.try_get(0).map_err(Error::from)
+    }
+
+    /// The sum of `column` over the matching rows (`None` when no value is not `NULL`),
+    /// in PostgreSQL's wider type: `i64` for `i16`/`i32` columns, `Decimal` for `i64`.
+    /// With a limit, offset or lock, over the rows the query selects.
+    pub async fn sum<T: Numeric, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Sum>> {
+        self.aggregate(db, AggregateFn::Sum, column.name()).await
+    }
+
+    /// The mean of `column`: `Decimal` for integer and decimal columns (exact, as
+    /// PostgreSQL computes it), `f64` for floats; `None` when there are no values.
+    pub async fn avg<T: Numeric, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Avg>> {
+        self.aggregate(db, AggregateFn::Avg, column.name()).await
+    }
+
+    /// The smallest value of `column`; `None` when there are no values.
+    pub async fn min<T: Ordered, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Value>> {
+        self.aggregate(db, AggregateFn::Min, column.name()).await
+    }
+
+    /// The largest value of `column`; `None` when there are no values.
+    pub async fn max<T: Ordered, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Value>> {
+        self.aggregate(db, AggregateFn::Max, column.name()).await
+    }
+
+    /// How many matching rows have a value (not `NULL`) in `column`, each distinct value
+    /// once when `distinct`.
+    pub async fn count_of<T, Q: Queryable>(&self, db: &Q, column: Column<M, T>, distinct: bool) -> Result<i64> {
+        let aggregate = Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct };
+        let row = self.aggregates(db, vec![aggregate]).await?;
+        row.try_get(0).map_err(Error::from)
+    }
+
+    async fn aggregate<V: FromSqlOwned, Q: Queryable>(
+        &self,
+        db: &Q,
+        function: AggregateFn,
+        column: &'static str,
+    ) -> Result<Option<V>> {
+        let row = self.aggregates(db, vec![Aggregate::new(function, column)]).await?;
+        row.try_get(0).map_err(Error::from)
+    }
+
+    /// One row of `aggregates` over the matching rows.
+    async fn aggregates<Q: Queryable>(&self, db: &Q, aggregates: Vec<Aggregate>) -> Result<Row> {
+        let mut select = self.select.clone();
+        select.projection = Projection::Aggregates;
+        select.aggregates = aggregates;
+        db.run(self.request(&select, Mode::One)).await?.into_row()
     }
 
     /// Whether any row matches.

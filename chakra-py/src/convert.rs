@@ -60,6 +60,26 @@ impl FieldKind {
         })
     }
 
+    /// Whether arithmetic applies to the kind's values.
+    pub(crate) fn is_numeric(self) -> bool {
+        matches!(self, FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt | FieldKind::Float | FieldKind::Numeric)
+    }
+
+    /// Whether `min` and `max` apply: numbers, text, dates and times.
+    pub(crate) fn is_ordered(self) -> bool {
+        self.is_numeric()
+            || matches!(
+                self,
+                FieldKind::Text | FieldKind::Timestamp | FieldKind::TimestampTz | FieldKind::Date | FieldKind::Time
+            )
+    }
+
+    /// Whether values of the two kinds compare and assign to each other: the same kind,
+    /// or numbers of any kinds.
+    pub(crate) fn compatible(self, other: FieldKind) -> bool {
+        self == other || (self.is_numeric() && other.is_numeric())
+    }
+
     fn expected(self) -> &'static str {
         match self {
             FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt => "an int",

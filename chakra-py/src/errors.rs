@@ -28,8 +28,16 @@ fn class_name(err: &chakra::Error) -> &'static str {
         ErrorKind::MultipleFound => "MultipleObjectsReturned",
         ErrorKind::Decode => "DataError",
         ErrorKind::Field => "FieldError",
-        // Class 40 (serialization failure, deadlock): the transaction may succeed if run again.
-        ErrorKind::Query if err.code().is_some_and(|c| c.code().starts_with("40")) => "OperationalError",
+        // The server could not complete it now, the statement itself being fine (PEP 249's
+        // OperationalError, psycopg's classes): 40 serialization failure and deadlock (the
+        // transaction may succeed if run again), 53 insufficient resources, 54 program
+        // limit exceeded, 55 object not in prerequisite state (55P03 lock not available:
+        // NOWAIT), 57 operator intervention, 58 system error.
+        ErrorKind::Query
+            if err.code().is_some_and(|c| matches!(&c.code()[..2], "40" | "53" | "54" | "55" | "57" | "58")) =>
+        {
+            "OperationalError"
+        }
         ErrorKind::Query | ErrorKind::Usage => "ProgrammingError",
         _ => "Error",
     }

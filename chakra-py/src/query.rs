@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
-use chakra::models::ast::{ArithOp, Assignment, Delete, Expr, Operand, Projection, RowLock, Select, Update};
+use chakra::models::ast::{
+    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Operand, Projection, RowLock, Select, Update,
+};
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
 use futures::StreamExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use tokio::sync::Mutex;
 
 use crate::convert::{decode, to_value, value_to_py, Decoder, FieldKind};
@@ -110,9 +113,19 @@ fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny
         let message = err.err().map_or_else(|| format!("unknown field `{name}`"), |e| e.message().to_owned());
         return Err(field_error(py, format!("{message} ({}.{key})", schema.name)));
     };
-    let value = lookup_value(py, schema, field, lookup, value)?;
+    let value = match value.is_instance(f_class(py)?)? {
+        true => f_operand(py, schema, field, &value.getattr("_tree")?)?,
+        false => lookup_value(py, schema, field, lookup, value)?.into(),
+    };
     lookup::resolve(&schema.fields, &schema.table, &schema.fields[field].name, lookup, value)
         .map_err(|e| field_error(py, e.message().to_owned()))
+}
+
+static F_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `chakra.query.F`, whose instances stand for a row's fields in filters and updates.
+fn f_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    F_CLASS.import(py, "chakra.query", "F")
 }
 
 /// A `Q` tree — `(connector, negated, children)`, children being `(key, value)` pairs or
@@ -246,6 +259,14 @@ impl Query {
         Ok(self.derive(py, select))
     }
 
+    /// Each row once: `SELECT DISTINCT` over the selected fields (all of them, or those
+    /// `values` names).
+    fn distinct(&self, py: Python<'_>) -> Query {
+        let mut select = self.select.clone();
+        select.distinct = true;
+        self.derive(py, select)
+    }
+
     /// Rows `start..stop` of this query (both relative to its current window).
     #[pyo3(signature = (start = None, stop = None))]
     fn slice(&self, py: Python<'_>, start: Option<u64>, stop: Option<u64>) -> Query {
@@ -344,6 +365,88 @@ impl Query {
         ))
     }
 
+    /// The aggregates `specs` — `(alias, function, field, distinct)`, function one of
+    /// `count`, `sum`, `avg`, `min`, `max` and field `"*"` to count rows — over the
+    /// matching rows, as a dict by alias. Each field must suit its function (`sum` and
+    /// `avg` numbers, `min` and `max` ordered values), or it is a `FieldError`. As in
+    /// Django, `avg` of an integer or float field is a float, of a decimal one a Decimal.
+    fn aggregate(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        specs: Vec<(String, String, String, bool)>,
+    ) -> PyResult<Op> {
+        if specs.is_empty() {
+            return Err(field_error(py, "aggregate() needs at least one aggregate, such as Sum(\"field\")".into()));
+        }
+        let schema = self.schema.get();
+        let mut aggregates = Vec::with_capacity(specs.len());
+        let mut to_float = Vec::new();
+        for (i, (alias, function, field, distinct)) in specs.iter().enumerate() {
+            let name = match function.as_str() {
+                "count" => AggregateFn::Count,
+                "sum" => AggregateFn::Sum,
+                "avg" => AggregateFn::Avg,
+                "min" => AggregateFn::Min,
+                "max" => AggregateFn::Max,
+                other => return Err(field_error(py, format!("unknown aggregate `{other}` for `{alias}`"))),
+            };
+            if field == "*" {
+                if name != AggregateFn::Count || *distinct {
+                    return Err(field_error(
+                        py,
+                        format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
+                    ));
+                }
+                aggregates.push(Aggregate { function: name, column: None, distinct: false });
+                continue;
+            }
+            let index = field_index(py, schema, field)?;
+            let kind = schema.types[index].kind;
+            let fits = match name {
+                AggregateFn::Count => true,
+                AggregateFn::Sum | AggregateFn::Avg => kind.is_numeric(),
+                AggregateFn::Min | AggregateFn::Max => kind.is_ordered(),
+            };
+            if !fits {
+                let needs = match name {
+                    AggregateFn::Sum | AggregateFn::Avg => "a numeric",
+                    _ => "an ordered (number, text, date or time)",
+                };
+                return Err(field_error(
+                    py,
+                    format!("`{alias}`: {function} needs {needs} field; {} is not one", schema.label(index)),
+                ));
+            }
+            if name == AggregateFn::Avg && kind != FieldKind::Numeric {
+                to_float.push(i);
+            }
+            aggregates.push(Aggregate {
+                function: name,
+                column: Some(schema.fields[index].column.clone()),
+                distinct: *distinct,
+            });
+        }
+        let mut select = self.select.clone();
+        select.projection = Projection::Aggregates;
+        select.aggregates = aggregates;
+        let request = self.request(&select, Mode::One);
+        let names: Vec<Py<PyString>> = specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()).collect();
+        let target = Target::extract(target)?;
+        Ok(op(async move { target.run(request, false).await?.into_row() }, move |py, row| {
+            let row = [row];
+            let dict = shape_rows(py, &row, &names, "dict")?.get_item(0)?.cast_into::<PyDict>()?;
+            for &i in &to_float {
+                let name = names[i].bind(py);
+                let value = dict.get_item(name)?.expect("every alias is in the dict");
+                if !value.is_none() {
+                    dict.set_item(name, value.extract::<f64>()?)?;
+                }
+            }
+            Ok(dict.into_any().unbind())
+        }))
+    }
+
     /// Whether any row matches.
     fn exists(&self, target: &Bound<'_, PyAny>) -> PyResult<Op> {
         let target = Target::extract(target)?;
@@ -377,20 +480,17 @@ impl Query {
         if values.is_empty() && exprs.is_empty() {
             return Err(field_error(py, "update() needs at least one field=value".into()));
         }
-        let field_of = |name: &str| field_index(py, schema, name);
         let mut set = Vec::with_capacity(values.len() + exprs.len());
         for (key, value) in values.iter() {
-            let field = field_of(&key.extract::<String>()?)?;
+            let field = field_index(py, schema, &key.extract::<String>()?)?;
             set.push(Assignment {
                 column: schema.fields[field].column.clone(),
                 value: to_value(&value, &schema.types[field], &schema.label(field))?.into(),
             });
         }
         for (key, tree) in exprs {
-            let field = field_of(&key.extract::<String>()?)?;
-            let value = operand(&tree, &|name| field_of(name).map(|i| schema.fields[i].column.clone()), &|v| {
-                to_value(v, &schema.types[field], &schema.label(field))
-            })?;
+            let field = field_index(py, schema, &key.extract::<String>()?)?;
+            let value = f_operand(py, schema, field, &tree)?;
             set.push(Assignment { column: schema.fields[field].column.clone(), value });
         }
         let update = Update { table: schema.table.to_string().into(), set, filter: self.select.filter.clone() };
@@ -426,6 +526,16 @@ impl Query {
         }
         let mut select = self.select.clone();
         select.columns = indices.iter().map(|&i| schema.fields[i].column.clone()).collect();
+        // PostgreSQL sorts distinct rows only by what they hold; say which field is not.
+        if select.distinct {
+            if let Some(order) = select.order.iter().find(|o| !select.columns.contains(&o.column)) {
+                let field = schema.fields.iter().find(|f| f.column == order.column).map_or(&*order.column, |f| &f.name);
+                return Err(field_error(
+                    py,
+                    format!("distinct() values are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
+                ));
+            }
+        }
         let names: Vec<Py<PyString>> = indices.iter().map(|&i| schema.names[i].clone_ref(py)).collect();
         let request = self.request(&select, Mode::All);
         let target = Target::extract(target)?;
@@ -448,19 +558,28 @@ impl Query {
 }
 
 /// An `F` expression's tree — `("field", name)`, `("value", v)` or `("op", "+", left,
-/// right)` — as an operand: fields by their column (`column_of`), values as `value_of`
-/// converts them (the assigned field's type).
-fn operand(
-    tree: &Bound<'_, PyAny>,
-    column_of: &dyn Fn(&str) -> PyResult<chakra::models::ast::Ident>,
-    value_of: &dyn Fn(&Bound<'_, PyAny>) -> PyResult<Value>,
-) -> PyResult<Operand> {
+/// right)` — standing for a value of field `target` (the one assigned or compared with).
+/// Its fields must hold values of the target's kind (numbers of any kind go together),
+/// arithmetic needs a numeric target, and its values are converted by the target's type;
+/// anything else is a `FieldError` naming the culprit, before any SQL exists.
+fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, PyAny>) -> PyResult<Operand> {
     let bad = || PyErr::new::<pyo3::exceptions::PyTypeError, _>("not an F expression");
     let node = tree.cast::<PyTuple>().map_err(|_| bad())?;
     let tag: String = node.get_item(0)?.extract()?;
+    let kind = schema.types[target].kind;
     Ok(match (tag.as_str(), node.len()) {
-        ("field", 2) => Operand::Column(column_of(&node.get_item(1)?.extract::<String>()?)?),
-        ("value", 2) => Operand::Value(value_of(&node.get_item(1)?)?),
+        ("field", 2) => {
+            let name: String = node.get_item(1)?.extract()?;
+            let field = field_index(py, schema, &name)?;
+            if !schema.types[field].kind.compatible(kind) {
+                return Err(field_error(
+                    py,
+                    format!("F(\"{name}\") cannot stand for {}: their types differ", schema.label(target)),
+                ));
+            }
+            Operand::Column(schema.fields[field].column.clone())
+        }
+        ("value", 2) => Operand::Value(to_value(&node.get_item(1)?, &schema.types[target], &schema.label(target))?),
         ("op", 4) => {
             let op = match node.get_item(1)?.extract::<String>()?.as_str() {
                 "+" => ArithOp::Add,
@@ -469,8 +588,14 @@ fn operand(
                 "/" => ArithOp::Div,
                 _ => return Err(bad()),
             };
-            let left = operand(&node.get_item(2)?, column_of, value_of)?;
-            Operand::arith(left, op, operand(&node.get_item(3)?, column_of, value_of)?)
+            if !kind.is_numeric() {
+                return Err(field_error(
+                    py,
+                    format!("F arithmetic needs a numeric field; {} is not one", schema.label(target)),
+                ));
+            }
+            let left = f_operand(py, schema, target, &node.get_item(2)?)?;
+            Operand::arith(left, op, f_operand(py, schema, target, &node.get_item(3)?)?)
         }
         _ => return Err(bad()),
     })

@@ -235,7 +235,7 @@ fn by_pk_sql(table: &str, fields: &[FieldInfo], pk: usize) -> (Arc<str>, Arc<str
     let columns = fields.iter().map(|f| f.column.clone());
     let key = fields[pk].column.clone();
     let mut one = Select::new(table.to_owned(), columns.clone());
-    one.filter(Expr::Compare { column: key.clone(), op: CompareOp::Eq, value: Value::I64(0) });
+    one.filter(Expr::Compare { column: key.clone(), op: CompareOp::Eq, value: Value::I64(0).into() });
     let mut many = Select::new(table.to_owned(), columns);
     many.filter(Expr::In { column: key, values: vec![Value::I64(0)], negated: false });
     (compile::select(&Postgres, &one).sql, compile::select(&Postgres, &many).sql)

@@ -55,7 +55,7 @@ fn insert_request(schema: &Schema, objs: &[Bound<'_, PyAny>], with_pk: bool) -> 
 }
 
 fn by_pk(schema: &Schema, key: Value) -> Expr {
-    Expr::Compare { column: schema.fields[schema.pk].column.clone(), op: CompareOp::Eq, value: key }
+    Expr::Compare { column: schema.fields[schema.pk].column.clone(), op: CompareOp::Eq, value: key.into() }
 }
 
 /// Adds the statements for one `(kind, schema, objs, identity)` step of a flush plan.

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 import chakra
-from chakra import Boolean, DateTime, Field, Integer, Q, String, Text
+from chakra import Avg, Boolean, Count, DateTime, F, Field, Integer, Max, Min, Q, String, Sum, Text
 from conftest import recreate
 
 
@@ -143,6 +143,84 @@ async def test_q_objects_combine() -> None:
     assert await names(Author.objects.filter(~Q(is_active=True))) == ["Bob", "50% off_sale"]
     assert await names(Author.objects.filter(Q(name="Bob") | Q(name="Carol"), is_active=True)) == ["Carol"]
     assert await names(Author.objects.filter(~(Q(name="Bob") | Q(age__isnull=True)))) == ["Alice", "alfred", "50% off_sale"]
+
+
+async def test_f_compares_a_rows_fields_with_each_other() -> None:
+    # ages 31, 17, 45, NULL, 5 against ids 1 to 5.
+    assert await names(Author.objects.filter(age__gt=F("id") * 10)) == ["Alice", "Bob"]
+    assert await names(Author.objects.filter(age__ne=F("id"))) == ["Alice", "alfred", "Bob"]
+    # NULL compares unknown: exclude keeps Carol, as Django's does.
+    assert await names(Author.objects.exclude(age__ne=F("id"))) == ["Carol", "50% off_sale"]
+    assert await names(Author.objects.filter(Q(age=F("id")) | Q(name="Bob"))) == ["Bob", "50% off_sale"]
+    assert Author.objects.filter(age__lte=10 * F("id") - 2).count_sync() == 2
+    # Not the primary-key fast path: the key is computed per row.
+    assert (await Author.objects.get(pk=F("age") - 30)).name == "Alice"
+    # Text fields compare with text fields.
+    assert await Author.objects.filter(name="Carol").update(bio=F("name")) == 1
+    assert await names(Author.objects.filter(bio=F("name"))) == ["Carol"]
+
+
+async def test_f_in_a_filter_is_checked_before_any_sql() -> None:
+    cases = [
+        ({"age__gt": F("name")}, "types differ"),
+        ({"name__startswith": F("bio")}, "`name__startswith` takes a value"),
+        ({"age__in": F("id")}, "`age__in` takes a value"),
+        ({"name": F("bio") + 1}, "F arithmetic needs a numeric field; Author.name"),
+        ({"age": F("nope")}, "unknown field `nope`"),
+    ]
+    for lookups, message in cases:
+        with pytest.raises(chakra.FieldError, match=message):
+            Author.objects.filter(**lookups)
+    with pytest.raises(chakra.FieldError, match="types differ"):
+        await Author.objects.update(name=F("id"))
+    with pytest.raises(chakra.DataError, match="Author.age expects an int"):
+        Author.objects.filter(age=F("id") + 1.5)
+
+
+async def test_aggregate() -> None:
+    # ages 31, 17, 45, NULL, 5; two inactive.
+    got = await Author.objects.aggregate(Sum("age"), Avg("age"), Min("name"), oldest=Max("age"), n=Count("*"))
+    assert got == {"age__sum": 98, "age__avg": 24.5, "name__min": "50% off_sale", "oldest": 45, "n": 5}
+    assert type(got["age__avg"]) is float, "Avg of an integer field is a float, as in Django"
+    assert Author.objects.aggregate_sync(Count("age"), active=Count("is_active", distinct=True)) == {
+        "age__count": 4,
+        "active": 2,
+    }
+    # Filters apply; over no rows only Count is not None.
+    assert await Author.objects.filter(is_active=False).aggregate(Sum("age")) == {"age__sum": 50}
+    empty = Author.objects.filter(age__gt=100)
+    assert await empty.aggregate(Sum("age"), Max("joined"), n=Count("id")) == {"age__sum": None, "joined__max": None, "n": 0}
+    # A slice: over the rows it selects (the two oldest).
+    assert await Author.objects.exclude(age=None).order_by("-age")[:2].aggregate(Sum("age")) == {"age__sum": 76}
+    # Bad aggregates are FieldErrors before any SQL.
+    with pytest.raises(chakra.FieldError, match="`name__sum`: sum needs a numeric field; Author.name"):
+        await Author.objects.aggregate(Sum("name"))
+    with pytest.raises(chakra.FieldError, match="max needs an ordered .* Author.is_active"):
+        await Author.objects.aggregate(Max("is_active"))
+    with pytest.raises(chakra.FieldError, match="unknown field `agee`"):
+        await Author.objects.aggregate(Sum("agee"))
+    with pytest.raises(chakra.FieldError, match="at least one"):
+        await Author.objects.aggregate()
+    with pytest.raises(TypeError, match="needs a name"):
+        await Author.objects.aggregate(Count("*"))
+    with pytest.raises(TypeError, match="takes Count, Sum"):
+        await Author.objects.aggregate(total="age")  # type: ignore[arg-type]
+
+
+async def test_distinct_values() -> None:
+    await Author.objects.filter(name__in=["Bob", "Carol"]).update(age=31)
+    ages = await Author.objects.distinct().order_by("age").values_list("age", flat=True)
+    assert ages == [5, 17, 31]
+    assert Author.objects.distinct().values_list_sync("is_active", "age") != []
+    assert await Author.objects.distinct().values("is_active") in (
+        [{"is_active": True}, {"is_active": False}],
+        [{"is_active": False}, {"is_active": True}],
+    )
+    # Counting and aggregating distinct rows: of whole rows (every row is distinct).
+    assert await Author.objects.distinct().count() == 5
+    assert await Author.objects.aggregate(ages=Count("age", distinct=True)) == {"ages": 3}
+    with pytest.raises(chakra.FieldError, match="ordered by `name`, which they do not include"):
+        await Author.objects.distinct().order_by("name").values_list("age", flat=True)
 
 
 async def test_ordering_limit_offset_and_slicing() -> None:

@@ -292,7 +292,7 @@ async def test_select_for_update_begins_the_sessions_transaction_and_holds_the_l
         acc = await Account.objects.select_for_update().get(id=1)
         assert await holder.fetchval("SELECT now() = statement_timestamp()") is False
         async with Session() as other:
-            with pytest.raises(chakra.Error) as info:
+            with pytest.raises(chakra.OperationalError) as info:
                 await Account.objects.select_for_update(nowait=True).filter(id=1).all()
             assert info.value.code == "55P03"  # lock_not_available
         async with Session() as other:

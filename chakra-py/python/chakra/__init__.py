@@ -27,6 +27,7 @@ from __future__ import annotations
 import os as _os
 
 from . import _core
+from .aggregates import Aggregate, Avg, Count, Max, Min, Sum
 from .database import (
     Connection,
     Database,
@@ -82,11 +83,14 @@ from .query import F, Manager, Q, QuerySet
 from .session import Session, Transaction, current_session
 
 __all__ = [
+    "Aggregate",
+    "Avg",
     "BigInteger",
     "Boolean",
     "Bytes",
     "ConfigError",
     "Connection",
+    "Count",
     "DataError",
     "Database",
     "Date",
@@ -101,6 +105,8 @@ __all__ = [
     "Integer",
     "JSON",
     "Manager",
+    "Max",
+    "Min",
     "Model",
     "MultipleObjectsReturned",
     "Numeric",
@@ -113,6 +119,7 @@ __all__ = [
     "Session",
     "SmallInteger",
     "String",
+    "Sum",
     "SyncInAsyncWarning",
     "Text",
     "Time",

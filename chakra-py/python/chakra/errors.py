@@ -70,7 +70,8 @@ class QueryTimeout(Error):
 
 class OperationalError(Error):
     """The connection failed or the server could not complete the operation (connection
-    lost, server shutting down, serialization failure, deadlock)."""
+    lost, server shutting down, serialization failure, deadlock, a ``NOWAIT`` lock not
+    available, out of resources); ``code`` tells which."""
 
 
 class ProgrammingError(Error):

@@ -2,8 +2,9 @@
 objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
-``get``, ``count``, ``exists``, ``create``, ``get_or_create``, ``update_or_create``,
-``update``, ``delete``, ``bulk_create``, ``values``, ``values_list``, ``stream``. Each has
+``get``, ``count``, ``exists``, ``aggregate``, ``create``, ``get_or_create``,
+``update_or_create``, ``update``, ``delete``, ``bulk_create``, ``values``, ``values_list``,
+``stream``. Each has
 a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
 lookup names are checked when ``filter`` is called, so a typo raises
 :class:`~chakra.FieldError` before any SQL exists.
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _core
+from .aggregates import Aggregate
 from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from .errors import IntegrityError
@@ -38,12 +40,17 @@ _STREAM_CHUNK = 500
 
 
 class F:
-    """A field's value in the row being updated, for updates the database computes::
+    """A field's value in the row itself, for updates the database computes and filters
+    that compare a row's fields with each other::
 
         Account.objects.filter(id=1).update(balance=F("balance") - 10)
+        Account.objects.filter(balance__lt=F("limit") * 2)
 
-    Unlike reading, subtracting and saving, this loses no concurrent change. Combine with
-    numbers and other ``F`` by ``+``, ``-``, ``*`` and ``/``.
+    Unlike reading, subtracting and saving, the update loses no concurrent change. Combine
+    with numbers and other ``F`` by ``+``, ``-``, ``*`` and ``/``. Filters take ``F`` in
+    the comparisons: ``exact``, ``ne``, ``gt``, ``gte``, ``lt``, ``lte``. An unknown field,
+    a field of another type, or arithmetic on a non-numeric field raises
+    :class:`~chakra.FieldError`.
     """
 
     __slots__ = ("_tree",)
@@ -210,7 +217,8 @@ class QuerySet(Generic[M]):
 
         Lookups: ``exact`` (the default), ``iexact``, ``contains``, ``icontains``,
         ``startswith``, ``istartswith``, ``endswith``, ``iendswith``, ``gt``, ``gte``,
-        ``lt``, ``lte``, ``ne``, ``in``, ``isnull``, ``range``.
+        ``lt``, ``lte``, ``ne``, ``in``, ``isnull``, ``range``. The comparisons also take
+        another field of the row: ``filter(balance__lt=F("limit"))``.
         """
         if not conditions and not lookups:
             return self._clone(self._query)
@@ -234,6 +242,11 @@ class QuerySet(Generic[M]):
         at once on rows another transaction holds, ``skip_locked`` leaves them out (a job
         queue's workers), ``no_key`` takes ``FOR NO KEY UPDATE``."""
         return self._clone(self._query.select_for_update(nowait, skip_locked, no_key))
+
+    def distinct(self) -> QuerySet[M]:
+        """Each row once (``SELECT DISTINCT``): with ``values``/``values_list``, each
+        combination of the named fields' values once. Ordering must use those fields."""
+        return self._clone(self._query.distinct())
 
     def limit(self, n: int) -> QuerySet[M]:
         """At most ``n`` rows."""
@@ -321,7 +334,7 @@ class QuerySet(Generic[M]):
         pk = model._meta.pk
         if not conditions and len(lookups) == 1 and self._is_unfiltered():
             ((key, value),) = lookups.items()
-            if pk is not None and key in (pk.name, "pk", f"{pk.name}__exact", "pk__exact"):
+            if pk is not None and key in (pk.name, "pk", f"{pk.name}__exact", "pk__exact") and not isinstance(value, F):
                 return _core.get_by_pk(target, model._meta.require_schema(), value, identity)
         return self.filter(*conditions, **lookups)._query.get(target, identity)
 
@@ -370,6 +383,34 @@ class QuerySet(Generic[M]):
         if session is not None:
             session._autoflush_sync()
         return self._query.exists(target).wait_sync()  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _aggregate_specs(args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[tuple[str, str, str, bool]]:
+        for agg in (*args, *kwargs.values()):
+            if not isinstance(agg, Aggregate):
+                raise TypeError(f"aggregate() takes Count, Sum, Avg, Min or Max, got {agg!r}")
+        named = {agg.default_alias: agg for agg in args}
+        named.update(kwargs)
+        return [agg._spec(alias) for alias, agg in named.items()]
+
+    async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        """Aggregates over the matching rows, as a dict by name::
+
+            await Account.objects.aggregate(Sum("balance"), top=Max("balance"))
+            # {"balance__sum": 1250, "top": 400}
+
+        A positional aggregate is named ``field__function``. With a slice, a lock or
+        ``distinct()``, over the rows the query selects."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.aggregate(target, self._aggregate_specs(args, kwargs))  # type: ignore[no-any-return]
+
+    def aggregate_sync(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.aggregate(target, self._aggregate_specs(args, kwargs)).wait_sync()  # type: ignore[no-any-return]
 
     async def create(self, **values: Any) -> M:
         """Inserts a row and returns it, primary key and column values as stored."""

@@ -152,6 +152,74 @@ async fn comparisons_and_null_semantics() {
 }
 
 #[tokio::test]
+async fn columns_compare_with_other_columns_and_arithmetic_on_them() {
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let q = || User::query();
+    // rank > rank * 2 - 3, i.e. rank < 3: computed by the database row by row.
+    let small = q().filter(User::rank().gt(User::rank() * 2 - 3)).all(&pool).await.unwrap();
+    assert_eq!(names(&small), vec!["bob", "carol"]);
+    // A nullable column against a non-null one of its type; NULL compares unknown, so
+    // neither `eq` nor `ne` matches bob, whose email is NULL.
+    q().filter(User::name().eq("alice")).update(&pool, vec![User::email().set(User::name())]).await.unwrap();
+    let same = q().filter(User::email().eq(User::name())).all(&pool).await.unwrap();
+    assert_eq!(names(&same), vec!["alice"]);
+    let differ = q().filter(User::email().ne(User::name())).all(&pool).await.unwrap();
+    assert_eq!(names(&differ), vec![r"50%_off\deal", "carol"]);
+    // exclude keeps the unknown row, as Django's does.
+    let excluded = q().exclude(User::email().eq(User::name())).all(&pool).await.unwrap();
+    assert_eq!(names(&excluded), vec![r"50%_off\deal", "bob", "carol"]);
+    // The same through run-time lookups, as the Python front-end builds them.
+    let rank = lookup::field(User::FIELDS, User::TABLE, "rank").unwrap().column.clone();
+    let doubled = chakra::models::Operand::arith(
+        chakra::models::Operand::Column(rank),
+        chakra::models::ArithOp::Mul,
+        Value::I32(2).into(),
+    );
+    let by_name = lookup::resolve(User::FIELDS, User::TABLE, "rank", "lte", doubled.clone()).unwrap();
+    assert_eq!(q().filter(by_name).count(&pool).await.unwrap(), 4);
+    let e = lookup::resolve(User::FIELDS, User::TABLE, "rank", "in", doubled).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Field);
+    cleanup(schema).await;
+}
+
+#[tokio::test]
+async fn aggregates_over_the_matching_rows() {
+    use chakra::rust_decimal::Decimal;
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let q = || User::query();
+    // ranks: alice 3, bob 1, carol 2, deal 4; emails: bob's is NULL.
+    let sum: Option<i64> = q().sum(&pool, User::rank()).await.unwrap();
+    assert_eq!(sum, Some(10), "sum of int4 is int8, as in PostgreSQL");
+    let avg: Option<Decimal> = q().avg(&pool, User::rank()).await.unwrap();
+    assert_eq!(avg, Some(Decimal::new(25, 1)));
+    assert_eq!(q().min(&pool, User::rank()).await.unwrap(), Some(1));
+    assert_eq!(q().max(&pool, User::name()).await.unwrap().as_deref(), Some("carol"));
+    // A nullable column: NULLs are skipped, and the result is not doubly optional.
+    let max_email: Option<String> = q().max(&pool, User::email()).await.unwrap();
+    assert_eq!(max_email.as_deref(), Some("promo@example.com"));
+    assert_eq!(q().count_of(&pool, User::email(), false).await.unwrap(), 3);
+    assert_eq!(q().count_of(&pool, User::is_active(), true).await.unwrap(), 2);
+    // Filters apply; over no rows every aggregate but count is None.
+    let active = || q().filter(User::is_active().eq(true));
+    assert_eq!(active().sum(&pool, User::rank()).await.unwrap(), Some(8));
+    let none = || q().filter(User::rank().gt(100));
+    assert_eq!(none().sum(&pool, User::rank()).await.unwrap(), None);
+    assert_eq!(none().max(&pool, User::name()).await.unwrap(), None);
+    assert_eq!(none().count_of(&pool, User::name(), false).await.unwrap(), 0);
+    // With order and limit, over the rows the query selects: the top two ranks.
+    let top_two = q().order_by(User::rank().desc()).limit(2);
+    assert_eq!(top_two.sum(&pool, User::rank()).await.unwrap(), Some(7));
+    assert_eq!(top_two.min(&pool, User::rank()).await.unwrap(), Some(3));
+    // In a transaction, over locked rows.
+    let tx = pool.begin().await.unwrap();
+    assert_eq!(q().for_update().sum(&tx, User::rank()).await.unwrap(), Some(10));
+    tx.rollback().await.unwrap();
+    cleanup(schema).await;
+}
+
+#[tokio::test]
 async fn membership_and_combinators() {
     let (pool, schema) = db().await;
     seed(&pool).await;

@@ -21,4 +21,9 @@ fn main() {
     assert!(User::FIELDS[User::PRIMARY_KEY].generated);
     // Updates computed from the row, on numeric columns, with values and columns.
     let _set: chakra::models::Assignment = User::id().set(User::id() * 2 - User::id() / 3 + 1_i64);
+    // Comparisons with other columns: of the same type, or a nullable column with a
+    // column of its inner type; with arithmetic on them.
+    let _same: chakra::Expr = User::email().eq(User::name());
+    let _computed: chakra::Expr = User::id().gt(User::id() * 2 - 1_i64);
+    let _nullable: chakra::models::Assignment = User::email().set(User::name());
 }

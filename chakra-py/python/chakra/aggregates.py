@@ -1,0 +1,77 @@
+"""Aggregates for :meth:`QuerySet.aggregate <chakra.QuerySet.aggregate>`, as in Django::
+
+    await Account.objects.filter(active=True).aggregate(total=Sum("balance"), n=Count("*"))
+    # {"total": 1250, "n": 9}
+
+Each skips NULLs, and all but ``Count`` are ``None`` over no values. ``Sum`` and ``Avg``
+take numeric fields, ``Min`` and ``Max`` numbers, text, dates and times; ``Avg`` of an
+integer or float field is a float, of a ``Numeric`` field a ``Decimal``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "Sum"]
+
+
+class Aggregate:
+    """An aggregate of one field over the selected rows."""
+
+    __slots__ = ("distinct", "field")
+
+    function = ""
+
+    def __init__(self, field: str, *, distinct: bool = False) -> None:
+        if not isinstance(field, str):
+            raise TypeError(f"{type(self).__name__}() takes a field name, not {type(field).__name__}")
+        self.field = field
+        self.distinct = distinct
+
+    @property
+    def default_alias(self) -> str:
+        """The key of a positional aggregate's result, Django's ``balance__sum``."""
+        if self.field == "*":
+            raise TypeError(f"{self!r} needs a name: aggregate(n={self!r})")
+        return f"{self.field}__{self.function}"
+
+    def _spec(self, alias: str) -> tuple[str, str, str, bool]:
+        return (alias, self.function, self.field, self.distinct)
+
+    def __repr__(self) -> str:
+        distinct = ", distinct=True" if self.distinct else ""
+        return f"{type(self).__name__}({self.field!r}{distinct})"
+
+
+class Count(Aggregate):
+    """How many rows have a value in the field (``"*"``: how many rows), each distinct
+    value once with ``distinct=True``."""
+
+    __slots__ = ()
+    function = "count"
+
+
+class Sum(Aggregate):
+    """The sum of a numeric field."""
+
+    __slots__ = ()
+    function = "sum"
+
+
+class Avg(Aggregate):
+    """The mean of a numeric field."""
+
+    __slots__ = ()
+    function = "avg"
+
+
+class Min(Aggregate):
+    """The smallest value of a field."""
+
+    __slots__ = ()
+    function = "min"
+
+
+class Max(Aggregate):
+    """The largest value of a field."""
+
+    __slots__ = ()
+    function = "max"
