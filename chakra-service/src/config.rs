@@ -85,6 +85,8 @@ pub struct PoolConfig {
     /// busy ones when they come back (default 30 min, as sqlx and HikariCP; `"0s"` keeps
     /// them for ever). Load balancers and firewalls cut long-lived connections, a
     /// failed-over server is reached only by new ones, and a backend's caches only grow.
+    /// Each connection's own lifetime is up to 5% shorter, so those opened together are
+    /// not all replaced at once.
     #[serde(deserialize_with = "duration")]
     pub max_lifetime: Duration,
 }
