@@ -42,6 +42,11 @@
 //!     })
 //!     .await?;
 //!
+//!     // Aggregates, typed as PostgreSQL returns them (`None` over no rows).
+//!     let last: Option<String> = User::query().max(&pool, User::name()).await?;
+//!     let with_email = User::query().count_of(&pool, User::email(), false).await?;
+//!     println!("{last:?}, {with_email} with an email");
+//!
 //!     // Raw SQL goes through the same stack.
 //!     let rows = pool.query("SELECT count(*) FROM users WHERE is_active = $1", vec![true.into()]).await?;
 //!     println!("{} active, {}", active.len(), rows[0].get::<_, i64>(0));
