@@ -259,6 +259,20 @@ impl Query {
         Ok(self.derive(py, select))
     }
 
+    /// The same rows in the opposite order (the primary key's, descending, if unordered),
+    /// as Django's `reverse()`; what `last()` takes the first of.
+    fn reverse(&self, py: Python<'_>) -> PyResult<Query> {
+        self.unsliced(py, "reverse")?;
+        let schema = self.schema.get();
+        let mut select = self.select.clone();
+        if select.order.is_empty() {
+            select.order.push(chakra::Order { column: schema.fields[schema.pk].column.clone(), descending: true });
+        } else {
+            select.order.iter_mut().for_each(|o| o.descending = !o.descending);
+        }
+        Ok(self.derive(py, select))
+    }
+
     /// Each row once: `SELECT DISTINCT` over the selected fields (all of them, or those
     /// `values` names).
     fn distinct(&self, py: Python<'_>) -> Query {

@@ -223,6 +223,32 @@ async def test_distinct_values() -> None:
         await Author.objects.distinct().order_by("name").values_list("age", flat=True)
 
 
+async def test_last_latest_earliest_in_bulk_and_reverse() -> None:
+    # ids 1 to 5: Alice, alfred, Bob, Carol, "50% off_sale"; ages 31, 17, 45, NULL, 5.
+    assert (await Author.objects.last()).name == "50% off_sale"  # type: ignore[union-attr]
+    assert Author.objects.order_by("-id").last_sync().name == "Alice"  # type: ignore[union-attr]
+    assert await Author.objects.filter(age__gt=100).last() is None
+    # Reversed: age ascending (NULL last, as PostgreSQL sorts it), then name descending.
+    reversed_ = await Author.objects.order_by("-age", "name").reverse()
+    assert [a.name for a in reversed_] == ["50% off_sale", "alfred", "Alice", "Bob", "Carol"]
+    assert (await Author.objects.exclude(age=None).latest("age")).name == "Bob"
+    assert Author.objects.exclude(age=None).latest_sync("-age").name == "50% off_sale"
+    assert (await Author.objects.exclude(age=None).earliest("age")).name == "50% off_sale"
+    assert Author.objects.earliest_sync("is_active", "-id").name == "50% off_sale"
+    with pytest.raises(Author.DoesNotExist):
+        await Author.objects.filter(age__gt=100).latest("age")
+    with pytest.raises(chakra.FieldError, match="at least one field"):
+        await Author.objects.latest()
+    with pytest.raises(chakra.FieldError, match="unknown field `agee`"):
+        await Author.objects.earliest("agee")
+    with pytest.raises(chakra.ProgrammingError, match="cannot reverse a sliced"):
+        Author.objects.all()[:2].reverse()
+    by_pk = await Author.objects.in_bulk([1, 3, 99])
+    assert {k: v.name for k, v in by_pk.items()} == {1: "Alice", 3: "Bob"}
+    assert len(Author.objects.filter(is_active=True).in_bulk_sync()) == 3
+    assert await Author.objects.in_bulk([]) == {}
+
+
 async def test_ordering_limit_offset_and_slicing() -> None:
     by_age = Author.objects.filter(age__isnull=False).order_by("-age")
     assert [a.name for a in await by_age] == ["Bob", "Alice", "alfred", "50% off_sale"]

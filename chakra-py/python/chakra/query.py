@@ -2,7 +2,7 @@
 objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
-``get``, ``count``, ``exists``, ``aggregate``, ``create``, ``get_or_create``,
+``last``, ``latest``, ``earliest``, ``in_bulk``, ``get``, ``count``, ``exists``, ``aggregate``, ``create``, ``get_or_create``,
 ``update_or_create``, ``update``, ``delete``, ``bulk_create``, ``values``, ``values_list``,
 ``stream``. Each has
 a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
@@ -25,6 +25,7 @@ from . import _core
 from .aggregates import Aggregate
 from ._bridge import Steps, run_async, run_sync
 from .database import default_database
+from . import errors as chakra_errors
 from .errors import IntegrityError
 from .session import Session, current_session
 
@@ -243,6 +244,11 @@ class QuerySet(Generic[M]):
         queue's workers), ``no_key`` takes ``FOR NO KEY UPDATE``."""
         return self._clone(self._query.select_for_update(nowait, skip_locked, no_key))
 
+    def reverse(self) -> QuerySet[M]:
+        """The same rows in the opposite order (the primary key's, descending, if
+        unordered). A sliced queryset cannot be reversed."""
+        return self._clone(self._query.reverse())
+
     def distinct(self) -> QuerySet[M]:
         """Each row once (``SELECT DISTINCT``): with ``values``/``values_list``, each
         combination of the named fields' values once. Ordering must use those fields."""
@@ -341,6 +347,44 @@ class QuerySet(Generic[M]):
     def _is_unfiltered(self) -> bool:
         manager = self._model._meta.manager
         return manager is not None and self._query is manager._query
+
+    async def last(self) -> M | None:
+        """The last row in the queryset's order (the primary key's if unordered), or ``None``."""
+        return await self.reverse().first()
+
+    def last_sync(self) -> M | None:
+        return self.reverse().first_sync()
+
+    def _by(self, fields: tuple[str, ...], latest: bool) -> QuerySet[M]:
+        """Ordered so that the first row is the earliest (or the latest) by ``fields``."""
+        if not fields:
+            raise chakra_errors.FieldError("latest() and earliest() need at least one field to order by")
+        return self.order_by(*((f[1:] if f.startswith("-") else f"-{f}") if latest else f for f in fields))
+
+    async def latest(self, *fields: str) -> M:
+        """The row with the greatest ``fields`` (``"-field"``: the smallest); raises
+        ``Model.DoesNotExist`` if there is none."""
+        return _found(self._model, await self._by(fields, True).first())
+
+    def latest_sync(self, *fields: str) -> M:
+        return _found(self._model, self._by(fields, True).first_sync())
+
+    async def earliest(self, *fields: str) -> M:
+        """The row with the smallest ``fields``; raises ``Model.DoesNotExist`` if none."""
+        return _found(self._model, await self._by(fields, False).first())
+
+    def earliest_sync(self, *fields: str) -> M:
+        return _found(self._model, self._by(fields, False).first_sync())
+
+    async def in_bulk(self, id_list: Iterable[Any] | None = None) -> dict[Any, M]:
+        """The matching rows by primary key; with ``id_list``, only those keys (missing
+        ones are left out)."""
+        qs = self if id_list is None else self.filter(pk__in=list(id_list))
+        return {obj.pk: obj for obj in await qs}
+
+    def in_bulk_sync(self, id_list: Iterable[Any] | None = None) -> dict[Any, M]:
+        qs = self if id_list is None else self.filter(pk__in=list(id_list))
+        return {obj.pk: obj for obj in qs.all_sync()}
 
     async def get(self, *conditions: Q, **lookups: Any) -> M:
         """The one row matching: raises ``Model.DoesNotExist`` if none,
