@@ -69,7 +69,7 @@ class F:
 
     def _op(self, op: str, other: F | float | int | decimal.Decimal, reflected: bool = False) -> F:
         if not isinstance(other, (F, int, float, decimal.Decimal)) or isinstance(other, bool):
-            return NotImplemented
+            return NotImplemented  # type: ignore[no-any-return]  # the operator's own dunder returns it
         them = other._tree if isinstance(other, F) else ("value", other)
         return F._node(("op", op, them, self._tree) if reflected else ("op", op, self._tree, them))
 
