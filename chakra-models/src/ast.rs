@@ -186,7 +186,8 @@ pub enum Projection {
     Count,
     /// Whether any row matches.
     Exists,
-    /// One row: the [`Select::aggregates`] over the matching rows.
+    /// The [`Select::aggregates`] over the matching rows: one row, or with
+    /// [`Select::group_by`] a row per group, its columns first.
     Aggregates,
 }
 
@@ -198,6 +199,8 @@ pub struct Aggregate {
     pub column: Option<Ident>,
     /// Over the distinct values only.
     pub distinct: bool,
+    /// The result column's name (`AS alias`), which `ORDER BY` of a grouped query can use.
+    pub alias: Option<Ident>,
 }
 
 /// The functions of an [`Aggregate`]. Each skips `NULL`s, and all but `Count` are `NULL`
@@ -227,7 +230,7 @@ impl AggregateFn {
 impl Aggregate {
     /// `function(column)`.
     pub fn new(function: AggregateFn, column: impl Into<Ident>) -> Self {
-        Aggregate { function, column: Some(column.into()), distinct: false }
+        Aggregate { function, column: Some(column.into()), distinct: false, alias: None }
     }
 }
 
@@ -312,6 +315,9 @@ pub struct Select {
     pub distinct: bool,
     /// What [`Projection::Aggregates`] computes, in order.
     pub aggregates: Vec<Aggregate>,
+    /// `GROUP BY` these columns: [`Projection::Aggregates`] per combination of their
+    /// values. Order, limit and offset then apply to the groups.
+    pub group_by: Vec<Ident>,
 }
 
 impl Select {

@@ -3,7 +3,7 @@
 
 use chakra_service::{Labels, Mode, Request, Statement, Value};
 
-use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Operand, Projection, Select, Update};
+use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update};
 use crate::dialect::Dialect;
 
 /// SQL text under construction and its parameters, numbered as they are added.
@@ -156,6 +156,28 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
         // Counts and aggregates of a limited, locking or distinct selection are over the
         // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
         // over it as a subquery; of the others, over the table's matching rows.
+        // Groups: the aggregates per group, the groups ordered and sliced; over the locked
+        // rows as a subquery (PostgreSQL locks no rows for a grouped query).
+        Projection::Aggregates if !select.group_by.is_empty() => {
+            w.push("SELECT ");
+            w.idents(&select.group_by);
+            w.push(", ");
+            w.aggregates(select);
+            w.push(" FROM ");
+            if select.lock.is_some() {
+                let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
+                w.push("(");
+                w.selection(&rows, Selected::Columns);
+                w.push(") AS selected");
+            } else {
+                w.ident(&select.table);
+                w.filter(&select.filter);
+            }
+            w.push(" GROUP BY ");
+            w.idents(&select.group_by);
+            w.order(&select.order);
+            w.slice(select);
+        }
         Projection::Count | Projection::Aggregates => {
             let over_selection =
                 select.limit.is_some() || select.offset.is_some() || select.lock.is_some() || select.distinct;
@@ -200,18 +222,32 @@ impl SqlWriter<'_> {
         self.ident(&select.table);
         self.filter(&select.filter);
         // Order only picks rows when there is a limit or offset, or returns them.
-        if !select.order.is_empty()
-            && (selected == Selected::Columns || select.limit.is_some() || select.offset.is_some())
-        {
-            self.push(" ORDER BY ");
-            for (i, order) in select.order.iter().enumerate() {
-                if i > 0 {
-                    self.push(", ");
-                }
-                self.ident(&order.column);
-                self.push(if order.descending { " DESC" } else { " ASC" });
-            }
+        if selected == Selected::Columns || select.limit.is_some() || select.offset.is_some() {
+            self.order(&select.order);
         }
+        self.slice(select);
+        if let Some(lock) = &select.lock {
+            self.dialect.write_lock(self, lock);
+        }
+    }
+
+    /// ` ORDER BY …`, if there is an order.
+    fn order(&mut self, order: &[Order]) {
+        if order.is_empty() {
+            return;
+        }
+        self.push(" ORDER BY ");
+        for (i, term) in order.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.ident(&term.column);
+            self.push(if term.descending { " DESC" } else { " ASC" });
+        }
+    }
+
+    /// ` LIMIT … OFFSET …`, as far as the query has them.
+    fn slice(&mut self, select: &Select) {
         if let Some(limit) = select.limit {
             self.push(" LIMIT ");
             self.param(Value::I64(i64::try_from(limit).unwrap_or(i64::MAX)));
@@ -219,9 +255,6 @@ impl SqlWriter<'_> {
         if let Some(offset) = select.offset {
             self.push(" OFFSET ");
             self.param(Value::I64(i64::try_from(offset).unwrap_or(i64::MAX)));
-        }
-        if let Some(lock) = &select.lock {
-            self.dialect.write_lock(self, lock);
         }
     }
 
@@ -241,6 +274,10 @@ impl SqlWriter<'_> {
                 None => self.push("*"),
             }
             self.push(")");
+            if let Some(alias) = &aggregate.alias {
+                self.push(" AS ");
+                self.ident(alias);
+            }
         }
     }
 }
@@ -288,7 +325,7 @@ pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::{Order, Pattern, TextMatch};
+    use crate::ast::{Pattern, TextMatch};
     use crate::dialect::Postgres;
 
     fn col(name: &'static str) -> Ident {
@@ -369,8 +406,8 @@ mod tests {
         s.projection = Projection::Aggregates;
         s.aggregates = vec![
             Aggregate::new(AggregateFn::Sum, "n"),
-            Aggregate { function: AggregateFn::Count, column: Some(col("n")), distinct: true },
-            Aggregate { function: AggregateFn::Count, column: None, distinct: false },
+            Aggregate { function: AggregateFn::Count, column: Some(col("n")), distinct: true, alias: None },
+            Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None },
         ];
         assert_eq!(
             &*select(&Postgres, &s).sql,
@@ -397,6 +434,27 @@ mod tests {
         );
         s.projection = Projection::Columns;
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL"#);
+    }
+
+    #[test]
+    fn groups_are_ordered_and_sliced_and_locked_rows_grouped_in_a_subquery() {
+        use crate::ast::{Aggregate, AggregateFn, RowLock};
+        let mut s = Select::new("t", ["id", "kind", "n"]);
+        s.filter(Expr::IsNull { column: col("n"), negated: true });
+        s.projection = Projection::Aggregates;
+        s.aggregates = vec![Aggregate { alias: Some(col("total")), ..Aggregate::new(AggregateFn::Sum, "n") }];
+        s.group_by = vec![col("kind")];
+        s.order = vec![Order { column: col("total"), descending: true }];
+        s.limit = Some(3);
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT "kind", sum("n") AS "total" FROM "t" WHERE "n" IS NOT NULL GROUP BY "kind" ORDER BY "total" DESC LIMIT $1"#
+        );
+        s.lock = Some(RowLock::update());
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT "kind", sum("n") AS "total" FROM (SELECT "id", "kind", "n" FROM "t" WHERE "n" IS NOT NULL FOR UPDATE) AS selected GROUP BY "kind" ORDER BY "total" DESC LIMIT $1"#
+        );
     }
 
     #[test]

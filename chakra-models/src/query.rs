@@ -187,7 +187,8 @@ impl<M: Model> Query<M> {
     /// How many matching rows have a value (not `NULL`) in `column`, each distinct value
     /// once when `distinct`.
     pub async fn count_of<T, Q: Queryable>(&self, db: &Q, column: Column<M, T>, distinct: bool) -> Result<i64> {
-        let aggregate = Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct };
+        let aggregate =
+            Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None };
         let row = self.aggregates(db, vec![aggregate]).await?;
         row.try_get(0).map_err(Error::from)
     }
@@ -208,6 +209,13 @@ impl<M: Model> Query<M> {
         select.projection = Projection::Aggregates;
         select.aggregates = aggregates;
         db.run(self.request(&select, Mode::One)).await?.into_row()
+    }
+
+    /// The matching rows in groups by `key`'s value, for counts and aggregates per group
+    /// (`GROUP BY`): `User::query().group_by(User::is_active()).count(&pool)`. Groups come
+    /// ordered by the key; the query's limit and offset then apply to the groups.
+    pub fn group_by<K: FromSqlOwned>(self, key: Column<M, K>) -> Grouped<M, K> {
+        Grouped { query: self, key }
     }
 
     /// Whether any row matches.
@@ -245,6 +253,79 @@ impl<M: Model> Query<M> {
     pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<ModelStream<M>> {
         let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
         Ok(ModelStream { rows, _model: PhantomData })
+    }
+}
+
+/// A query's rows in groups by one column's value: see [`Query::group_by`]. Each method
+/// returns a `(key, value)` pair per group, the value typed as [`Query`]'s aggregates are.
+pub struct Grouped<M, K> {
+    query: Query<M>,
+    key: Column<M, K>,
+}
+
+impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
+    /// How many rows each group has.
+    pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<Vec<(K, i64)>> {
+        self.per_group(db, Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None }).await
+    }
+
+    /// How many rows of each group have a value in `column`, each distinct one once when
+    /// `distinct`.
+    pub async fn count_of<T, Q: Queryable>(
+        &self,
+        db: &Q,
+        column: Column<M, T>,
+        distinct: bool,
+    ) -> Result<Vec<(K, i64)>> {
+        let aggregate =
+            Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None };
+        self.per_group(db, aggregate).await
+    }
+
+    /// Each group's sum of `column`.
+    pub async fn sum<T: Numeric, Q: Queryable>(
+        &self,
+        db: &Q,
+        column: Column<M, T>,
+    ) -> Result<Vec<(K, Option<T::Sum>)>> {
+        self.per_group(db, Aggregate::new(AggregateFn::Sum, column.name())).await
+    }
+
+    /// Each group's mean of `column`.
+    pub async fn avg<T: Numeric, Q: Queryable>(
+        &self,
+        db: &Q,
+        column: Column<M, T>,
+    ) -> Result<Vec<(K, Option<T::Avg>)>> {
+        self.per_group(db, Aggregate::new(AggregateFn::Avg, column.name())).await
+    }
+
+    /// Each group's smallest value of `column`.
+    pub async fn min<T: Ordered, Q: Queryable>(
+        &self,
+        db: &Q,
+        column: Column<M, T>,
+    ) -> Result<Vec<(K, Option<T::Value>)>> {
+        self.per_group(db, Aggregate::new(AggregateFn::Min, column.name())).await
+    }
+
+    /// Each group's largest value of `column`.
+    pub async fn max<T: Ordered, Q: Queryable>(
+        &self,
+        db: &Q,
+        column: Column<M, T>,
+    ) -> Result<Vec<(K, Option<T::Value>)>> {
+        self.per_group(db, Aggregate::new(AggregateFn::Max, column.name())).await
+    }
+
+    async fn per_group<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: Aggregate) -> Result<Vec<(K, V)>> {
+        let mut select = self.query.select.clone();
+        select.projection = Projection::Aggregates;
+        select.aggregates = vec![aggregate];
+        select.group_by = vec![self.key.name().into()];
+        select.order = vec![self.key.asc()];
+        let rows = db.run(self.query.request(&select, Mode::All)).await?.into_rows()?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 }
 

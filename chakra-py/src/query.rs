@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Operand, Projection, RowLock, Select, Update,
+    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Ident, Operand, Projection, RowLock, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -381,66 +381,12 @@ impl Query {
 
     /// The aggregates `specs` — `(alias, function, field, distinct)`, function one of
     /// `count`, `sum`, `avg`, `min`, `max` and field `"*"` to count rows — over the
-    /// matching rows, as a dict by alias. Each field must suit its function (`sum` and
-    /// `avg` numbers, `min` and `max` ordered values), or it is a `FieldError`. As in
-    /// Django, `avg` of an integer or float field is a float, of a decimal one a Decimal.
-    fn aggregate(
-        &self,
-        py: Python<'_>,
-        target: &Bound<'_, PyAny>,
-        specs: Vec<(String, String, String, bool)>,
-    ) -> PyResult<Op> {
+    /// matching rows, as a dict by alias.
+    fn aggregate(&self, py: Python<'_>, target: &Bound<'_, PyAny>, specs: Vec<AggregateSpec>) -> PyResult<Op> {
         if specs.is_empty() {
             return Err(field_error(py, "aggregate() needs at least one aggregate, such as Sum(\"field\")".into()));
         }
-        let schema = self.schema.get();
-        let mut aggregates = Vec::with_capacity(specs.len());
-        let mut to_float = Vec::new();
-        for (i, (alias, function, field, distinct)) in specs.iter().enumerate() {
-            let name = match function.as_str() {
-                "count" => AggregateFn::Count,
-                "sum" => AggregateFn::Sum,
-                "avg" => AggregateFn::Avg,
-                "min" => AggregateFn::Min,
-                "max" => AggregateFn::Max,
-                other => return Err(field_error(py, format!("unknown aggregate `{other}` for `{alias}`"))),
-            };
-            if field == "*" {
-                if name != AggregateFn::Count || *distinct {
-                    return Err(field_error(
-                        py,
-                        format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
-                    ));
-                }
-                aggregates.push(Aggregate { function: name, column: None, distinct: false });
-                continue;
-            }
-            let index = field_index(py, schema, field)?;
-            let kind = schema.types[index].kind;
-            let fits = match name {
-                AggregateFn::Count => true,
-                AggregateFn::Sum | AggregateFn::Avg => kind.is_numeric(),
-                AggregateFn::Min | AggregateFn::Max => kind.is_ordered(),
-            };
-            if !fits {
-                let needs = match name {
-                    AggregateFn::Sum | AggregateFn::Avg => "a numeric",
-                    _ => "an ordered (number, text, date or time)",
-                };
-                return Err(field_error(
-                    py,
-                    format!("`{alias}`: {function} needs {needs} field; {} is not one", schema.label(index)),
-                ));
-            }
-            if name == AggregateFn::Avg && kind != FieldKind::Numeric {
-                to_float.push(i);
-            }
-            aggregates.push(Aggregate {
-                function: name,
-                column: Some(schema.fields[index].column.clone()),
-                distinct: *distinct,
-            });
-        }
+        let (aggregates, floats) = aggregates_of(py, self.schema.get(), &specs, false)?;
         let mut select = self.select.clone();
         select.projection = Projection::Aggregates;
         select.aggregates = aggregates;
@@ -448,16 +394,7 @@ impl Query {
         let names: Vec<Py<PyString>> = specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()).collect();
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, false).await?.into_row() }, move |py, row| {
-            let row = [row];
-            let dict = shape_rows(py, &row, &names, "dict")?.get_item(0)?.cast_into::<PyDict>()?;
-            for &i in &to_float {
-                let name = names[i].bind(py);
-                let value = dict.get_item(name)?.expect("every alias is in the dict");
-                if !value.is_none() {
-                    dict.set_item(name, value.extract::<f64>()?)?;
-                }
-            }
-            Ok(dict.into_any().unbind())
+            Ok(shape_rows(py, &[row], &names, "dict", &floats)?.get_item(0)?.unbind())
         }))
     }
 
@@ -527,35 +464,70 @@ impl Query {
         }))
     }
 
-    /// The named fields (all when empty) of each row, shaped `"dict"`, `"tuple"` or `"flat"`.
-    fn values(&self, py: Python<'_>, target: &Bound<'_, PyAny>, fields: Vec<String>, shape: String) -> PyResult<Op> {
+    /// The named fields (all when empty) of each row, shaped `"dict"`, `"tuple"` or
+    /// `"flat"`. With `aggregates` (specs as [`aggregate`](Self::aggregate)'s), a row per
+    /// group of the fields' values instead, the aggregates after the fields (Django's
+    /// `values(…).annotate(…)`), ordered by `order`: the fields and the aggregates' aliases.
+    #[pyo3(signature = (target, fields, shape, aggregates = None, order = None))]
+    fn values(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        fields: Vec<String>,
+        shape: String,
+        aggregates: Option<Vec<AggregateSpec>>,
+        order: Option<Vec<String>>,
+    ) -> PyResult<Op> {
         let schema = self.schema.get();
         let indices: Vec<usize> = if fields.is_empty() {
             (0..schema.fields.len()).collect()
         } else {
             fields.iter().map(|name| field_index(py, schema, name)).collect::<PyResult<_>>()?
         };
-        if shape == "flat" && indices.len() != 1 {
-            return Err(field_error(py, "values_list(flat=True) needs exactly one field".into()));
+        let specs = aggregates.unwrap_or_default();
+        if shape == "flat" && indices.len() + specs.len() != 1 {
+            return Err(field_error(py, "values_list(flat=True) needs exactly one field and no aggregates".into()));
         }
         let mut select = self.select.clone();
         select.columns = indices.iter().map(|&i| schema.fields[i].column.clone()).collect();
-        // PostgreSQL sorts distinct rows only by what they hold; say which field is not.
-        if select.distinct {
-            if let Some(order) = select.order.iter().find(|o| !select.columns.contains(&o.column)) {
+        let mut names: Vec<Py<PyString>> = indices.iter().map(|&i| schema.names[i].clone_ref(py)).collect();
+        let mut floats = Vec::new();
+        if !specs.is_empty() {
+            let (aggregates, avgs) = aggregates_of(py, schema, &specs, true)?;
+            floats = avgs.into_iter().map(|i| i + indices.len()).collect();
+            names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
+            select.projection = Projection::Aggregates;
+            select.aggregates = aggregates;
+            select.group_by = std::mem::take(&mut select.columns);
+            if let Some(order) = order {
+                select.order =
+                    order.iter().map(|spec| group_order(py, schema, &specs, spec)).collect::<PyResult<_>>()?;
+            }
+        }
+        // A grouped or distinct query's rows hold only their columns (and aggregates):
+        // PostgreSQL sorts them by nothing else. Say which field is not among them.
+        let kept = if specs.is_empty() { &select.columns } else { &select.group_by };
+        if select.distinct || !specs.is_empty() {
+            let among = |column: &Ident| kept.contains(column) || specs.iter().any(|(alias, ..)| **alias == **column);
+            if let Some(order) = select.order.iter().find(|o| !among(&o.column)) {
                 let field = schema.fields.iter().find(|f| f.column == order.column).map_or(&*order.column, |f| &f.name);
+                let what = if specs.is_empty() { "distinct() values" } else { "grouped values" };
                 return Err(field_error(
                     py,
-                    format!("distinct() values are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
+                    format!("{what} are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
                 ));
             }
         }
-        let names: Vec<Py<PyString>> = indices.iter().map(|&i| schema.names[i].clone_ref(py)).collect();
         let request = self.request(&select, Mode::All);
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
-            Ok(shape_rows(py, &rows, &names, &shape)?.into_any().unbind())
+            Ok(shape_rows(py, &rows, &names, &shape, &floats)?.into_any().unbind())
         }))
+    }
+
+    /// Whether a window (slice, limit or offset) is set.
+    fn sliced(&self) -> bool {
+        self.select.limit.is_some() || self.select.offset.is_some()
     }
 
     /// Opens a server-side stream of the matching rows; resolves to a [`Cursor`].
@@ -615,30 +587,111 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, Py
     })
 }
 
-/// Rows as dicts keyed by `names`, tuples, or (`flat`) the single column's values.
-pub(crate) fn shape_rows<'py>(
+/// An aggregate as Python describes it: `(alias, function, field, distinct)`.
+type AggregateSpec = (String, String, String, bool);
+
+/// The aggregates `specs` describe, each checked against its field (`sum` and `avg` take
+/// numbers, `min` and `max` ordered values, only `count` takes `"*"`: every row), or a
+/// `FieldError` naming the alias and field; `aliased` names each result column by its
+/// alias. With the positions of the `avg`s Python gets as floats: as in Django, `avg` of
+/// an integer or float field is a float, of a decimal one a `Decimal`.
+fn aggregates_of(
+    py: Python<'_>,
+    schema: &Schema,
+    specs: &[AggregateSpec],
+    aliased: bool,
+) -> PyResult<(Vec<Aggregate>, Vec<usize>)> {
+    let mut aggregates = Vec::with_capacity(specs.len());
+    let mut floats = Vec::new();
+    for (i, (alias, function, field, distinct)) in specs.iter().enumerate() {
+        let name = match function.as_str() {
+            "count" => AggregateFn::Count,
+            "sum" => AggregateFn::Sum,
+            "avg" => AggregateFn::Avg,
+            "min" => AggregateFn::Min,
+            "max" => AggregateFn::Max,
+            other => return Err(field_error(py, format!("unknown aggregate `{other}` for `{alias}`"))),
+        };
+        let alias_ident = aliased.then(|| alias.clone().into());
+        if field == "*" {
+            if name != AggregateFn::Count || *distinct {
+                return Err(field_error(
+                    py,
+                    format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
+                ));
+            }
+            aggregates.push(Aggregate { function: name, column: None, distinct: false, alias: alias_ident });
+            continue;
+        }
+        let index = field_index(py, schema, field)?;
+        let kind = schema.types[index].kind;
+        let needs = match name {
+            AggregateFn::Count => None,
+            AggregateFn::Sum | AggregateFn::Avg => (!kind.is_numeric()).then_some("a numeric"),
+            AggregateFn::Min | AggregateFn::Max => {
+                (!kind.is_ordered()).then_some("an ordered (number, text, date or time)")
+            }
+        };
+        if let Some(needs) = needs {
+            return Err(field_error(
+                py,
+                format!("`{alias}`: {function} needs {needs} field; {} is not one", schema.label(index)),
+            ));
+        }
+        if name == AggregateFn::Avg && kind != FieldKind::Numeric {
+            floats.push(i);
+        }
+        let column = Some(schema.fields[index].column.clone());
+        aggregates.push(Aggregate { function: name, column, distinct: *distinct, alias: alias_ident });
+    }
+    Ok((aggregates, floats))
+}
+
+/// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its
+/// column) or an aggregate (by its alias).
+fn group_order(py: Python<'_>, schema: &Schema, specs: &[AggregateSpec], spec: &str) -> PyResult<chakra::Order> {
+    let (name, descending) = match spec.strip_prefix('-') {
+        Some(name) => (name, true),
+        None => (spec.strip_prefix('+').unwrap_or(spec), false),
+    };
+    if specs.iter().any(|(alias, ..)| alias == name) {
+        return Ok(chakra::Order { column: name.to_owned().into(), descending });
+    }
+    let field = field_index(py, schema, name)?;
+    Ok(chakra::Order { column: schema.fields[field].column.clone(), descending })
+}
+
+/// Rows as dicts keyed by `names`, tuples, or (`flat`) the single column's values; the
+/// columns at `floats` as Python floats.
+fn shape_rows<'py>(
     py: Python<'py>,
     rows: &[chakra::Row],
     names: &[Py<PyString>],
     shape: &str,
+    floats: &[usize],
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     let Some(first) = rows.first() else {
         return Ok(list);
     };
     let decoders = Decoder::for_row(first);
+    let value = |row: &chakra::Row, i: usize| -> PyResult<Bound<'py, PyAny>> {
+        let decoded = decode(py, row, i, &decoders[i])?;
+        match floats.contains(&i) && !decoded.is_none() {
+            true => Ok(decoded.extract::<f64>()?.into_pyobject(py)?.into_any()),
+            false => Ok(decoded),
+        }
+    };
     for row in rows {
         let item = match shape {
-            "flat" => decode(py, row, 0, &decoders[0])?,
+            "flat" => value(row, 0)?,
             "tuple" => {
-                let values =
-                    (0..decoders.len()).map(|i| decode(py, row, i, &decoders[i])).collect::<PyResult<Vec<_>>>()?;
-                PyTuple::new(py, values)?.into_any()
+                PyTuple::new(py, (0..decoders.len()).map(|i| value(row, i)).collect::<PyResult<Vec<_>>>()?)?.into_any()
             }
             _ => {
                 let dict = PyDict::new(py);
                 for (i, name) in names.iter().enumerate() {
-                    dict.set_item(name.bind(py), decode(py, row, i, &decoders[i])?)?;
+                    dict.set_item(name.bind(py), value(row, i)?)?;
                 }
                 dict.into_any()
             }

@@ -207,6 +207,35 @@ async def test_aggregate() -> None:
         await Author.objects.aggregate(total="age")  # type: ignore[arg-type]
 
 
+async def test_values_annotate_groups_rows() -> None:
+    # is_active: Alice, alfred, Carol True (ages 31, 17, NULL); Bob, "50% off_sale" False (45, 5).
+    per_state = Author.objects.values("is_active").annotate(Avg("age"), n=Count("*"), oldest=Max("age"))
+    assert await per_state.order_by("is_active") == [
+        {"is_active": False, "n": 2, "age__avg": 25.0, "oldest": 45},
+        {"is_active": True, "n": 3, "age__avg": 24.0, "oldest": 31},
+    ]
+    # Ordered by an aggregate, sliced to the top group, as tuples or sync.
+    top = Author.objects.values_list("is_active").annotate(n=Count("*")).order_by("-n")[:1]
+    assert await top == [(True, 3)]
+    assert top.all_sync() == [(True, 3)]
+    # Filters pick the rows before grouping.
+    adults = Author.objects.filter(age__gte=18).values("is_active").annotate(Count("id")).order_by("is_active")
+    assert await adults == [{"is_active": False, "id__count": 1}, {"is_active": True, "id__count": 1}]
+    # Grouped by two fields; the queryset's own order must be among them.
+    pairs = await Author.objects.order_by("-is_active", "age").values_list("is_active", "age").annotate(n=Count("*"))
+    assert pairs == [(True, 17, 1), (True, 31, 1), (True, None, 1), (False, 5, 1), (False, 45, 1)]
+    with pytest.raises(chakra.FieldError, match="grouped values are ordered by `name`"):
+        await Author.objects.order_by("name").values("is_active").annotate(n=Count("*"))
+    with pytest.raises(chakra.FieldError, match="unknown field `m`"):
+        await Author.objects.values("is_active").annotate(n=Count("*")).order_by("-m")
+    with pytest.raises(chakra.FieldError, match="no aggregates"):
+        await Author.objects.values_list("is_active", flat=True).annotate(n=Count("*"))
+    with pytest.raises(chakra.FieldError, match="sum needs a numeric field; Author.name"):
+        await Author.objects.values("is_active").annotate(Sum("name"))
+    with pytest.raises(chakra.ProgrammingError, match="cannot group a sliced queryset"):
+        Author.objects.all()[:2].values("is_active").annotate(n=Count("*"))
+
+
 async def test_distinct_values() -> None:
     await Author.objects.filter(name__in=["Bob", "Carol"]).update(age=31)
     ages = await Author.objects.distinct().order_by("age").values_list("age", flat=True)

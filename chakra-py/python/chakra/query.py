@@ -9,6 +9,9 @@ a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field
 lookup names are checked when ``filter`` is called, so a typo raises
 :class:`~chakra.FieldError` before any SQL exists.
 
+``values()`` and ``values_list()`` return :class:`Values`, awaitable for the rows, whose
+``annotate(...)`` groups them (Django's ``values("status").annotate(n=Count("*"))``).
+
 Inside a session's scope (``async with Session():``) every query runs on the session's
 connection and returns the session's instances (one object per row); elsewhere each query
 takes a pooled connection of its own.
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from .database import Database
     from .models import Model
 
-__all__ = ["F", "Manager", "Q", "QuerySet"]
+__all__ = ["F", "Manager", "Q", "QuerySet", "Values"]
 
 M = TypeVar("M", bound="Model")
 
@@ -611,37 +614,28 @@ class QuerySet(Generic[M]):
             session._autoflush_sync()
         return self._query.delete(target).wait_sync()  # type: ignore[no-any-return]
 
-    async def values(self, *fields: str) -> list[dict[str, Any]]:
-        """Rows as dicts of the named fields (all fields when none are named)."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.values(target, list(fields), "dict")  # type: ignore[no-any-return]
+    def values(self, *fields: str) -> Values[dict[str, Any]]:
+        """Rows as dicts of the named fields (all fields when none are named): await it
+        for the list. ``.annotate(n=Count("*"))`` makes it a row per group of those
+        fields' values instead, with the aggregates, as Django's ``values().annotate()``."""
+        return Values(self, fields, "dict")
 
     def values_sync(self, *fields: str) -> list[dict[str, Any]]:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.values(target, list(fields), "dict").wait_sync()  # type: ignore[no-any-return]
+        return Values(self, fields, "dict").all_sync()
 
     @overload
-    async def values_list(self, *fields: str, flat: Literal[False] = ...) -> list[tuple[Any, ...]]: ...
+    def values_list(self, *fields: str, flat: Literal[False] = ...) -> Values[tuple[Any, ...]]: ...
 
     @overload
-    async def values_list(self, *fields: str, flat: Literal[True]) -> list[Any]: ...
+    def values_list(self, *fields: str, flat: Literal[True]) -> Values[Any]: ...
 
-    async def values_list(self, *fields: str, flat: bool = False) -> list[Any]:
-        """Rows as tuples of the named fields; ``flat=True`` with one field gives its values."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.values(target, list(fields), "flat" if flat else "tuple")  # type: ignore[no-any-return]
+    def values_list(self, *fields: str, flat: bool = False) -> Values[Any]:
+        """Rows as tuples of the named fields; ``flat=True`` with one field gives its
+        values. Await it for the list; ``.annotate(...)`` groups as ``values`` does."""
+        return Values(self, fields, "flat" if flat else "tuple")
 
     def values_list_sync(self, *fields: str, flat: bool = False) -> list[Any]:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.values(target, list(fields), "flat" if flat else "tuple").wait_sync()  # type: ignore[no-any-return]
+        return Values(self, fields, "flat" if flat else "tuple").all_sync()
 
     @overload
     def stream(self, batch_size: None = None) -> RowStream[M]: ...
@@ -674,6 +668,85 @@ class QuerySet(Generic[M]):
 
     def __aiter__(self) -> AsyncIterator[M]:
         return self.stream().__aiter__()
+
+
+T = TypeVar("T")
+
+
+class Values(Generic[T]):
+    """A queryset's rows as dicts, tuples or single values: what ``values()`` and
+    ``values_list()`` return. Await it, or call ``all_sync()``, for the list.
+
+    ``annotate(...)`` groups the rows by the named fields and adds aggregates per group;
+    ``order_by`` then orders the groups by those fields or the aggregates' names, and a
+    slice picks groups::
+
+        await Order.objects.values("status").annotate(n=Count("*")).order_by("-n")[:3]
+        # [{"status": "paid", "n": 120}, {"status": "new", "n": 31}, ...]
+    """
+
+    __slots__ = ("_aggregates", "_fields", "_order", "_qs", "_shape")
+
+    def __init__(
+        self,
+        qs: QuerySet[Any],
+        fields: tuple[str, ...],
+        shape: str,
+        aggregates: list[tuple[str, str, str, bool]] | None = None,
+        order: list[str] | None = None,
+    ) -> None:
+        self._qs = qs
+        self._fields = fields
+        self._shape = shape
+        self._aggregates = aggregates
+        self._order = order
+
+    def _with(self, qs: QuerySet[Any] | None = None, **changes: Any) -> Values[T]:
+        state = {"aggregates": self._aggregates, "order": self._order, **changes}
+        return Values(qs if qs is not None else self._qs, self._fields, self._shape, **state)
+
+    def annotate(self, *args: Aggregate, **kwargs: Aggregate) -> Values[T]:
+        """A row per group of the fields' values, with these aggregates after the fields
+        (a positional one named ``field__function``)."""
+        if self._qs._query.sliced():
+            raise chakra_errors.ProgrammingError("cannot group a sliced queryset: slice the annotated values instead")
+        specs = QuerySet._aggregate_specs(args, kwargs)
+        if not specs:
+            raise chakra_errors.FieldError("annotate() needs at least one aggregate, such as Count(\"*\")")
+        return self._with(aggregates=[*(self._aggregates or []), *specs])
+
+    def order_by(self, *fields: str) -> Values[T]:
+        """Ordered by ``fields`` (``"-name"`` descending): of annotated values, the
+        grouped fields and the aggregates' names."""
+        if self._aggregates is None:
+            return self._with(self._qs.order_by(*fields))
+        return self._with(order=list(fields))
+
+    def __getitem__(self, key: slice) -> Values[T]:
+        return self._with(self._qs[key])
+
+    def _run(self, target: Any) -> _core.Op:
+        return self._qs._query.values(target, list(self._fields), self._shape, self._aggregates, self._order)
+
+    async def all(self) -> list[T]:
+        """The rows."""
+        target, _, session = self._qs._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._run(target)  # type: ignore[no-any-return]
+
+    def all_sync(self) -> list[T]:
+        target, _, session = self._qs._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._run(target).wait_sync()  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, list[T]]:
+        return self.all().__await__()
+
+    def __repr__(self) -> str:
+        grouped = f" grouped with {[a for a, *_ in self._aggregates]}" if self._aggregates else ""
+        return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
 
 
 def _found(model: type[M], obj: M | None) -> M:

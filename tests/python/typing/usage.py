@@ -33,6 +33,10 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.distinct().reverse(), QuerySet[User])
     assert_type(await User.objects.filter(id__lt=chakra.F("id") + 1).aggregate(n=chakra.Count("*")), dict[str, Any])
     assert_type(User.objects.aggregate_sync(chakra.Max("joined")), dict[str, Any])
+    grouped = User.objects.values("name").annotate(n=chakra.Count("*")).order_by("-n")[:5]
+    assert_type(await grouped, list[dict[str, Any]])
+    assert_type(User.objects.values_list("name").annotate(chakra.Max("joined")).all_sync(), list[tuple[Any, ...]])
+    assert_type(User.objects.values_list("id", flat=True).all_sync(), list[Any])
     user = await User.objects.get(id=1)
     assert_type(user.name, str)
     assert_type(user.nickname, str | None)

@@ -220,6 +220,36 @@ async fn aggregates_over_the_matching_rows() {
 }
 
 #[tokio::test]
+async fn aggregates_per_group() {
+    use chakra::rust_decimal::Decimal;
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    // is_active: carol false (rank 2); alice 3, bob 1, deal 4 true.
+    let by_state = || User::query().group_by(User::is_active());
+    assert_eq!(by_state().count(&pool).await.unwrap(), vec![(false, 1), (true, 3)]);
+    assert_eq!(by_state().sum(&pool, User::rank()).await.unwrap(), vec![(false, Some(2)), (true, Some(8))]);
+    let avg = by_state().avg(&pool, User::rank()).await.unwrap();
+    assert_eq!(avg[1].1.map(|d: Decimal| d.round_dp(3)), Some(Decimal::new(2667, 3)));
+    let last_names = by_state().max(&pool, User::name()).await.unwrap();
+    assert_eq!(last_names, vec![(false, Some("carol".to_owned())), (true, Some("bob".to_owned()))]);
+    // A nullable key: NULL is a group of its own, last in ascending order.
+    let by_email = User::query().group_by(User::email()).count_of(&pool, User::name(), false).await.unwrap();
+    assert_eq!(by_email.len(), 4);
+    assert_eq!(by_email[3], (None, 1));
+    // Filters pick the rows; limit and offset pick the groups.
+    let ranked = User::query().filter(User::rank().gte(2)).group_by(User::is_active());
+    assert_eq!(ranked.count(&pool).await.unwrap(), vec![(false, 1), (true, 2)]);
+    let second = User::query().offset(1).limit(1).group_by(User::is_active()).count(&pool).await.unwrap();
+    assert_eq!(second, vec![(true, 3)]);
+    // Over locked rows, in a transaction.
+    let tx = pool.begin().await.unwrap();
+    let locked = User::query().for_update().group_by(User::is_active()).count(&tx).await.unwrap();
+    assert_eq!(locked, vec![(false, 1), (true, 3)]);
+    tx.rollback().await.unwrap();
+    cleanup(schema).await;
+}
+
+#[tokio::test]
 async fn membership_and_combinators() {
     let (pool, schema) = db().await;
     seed(&pool).await;
