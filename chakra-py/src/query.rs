@@ -498,7 +498,9 @@ impl Query {
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
             select.projection = Projection::Aggregates;
             select.aggregates = aggregates;
-            select.group_by = std::mem::take(&mut select.columns);
+            // Every column stays selected for a locking query's subquery of rows.
+            let every = schema.fields.iter().map(|f| f.column.clone()).collect();
+            select.group_by = std::mem::replace(&mut select.columns, every);
             if let Some(order) = order {
                 select.order =
                     order.iter().map(|spec| group_order(py, schema, &specs, spec)).collect::<PyResult<_>>()?;
@@ -612,6 +614,12 @@ fn aggregates_of(
             "max" => AggregateFn::Max,
             other => return Err(field_error(py, format!("unknown aggregate `{other}` for `{alias}`"))),
         };
+        if aliased && schema.index_of(alias).is_some() {
+            return Err(field_error(
+                py,
+                format!("the aggregate `{alias}` is named as a field of {}: name it otherwise", schema.name),
+            ));
+        }
         let alias_ident = aliased.then(|| alias.clone().into());
         if field == "*" {
             if name != AggregateFn::Count || *distinct {

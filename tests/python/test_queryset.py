@@ -232,6 +232,8 @@ async def test_values_annotate_groups_rows() -> None:
         await Author.objects.values_list("is_active", flat=True).annotate(n=Count("*"))
     with pytest.raises(chakra.FieldError, match="sum needs a numeric field; Author.name"):
         await Author.objects.values("is_active").annotate(Sum("name"))
+    with pytest.raises(chakra.FieldError, match="the aggregate `age` is named as a field of Author"):
+        await Author.objects.values("is_active").annotate(age=Max("age"))
     with pytest.raises(chakra.ProgrammingError, match="cannot group a sliced queryset"):
         Author.objects.all()[:2].values("is_active").annotate(n=Count("*"))
 

@@ -302,6 +302,12 @@ async def test_select_for_update_begins_the_sessions_transaction_and_holds_the_l
         acc.balance -= 30  # type: ignore[union-attr]
         await holder.commit()
     assert (await Account.objects.get(id=1)).balance == 70
+    # Grouped and aggregated over locked rows: the locking read begins the transaction.
+    async with Session() as holder:
+        notes = await Account.objects.select_for_update().values("note").annotate(n=chakra.Count("*"), top=chakra.Max("balance"))
+        assert notes == [{"note": "", "n": 2, "top": 70}]
+        assert await holder.fetchval("SELECT now() = statement_timestamp()") is False
+        assert await Account.objects.select_for_update().aggregate(total=chakra.Sum("balance")) == {"total": 120}
     sql, _ = Account.objects.select_for_update(skip_locked=True).sql()
     assert sql.endswith(" FOR UPDATE SKIP LOCKED")
 
