@@ -421,6 +421,20 @@ pub struct Insert {
     pub upsert: Option<Upsert>,
 }
 
+/// An `UPDATE` of many rows, each to values of its own, in one statement: the rows
+/// travel as one array per column and are matched by `key` (given as the first column).
+/// A key given more than once takes its last row's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkUpdate {
+    pub table: Ident,
+    /// The key column first, then the columns to set.
+    pub columns: Vec<Ident>,
+    /// The SQL type of each column (`int8`, `text`, …), in `columns` order.
+    pub column_types: Vec<Cow<'static, str>>,
+    /// One array per column, in `columns` order, all of the same length.
+    pub arrays: Vec<Value>,
+}
+
 /// `ON CONFLICT (target) DO UPDATE SET column = excluded.column, …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upsert {

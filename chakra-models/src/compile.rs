@@ -3,7 +3,7 @@
 
 use chakra_service::{Labels, Mode, Request, Statement, Value};
 
-use crate::ast::{CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update};
+use crate::ast::{BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update};
 use crate::dialect::Dialect;
 
 /// SQL text under construction and its parameters, numbered as they are added.
@@ -312,6 +312,13 @@ pub fn delete(dialect: &dyn Dialect, delete: &Delete) -> Statement {
     w.push("DELETE FROM ");
     w.ident(&delete.table);
     w.filter(&delete.filter);
+    w.finish()
+}
+
+/// Renders an `UPDATE` of many rows to values of their own.
+pub fn bulk_update(dialect: &dyn Dialect, update: &BulkUpdate) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    dialect.write_bulk_update(&mut w, update);
     w.finish()
 }
 

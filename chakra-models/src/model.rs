@@ -14,7 +14,7 @@ use chakra_service::{
     Type, Value,
 };
 
-use crate::ast::{Assignment, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
+use crate::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
 use crate::compile;
 use crate::dialect::{Dialect, Postgres};
 use crate::query::Query;
@@ -229,6 +229,29 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
             let statement = compile::insert(&Postgres, &insert);
             let request = Request::labelled(statement, Mode::All, Self::statements().labels("INSERT"));
             db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()
+        }
+    }
+
+    /// Writes every field of each of `rows` to the row with its primary key, in one
+    /// statement whatever their number (the rows travel as one array per column), and
+    /// returns how many rows changed; rows whose key is gone are skipped. A key given
+    /// twice takes its last row's values. Every row is written, or none.
+    fn update_many<Q: Queryable>(db: &Q, rows: &[Self]) -> impl Future<Output = Result<u64>> + Send {
+        async move {
+            let set = (0..Self::FIELDS.len()).filter(|&i| i != Self::PRIMARY_KEY);
+            let fields: Vec<usize> = std::iter::once(Self::PRIMARY_KEY).chain(set).collect();
+            if rows.is_empty() || fields.len() == 1 {
+                return Ok(0);
+            }
+            let update = BulkUpdate {
+                table: Self::TABLE.into(),
+                columns: fields.iter().map(|&i| Self::FIELDS[i].column.clone()).collect(),
+                column_types: fields.iter().map(|&i| Self::FIELDS[i].sql_type.clone()).collect(),
+                arrays: fields.iter().map(|&i| Self::column_array(rows, i)).collect::<Result<_>>()?,
+            };
+            let statement = compile::bulk_update(&Postgres, &update);
+            let request = Request::labelled(statement, Mode::Execute, Self::statements().labels("UPDATE"));
+            db.run(request).await?.rows_affected()
         }
     }
 

@@ -33,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<query::Cursor>()?;
     m.add_function(wrap_pyfunction!(query::get_by_pk, m)?)?;
     m.add_function(wrap_pyfunction!(write::flush, m)?)?;
+    m.add_function(wrap_pyfunction!(write::bulk_update, m)?)?;
     m.add_function(wrap_pyfunction!(write::refresh, m)?)?;
     m.add_function(wrap_pyfunction!(raw::raw, m)?)?;
     m.add_function(wrap_pyfunction!(raw::execute_all, m)?)?;

@@ -34,7 +34,7 @@ fn field_error(py: Python<'_>, message: String) -> PyErr {
 
 /// The index of the field `name` (or `pk`); an unknown one is a `FieldError` that says
 /// what the model has.
-fn field_index(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<usize> {
+pub(crate) fn field_index(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<usize> {
     schema.index_of(name).ok_or_else(|| {
         let message = lookup::field(&schema.fields, &schema.table, name).err().map(|e| e.message().to_owned());
         field_error(py, message.unwrap_or_else(|| format!("unknown field `{name}`")))

@@ -6,7 +6,7 @@
 //! The statements of one flush then run in order in one Tokio task; the instances are
 //! updated from the results (generated keys, values as stored) when it completes.
 
-use chakra::models::ast::{Assignment, CompareOp, Delete, Expr, Insert, Update};
+use chakra::models::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Insert, Update};
 use chakra::models::compile;
 use chakra::models::Postgres;
 use chakra::{ErrorKind, Labels, Mode, Request, Response, Value};
@@ -17,7 +17,7 @@ use crate::convert::Decoder;
 use crate::database::Target;
 use crate::errors::{self, to_pyerr_for};
 use crate::op::{op, op_with_errors, Op};
-use crate::query::pk_request;
+use crate::query::{field_index, pk_request};
 use crate::schema::Schema;
 
 /// What to do with an instance once its statement has succeeded.
@@ -166,6 +166,66 @@ pub(crate) fn flush(py: Python<'_>, target: &Bound<'_, PyAny>, plan: Vec<Bound<'
             Ok(sent.into_pyobject(py)?.into_any().unbind())
         },
     ))
+}
+
+/// Writes `fields` of each of `objs` to the row with its primary key, in one statement
+/// (one array per column) whatever their number; resolves to how many rows changed.
+/// Every value is converted first: a wrong one is an error naming its field, and nothing
+/// is sent. The instances are left as they are, as Django's `bulk_update` leaves them.
+#[pyfunction]
+pub(crate) fn bulk_update(
+    py: Python<'_>,
+    target: &Bound<'_, PyAny>,
+    schema: &Bound<'_, Schema>,
+    objs: Vec<Bound<'_, PyAny>>,
+    fields: Vec<String>,
+) -> PyResult<Op> {
+    let s = schema.get();
+    if fields.is_empty() {
+        return Err(errors::new(py, "FieldError", "bulk_update() needs the fields to write"));
+    }
+    let mut indices = vec![s.pk];
+    for name in &fields {
+        let i = field_index(py, s, name)?;
+        if i == s.pk {
+            return Err(errors::new(
+                py,
+                "FieldError",
+                format!("bulk_update() finds rows by {}: it cannot change it", s.label(i)),
+            ));
+        }
+        if !indices.contains(&i) {
+            indices.push(i);
+        }
+    }
+    let mut columns: Vec<Vec<Value>> = vec![Vec::with_capacity(objs.len()); indices.len()];
+    for obj in &objs {
+        s.check(obj)?;
+        if s.get(obj, s.pk).is_none() {
+            return Err(errors::new(
+                py,
+                "ProgrammingError",
+                format!("bulk_update() needs saved objects: {} has no primary key", obj.repr()?),
+            ));
+        }
+        for (column, &i) in columns.iter_mut().zip(&indices) {
+            column.push(s.value(obj, i)?);
+        }
+    }
+    let target = Target::extract(target)?;
+    if objs.is_empty() {
+        return Ok(op(async { Ok(0_u64) }, |py, n| Ok(n.into_pyobject(py)?.into_any().unbind())));
+    }
+    let update = BulkUpdate {
+        table: s.table.to_string().into(),
+        columns: indices.iter().map(|&i| s.fields[i].column.clone()).collect(),
+        column_types: indices.iter().map(|&i| s.fields[i].sql_type.clone()).collect(),
+        arrays: columns.into_iter().map(Value::Array).collect(),
+    };
+    let request = Request::new(compile::bulk_update(&Postgres, &update), Mode::Execute).labels(labels(s, "UPDATE"));
+    Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
+        Ok(n.into_pyobject(py)?.into_any().unbind())
+    }))
 }
 
 fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {

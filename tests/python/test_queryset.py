@@ -358,6 +358,38 @@ async def test_create_update_delete() -> None:
         await Author.objects.all()[:1].delete()
 
 
+async def test_bulk_update_writes_each_objects_fields_in_one_statement() -> None:
+    authors = await Author.objects.order_by("id")
+    for a in authors:
+        a.age = (a.age or 0) + 100
+        a.bio = f"bio of {a.name}"
+    authors[0].name = "not written"  # not among the fields
+    assert await Author.objects.bulk_update(authors, ["age", "bio"]) == 5
+    stored = {a.id: (a.name, a.age, a.bio) for a in await Author.objects.all()}
+    assert stored[1] == ("Alice", 131, "bio of Alice")
+    assert stored[4] == ("Carol", 100, "bio of Carol")
+    # A key given twice takes the last values; NULLs are written; sync twin.
+    first, again = Author(id=2, age=1), Author(id=2, age=None)
+    assert Author.objects.bulk_update_sync([first, again], ["age"]) == 1
+    assert (await Author.objects.get(id=2)).age is None
+    # Bad input names the culprit and writes nothing.
+    authors[1].age = "old"  # type: ignore[assignment]
+    with pytest.raises(chakra.DataError, match="Author.age"):
+        await Author.objects.bulk_update(authors, ["age"])
+    with pytest.raises(chakra.FieldError, match="unknown field `agee`"):
+        await Author.objects.bulk_update(authors, ["agee"])
+    with pytest.raises(chakra.FieldError, match="cannot change it"):
+        await Author.objects.bulk_update(authors, ["id"])
+    with pytest.raises(chakra.FieldError, match="needs the fields"):
+        await Author.objects.bulk_update(authors, [])
+    with pytest.raises(chakra.ProgrammingError, match="has no primary key"):
+        await Author.objects.bulk_update([Author(name="new")], ["name"])
+    with pytest.raises(TypeError, match="not one string"):
+        await Author.objects.bulk_update(authors, "age")
+    assert (await Author.objects.get(id=3)).age == 145
+    assert await Author.objects.bulk_update([], ["age"]) == 0
+
+
 async def test_bulk_create_fills_primary_keys_in_order() -> None:
     made = await Author.objects.bulk_create(Author(name=f"bulk{i}", age=i) for i in range(300))
     assert [a.id for a in made] == list(range(6, 306))

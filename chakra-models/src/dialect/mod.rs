@@ -6,7 +6,7 @@ mod postgres;
 
 pub use postgres::Postgres;
 
-use crate::ast::{Ident, Insert, LockStrength, LockWait, RowLock};
+use crate::ast::{BulkUpdate, Ident, Insert, LockStrength, LockWait, RowLock};
 use crate::compile::SqlWriter;
 use chakra_service::{Statement, Value};
 
@@ -26,6 +26,9 @@ pub trait Dialect: Send + Sync {
 
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
+
+    /// Writes the whole update of many rows to values of their own.
+    fn write_bulk_update(&self, w: &mut SqlWriter<'_>, update: &BulkUpdate);
 
     /// Writes a `SELECT`'s row-locking clause (with its leading space), at its end. The
     /// default is the spelling PostgreSQL and MySQL 8 share.

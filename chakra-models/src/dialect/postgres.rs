@@ -6,7 +6,7 @@
 use chakra_service::{Statement, Value};
 
 use super::{BulkLoad, Dialect};
-use crate::ast::{Ident, Insert};
+use crate::ast::{BulkUpdate, Ident, Insert};
 use crate::compile::SqlWriter;
 
 /// The PostgreSQL dialect.
@@ -46,6 +46,59 @@ impl Dialect for Postgres {
 
     fn ilike(&self) -> &'static str {
         " ILIKE "
+    }
+
+    /// `UPDATE t SET a = r.a, … FROM (the arrays' rows, the last of each key) AS r WHERE
+    /// t.key = r.key`: one statement, one cached plan, whatever the row count.
+    fn write_bulk_update(&self, w: &mut SqlWriter<'_>, update: &BulkUpdate) {
+        const ROWS: &str = "chakra_rows";
+        const POSITION: &str = "chakra_position";
+        let (key, set) = update.columns.split_first().expect("a bulk update has a key column");
+        w.push("UPDATE ");
+        w.ident(&update.table);
+        w.push(" SET ");
+        for (i, column) in set.iter().enumerate() {
+            if i > 0 {
+                w.push(", ");
+            }
+            w.ident(column);
+            w.push(" = ");
+            w.ident(ROWS);
+            w.push(".");
+            w.ident(column);
+        }
+        w.push(" FROM (SELECT DISTINCT ON (");
+        w.ident(key);
+        w.push(") * FROM UNNEST(");
+        for (i, (array, ty)) in update.arrays.iter().zip(&update.column_types).enumerate() {
+            if i > 0 {
+                w.push(", ");
+            }
+            w.param(array.clone());
+            w.push("::");
+            w.push(ty);
+            w.push("[]");
+        }
+        w.push(") WITH ORDINALITY AS ");
+        w.ident(ROWS);
+        w.push(" (");
+        w.idents(&update.columns);
+        w.push(", ");
+        w.ident(POSITION);
+        w.push(") ORDER BY ");
+        w.ident(key);
+        w.push(", ");
+        w.ident(POSITION);
+        w.push(" DESC) AS ");
+        w.ident(ROWS);
+        w.push(" WHERE ");
+        w.ident(&update.table);
+        w.push(".");
+        w.ident(key);
+        w.push(" = ");
+        w.ident(ROWS);
+        w.push(".");
+        w.ident(key);
     }
 
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert) {

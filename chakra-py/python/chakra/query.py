@@ -3,7 +3,7 @@ objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
 ``last``, ``latest``, ``earliest``, ``in_bulk``, ``get``, ``count``, ``exists``, ``aggregate``, ``create``, ``get_or_create``,
-``update_or_create``, ``update``, ``delete``, ``bulk_create``, ``values``, ``values_list``,
+``update_or_create``, ``update``, ``delete``, ``bulk_create``, ``bulk_update``, ``values``, ``values_list``,
 ``stream``. Each has
 a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
 lookup names are checked when ``filter`` is called, so a typo raises
@@ -575,6 +575,26 @@ class QuerySet(Generic[M]):
         if objs:
             self._insert_op(objs).wait_sync()
         return objs
+
+    async def bulk_update(self, objs: Iterable[M], fields: Iterable[str]) -> int:
+        """Writes ``fields`` of each of ``objs`` to its row (by primary key) in one
+        statement whatever their number, and returns how many rows changed, as Django's.
+        A wrong value is an error naming its field, before anything is sent."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._bulk_update_op(target, objs, fields)  # type: ignore[no-any-return]
+
+    def bulk_update_sync(self, objs: Iterable[M], fields: Iterable[str]) -> int:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._bulk_update_op(target, objs, fields).wait_sync()  # type: ignore[no-any-return]
+
+    def _bulk_update_op(self, target: Any, objs: Iterable[M], fields: Iterable[str]) -> _core.Op:
+        if isinstance(fields, str):
+            raise TypeError("bulk_update() takes a list of field names, not one string")
+        return _core.bulk_update(target, self._model._meta.require_schema(), list(objs), list(fields))
 
     async def _insert(self, objs: list[M]) -> None:
         await self._insert_op(objs)

@@ -38,6 +38,7 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.values_list("name").annotate(chakra.Max("joined")).all_sync(), list[tuple[Any, ...]])
     assert_type(User.objects.values_list("id", flat=True).all_sync(), list[Any])
     user = await User.objects.get(id=1)
+    assert_type(await User.objects.bulk_update([user], ["name"]), int)
     assert_type(user.name, str)
     assert_type(user.nickname, str | None)
     assert_type(user.joined, dt.datetime)

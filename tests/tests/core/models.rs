@@ -250,6 +250,39 @@ async fn aggregates_per_group() {
 }
 
 #[tokio::test]
+async fn update_many_writes_each_row_its_own_values_in_one_statement() {
+    let (pool, schema) = db().await;
+    let mut users = seed(&pool).await;
+    for (i, u) in users.iter_mut().enumerate() {
+        u.rank = 10 * (i as i32 + 1);
+        u.email = None;
+    }
+    users[0].name = "alice v2".into();
+    // Unchanged rows are written too; a key given twice takes its last values; a key
+    // that is gone is skipped.
+    let mut again = users[1].clone();
+    again.rank = 99;
+    let mut gone = users[2].clone();
+    gone.id = 1_000_000;
+    gone.name = "nobody".into();
+    let batch = [users.clone(), vec![again, gone]].concat();
+    assert_eq!(User::update_many(&pool, &batch).await.unwrap(), 4);
+    let stored: Vec<User> = User::query().order_by(User::id().asc()).all(&pool).await.unwrap();
+    let mut expected = users.clone();
+    expected[1].rank = 99;
+    assert_eq!(stored, expected);
+    // Every row or none: a unique violation in one row leaves all of them as they were.
+    let mut clash = stored.clone();
+    clash[0].rank = -1;
+    clash[3].name = clash[2].name.clone();
+    let e = User::update_many(&pool, &clash).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity);
+    assert_eq!(User::query().order_by(User::id().asc()).all(&pool).await.unwrap(), stored);
+    assert_eq!(User::update_many(&pool, &[]).await.unwrap(), 0);
+    cleanup(schema).await;
+}
+
+#[tokio::test]
 async fn membership_and_combinators() {
     let (pool, schema) = db().await;
     seed(&pool).await;
