@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 
 use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, FromSqlOwned, Mode, Request, Result, Row, RowStream, Statement, Value};
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 
-use crate::ast::{Aggregate, AggregateFn, Assignment, Delete, Expr, Order, Projection, RowLock, Select, Update};
+use crate::ast::{Aggregate, AggregateFn, Assignment, Delete, Expr, Ident, Order, Projection, RowLock, Select, Update};
 use crate::column::{Column, Numeric, Ordered};
 use crate::compile;
 use crate::dialect::Postgres;
@@ -211,6 +211,14 @@ impl<M: Model> Query<M> {
         db.run(self.request(&select, Mode::One)).await?.into_row()
     }
 
+    /// Only `columns` of the matching rows, decoded as their types: a column gives its
+    /// values, a tuple of columns tuples, as Diesel's `select`:
+    /// `User::query().select((User::id(), User::name())).all(&pool)` is a
+    /// `Vec<(i64, String)>`. Filters, order, limit and offset apply as to the rows.
+    pub fn select<S: Selection<M>>(self, columns: S) -> Selected<M, S> {
+        Selected { query: self, columns, distinct: false }
+    }
+
     /// The matching rows in groups by `key`'s value, for counts and aggregates per group
     /// (`GROUP BY`): `User::query().group_by(User::is_active()).count(&pool)`. Groups come
     /// ordered by the key; the query's limit and offset then apply to the groups.
@@ -253,6 +261,98 @@ impl<M: Model> Query<M> {
     pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<ModelStream<M>> {
         let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
         Ok(ModelStream { rows, _model: PhantomData })
+    }
+}
+
+/// Columns a query can return instead of whole rows: a [`Column`], or a tuple of up to
+/// six columns of one model.
+pub trait Selection<M>: Send + Sync {
+    /// What one row of them decodes to.
+    type Output: Send;
+    /// Their names, in order.
+    fn names(&self) -> Vec<Ident>;
+    /// Decodes a row of exactly these columns.
+    fn decode(row: &Row) -> Result<Self::Output>;
+}
+
+impl<M, T: FromSqlOwned + Send> Selection<M> for Column<M, T> {
+    type Output = T;
+
+    fn names(&self) -> Vec<Ident> {
+        vec![self.name().into()]
+    }
+
+    fn decode(row: &Row) -> Result<T> {
+        row.try_get(0).map_err(Error::from)
+    }
+}
+
+macro_rules! selection_tuples {
+    ($(($($t:ident $i:tt),+)),* $(,)?) => {$(
+        impl<M, $($t: FromSqlOwned + Send),+> Selection<M> for ($(Column<M, $t>,)+) {
+            type Output = ($($t,)+);
+
+            fn names(&self) -> Vec<Ident> {
+                vec![$(self.$i.name().into()),+]
+            }
+
+            fn decode(row: &Row) -> Result<Self::Output> {
+                Ok(($(row.try_get::<_, $t>($i)?,)+))
+            }
+        }
+    )*};
+}
+
+selection_tuples! {
+    (A 0),
+    (A 0, B 1),
+    (A 0, B 1, C 2),
+    (A 0, B 1, C 2, D 3),
+    (A 0, B 1, C 2, D 3, E 4),
+    (A 0, B 1, C 2, D 3, E 4, F 5),
+}
+
+/// Some columns of a query's rows: see [`Query::select`].
+pub struct Selected<M, S> {
+    query: Query<M>,
+    columns: S,
+    distinct: bool,
+}
+
+impl<M: Model, S: Selection<M>> Selected<M, S> {
+    /// Each combination of the columns' values once (`SELECT DISTINCT`). Its order must
+    /// be by the selected columns: PostgreSQL sorts distinct rows by what they hold.
+    pub fn distinct(mut self) -> Self {
+        self.distinct = true;
+        self
+    }
+
+    /// The columns of every matching row, decoded as they arrive.
+    pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<S::Output>> {
+        let select = self.ast()?;
+        let rows = db.run(self.query.request(&select, Mode::Stream)).await?.into_stream()?;
+        rows.map(|row| row.and_then(|row| S::decode(&row))).try_collect().await
+    }
+
+    /// The columns of the first matching row in the query's order, if any.
+    pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<S::Output>> {
+        let mut select = self.ast()?;
+        select.limit = Some(1);
+        let row = db.run(self.query.request(&select, Mode::Optional)).await?.into_optional()?;
+        row.as_ref().map(S::decode).transpose()
+    }
+
+    fn ast(&self) -> Result<Select> {
+        let mut select = self.query.select.clone();
+        select.columns = self.columns.names();
+        select.distinct = self.distinct;
+        if let Some(order) = select.order.iter().find(|o| self.distinct && !select.columns.contains(&o.column)) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("distinct columns are ordered by `{}`, which is not among them: select it, or drop it from the order", order.column),
+            ));
+        }
+        Ok(select)
     }
 }
 

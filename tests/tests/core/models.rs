@@ -283,6 +283,30 @@ async fn update_many_writes_each_row_its_own_values_in_one_statement() {
 }
 
 #[tokio::test]
+async fn select_returns_typed_columns() {
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    // ranks: alice 3, bob 1, carol 2, deal 4; bob's email is NULL, carol is inactive.
+    let by_rank = || User::query().order_by(User::rank().asc());
+    let names: Vec<String> = by_rank().select(User::name()).all(&pool).await.unwrap();
+    assert_eq!(names, ["bob", "carol", "alice", r"50%_off\deal"]);
+    let pairs: Vec<(i32, Option<String>)> =
+        by_rank().limit(2).select((User::rank(), User::email())).all(&pool).await.unwrap();
+    assert_eq!(pairs, vec![(1, None), (2, Some("carol@example.org".to_owned()))]);
+    let top = User::query().order_by(User::rank().desc()).select((User::id(), User::name(), User::is_active()));
+    let (_, name, active) = top.first(&pool).await.unwrap().unwrap();
+    assert_eq!((name.as_str(), active), (r"50%_off\deal", true));
+    // Distinct values, ordered by themselves; ordered by another column is refused.
+    let states = User::query().order_by(User::is_active().desc()).select(User::is_active()).distinct();
+    assert_eq!(states.all(&pool).await.unwrap(), vec![true, false]);
+    let e = by_rank().select(User::is_active()).distinct().all(&pool).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    assert!(e.to_string().contains("ordered by `order`"), "{e}");
+    assert_eq!(User::query().filter(User::rank().gt(9)).select(User::name()).first(&pool).await.unwrap(), None);
+    cleanup(schema).await;
+}
+
+#[tokio::test]
 async fn membership_and_combinators() {
     let (pool, schema) = db().await;
     seed(&pool).await;

@@ -26,4 +26,6 @@ fn main() {
     let _same: chakra::Expr = User::email().eq(User::name());
     let _computed: chakra::Expr = User::id().gt(User::id() * 2 - 1_i64);
     let _nullable: chakra::models::Assignment = User::email().set(User::name());
+    // Typed projections.
+    let _pairs: chakra::models::Selected<User, _> = User::query().select((User::id(), User::email())).distinct();
 }
