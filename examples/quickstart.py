@@ -13,7 +13,7 @@ import asyncio
 import time
 
 import chakra
-from chakra import Boolean, Field, Integer, Model, Session, String, Text
+from chakra import Boolean, Count, Field, Integer, Model, Session, String, Text
 
 
 class User(Model):
@@ -137,6 +137,19 @@ async def raw_sql() -> None:
     print("rows are dicts:", rows)
 
 
+async def aggregates_and_bulk_updates() -> None:
+    step("Aggregates, groups and bulk updates")
+    per_state = await User.objects.values("is_active").annotate(n=Count("*")).order_by("is_active")
+    print("users per state:", per_state)
+    posts = await Post.objects.aggregate(n=Count("*"), authors=Count("author_id", distinct=True))
+    print("posts:", posts)
+    notifications = await Notification.objects.filter(user_id=1).order_by("id")
+    for n in notifications:
+        n.message = n.message.upper()
+    written = await Notification.objects.bulk_update(notifications, ["message"])
+    print(f"bulk_update wrote {written} rows in one statement; last: {notifications[-1].message!r}")
+
+
 async def errors() -> None:
     step("Errors")
     try:
@@ -178,6 +191,7 @@ async def main() -> None:
     await bulk_and_stream()
     await concurrent()
     await raw_sql()
+    await aggregates_and_bulk_updates()
     await errors()
     # Sync calls belong in sync code: run them on a worker thread, not the event loop.
     await asyncio.to_thread(sync_api)

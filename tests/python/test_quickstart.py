@@ -19,6 +19,9 @@ def test_quickstart_runs_end_to_end() -> None:
         "found: Alice",
         "rolled back Mallory's transaction: 0 rows",
         "streamed every user in batches of [1000, 1000, 1000, 1000, 1000, 3]",
+        "users per state: [{'is_active': False, 'n': 1668}, {'is_active': True, 'n': 3335}]",
+        "posts: {'n': 40, 'authors': 4}",
+        "bulk_update wrote 5 rows in one statement; last: 'NOTIFICATION 4'",
         "FieldError before any SQL: unknown field `nmae`",
         "renamed user 1 to 'Updated'",
     ):
