@@ -305,6 +305,49 @@ impl ServerProcesses {
 /// `DATABASE_URL` (default: the local server's `test` database), with `sslmode=disable`
 /// unless it names an sslmode: every side must use the same transport, raw tokio-postgres
 /// runs with `NoTls`, and Chakra (as libpq) takes TLS wherever the server offers it.
+/// A bench binary's `main`: parses the arguments (`parse` gives the message of a bad
+/// one, or an empty one for `--help`, then the usage is printed), and runs `run` in a task
+/// spawned on a Tokio runtime of `workers(&args)` threads — in a task, as a server's
+/// handler runs: `block_on`'s own thread is not a worker, and a loop on it would pay a
+/// cross-thread wake-up per query that no handler pays. An error exits 1 with its whole
+/// chain (tokio-postgres says only "db error" at the top; the server's message is a source).
+pub fn run_main<A, F>(
+    name: &str,
+    usage: &str,
+    parse: impl FnOnce() -> std::result::Result<A, String>,
+    workers: impl FnOnce(&A) -> usize,
+    run: impl FnOnce(A) -> F,
+) where
+    F: Future<Output = Result<()>> + Send + 'static,
+{
+    let args = match parse() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("{name}: {message}");
+            }
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers(&args))
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let outcome = runtime.block_on(async move { tokio::spawn(run(args)).await });
+    if let Err(e) = outcome.map_err(Into::into).and_then(|r| r) {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            message += &format!(": {cause}");
+            source = cause.source();
+        }
+        eprintln!("{name}: {message}");
+        std::process::exit(1);
+    }
+}
+
 pub fn database_url() -> String {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
     match url.contains("sslmode=") {

@@ -188,37 +188,8 @@ fn parse_args() -> std::result::Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("chakra-bench: {message}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
     // The reference box has 2 cores, and the DESIGN sizes the runtime to the cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    // Everything runs in a spawned task: `block_on`'s own thread is not a worker, and a
-    // benchmark loop on it would pay a cross-thread wake-up per query that no server
-    // handler pays.
-    let outcome = runtime.block_on(async { tokio::spawn(run(args)).await });
-    if let Err(e) = outcome.map_err(Into::into).and_then(|r| r) {
-        // tokio-postgres says only "db error" at the top; the server's message is a source.
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            message += &format!(": {cause}");
-            source = cause.source();
-        }
-        eprintln!("chakra-bench: {message}");
-        std::process::exit(1);
-    }
+    harness::run_main("chakra-bench", USAGE, parse_args, |args| args.workers, run);
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -203,33 +203,8 @@ fn parse_args() -> std::result::Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("orm-bench: {message}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    // In a spawned task, as in a server's handler: `block_on`'s thread is not a worker.
-    let outcome = runtime.block_on(async { tokio::spawn(run(args)).await });
-    if let Err(e) = outcome.map_err(Into::into).and_then(|r| r) {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            message += &format!(": {cause}");
-            source = cause.source();
-        }
-        eprintln!("orm-bench: {message}");
-        std::process::exit(1);
-    }
+    // The reference box has 2 cores, and the DESIGN sizes the runtime to the cores.
+    harness::run_main("orm-bench", USAGE, parse_args, |args| args.workers, run);
 }
 
 /// The order of round `round`: rotated by one each round, and reversed on every other
