@@ -252,6 +252,10 @@ async def test_distinct_values() -> None:
     assert await Author.objects.aggregate(ages=Count("age", distinct=True)) == {"ages": 3}
     with pytest.raises(chakra.FieldError, match="ordered by `name`, which they do not include"):
         await Author.objects.distinct().order_by("name").values_list("age", flat=True)
+    # Values refine as querysets do, Django's order of calls.
+    assert await Author.objects.values_list("age", flat=True).filter(age__lt=30).distinct().order_by("age") == [5, 17]
+    active = Author.objects.values("is_active").exclude(age=None).annotate(n=Count("*")).order_by("-n")
+    assert await active == [{"is_active": True, "n": 3}, {"is_active": False, "n": 2}]
 
 
 async def test_last_latest_earliest_in_bulk_and_reverse() -> None:

@@ -742,6 +742,18 @@ class Values(Generic[T]):
             return self._with(self._qs.order_by(*fields))
         return self._with(order=list(fields))
 
+    def filter(self, *conditions: Q, **lookups: Any) -> Values[T]:
+        """Only the rows matching (before any grouping): as ``QuerySet.filter``."""
+        return self._with(self._qs.filter(*conditions, **lookups))
+
+    def exclude(self, *conditions: Q, **lookups: Any) -> Values[T]:
+        """Without the rows matching (before any grouping): as ``QuerySet.exclude``."""
+        return self._with(self._qs.exclude(*conditions, **lookups))
+
+    def distinct(self) -> Values[T]:
+        """Each combination of the values once."""
+        return self._with(self._qs.distinct())
+
     def __getitem__(self, key: slice) -> Values[T]:
         return self._with(self._qs[key])
 
