@@ -288,6 +288,14 @@ pub fn select_request(dialect: &dyn Dialect, query: &Select, mode: Mode, labels:
     Request::labelled(select(dialect, query), mode, labels).requires_transaction(query.lock.is_some())
 }
 
+/// A request for `query`'s plan (see [`Dialect::explain`]), rows of text. It needs a
+/// transaction when the query locks rows, as the query itself would.
+pub fn explain_request(dialect: &dyn Dialect, query: &Select, analyze: bool, labels: Labels) -> Request {
+    let plan = select(dialect, query);
+    let statement = Statement::new(format!("{}{}", dialect.explain(analyze), plan.sql), plan.params);
+    Request::labelled(statement, Mode::All, labels).requires_transaction(query.lock.is_some())
+}
+
 /// Renders an `UPDATE`.
 pub fn update(dialect: &dyn Dialect, update: &Update) -> Statement {
     let mut w = SqlWriter::new(dialect);

@@ -235,6 +235,16 @@ impl<M: Model> Query<M> {
         row.try_get(0).map_err(Error::from)
     }
 
+    /// The database's plan for [`all`](Self::all), as text: how it will find the rows.
+    /// With `analyze`, the query runs and the plan says what it took (PostgreSQL's
+    /// `EXPLAIN (ANALYZE, BUFFERS)`).
+    pub async fn explain<Q: Queryable>(&self, db: &Q, analyze: bool) -> Result<String> {
+        let request = compile::explain_request(&Postgres, &self.select, analyze, M::statements().labels("EXPLAIN"));
+        let rows = db.run(request).await?.into_rows()?;
+        let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(lines.join("\n"))
+    }
+
     /// Sets `assignments` on every matching row; returns how many changed. Limit, offset
     /// and order do not apply.
     pub async fn update<Q: Queryable>(&self, db: &Q, assignments: Vec<Assignment>) -> Result<u64> {

@@ -398,6 +398,20 @@ impl Query {
         }))
     }
 
+    /// The database's plan for the query's rows, as text; with `analyze`, as run.
+    fn explain(&self, target: &Bound<'_, PyAny>, analyze: bool) -> PyResult<Op> {
+        let target = Target::extract(target)?;
+        let request = compile::explain_request(&Postgres, &self.select, analyze, labels(self.schema.get(), "EXPLAIN"));
+        Ok(op(
+            async move {
+                let rows = target.run(request, false).await?.into_rows()?;
+                let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?;
+                Ok(lines.join("\n"))
+            },
+            |py, plan| Ok(plan.into_pyobject(py)?.into_any().unbind()),
+        ))
+    }
+
     /// Whether any row matches.
     fn exists(&self, target: &Bound<'_, PyAny>) -> PyResult<Op> {
         let target = Target::extract(target)?;

@@ -238,6 +238,14 @@ async def test_values_annotate_groups_rows() -> None:
         Author.objects.all()[:2].values("is_active").annotate(n=Count("*"))
 
 
+async def test_explain() -> None:
+    plan = await Author.objects.filter(age__gt=40).explain()
+    assert "on qs_authors" in plan and "(age > " in plan, plan
+    assert "actual time" not in plan
+    analyzed = Author.objects.filter(name="Bob").explain_sync(analyze=True)
+    assert "actual time" in analyzed and "Execution Time" in analyzed, analyzed
+
+
 async def test_distinct_values() -> None:
     await Author.objects.filter(name__in=["Bob", "Carol"]).update(age=31)
     ages = await Author.objects.distinct().order_by("age").values_list("age", flat=True)

@@ -27,6 +27,10 @@ pub trait Dialect: Send + Sync {
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
 
+    /// What comes before a statement to have its plan instead of its rows: with
+    /// `analyze`, the plan as run, with its timings (the statement runs).
+    fn explain(&self, analyze: bool) -> &'static str;
+
     /// Writes the whole update of many rows to values of their own.
     fn write_bulk_update(&self, w: &mut SqlWriter<'_>, update: &BulkUpdate);
 

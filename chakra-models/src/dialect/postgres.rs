@@ -48,6 +48,14 @@ impl Dialect for Postgres {
         " ILIKE "
     }
 
+    fn explain(&self, analyze: bool) -> &'static str {
+        if analyze {
+            "EXPLAIN (ANALYZE, BUFFERS) "
+        } else {
+            "EXPLAIN "
+        }
+    }
+
     /// `UPDATE t SET a = r.a, … FROM (the arrays' rows, the last of each key) AS r WHERE
     /// t.key = r.key`: one statement, one cached plan, whatever the row count.
     fn write_bulk_update(&self, w: &mut SqlWriter<'_>, update: &BulkUpdate) {

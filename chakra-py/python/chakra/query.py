@@ -2,7 +2,7 @@
 objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
-``last``, ``latest``, ``earliest``, ``in_bulk``, ``get``, ``count``, ``exists``, ``aggregate``, ``create``, ``get_or_create``,
+``last``, ``latest``, ``earliest``, ``in_bulk``, ``get``, ``count``, ``exists``, ``aggregate``, ``explain``, ``create``, ``get_or_create``,
 ``update_or_create``, ``update``, ``delete``, ``bulk_create``, ``bulk_update``, ``values``, ``values_list``,
 ``stream``. Each has
 a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
@@ -430,6 +430,20 @@ class QuerySet(Generic[M]):
         if session is not None:
             session._autoflush_sync()
         return self._query.exists(target).wait_sync()  # type: ignore[no-any-return]
+
+    async def explain(self, analyze: bool = False) -> str:
+        """The database's plan for this queryset's rows, as text; with ``analyze=True``
+        the query runs and the plan says what each step took."""
+        target, _, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await self._query.explain(target, analyze)  # type: ignore[no-any-return]
+
+    def explain_sync(self, analyze: bool = False) -> str:
+        target, _, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return self._query.explain(target, analyze).wait_sync()  # type: ignore[no-any-return]
 
     @staticmethod
     def _aggregate_specs(args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[tuple[str, str, str, bool]]:

@@ -307,6 +307,23 @@ async fn select_returns_typed_columns() {
 }
 
 #[tokio::test]
+async fn explain_shows_the_plan_and_with_analyze_what_it_took() {
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let by_name = User::query().filter(User::name().eq("bob"));
+    let plan = by_name.explain(&pool, false).await.unwrap();
+    // The unique index on name finds the row.
+    assert!(plan.contains("model_users_name_key"), "{plan}");
+    assert!(!plan.contains("actual time"), "{plan}");
+    let analyzed = by_name.explain(&pool, true).await.unwrap();
+    assert!(analyzed.contains("actual time") && analyzed.contains("Execution Time"), "{analyzed}");
+    // A locking query's plan is refused on the pool, as the query is.
+    let e = by_name.for_update().explain(&pool, false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    cleanup(schema).await;
+}
+
+#[tokio::test]
 async fn membership_and_combinators() {
     let (pool, schema) = db().await;
     seed(&pool).await;
