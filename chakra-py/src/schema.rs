@@ -26,6 +26,8 @@ struct Ddl {
     column_type: String,
     unique: bool,
     index: bool,
+    /// A foreign key: the referenced table and column, and what deleting that row does.
+    references: Option<(String, String, String)>,
 }
 
 /// A model class's fields and layout, registered once per class.
@@ -88,20 +90,26 @@ impl Schema {
         let mut ddl = Vec::with_capacity(fields.len());
         let mut pk = None;
         for (i, field) in fields.iter().enumerate() {
-            let (fname, column, sql_type, column_type, nullable, primary_key, generated, unique, index, max_length): (
-                String,
-                String,
-                String,
-                String,
-                bool,
-                bool,
-                bool,
-                bool,
-                bool,
-                Option<usize>,
-            ) = field.extract()?;
+            let (
+                fname,
+                column,
+                sql_type,
+                column_type,
+                nullable,
+                primary_key,
+                generated,
+                unique,
+                index,
+                max_length,
+                references,
+            ): FieldSpec = field.extract()?;
             let kind = FieldKind::from_sql_type(&sql_type)
                 .ok_or_else(|| PyTypeError::new_err(format!("{name}.{fname}: unsupported column type `{sql_type}`")))?;
+            if let Some((_, _, on_delete)) = &references {
+                if !ON_DELETE.contains(&on_delete.as_str()) {
+                    return Err(PyTypeError::new_err(format!("{name}.{fname}: unknown on_delete `{on_delete}`")));
+                }
+            }
             if primary_key {
                 if pk.is_some() {
                     return Err(PyTypeError::new_err(format!("{name} declares more than one primary key")));
@@ -119,7 +127,7 @@ impl Schema {
                 generated,
             });
             types.push(FieldType { kind, max_length });
-            ddl.push(Ddl { column_type, unique, index });
+            ddl.push(Ddl { column_type, unique, index, references });
         }
         let pk = pk.ok_or_else(|| PyTypeError::new_err(format!("{name} has no primary key field")))?;
         let loaded_offset = slot_offset(&model, "_chakra_loaded")?;
@@ -205,6 +213,15 @@ impl Schema {
             if ddl.unique && !field.primary_key {
                 col.push_str(" UNIQUE");
             }
+            if let Some((table, column, on_delete)) = &ddl.references {
+                // `on_delete` is one of ON_DELETE, checked when the schema was made.
+                col.push_str(&format!(
+                    " REFERENCES {} ({}) ON DELETE {}",
+                    quote(table),
+                    quote(column),
+                    on_delete.to_uppercase()
+                ));
+            }
             columns.push(col);
             if ddl.index && !ddl.unique && !field.primary_key {
                 statements.push(format!(
@@ -228,6 +245,15 @@ impl Schema {
         format!("<Schema {} table={:?}>", self.name, &*self.table)
     }
 }
+
+/// A field as `chakra.models` describes it (`_FieldSpec` in `_core.pyi`): name, column,
+/// SQL type, column type in DDL, nullable, primary key, generated, unique, index, maximum
+/// length, and the foreign key (referenced table and column, `on_delete`).
+type FieldSpec =
+    (String, String, String, String, bool, bool, bool, bool, bool, Option<usize>, Option<(String, String, String)>);
+
+/// What a foreign key's `ON DELETE` may say (as `chakra.fields` spells it).
+const ON_DELETE: &[&str] = &["no action", "restrict", "cascade", "set null", "set default"];
 
 /// The lookup-by-primary-key statements. Only their text is kept: the placeholder
 /// values stand in for the key (non-NULL, which would render `IS NULL`).

@@ -500,3 +500,79 @@ def test_ddl_quotes_identifiers_and_declares_constraints() -> None:
     )
     assert create[1] == 'CREATE INDEX IF NOT EXISTS "qs_authors_age_idx" ON "qs_authors" ("age")'
     assert schema.drop_sql() == 'DROP TABLE IF EXISTS "qs_authors"'
+
+
+class Shelf(chakra.Model):
+    __tablename__ = "qs_shelves"
+    id = Field(Integer, primary_key=True)
+    label = Field(String(20))
+    parent_id = Field(Integer, nullable=True, references="self", on_delete="set null")
+
+
+class Book(chakra.Model):
+    __tablename__ = "qs_books"
+    id = Field(Integer, primary_key=True)
+    title = Field(String(50))
+    author_id = Field(Integer, references=Author, on_delete="cascade", index=True)
+    shelf_id = Field(Integer, nullable=True, references="qs_shelves.id")
+
+
+async def test_foreign_keys_are_declared_ordered_and_enforced() -> None:
+    # Given in the wrong order, created referenced-first and dropped in reverse.
+    chakra.drop_all_sync([Book, Shelf])
+    chakra.create_all_sync([Book, Shelf, Author])
+    ddl = Book._meta.require_schema().create_sql()[0]
+    assert '"author_id" integer NOT NULL REFERENCES "qs_authors" ("id") ON DELETE CASCADE' in ddl
+    assert '"shelf_id" integer REFERENCES "qs_shelves" ("id") ON DELETE NO ACTION' in ddl
+    top = await Shelf.objects.create(label="top")
+    low = await Shelf.objects.create(label="low", parent_id=top.id)
+    alice = await Author.objects.get(name="Alice")
+    await Book.objects.bulk_create([Book(title="one", author_id=alice.id, shelf_id=low.id), Book(title="two", author_id=alice.id)])
+    # A missing row referred to: IntegrityError naming the constraint, nothing written.
+    with pytest.raises(chakra.IntegrityError) as info:
+        await Book.objects.create(title="orphan", author_id=10**6)
+    assert info.value.constraint == "qs_books_author_id_fkey"
+    # Deleting a referenced row: cascade, set null, or refused (no action).
+    with pytest.raises(chakra.IntegrityError) as info:
+        await Shelf.objects.filter(id=low.id).delete()
+    assert info.value.constraint == "qs_books_shelf_id_fkey"
+    await Book.objects.filter(shelf_id=low.id).update(shelf_id=None)
+    await Shelf.objects.filter(id=top.id).delete()
+    assert (await Shelf.objects.get(id=low.id)).parent_id is None
+    await Author.objects.filter(id=alice.id).delete()
+    assert await Book.objects.count() == 0
+    chakra.drop_all_sync([Author, Shelf, Book])
+    assert await chakra.fetchval("SELECT count(*) FROM pg_tables WHERE tablename IN ('qs_books', 'qs_shelves')") == 0
+
+
+def test_foreign_key_declarations_are_checked() -> None:
+    with pytest.raises(ValueError, match='set null" needs nullable=True'):
+        Field(Integer, references=Author, on_delete="set null")
+    with pytest.raises(ValueError, match="on_delete must be one of"):
+        Field(Integer, references=Author, on_delete="explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='"table.column"'):
+        Field(Integer, references="qs_authors")
+    with pytest.raises(TypeError, match="needs a concrete model"):
+
+        class Dangling(chakra.Model):
+            id = Field(Integer, primary_key=True)
+            owner = Field(Integer, references=int)
+
+    class Egg(chakra.Model):
+        __tablename__ = "qs_eggs"
+        id = Field(Integer, primary_key=True)
+        hen_id = Field(Integer, references="qs_hens.id")
+
+    class Hen(chakra.Model):
+        __tablename__ = "qs_hens"
+        id = Field(Integer, primary_key=True)
+        egg_id = Field(Integer, references=Egg)
+
+    try:
+        Egg._meta.fields["hen_id"].references = Hen
+        with pytest.raises(chakra.ConfigError, match="cycle .*Egg -> Hen -> Egg"):
+            chakra.create_all_sync([Egg, Hen])
+    finally:
+        # Out of the declared models, so a create_all() of them all is not refused.
+        for model in (Egg, Hen):
+            chakra.models._REGISTRY.remove(model)

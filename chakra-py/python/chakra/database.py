@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generator, Iterable
 
 from . import _core
+from .errors import ConfigError
 from .errors import ProgrammingError
 
 if TYPE_CHECKING:
@@ -187,11 +188,38 @@ def _models(models: Iterable[type[Model]] | None) -> list[type[Model]]:
 
 
 def _create_sql(models: Iterable[type[Model]] | None) -> list[str]:
-    return [sql for model in _models(models) for sql in model._meta.require_schema().create_sql()]
+    return [sql for model in _by_reference(_models(models)) for sql in model._meta.require_schema().create_sql()]
 
 
 def _drop_sql(models: Iterable[type[Model]] | None) -> list[str]:
-    return [model._meta.require_schema().drop_sql() for model in reversed(_models(models))]
+    return [model._meta.require_schema().drop_sql() for model in reversed(_by_reference(_models(models)))]
+
+
+def _by_reference(models: list[type[Model]]) -> list[type[Model]]:
+    """``models`` with each after the ones its foreign keys refer to (otherwise in their
+    order), so tables are created in that order and dropped in the reverse."""
+    by_table = {model._meta.table: model for model in models}
+    ordered: list[type[Model]] = []
+    visiting: list[type[Model]] = []
+
+    def visit(model: type[Model]) -> None:
+        if model in ordered:
+            return
+        if model in visiting:
+            cycle = " -> ".join(m.__name__ for m in [*visiting[visiting.index(model) :], model])
+            raise ConfigError(f"foreign keys refer to each other in a cycle ({cycle}): create_all cannot order them")
+        visiting.append(model)
+        for field in model._meta.fields.values():
+            reference = model._meta.reference(field)
+            target = by_table.get(reference[0]) if reference else None
+            if target is not None and target is not model:
+                visit(target)
+        visiting.pop()
+        ordered.append(model)
+
+    for model in models:
+        visit(model)
+    return ordered
 
 
 def _current_session() -> Session | None:

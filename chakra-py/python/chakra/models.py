@@ -56,6 +56,30 @@ class ModelOptions:
     def field_names(self) -> list[str]:
         return list(self.fields)
 
+    def reference(self, field: Field[Any]) -> tuple[str, str, str] | None:
+        """``field``'s foreign key: the referenced table and column, and ``on_delete``."""
+        target = field.references
+        if target is None:
+            return None
+        if isinstance(target, str):
+            if target == "self":
+                table, column = self.table, self._pk_column(self.model)
+            else:
+                table, column = target.split(".")
+        else:
+            meta = getattr(target, "_meta", None)
+            if not isinstance(meta, ModelOptions) or meta.abstract:
+                raise TypeError(f"{self.model.__name__}.{field.name}: references= needs a concrete model, got {target!r}")
+            table, column = meta.table, self._pk_column(target)
+        return (table, column, field.on_delete)
+
+    @staticmethod
+    def _pk_column(model: type[Model]) -> str:
+        pk = model._meta.pk
+        if pk is None:
+            raise TypeError(f"{model.__name__} has no primary key to refer to")
+        return pk.column or pk.name
+
     def require_schema(self) -> _core.Schema:
         if self.schema is None:
             raise TypeError(f"{self.model.__name__} is abstract: declare a concrete subclass to query it")
@@ -122,6 +146,7 @@ class ModelMeta(type):
                         f.unique,
                         f.index,
                         f.type.max_length,
+                        meta.reference(f),
                     )
                     for f in fields.values()
                 ],
