@@ -19,6 +19,20 @@ pub enum CompareOp {
     Lte,
 }
 
+impl CompareOp {
+    /// The operator between its operands, spaced.
+    pub fn sql(self) -> &'static str {
+        match self {
+            CompareOp::Eq => " = ",
+            CompareOp::Ne => " <> ",
+            CompareOp::Gt => " > ",
+            CompareOp::Gte => " >= ",
+            CompareOp::Lt => " < ",
+            CompareOp::Lte => " <= ",
+        }
+    }
+}
+
 /// Which part of a text a pattern lookup matches; user text is escaped, so `%`, `_` and
 /// `\` in it match themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +72,13 @@ pub enum Expr {
         column: Ident,
         pattern: Pattern,
         case_insensitive: bool,
+    },
+    /// `aggregate <op> value`: a condition on a group of a grouped query (`HAVING
+    /// count(*) > 5`); comparing with a `NULL` value means `IS [NOT] NULL`.
+    AggregateCompare {
+        aggregate: Aggregate,
+        op: CompareOp,
+        value: Value,
     },
     /// `column BETWEEN low AND high`.
     Between {
@@ -318,6 +339,9 @@ pub struct Select {
     /// `GROUP BY` these columns: [`Projection::Aggregates`] per combination of their
     /// values. Order, limit and offset then apply to the groups.
     pub group_by: Vec<Ident>,
+    /// Which groups to keep (`HAVING`): conditions on aggregates
+    /// ([`Expr::AggregateCompare`]) and the grouped columns.
+    pub having: Option<Expr>,
 }
 
 impl Select {

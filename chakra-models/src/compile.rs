@@ -3,7 +3,9 @@
 
 use chakra_service::{Labels, Mode, Request, Statement, Value};
 
-use crate::ast::{BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update};
+use crate::ast::{
+    Aggregate, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update,
+};
 use crate::dialect::Dialect;
 
 /// SQL text under construction and its parameters, numbered as they are added.
@@ -59,15 +61,19 @@ impl<'d> SqlWriter<'d> {
             }
             Expr::Compare { column, op, value } => {
                 self.ident(column);
-                self.push(match op {
-                    CompareOp::Eq => " = ",
-                    CompareOp::Ne => " <> ",
-                    CompareOp::Gt => " > ",
-                    CompareOp::Gte => " >= ",
-                    CompareOp::Lt => " < ",
-                    CompareOp::Lte => " <= ",
-                });
+                self.push(op.sql());
                 self.operand(value);
+            }
+            Expr::AggregateCompare { aggregate, op, value } => {
+                self.aggregate(aggregate);
+                match (op, value) {
+                    (CompareOp::Eq, Value::Null) => self.push(" IS NULL"),
+                    (CompareOp::Ne, Value::Null) => self.push(" IS NOT NULL"),
+                    _ => {
+                        self.push(op.sql());
+                        self.param(value.clone());
+                    }
+                }
             }
             Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
             Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
@@ -175,6 +181,10 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
             }
             w.push(" GROUP BY ");
             w.idents(&select.group_by);
+            if let Some(having) = &select.having {
+                w.push(" HAVING ");
+                w.expr(having);
+            }
             w.order(&select.order);
             w.slice(select);
         }
@@ -258,6 +268,17 @@ impl SqlWriter<'_> {
         }
     }
 
+    /// `function([DISTINCT] column)`, without its alias.
+    fn aggregate(&mut self, aggregate: &Aggregate) {
+        self.push(aggregate.function.sql());
+        self.push(if aggregate.distinct { "(DISTINCT " } else { "(" });
+        match &aggregate.column {
+            Some(column) => self.ident(column),
+            None => self.push("*"),
+        }
+        self.push(")");
+    }
+
     /// `count(*)`, or the query's aggregates separated by commas.
     fn aggregates(&mut self, select: &Select) {
         if select.projection == Projection::Count {
@@ -267,13 +288,7 @@ impl SqlWriter<'_> {
             if i > 0 {
                 self.push(", ");
             }
-            self.push(aggregate.function.sql());
-            self.push(if aggregate.distinct { "(DISTINCT " } else { "(" });
-            match &aggregate.column {
-                Some(column) => self.ident(column),
-                None => self.push("*"),
-            }
-            self.push(")");
+            self.aggregate(aggregate);
             if let Some(alias) = &aggregate.alias {
                 self.push(" AS ");
                 self.ident(alias);
@@ -469,6 +484,19 @@ mod tests {
         assert_eq!(
             &*select(&Postgres, &s).sql,
             r#"SELECT "kind", sum("n") AS "total" FROM (SELECT "id", "kind", "n" FROM "t" WHERE "n" IS NOT NULL FOR UPDATE) AS selected GROUP BY "kind" ORDER BY "total" DESC LIMIT $1"#
+        );
+        s.lock = None;
+        let count = Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None };
+        s.having = Some(Expr::AggregateCompare { aggregate: count, op: CompareOp::Gt, value: Value::I64(1) }.and(
+            Expr::AggregateCompare {
+                aggregate: Aggregate::new(AggregateFn::Max, "n"),
+                op: CompareOp::Ne,
+                value: Value::Null,
+            },
+        ));
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT "kind", sum("n") AS "total" FROM "t" WHERE "n" IS NOT NULL GROUP BY "kind" HAVING (count(*) > $1 AND max("n") IS NOT NULL) ORDER BY "total" DESC LIMIT $2"#
         );
     }
 

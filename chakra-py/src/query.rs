@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Ident, Operand, Projection, RowLock, Select, Update,
+    Aggregate, AggregateFn, ArithOp, Assignment, CompareOp, Delete, Expr, Ident, Operand, Projection, RowLock, Select,
+    Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -15,7 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use tokio::sync::Mutex;
 
-use crate::convert::{decode, to_value, value_to_py, Decoder, FieldKind};
+use crate::convert::{decode, to_value, to_value_untyped, value_to_py, Decoder, FieldKind};
 use crate::database::Target;
 use crate::errors::{self, to_pyerr_for};
 use crate::op::{op, op_with_errors, Op};
@@ -482,7 +483,8 @@ impl Query {
     /// `"flat"`. With `aggregates` (specs as [`aggregate`](Self::aggregate)'s), a row per
     /// group of the fields' values instead, the aggregates after the fields (Django's
     /// `values(…).annotate(…)`), ordered by `order`: the fields and the aggregates' aliases.
-    #[pyo3(signature = (target, fields, shape, aggregates = None, order = None))]
+    #[pyo3(signature = (target, fields, shape, aggregates = None, order = None, having = None))]
+    #[allow(clippy::too_many_arguments)] // Python's keywords, one by one
     fn values(
         &self,
         py: Python<'_>,
@@ -491,6 +493,7 @@ impl Query {
         shape: String,
         aggregates: Option<Vec<AggregateSpec>>,
         order: Option<Vec<String>>,
+        having: Option<Vec<(String, Bound<'_, PyAny>)>>,
     ) -> PyResult<Op> {
         let schema = self.schema.get();
         let indices: Vec<usize> = if fields.is_empty() {
@@ -510,6 +513,13 @@ impl Query {
             let (aggregates, avgs) = aggregates_of(py, schema, &specs, true)?;
             floats = avgs.into_iter().map(|i| i + indices.len()).collect();
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
+            if let Some(having) = having.filter(|h| !h.is_empty()) {
+                let conditions = having
+                    .iter()
+                    .map(|(key, value)| having_condition(py, &specs, &aggregates, key, value))
+                    .collect::<PyResult<Vec<_>>>()?;
+                select.having = Some(Expr::And(conditions));
+            }
             select.projection = Projection::Aggregates;
             select.aggregates = aggregates;
             // Every column stays selected for a locking query's subquery of rows.
@@ -667,6 +677,41 @@ fn aggregates_of(
         aggregates.push(Aggregate { function: name, column, distinct: *distinct, alias: alias_ident });
     }
     Ok((aggregates, floats))
+}
+
+/// A condition on the groups of grouped values, `n__gt=5`: the aggregate named `n`
+/// compared with a value (`exact`, `ne`, `gt`, `gte`, `lt`, `lte`; `None` is `IS NULL`).
+fn having_condition(
+    py: Python<'_>,
+    specs: &[AggregateSpec],
+    aggregates: &[Aggregate],
+    key: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Expr> {
+    let (alias, lookup) = lookup::split_key(key);
+    let Some(i) = specs.iter().position(|(name, ..)| name == alias) else {
+        let names: Vec<&str> = specs.iter().map(|(name, ..)| name.as_str()).collect();
+        return Err(field_error(
+            py,
+            format!("no aggregate named `{alias}` to filter on (aggregates: {})", names.join(", ")),
+        ));
+    };
+    let op = match lookup {
+        "exact" => CompareOp::Eq,
+        "ne" => CompareOp::Ne,
+        "gt" => CompareOp::Gt,
+        "gte" => CompareOp::Gte,
+        "lt" => CompareOp::Lt,
+        "lte" => CompareOp::Lte,
+        other => {
+            return Err(field_error(
+                py,
+                format!("aggregate `{alias}` is filtered with exact, ne, gt, gte, lt or lte, not `{other}`"),
+            ))
+        }
+    };
+    let aggregate = Aggregate { alias: None, ..aggregates[i].clone() };
+    Ok(Expr::AggregateCompare { aggregate, op, value: to_value_untyped(value)? })
 }
 
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its

@@ -224,6 +224,15 @@ async def test_values_annotate_groups_rows() -> None:
     # Grouped by two fields; the queryset's own order must be among them.
     pairs = await Author.objects.order_by("-is_active", "age").values_list("is_active", "age").annotate(n=Count("*"))
     assert pairs == [(True, 17, 1), (True, 31, 1), (True, None, 1), (False, 5, 1), (False, 45, 1)]
+    # Groups kept by their aggregates (HAVING); fields still filter rows (WHERE).
+    crowded = Author.objects.values("is_active").annotate(Max("age"), n=Count("*")).filter(n__gte=3)
+    assert await crowded == [{"is_active": True, "n": 3, "age__max": 31}]
+    young = Author.objects.values("is_active").annotate(Max("age")).filter(age__max__lt=40, age__gte=10)
+    assert await young == [{"is_active": True, "age__max": 31}]
+    assert await Author.objects.values("is_active").annotate(a=Avg("age")).filter(a=None) == []
+    assert Author.objects.values_list("is_active").annotate(n=Count("*")).filter(n__gt=1, n__lt=3).all_sync() == [(False, 2)]
+    with pytest.raises(chakra.FieldError, match="filtered with exact, ne, gt, gte, lt or lte, not `in`"):
+        await Author.objects.values("is_active").annotate(n=Count("*")).filter(n__in=[1, 2])
     with pytest.raises(chakra.FieldError, match="grouped values are ordered by `name`"):
         await Author.objects.order_by("name").values("is_active").annotate(n=Count("*"))
     with pytest.raises(chakra.FieldError, match="unknown field `m`"):

@@ -712,14 +712,14 @@ class Values(Generic[T]):
     ``values_list()`` return. Await it, or call ``all_sync()``, for the list.
 
     ``annotate(...)`` groups the rows by the named fields and adds aggregates per group;
-    ``order_by`` then orders the groups by those fields or the aggregates' names, and a
-    slice picks groups::
+    ``filter`` on an aggregate's name then keeps groups (``HAVING``), ``order_by`` orders
+    them by those fields or the aggregates' names, and a slice picks groups::
 
-        await Order.objects.values("status").annotate(n=Count("*")).order_by("-n")[:3]
+        await Order.objects.values("status").annotate(n=Count("*")).filter(n__gt=1).order_by("-n")[:3]
         # [{"status": "paid", "n": 120}, {"status": "new", "n": 31}, ...]
     """
 
-    __slots__ = ("_aggregates", "_fields", "_order", "_qs", "_shape")
+    __slots__ = ("_aggregates", "_fields", "_having", "_order", "_qs", "_shape")
 
     def __init__(
         self,
@@ -728,15 +728,17 @@ class Values(Generic[T]):
         shape: str,
         aggregates: list[tuple[str, str, str, bool]] | None = None,
         order: list[str] | None = None,
+        having: list[tuple[str, Any]] | None = None,
     ) -> None:
         self._qs = qs
         self._fields = fields
         self._shape = shape
         self._aggregates = aggregates
         self._order = order
+        self._having = having
 
     def _with(self, qs: QuerySet[Any] | None = None, **changes: Any) -> Values[T]:
-        state = {"aggregates": self._aggregates, "order": self._order, **changes}
+        state = {"aggregates": self._aggregates, "order": self._order, "having": self._having, **changes}
         return Values(qs if qs is not None else self._qs, self._fields, self._shape, **state)
 
     def annotate(self, *args: Aggregate, **kwargs: Aggregate) -> Values[T]:
@@ -757,8 +759,14 @@ class Values(Generic[T]):
         return self._with(order=list(fields))
 
     def filter(self, *conditions: Q, **lookups: Any) -> Values[T]:
-        """Only the rows matching (before any grouping): as ``QuerySet.filter``."""
-        return self._with(self._qs.filter(*conditions, **lookups))
+        """Only the rows matching, as ``QuerySet.filter``; after ``annotate``, a keyword
+        naming an aggregate keeps only the groups matching (``HAVING``), Django's
+        ``values("status").annotate(n=Count("*")).filter(n__gt=5)``."""
+        aliases = [alias for alias, *_ in self._aggregates or []]
+        on_groups = {k: v for k, v in lookups.items() if any(k == a or k.startswith(f"{a}__") for a in aliases)}
+        rows = {k: v for k, v in lookups.items() if k not in on_groups}
+        qs = self._qs.filter(*conditions, **rows) if conditions or rows else self._qs
+        return self._with(qs, having=[*(self._having or []), *on_groups.items()])
 
     def exclude(self, *conditions: Q, **lookups: Any) -> Values[T]:
         """Without the rows matching (before any grouping): as ``QuerySet.exclude``."""
@@ -772,7 +780,8 @@ class Values(Generic[T]):
         return self._with(self._qs[key])
 
     def _run(self, target: Any) -> _core.Op:
-        return self._qs._query.values(target, list(self._fields), self._shape, self._aggregates, self._order)
+        query = self._qs._query
+        return query.values(target, list(self._fields), self._shape, self._aggregates, self._order, self._having)
 
     async def all(self) -> list[T]:
         """The rows."""
