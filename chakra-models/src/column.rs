@@ -199,6 +199,81 @@ impl<M, T> ToOperand<Option<T>> for Computed<M, T> {
     }
 }
 
+/// Aggregates in conditions on groups, for [`Grouped::having`](crate::Grouped::having):
+/// `agg::count().gt(1)`, `agg::sum(Order::total()).gte(100)`. Each skips `NULL`s, as SQL's.
+pub mod agg {
+    use chakra_service::Value;
+
+    use super::{Column, Numeric, Ordered};
+    use crate::ast::{Aggregate, AggregateFn, CompareOp, Expr};
+
+    /// An aggregate of a group, to compare with a value.
+    #[derive(Debug, Clone)]
+    pub struct Of(Aggregate);
+
+    /// How many rows the group has.
+    pub fn count() -> Of {
+        Of(Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None })
+    }
+
+    /// How many rows of the group have a value in `column`, each distinct one once when
+    /// `distinct`.
+    pub fn count_of<M, T>(column: Column<M, T>, distinct: bool) -> Of {
+        Of(Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None })
+    }
+
+    /// The group's sum of `column`.
+    pub fn sum<M, T: Numeric>(column: Column<M, T>) -> Of {
+        Of(Aggregate::new(AggregateFn::Sum, column.name()))
+    }
+
+    /// The group's mean of `column`.
+    pub fn avg<M, T: Numeric>(column: Column<M, T>) -> Of {
+        Of(Aggregate::new(AggregateFn::Avg, column.name()))
+    }
+
+    /// The group's smallest value of `column`.
+    pub fn min<M, T: Ordered>(column: Column<M, T>) -> Of {
+        Of(Aggregate::new(AggregateFn::Min, column.name()))
+    }
+
+    /// The group's largest value of `column`.
+    pub fn max<M, T: Ordered>(column: Column<M, T>) -> Of {
+        Of(Aggregate::new(AggregateFn::Max, column.name()))
+    }
+
+    impl Of {
+        fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
+            Expr::AggregateCompare { aggregate: self.0, op, value: value.into() }
+        }
+
+        /// `= value`; `eq(None)` means `IS NULL`.
+        pub fn eq(self, value: impl Into<Value>) -> Expr {
+            self.compare(CompareOp::Eq, value)
+        }
+
+        pub fn ne(self, value: impl Into<Value>) -> Expr {
+            self.compare(CompareOp::Ne, value)
+        }
+
+        pub fn gt(self, value: impl Into<Value>) -> Expr {
+            self.compare(CompareOp::Gt, value)
+        }
+
+        pub fn gte(self, value: impl Into<Value>) -> Expr {
+            self.compare(CompareOp::Gte, value)
+        }
+
+        pub fn lt(self, value: impl Into<Value>) -> Expr {
+            self.compare(CompareOp::Lt, value)
+        }
+
+        pub fn lte(self, value: impl Into<Value>) -> Expr {
+            self.compare(CompareOp::Lte, value)
+        }
+    }
+}
+
 /// Column types arithmetic, `sum` and `avg` apply to, with the types PostgreSQL's `sum`
 /// and `avg` of them return (wider than the column's, so they do not overflow or round).
 #[diagnostic::on_unimplemented(

@@ -14,7 +14,7 @@ mod model;
 mod query;
 
 pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
-pub use column::{Column, Computed, Numeric, Ordered, ToOperand};
+pub use column::{agg, Column, Computed, Numeric, Ordered, ToOperand};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{Grouped, ModelStream, Query, Selected, Selection};

@@ -223,7 +223,7 @@ impl<M: Model> Query<M> {
     /// (`GROUP BY`): `User::query().group_by(User::is_active()).count(&pool)`. Groups come
     /// ordered by the key; the query's limit and offset then apply to the groups.
     pub fn group_by<K: FromSqlOwned>(self, key: Column<M, K>) -> Grouped<M, K> {
-        Grouped { query: self, key }
+        Grouped { query: self, key, having: None, by_value: None }
     }
 
     /// Whether any row matches.
@@ -371,9 +371,28 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
 pub struct Grouped<M, K> {
     query: Query<M>,
     key: Column<M, K>,
+    having: Option<Expr>,
+    by_value: Option<bool>,
 }
 
 impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
+    /// Keeps only the groups matching `condition` (`HAVING`), built from
+    /// [`agg`](crate::agg): `.having(agg::count().gt(1))`. Joined to earlier ones with AND.
+    pub fn having(mut self, condition: Expr) -> Self {
+        self.having = Some(match self.having.take() {
+            Some(earlier) => earlier.and(condition),
+            None => condition,
+        });
+        self
+    }
+
+    /// Groups ordered by the aggregate's value rather than by the key, the largest first
+    /// when `descending` (with a limit: the top groups). Ties keep the key's order.
+    pub fn order_by_value(mut self, descending: bool) -> Self {
+        self.by_value = Some(descending);
+        self
+    }
+
     /// How many rows each group has.
     pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<Vec<(K, i64)>> {
         self.per_group(db, Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None }).await
@@ -429,11 +448,16 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
     }
 
     async fn per_group<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: Aggregate) -> Result<Vec<(K, V)>> {
+        const VALUE: &str = "chakra_value";
         let mut select = self.query.select.clone();
         select.projection = Projection::Aggregates;
-        select.aggregates = vec![aggregate];
+        select.aggregates = vec![Aggregate { alias: Some(VALUE.into()), ..aggregate }];
         select.group_by = vec![self.key.name().into()];
-        select.order = vec![self.key.asc()];
+        select.having = self.having.clone();
+        select.order = match self.by_value {
+            Some(descending) => vec![Order { column: VALUE.into(), descending }, self.key.asc()],
+            None => vec![self.key.asc()],
+        };
         let rows = db.run(self.query.request(&select, Mode::All)).await?.into_rows()?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }

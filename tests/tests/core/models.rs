@@ -241,6 +241,17 @@ async fn aggregates_per_group() {
     assert_eq!(ranked.count(&pool).await.unwrap(), vec![(false, 1), (true, 2)]);
     let second = User::query().offset(1).limit(1).group_by(User::is_active()).count(&pool).await.unwrap();
     assert_eq!(second, vec![(true, 3)]);
+    // HAVING picks groups; ordered by the value, a limit gives the top groups.
+    use chakra::models::agg;
+    assert_eq!(by_state().having(agg::count().gt(1)).count(&pool).await.unwrap(), vec![(true, 3)]);
+    let big = by_state().having(agg::max(User::rank()).gte(4)).having(agg::count_of(User::email(), false).gt(0));
+    assert_eq!(big.sum(&pool, User::rank()).await.unwrap(), vec![(true, Some(8))]);
+    let none = by_state().having(agg::sum(User::rank()).gt(100)).count(&pool).await.unwrap();
+    assert!(none.is_empty());
+    let top = User::query().limit(1).group_by(User::is_active()).order_by_value(true).count(&pool).await.unwrap();
+    assert_eq!(top, vec![(true, 3)]);
+    let lowest_first = by_state().order_by_value(false).min(&pool, User::rank()).await.unwrap();
+    assert_eq!(lowest_first, vec![(true, Some(1)), (false, Some(2))]);
     // Over locked rows, in a transaction.
     let tx = pool.begin().await.unwrap();
     let locked = User::query().for_update().group_by(User::is_active()).count(&tx).await.unwrap();
