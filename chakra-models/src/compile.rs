@@ -53,22 +53,20 @@ impl<'d> SqlWriter<'d> {
     /// Writes a condition.
     pub fn expr(&mut self, expr: &Expr) {
         match expr {
-            Expr::Compare { column, op, value: Operand::Value(Value::Null) }
-                if matches!(op, CompareOp::Eq | CompareOp::Ne) =>
-            {
-                self.ident(column);
-                self.push(if *op == CompareOp::Eq { " IS NULL" } else { " IS NOT NULL" });
-            }
             Expr::Compare { column, op, value } => {
                 self.ident(column);
-                self.push(op.sql());
-                self.operand(value);
+                match (null_test(*op), value) {
+                    (Some(test), Operand::Value(Value::Null)) => self.push(test),
+                    _ => {
+                        self.push(op.sql());
+                        self.operand(value);
+                    }
+                }
             }
             Expr::AggregateCompare { aggregate, op, value } => {
                 self.aggregate(aggregate);
-                match (op, value) {
-                    (CompareOp::Eq, Value::Null) => self.push(" IS NULL"),
-                    (CompareOp::Ne, Value::Null) => self.push(" IS NOT NULL"),
+                match (null_test(*op), value) {
+                    (Some(test), Value::Null) => self.push(test),
                     _ => {
                         self.push(op.sql());
                         self.param(value.clone());
@@ -149,6 +147,16 @@ impl<'d> SqlWriter<'d> {
     }
 }
 
+/// What comparing with `NULL` by `op` means: `IS NULL` for `=`, `IS NOT NULL` for `<>`
+/// (SQL's `= NULL` is never true); `None` for the other operators.
+fn null_test(op: CompareOp) -> Option<&'static str> {
+    match op {
+        CompareOp::Eq => Some(" IS NULL"),
+        CompareOp::Ne => Some(" IS NOT NULL"),
+        _ => None,
+    }
+}
+
 /// Renders a `SELECT`.
 pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
     let mut w = SqlWriter::new(dialect);
@@ -159,9 +167,6 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
             w.selection(select, Selected::One);
             w.push(")");
         }
-        // Counts and aggregates of a limited, locking or distinct selection are over the
-        // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
-        // over it as a subquery; of the others, over the table's matching rows.
         // Groups: the aggregates per group, the groups ordered and sliced; over the locked
         // rows as a subquery (PostgreSQL locks no rows for a grouped query).
         Projection::Aggregates if !select.group_by.is_empty() => {
@@ -169,15 +174,13 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
             w.idents(&select.group_by);
             w.push(", ");
             w.aggregates(select);
-            w.push(" FROM ");
-            if select.lock.is_some() {
-                let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
-                w.push("(");
-                w.selection(&rows, Selected::Columns);
-                w.push(") AS selected");
-            } else {
-                w.ident(&select.table);
-                w.filter(&select.filter);
+            match select.lock {
+                // The locked rows: every one matching, the window being the groups'.
+                Some(_) => {
+                    let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
+                    w.rows(&rows, Some(Selected::Columns));
+                }
+                None => w.rows(select, None),
             }
             w.push(" GROUP BY ");
             w.idents(&select.group_by);
@@ -188,24 +191,19 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
             w.order(&select.order);
             w.slice(select);
         }
+        // Counts and aggregates of a limited, locking or distinct selection are over the
+        // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
+        // over it as a subquery; of the others, over the table's matching rows.
         Projection::Count | Projection::Aggregates => {
             let over_selection =
                 select.limit.is_some() || select.offset.is_some() || select.lock.is_some() || select.distinct;
             w.push("SELECT ");
             w.aggregates(select);
-            w.push(" FROM ");
-            if over_selection {
-                w.push("(");
-                let inner = match select.projection {
-                    Projection::Count if !select.distinct => Selected::One,
-                    _ => Selected::Columns,
-                };
-                w.selection(select, inner);
-                w.push(") AS selected");
-            } else {
-                w.ident(&select.table);
-                w.filter(&select.filter);
-            }
+            let inner = match select.projection {
+                Projection::Count if !select.distinct => Selected::One,
+                _ => Selected::Columns,
+            };
+            w.rows(select, over_selection.then_some(inner));
         }
     }
     w.finish()
@@ -238,6 +236,23 @@ impl SqlWriter<'_> {
         self.slice(select);
         if let Some(lock) = &select.lock {
             self.dialect.write_lock(self, lock);
+        }
+    }
+
+    /// ` FROM` the rows an aggregate runs over: the table's matching rows, or, given what
+    /// to select of them, the query's selection of rows as a subquery.
+    fn rows(&mut self, select: &Select, subquery: Option<Selected>) {
+        self.push(" FROM ");
+        match subquery {
+            Some(selected) => {
+                self.push("(");
+                self.selection(select, selected);
+                self.push(") AS selected");
+            }
+            None => {
+                self.ident(&select.table);
+                self.filter(&select.filter);
+            }
         }
     }
 
