@@ -44,6 +44,19 @@ pub fn field<'f>(fields: &'f [FieldInfo], table: &str, name: &str) -> Result<&'f
     })
 }
 
+/// The comparison a lookup names: `exact`, `ne`, `gt`, `gte`, `lt`, `lte`.
+pub fn comparison(lookup: &str) -> Option<CompareOp> {
+    Some(match lookup {
+        "exact" => CompareOp::Eq,
+        "ne" => CompareOp::Ne,
+        "gt" => CompareOp::Gt,
+        "gte" => CompareOp::Gte,
+        "lt" => CompareOp::Lt,
+        "lte" => CompareOp::Lte,
+        _ => return None,
+    })
+}
+
 /// Builds the condition `field <lookup> value`. The comparisons (`exact`, `ne`, `gt`,
 /// `gte`, `lt`, `lte`) also take another column or arithmetic on columns, Django's
 /// `filter(balance__lt=F("limit"))`; the other lookups take a value.
@@ -56,22 +69,16 @@ pub fn resolve(
 ) -> Result<Expr> {
     let field = field(fields, table, field_name)?;
     let column = field.column.clone();
-    let compare = |op: CompareOp, value: Operand| Expr::Compare { column: column.clone(), op, value };
-    let value = match (lookup, value.into()) {
-        ("exact", value) => return Ok(compare(CompareOp::Eq, value)),
-        ("ne", value) => return Ok(compare(CompareOp::Ne, value)),
-        ("gt", value) => return Ok(compare(CompareOp::Gt, value)),
-        ("gte", value) => return Ok(compare(CompareOp::Gte, value)),
-        ("lt", value) => return Ok(compare(CompareOp::Lt, value)),
-        ("lte", value) => return Ok(compare(CompareOp::Lte, value)),
-        (_, Operand::Value(value)) => value,
-        (lookup, _) if LOOKUPS.contains(&lookup) => {
+    let value = match (comparison(lookup), value.into()) {
+        (Some(op), value) => return Ok(Expr::Compare { column, op, value }),
+        (None, Operand::Value(value)) => value,
+        (None, _) if LOOKUPS.contains(&lookup) => {
             return Err(Error::field(format!(
                 "lookup `{field_name}__{lookup}` takes a value, not a column expression \
                  (only exact, ne, gt, gte, lt and lte compare with other columns)"
             )))
         }
-        (_, _) => Value::Null,
+        (None, _) => Value::Null,
     };
     let text = |value: Value| match value {
         Value::Text(s) => Ok(s),
@@ -124,11 +131,17 @@ pub fn resolve(
 
 /// An order term from `"field"` (ascending) or `"-field"` (descending).
 pub fn order(fields: &[FieldInfo], table: &str, spec: &str) -> Result<Order> {
-    let (name, descending) = match spec.strip_prefix('-') {
+    let (name, descending) = order_spec(spec);
+    Ok(Order { column: field(fields, table, name)?.column.clone(), descending })
+}
+
+/// Splits an order spec: `"-name"` → `("name", true)`, `"name"` or `"+name"` →
+/// `("name", false)`.
+pub fn order_spec(spec: &str) -> (&str, bool) {
+    match spec.strip_prefix('-') {
         Some(name) => (name, true),
         None => (spec.strip_prefix('+').unwrap_or(spec), false),
-    };
-    Ok(Order { column: field(fields, table, name)?.column.clone(), descending })
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, ArithOp, Assignment, CompareOp, Delete, Expr, Ident, Operand, Projection, RowLock, Select,
-    Update,
+    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Ident, Operand, Projection, RowLock, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -696,19 +695,11 @@ fn having_condition(
             format!("no aggregate named `{alias}` to filter on (aggregates: {})", names.join(", ")),
         ));
     };
-    let op = match lookup {
-        "exact" => CompareOp::Eq,
-        "ne" => CompareOp::Ne,
-        "gt" => CompareOp::Gt,
-        "gte" => CompareOp::Gte,
-        "lt" => CompareOp::Lt,
-        "lte" => CompareOp::Lte,
-        other => {
-            return Err(field_error(
-                py,
-                format!("aggregate `{alias}` is filtered with exact, ne, gt, gte, lt or lte, not `{other}`"),
-            ))
-        }
+    let Some(op) = lookup::comparison(lookup) else {
+        return Err(field_error(
+            py,
+            format!("aggregate `{alias}` is filtered with exact, ne, gt, gte, lt or lte, not `{lookup}`"),
+        ));
     };
     let aggregate = Aggregate { alias: None, ..aggregates[i].clone() };
     Ok(Expr::AggregateCompare { aggregate, op, value: to_value_untyped(value)? })
@@ -717,10 +708,7 @@ fn having_condition(
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its
 /// column) or an aggregate (by its alias).
 fn group_order(py: Python<'_>, schema: &Schema, specs: &[AggregateSpec], spec: &str) -> PyResult<chakra::Order> {
-    let (name, descending) = match spec.strip_prefix('-') {
-        Some(name) => (name, true),
-        None => (spec.strip_prefix('+').unwrap_or(spec), false),
-    };
+    let (name, descending) = lookup::order_spec(spec);
     if specs.iter().any(|(alias, ..)| alias == name) {
         return Ok(chakra::Order { column: name.to_owned().into(), descending });
     }
