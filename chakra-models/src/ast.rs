@@ -350,6 +350,22 @@ impl Select {
         Select { table: table.into(), columns: columns.into_iter().map(Into::into).collect(), ..Default::default() }
     }
 
+    /// An order term the query's rows cannot be sorted by, as PostgreSQL sorts grouped
+    /// rows only by what they hold (the grouped columns and the aggregates' aliases) and
+    /// distinct rows only by their columns; `None` when every term is among those, or the
+    /// query is neither.
+    pub fn order_outside_rows(&self) -> Option<&Order> {
+        let grouped = self.projection == Projection::Aggregates && !self.group_by.is_empty();
+        if !grouped && !self.distinct {
+            return None;
+        }
+        let held = |column: &Ident| match grouped {
+            true => self.group_by.contains(column) || self.aggregates.iter().any(|a| a.alias.as_ref() == Some(column)),
+            false => self.columns.contains(column),
+        };
+        self.order.iter().find(|o| !held(&o.column))
+    }
+
     /// Adds a condition, joined to the existing ones with `AND`.
     pub fn filter(&mut self, expr: Expr) {
         self.filter = Some(match self.filter.take() {

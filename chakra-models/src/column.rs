@@ -207,9 +207,11 @@ pub mod agg {
     use super::{Column, Numeric, Ordered};
     use crate::ast::{Aggregate, AggregateFn, CompareOp, Expr};
 
-    /// An aggregate of a group, to compare with a value.
+    /// An aggregate of a group, to compare with a value. These functions are also what
+    /// [`Query`](crate::Query)'s and [`Grouped`](crate::Grouped)'s aggregates are built
+    /// from, each bound to the column types it applies to.
     #[derive(Debug, Clone)]
-    pub struct Of(Aggregate);
+    pub struct Of(pub(crate) Aggregate);
 
     /// How many rows the group has.
     pub fn count() -> Of {

@@ -1,7 +1,7 @@
 //! The compiler: walks an AST node once and writes SQL text plus parameters through a
 //! [`Dialect`]. User values only ever become parameters.
 
-use chakra_service::{Labels, Mode, Request, Statement, Value};
+use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
     Aggregate, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update,
@@ -324,6 +324,12 @@ pub fn explain_request(dialect: &dyn Dialect, query: &Select, analyze: bool, lab
     let plan = select(dialect, query);
     let statement = Statement::new(format!("{}{}", dialect.explain(analyze), plan.sql), plan.params);
     Request::labelled(statement, Mode::All, labels).requires_transaction(query.lock.is_some())
+}
+
+/// The plan as text, one line per row of the answer to an [`explain_request`].
+pub fn plan_text(rows: &[Row]) -> Result<String> {
+    let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(lines.join("\n"))
 }
 
 /// Renders an `UPDATE`.

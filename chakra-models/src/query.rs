@@ -10,8 +10,8 @@ use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, FromSqlOwned, Mode, Request, Result, Row, RowStream, Statement, Value};
 use futures::{Stream, StreamExt, TryStreamExt};
 
-use crate::ast::{Aggregate, AggregateFn, Assignment, Delete, Expr, Ident, Order, Projection, RowLock, Select, Update};
-use crate::column::{Column, Numeric, Ordered};
+use crate::ast::{Aggregate, Assignment, Delete, Expr, Ident, Order, Projection, RowLock, Select, Update};
+use crate::column::{agg, Column, Numeric, Ordered};
 use crate::compile;
 use crate::dialect::Postgres;
 use crate::lookup;
@@ -165,50 +165,38 @@ impl<M: Model> Query<M> {
     /// in PostgreSQL's wider type: `i64` for `i16`/`i32` columns, `Decimal` for `i64`.
     /// With a limit, offset or lock, over the rows the query selects.
     pub async fn sum<T: Numeric, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Sum>> {
-        self.aggregate(db, AggregateFn::Sum, column.name()).await
+        self.aggregate(db, agg::sum(column)).await
     }
 
     /// The mean of `column`: `Decimal` for integer and decimal columns (exact, as
     /// PostgreSQL computes it), `f64` for floats; `None` when there are no values.
     pub async fn avg<T: Numeric, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Avg>> {
-        self.aggregate(db, AggregateFn::Avg, column.name()).await
+        self.aggregate(db, agg::avg(column)).await
     }
 
     /// The smallest value of `column`; `None` when there are no values.
     pub async fn min<T: Ordered, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Value>> {
-        self.aggregate(db, AggregateFn::Min, column.name()).await
+        self.aggregate(db, agg::min(column)).await
     }
 
     /// The largest value of `column`; `None` when there are no values.
     pub async fn max<T: Ordered, Q: Queryable>(&self, db: &Q, column: Column<M, T>) -> Result<Option<T::Value>> {
-        self.aggregate(db, AggregateFn::Max, column.name()).await
+        self.aggregate(db, agg::max(column)).await
     }
 
     /// How many matching rows have a value (not `NULL`) in `column`, each distinct value
     /// once when `distinct`.
     pub async fn count_of<T, Q: Queryable>(&self, db: &Q, column: Column<M, T>, distinct: bool) -> Result<i64> {
-        let aggregate =
-            Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None };
-        let row = self.aggregates(db, vec![aggregate]).await?;
-        row.try_get(0).map_err(Error::from)
+        self.aggregate(db, agg::count_of(column, distinct)).await
     }
 
-    async fn aggregate<V: FromSqlOwned, Q: Queryable>(
-        &self,
-        db: &Q,
-        function: AggregateFn,
-        column: &'static str,
-    ) -> Result<Option<V>> {
-        let row = self.aggregates(db, vec![Aggregate::new(function, column)]).await?;
-        row.try_get(0).map_err(Error::from)
-    }
-
-    /// One row of `aggregates` over the matching rows.
-    async fn aggregates<Q: Queryable>(&self, db: &Q, aggregates: Vec<Aggregate>) -> Result<Row> {
+    /// `aggregate` over the matching rows, decoded as `V`.
+    async fn aggregate<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: agg::Of) -> Result<V> {
         let mut select = self.select.clone();
         select.projection = Projection::Aggregates;
-        select.aggregates = aggregates;
-        db.run(self.request(&select, Mode::One)).await?.into_row()
+        select.aggregates = vec![aggregate.0];
+        let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
+        row.try_get(0).map_err(Error::from)
     }
 
     /// Only `columns` of the matching rows, decoded as their types: a column gives its
@@ -240,9 +228,7 @@ impl<M: Model> Query<M> {
     /// `EXPLAIN (ANALYZE, BUFFERS)`).
     pub async fn explain<Q: Queryable>(&self, db: &Q, analyze: bool) -> Result<String> {
         let request = compile::explain_request(&Postgres, &self.select, analyze, M::statements().labels("EXPLAIN"));
-        let rows = db.run(request).await?.into_rows()?;
-        let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(lines.join("\n"))
+        compile::plan_text(&db.run(request).await?.into_rows()?)
     }
 
     /// Sets `assignments` on every matching row; returns how many changed. Limit, offset
@@ -356,7 +342,7 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
         let mut select = self.query.select.clone();
         select.columns = self.columns.names();
         select.distinct = self.distinct;
-        if let Some(order) = select.order.iter().find(|o| self.distinct && !select.columns.contains(&o.column)) {
+        if let Some(order) = select.order_outside_rows() {
             return Err(Error::new(
                 ErrorKind::Usage,
                 format!("distinct columns are ordered by `{}`, which is not among them: select it, or drop it from the order", order.column),
@@ -395,7 +381,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
 
     /// How many rows each group has.
     pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<Vec<(K, i64)>> {
-        self.per_group(db, Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None }).await
+        self.per_group(db, agg::count()).await
     }
 
     /// How many rows of each group have a value in `column`, each distinct one once when
@@ -406,9 +392,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         column: Column<M, T>,
         distinct: bool,
     ) -> Result<Vec<(K, i64)>> {
-        let aggregate =
-            Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None };
-        self.per_group(db, aggregate).await
+        self.per_group(db, agg::count_of(column, distinct)).await
     }
 
     /// Each group's sum of `column`.
@@ -417,7 +401,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Sum>)>> {
-        self.per_group(db, Aggregate::new(AggregateFn::Sum, column.name())).await
+        self.per_group(db, agg::sum(column)).await
     }
 
     /// Each group's mean of `column`.
@@ -426,7 +410,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Avg>)>> {
-        self.per_group(db, Aggregate::new(AggregateFn::Avg, column.name())).await
+        self.per_group(db, agg::avg(column)).await
     }
 
     /// Each group's smallest value of `column`.
@@ -435,7 +419,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Value>)>> {
-        self.per_group(db, Aggregate::new(AggregateFn::Min, column.name())).await
+        self.per_group(db, agg::min(column)).await
     }
 
     /// Each group's largest value of `column`.
@@ -444,14 +428,14 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Value>)>> {
-        self.per_group(db, Aggregate::new(AggregateFn::Max, column.name())).await
+        self.per_group(db, agg::max(column)).await
     }
 
-    async fn per_group<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: Aggregate) -> Result<Vec<(K, V)>> {
+    async fn per_group<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: agg::Of) -> Result<Vec<(K, V)>> {
         const VALUE: &str = "chakra_value";
         let mut select = self.query.select.clone();
         select.projection = Projection::Aggregates;
-        select.aggregates = vec![Aggregate { alias: Some(VALUE.into()), ..aggregate }];
+        select.aggregates = vec![Aggregate { alias: Some(VALUE.into()), ..aggregate.0 }];
         select.group_by = vec![self.key.name().into()];
         select.having = self.having.clone();
         select.order = match self.by_value {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Ident, Operand, Projection, RowLock, Select, Update,
+    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Operand, Projection, RowLock, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -402,14 +402,9 @@ impl Query {
     fn explain(&self, target: &Bound<'_, PyAny>, analyze: bool) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let request = compile::explain_request(&Postgres, &self.select, analyze, labels(self.schema.get(), "EXPLAIN"));
-        Ok(op(
-            async move {
-                let rows = target.run(request, false).await?.into_rows()?;
-                let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?;
-                Ok(lines.join("\n"))
-            },
-            |py, plan| Ok(plan.into_pyobject(py)?.into_any().unbind()),
-        ))
+        Ok(op(async move { compile::plan_text(&target.run(request, false).await?.into_rows()?) }, |py, plan| {
+            Ok(plan.into_pyobject(py)?.into_any().unbind())
+        }))
     }
 
     /// Whether any row matches.
@@ -529,19 +524,14 @@ impl Query {
                     order.iter().map(|spec| group_order(py, schema, &specs, spec)).collect::<PyResult<_>>()?;
             }
         }
-        // A grouped or distinct query's rows hold only their columns (and aggregates):
-        // PostgreSQL sorts them by nothing else. Say which field is not among them.
-        let kept = if specs.is_empty() { &select.columns } else { &select.group_by };
-        if select.distinct || !specs.is_empty() {
-            let among = |column: &Ident| kept.contains(column) || specs.iter().any(|(alias, ..)| **alias == **column);
-            if let Some(order) = select.order.iter().find(|o| !among(&o.column)) {
-                let field = schema.fields.iter().find(|f| f.column == order.column).map_or(&*order.column, |f| &f.name);
-                let what = if specs.is_empty() { "distinct() values" } else { "grouped values" };
-                return Err(field_error(
-                    py,
-                    format!("{what} are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
-                ));
-            }
+        // Say which field the rows are ordered by but do not hold.
+        if let Some(order) = select.order_outside_rows() {
+            let field = schema.fields.iter().find(|f| f.column == order.column).map_or(&*order.column, |f| &f.name);
+            let what = if specs.is_empty() { "distinct() values" } else { "grouped values" };
+            return Err(field_error(
+                py,
+                format!("{what} are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
+            ));
         }
         let request = self.request(&select, Mode::All);
         let target = Target::extract(target)?;
