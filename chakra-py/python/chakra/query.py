@@ -2,10 +2,10 @@
 objects for conditions combined with ``|``, ``&`` and ``~``.
 
 Nothing is sent until a terminal runs: ``await qs`` (or ``await qs.all()``), ``first``,
-``last``, ``latest``, ``earliest``, ``in_bulk``, ``get``, ``count``, ``exists``, ``aggregate``, ``explain``, ``create``, ``get_or_create``,
-``update_or_create``, ``update``, ``delete``, ``bulk_create``, ``bulk_update``, ``values``, ``values_list``,
-``stream``. Each has
-a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
+``last``, ``latest``, ``earliest``, ``in_bulk``, ``get``, ``count``, ``exists``,
+``aggregate``, ``explain``, ``create``, ``get_or_create``, ``update_or_create``, ``update``,
+``delete``, ``bulk_create``, ``bulk_update``, ``values``, ``values_list``, ``stream``. Each
+has a blocking ``_sync`` twin. The query's state is the Rust core's query AST; field and
 lookup names are checked when ``filter`` is called, so a typo raises
 :class:`~chakra.FieldError` before any SQL exists.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import decimal
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _core
@@ -309,34 +309,37 @@ class QuerySet(Generic[M]):
 
     # ------------------------------------------------------------------ terminals
 
+    async def _run(self, make: Callable[[Any, Any], _core.Op]) -> Any:
+        """Awaits the op ``make(target, identity)`` builds, once the session (if any) has
+        sent its pending changes, so the query sees them (autoflush)."""
+        target, identity, session = self._scope()
+        if session is not None:
+            await session._autoflush()
+        return await make(target, identity)
+
+    def _run_sync(self, make: Callable[[Any, Any], _core.Op]) -> Any:
+        """:meth:`_run`, blocking."""
+        target, identity, session = self._scope()
+        if session is not None:
+            session._autoflush_sync()
+        return make(target, identity).wait_sync()
+
     def __await__(self) -> Generator[Any, None, list[M]]:
         return self._fetch().__await__()
 
     async def _fetch(self) -> list[M]:
-        target, identity, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.all(target, identity)  # type: ignore[no-any-return]
+        return await self._run(self._query.all)  # type: ignore[no-any-return]
 
     def all_sync(self) -> list[M]:
         """Every matching row (blocking)."""
-        target, identity, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.all(target, identity).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(self._query.all)  # type: ignore[no-any-return]
 
     async def first(self) -> M | None:
         """The first row in the queryset's order (the primary key's if unordered), or ``None``."""
-        target, identity, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.first(target, identity)  # type: ignore[no-any-return]
+        return await self._run(self._query.first)  # type: ignore[no-any-return]
 
     def first_sync(self) -> M | None:
-        target, identity, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.first(target, identity).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(self._query.first)  # type: ignore[no-any-return]
 
     def _get_op(self, conditions: tuple[Q, ...], lookups: dict[str, Any], target: Any, identity: Any) -> _core.Op:
         model = self._model
@@ -392,58 +395,34 @@ class QuerySet(Generic[M]):
     async def get(self, *conditions: Q, **lookups: Any) -> M:
         """The one row matching: raises ``Model.DoesNotExist`` if none,
         ``Model.MultipleObjectsReturned`` if several."""
-        target, identity, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        found: M | None = await self._get_op(conditions, lookups, target, identity)
+        found: M | None = await self._run(lambda target, identity: self._get_op(conditions, lookups, target, identity))
         return _found(self._model, found)
 
     def get_sync(self, *conditions: Q, **lookups: Any) -> M:
-        target, identity, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        found: M | None = self._get_op(conditions, lookups, target, identity).wait_sync()
+        found: M | None = self._run_sync(lambda target, identity: self._get_op(conditions, lookups, target, identity))
         return _found(self._model, found)
 
     async def count(self) -> int:
         """How many rows match."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.count(target)  # type: ignore[no-any-return]
+        return await self._run(lambda target, _: self._query.count(target))  # type: ignore[no-any-return]
 
     def count_sync(self) -> int:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.count(target).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(lambda target, _: self._query.count(target))  # type: ignore[no-any-return]
 
     async def exists(self) -> bool:
         """Whether any row matches."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.exists(target)  # type: ignore[no-any-return]
+        return await self._run(lambda target, _: self._query.exists(target))  # type: ignore[no-any-return]
 
     def exists_sync(self) -> bool:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.exists(target).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(lambda target, _: self._query.exists(target))  # type: ignore[no-any-return]
 
     async def explain(self, analyze: bool = False) -> str:
         """The database's plan for this queryset's rows, as text; with ``analyze=True``
         the query runs and the plan says what each step took."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.explain(target, analyze)  # type: ignore[no-any-return]
+        return await self._run(lambda target, _: self._query.explain(target, analyze))  # type: ignore[no-any-return]
 
     def explain_sync(self, analyze: bool = False) -> str:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.explain(target, analyze).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(lambda target, _: self._query.explain(target, analyze))  # type: ignore[no-any-return]
 
     @staticmethod
     def _aggregate_specs(args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[tuple[str, str, str, bool]]:
@@ -462,16 +441,14 @@ class QuerySet(Generic[M]):
 
         A positional aggregate is named ``field__function``. With a slice, a lock or
         ``distinct()``, over the rows the query selects."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.aggregate(target, self._aggregate_specs(args, kwargs))  # type: ignore[no-any-return]
+        return await self._run(  # type: ignore[no-any-return]
+            lambda target, _: self._query.aggregate(target, self._aggregate_specs(args, kwargs))
+        )
 
     def aggregate_sync(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.aggregate(target, self._aggregate_specs(args, kwargs)).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(  # type: ignore[no-any-return]
+            lambda target, _: self._query.aggregate(target, self._aggregate_specs(args, kwargs))
+        )
 
     async def create(self, **values: Any) -> M:
         """Inserts a row and returns it, primary key and column values as stored."""
@@ -594,16 +571,14 @@ class QuerySet(Generic[M]):
         """Writes ``fields`` of each of ``objs`` to its row (by primary key) in one
         statement whatever their number, and returns how many rows changed, as Django's.
         A wrong value is an error naming its field, before anything is sent."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._bulk_update_op(target, objs, fields)  # type: ignore[no-any-return]
+        return await self._run(  # type: ignore[no-any-return]
+            lambda target, _: self._bulk_update_op(target, objs, fields)
+        )
 
     def bulk_update_sync(self, objs: Iterable[M], fields: Iterable[str]) -> int:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._bulk_update_op(target, objs, fields).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(  # type: ignore[no-any-return]
+            lambda target, _: self._bulk_update_op(target, objs, fields)
+        )
 
     def _bulk_update_op(self, target: Any, objs: Iterable[M], fields: Iterable[str]) -> _core.Op:
         if isinstance(fields, str):
@@ -624,29 +599,21 @@ class QuerySet(Generic[M]):
     async def update(self, **values: Any) -> int:
         """Sets ``values`` on every matching row; returns how many rows changed. A value
         may be computed by the database from the row: ``balance=F("balance") - 10``."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.update(target, *_split_exprs(values))  # type: ignore[no-any-return]
+        return await self._run(  # type: ignore[no-any-return]
+            lambda target, _: self._query.update(target, *_split_exprs(values))
+        )
 
     def update_sync(self, **values: Any) -> int:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.update(target, *_split_exprs(values)).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(  # type: ignore[no-any-return]
+            lambda target, _: self._query.update(target, *_split_exprs(values))
+        )
 
     async def delete(self) -> int:
         """Deletes every matching row; returns how many."""
-        target, _, session = self._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._query.delete(target)  # type: ignore[no-any-return]
+        return await self._run(lambda target, _: self._query.delete(target))  # type: ignore[no-any-return]
 
     def delete_sync(self) -> int:
-        target, _, session = self._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._query.delete(target).wait_sync()  # type: ignore[no-any-return]
+        return self._run_sync(lambda target, _: self._query.delete(target))  # type: ignore[no-any-return]
 
     def values(self, *fields: str) -> Values[dict[str, Any]]:
         """Rows as dicts of the named fields (all fields when none are named): await it
@@ -779,22 +746,16 @@ class Values(Generic[T]):
     def __getitem__(self, key: slice) -> Values[T]:
         return self._with(self._qs[key])
 
-    def _run(self, target: Any) -> _core.Op:
+    def _op(self, target: Any) -> _core.Op:
         query = self._qs._query
         return query.values(target, list(self._fields), self._shape, self._aggregates, self._order, self._having)
 
     async def all(self) -> list[T]:
         """The rows."""
-        target, _, session = self._qs._scope()
-        if session is not None:
-            await session._autoflush()
-        return await self._run(target)  # type: ignore[no-any-return]
+        return await self._qs._run(lambda target, _: self._op(target))  # type: ignore[no-any-return]
 
     def all_sync(self) -> list[T]:
-        target, _, session = self._qs._scope()
-        if session is not None:
-            session._autoflush_sync()
-        return self._run(target).wait_sync()  # type: ignore[no-any-return]
+        return self._qs._run_sync(lambda target, _: self._op(target))  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, list[T]]:
         return self.all().__await__()
