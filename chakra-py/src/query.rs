@@ -28,7 +28,7 @@ pub(crate) struct Query {
     select: Select,
 }
 
-fn field_error(py: Python<'_>, message: String) -> PyErr {
+pub(crate) fn field_error(py: Python<'_>, message: String) -> PyErr {
     errors::new(py, "FieldError", message)
 }
 

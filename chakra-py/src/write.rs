@@ -17,7 +17,7 @@ use crate::convert::Decoder;
 use crate::database::Target;
 use crate::errors::{self, to_pyerr_for};
 use crate::op::{op, op_with_errors, Op};
-use crate::query::{field_index, pk_request};
+use crate::query::{field_error, field_index, pk_request};
 use crate::schema::Schema;
 
 /// What to do with an instance once its statement has succeeded.
@@ -182,17 +182,13 @@ pub(crate) fn bulk_update(
 ) -> PyResult<Op> {
     let s = schema.get();
     if fields.is_empty() {
-        return Err(errors::new(py, "FieldError", "bulk_update() needs the fields to write"));
+        return Err(field_error(py, "bulk_update() needs the fields to write".into()));
     }
     let mut indices = vec![s.pk];
     for name in &fields {
         let i = field_index(py, s, name)?;
         if i == s.pk {
-            return Err(errors::new(
-                py,
-                "FieldError",
-                format!("bulk_update() finds rows by {}: it cannot change it", s.label(i)),
-            ));
+            return Err(field_error(py, format!("bulk_update() finds rows by {}: it cannot change it", s.label(i))));
         }
         if !indices.contains(&i) {
             indices.push(i);
