@@ -20,7 +20,7 @@ use tower::util::{BoxCloneSyncService, MapRequestLayer};
 use tower::ServiceBuilder;
 
 use crate::harness::{format_duration, Measured, Table};
-use crate::shapes::{Contender, Db, Delivery, Fanout, InsertBy, Side, Workload};
+use crate::shapes::{Contender, Db, Delivery, Fanout, InsertBy, Lookups, Side, Workload};
 use crate::{Plan, Result, Shape};
 
 pub type BoxService = BoxCloneSyncService<Request, Response, chakra::Error>;
@@ -124,6 +124,34 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
             (Shape::ConcurrentGet(_), Some(b), Some(a)) => format!("{:.1}", (a - b) as f64 / runs),
             _ => String::new(),
         });
+    }
+
+    // The floor under any batching client: each raw client's share as one `= ANY`
+    // statement, no stack and no future per lookup. The concurrent target is a ratio to
+    // raw's pipelined gets; a floor above it is out of any stack's reach on this machine.
+    let shape = Shape::ConcurrentGet(Fanout::JoinAll);
+    if plan.selects(shape) {
+        let (warmup, rounds) = plan.rounds(shape);
+        println!("\n{} — the floor under batching — {warmup} warm-up + {rounds} rounds, order rotating", shape.title());
+        let Side::Raw(clients) = &contenders[0].side else { unreachable!("raw comes first") };
+        let variants = [
+            ("raw tokio-postgres, one statement per get", None),
+            ("raw, hand-merged: one = ANY per client", Some(Lookups::Merged)),
+            ("raw, hand-merged, a future per lookup", Some(Lookups::Futures)),
+            ("Pool (default stack)", None),
+        ];
+        let sides = [&contenders[0].side, &contenders[0].side, &contenders[0].side, &contenders[1].side];
+        let indexed: Vec<_> = variants.iter().zip(sides).collect();
+        let measured = crate::harness::compare(&indexed, warmup, rounds, 1, |((_, lookups), side)| async move {
+            match lookups {
+                None => shape.run(workload, side).await,
+                Some(lookups) => crate::shapes::concurrent_get_hand_merged(workload, clients, *lookups).await,
+            }
+        })
+        .await?;
+        let names: Vec<String> = variants.iter().map(|(name, _)| name.to_string()).collect();
+        let merged = |i: usize| variants[i].1.is_some();
+        print_variants(&names, &measured, |i| if merged(i) { clients.len().to_string() } else { String::new() });
     }
 
     // Fetch, split four ways: how much of Chakra's ratio is the stack, and how much is

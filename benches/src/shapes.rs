@@ -2,6 +2,7 @@
 //! statements on bare tokio-postgres clients, and `chakra::Request`s or `Queryable`
 //! calls through a Chakra stack.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::AtomicU64;
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 use chakra::{copy_pipe, CopyRows, Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value};
 use futures::future::{join_all, Either};
 use futures::TryStreamExt;
+use tokio::sync::oneshot;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Row};
 
 use crate::data::{self, NewUser, User};
 use crate::Result;
@@ -23,6 +25,8 @@ use crate::Result;
 pub struct RawClient {
     client: Client,
     get: tokio_postgres::Statement,
+    /// `GET_BATCH_SQL`, for `--diagnose`'s hand-merged lookups.
+    get_batch: tokio_postgres::Statement,
     fetch: tokio_postgres::Statement,
     stream: tokio_postgres::Statement,
     unnest: tokio_postgres::Statement,
@@ -37,6 +41,7 @@ impl RawClient {
         });
         Ok(RawClient {
             get: client.prepare(data::GET_SQL).await?,
+            get_batch: client.prepare(data::GET_BATCH_SQL).await?,
             fetch: client.prepare(data::FETCH_SQL).await?,
             stream: client.prepare(data::STREAM_SQL).await?,
             unnest: client.prepare(data::UNNEST_SQL).await?,
@@ -206,6 +211,87 @@ pub async fn concurrent_get(w: &Workload, side: &Side, fanout: Fanout) -> Result
         }
     }
     Ok(start.elapsed())
+}
+
+/// `--diagnose`'s floors for any batching client: the concurrent gets with no stack.
+/// Each raw client sends its share of the ids as one `= ANY($1)` statement and matches
+/// the rows to the ids through a map. `Lookups::Merged` decodes them in place, the least
+/// work that answers every lookup: what is left is the server's work per key and the
+/// decoding. `Lookups::Futures` keeps the application's shape, a future per lookup under
+/// `join_all` as with the other sides: each gets its row through a oneshot channel and
+/// decodes it, the least any stack answering `try_join_all` of gets can do.
+pub async fn concurrent_get_hand_merged(
+    w: &Workload,
+    clients: &[Arc<RawClient>],
+    lookups: Lookups,
+) -> Result<Duration> {
+    let share = w.concurrent_ids.len().div_ceil(CLIENTS);
+    let shares: Vec<Vec<i64>> = w.concurrent_ids.chunks(share).map(<[i64]>::to_vec).collect();
+    let start = Instant::now();
+    let tasks = clients.iter().zip(shares).map(|(raw, ids)| {
+        let raw = raw.clone();
+        tokio::spawn(async move {
+            let fetch = async {
+                let rows = raw.client.query(&raw.get_batch, &[&ids]).await?;
+                let mut by_id = HashMap::with_capacity(rows.len());
+                for row in rows {
+                    by_id.insert(row.try_get::<_, i64>(0)?, row);
+                }
+                Result::Ok(by_id)
+            };
+            match lookups {
+                Lookups::Merged => {
+                    let by_id = fetch.await?;
+                    for id in &ids {
+                        let row = by_id.get(id).ok_or_else(|| format!("no row for user {id}"))?;
+                        check_user(User::from_row(row)?, *id)?;
+                    }
+                }
+                Lookups::Futures => {
+                    let (senders, receivers): (Vec<_>, Vec<_>) = ids.iter().map(|_| oneshot::channel::<Row>()).unzip();
+                    let answer = async {
+                        let mut by_id = fetch.await?;
+                        let mut wanting: HashMap<i64, usize> = HashMap::with_capacity(ids.len());
+                        for id in &ids {
+                            *wanting.entry(*id).or_default() += 1;
+                        }
+                        for (id, reply) in ids.iter().zip(senders) {
+                            // The last lookup of an id takes its row; any before it get copies.
+                            let left = wanting.get_mut(id).expect("counted");
+                            *left -= 1;
+                            let row = match *left {
+                                0 => by_id.remove(id),
+                                _ => by_id.get(id).cloned(),
+                            };
+                            let _ = reply.send(row.ok_or_else(|| format!("no row for user {id}"))?);
+                        }
+                        Result::Ok(())
+                    };
+                    let each = join_all(ids.iter().zip(receivers).map(|(&id, receiver)| async move {
+                        let row = receiver.await.map_err(|_| format!("no answer for user {id}"))?;
+                        check_user(User::from_row(&row)?, id)
+                    }));
+                    let (answered, checked) = futures::join!(answer, each);
+                    answered?;
+                    checked.into_iter().collect::<Result<()>>()?;
+                }
+            }
+            Result::Ok(())
+        })
+    });
+    for task in join_all(tasks).await {
+        task??;
+    }
+    Ok(start.elapsed())
+}
+
+/// How `concurrent_get_hand_merged` answers its lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// In place, as the rows are matched to the ids.
+    Merged,
+    /// Through a future per lookup, each handed its row.
+    Futures,
 }
 
 /// How the rows of a fetch reach the decoder.

@@ -443,17 +443,27 @@ async fn diagnose(w: &Workload, contenders: &[Contender], args: &Args) -> Result
         (warmup, args.rounds.unwrap_or(if args.quick { quick } else { full }))
     };
 
-    let fetches = [
+    let diesel = contenders.iter().find_map(|c| match &c.side {
+        Side::Diesel(diesel) => Some(diesel),
+        _ => None,
+    });
+    let mut fetches = vec![
         ("raw query_raw, rows decoded as they arrive", shapes::FetchSplit::RawArriving(raw)),
         ("raw query, rows decoded after the last", shapes::FetchSplit::RawCollected(raw)),
+        ("raw query_raw, rows not decoded (the floor)", shapes::FetchSplit::RawUndecoded(raw)),
         ("chakra all()", shapes::FetchSplit::ChakraAll(chakra)),
         ("chakra stream(), collected", shapes::FetchSplit::ChakraStreamed(chakra)),
     ];
+    // The peer nearest the floor, in the same rounds: when it and Chakra both sit on the
+    // floor, neither can be ahead of the other.
+    if let Some(diesel) = diesel {
+        fetches.push(("diesel-async load()", shapes::FetchSplit::Diesel(diesel)));
+    }
     let (warmup, n) = rounds(Shape::Fetch);
     eprintln!("  --diagnose: fetch split — {warmup} warm-up + {n} rounds");
     let measured = harness::compare_in_order(&fetches, warmup, n, 1, order, |(_, v)| shapes::fetch_split(w, v)).await?;
     println!("\n--diagnose: fetch 10k rows, by how rows reach the decoder");
-    print_split(&fetches.map(|(name, _)| name), &measured);
+    print_split(&fetches.iter().map(|(name, _)| *name).collect::<Vec<_>>(), &measured);
 
     let inserts = [
         ("raw COPY", shapes::InsertSplit::Raw(raw)),

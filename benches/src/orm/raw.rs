@@ -97,6 +97,19 @@ impl Raw {
         Ok(users)
     }
 
+    /// `query_raw`, rows counted and dropped undecoded (`--diagnose`: the floor under any
+    /// client, the time the server takes to produce and send the rows).
+    pub async fn fetch_undecoded(&self, max_id: i64) -> Result<usize> {
+        let raw = &self.clients[0];
+        let rows = raw.client.query_raw(&raw.fetch, [max_id]).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut count = 0;
+        while rows.try_next().await?.is_some() {
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// `query`: every row collected first, then decoded (`--diagnose`: how Chakra's
     /// `all` receives rows).
     pub async fn fetch_collected(&self, max_id: i64) -> Result<Vec<User>> {

@@ -191,10 +191,14 @@ pub enum FetchSplit<'a> {
     RawArriving(&'a Raw),
     /// `query`, decoded after the last row.
     RawCollected(&'a Raw),
+    /// `query_raw`, rows counted and not decoded: the floor under every side.
+    RawUndecoded(&'a Raw),
     /// `all` (the headline's chakra side).
     ChakraAll(&'a Models),
     /// `stream`, collected.
     ChakraStreamed(&'a Models),
+    /// diesel-async's `load` (the headline's diesel side).
+    Diesel(&'a Diesel),
 }
 
 pub async fn fetch_split(w: &Workload, variant: &FetchSplit<'_>) -> Result<Duration> {
@@ -211,8 +215,17 @@ pub async fn fetch_split(w: &Workload, variant: &FetchSplit<'_>) -> Result<Durat
     Ok(match variant {
         FetchSplit::RawArriving(s) => fetch!(s.fetch(data::FETCH_ROWS)),
         FetchSplit::RawCollected(s) => fetch!(s.fetch_collected(data::FETCH_ROWS)),
+        FetchSplit::RawUndecoded(s) => {
+            let count = s.fetch_undecoded(data::FETCH_ROWS).await?;
+            let elapsed = start.elapsed();
+            if count != data::FETCH_ROWS as usize {
+                return Err(format!("fetch: {count} rows, expected {}", data::FETCH_ROWS).into());
+            }
+            elapsed
+        }
         FetchSplit::ChakraAll(s) => fetch!(s.fetch(data::FETCH_ROWS)),
         FetchSplit::ChakraStreamed(s) => fetch!(s.fetch_streamed(data::FETCH_ROWS)),
+        FetchSplit::Diesel(s) => fetch!(s.fetch(data::FETCH_ROWS)),
     })
 }
 
