@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -164,11 +164,27 @@ impl Outcome {
 
 /// A request's metric keys, looked up once at call time. A [`Key`] hashes its name and
 /// labels when it is made; building three per request showed up as a tenth of a pooled
-/// `get`'s own cost, so each label set's keys are built once and shared.
-#[derive(Clone)]
-pub(crate) struct QueryLabels(Arc<LabelKeys>);
+/// `get`'s own cost, so each label set's keys are built once and kept for the life of
+/// the process, as interned strings are. A request then refers to them without touching
+/// a reference count, a cache line every thread would otherwise pass back and forth.
+/// Past [`MAX_LABEL_SETS`] label sets, each request builds keys of its own.
+pub(crate) enum QueryLabels {
+    Interned(&'static LabelKeys),
+    Own(Box<LabelKeys>),
+}
 
-struct LabelKeys {
+impl std::ops::Deref for QueryLabels {
+    type Target = LabelKeys;
+
+    fn deref(&self) -> &LabelKeys {
+        match self {
+            QueryLabels::Interned(keys) => keys,
+            QueryLabels::Own(keys) => keys,
+        }
+    }
+}
+
+pub(crate) struct LabelKeys {
     operation: SharedString,
     table: SharedString,
     queries: Key,
@@ -188,13 +204,14 @@ fn histogram_key<const N: usize>(name: &'static str, labels: [(&'static str, Sha
     counter_key(name, labels)
 }
 
-/// Label sets seen so far; past this many, keys are built per request instead of kept.
+/// Label sets kept; past this many, keys are built per request instead. (An application
+/// has a label set per table and operation: a few hundred bytes each, kept for good.)
 const MAX_LABEL_SETS: usize = 1024;
 
-static LABEL_SETS: LazyLock<Mutex<HashMap<Labels, QueryLabels>>> = LazyLock::new(Mutex::default);
+static LABEL_SETS: LazyLock<Mutex<HashMap<Labels, &'static LabelKeys>>> = LazyLock::new(Mutex::default);
 
 thread_local! {
-    static LAST_LABEL_SET: RefCell<Option<(Labels, QueryLabels)>> = const { RefCell::new(None) };
+    static LAST_LABEL_SET: RefCell<Option<(Labels, &'static LabelKeys)>> = const { RefCell::new(None) };
 }
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -204,49 +221,41 @@ impl QueryLabels {
         // Each thread remembers the last label set it saw: a run of requests of one kind
         // (the common case) then takes no lock shared with other threads.
         LAST_LABEL_SET.with_borrow_mut(|last| match last {
-            Some((seen, keys)) if seen == labels => keys.clone(),
-            _ => {
-                let keys = QueryLabels::shared(labels);
-                *last = Some((labels.clone(), keys.clone()));
-                keys
-            }
+            Some((seen, keys)) if seen == labels => QueryLabels::Interned(keys),
+            _ => match QueryLabels::interned(labels) {
+                Some(keys) => {
+                    *last = Some((labels.clone(), keys));
+                    QueryLabels::Interned(keys)
+                }
+                None => QueryLabels::Own(Box::new(LabelKeys::build(labels))),
+            },
         })
     }
 
-    fn shared(labels: &Labels) -> Self {
+    /// The label set's kept keys, kept now if there is room.
+    fn interned(labels: &Labels) -> Option<&'static LabelKeys> {
         let mut sets = LABEL_SETS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(keys) = sets.get(labels) {
-            return keys.clone();
+            return Some(keys);
         }
-        let keys = QueryLabels::build(labels);
-        if sets.len() < MAX_LABEL_SETS {
-            sets.insert(labels.clone(), keys.clone());
+        if sets.len() >= MAX_LABEL_SETS {
+            return None;
         }
-        keys
-    }
-
-    fn build(labels: &Labels) -> Self {
-        let operation = SharedString::from(labels.operation.clone());
-        let table = labels.table.clone().map_or(SharedString::const_str(""), SharedString::from);
-        let (op, tb) = (|| operation.clone(), || table.clone());
-        let queries = counter_key(QUERIES, [("operation", op()), ("table", tb())]);
-        let durations = [Outcome::Ok, Outcome::Error(ErrorKind::Query), Outcome::Cancelled].map(|outcome| {
-            let outcome = SharedString::const_str(outcome.as_str());
-            histogram_key(QUERY_DURATION, [("operation", op()), ("table", tb()), ("outcome", outcome)])
-        });
-        QueryLabels(Arc::new(LabelKeys { queries, durations, operation, table }))
+        let keys: &'static LabelKeys = Box::leak(Box::new(LabelKeys::build(labels)));
+        sets.insert(labels.clone(), keys);
+        Some(keys)
     }
 
     pub(crate) fn operation(&self) -> SharedString {
-        self.0.operation.clone()
+        self.operation.clone()
     }
 
     pub(crate) fn table(&self) -> SharedString {
-        self.0.table.clone()
+        self.table.clone()
     }
 
     fn record(self, start: &Instant, outcome: Outcome) {
-        let keys = &*self.0;
+        let keys = &*self;
         let seconds = start.elapsed().as_secs_f64();
         metrics::with_recorder(|recorder| {
             recorder.register_counter(&keys.queries, &METADATA).increment(1);
@@ -257,6 +266,20 @@ impl QueryLabels {
             }
             recorder.register_histogram(&keys.durations[outcome.index()], &METADATA).record(seconds);
         });
+    }
+}
+
+impl LabelKeys {
+    fn build(labels: &Labels) -> Self {
+        let operation = SharedString::from(labels.operation.clone());
+        let table = labels.table.clone().map_or(SharedString::const_str(""), SharedString::from);
+        let (op, tb) = (|| operation.clone(), || table.clone());
+        let queries = counter_key(QUERIES, [("operation", op()), ("table", tb())]);
+        let durations = [Outcome::Ok, Outcome::Error(ErrorKind::Query), Outcome::Cancelled].map(|outcome| {
+            let outcome = SharedString::const_str(outcome.as_str());
+            histogram_key(QUERY_DURATION, [("operation", op()), ("table", tb()), ("outcome", outcome)])
+        });
+        LabelKeys { queries, durations, operation, table }
     }
 }
 

@@ -39,13 +39,14 @@ const CANCELLED: &str = "chakra.cancelled";
 /// (when the layer is built) no span is built at all.
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    shared: Arc<Shared>,
+    /// `None` when the tracer is the API's no-op one: then no span is built at all, and
+    /// no request clones an `Arc` (a shared counter two threads would pass back and forth).
+    shared: Option<Arc<Shared>>,
 }
 
 #[derive(Debug)]
 struct Shared {
-    /// `None` when the tracer is the API's no-op one: then no span is built at all.
-    tracer: Option<BoxedTracer>,
+    tracer: BoxedTracer,
     server: ServerInfo,
 }
 
@@ -61,8 +62,8 @@ impl TraceLayer {
     /// Traces with `tracer`, e.g. `BoxedTracer::new(Box::new(provider.tracer("chakra")))`
     /// for a provider that is not the global one.
     pub fn with_tracer(server: ServerInfo, tracer: BoxedTracer) -> Self {
-        let tracer = (!is_noop(&tracer)).then_some(tracer);
-        TraceLayer { shared: Arc::new(Shared { tracer, server }) }
+        let shared = (!is_noop(&tracer)).then(|| Arc::new(Shared { tracer, server }));
+        TraceLayer { shared }
     }
 }
 
@@ -91,7 +92,7 @@ impl<S> Layer<S> for TraceLayer {
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl<S> Service<Request> for Trace<S>
@@ -107,14 +108,14 @@ where
     }
 
     fn call(&mut self, request: Request) -> TraceFuture<S::Future> {
-        let span = self.shared.tracer.as_ref().map(|tracer| self.shared.start(tracer, &request));
+        let span = self.shared.as_ref().map(|shared| shared.start(&request));
         TraceFuture { inner: self.inner.call(request), span }
     }
 }
 
 impl Shared {
-    fn start(&self, tracer: &BoxedTracer, request: &Request) -> BoxedSpan {
-        let labels = &request.labels;
+    fn start(&self, request: &Request) -> BoxedSpan {
+        let (tracer, labels) = (&self.tracer, &request.labels);
         // Named after the operation alone at first: the full name is formatted only for a
         // span that records.
         let builder = tracer.span_builder(labels.operation.clone()).with_kind(SpanKind::Client);
