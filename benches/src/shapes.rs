@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chakra::{copy_pipe, CopyRows, Labels, Mode, PointLookup, Queryable, Request, Response, Statement, Value};
+use chakra::{
+    copy_pipe, CopyRows, Labels, Mode, PointLookup, Queryable, Request, Response, SharedStr, Statement, Value,
+};
 use futures::future::{join_all, Either};
 use futures::TryStreamExt;
 use tokio::sync::oneshot;
@@ -68,17 +70,22 @@ impl Queryable for Db {
     }
 }
 
-/// The SQL a Rust model would hold: built once, shared by every request through `Arc`s.
+/// The SQL a Rust model holds: text that lives as long as the program, which requests
+/// share without counting references (the models keep theirs in a `static`).
 #[derive(Clone)]
 pub struct ModelSql {
-    get: Arc<str>,
-    get_batch: Arc<str>,
-    table: Arc<str>,
+    get: SharedStr,
+    get_batch: SharedStr,
+    table: SharedStr,
 }
 
 impl ModelSql {
     pub fn new() -> Self {
-        ModelSql { get: data::GET_SQL.into(), get_batch: data::GET_BATCH_SQL.into(), table: "bench_users".into() }
+        ModelSql {
+            get: SharedStr::from_static(data::GET_SQL),
+            get_batch: SharedStr::from_static(data::GET_BATCH_SQL),
+            table: SharedStr::from_static("bench_users"),
+        }
     }
 
     /// `User::get(id)` as the models will send it: a one-row request the batch layer may

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
 use chakra_service::uuid::Uuid;
-use chakra_service::{hand_back, CancelSlot, Error, Mode, Request, Response, Result, Row, Statement, Value};
+use chakra_service::{hand_back, CancelSlot, Error, Mode, Request, Response, Result, Row, SharedStr, Statement, Value};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use pin_project::{pin_project, pinned_drop};
 use tokio::sync::oneshot;
@@ -115,14 +115,14 @@ impl Groups {
     }
 }
 
-/// A lookup's shape, identified by its `batch_sql` allocation. Front-ends build that once
-/// per model, so comparing pointers is exact, and no lookup hashes its SQL text.
+/// A lookup's shape, identified by where its `batch_sql` text lives. Front-ends build
+/// that once per model, so comparing addresses is exact, and no lookup hashes its SQL.
 #[derive(Clone)]
-struct Shape(Arc<str>);
+struct Shape(SharedStr);
 
 impl PartialEq for Shape {
     fn eq(&self, other: &Shape) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        self.0.same(&other.0)
     }
 }
 
@@ -130,7 +130,7 @@ impl Eq for Shape {}
 
 impl std::hash::Hash for Shape {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        std::ptr::hash(Arc::as_ptr(&self.0) as *const u8, state)
+        std::ptr::hash(self.0.as_ptr(), state)
     }
 }
 

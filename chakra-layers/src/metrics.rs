@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chakra_service::telemetry::{QUERIES, QUERY_DURATION, QUERY_ERRORS};
-use chakra_service::{Error, ErrorKind, Labels, Request, Response, Result, StreamEnd};
+use chakra_service::{Error, ErrorKind, Labels, Request, Response, Result, SharedStr, StreamEnd};
 use foldhash::HashMap;
 use futures::ready;
 use metrics::{Key, Label, Level, Metadata, SharedString};
@@ -272,7 +272,11 @@ impl QueryLabels {
 impl LabelKeys {
     fn build(labels: &Labels) -> Self {
         let operation = SharedString::from(labels.operation.clone());
-        let table = labels.table.clone().map_or(SharedString::const_str(""), SharedString::from);
+        let table = match &labels.table {
+            None => SharedString::const_str(""),
+            Some(SharedStr::Static(table)) => SharedString::const_str(table),
+            Some(SharedStr::Counted(table)) => SharedString::from(table.clone()),
+        };
         let (op, tb) = (|| operation.clone(), || table.clone());
         let queries = counter_key(QUERIES, [("operation", op()), ("table", tb())]);
         let durations = [Outcome::Ok, Outcome::Error(ErrorKind::Query), Outcome::Cancelled].map(|outcome| {

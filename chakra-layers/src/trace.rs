@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use chakra_service::{Error, Request, Response, Result, ServerInfo, StreamEnd};
+use chakra_service::{Error, Request, Response, Result, ServerInfo, SharedStr, StreamEnd};
 use futures::ready;
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::trace::{SamplingDecision, SamplingResult, Span, SpanKind, Status, TraceState, Tracer};
@@ -125,7 +125,7 @@ impl Shared {
         }
         span.set_attributes([
             KeyValue::new("db.system.name", "postgresql"),
-            KeyValue::new("db.query.text", request.statement.sql.clone()),
+            KeyValue::new("db.query.text", text(&request.statement.sql)),
             KeyValue::new("db.operation.name", labels.operation.clone()),
             KeyValue::new("server.address", self.server.address.clone()),
             KeyValue::new("server.port", i64::from(self.server.port)),
@@ -135,9 +135,17 @@ impl Shared {
         }
         if let Some(table) = &labels.table {
             span.update_name(format!("{} {table}", labels.operation));
-            span.set_attribute(KeyValue::new("db.collection.name", table.clone()));
+            span.set_attribute(KeyValue::new("db.collection.name", text(table)));
         }
         span
+    }
+}
+
+/// An attribute's value, copying no text.
+fn text(text: &SharedStr) -> opentelemetry::Value {
+    match text {
+        SharedStr::Static(text) => (*text).into(),
+        SharedStr::Counted(text) => text.clone().into(),
     }
 }
 

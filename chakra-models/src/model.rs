@@ -3,15 +3,14 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Arc;
 
 use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::uuid::Uuid;
 use chakra_service::{
-    copy_pipe, CopyRows, Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, Statement, ToSql,
-    Type, Value,
+    copy_pipe, CopyRows, Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, SharedStr,
+    Statement, ToSql, Type, Value,
 };
 
 use crate::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
@@ -140,9 +139,16 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     fn get<Q: Queryable>(db: &Q, key: impl Into<Value>) -> impl Future<Output = Result<Self>> + Send {
         let sql = Self::statements();
         let key = key.into();
-        let request =
-            Request::labelled(Statement::new(sql.get.clone(), vec![key.clone()]), Mode::One, sql.labels("SELECT"))
-                .point_lookup(PointLookup { batch_sql: sql.get_many.clone(), key_column: Self::PRIMARY_KEY, key });
+        let request = Request::labelled(
+            Statement::new(SharedStr::from_static(&sql.get), vec![key.clone()]),
+            Mode::One,
+            sql.labels("SELECT"),
+        )
+        .point_lookup(PointLookup {
+            batch_sql: SharedStr::from_static(&sql.get_many),
+            key_column: Self::PRIMARY_KEY,
+            key,
+        });
         async move {
             let row = db.run(request).await.map_err(|e| not_found::<Self>(e))?.into_row()?;
             Self::from_row(&row)
@@ -154,8 +160,11 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let sql = Self::statements();
         let values = insert_values::<Self>(self.to_values());
         async move {
-            let request =
-                Request::labelled(Statement::new(sql.insert.clone(), values), Mode::One, sql.labels("INSERT"));
+            let request = Request::labelled(
+                Statement::new(SharedStr::from_static(&sql.insert), values),
+                Mode::One,
+                sql.labels("INSERT"),
+            );
             let row = db.run(request).await?.into_row()?;
             // RETURNING every column: generated keys and column defaults come back too.
             *self = Self::from_row(&row)?;
@@ -170,8 +179,11 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let key = values.remove(Self::PRIMARY_KEY);
         values.push(key);
         async move {
-            let request =
-                Request::labelled(Statement::new(sql.update.clone(), values), Mode::Execute, sql.labels("UPDATE"));
+            let request = Request::labelled(
+                Statement::new(SharedStr::from_static(&sql.update), values),
+                Mode::Execute,
+                sql.labels("UPDATE"),
+            );
             match db.run(request).await?.rows_affected()? {
                 0 => Err(Error::new(
                     ErrorKind::NotFound,
@@ -186,7 +198,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     fn delete<Q: Queryable>(&self, db: &Q) -> impl Future<Output = Result<()>> + Send {
         let sql = Self::statements();
         let request = Request::labelled(
-            Statement::new(sql.delete.clone(), vec![self.primary_key()]),
+            Statement::new(SharedStr::from_static(&sql.delete), vec![self.primary_key()]),
             Mode::Execute,
             sql.labels("DELETE"),
         );
@@ -212,7 +224,7 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
             }
             let sql = Self::statements();
             let request = Request::labelled(
-                Statement::new(sql.upsert.clone(), self.to_values()),
+                Statement::new(SharedStr::from_static(&sql.upsert), self.to_values()),
                 Mode::Execute,
                 sql.labels("INSERT"),
             );
@@ -383,20 +395,23 @@ async fn copy_in_pieces<M: Model, Q: Queryable>(db: &Q, load: Request, first: Co
 
 /// A model's fixed statements, compiled once.
 #[derive(Debug)]
+///
+/// Each model keeps its `ModelSql` in a `static` (see [`Model::statements`]), so requests
+/// carry its text as [`SharedStr::Static`], which no request counts references to.
 pub struct ModelSql {
-    pub table: Arc<str>,
+    pub table: Box<str>,
     /// `SELECT <fields> FROM <table> WHERE <pk> = $1`.
-    pub get: Arc<str>,
+    pub get: Box<str>,
     /// The same for many keys: `… WHERE <pk> = ANY($1)`.
-    pub get_many: Arc<str>,
+    pub get_many: Box<str>,
     /// `INSERT … VALUES (…) RETURNING <fields>`.
-    pub insert: Arc<str>,
+    pub insert: Box<str>,
     /// `UPDATE … SET <every other field> WHERE <pk> = $n`.
-    pub update: Arc<str>,
+    pub update: Box<str>,
     /// `DELETE … WHERE <pk> = $1`.
-    pub delete: Arc<str>,
+    pub delete: Box<str>,
     /// `INSERT … ON CONFLICT (<pk>) DO UPDATE SET …`, every field sent.
-    pub upsert: Arc<str>,
+    pub upsert: Box<str>,
 }
 
 impl ModelSql {
@@ -443,20 +458,21 @@ impl ModelSql {
                 update: others.map(|(_, f)| f.column.clone()).collect(),
             }),
         };
+        let text = |statement: Statement| Box::<str>::from(statement.sql.as_str());
         ModelSql {
             table: M::TABLE.into(),
-            get: compile::select(dialect, &get).sql,
-            get_many: compile::select(dialect, &get_many).sql,
-            insert: compile::insert(dialect, &insert).sql,
-            update: compile::update(dialect, &update).sql,
-            delete: compile::delete(dialect, &delete).sql,
-            upsert: compile::insert(dialect, &upsert).sql,
+            get: text(compile::select(dialect, &get)),
+            get_many: text(compile::select(dialect, &get_many)),
+            insert: text(compile::insert(dialect, &insert)),
+            update: text(compile::update(dialect, &update)),
+            delete: text(compile::delete(dialect, &delete)),
+            upsert: text(compile::insert(dialect, &upsert)),
         }
     }
 
     /// Labels for an operation on the model's table.
-    pub fn labels(&self, operation: &'static str) -> Labels {
-        Labels::new(operation, Some(self.table.clone()))
+    pub fn labels(&'static self, operation: &'static str) -> Labels {
+        Labels::new(operation, Some(SharedStr::from_static(&self.table)))
     }
 }
 

@@ -7,11 +7,9 @@
 //! loaded goes into the `_chakra_loaded` slot. Flushing compares the slots with that tuple
 //! to find the changed columns. Attribute reads and writes stay plain slot accesses.
 
-use std::sync::Arc;
-
 use chakra::models::ast::{CompareOp, Expr, Select};
 use chakra::models::{compile, FieldInfo, Postgres};
-use chakra::{Row, Value};
+use chakra::{Row, SharedStr, Value};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -36,7 +34,7 @@ pub(crate) struct Schema {
     pub(crate) model: Py<PyType>,
     /// The class name, for messages.
     pub(crate) name: String,
-    pub(crate) table: Arc<str>,
+    pub(crate) table: SharedStr,
     pub(crate) fields: Vec<FieldInfo>,
     pub(crate) types: Vec<FieldType>,
     /// Interned field names, the keys of `values()` dicts.
@@ -46,7 +44,7 @@ pub(crate) struct Schema {
     loaded_offset: isize,
     pub(crate) pk: usize,
     /// `SELECT <fields> … WHERE <pk> = $1` and its batched form `… = ANY($1)`, compiled once.
-    pub(crate) by_pk: (Arc<str>, Arc<str>),
+    pub(crate) by_pk: (SharedStr, SharedStr),
     ddl: Vec<Ddl>,
 }
 
@@ -131,7 +129,7 @@ impl Schema {
         }
         let pk = pk.ok_or_else(|| PyTypeError::new_err(format!("{name} has no primary key field")))?;
         let loaded_offset = slot_offset(&model, "_chakra_loaded")?;
-        let table: Arc<str> = table.into();
+        let table: SharedStr = table.into();
         let by_pk = by_pk_sql(&table, &infos, pk);
         Ok(Schema {
             model: model.unbind(),
@@ -257,7 +255,7 @@ const ON_DELETE: &[&str] = &["no action", "restrict", "cascade", "set null", "se
 
 /// The lookup-by-primary-key statements. Only their text is kept: the placeholder
 /// values stand in for the key (non-NULL, which would render `IS NULL`).
-fn by_pk_sql(table: &str, fields: &[FieldInfo], pk: usize) -> (Arc<str>, Arc<str>) {
+fn by_pk_sql(table: &str, fields: &[FieldInfo], pk: usize) -> (SharedStr, SharedStr) {
     let columns = fields.iter().map(|f| f.column.clone());
     let key = fields[pk].column.clone();
     let mut one = Select::new(table.to_owned(), columns.clone());

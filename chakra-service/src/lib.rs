@@ -13,6 +13,7 @@ mod executor;
 mod pool;
 mod request;
 mod response;
+mod shared_str;
 pub mod telemetry;
 mod tls;
 mod value;
@@ -25,6 +26,7 @@ pub use executor::{execute, hand_back, Executor, Leased};
 pub use pool::{ConnectionPool, PoolStatus, ServerInfo};
 pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Statement, TxEffect};
 pub use response::{GuardAction, Response, Row, RowStream, StreamEnd, StreamGuard};
+pub use shared_str::SharedStr;
 pub use value::{Encoded, Value};
 
 /// The crates whose types appear in [`Value`].

@@ -8,18 +8,19 @@ use std::time::{Duration, Instant};
 
 use crate::conn::PinnedConn;
 use crate::copy::CopySource;
+use crate::shared_str::SharedStr;
 use crate::value::Value;
 
 /// SQL text and its parameters. User data only ever travels in `params`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
-    pub sql: Arc<str>,
+    pub sql: SharedStr,
     pub params: Vec<Value>,
 }
 
 impl Statement {
     /// A statement with `$1`-style placeholders bound to `params`.
-    pub fn new(sql: impl Into<Arc<str>>, params: Vec<Value>) -> Self {
+    pub fn new(sql: impl Into<SharedStr>, params: Vec<Value>) -> Self {
         Statement { sql: sql.into(), params }
     }
 }
@@ -77,12 +78,12 @@ pub struct Labels {
     /// `SELECT`, `INSERT`, … (`db.operation.name`).
     pub operation: Cow<'static, str>,
     /// The main table (`db.collection.name`), when there is one.
-    pub table: Option<Arc<str>>,
+    pub table: Option<SharedStr>,
 }
 
 impl Labels {
     /// Labels for an operation on a table.
-    pub fn new(operation: impl Into<Cow<'static, str>>, table: Option<Arc<str>>) -> Self {
+    pub fn new(operation: impl Into<Cow<'static, str>>, table: Option<SharedStr>) -> Self {
         Labels { operation: operation.into(), table }
     }
 
@@ -105,9 +106,10 @@ impl Labels {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointLookup {
     /// The same query for many keys: one parameter, an array of keys (`… = ANY($1)`).
-    /// Lookups merge when they share this `Arc` (not merely equal text): build it once
-    /// per shape, as the models do, and clone it into each request.
-    pub batch_sql: Arc<str>,
+    /// Lookups merge when they share this text in memory (see [`SharedStr::same`], not
+    /// merely equal text): build it once per shape, as the models do, and clone it into
+    /// each request.
+    pub batch_sql: SharedStr,
     /// Index of the key column in the rows the query returns.
     pub key_column: usize,
     /// This request's key.

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use chakra::prelude::*;
-use chakra::{Labels, Mode, PointLookup, Request, Statement};
+use chakra::{Labels, Mode, PointLookup, Request, SharedStr, Statement};
 use futures::future::try_join_all;
 use futures::StreamExt;
 
@@ -60,10 +60,12 @@ async fn main() -> Result<()> {
 
     // 500 concurrent lookups by primary key: the batch layer merges them into a few
     // `= ANY($1)` queries, and each caller still gets its own row.
-    let batch_sql: std::sync::Arc<str> = "SELECT id, name FROM quickstart_users WHERE id = ANY($1)".into();
+    // Text that lives as long as the program is shared without reference counting.
+    let batch_sql = SharedStr::from_static("SELECT id, name FROM quickstart_users WHERE id = ANY($1)");
     let lookup = |id: i64| {
-        Request::new(Statement::new("SELECT id, name FROM quickstart_users WHERE id = $1", vec![id.into()]), Mode::One)
-            .labels(Labels::new("SELECT", Some("quickstart_users".into())))
+        let sql = SharedStr::from_static("SELECT id, name FROM quickstart_users WHERE id = $1");
+        Request::new(Statement::new(sql, vec![id.into()]), Mode::One)
+            .labels(Labels::new("SELECT", Some(SharedStr::from_static("quickstart_users"))))
             .point_lookup(PointLookup { batch_sql: batch_sql.clone(), key_column: 0, key: id.into() })
     };
     let start = Instant::now();

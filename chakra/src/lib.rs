@@ -61,7 +61,7 @@ pub use chakra_layers::{
 pub use chakra_service::{
     chrono, copy_pipe, rust_decimal, serde_json, telemetry, uuid, Config, ConnectionPool, CopyRows, CopySource,
     CopyWriter, Error, ErrorKind, Labels, Mode, PinnedConn, PointLookup, PoolStatus, Request, Response, Result, Row,
-    RowStream, SqlState, Statement, TxEffect, Value, COPY_HEADER, COPY_TRAILER,
+    RowStream, SharedStr, SqlState, Statement, TxEffect, Value, COPY_HEADER, COPY_TRAILER,
 };
 
 /// Models and the query builder (`chakra_models`); `#[derive(Model)]` expands to paths

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use chakra::acquire::AcquireLayer;
 use chakra::batch::{BatchLayer, DEFAULT_MAX_BATCH};
 use chakra::timeout::TimeoutLayer;
-use chakra::{Config, ConnectionPool, ErrorKind, Labels, Mode, PointLookup, Queryable, Request, Statement, Value};
+use chakra::{
+    Config, ConnectionPool, ErrorKind, Labels, Mode, PointLookup, Queryable, Request, SharedStr, Statement, Value,
+};
 use chakra_service::Executor;
 use futures::future::join_all;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -18,7 +20,7 @@ use chakra_tests::{admin, backends, builder, database_url, pool, unique};
 
 struct Table {
     name: String,
-    batch_sql: Arc<str>,
+    batch_sql: SharedStr,
 }
 
 /// A table of 100 rows, ids 1..=100, `name` = "user-{id}".

@@ -125,15 +125,14 @@ async fn fault_the_pool_recovers_after_a_server_restart() {
 /// each lookup gets its own request back and is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_batched_lookups_succeed_after_the_merged_querys_connection_was_terminated() {
-    use chakra::{Labels, Mode, PointLookup, Request, Statement};
-    use std::sync::Arc;
+    use chakra::{Labels, Mode, PointLookup, Request, SharedStr, Statement};
 
     let Some(url) = throwaway_url() else { return };
     let app = unique("retry_batch");
     let pool = builder(&url, &app).max_connections(2).build().await.unwrap();
     // Lookups slow enough to be caught running: the first goes alone, the other 19 merge.
-    let one: Arc<str> = "SELECT $1::int8 AS id FROM pg_sleep(0.5) AS slow_lookup".into();
-    let many: Arc<str> = "SELECT g AS id FROM unnest($1::int8[]) AS g, pg_sleep(0.5) AS slow_lookup".into();
+    let one: SharedStr = "SELECT $1::int8 AS id FROM pg_sleep(0.5) AS slow_lookup".into();
+    let many: SharedStr = "SELECT g AS id FROM unnest($1::int8[]) AS g, pg_sleep(0.5) AS slow_lookup".into();
     let lookups = (1..=20_i64).map(|id| {
         let request =
             Request::labelled(Statement::new(one.clone(), vec![id.into()]), Mode::One, Labels::new("SELECT", None))
