@@ -202,49 +202,73 @@ impl<M, T> ToOperand<Option<T>> for Computed<M, T> {
 /// Aggregates in conditions on groups, for [`Grouped::having`](crate::Grouped::having):
 /// `agg::count().gt(1)`, `agg::sum(Order::total()).gte(100)`. Each skips `NULL`s, as SQL's.
 pub mod agg {
+    use std::fmt;
+    use std::marker::PhantomData;
+
     use chakra_service::Value;
 
     use super::{Column, Numeric, Ordered};
     use crate::ast::{Aggregate, AggregateFn, CompareOp, Expr};
 
-    /// An aggregate of a group, to compare with a value. These functions are also what
-    /// [`Query`](crate::Query)'s and [`Grouped`](crate::Grouped)'s aggregates are built
+    /// An aggregate of a group (or of all matching rows), whose value decodes as `V`: to
+    /// compare with a value in `having`, or to compute with
+    /// [`Query::aggregate`](crate::Query::aggregate) and
+    /// [`Grouped::aggregate`](crate::Grouped::aggregate), alone or several in a tuple.
+    /// These functions are also what `Query`'s and `Grouped`'s own aggregates are built
     /// from, each bound to the column types it applies to.
-    #[derive(Debug, Clone)]
-    pub struct Of(pub(crate) Aggregate);
+    pub struct Of<V>(pub(crate) Aggregate, PhantomData<fn() -> V>);
+
+    impl<V> Of<V> {
+        fn new(aggregate: Aggregate) -> Self {
+            Of(aggregate, PhantomData)
+        }
+    }
+
+    impl<V> Clone for Of<V> {
+        fn clone(&self) -> Self {
+            Of::new(self.0.clone())
+        }
+    }
+
+    impl<V> fmt::Debug for Of<V> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_tuple("Of").field(&self.0).finish()
+        }
+    }
 
     /// How many rows the group has.
-    pub fn count() -> Of {
-        Of(Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None })
+    pub fn count() -> Of<i64> {
+        Of::new(Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None })
     }
 
     /// How many rows of the group have a value in `column`, each distinct one once when
     /// `distinct`.
-    pub fn count_of<M, T>(column: Column<M, T>, distinct: bool) -> Of {
-        Of(Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None })
+    pub fn count_of<M, T>(column: Column<M, T>, distinct: bool) -> Of<i64> {
+        Of::new(Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None })
     }
 
-    /// The group's sum of `column`.
-    pub fn sum<M, T: Numeric>(column: Column<M, T>) -> Of {
-        Of(Aggregate::new(AggregateFn::Sum, column.name()))
+    /// The group's sum of `column`, in PostgreSQL's wider type (see [`Numeric`]); `None`
+    /// when the group has no values.
+    pub fn sum<M, T: Numeric>(column: Column<M, T>) -> Of<Option<T::Sum>> {
+        Of::new(Aggregate::new(AggregateFn::Sum, column.name()))
     }
 
     /// The group's mean of `column`.
-    pub fn avg<M, T: Numeric>(column: Column<M, T>) -> Of {
-        Of(Aggregate::new(AggregateFn::Avg, column.name()))
+    pub fn avg<M, T: Numeric>(column: Column<M, T>) -> Of<Option<T::Avg>> {
+        Of::new(Aggregate::new(AggregateFn::Avg, column.name()))
     }
 
     /// The group's smallest value of `column`.
-    pub fn min<M, T: Ordered>(column: Column<M, T>) -> Of {
-        Of(Aggregate::new(AggregateFn::Min, column.name()))
+    pub fn min<M, T: Ordered>(column: Column<M, T>) -> Of<Option<T::Value>> {
+        Of::new(Aggregate::new(AggregateFn::Min, column.name()))
     }
 
     /// The group's largest value of `column`.
-    pub fn max<M, T: Ordered>(column: Column<M, T>) -> Of {
-        Of(Aggregate::new(AggregateFn::Max, column.name()))
+    pub fn max<M, T: Ordered>(column: Column<M, T>) -> Of<Option<T::Value>> {
+        Of::new(Aggregate::new(AggregateFn::Max, column.name()))
     }
 
-    impl Of {
+    impl<V> Of<V> {
         fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
             Expr::AggregateCompare { aggregate: self.0, op, value: value.into() }
         }

@@ -17,4 +17,4 @@ pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, L
 pub use column::{agg, Column, Computed, Numeric, Ordered, ToOperand};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
-pub use query::{Grouped, ModelStream, Query, Selected, Selection};
+pub use query::{Aggregates, Grouped, ModelStream, Query, Selected, Selection};

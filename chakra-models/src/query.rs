@@ -190,13 +190,16 @@ impl<M: Model> Query<M> {
         self.aggregate(db, agg::count_of(column, distinct)).await
     }
 
-    /// `aggregate` over the matching rows, decoded as `V`.
-    async fn aggregate<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: agg::Of) -> Result<V> {
+    /// Aggregates over the matching rows, in one query: an [`agg`] aggregate, or a tuple of
+    /// up to six, decoded as their types.
+    /// `User::query().aggregate(&pool, (agg::count(), agg::sum(User::rank())))` is an
+    /// `(i64, Option<i64>)` for an `i32` rank.
+    pub async fn aggregate<A: Aggregates, Q: Queryable>(&self, db: &Q, aggregates: A) -> Result<A::Output> {
         let mut select = self.select.clone();
         select.projection = Projection::Aggregates;
-        select.aggregates = vec![aggregate.0];
+        select.aggregates = aggregates.into_aggregates();
         let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
-        row.try_get(0).map_err(Error::from)
+        A::decode(&row, 0)
     }
 
     /// Only `columns` of the matching rows, decoded as their types: a column gives its
@@ -431,11 +434,21 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         self.per_group(db, agg::max(column)).await
     }
 
-    async fn per_group<V: FromSqlOwned, Q: Queryable>(&self, db: &Q, aggregate: agg::Of) -> Result<Vec<(K, V)>> {
+    /// Aggregates per group, in one query: an [`agg`] aggregate, or a tuple of up to six,
+    /// each group's decoded as their types next to its key.
+    /// [`order_by_value`](Self::order_by_value) orders by the first.
+    /// `User::query().group_by(User::is_active()).aggregate(&pool, (agg::count(),
+    /// agg::avg(User::rank())))` is a `Vec<(bool, (i64, Option<Decimal>))>`.
+    pub async fn aggregate<A: Aggregates, Q: Queryable>(&self, db: &Q, aggregates: A) -> Result<Vec<(K, A::Output)>> {
+        self.per_group(db, aggregates).await
+    }
+
+    async fn per_group<A: Aggregates, Q: Queryable>(&self, db: &Q, aggregates: A) -> Result<Vec<(K, A::Output)>> {
         const VALUE: &str = "chakra_value";
         let mut select = self.query.select.clone();
         select.projection = Projection::Aggregates;
-        select.aggregates = vec![Aggregate { alias: Some(VALUE.into()), ..aggregate.0 }];
+        select.aggregates = aggregates.into_aggregates();
+        select.aggregates[0].alias = Some(VALUE.into());
         select.group_by = vec![self.key.name().into()];
         select.having = self.having.clone();
         select.order = match self.by_value {
@@ -443,8 +456,56 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
             None => vec![self.key.asc()],
         };
         let rows = db.run(self.query.request(&select, Mode::All)).await?.into_rows()?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        rows.iter().map(|row| Ok((row.try_get(0)?, A::decode(row, 1)?))).collect()
     }
+}
+
+/// What [`Query::aggregate`] and [`Grouped::aggregate`] compute: an [`agg::Of`], or a
+/// tuple of up to six.
+pub trait Aggregates {
+    /// What they decode to: the aggregate's type, or a tuple of them.
+    type Output;
+    /// The aggregates, in order (never empty).
+    fn into_aggregates(self) -> Vec<Aggregate>;
+    /// Decodes them from `row`, the first at column `first`.
+    fn decode(row: &Row, first: usize) -> Result<Self::Output>;
+}
+
+impl<V: FromSqlOwned> Aggregates for agg::Of<V> {
+    type Output = V;
+
+    fn into_aggregates(self) -> Vec<Aggregate> {
+        vec![self.0]
+    }
+
+    fn decode(row: &Row, first: usize) -> Result<V> {
+        row.try_get(first).map_err(Error::from)
+    }
+}
+
+macro_rules! aggregate_tuples {
+    ($(($($t:ident $i:tt),+)),* $(,)?) => {$(
+        impl<$($t: FromSqlOwned),+> Aggregates for ($(agg::Of<$t>,)+) {
+            type Output = ($($t,)+);
+
+            fn into_aggregates(self) -> Vec<Aggregate> {
+                vec![$(self.$i.0),+]
+            }
+
+            fn decode(row: &Row, first: usize) -> Result<Self::Output> {
+                Ok(($(row.try_get::<_, $t>(first + $i)?,)+))
+            }
+        }
+    )*};
+}
+
+aggregate_tuples! {
+    (A 0),
+    (A 0, B 1),
+    (A 0, B 1, C 2),
+    (A 0, B 1, C 2, D 3),
+    (A 0, B 1, C 2, D 3, E 4),
+    (A 0, B 1, C 2, D 3, E 4, F 5),
 }
 
 /// Rows of `M` decoded one by one from a server-side stream.

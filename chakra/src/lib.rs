@@ -46,6 +46,13 @@
 //!     let last: Option<String> = User::query().max(&pool, User::name()).await?;
 //!     let with_email = User::query().count_of(&pool, User::email(), false).await?;
 //!     println!("{last:?}, {with_email} with an email");
+//!     // Several in one query, per group too.
+//!     use chakra::models::agg;
+//!     let per_state: Vec<(bool, (i64, Option<String>))> = User::query()
+//!         .group_by(User::is_active())
+//!         .aggregate(&pool, (agg::count(), agg::min(User::name())))
+//!         .await?;
+//!     println!("{per_state:?}");
 //!
 //!     // Raw SQL goes through the same stack.
 //!     let rows = pool.query("SELECT count(*) FROM users WHERE is_active = $1", vec![true.into()]).await?;

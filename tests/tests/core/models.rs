@@ -212,6 +212,18 @@ async fn aggregates_over_the_matching_rows() {
     let top_two = q().order_by(User::rank().desc()).limit(2);
     assert_eq!(top_two.sum(&pool, User::rank()).await.unwrap(), Some(7));
     assert_eq!(top_two.min(&pool, User::rank()).await.unwrap(), Some(3));
+    // Several in one query, each decoded as its own type; one alone is not a tuple.
+    use chakra::models::agg;
+    let (n, total, last, mean) = q()
+        .aggregate(&pool, (agg::count(), agg::sum(User::rank()), agg::max(User::name()), agg::avg(User::rank())))
+        .await
+        .unwrap();
+    assert_eq!((n, total, last.as_deref(), mean), (4, Some(10), Some("carol"), Some(Decimal::new(25, 1))));
+    let distinct_states: i64 = q().aggregate(&pool, agg::count_of(User::is_active(), true)).await.unwrap();
+    assert_eq!(distinct_states, 2);
+    let (n, total) = none().aggregate(&pool, (agg::count(), agg::sum(User::rank()))).await.unwrap();
+    assert_eq!((n, total), (0, None));
+    assert_eq!(top_two.aggregate(&pool, (agg::count(), agg::max(User::rank()))).await.unwrap(), (2, Some(4)));
     // In a transaction, over locked rows.
     let tx = pool.begin().await.unwrap();
     assert_eq!(q().for_update().sum(&tx, User::rank()).await.unwrap(), Some(10));
@@ -252,6 +264,16 @@ async fn aggregates_per_group() {
     assert_eq!(top, vec![(true, 3)]);
     let lowest_first = by_state().order_by_value(false).min(&pool, User::rank()).await.unwrap();
     assert_eq!(lowest_first, vec![(true, Some(1)), (false, Some(2))]);
+    // Several aggregates per group in one query; order_by_value orders by the first.
+    let stats = by_state().aggregate(&pool, (agg::count(), agg::sum(User::rank()), agg::max(User::name()))).await;
+    let expected = vec![(false, (1, Some(2), Some("carol".to_owned()))), (true, (3, Some(8), Some("bob".to_owned())))];
+    assert_eq!(stats.unwrap(), expected);
+    let by_size = by_state().order_by_value(true).aggregate(&pool, (agg::count(), agg::min(User::rank()))).await;
+    assert_eq!(by_size.unwrap(), vec![(true, (3, Some(1))), (false, (1, Some(2)))]);
+    let busy = by_state().having(agg::count().gt(1));
+    let busy = busy.aggregate(&pool, (agg::sum(User::rank()), agg::avg(User::rank()))).await.unwrap();
+    assert_eq!(busy.len(), 1);
+    assert_eq!((busy[0].0, busy[0].1 .0), (true, Some(8)));
     // Over locked rows, in a transaction.
     let tx = pool.begin().await.unwrap();
     let locked = User::query().for_update().group_by(User::is_active()).count(&tx).await.unwrap();
