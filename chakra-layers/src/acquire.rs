@@ -1,7 +1,5 @@
 //! `acquire`: gives each request a connection — a pooled one for the request alone, or
-//! the session's or transaction's pinned one — and hands it to the executor. A request
-//! that locks rows is refused a pooled connection of its own: its locks would be released
-//! as soon as it returned.
+//! the session's or transaction's pinned one — and hands it to the executor.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -65,15 +63,6 @@ where
             (Route::Pinned(conn), _) => {
                 let conn = conn.clone();
                 Box::pin(async move { conn.lock().await })
-            }
-            (Route::Pool, Some(_)) if request.requires_transaction => {
-                let e = Error::new(
-                    ErrorKind::Usage,
-                    "this query locks rows until its transaction ends (FOR UPDATE / FOR SHARE), but it is \
-                     not in one: its locks would be released as soon as it returned. Run it in a transaction \
-                     (pool.begin() or pool.transaction(..); in Python, a Session, which begins one for it)",
-                );
-                Box::pin(async move { Err(e) })
             }
             (Route::Pool, Some(pool)) => {
                 let pool = pool.clone();

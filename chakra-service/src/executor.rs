@@ -63,6 +63,20 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
         slot.start();
     }
     lease.in_flight = true;
+    if request.requires_transaction && !lease.in_transaction {
+        // On a session a raw `BEGIN` may have opened a block Chakra did not see; a pooled
+        // connection is never in one (the check then costs a round trip, on a mistake).
+        let outcome = match in_raw_transaction(&mut lease).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::new(ErrorKind::Usage, NOT_IN_A_TRANSACTION)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            lease.in_flight = false;
+            settle(&mut lease, &request, Err(&e));
+            return Err(hand_back(e, request));
+        }
+    }
     if request.mode == Mode::Stream {
         return match start_stream(&mut lease, &request, slot).await {
             Ok(rows) => {
@@ -92,6 +106,26 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
         Ok(other) => Ok(other),
         Err(e) => Err(hand_back(e, request)),
     }
+}
+
+/// Why a locking statement outside a transaction is refused.
+const NOT_IN_A_TRANSACTION: &str = "this query locks rows until its transaction ends (FOR UPDATE / FOR \
+     SHARE), but it is not in one: its locks would be released as soon as it returned. Run it in a transaction \
+     (pool.begin(), session.begin() or pool.transaction(..); in Python, a Session, which begins one for it)";
+
+/// Whether the connection is inside a transaction block Chakra did not begin (a raw
+/// `BEGIN` sent through a session). A statement outside any block runs in a transaction
+/// of its own, begun as it starts, so there `now()` (when the transaction began) equals
+/// `statement_timestamp()`. One round trip, made only for a locking statement on a
+/// session Chakra has seen no `BEGIN` on.
+async fn in_raw_transaction(conn: &mut Conn) -> Result<bool> {
+    let (client, _, driver) = conn.pg_mut().parts();
+    let messages = driver.drive(client.simple_query("SELECT now() <> statement_timestamp()")).await?;
+    let answer = messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    });
+    Ok(answer == Some("t"))
 }
 
 /// Gives a connection failure its request back, for the retry layer to send again.

@@ -226,8 +226,9 @@ pub struct Request {
     /// A `Mode::CopyIn` request's data sent in pieces (see [`copy_pipe`](crate::copy_pipe)),
     /// instead of whole as its one parameter.
     pub copy_source: Option<CopySource>,
-    /// The statement locks rows until its transaction ends (`SELECT … FOR UPDATE`): it is
-    /// refused on a pooled connection of its own, where the locks would go at once.
+    /// The statement locks rows until its transaction ends (`SELECT … FOR UPDATE`): the
+    /// executor refuses it outside a transaction (on a pooled connection of its own, or a
+    /// session with no transaction open), where the locks would go at once.
     pub requires_transaction: bool,
 }
 

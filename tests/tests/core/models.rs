@@ -528,6 +528,25 @@ async fn for_update_locks_rows_until_the_transaction_ends() {
     assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
     assert!(err.to_string().contains("transaction"), "{err}");
 
+    // A session with no transaction open likewise; in a block it opened by raw SQL,
+    // which Chakra did not see, the query runs and its locks hold until the COMMIT.
+    let session = pool.session().await.unwrap();
+    let err = alice().for_update().one(&session).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
+    session.execute("BEGIN", vec![]).await.unwrap();
+    assert_eq!(alice().for_update().one(&session).await.unwrap().name, "alice");
+    let other = pool.begin().await.unwrap();
+    let err = alice().lock(RowLock::update().nowait()).all(&other).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE), "the session holds the lock: {err}");
+    other.rollback().await.unwrap();
+    session.execute("COMMIT", vec![]).await.unwrap();
+    let err = alice().for_update().one(&session).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage, "after the COMMIT: {err}");
+    let tx = session.begin().await.unwrap();
+    assert_eq!(alice().for_update().one(&tx).await.unwrap().name, "alice");
+    tx.rollback().await.unwrap();
+    drop(session);
+
     let holder = pool.begin().await.unwrap();
     let mut locked = alice().for_update().one(&holder).await.unwrap();
     // Another transaction: NOWAIT fails at once, SKIP LOCKED leaves alice out, and a
