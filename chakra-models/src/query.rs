@@ -302,14 +302,22 @@ macro_rules! selection_tuples {
     )*};
 }
 
-selection_tuples! {
-    (A 0),
-    (A 0, B 1),
-    (A 0, B 1, C 2),
-    (A 0, B 1, C 2, D 3),
-    (A 0, B 1, C 2, D 3, E 4),
-    (A 0, B 1, C 2, D 3, E 4, F 5),
+/// Invokes `$impl_tuples` with the tuples of one to six type parameters, each with its
+/// index: what [`Selection`] and [`Aggregates`] are implemented for.
+macro_rules! up_to_six {
+    ($impl_tuples:ident) => {
+        $impl_tuples! {
+            (A 0),
+            (A 0, B 1),
+            (A 0, B 1, C 2),
+            (A 0, B 1, C 2, D 3),
+            (A 0, B 1, C 2, D 3, E 4),
+            (A 0, B 1, C 2, D 3, E 4, F 5),
+        }
+    };
 }
+
+up_to_six!(selection_tuples);
 
 /// Some columns of a query's rows: see [`Query::select`].
 pub struct Selected<M, S> {
@@ -499,14 +507,7 @@ macro_rules! aggregate_tuples {
     )*};
 }
 
-aggregate_tuples! {
-    (A 0),
-    (A 0, B 1),
-    (A 0, B 1, C 2),
-    (A 0, B 1, C 2, D 3),
-    (A 0, B 1, C 2, D 3, E 4),
-    (A 0, B 1, C 2, D 3, E 4, F 5),
-}
+up_to_six!(aggregate_tuples);
 
 /// Rows of `M` decoded one by one from a server-side stream.
 pub struct ModelStream<M> {
