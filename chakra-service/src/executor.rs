@@ -64,8 +64,9 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     }
     lease.in_flight = true;
     if request.requires_transaction && !lease.in_transaction {
-        // On a session a raw `BEGIN` may have opened a block Chakra did not see; a pooled
-        // connection is never in one (the check then costs a round trip, on a mistake).
+        // A block Chakra did not track may be open on a session (begun by SQL it could
+        // not read: a function, a statement after a comment); a pooled connection is
+        // never in one (the check then costs a round trip, on a mistake).
         let outcome = match in_raw_transaction(&mut lease).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::new(ErrorKind::Usage, NOT_IN_A_TRANSACTION)),
@@ -113,8 +114,8 @@ const NOT_IN_A_TRANSACTION: &str = "this query locks rows until its transaction 
      SHARE), but it is not in one: its locks would be released as soon as it returned. Run it in a transaction \
      (pool.begin(), session.begin() or pool.transaction(..); in Python, a Session, which begins one for it)";
 
-/// Whether the connection is inside a transaction block Chakra did not begin (a raw
-/// `BEGIN` sent through a session). A statement outside any block runs in a transaction
+/// Whether the connection is inside a transaction block Chakra did not track (see
+/// [`TxEffect::of_sql`] for the `BEGIN`s it reads). A statement outside any block runs in a transaction
 /// of its own, begun as it starts, so there `now()` (when the transaction began) equals
 /// `statement_timestamp()`. One round trip, made only for a locking statement on a
 /// session Chakra has seen no `BEGIN` on.

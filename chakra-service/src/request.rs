@@ -72,6 +72,38 @@ pub enum TxEffect {
     Ends,
 }
 
+impl TxEffect {
+    /// What one raw statement does to the transaction, read from its leading keywords, so
+    /// that a `BEGIN` sent as SQL is tracked like `pool.begin()`'s: a connection is then
+    /// never handed back to the pool inside it (it is rolled back first). `BEGIN` and
+    /// `START TRANSACTION` begin one; `COMMIT`, `END`, `ROLLBACK`, `ABORT` and `PREPARE
+    /// TRANSACTION` end it, except `ROLLBACK TO` (a savepoint), `… PREPARED` (another
+    /// transaction) and `… AND CHAIN` (which begins the next at once). A request holds
+    /// one statement (the extended protocol takes no more), so its first words decide.
+    pub fn of_sql(sql: &str) -> TxEffect {
+        let mut words = sql.split(|c: char| c.is_ascii_whitespace() || c == ';').filter(|w| !w.is_empty());
+        let is = |word: Option<&str>, keyword: &str| word.is_some_and(|w| w.eq_ignore_ascii_case(keyword));
+        let (first, second) = (words.next(), words.next());
+        let ending = ["COMMIT", "END", "ROLLBACK", "ABORT"].iter().any(|k| is(first, k));
+        if is(first, "BEGIN") || (is(first, "START") && is(second, "TRANSACTION")) {
+            TxEffect::Begins
+        } else if is(first, "PREPARE") && is(second, "TRANSACTION") {
+            TxEffect::Ends
+        } else if !ending || is(second, "TO") || is(second, "PREPARED") {
+            TxEffect::None
+        } else {
+            // `AND CHAIN` ends the transaction and begins the next; `AND NO CHAIN` just ends it.
+            let rest: Vec<&str> = second.into_iter().chain(words).collect();
+            let chained = rest.windows(2).any(|w| is(Some(w[0]), "AND") && is(Some(w[1]), "CHAIN"));
+            if chained {
+                TxEffect::None
+            } else {
+                TxEffect::Ends
+            }
+        }
+    }
+}
+
 /// What a request is about, for tracing and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels {
@@ -237,7 +269,8 @@ impl Request {
     /// Reads (`Mode::All`, `One`, `Optional`, `Stream`) are marked idempotent.
     pub fn new(statement: Statement, mode: Mode) -> Self {
         let labels = Labels::from_sql(&statement.sql);
-        Request::labelled(statement, mode, labels)
+        let tx_effect = TxEffect::of_sql(&statement.sql);
+        Request::labelled(statement, mode, labels).tx_effect(tx_effect)
     }
 
     /// A request whose front-end already knows its labels (no SQL sniffing). Reads
@@ -321,6 +354,37 @@ mod tests {
         assert_eq!(Labels::from_sql("  select 1").operation, "SELECT");
         assert_eq!(Labels::from_sql("(SELECT 1)").operation, "SELECT");
         assert_eq!(Labels::from_sql("vacuum t").operation, "VACUUM");
+    }
+
+    #[test]
+    fn raw_transaction_control_is_read_from_its_keywords() {
+        use TxEffect::{Begins, Ends, None};
+        let cases = [
+            ("BEGIN", Begins),
+            ("  begin isolation level serializable;", Begins),
+            ("START TRANSACTION READ ONLY", Begins),
+            ("COMMIT", Ends),
+            ("end work", Ends),
+            ("ROLLBACK;", Ends),
+            ("abort transaction", Ends),
+            ("COMMIT AND NO CHAIN", Ends),
+            ("PREPARE TRANSACTION 'tx1'", Ends),
+            ("COMMIT AND CHAIN", None),
+            ("ROLLBACK WORK AND CHAIN", None),
+            ("ROLLBACK TO SAVEPOINT s1", None),
+            ("rollback to s1", None),
+            ("COMMIT PREPARED 'tx1'", None),
+            ("SAVEPOINT s1", None),
+            ("START", None),
+            ("DO $$ BEGIN PERFORM 1; END $$", None),
+            ("SELECT 'BEGIN'", None),
+            ("", None),
+        ];
+        for (sql, effect) in cases {
+            assert_eq!(TxEffect::of_sql(sql), effect, "{sql:?}");
+        }
+        let request = Request::new(Statement::new("begin", vec![]), Mode::Execute);
+        assert_eq!(request.tx_effect, Begins);
     }
 
     #[test]

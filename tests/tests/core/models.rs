@@ -528,8 +528,8 @@ async fn for_update_locks_rows_until_the_transaction_ends() {
     assert_eq!(err.kind(), ErrorKind::Usage, "{err}");
     assert!(err.to_string().contains("transaction"), "{err}");
 
-    // A session with no transaction open likewise; in a block it opened by raw SQL,
-    // which Chakra did not see, the query runs and its locks hold until the COMMIT.
+    // A session with no transaction open likewise; in a block it opened by raw SQL the
+    // query runs, and its locks hold until the COMMIT.
     let session = pool.session().await.unwrap();
     let err = alice().for_update().one(&session).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Usage, "{err}");

@@ -167,6 +167,42 @@ async fn a_dropped_transaction_handle_is_rolled_back_before_its_connection_is_re
     pool.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_transaction_begun_by_raw_sql_is_rolled_back_before_its_connection_is_reused() {
+    let app = unique("tx_raw");
+    let pool = builder(&database_url(), &app).max_connections(1).build().await.unwrap();
+    let table = counter_table(&pool).await;
+    // Whether the one connection is in a transaction that has written.
+    let written = || async {
+        let row = pool.query_one("SELECT pg_current_xact_id_if_assigned() IS NOT NULL", vec![]).await.unwrap();
+        row.get::<_, bool>(0)
+    };
+
+    // A session left inside a BEGIN sent as SQL, then dropped.
+    let session = pool.session().await.unwrap();
+    session.execute("begin", vec![]).await.unwrap();
+    session.execute(&format!("INSERT INTO {table} VALUES (1)"), vec![]).await.unwrap();
+    drop(session);
+    assert!(!written().await, "the pool handed out a connection inside the session's BEGIN");
+    assert_eq!(ids(&pool, &table).await, Vec::<i32>::new(), "the insert was rolled back");
+
+    // The same sent straight to the pool: its connection comes back without it, so the
+    // next statement on it commits on its own.
+    pool.execute("START TRANSACTION", vec![]).await.unwrap();
+    pool.execute(&format!("INSERT INTO {table} VALUES (3)"), vec![]).await.unwrap();
+    assert!(!written().await, "the pool handed out a connection inside the BEGIN");
+    assert_eq!(ids(&pool, &table).await, vec![3]);
+
+    // Ended by SQL, nothing is left to roll back, and the work stays.
+    let session = pool.session().await.unwrap();
+    session.execute("BEGIN", vec![]).await.unwrap();
+    session.execute(&format!("INSERT INTO {table} VALUES (2)"), vec![]).await.unwrap();
+    session.execute("COMMIT", vec![]).await.unwrap();
+    drop(session);
+    assert_eq!(ids(&pool, &table).await, vec![2, 3]);
+    pool.execute(&format!("DROP TABLE {table}"), vec![]).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_future_dropped_mid_statement_leaves_no_transaction_or_lock() {
     let app = unique("tx_cancel");
