@@ -64,10 +64,14 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
     }
     lease.in_flight = true;
     if request.requires_transaction && !lease.in_transaction {
-        // A block Chakra did not track may be open on a session (begun by SQL it could
-        // not read: a function, a statement after a comment); a pooled connection is
-        // never in one (the check then costs a round trip, on a mistake).
-        let outcome = match in_raw_transaction(&mut lease).await {
+        // A pooled connection is never inside a transaction. On a session, one Chakra did
+        // not track may be open (begun by SQL it could not read: a function, a statement
+        // after a comment), which only the server can tell.
+        let open = match matches!(lease, Lease::Pinned(_)) {
+            true => in_raw_transaction(&mut lease).await,
+            false => Ok(false),
+        };
+        let outcome = match open {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::new(ErrorKind::Usage, NOT_IN_A_TRANSACTION)),
             Err(e) => Err(e),
@@ -115,10 +119,11 @@ const NOT_IN_A_TRANSACTION: &str = "this query locks rows until its transaction 
      (pool.begin(), session.begin() or pool.transaction(..); in Python, a Session, which begins one for it)";
 
 /// Whether the connection is inside a transaction block Chakra did not track (see
-/// [`TxEffect::of_sql`] for the `BEGIN`s it reads). A statement outside any block runs in a transaction
-/// of its own, begun as it starts, so there `now()` (when the transaction began) equals
-/// `statement_timestamp()`. One round trip, made only for a locking statement on a
-/// session Chakra has seen no `BEGIN` on.
+/// [`TxEffect::of_sql`] for the `BEGIN`s it reads). A statement outside any block runs in
+/// a transaction of its own, begun as it starts, so there `now()` (when the transaction
+/// began) equals `statement_timestamp()`; sent as a simple query, since in the extended
+/// protocol each message restamps the statement. One round trip, made only for a locking
+/// statement on a session Chakra has seen no `BEGIN` on.
 async fn in_raw_transaction(conn: &mut Conn) -> Result<bool> {
     let (client, _, driver) = conn.pg_mut().parts();
     let messages = driver.drive(client.simple_query("SELECT now() <> statement_timestamp()")).await?;
