@@ -134,24 +134,24 @@ pub async fn run(workload: &Workload, raw: Contender, chakra: Contender, url: &s
         let (warmup, rounds) = plan.rounds(shape);
         println!("\n{} — the floor under batching — {warmup} warm-up + {rounds} rounds, order rotating", shape.title());
         let Side::Raw(clients) = &contenders[0].side else { unreachable!("raw comes first") };
+        // Each side runs the shape, unless it merges by hand.
+        let (raw, pool) = (&contenders[0].side, &contenders[1].side);
         let variants = [
-            ("raw tokio-postgres, one statement per get", None),
-            ("raw, hand-merged: one = ANY per client", Some(Lookups::Merged)),
-            ("raw, hand-merged, a future per lookup", Some(Lookups::Futures)),
-            ("Pool (default stack)", None),
+            ("raw tokio-postgres, one statement per get", raw, None),
+            ("raw, hand-merged: one = ANY per client", raw, Some(Lookups::Merged)),
+            ("raw, hand-merged, a future per lookup", raw, Some(Lookups::Futures)),
+            ("Pool (default stack)", pool, None),
         ];
-        let sides = [&contenders[0].side, &contenders[0].side, &contenders[0].side, &contenders[1].side];
-        let indexed: Vec<_> = variants.iter().zip(sides).collect();
-        let measured = crate::harness::compare(&indexed, warmup, rounds, 1, |((_, lookups), side)| async move {
+        let measured = crate::harness::compare(&variants, warmup, rounds, 1, |(_, side, lookups)| async move {
             match lookups {
                 None => shape.run(workload, side).await,
                 Some(lookups) => crate::shapes::concurrent_get_hand_merged(workload, clients, *lookups).await,
             }
         })
         .await?;
-        let names: Vec<String> = variants.iter().map(|(name, _)| name.to_string()).collect();
-        let merged = |i: usize| variants[i].1.is_some();
-        print_variants(&names, &measured, |i| if merged(i) { clients.len().to_string() } else { String::new() });
+        let names: Vec<String> = variants.iter().map(|(name, ..)| name.to_string()).collect();
+        let queries = |i: usize| variants[i].2.map_or(String::new(), |_| clients.len().to_string());
+        print_variants(&names, &measured, queries);
     }
 
     // Fetch, split four ways: how much of Chakra's ratio is the stack, and how much is

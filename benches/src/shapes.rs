@@ -127,6 +127,14 @@ pub struct Workload {
     pub admin: Client,
 }
 
+impl Workload {
+    /// `concurrent_ids` split into one share per raw client (each pipelining its own).
+    fn shares(&self) -> Vec<Vec<i64>> {
+        let share = self.concurrent_ids.len().div_ceil(CLIENTS);
+        self.concurrent_ids.chunks(share).map(<[i64]>::to_vec).collect()
+    }
+}
+
 /// How the concurrent lookups are issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fanout {
@@ -159,8 +167,7 @@ pub async fn sequential_get(w: &Workload, side: &Side) -> Result<Duration> {
 
 /// All of `concurrent_ids` looked up at once; returns the time until the last answer.
 pub async fn concurrent_get(w: &Workload, side: &Side, fanout: Fanout) -> Result<Duration> {
-    let share = w.concurrent_ids.len().div_ceil(CLIENTS);
-    let shares: Vec<Vec<i64>> = w.concurrent_ids.chunks(share).map(<[i64]>::to_vec).collect();
+    let shares = w.shares();
     let start = Instant::now();
     match (side, fanout) {
         (Side::Raw(clients), _) => {
@@ -232,8 +239,7 @@ pub async fn concurrent_get_hand_merged(
     clients: &[Arc<RawClient>],
     lookups: Lookups,
 ) -> Result<Duration> {
-    let share = w.concurrent_ids.len().div_ceil(CLIENTS);
-    let shares: Vec<Vec<i64>> = w.concurrent_ids.chunks(share).map(<[i64]>::to_vec).collect();
+    let shares = w.shares();
     let start = Instant::now();
     let tasks = clients.iter().zip(shares).map(|(raw, ids)| {
         let raw = raw.clone();

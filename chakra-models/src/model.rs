@@ -394,10 +394,10 @@ async fn copy_in_pieces<M: Model, Q: Queryable>(db: &Q, load: Request, first: Co
 }
 
 /// A model's fixed statements, compiled once.
-#[derive(Debug)]
 ///
 /// Each model keeps its `ModelSql` in a `static` (see [`Model::statements`]), so requests
 /// carry its text as [`SharedStr::Static`], which no request counts references to.
+#[derive(Debug)]
 pub struct ModelSql {
     pub table: Box<str>,
     /// `SELECT <fields> FROM <table> WHERE <pk> = $1`.

@@ -392,7 +392,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
 
     /// How many rows each group has.
     pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<Vec<(K, i64)>> {
-        self.per_group(db, agg::count()).await
+        self.aggregate(db, agg::count()).await
     }
 
     /// How many rows of each group have a value in `column`, each distinct one once when
@@ -403,7 +403,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         column: Column<M, T>,
         distinct: bool,
     ) -> Result<Vec<(K, i64)>> {
-        self.per_group(db, agg::count_of(column, distinct)).await
+        self.aggregate(db, agg::count_of(column, distinct)).await
     }
 
     /// Each group's sum of `column`.
@@ -412,7 +412,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Sum>)>> {
-        self.per_group(db, agg::sum(column)).await
+        self.aggregate(db, agg::sum(column)).await
     }
 
     /// Each group's mean of `column`.
@@ -421,7 +421,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Avg>)>> {
-        self.per_group(db, agg::avg(column)).await
+        self.aggregate(db, agg::avg(column)).await
     }
 
     /// Each group's smallest value of `column`.
@@ -430,7 +430,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Value>)>> {
-        self.per_group(db, agg::min(column)).await
+        self.aggregate(db, agg::min(column)).await
     }
 
     /// Each group's largest value of `column`.
@@ -439,7 +439,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         db: &Q,
         column: Column<M, T>,
     ) -> Result<Vec<(K, Option<T::Value>)>> {
-        self.per_group(db, agg::max(column)).await
+        self.aggregate(db, agg::max(column)).await
     }
 
     /// Aggregates per group, in one query: an [`agg`] aggregate, or a tuple of up to six,
@@ -448,10 +448,6 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
     /// `User::query().group_by(User::is_active()).aggregate(&pool, (agg::count(),
     /// agg::avg(User::rank())))` is a `Vec<(bool, (i64, Option<Decimal>))>`.
     pub async fn aggregate<A: Aggregates, Q: Queryable>(&self, db: &Q, aggregates: A) -> Result<Vec<(K, A::Output)>> {
-        self.per_group(db, aggregates).await
-    }
-
-    async fn per_group<A: Aggregates, Q: Queryable>(&self, db: &Q, aggregates: A) -> Result<Vec<(K, A::Output)>> {
         const VALUE: &str = "chakra_value";
         let mut select = self.query.select.clone();
         select.projection = Projection::Aggregates;
