@@ -453,6 +453,7 @@ async fn diagnose(w: &Workload, contenders: &[Contender], args: &Args) -> Result
         ("raw query_raw, rows not decoded (the floor)", shapes::FetchSplit::RawUndecoded(raw)),
         ("chakra all()", shapes::FetchSplit::ChakraAll(chakra)),
         ("chakra stream(), collected", shapes::FetchSplit::ChakraStreamed(chakra)),
+        ("chakra query_stream, rows not decoded", shapes::FetchSplit::ChakraUndecoded(chakra)),
     ];
     // The peer nearest the floor, in the same rounds: when it and Chakra both sit on the
     // floor, neither can be ahead of the other.

@@ -62,6 +62,13 @@ impl Models {
         Ok(BenchUser::query().filter(BenchUser::id().lte(max_id)).stream(&self.pool).await?.try_collect().await?)
     }
 
+    /// The fetch's SQL through `query_stream`, rows counted and dropped undecoded
+    /// (`--diagnose`: Chakra's transport alone).
+    pub async fn fetch_undecoded(&self, max_id: i64) -> crate::Result<usize> {
+        let rows = self.pool.query_stream(crate::tables::FETCH_SQL, vec![max_id.into()]).await?;
+        Ok(rows.try_fold(0, |n, _| async move { Ok(n + 1) }).await?)
+    }
+
     pub async fn stream(&self) -> crate::Result<Fingerprint> {
         check::drain(BenchUser::query().stream(&self.pool).await?).await
     }

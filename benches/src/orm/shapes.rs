@@ -197,6 +197,9 @@ pub enum FetchSplit<'a> {
     ChakraAll(&'a Models),
     /// `stream`, collected.
     ChakraStreamed(&'a Models),
+    /// `query_stream` of the same SQL, rows counted and not decoded: Chakra's transport
+    /// alone, against `RawUndecoded`.
+    ChakraUndecoded(&'a Models),
     /// diesel-async's `load` (the headline's diesel side).
     Diesel(&'a Diesel),
 }
@@ -215,18 +218,21 @@ pub async fn fetch_split(w: &Workload, variant: &FetchSplit<'_>) -> Result<Durat
     Ok(match variant {
         FetchSplit::RawArriving(s) => fetch!(s.fetch(data::FETCH_ROWS)),
         FetchSplit::RawCollected(s) => fetch!(s.fetch_collected(data::FETCH_ROWS)),
-        FetchSplit::RawUndecoded(s) => {
-            let count = s.fetch_undecoded(data::FETCH_ROWS).await?;
-            let elapsed = start.elapsed();
-            if count != data::FETCH_ROWS as usize {
-                return Err(format!("fetch: {count} rows, expected {}", data::FETCH_ROWS).into());
-            }
-            elapsed
-        }
+        FetchSplit::RawUndecoded(s) => counted(start, s.fetch_undecoded(data::FETCH_ROWS).await?)?,
+        FetchSplit::ChakraUndecoded(s) => counted(start, s.fetch_undecoded(data::FETCH_ROWS).await?)?,
         FetchSplit::ChakraAll(s) => fetch!(s.fetch(data::FETCH_ROWS)),
         FetchSplit::ChakraStreamed(s) => fetch!(s.fetch_streamed(data::FETCH_ROWS)),
         FetchSplit::Diesel(s) => fetch!(s.fetch(data::FETCH_ROWS)),
     })
+}
+
+/// The time since `start`, once `count` is the fetch's number of rows.
+fn counted(start: Instant, count: usize) -> Result<Duration> {
+    let elapsed = start.elapsed();
+    if count != data::FETCH_ROWS as usize {
+        return Err(format!("fetch: {count} rows, expected {}", data::FETCH_ROWS).into());
+    }
+    Ok(elapsed)
 }
 
 /// `--diagnose`: bulk inserts by `COPY` and by `UNNEST` with and without `RETURNING`, raw
