@@ -7,7 +7,7 @@
 //! `ChakraField` — and rustc prints identical errors once. Using `SqlType`'s constants or
 //! `Value::from` directly would add a second error about `Into<Value>` (its supertrait).
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::LitStr;
@@ -33,8 +33,7 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
 
     let decoded = fields.iter().enumerate().map(|(index, field)| {
         let (ident, name, ty) = (&field.ident, &field.name, &field.ty);
-        let models = respan(&models, ty.span());
-        let decode = quote_spanned!(ty.span()=> #models::decode::<#ty>);
+        let decode = quote_spanned!(ty.span()=> <#ty as ChakraField>::decode);
         quote!(#ident: #decode(row, #index, <Self as #krate::Model>::TABLE, #name)?)
     });
 
@@ -66,6 +65,9 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
                 const SQL_TYPE: &'static str;
                 const NULLABLE: bool;
                 fn value(&self) -> #krate::Value;
+                fn decode(row: &#krate::Row, index: usize, model: &str, field: &str) -> #krate::Result<Self>
+                where
+                    Self: Sized;
                 fn array(values: ::std::vec::Vec<&Self>, model: &str, field: &str) -> #krate::Result<#krate::Value>;
             }
 
@@ -74,6 +76,9 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
                 const NULLABLE: bool = <T as #models::SqlType>::NULLABLE;
                 fn value(&self) -> #krate::Value {
                     ::core::convert::Into::into(::core::clone::Clone::clone(self))
+                }
+                fn decode(row: &#krate::Row, index: usize, model: &str, field: &str) -> #krate::Result<Self> {
+                    #models::decode::<T>(row, index, model, field)
                 }
                 fn array(values: ::std::vec::Vec<&Self>, model: &str, field: &str) -> #krate::Result<#krate::Value> {
                     #models::encode_array::<T>(values, model, field)
@@ -139,17 +144,4 @@ fn accessor(model: &ModelInput, field: &FieldInput) -> TokenStream {
             #krate::models::Column::new(#column)
         }
     }
-}
-
-/// `tokens` with every span set to `span`: a path from the attribute (`crate = "..."`)
-/// or the call site, placed where errors should point.
-fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
-    tokens
-        .clone()
-        .into_iter()
-        .map(|mut tree| {
-            tree.set_span(span);
-            tree
-        })
-        .collect()
 }

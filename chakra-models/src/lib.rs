@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod lookup;
 mod model;
 mod query;
+pub mod wire;
 
 pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
 pub use column::{agg, Column, Computed, Numeric, Ordered, ToOperand};

@@ -9,14 +9,15 @@ use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc}
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::uuid::Uuid;
 use chakra_service::{
-    copy_pipe, CopyRows, Encoded, Error, ErrorKind, Labels, Mode, PointLookup, Request, Result, Row, SharedStr,
-    Statement, ToSql, Type, Value,
+    copy_pipe, CopyRows, Encoded, Error, ErrorKind, FromSql, FromSqlOwned, Labels, Mode, PointLookup, Request, Result,
+    Row, SharedStr, Statement, ToSql, Type, Value,
 };
 
 use crate::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
 use crate::compile;
 use crate::dialect::{Dialect, Postgres};
 use crate::query::Query;
+use crate::wire;
 
 /// What the schema says about one field: enough to validate run-time lookups and to
 /// build typed bulk inserts.
@@ -62,29 +63,49 @@ pub trait SqlType: Into<Value> + Clone + ToSql + Sync {
     /// The array type a column of it travels as in a bulk insert (`text[]`, …).
     const ARRAY_TYPE: Type;
     const NULLABLE: bool = false;
+    /// What a column is read as before it becomes the field: the type itself, or one of
+    /// the shorter paths in [`wire`](crate::wire).
+    type Wire: FromSqlOwned;
+
+    fn from_wire(wire: Self::Wire) -> Self;
 }
 
 macro_rules! sql_types {
-    ($($t:ty => $name:literal $array:ident),* $(,)?) => {$(
+    ($($t:ty => $name:literal $array:ident $(via $wire:ident)?),* $(,)?) => {$(
         impl SqlType for $t {
             const SQL_TYPE: &'static str = $name;
             const ARRAY_TYPE: Type = Type::$array;
+            type Wire = sql_types!(@wire $t $(, $wire)?);
+
+            fn from_wire(wire: Self::Wire) -> Self {
+                sql_types!(@from wire $(, $wire)?)
+            }
         }
     )*};
+    (@wire $t:ty) => { $t };
+    (@wire $t:ty, $wire:ident) => { wire::$wire };
+    (@from $value:ident) => { $value };
+    (@from $value:ident, $wire:ident) => { $value.0 };
 }
 
 sql_types! {
     bool => "bool" BOOL_ARRAY, i16 => "int2" INT2_ARRAY, i32 => "int4" INT4_ARRAY, i64 => "int8" INT8_ARRAY,
-    f32 => "float4" FLOAT4_ARRAY, f64 => "float8" FLOAT8_ARRAY, String => "text" TEXT_ARRAY,
+    f32 => "float4" FLOAT4_ARRAY, f64 => "float8" FLOAT8_ARRAY, String => "text" TEXT_ARRAY via Text,
     Vec<u8> => "bytea" BYTEA_ARRAY, Uuid => "uuid" UUID_ARRAY, chakra_service::serde_json::Value => "jsonb" JSONB_ARRAY,
-    NaiveDate => "date" DATE_ARRAY, NaiveTime => "time" TIME_ARRAY, NaiveDateTime => "timestamp" TIMESTAMP_ARRAY,
-    DateTime<Utc> => "timestamptz" TIMESTAMPTZ_ARRAY, Decimal => "numeric" NUMERIC_ARRAY,
+    NaiveDate => "date" DATE_ARRAY, NaiveTime => "time" TIME_ARRAY,
+    NaiveDateTime => "timestamp" TIMESTAMP_ARRAY via LocalTimestamp,
+    DateTime<Utc> => "timestamptz" TIMESTAMPTZ_ARRAY via Timestamptz, Decimal => "numeric" NUMERIC_ARRAY,
 }
 
 impl<T: SqlType> SqlType for Option<T> {
     const SQL_TYPE: &'static str = T::SQL_TYPE;
     const ARRAY_TYPE: Type = T::ARRAY_TYPE;
     const NULLABLE: bool = true;
+    type Wire = Option<T::Wire>;
+
+    fn from_wire(wire: Option<T::Wire>) -> Self {
+        wire.map(T::from_wire)
+    }
 }
 
 /// One field of many rows as a single array parameter, encoded straight from the borrowed
@@ -477,7 +498,26 @@ impl ModelSql {
 }
 
 /// Decodes column `index` of `row` into a field, naming the field on failure.
-pub fn decode<T: chakra_service::FromSqlOwned>(row: &Row, index: usize, model: &str, field: &str) -> Result<T> {
-    row.try_get::<usize, T>(index)
-        .map_err(|e| Error::new(ErrorKind::Decode, format!("cannot read `{model}.{field}`: {e}")).with_source(e))
+pub fn decode<T: SqlType>(row: &Row, index: usize, model: &str, field: &str) -> Result<T> {
+    match row.try_get::<usize, T::Wire>(index) {
+        Ok(wire) => Ok(T::from_wire(wire)),
+        Err(e) => Err(decode_error::<T, _>(row, index, model, field, e)),
+    }
+}
+
+/// Why column `index` could not become `model.field`. A column of another type is told
+/// in the field's own type, not the one it is read through.
+#[cold]
+fn decode_error<T: SqlType, E>(row: &Row, index: usize, model: &str, field: &str, e: E) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let message = match row.columns().get(index).map(|c| c.type_()) {
+        Some(ty) if !T::Wire::accepts(ty) => format!(
+            "cannot read `{model}.{field}`: its column is `{ty}`, which a field of type `{}` cannot hold",
+            std::any::type_name::<T>()
+        ),
+        _ => format!("cannot read `{model}.{field}`: {e}"),
+    };
+    Error::new(ErrorKind::Decode, message).with_source(e)
 }

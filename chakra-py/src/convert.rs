@@ -4,6 +4,7 @@
 //! their Python type.
 
 use chakra::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chakra::models::wire;
 use chakra::rust_decimal::Decimal;
 use chakra::serde_json::{self, Map, Number};
 use chakra::uuid::Uuid;
@@ -464,7 +465,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, row: &Row, i: usize, decoder: &Decode
         Decoder::I64 => opt(py, row.try_get::<_, Option<i64>>(i).map_err(failed)?),
         Decoder::F32 => opt(py, row.try_get::<_, Option<f32>>(i).map_err(failed)?.map(f64::from)),
         Decoder::F64 => opt(py, row.try_get::<_, Option<f64>>(i).map_err(failed)?),
-        Decoder::Text => opt(py, row.try_get::<_, Option<&str>>(i).map_err(failed)?),
+        Decoder::Text => opt(py, row.try_get::<_, Option<wire::Str>>(i).map_err(failed)?.map(|s| s.0)),
         Decoder::Bytes => match row.try_get::<_, Option<&[u8]>>(i).map_err(failed)? {
             Some(b) => Ok(PyBytes::new(py, b).into_any()),
             None => Ok(py.None().into_bound(py)),
@@ -476,8 +477,8 @@ pub(crate) fn decode<'py>(py: Python<'py>, row: &Row, i: usize, decoder: &Decode
         },
         Decoder::Date => opt(py, row.try_get::<_, Option<NaiveDate>>(i).map_err(failed)?),
         Decoder::Time => opt(py, row.try_get::<_, Option<NaiveTime>>(i).map_err(failed)?),
-        Decoder::Timestamp => opt(py, row.try_get::<_, Option<NaiveDateTime>>(i).map_err(failed)?),
-        Decoder::TimestampTz => opt(py, row.try_get::<_, Option<DateTime<Utc>>>(i).map_err(failed)?),
+        Decoder::Timestamp => opt(py, row.try_get::<_, Option<wire::LocalTimestamp>>(i).map_err(failed)?.map(|t| t.0)),
+        Decoder::TimestampTz => opt(py, row.try_get::<_, Option<wire::Timestamptz>>(i).map_err(failed)?.map(|t| t.0)),
         Decoder::Numeric => match row.try_get::<_, Value>(i).map_err(failed)? {
             // NaN, infinities and values with more digits than `Decimal` holds arrive as text.
             Value::Text(text) => decimal_class(py)?.call1((text,)),

@@ -136,13 +136,21 @@ impl PgConnection {
         !self.is_closed()
     }
 
-    /// Polls `work` (a stream's next row, say) the way [`Driven`] polls its future.
-    pub(crate) fn poll_driven<T>(
+    /// Polls a stream's next row the way [`Driven`] polls its future.
+    ///
+    /// The socket hands over rows thousands at a time, so the next one is nearly always
+    /// waiting in the client's channel already: it is taken at once, without marking the
+    /// connection as polled, and only a stream that must wait goes the whole way round.
+    /// Nothing else polls the connection meanwhile, so no wake can come from there.
+    pub(crate) fn poll_next_row<T>(
         &mut self,
         cx: &mut Context<'_>,
-        work: impl FnMut(&mut Context<'_>) -> Poll<T>,
+        mut next: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        poll_driven(&mut self.io.0, &self.relay, cx, work)
+        if let Poll::Ready(row) = next(&mut Context::from_waker(&self.relay.waker)) {
+            return Poll::Ready(row);
+        }
+        poll_driven(&mut self.io.0, &self.relay, cx, next)
     }
 
     /// Runs `sql` (one or more statements, no parameters).

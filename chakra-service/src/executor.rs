@@ -388,7 +388,7 @@ impl Stream for LeasedRows {
         let this = self.project();
         let Some(lease) = this.lease.as_mut() else { return Poll::Ready(None) };
         let mut rows = this.rows;
-        let item = match lease.pg_mut().poll_driven(cx, |cx| rows.as_mut().poll_next(cx)) {
+        let item = match lease.pg_mut().poll_next_row(cx, |cx| rows.as_mut().poll_next(cx)) {
             Poll::Pending => {
                 // Only a statement that keeps its reader waiting can need cancelling, so
                 // the timeout layer's request is looked at here, not for every row.

@@ -730,4 +730,113 @@ pub(crate) mod every_type {
         assert_eq!(stored, [many, all].concat());
         cleanup(schema).await;
     }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[chakra(table = "stamps")]
+    pub struct Stamp {
+        #[chakra(primary_key, generated = false)]
+        pub id: i64,
+        pub instant: Option<DateTime<Utc>>,
+        pub local: Option<NaiveDateTime>,
+        pub label: String,
+        pub padded: String,
+        pub named: String,
+    }
+
+    /// Text and timestamps are read by shorter paths than postgres-types' (`models::wire`):
+    /// every value must come out as postgres-types reads it, and every value it refuses
+    /// (infinity, years chrono cannot hold) must be refused too, naming the field.
+    #[tokio::test]
+    async fn text_and_timestamps_read_as_postgres_types_reads_them() {
+        let (pool, schema) = db().await;
+        pool.execute(
+            "CREATE TABLE stamps (id int8 PRIMARY KEY, instant timestamptz, local timestamp,
+                label varchar(40) NOT NULL, padded char(6) NOT NULL, named name NOT NULL)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let stamps = [
+            "2000-01-01 00:00:00", // PostgreSQL's epoch: zero on the wire
+            "1999-12-31 23:59:59.999999",
+            "1970-01-01 00:00:00",
+            "1969-12-31 23:59:59.5",
+            "0001-01-01 00:00:00",
+            "0044-03-15 12:00:00 BC",
+            "2024-02-29 23:59:58.123456",
+            "9999-12-31 23:59:59.999999",
+            "262142-12-31 23:59:59.999999", // chrono's last instant
+            "262143-01-01 00:00:00",        // past it
+            "294276-12-31 23:59:59.999999",
+            "infinity",
+            "-infinity",
+        ];
+        for (id, stamp) in stamps.iter().enumerate() {
+            pool.execute(
+                "INSERT INTO stamps VALUES ($1::int8, $2::text::timestamp AT TIME ZONE 'UTC', $2::text::timestamp,
+                    'héllo ' || $1::int8, 'ab', 'pg_' || $1::int8)",
+                vec![(id as i64).into(), (*stamp).into()],
+            )
+            .await
+            .unwrap();
+        }
+        let rows = pool.query("SELECT instant, local FROM stamps ORDER BY id", vec![]).await.unwrap();
+        let mut refused = 0;
+        for (id, (stamp, row)) in stamps.iter().zip(&rows).enumerate() {
+            let through_library =
+                (row.try_get::<_, Option<DateTime<Utc>>>(0).ok(), row.try_get::<_, Option<NaiveDateTime>>(1).ok());
+            match Stamp::get(&pool, id as i64).await {
+                Ok(read) => {
+                    assert_eq!((Some(read.instant), Some(read.local)), through_library, "{stamp}");
+                    assert_eq!(
+                        (read.label, read.padded, read.named),
+                        (format!("héllo {id}"), "ab    ".into(), format!("pg_{id}"))
+                    );
+                }
+                Err(e) => {
+                    assert!(
+                        through_library.0.is_none() && through_library.1.is_none(),
+                        "{stamp}: {e} but postgres-types reads it"
+                    );
+                    assert_eq!(e.kind(), ErrorKind::Decode, "{stamp}: {e:?}");
+                    assert!(e.message().contains("`stamps.instant`"), "{stamp}: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 4, "±infinity and the two years past chrono's are refused, the rest read");
+        cleanup(schema).await;
+    }
+
+    #[derive(Model, Debug)]
+    #[chakra(table = "mistyped")]
+    pub struct Mistyped {
+        #[chakra(primary_key)]
+        pub id: i64,
+        pub title: String,
+        pub at: DateTime<Utc>,
+    }
+
+    /// A field whose column holds another type fails as `Decode`, naming the field, the
+    /// column's type and the field's (not the type it is read through).
+    #[tokio::test]
+    async fn a_column_of_another_type_names_the_field_and_both_types() {
+        let (pool, schema) = db().await;
+        pool.execute("CREATE TABLE mistyped (id int8 PRIMARY KEY, title int4, at timestamptz)", vec![]).await.unwrap();
+        pool.execute("INSERT INTO mistyped VALUES (1, 7, now())", vec![]).await.unwrap();
+        let err = Mistyped::get(&pool, 1).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{err:?}");
+        assert_eq!(
+            err.message(),
+            "cannot read `mistyped.title`: its column is `int4`, which a field of type `alloc::string::String` cannot hold"
+        );
+        pool.execute("ALTER TABLE mistyped ALTER title TYPE text, ALTER at TYPE timestamp", vec![]).await.unwrap();
+        let err = Mistyped::query().all(&pool).await.unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("cannot read `mistyped.at`: its column is `timestamp`, which a field of type `chrono::"),
+            "{err}"
+        );
+        cleanup(schema).await;
+    }
 }
