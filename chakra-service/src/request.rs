@@ -79,9 +79,11 @@ impl TxEffect {
     /// `START TRANSACTION` begin one; `COMMIT`, `END`, `ROLLBACK`, `ABORT` and `PREPARE
     /// TRANSACTION` end it, except `ROLLBACK TO` (a savepoint), `… PREPARED` (another
     /// transaction) and `… AND CHAIN` (which begins the next at once). A request holds
-    /// one statement (the extended protocol takes no more), so its first words decide.
+    /// one statement (the extended protocol takes no more), so its first words decide,
+    /// after any leading comments.
     pub fn of_sql(sql: &str) -> TxEffect {
-        let mut words = sql.split(|c: char| c.is_ascii_whitespace() || c == ';').filter(|w| !w.is_empty());
+        let mut words =
+            statement_text(sql).split(|c: char| c.is_ascii_whitespace() || c == ';').filter(|w| !w.is_empty());
         let is = |word: Option<&str>, keyword: &str| word.is_some_and(|w| w.eq_ignore_ascii_case(keyword));
         let (first, second) = (words.next(), words.next());
         let ending = ["COMMIT", "END", "ROLLBACK", "ABORT"].iter().any(|k| is(first, k));
@@ -119,17 +121,45 @@ impl Labels {
         Labels { operation: operation.into(), table }
     }
 
-    /// Labels guessed from raw SQL: the first keyword, upper-cased, as the operation.
-    /// Common keywords cost no allocation (this runs for every raw query).
+    /// Labels guessed from raw SQL: the first keyword after any leading comments,
+    /// upper-cased, as the operation. Common keywords cost no allocation (this runs for
+    /// every raw query).
     pub fn from_sql(sql: &str) -> Self {
         const KNOWN: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK"];
-        let word = sql.split_whitespace().next().unwrap_or("").trim_start_matches('(');
+        let word = statement_text(sql).split_whitespace().next().unwrap_or("").trim_start_matches('(');
         let operation: Cow<'static, str> = match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(word)) {
             Some(known) => Cow::Borrowed(known),
             None if word.is_empty() => Cow::Borrowed("UNKNOWN"),
             None => Cow::Owned(word.to_ascii_uppercase()),
         };
         Labels { operation, table: None }
+    }
+}
+
+/// `sql` from its first keyword: past leading whitespace, `-- line` comments and
+/// `/* block */` comments, which nest in PostgreSQL. Tools put comments first (a query's
+/// origin, a tracing context), and the keyword behind them is what the statement does.
+fn statement_text(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(comment) = sql.strip_prefix("--") {
+            sql = comment.split_once('\n').map_or("", |(_, rest)| rest);
+        } else if sql.starts_with("/*") {
+            let (bytes, mut depth, mut at) = (sql.as_bytes(), 0, 0);
+            loop {
+                match bytes.get(at..at + 2) {
+                    None => return "",
+                    Some(b"/*") => (depth, at) = (depth + 1, at + 2),
+                    Some(b"*/") if depth == 1 => break,
+                    Some(b"*/") => (depth, at) = (depth - 1, at + 2),
+                    Some(_) => at += 1,
+                }
+            }
+            // Just past the closing `*/`: a character boundary.
+            sql = &sql[at + 2..];
+        } else {
+            return sql;
+        }
     }
 }
 
@@ -354,6 +384,29 @@ mod tests {
         assert_eq!(Labels::from_sql("  select 1").operation, "SELECT");
         assert_eq!(Labels::from_sql("(SELECT 1)").operation, "SELECT");
         assert_eq!(Labels::from_sql("vacuum t").operation, "VACUUM");
+        assert_eq!(Labels::from_sql("/* app=web */ select 1").operation, "SELECT");
+        assert_eq!(Labels::from_sql("-- report\n-- by day\nDELETE FROM t").operation, "DELETE");
+        assert_eq!(Labels::from_sql("-- only a comment").operation, "UNKNOWN");
+    }
+
+    #[test]
+    fn leading_comments_are_passed_over() {
+        let cases = [
+            ("  SELECT 1", "SELECT 1"),
+            ("/* a */SELECT 1", "SELECT 1"),
+            ("/* a /* nested */ still a */ BEGIN", "BEGIN"),
+            ("/**/BEGIN", "BEGIN"),
+            ("/* a * b / c */ BEGIN", "BEGIN"),
+            ("-- a\r\n\t/* b */ -- c\n COMMIT -- d", "COMMIT -- d"),
+            ("SELECT 1 /* later */", "SELECT 1 /* later */"),
+            ("/* never closed BEGIN", ""),
+            ("-- no newline BEGIN", ""),
+            ("/* é */ BEGIN", "BEGIN"),
+            ("", ""),
+        ];
+        for (sql, text) in cases {
+            assert_eq!(statement_text(sql), text, "{sql:?}");
+        }
     }
 
     #[test]
@@ -379,6 +432,9 @@ mod tests {
             ("DO $$ BEGIN PERFORM 1; END $$", None),
             ("SELECT 'BEGIN'", None),
             ("", None),
+            ("/* from the admin page */ BEGIN", Begins),
+            ("-- close it\nCOMMIT", Ends),
+            ("-- BEGIN\nSELECT 1", None),
         ];
         for (sql, effect) in cases {
             assert_eq!(TxEffect::of_sql(sql), effect, "{sql:?}");

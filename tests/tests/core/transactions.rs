@@ -193,6 +193,14 @@ async fn a_transaction_begun_by_raw_sql_is_rolled_back_before_its_connection_is_
     assert!(!written().await, "the pool handed out a connection inside the BEGIN");
     assert_eq!(ids(&pool, &table).await, vec![3]);
 
+    // A BEGIN behind comments (a tool's tag) is a BEGIN all the same.
+    let session = pool.session().await.unwrap();
+    session.execute("/* job=nightly /* nested */ */ -- step 1\nBEGIN", vec![]).await.unwrap();
+    session.execute(&format!("INSERT INTO {table} VALUES (4)"), vec![]).await.unwrap();
+    drop(session);
+    assert!(!written().await, "the pool handed out a connection inside the commented BEGIN");
+    assert_eq!(ids(&pool, &table).await, vec![3]);
+
     // Ended by SQL, nothing is left to roll back, and the work stays.
     let session = pool.session().await.unwrap();
     session.execute("BEGIN", vec![]).await.unwrap();
