@@ -79,9 +79,20 @@ pub(crate) struct FieldOptions {
     pub(crate) generated: Option<(Path, bool)>,
     /// `column = "order"`.
     pub(crate) column: Option<LitStr>,
+    /// `unique`, for `create_table`.
+    pub(crate) unique: bool,
+    /// `index`, for `create_table`.
+    pub(crate) index: bool,
+    /// `column_type = "varchar(100)"`, for `create_table`.
+    pub(crate) column_type: Option<LitStr>,
+    /// `references = "authors.id"`, for `create_table`.
+    pub(crate) references: Option<LitStr>,
+    /// `on_delete = "cascade"`, with `references`.
+    pub(crate) on_delete: Option<LitStr>,
 }
 
-const FIELD_OPTIONS: &[&str] = &["primary_key", "generated", "column"];
+const FIELD_OPTIONS: &[&str] =
+    &["primary_key", "generated", "column", "unique", "index", "column_type", "references", "on_delete"];
 
 impl FieldOptions {
     pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -89,12 +100,14 @@ impl FieldOptions {
         each_option(attrs, FIELD_OPTIONS, errors, |name, meta, errors| {
             match name {
                 "primary_key" => {
-                    if meta.input.peek(Token![=]) {
-                        errors.push(meta.error("`primary_key` takes no value: write `#[chakra(primary_key)]`"));
-                        skip_value(meta)?;
-                    }
+                    flag(meta, errors)?;
                     options.primary_key = Some(meta.path.clone());
                 }
+                "unique" => options.unique = flag(meta, errors)?,
+                "index" => options.index = flag(meta, errors)?,
+                "column_type" => options.column_type = string(meta, "column_type = \"varchar(100)\"", errors)?,
+                "references" => options.references = string(meta, "references = \"authors.id\"", errors)?,
+                "on_delete" => options.on_delete = string(meta, "on_delete = \"cascade\"", errors)?,
                 "generated" => {
                     if let Some(value) = boolean(meta, "generated = false", errors)? {
                         options.generated = Some((meta.path.clone(), value.value));
@@ -139,6 +152,16 @@ fn each_option(
             errors.push(error);
         }
     }
+}
+
+/// An option that is a word alone (`primary_key`, `unique`); reports a value given to it.
+fn flag(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<bool> {
+    if meta.input.peek(Token![=]) {
+        let name = path_text(&meta.path);
+        errors.push(meta.error(format!("`{name}` takes no value: write `#[chakra({name})]`")));
+        skip_value(meta)?;
+    }
+    Ok(true)
 }
 
 /// The string value of `name = "..."`; `None` after reporting a value of another kind.

@@ -23,12 +23,26 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
         let info = quote_spanned! {ty.span()=>
             #models::FieldInfo::new(#name, #column, <#ty as ChakraField>::SQL_TYPE, <#ty as ChakraField>::NULLABLE)
         };
-        if index == *primary_key {
+        let mut info = if index == *primary_key {
             let generated = field.generated;
             quote!(#info.primary_key(#generated))
         } else {
             info
+        };
+        let ddl = &field.ddl;
+        if ddl.unique {
+            info = quote!(#info.unique());
         }
+        if ddl.index {
+            info = quote!(#info.indexed());
+        }
+        if let Some(column_type) = &ddl.column_type {
+            info = quote!(#info.column_type(#column_type));
+        }
+        if let Some((table, column, on_delete)) = &ddl.references {
+            info = quote!(#info.references(#table, #column, #models::OnDelete::#on_delete));
+        }
+        info
     });
 
     let decoded = fields.iter().enumerate().map(|(index, field)| {

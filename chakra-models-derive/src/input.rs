@@ -23,6 +23,8 @@ const RESERVED: &[&str] = &[
     "from_row",
     "to_values",
     "primary_key",
+    "create_table",
+    "drop_table",
 ];
 
 /// A struct that can be a model.
@@ -46,7 +48,28 @@ pub(crate) struct FieldInput {
     pub(crate) ty: Type,
     /// The database fills it in (only ever true for the primary key).
     pub(crate) generated: bool,
+    /// What `create_table` makes of the column beyond its type.
+    pub(crate) ddl: ColumnDdl,
 }
+
+/// The `create_table` options of a field.
+#[derive(Default)]
+pub(crate) struct ColumnDdl {
+    pub(crate) unique: bool,
+    pub(crate) index: bool,
+    pub(crate) column_type: Option<LitStr>,
+    /// The referenced table and column, and the `OnDelete` variant, spanned at the option.
+    pub(crate) references: Option<(String, String, Ident)>,
+}
+
+/// `on_delete`'s values, as `OnDelete::parse` reads them, and their variants.
+const ON_DELETE: &[(&str, &str)] = &[
+    ("no action", "NoAction"),
+    ("restrict", "Restrict"),
+    ("cascade", "Cascade"),
+    ("set null", "SetNull"),
+    ("set default", "SetDefault"),
+];
 
 impl ModelInput {
     /// Checks `input`, reporting every problem found at the token that causes it.
@@ -142,7 +165,63 @@ impl FieldInput {
             (None, None) => false,
         };
 
-        (FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated }, options.primary_key)
+        let ddl = ColumnDdl {
+            unique: options.unique,
+            index: options.index,
+            column_type: options.column_type,
+            references: references(options.references, options.on_delete, errors),
+        };
+        (FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated, ddl }, options.primary_key)
+    }
+}
+
+/// `references = "table.column"` and its `on_delete`, checked.
+fn references(
+    target: Option<LitStr>,
+    on_delete: Option<LitStr>,
+    errors: &mut Errors,
+) -> Option<(String, String, Ident)> {
+    let variant = match &on_delete {
+        None => "NoAction",
+        Some(lit) => {
+            let name = lit.value().to_ascii_lowercase().replace('_', " ");
+            match ON_DELETE.iter().find(|(n, _)| *n == name) {
+                Some((_, variant)) => variant,
+                None => {
+                    let names: Vec<String> = ON_DELETE.iter().map(|(n, _)| format!("`{n}`")).collect();
+                    errors.push(syn::Error::new_spanned(
+                        lit,
+                        format!("`on_delete` is one of {}; not `{}`", names.join(", "), lit.value()),
+                    ));
+                    "NoAction"
+                }
+            }
+        }
+    };
+    let Some(target) = target else {
+        if let Some(lit) = on_delete {
+            errors.push(syn::Error::new_spanned(
+                lit,
+                "`on_delete` goes with `references`: `#[chakra(references = \"authors.id\", on_delete = \"cascade\")]`",
+            ));
+        }
+        return None;
+    };
+    let value = target.value();
+    match value.split_once('.') {
+        Some((table, column)) if !table.is_empty() && !column.is_empty() && !column.contains('.') => {
+            let span = on_delete.as_ref().map_or_else(|| target.span(), LitStr::span);
+            Some((table.to_owned(), column.to_owned(), Ident::new(variant, span)))
+        }
+        _ => {
+            errors.push(syn::Error::new_spanned(
+                &target,
+                format!(
+                    "`references` names a table and its column, as in `references = \"authors.id\"`; not `{value}`"
+                ),
+            ));
+            None
+        }
     }
 }
 

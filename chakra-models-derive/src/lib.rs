@@ -9,7 +9,7 @@ use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
 /// Maps a struct to a table: implements `chakra::Model` (the model's API — `query`, `get`,
-/// `insert`, `update`, `delete`, `save`, `insert_all`) and adds one column accessor per
+/// `insert`, `update`, `delete`, `save`, `insert_all`, `create_table`) and adds one column accessor per
 /// field, `User::is_active()`, for typed filters and ordering.
 ///
 /// ```ignore
@@ -53,6 +53,15 @@ use syn::{parse_macro_input, DeriveInput};
 ///   for an integer key the application assigns, `true` for a `uuid` key with a
 ///   `DEFAULT gen_random_uuid()`.
 /// - `column = "order"`: the column's name, when it differs from the field's.
+///
+/// For `Model::create_table` only (queries do not depend on them):
+/// - `unique`: a `UNIQUE` column.
+/// - `index`: an index of the column's own.
+/// - `column_type = "varchar(100)"`: the column's type, when not the field type's own
+///   (`text` for `String`, `int8` for `i64`, …).
+/// - `references = "authors.id"`: a foreign key to that table's column, with
+///   `on_delete = "cascade"` (or `"no action"`, the default, `"restrict"`, `"set null"`,
+///   `"set default"`).
 ///
 /// # Field types
 ///

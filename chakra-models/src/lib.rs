@@ -8,6 +8,7 @@
 pub mod ast;
 mod column;
 pub mod compile;
+pub mod ddl;
 pub mod dialect;
 pub mod lookup;
 mod model;
@@ -16,6 +17,7 @@ pub mod wire;
 
 pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
 pub use column::{agg, Column, Computed, Numeric, Ordered, ToOperand};
+pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{Aggregates, Grouped, ModelStream, Query, Selected, Selection};

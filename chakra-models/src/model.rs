@@ -15,12 +15,13 @@ use chakra_service::{
 
 use crate::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
 use crate::compile;
+use crate::ddl::{self, ForeignKey, OnDelete};
 use crate::dialect::{Dialect, Postgres};
 use crate::query::Query;
 use crate::wire;
 
-/// What the schema says about one field: enough to validate run-time lookups and to
-/// build typed bulk inserts.
+/// What the schema says about one field: enough to validate run-time lookups, to build
+/// typed bulk inserts, and to create its column ([`ddl`](crate::ddl)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldInfo {
     /// The field's name, which is also its column's name unless `column` differs.
@@ -33,6 +34,13 @@ pub struct FieldInfo {
     /// The database generates the value (an identity or serial key): left out of inserts
     /// and read back with `RETURNING`.
     pub generated: bool,
+    /// The column's type in `CREATE TABLE`, when not `sql_type` (`varchar(100)`).
+    pub column_type: Option<Cow<'static, str>>,
+    /// A `UNIQUE` column.
+    pub unique: bool,
+    /// A column with an index of its own.
+    pub index: bool,
+    pub references: Option<ForeignKey>,
 }
 
 impl FieldInfo {
@@ -45,12 +53,39 @@ impl FieldInfo {
             nullable,
             primary_key: false,
             generated: false,
+            column_type: None,
+            unique: false,
+            index: false,
+            references: None,
         }
     }
 
     pub const fn primary_key(mut self, generated: bool) -> Self {
         self.primary_key = true;
         self.generated = generated;
+        self
+    }
+
+    pub const fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    pub const fn indexed(mut self) -> Self {
+        self.index = true;
+        self
+    }
+
+    pub const fn column_type(mut self, column_type: &'static str) -> Self {
+        // A const fn cannot drop the value it replaces; what `new` left there is `None`,
+        // and forgetting it leaks nothing.
+        std::mem::forget(self.column_type.replace(Cow::Borrowed(column_type)));
+        self
+    }
+
+    pub const fn references(mut self, table: &'static str, column: &'static str, on_delete: OnDelete) -> Self {
+        let key = ForeignKey { table: Cow::Borrowed(table), column: Cow::Borrowed(column), on_delete };
+        std::mem::forget(self.references.replace(key));
         self
     }
 }
@@ -153,6 +188,25 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// A query over every row, to refine with `filter`, `order_by`, …
     fn query() -> Query<Self> {
         Query::new()
+    }
+
+    /// Creates the table, with the indexes its fields ask for, unless it exists: for an
+    /// application's first start, its tests, its examples. Run it in a transaction to
+    /// have all of it or nothing.
+    fn create_table<Q: Queryable>(db: &Q) -> impl Future<Output = Result<()>> + Send {
+        let statements = ddl::create_table(&Postgres, Self::TABLE, Self::FIELDS);
+        async move {
+            for sql in statements {
+                db.execute(&sql, Vec::new()).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Drops the table if it exists.
+    fn drop_table<Q: Queryable>(db: &Q) -> impl Future<Output = Result<()>> + Send {
+        let sql = ddl::drop_table(&Postgres, Self::TABLE);
+        async move { db.execute(&sql, Vec::new()).await.map(|_| ()) }
     }
 
     /// The row with primary key `key`, or `NotFound`. Concurrent `get`s on a pool are

@@ -21,6 +21,10 @@ pub trait Dialect: Send + Sync {
     /// Writes `column [NOT] IN values` for a non-empty `values`.
     fn write_in(&self, w: &mut SqlWriter<'_>, column: &Ident, values: &[Value], negated: bool);
 
+    /// What follows a generated key column's type in `CREATE TABLE` (with its leading
+    /// space): the database assigns its values.
+    fn generated_key(&self) -> &'static str;
+
     /// Writes a case-insensitive `LIKE` operator (with its leading space).
     fn ilike(&self) -> &'static str;
 

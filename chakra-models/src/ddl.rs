@@ -1,0 +1,157 @@
+//! `CREATE TABLE` and `DROP TABLE` for a model, from its [`FieldInfo`]s: what both
+//! front-ends' `create_table` send (Rust's `Model::create_table`, Python's
+//! `db.create_all`). Enough to stand a schema up for an application, its tests and its
+//! examples; migrations of a live schema are a tool's job, not this.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::dialect::Dialect;
+use crate::model::FieldInfo;
+
+/// A column referencing another table's column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub table: Cow<'static, str>,
+    pub column: Cow<'static, str>,
+    pub on_delete: OnDelete,
+}
+
+/// What deleting a referenced row does to the rows referencing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDelete {
+    /// The delete fails while references remain (checked at the end of the statement).
+    #[default]
+    NoAction,
+    /// The delete fails while references remain (checked at once).
+    Restrict,
+    /// The referencing rows are deleted too.
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl OnDelete {
+    /// Every spelling [`parse`](Self::parse) takes, for messages.
+    pub const NAMES: &'static [&'static str] = &["no action", "restrict", "cascade", "set null", "set default"];
+
+    /// `"cascade"`, `"set null"`, … (any case; `_` for the space).
+    pub fn parse(name: &str) -> Option<OnDelete> {
+        match name.to_ascii_lowercase().replace('_', " ").as_str() {
+            "no action" => Some(OnDelete::NoAction),
+            "restrict" => Some(OnDelete::Restrict),
+            "cascade" => Some(OnDelete::Cascade),
+            "set null" => Some(OnDelete::SetNull),
+            "set default" => Some(OnDelete::SetDefault),
+            _ => None,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            OnDelete::NoAction => "NO ACTION",
+            OnDelete::Restrict => "RESTRICT",
+            OnDelete::Cascade => "CASCADE",
+            OnDelete::SetNull => "SET NULL",
+            OnDelete::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+impl fmt::Display for OnDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql())
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for `table`'s `fields`, then a `CREATE INDEX IF NOT
+/// EXISTS` for each field asking for an index of its own (a key or a unique column has
+/// one already). Run them in order; running them again changes nothing.
+pub fn create_table(dialect: &dyn Dialect, table: &str, fields: &[FieldInfo]) -> Vec<String> {
+    let quote = |ident: &str| {
+        let mut out = String::new();
+        dialect.quote(&mut out, ident);
+        out
+    };
+    let columns: Vec<String> = fields
+        .iter()
+        .map(|field| {
+            let mut column =
+                format!("{} {}", quote(&field.column), field.column_type.as_deref().unwrap_or(&field.sql_type));
+            if field.generated {
+                column.push_str(dialect.generated_key());
+            }
+            if field.primary_key {
+                column.push_str(" PRIMARY KEY");
+            } else if !field.nullable {
+                column.push_str(" NOT NULL");
+            }
+            if field.unique && !field.primary_key {
+                column.push_str(" UNIQUE");
+            }
+            if let Some(key) = &field.references {
+                column.push_str(&format!(
+                    " REFERENCES {} ({}) ON DELETE {}",
+                    quote(&key.table),
+                    quote(&key.column),
+                    key.on_delete
+                ));
+            }
+            column
+        })
+        .collect();
+    let mut statements = vec![format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table), columns.join(", "))];
+    for field in fields.iter().filter(|f| f.index && !f.unique && !f.primary_key) {
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+            quote(&format!("{table}_{}_idx", field.column)),
+            quote(table),
+            quote(&field.column)
+        ));
+    }
+    statements
+}
+
+/// `DROP TABLE IF EXISTS`.
+pub fn drop_table(dialect: &dyn Dialect, table: &str) -> String {
+    let mut sql = String::from("DROP TABLE IF EXISTS ");
+    dialect.quote(&mut sql, table);
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::Postgres;
+
+    #[test]
+    fn a_table_with_every_kind_of_column() {
+        let fields = [
+            FieldInfo::new("id", "id", "int8", false).primary_key(true),
+            FieldInfo::new("name", "name", "text", false).unique().column_type("varchar(100)"),
+            FieldInfo::new("author", "author_id", "int8", true).indexed().references(
+                "authors",
+                "id",
+                OnDelete::Cascade,
+            ),
+            FieldInfo::new("rank", "order", "int4", false).indexed().unique(),
+        ];
+        assert_eq!(
+            create_table(&Postgres, "books", &fields),
+            [
+                r#"CREATE TABLE IF NOT EXISTS "books" ("id" int8 GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "name" varchar(100) NOT NULL UNIQUE, "author_id" int8 REFERENCES "authors" ("id") ON DELETE CASCADE, "order" int4 NOT NULL UNIQUE)"#,
+                r#"CREATE INDEX IF NOT EXISTS "books_author_id_idx" ON "books" ("author_id")"#,
+            ]
+        );
+        assert_eq!(drop_table(&Postgres, "my \"books\""), r#"DROP TABLE IF EXISTS "my ""books""""#);
+    }
+
+    #[test]
+    fn on_delete_reads_the_spellings_it_names() {
+        for name in OnDelete::NAMES {
+            assert_eq!(OnDelete::parse(name).map(|o| o.to_string().to_lowercase()), Some(name.to_string()));
+        }
+        assert_eq!(OnDelete::parse("SET_NULL"), Some(OnDelete::SetNull));
+        assert_eq!(OnDelete::parse("delete"), None);
+    }
+}
