@@ -1,7 +1,7 @@
 //! Raw SQL: parameterised (`$1`, `$2`, …) statements on a pool, a session or a direct
 //! connection, with rows returned as dicts. Parameters convert by their Python type.
 
-use chakra::{Mode, Request, Statement};
+use chakra::{Labels, Mode, Request, Statement};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -10,10 +10,10 @@ use crate::convert::{decode, to_value_untyped, Decoder};
 use crate::database::Target;
 use crate::op::{op, Op};
 
-/// Whether a statement only reads; anything else begins a session's transaction.
+/// Whether a statement only reads, by its first keyword (as the core labels it);
+/// anything else begins a session's transaction.
 fn reads_only(sql: &str) -> bool {
-    let word = sql.trim_start().trim_start_matches('(').split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
-    ["select", "show", "values", "explain", "table"].iter().any(|w| word.eq_ignore_ascii_case(w))
+    matches!(&*Labels::from_sql(sql).operation, "SELECT" | "SHOW" | "VALUES" | "EXPLAIN" | "TABLE")
 }
 
 fn rows_to_dicts<'py>(py: Python<'py>, rows: &[chakra::Row]) -> PyResult<Bound<'py, PyList>> {
@@ -96,5 +96,7 @@ mod tests {
         assert!(!reads_only("UPDATE t SET a = 1"));
         assert!(!reads_only("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"));
         assert!(!reads_only("selectx"));
+        assert!(reads_only("/* dashboard */ select 1"));
+        assert!(!reads_only("-- select\ndelete from t"));
     }
 }

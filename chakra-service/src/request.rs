@@ -121,12 +121,16 @@ impl Labels {
         Labels { operation: operation.into(), table }
     }
 
-    /// Labels guessed from raw SQL: the first keyword after any leading comments,
-    /// upper-cased, as the operation. Common keywords cost no allocation (this runs for
+    /// Labels guessed from raw SQL: the first keyword after any leading comments and
+    /// opening parentheses, upper-cased, as the operation. Common keywords cost no allocation (this runs for
     /// every raw query).
     pub fn from_sql(sql: &str) -> Self {
-        const KNOWN: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK"];
-        let word = statement_text(sql).split_whitespace().next().unwrap_or("").trim_start_matches('(');
+        const KNOWN: &[&str] = &[
+            "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK", "SHOW", "VALUES", "EXPLAIN",
+            "TABLE",
+        ];
+        let text = statement_text(sql).trim_start_matches(|c: char| c == '(' || c.is_whitespace());
+        let word = text.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
         let operation: Cow<'static, str> = match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(word)) {
             Some(known) => Cow::Borrowed(known),
             None if word.is_empty() => Cow::Borrowed("UNKNOWN"),
@@ -387,6 +391,7 @@ mod tests {
         assert_eq!(Labels::from_sql("/* app=web */ select 1").operation, "SELECT");
         assert_eq!(Labels::from_sql("-- report\n-- by day\nDELETE FROM t").operation, "DELETE");
         assert_eq!(Labels::from_sql("-- only a comment").operation, "UNKNOWN");
+        assert_eq!(Labels::from_sql("( (select*from t))").operation, "SELECT");
     }
 
     #[test]
