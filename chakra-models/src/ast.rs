@@ -212,8 +212,9 @@ pub enum Projection {
     Aggregates,
 }
 
-/// An aggregate over the selected rows: `sum("balance")`, `count(DISTINCT "city")`, ….
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An aggregate over the selected rows: `sum("balance")`, `count(DISTINCT "city")`,
+/// `count(*) FILTER (WHERE "active")`, ….
+#[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     pub function: AggregateFn,
     /// The column aggregated; `None` counts rows (`count(*)`).
@@ -222,6 +223,9 @@ pub struct Aggregate {
     pub distinct: bool,
     /// The result column's name (`AS alias`), which `ORDER BY` of a grouped query can use.
     pub alias: Option<Ident>,
+    /// Over the rows meeting this condition only (SQL's `FILTER (WHERE …)`), so several
+    /// aggregates in one query can each count their own rows.
+    pub filter: Option<Box<Expr>>,
 }
 
 /// The functions of an [`Aggregate`]. Each skips `NULL`s, and all but `Count` are `NULL`
@@ -251,7 +255,21 @@ impl AggregateFn {
 impl Aggregate {
     /// `function(column)`.
     pub fn new(function: AggregateFn, column: impl Into<Ident>) -> Self {
-        Aggregate { function, column: Some(column.into()), distinct: false, alias: None }
+        Aggregate { function, column: Some(column.into()), distinct: false, alias: None, filter: None }
+    }
+
+    /// `count(*)`.
+    pub fn count_rows() -> Self {
+        Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None, filter: None }
+    }
+
+    /// Over the rows meeting `condition` too (and any condition given before).
+    pub fn filtered(mut self, condition: Expr) -> Self {
+        self.filter = Some(Box::new(match self.filter.take() {
+            None => condition,
+            Some(before) => Expr::And(vec![*before, condition]),
+        }));
+        self
     }
 }
 

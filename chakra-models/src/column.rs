@@ -238,13 +238,13 @@ pub mod agg {
 
     /// How many rows the group has.
     pub fn count() -> Of<i64> {
-        Of::new(Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None })
+        Of::new(Aggregate::count_rows())
     }
 
     /// How many rows of the group have a value in `column`, each distinct one once when
     /// `distinct`.
     pub fn count_of<M, T>(column: Column<M, T>, distinct: bool) -> Of<i64> {
-        Of::new(Aggregate { function: AggregateFn::Count, column: Some(column.name().into()), distinct, alias: None })
+        Of::new(Aggregate { distinct, ..Aggregate::new(AggregateFn::Count, column.name()) })
     }
 
     /// The group's sum of `column`, in PostgreSQL's wider type (see [`Numeric`]); `None`
@@ -269,6 +269,14 @@ pub mod agg {
     }
 
     impl<V> Of<V> {
+        /// Over the rows meeting `condition` only (SQL's `FILTER (WHERE …)`, Django's
+        /// `filter=`), so one query can count, say, all rows and the active ones:
+        /// `(agg::count(), agg::count().filter(User::is_active().eq(true)))`. Given
+        /// twice, both conditions hold.
+        pub fn filter(self, condition: Expr) -> Self {
+            Of::new(self.0.filtered(condition))
+        }
+
         fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
             Expr::AggregateCompare { aggregate: self.0, op, value: value.into() }
         }

@@ -283,7 +283,7 @@ impl SqlWriter<'_> {
         }
     }
 
-    /// `function([DISTINCT] column)`, without its alias.
+    /// `function([DISTINCT] column) [FILTER (WHERE condition)]`, without its alias.
     fn aggregate(&mut self, aggregate: &Aggregate) {
         self.push(aggregate.function.sql());
         self.push(if aggregate.distinct { "(DISTINCT " } else { "(" });
@@ -292,6 +292,11 @@ impl SqlWriter<'_> {
             None => self.push("*"),
         }
         self.push(")");
+        if let Some(condition) = &aggregate.filter {
+            self.push(" FILTER (WHERE ");
+            self.expr(condition);
+            self.push(")");
+        }
     }
 
     /// `count(*)`, or the query's aggregates separated by commas.
@@ -457,8 +462,14 @@ mod tests {
         s.projection = Projection::Aggregates;
         s.aggregates = vec![
             Aggregate::new(AggregateFn::Sum, "n"),
-            Aggregate { function: AggregateFn::Count, column: Some(col("n")), distinct: true, alias: None },
-            Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None },
+            Aggregate {
+                function: AggregateFn::Count,
+                column: Some(col("n")),
+                distinct: true,
+                alias: None,
+                filter: None,
+            },
+            Aggregate::count_rows(),
         ];
         assert_eq!(
             &*select(&Postgres, &s).sql,
@@ -488,6 +499,36 @@ mod tests {
     }
 
     #[test]
+    fn an_aggregate_counts_only_the_rows_its_filter_keeps() {
+        use crate::ast::{Aggregate, AggregateFn};
+        let active = || Expr::Compare { column: col("active"), op: CompareOp::Eq, value: Value::Bool(true).into() };
+        let mut s = Select::new("t", ["id", "kind", "n", "active"]);
+        s.filter(Expr::Compare { column: col("n"), op: CompareOp::Gt, value: Value::I64(0).into() });
+        s.projection = Projection::Aggregates;
+        s.group_by = vec![col("kind")];
+        let big = Expr::Compare { column: col("n"), op: CompareOp::Gte, value: Value::I64(100).into() };
+        s.aggregates = vec![
+            Aggregate::count_rows(),
+            Aggregate { alias: Some(col("live")), ..Aggregate::count_rows().filtered(active()) },
+            Aggregate::new(AggregateFn::Sum, "n").filtered(active()).filtered(big),
+        ];
+        s.having = Some(Expr::AggregateCompare {
+            aggregate: Aggregate::count_rows().filtered(active()),
+            op: CompareOp::Gt,
+            value: Value::I64(1),
+        });
+        let statement = select(&Postgres, &s);
+        assert_eq!(
+            &*statement.sql,
+            r#"SELECT "kind", count(*), count(*) FILTER (WHERE "active" = $1) AS "live", sum("n") FILTER (WHERE ("active" = $2 AND "n" >= $3)) FROM "t" WHERE "n" > $4 GROUP BY "kind" HAVING count(*) FILTER (WHERE "active" = $5) > $6"#
+        );
+        assert_eq!(
+            statement.params,
+            [Value::Bool(true), Value::Bool(true), Value::I64(100), Value::I64(0), Value::Bool(true), Value::I64(1)]
+        );
+    }
+
+    #[test]
     fn groups_are_ordered_and_sliced_and_locked_rows_grouped_in_a_subquery() {
         use crate::ast::{Aggregate, AggregateFn, RowLock};
         let mut s = Select::new("t", ["id", "kind", "n"]);
@@ -507,7 +548,7 @@ mod tests {
             r#"SELECT "kind", sum("n") AS "total" FROM (SELECT "id", "kind", "n" FROM "t" WHERE "n" IS NOT NULL FOR UPDATE) AS selected GROUP BY "kind" ORDER BY "total" DESC LIMIT $1"#
         );
         s.lock = None;
-        let count = Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None };
+        let count = Aggregate::count_rows();
         s.having = Some(Expr::AggregateCompare { aggregate: count, op: CompareOp::Gt, value: Value::I64(1) }.and(
             Expr::AggregateCompare {
                 aggregate: Aggregate::new(AggregateFn::Max, "n"),

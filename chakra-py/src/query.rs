@@ -379,7 +379,7 @@ impl Query {
         ))
     }
 
-    /// The aggregates `specs` — `(alias, function, field, distinct)`, function one of
+    /// The aggregates `specs` — `(alias, function, field, distinct, filter)`, function one of
     /// `count`, `sum`, `avg`, `min`, `max` and field `"*"` to count rows — over the
     /// matching rows, as a dict by alias.
     fn aggregate(&self, py: Python<'_>, target: &Bound<'_, PyAny>, specs: Vec<AggregateSpec>) -> PyResult<Op> {
@@ -602,8 +602,9 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, Py
     })
 }
 
-/// An aggregate as Python describes it: `(alias, function, field, distinct)`.
-type AggregateSpec = (String, String, String, bool);
+/// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,
+/// `filter` a `Q` tree or `None`.
+type AggregateSpec = (String, String, String, bool, Option<Py<PyTuple>>);
 
 /// The aggregates `specs` describe, each checked against its field (`sum` and `avg` take
 /// numbers, `min` and `max` ordered values, only `count` takes `"*"`: every row), or a
@@ -618,7 +619,11 @@ fn aggregates_of(
 ) -> PyResult<(Vec<Aggregate>, Vec<usize>)> {
     let mut aggregates = Vec::with_capacity(specs.len());
     let mut floats = Vec::new();
-    for (i, (alias, function, field, distinct)) in specs.iter().enumerate() {
+    for (i, (alias, function, field, distinct, filter)) in specs.iter().enumerate() {
+        let filter = match filter {
+            Some(node) => Some(Box::new(tree(py, schema, node.bind(py))?)),
+            None => None,
+        };
         let name = match function.as_str() {
             "count" => AggregateFn::Count,
             "sum" => AggregateFn::Sum,
@@ -641,7 +646,7 @@ fn aggregates_of(
                     format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
                 ));
             }
-            aggregates.push(Aggregate { function: name, column: None, distinct: false, alias: alias_ident });
+            aggregates.push(Aggregate { function: name, column: None, distinct: false, alias: alias_ident, filter });
             continue;
         }
         let index = field_index(py, schema, field)?;
@@ -663,7 +668,7 @@ fn aggregates_of(
             floats.push(i);
         }
         let column = Some(schema.fields[index].column.clone());
-        aggregates.push(Aggregate { function: name, column, distinct: *distinct, alias: alias_ident });
+        aggregates.push(Aggregate { function: name, column, distinct: *distinct, alias: alias_ident, filter });
     }
     Ok((aggregates, floats))
 }

@@ -207,6 +207,31 @@ async def test_aggregate() -> None:
         await Author.objects.aggregate(total="age")  # type: ignore[arg-type]
 
 
+async def test_an_aggregate_filter_counts_only_its_rows() -> None:
+    # ages 31, 17, 45, NULL, 5; Bob (45) and "50% off_sale" (5) inactive.
+    got = await Author.objects.aggregate(
+        n=Count("*"),
+        active=Count("*", filter=Q(is_active=True)),
+        adult_age=Sum("age", filter=Q(age__gte=18) & ~Q(name__startswith="B")),
+        inactive_oldest=Max("age", filter=Q(is_active=False)),
+        none=Count("*", filter=Q(age__gt=100)),
+    )
+    assert got == {"n": 5, "active": 3, "adult_age": 31, "inactive_oldest": 45, "none": 0}
+    # Per group, and in HAVING: the groups with more than one adult.
+    groups = Author.objects.values("is_active").annotate(n=Count("*"), adults=Count("*", filter=Q(age__gte=18)))
+    assert await groups.order_by("is_active") == [
+        {"is_active": False, "n": 2, "adults": 1},
+        {"is_active": True, "n": 3, "adults": 1},
+    ]
+    assert await groups.filter(adults__gte=2) == []
+    assert repr(Count("*", filter=Q(is_active=True))) == "Count('*', filter=Q(is_active=True))"
+    # A bad filter is the queryset's own error: a FieldError naming the field, no SQL.
+    with pytest.raises(chakra.FieldError, match="unknown field `actve`"):
+        await Author.objects.aggregate(n=Count("*", filter=Q(actve=True)))
+    with pytest.raises(TypeError, match=r"filter=\) takes a Q, not dict"):
+        Count("*", filter={"is_active": True})  # type: ignore[arg-type]
+
+
 async def test_values_annotate_groups_rows() -> None:
     # is_active: Alice, alfred, Carol True (ages 31, 17, NULL); Bob, "50% off_sale" False (45, 5).
     per_state = Author.objects.values("is_active").annotate(Avg("age"), n=Count("*"), oldest=Max("age"))

@@ -3,28 +3,46 @@
     await Account.objects.filter(active=True).aggregate(total=Sum("balance"), n=Count("*"))
     # {"total": 1250, "n": 9}
 
-Each skips NULLs, and all but ``Count`` are ``None`` over no values. ``Sum`` and ``Avg``
+Each skips NULLs, and all but ``Count`` are ``None`` over no values. ``filter=Q(...)`` keeps
+only the rows meeting it (SQL's ``FILTER (WHERE …)``), so one query can count several ways::
+
+    await User.objects.aggregate(n=Count("*"), active=Count("*", filter=Q(is_active=True)))
+ ``Sum`` and ``Avg``
 take numeric fields, ``Min`` and ``Max`` numbers, text, dates and times; ``Avg`` of an
 integer or float field is a float, of a ``Numeric`` field a ``Decimal``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chakra.query import Q
+
 __all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "Sum"]
+
+# What the core reads an aggregate as: (alias, function, field, distinct, filter), the
+# filter a `Q` tree or None.
+AggregateSpec = tuple[str, str, str, bool, "tuple[str, bool, list[Any]] | None"]
 
 
 class Aggregate:
     """An aggregate of one field over the selected rows."""
 
-    __slots__ = ("distinct", "field")
+    __slots__ = ("distinct", "field", "filter")
 
     function = ""
 
-    def __init__(self, field: str, *, distinct: bool = False) -> None:
+    def __init__(self, field: str, *, distinct: bool = False, filter: Q | None = None) -> None:
+        from chakra.query import Q
+
         if not isinstance(field, str):
             raise TypeError(f"{type(self).__name__}() takes a field name, not {type(field).__name__}")
+        if filter is not None and not isinstance(filter, Q):
+            raise TypeError(f"{type(self).__name__}(filter=) takes a Q, not {type(filter).__name__}")
         self.field = field
         self.distinct = distinct
+        self.filter = filter
 
     @property
     def default_alias(self) -> str:
@@ -33,12 +51,14 @@ class Aggregate:
             raise TypeError(f"{self!r} needs a name: aggregate(n={self!r})")
         return f"{self.field}__{self.function}"
 
-    def _spec(self, alias: str) -> tuple[str, str, str, bool]:
-        return (alias, self.function, self.field, self.distinct)
+    def _spec(self, alias: str) -> AggregateSpec:
+        tree = self.filter._tree() if self.filter is not None else None
+        return (alias, self.function, self.field, self.distinct, tree)
 
     def __repr__(self) -> str:
         distinct = ", distinct=True" if self.distinct else ""
-        return f"{type(self).__name__}({self.field!r}{distinct})"
+        filtered = f", filter={self.filter!r}" if self.filter is not None else ""
+        return f"{type(self).__name__}({self.field!r}{distinct}{filtered})"
 
 
 class Count(Aggregate):

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterat
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _core
-from .aggregates import Aggregate
+from .aggregates import Aggregate, AggregateSpec
 from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from . import errors as chakra_errors
@@ -425,7 +425,7 @@ class QuerySet(Generic[M]):
         return self._run_sync(lambda target, _: self._query.explain(target, analyze))  # type: ignore[no-any-return]
 
     @staticmethod
-    def _aggregate_specs(args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[tuple[str, str, str, bool]]:
+    def _aggregate_specs(args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[AggregateSpec]:
         for agg in (*args, *kwargs.values()):
             if not isinstance(agg, Aggregate):
                 raise TypeError(f"aggregate() takes Count, Sum, Avg, Min or Max, got {agg!r}")
@@ -693,7 +693,7 @@ class Values(Generic[T]):
         qs: QuerySet[Any],
         fields: tuple[str, ...],
         shape: str,
-        aggregates: list[tuple[str, str, str, bool]] | None = None,
+        aggregates: list[AggregateSpec] | None = None,
         order: list[str] | None = None,
         having: list[tuple[str, Any]] | None = None,
     ) -> None:

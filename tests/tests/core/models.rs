@@ -274,6 +274,15 @@ async fn aggregates_per_group() {
     let busy = busy.aggregate(&pool, (agg::sum(User::rank()), agg::avg(User::rank()))).await.unwrap();
     assert_eq!(busy.len(), 1);
     assert_eq!((busy[0].0, busy[0].1 .0), (true, Some(8)));
+    // Filtered aggregates: each counts only its own rows, per group and in HAVING.
+    let with_email = || agg::count().filter(User::email().is_not_null());
+    let ranked_above_one = agg::sum(User::rank()).filter(User::rank().gt(1));
+    let split = by_state().aggregate(&pool, (agg::count(), with_email(), ranked_above_one)).await.unwrap();
+    assert_eq!(split, vec![(false, (1, 1, Some(2))), (true, (3, 2, Some(7)))]);
+    let two_with_email = by_state().having(with_email().gte(2)).count(&pool).await.unwrap();
+    assert_eq!(two_with_email, vec![(true, 3)]);
+    let both = agg::count().filter(User::rank().gt(1)).filter(User::rank().lt(4));
+    assert_eq!(User::query().aggregate(&pool, (agg::count(), both)).await.unwrap(), (4, 2), "two filters: both hold");
     // Over locked rows, in a transaction.
     let tx = pool.begin().await.unwrap();
     let locked = User::query().for_update().group_by(User::is_active()).count(&tx).await.unwrap();
