@@ -40,6 +40,7 @@ pub struct FieldInfo {
     pub unique: bool,
     /// A column with an index of its own.
     pub index: bool,
+    /// A foreign key: the column it references, and what deleting that row does.
     pub references: Option<ForeignKey>,
 }
 
@@ -66,16 +67,19 @@ impl FieldInfo {
         self
     }
 
+    /// The column is `UNIQUE` (these four are what `create_table` makes of a field).
     pub const fn unique(mut self) -> Self {
         self.unique = true;
         self
     }
 
+    /// The column gets an index of its own.
     pub const fn indexed(mut self) -> Self {
         self.index = true;
         self
     }
 
+    /// The column's type in `CREATE TABLE`, instead of `sql_type`.
     pub const fn column_type(mut self, column_type: &'static str) -> Self {
         // A const fn cannot drop the value it replaces; what `new` left there is `None`,
         // and forgetting it leaks nothing.
@@ -83,6 +87,7 @@ impl FieldInfo {
         self
     }
 
+    /// A foreign key to `table`'s `column`.
     pub const fn references(mut self, table: &'static str, column: &'static str, on_delete: OnDelete) -> Self {
         let key = ForeignKey { table: Cow::Borrowed(table), column: Cow::Borrowed(column), on_delete };
         std::mem::forget(self.references.replace(key));
@@ -102,6 +107,7 @@ pub trait SqlType: Into<Value> + Clone + ToSql + Sync {
     /// the shorter paths in [`wire`](crate::wire).
     type Wire: FromSqlOwned;
 
+    /// The field's value from what was read.
     fn from_wire(wire: Self::Wire) -> Self;
 }
 
