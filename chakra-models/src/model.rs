@@ -202,8 +202,8 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     fn create_table<Q: Queryable>(db: &Q) -> impl Future<Output = Result<()>> + Send {
         let statements = ddl::create_table(&Postgres, Self::TABLE, Self::FIELDS);
         async move {
-            for sql in statements {
-                db.execute(&sql, Vec::new()).await?;
+            for statement in statements {
+                db.run(Request::new(statement, Mode::Execute)).await?;
             }
             Ok(())
         }
@@ -211,8 +211,8 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
 
     /// Drops the table if it exists.
     fn drop_table<Q: Queryable>(db: &Q) -> impl Future<Output = Result<()>> + Send {
-        let sql = ddl::drop_table(&Postgres, Self::TABLE);
-        async move { db.execute(&sql, Vec::new()).await.map(|_| ()) }
+        let request = Request::new(ddl::drop_table(&Postgres, Self::TABLE), Mode::Execute);
+        async move { db.run(request).await.map(|_| ()) }
     }
 
     /// The row with primary key `key`, or `NotFound`. Concurrent `get`s on a pool are

@@ -10,10 +10,10 @@ use crate::convert::{decode, to_value_untyped, Decoder};
 use crate::database::Target;
 use crate::op::{op, Op};
 
-/// Whether a statement only reads, by its first keyword (as the core labels it);
+/// Whether a statement only reads, by the first keyword the core labelled it with;
 /// anything else begins a session's transaction.
-fn reads_only(sql: &str) -> bool {
-    matches!(&*Labels::from_sql(sql).operation, "SELECT" | "SHOW" | "VALUES" | "EXPLAIN" | "TABLE")
+fn reads_only(labels: &Labels) -> bool {
+    matches!(&*labels.operation, "SELECT" | "SHOW" | "VALUES" | "EXPLAIN" | "TABLE")
 }
 
 fn rows_to_dicts<'py>(py: Python<'py>, rows: &[chakra::Row]) -> PyResult<Bound<'py, PyList>> {
@@ -39,18 +39,19 @@ fn rows_to_dicts<'py>(py: Python<'py>, rows: &[chakra::Row]) -> PyResult<Bound<'
 pub(crate) fn raw(target: &Bound<'_, PyAny>, sql: String, params: Vec<Bound<'_, PyAny>>, mode: &str) -> PyResult<Op> {
     let target = Target::extract(target)?;
     let params = params.iter().map(to_value_untyped).collect::<PyResult<Vec<_>>>()?;
-    let write = !reads_only(&sql);
-    let statement = Statement::new(sql, params);
-    Ok(match mode {
-        "execute" => {
-            let request = Request::new(statement, Mode::Execute);
-            op(async move { target.run(request, write).await?.rows_affected() }, |py, n| {
-                Ok(n.into_pyobject(py)?.into_any().unbind())
-            })
-        }
-        "all" | "one" | "val" => {
+    let request_mode = match mode {
+        "execute" => Mode::Execute,
+        "all" | "one" | "val" => Mode::All,
+        other => return Err(PyValueError::new_err(format!("unknown raw query mode `{other}`"))),
+    };
+    let request = Request::new(Statement::new(sql, params), request_mode);
+    let write = !reads_only(&request.labels);
+    Ok(match request_mode {
+        Mode::Execute => op(async move { target.run(request, write).await?.rows_affected() }, |py, n| {
+            Ok(n.into_pyobject(py)?.into_any().unbind())
+        }),
+        _ => {
             let single = mode != "all";
-            let request = Request::new(statement, Mode::All);
             let mode = mode.to_owned();
             op(async move { target.run(request, write).await?.into_rows() }, move |py, rows| {
                 if !single {
@@ -65,7 +66,6 @@ pub(crate) fn raw(target: &Bound<'_, PyAny>, sql: String, params: Vec<Bound<'_, 
                 Ok(rows_to_dicts(py, &rows[..1])?.get_item(0)?.unbind())
             })
         }
-        other => return Err(PyValueError::new_err(format!("unknown raw query mode `{other}`"))),
     })
 }
 
@@ -86,7 +86,13 @@ pub(crate) fn execute_all(target: &Bound<'_, PyAny>, statements: Vec<String>) ->
 
 #[cfg(test)]
 mod tests {
-    use super::reads_only;
+    use chakra::Labels;
+
+    use super::reads_only as reads_only_labels;
+
+    fn reads_only(sql: &str) -> bool {
+        reads_only_labels(&Labels::from_sql(sql))
+    }
 
     #[test]
     fn only_reading_statements_skip_the_sessions_transaction() {

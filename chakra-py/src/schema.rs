@@ -188,12 +188,12 @@ impl Schema {
 
     /// `CREATE TABLE IF NOT EXISTS` and its indexes.
     fn create_sql(&self) -> Vec<String> {
-        ddl::create_table(&Postgres, &self.table, &self.fields)
+        ddl::create_table(&Postgres, &self.table, &self.fields).into_iter().map(|s| s.sql.to_string()).collect()
     }
 
     /// `DROP TABLE IF EXISTS`.
     fn drop_sql(&self) -> String {
-        ddl::drop_table(&Postgres, &self.table)
+        ddl::drop_table(&Postgres, &self.table).sql.to_string()
     }
 
     fn __repr__(&self) -> String {

@@ -67,10 +67,7 @@ pub async fn execute(Leased { request, mut lease }: Leased) -> Result<Response> 
         // A pooled connection is never inside a transaction. On a session, one Chakra did
         // not track may be open (begun by SQL it could not read: a function, a statement
         // after a comment), which only the server can tell.
-        let open = match matches!(lease, Lease::Pinned(_)) {
-            true => in_raw_transaction(&mut lease).await,
-            false => Ok(false),
-        };
+        let open = if matches!(lease, Lease::Pinned(_)) { in_raw_transaction(&mut lease).await } else { Ok(false) };
         let outcome = match open {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::new(ErrorKind::Usage, NOT_IN_A_TRANSACTION)),

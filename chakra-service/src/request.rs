@@ -122,8 +122,8 @@ impl Labels {
     }
 
     /// Labels guessed from raw SQL: the first keyword after any leading comments and
-    /// opening parentheses, upper-cased, as the operation. Common keywords cost no allocation (this runs for
-    /// every raw query).
+    /// opening parentheses, upper-cased, as the operation. Common keywords cost no
+    /// allocation (this runs for every raw query).
     pub fn from_sql(sql: &str) -> Self {
         const KNOWN: &[&str] = &[
             "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK", "SHOW", "VALUES", "EXPLAIN",
