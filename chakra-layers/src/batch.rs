@@ -27,8 +27,9 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use chakra_service::telemetry::{BATCHED_LOOKUPS, BATCH_QUERIES};
-use chakra_service::uuid::Uuid;
-use chakra_service::{hand_back, CancelSlot, Error, Mode, Request, Response, Result, Row, SharedStr, Statement, Value};
+use chakra_service::{
+    hand_back, CancelSlot, Error, Key, Mode, Request, Response, Result, Row, SharedStr, Statement, Value,
+};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use pin_project::{pin_project, pinned_drop};
 use tokio::sync::oneshot;
@@ -140,29 +141,6 @@ struct Member {
     reply: Option<oneshot::Sender<Result<Vec<Row>>>>,
     /// The member's cancel slot, while the leader's deadline covers it.
     covered: Option<CancelSlot>,
-}
-
-/// The hashable form of a key value; integers of any width compare equal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Int(i64),
-    Text(String),
-    Uuid(Uuid),
-    Bytes(Vec<u8>),
-}
-
-impl Key {
-    fn of(value: &Value) -> Option<Key> {
-        Some(match value {
-            Value::I16(v) => Key::Int((*v).into()),
-            Value::I32(v) => Key::Int((*v).into()),
-            Value::I64(v) => Key::Int(*v),
-            Value::Text(v) => Key::Text(v.clone()),
-            Value::Uuid(v) => Key::Uuid(*v),
-            Value::Bytes(v) => Key::Bytes(v.clone()),
-            _ => return None,
-        })
-    }
 }
 
 impl<S> Service<Request> for Batch<S>
@@ -431,16 +409,7 @@ impl<S: Service<Request>> PinnedDrop for BatchFuture<S> {
 fn merged_request(leader: &Request, members: &[Member]) -> Request {
     let lookup = leader.point_lookup.as_ref().expect("leaders are lookups");
     let mut seen = HashSet::with_capacity(members.len());
-    let keys: Vec<Value> = members
-        .iter()
-        .filter(|m| seen.insert(&m.key))
-        .map(|m| match &m.key {
-            Key::Int(v) => Value::I64(*v),
-            Key::Text(v) => Value::Text(v.clone()),
-            Key::Uuid(v) => Value::Uuid(*v),
-            Key::Bytes(v) => Value::Bytes(v.clone()),
-        })
-        .collect();
+    let keys: Vec<Value> = members.iter().filter(|m| seen.insert(&m.key)).map(|m| m.key.clone().into()).collect();
     let mut merged = leader.clone();
     merged.statement = Statement::new(lookup.batch_sql.clone(), vec![Value::Array(keys)]);
     merged.mode = Mode::All;

@@ -58,6 +58,10 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
     };
     let values = fields.iter().map(value_of);
     let key_value = value_of(&fields[*primary_key]);
+    let field_values = fields.iter().enumerate().map(|(index, field)| {
+        let value = value_of(field);
+        quote!(#index => #value)
+    });
     let arrays = fields.iter().enumerate().map(|(index, field)| {
         let (ident, name, ty) = (&field.ident, &field.name, &field.ty);
         let array = quote_spanned!(ty.span()=> <#ty as ChakraField>::array);
@@ -115,6 +119,13 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
 
                 fn primary_key(&self) -> #krate::Value {
                     #key_value
+                }
+
+                fn field_value(&self, field: usize) -> #krate::Value {
+                    match field {
+                        #(#field_values,)*
+                        _ => ::core::panic!("`{}` has no field number {field}", <Self as #krate::Model>::TABLE),
+                    }
                 }
 
                 fn column_array(rows: &[Self], field: usize) -> #krate::Result<#krate::Value> {

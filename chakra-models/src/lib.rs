@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod lookup;
 mod model;
 mod query;
+mod related;
 pub mod wire;
 
 pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
@@ -21,3 +22,4 @@ pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{Aggregates, Grouped, ModelStream, Query, Selected, Selection};
+pub use related::KeyOf;

@@ -181,6 +181,12 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// The primary key's value.
     fn primary_key(&self) -> Value;
 
+    /// Field `field`'s value (an index into [`FIELDS`](Self::FIELDS)). The derive reads
+    /// just that field; this default copies every field's value.
+    fn field_value(&self, field: usize) -> Value {
+        self.to_values().swap_remove(field)
+    }
+
     /// Field `field` (an index into [`FIELDS`](Self::FIELDS)) of every row, as one array
     /// parameter for a bulk insert. The derive encodes it straight from the borrowed
     /// fields; this default copies each row's values.

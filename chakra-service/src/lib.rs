@@ -27,7 +27,7 @@ pub use pool::{ConnectionPool, PoolStatus, ServerInfo};
 pub use request::{CancelSlot, Labels, Mode, PointLookup, Request, Route, Statement, TxEffect};
 pub use response::{GuardAction, Response, Row, RowStream, StreamEnd, StreamGuard};
 pub use shared_str::SharedStr;
-pub use value::{Encoded, Value};
+pub use value::{Encoded, Key, Value};
 
 /// The crates whose types appear in [`Value`].
 pub use {chrono, rust_decimal, serde_json, uuid};

@@ -45,6 +45,54 @@ pub enum Value {
     Encoded(Encoded),
 }
 
+/// The hashable form of a key's value, to match rows with keys: integers of any width
+/// compare equal (a key given as an `i32` matches the `int8` it was read back as). Only
+/// the types a key can sensibly have: integers, text, uuid and bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Int(i64),
+    Text(String),
+    Uuid(Uuid),
+    Bytes(Vec<u8>),
+}
+
+impl Key {
+    /// `value`'s key; `None` for `NULL` and for the types keys cannot have.
+    pub fn of(value: &Value) -> Option<Key> {
+        Some(match value {
+            Value::I16(v) => Key::Int((*v).into()),
+            Value::I32(v) => Key::Int((*v).into()),
+            Value::I64(v) => Key::Int(*v),
+            Value::Text(v) => Key::Text(v.clone()),
+            Value::Uuid(v) => Key::Uuid(*v),
+            Value::Bytes(v) => Key::Bytes(v.clone()),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Int(v) => write!(f, "{v}"),
+            Key::Text(v) => write!(f, "{v:?}"),
+            Key::Uuid(v) => write!(f, "{v}"),
+            Key::Bytes(v) => write!(f, "{} bytes", v.len()),
+        }
+    }
+}
+
+impl From<Key> for Value {
+    fn from(key: Key) -> Value {
+        match key {
+            Key::Int(v) => Value::I64(v),
+            Key::Text(v) => Value::Text(v),
+            Key::Uuid(v) => Value::Uuid(v),
+            Key::Bytes(v) => Value::Bytes(v),
+        }
+    }
+}
+
 /// A parameter encoded ahead of time for one PostgreSQL type. Bulk inserts encode each
 /// column's array straight from the rows' borrowed fields, instead of copying every field
 /// into a [`Value`] first; clones share the bytes.

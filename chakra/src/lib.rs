@@ -60,6 +60,52 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! ## Related rows
+//!
+//! Rows of another table load for many rows at once, in one query whatever their number
+//! ([`Query::load_one`], [`Query::load_many`]):
+//!
+//! ```no_run
+//! use chakra::prelude::*;
+//!
+//! #[derive(Model, Clone)]
+//! #[chakra(table = "authors")]
+//! pub struct Author {
+//!     #[chakra(primary_key)]
+//!     pub id: i64,
+//!     pub name: String,
+//! }
+//!
+//! #[derive(Model, Clone)]
+//! #[chakra(table = "books")]
+//! pub struct Book {
+//!     #[chakra(primary_key)]
+//!     pub id: i64,
+//!     pub title: String,
+//!     #[chakra(references = "authors.id", on_delete = "set null")]
+//!     pub author_id: Option<i64>,
+//! }
+//!
+//! async fn shelves(pool: &Pool) -> Result<()> {
+//!     // Each book's author (`None` where `author_id` is NULL).
+//!     let books = Book::query().all(pool).await?;
+//!     let authors = Author::query().load_one(pool, &books, Book::author_id(), Author::id()).await?;
+//!     for (book, author) in books.iter().zip(&authors) {
+//!         println!("{} by {}", book.title, author.as_ref().map_or("nobody", |a| a.name.as_str()));
+//!     }
+//!     // Each author's books, in the related query's order.
+//!     let authors = Author::query().all(pool).await?;
+//!     let books = Book::query()
+//!         .order_by(Book::title().asc())
+//!         .load_many(pool, &authors, Author::id(), Book::author_id())
+//!         .await?;
+//!     for (author, books) in authors.iter().zip(&books) {
+//!         println!("{}: {} books", author.name, books.len());
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 pub use chakra_layers::{
     acquire, batch, metrics, retry, timeout, trace, BoxService, IsolationLevel, Pool, PoolBuilder, Queryable, Session,

@@ -8,6 +8,7 @@ mod custom_layer;
 mod errors;
 mod models;
 mod pool;
+mod related;
 mod retry;
 mod spec_examples;
 mod streaming;

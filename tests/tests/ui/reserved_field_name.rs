@@ -6,6 +6,7 @@ struct Job {
     id: i64,
     query: String,
     delete: bool,
+    update_many: i32,
 }
 
 fn main() {}

@@ -1,0 +1,159 @@
+//! Loading related rows for rows already fetched: each book's author, each author's books.
+//! One query for all the rows, whatever their number (`key = ANY($1)` over their distinct
+//! keys), never one per row: SeaORM's loader, Django's `prefetch_related`.
+//!
+//! The related rows come from a [`Query`], so they can be filtered, ordered and locked like
+//! any other (an example is in the `chakra` crate's documentation, under "Related rows"). The two key columns must have the same type, or one the `Option` of the
+//! other ([`KeyOf`]), which the compiler checks.
+
+use chakra_layers::Queryable;
+use chakra_service::{Error, ErrorKind, Key, Result, Value};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+
+use crate::column::Column;
+use crate::model::Model;
+use crate::query::Query;
+
+/// A column type whose values match those of a column of type `K`: the same type, or
+/// either one the `Option` of the other (a nullable key, whose `NULL`s match nothing).
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` cannot be matched with a key column of `{K}`",
+    label = "not the key column's type",
+    note = "the two key columns must have the same type, or one the `Option` of the other"
+)]
+pub trait KeyOf<K> {}
+
+impl<K> KeyOf<K> for K {}
+
+impl<K> KeyOf<K> for Option<K> {}
+
+impl<K> KeyOf<Option<K>> for K {}
+
+impl<M: Model + Clone> Query<M> {
+    /// For each of `rows`, the row of this query whose `key` equals the row's `by` (or
+    /// `None`: a `NULL` foreign key, or a row the query leaves out), in `rows`' order.
+    /// Rows sharing a key get clones of one row. A key matching several rows is
+    /// `MultipleFound`: `key` should be unique (a primary key); else use
+    /// [`load_many`](Self::load_many).
+    pub async fn load_one<R: Model, K, F: KeyOf<K>, Q: Queryable>(
+        &self,
+        db: &Q,
+        rows: &[R],
+        by: Column<R, F>,
+        key: Column<M, K>,
+    ) -> Result<Vec<Option<M>>> {
+        let keys = Keys::of(rows, by.name())?;
+        let mut found = HashMap::with_capacity(keys.distinct.len());
+        for row in self.matching(db, &keys, key.name(), "load_one").await? {
+            if let Some(k) = key_of(&row, key.name())? {
+                if found.insert(k.clone(), row).is_some() {
+                    return Err(Error::new(
+                        ErrorKind::MultipleFound,
+                        format!("load_one: several rows of `{}` have `{}` = {k}; use load_many", M::TABLE, key.name()),
+                    ));
+                }
+            }
+        }
+        Ok(keys.per_row.iter().map(|k| k.as_ref().and_then(|k| found.get(k).cloned())).collect())
+    }
+
+    /// For each of `rows`, the rows of this query whose `by` equals the row's `key`, in the
+    /// query's order (an empty list for none), in `rows`' order.
+    pub async fn load_many<R: Model, K, F: KeyOf<K>, Q: Queryable>(
+        &self,
+        db: &Q,
+        rows: &[R],
+        key: Column<R, K>,
+        by: Column<M, F>,
+    ) -> Result<Vec<Vec<M>>> {
+        let keys = Keys::of(rows, key.name())?;
+        let mut groups: HashMap<Key, Vec<M>> = HashMap::with_capacity(keys.distinct.len());
+        for row in self.matching(db, &keys, by.name(), "load_many").await? {
+            if let Some(k) = key_of(&row, by.name())? {
+                groups.entry(k).or_default().push(row);
+            }
+        }
+        // Each group moves to the last row with its key and is cloned for the others.
+        let mut last = HashMap::with_capacity(groups.len());
+        for (i, k) in keys.per_row.iter().enumerate() {
+            if let Some(k) = k {
+                last.insert(k, i);
+            }
+        }
+        let per_row = keys.per_row.iter().enumerate().map(|(i, k)| match k {
+            Some(k) if last.get(k) == Some(&i) => groups.remove(k).unwrap_or_default(),
+            Some(k) => groups.get(k).cloned().unwrap_or_default(),
+            None => Vec::new(),
+        });
+        Ok(per_row.collect())
+    }
+
+    /// This query's rows whose `column` is one of `keys`; none when there are no keys.
+    async fn matching<Q: Queryable>(&self, db: &Q, keys: &Keys, column: &'static str, method: &str) -> Result<Vec<M>> {
+        let select = self.ast();
+        if select.limit.is_some() || select.offset.is_some() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("{method}: the query of `{}` has a limit or offset, which would apply to the rows of every key together", M::TABLE),
+            ));
+        }
+        if keys.distinct.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.clone().filter(Column::<M, ()>::new(column).is_in(keys.distinct.iter().cloned())).all(db).await
+    }
+}
+
+/// The keys of some rows: each row's (`None` for `NULL`), and each distinct one once as
+/// first met, to send.
+struct Keys {
+    per_row: Vec<Option<Key>>,
+    distinct: Vec<Value>,
+}
+
+impl Keys {
+    fn of<R: Model>(rows: &[R], column: &str) -> Result<Keys> {
+        let field = field_index::<R>(column);
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut distinct = Vec::new();
+        let per_row = rows
+            .iter()
+            .map(|row| {
+                let value = row.field_value(field);
+                let key = key_value::<R>(&value, column)?;
+                if key.as_ref().is_some_and(|k| seen.insert(k.clone())) {
+                    distinct.push(value);
+                }
+                Ok(key)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Keys { per_row, distinct })
+    }
+}
+
+/// `row`'s key in `column`.
+fn key_of<M: Model>(row: &M, column: &str) -> Result<Option<Key>> {
+    key_value::<M>(&row.field_value(field_index::<M>(column)), column)
+}
+
+/// `value`'s key; `None` for `NULL`, an error for a type keys cannot have.
+fn key_value<M: Model>(value: &Value, column: &str) -> Result<Option<Key>> {
+    match (value, Key::of(value)) {
+        (Value::Null, _) => Ok(None),
+        (_, Some(key)) => Ok(Some(key)),
+        (_, None) => Err(Error::new(
+            ErrorKind::Field,
+            format!(
+                "`{}.{column}` holds {} values, which cannot match rows: keys are integers, text, uuids or bytes",
+                M::TABLE,
+                value.type_name()
+            ),
+        )),
+    }
+}
+
+/// The index in `M::FIELDS` of the field whose column is `column` (a column handle of
+/// `M` always names one).
+fn field_index<M: Model>(column: &str) -> usize {
+    M::FIELDS.iter().position(|f| f.column == column).expect("a Column<M, _> names a column of M")
+}

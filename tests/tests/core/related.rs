@@ -1,0 +1,164 @@
+//! Loading related rows (`Query::load_one`, `Query::load_many`): one query for all the
+//! rows, each row matched to its own related rows, NULL keys matching nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chakra::prelude::*;
+use chakra::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
+
+use crate::models::{cleanup, db_with};
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[chakra(table = "rel_authors")]
+pub struct Author {
+    #[chakra(primary_key)]
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[chakra(table = "rel_books")]
+pub struct Book {
+    #[chakra(primary_key)]
+    pub id: i64,
+    pub title: String,
+    #[chakra(references = "rel_authors.id")]
+    pub author_id: Option<i64>,
+    pub rating: f64,
+}
+
+/// Ada wrote "Notes" and "Engines", nobody wrote "Anonymous", Bob wrote nothing; on a
+/// pool counting the statements that reach it (zero once the rows are in).
+async fn library() -> (Pool, String, Arc<AtomicUsize>) {
+    let statements = Arc::new(AtomicUsize::new(0));
+    let counter = statements.clone();
+    let count = tower::layer::layer_fn(move |inner: BoxCloneSyncService<Request, Response, Error>| {
+        let counter = counter.clone();
+        inner.map_request(move |request: Request| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            request
+        })
+    });
+    let (pool, schema) = db_with(|builder| builder.layer(count)).await;
+    Author::create_table(&pool).await.unwrap();
+    Book::create_table(&pool).await.unwrap();
+    let authors = [("Ada"), ("Bob")].map(|name| Author { id: 0, name: name.into() });
+    let authors = Author::insert_all(&pool, authors.to_vec()).await.unwrap();
+    let book = |title: &str, author_id| Book { id: 0, title: title.into(), author_id, rating: 4.5 };
+    let ada = Some(authors[0].id);
+    Book::insert_all(&pool, vec![book("Notes", ada), book("Anonymous", None), book("Engines", ada)]).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+    (pool, schema, statements)
+}
+
+fn names(authors: &[Option<Author>]) -> Vec<Option<&str>> {
+    authors.iter().map(|a| a.as_ref().map(|a| a.name.as_str())).collect()
+}
+
+fn titles(books: &[Vec<Book>]) -> Vec<Vec<&str>> {
+    books.iter().map(|group| group.iter().map(|b| b.title.as_str()).collect()).collect()
+}
+
+/// Each book gets its author, or `None` for a NULL key or an author the query leaves
+/// out, in one query; books sharing an author get equal copies.
+#[tokio::test]
+async fn load_one_gives_each_row_its_parent_in_one_query() {
+    let (pool, schema, statements) = library().await;
+    let books = Book::query().order_by(Book::id().asc()).all(&pool).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+
+    let authors = Author::query().load_one(&pool, &books, Book::author_id(), Author::id()).await.unwrap();
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one query for every book");
+    assert_eq!(names(&authors), [Some("Ada"), None, Some("Ada")]);
+    assert_eq!(authors[0], authors[2]);
+
+    let not_ada = Author::query().exclude(Author::name().eq("Ada"));
+    let authors = not_ada.load_one(&pool, &books, Book::author_id(), Author::id()).await.unwrap();
+    assert_eq!(names(&authors), [None, None, None], "the query's filter applies");
+
+    // The other way round, a one-to-one reading of a one-to-many key: Ada has two books.
+    let authors = Author::query().all(&pool).await.unwrap();
+    let err = Book::query().load_one(&pool, &authors, Author::id(), Book::author_id()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MultipleFound, "{err:?}");
+    assert!(err.message().contains("rel_books") && err.message().contains("author_id"), "{err}");
+    cleanup(schema).await;
+}
+
+/// Each author gets their books in the query's order (none for Bob), in one query;
+/// a row listed twice gets its books twice.
+#[tokio::test]
+async fn load_many_gives_each_row_its_children_in_one_query() {
+    let (pool, schema, statements) = library().await;
+    let mut authors = Author::query().order_by(Author::name().asc()).all(&pool).await.unwrap();
+    authors.push(authors[0].clone());
+    statements.store(0, Ordering::SeqCst);
+
+    let by_title = Book::query().order_by(Book::title().asc());
+    let books = by_title.load_many(&pool, &authors, Author::id(), Book::author_id()).await.unwrap();
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one query for every author");
+    assert_eq!(titles(&books), [vec!["Engines", "Notes"], vec![], vec!["Engines", "Notes"]]);
+
+    let by_title_desc = Book::query().filter(Book::rating().gt(4.0)).order_by(Book::title().desc());
+    let books = by_title_desc.load_many(&pool, &authors[..1], Author::id(), Book::author_id()).await.unwrap();
+    assert_eq!(titles(&books), [vec!["Notes", "Engines"]], "the query's filter and order apply");
+    cleanup(schema).await;
+}
+
+/// Nothing to match sends nothing: no rows, or only NULL keys.
+#[tokio::test]
+async fn rows_without_keys_send_no_query() {
+    let (pool, schema, statements) = library().await;
+    let anonymous = Book::query().filter(Book::author_id().is_null()).all(&pool).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+
+    let authors = Author::query().load_one(&pool, &anonymous, Book::author_id(), Author::id()).await.unwrap();
+    assert_eq!(names(&authors), [None]);
+    let none = Author::query().load_one(&pool, &[], Book::author_id(), Author::id()).await.unwrap();
+    assert!(none.is_empty());
+    let books = Book::query().load_many(&pool, &[], Author::id(), Book::author_id()).await.unwrap();
+    assert!(books.is_empty());
+    assert_eq!(statements.load(Ordering::SeqCst), 0);
+    cleanup(schema).await;
+}
+
+/// Mistakes are typed errors sent before any SQL: a limited query (its limit would apply
+/// to all keys together) and a key column of a type keys cannot have.
+#[tokio::test]
+async fn a_limited_query_or_a_float_key_is_refused_before_any_sql() {
+    let (pool, schema, statements) = library().await;
+    let authors = Author::query().all(&pool).await.unwrap();
+    let books = Book::query().all(&pool).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+
+    let limited = Book::query().limit(1);
+    let err = limited.load_many(&pool, &authors, Author::id(), Book::author_id()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage, "{err:?}");
+    assert!(err.message().contains("load_many") && err.message().contains("limit"), "{err}");
+
+    let err = Book::query().load_many(&pool, &books, Book::rating(), Book::rating()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Field, "{err:?}");
+    assert!(err.message().contains("rel_books.rating"), "{err}");
+    assert_eq!(statements.load(Ordering::SeqCst), 0);
+    cleanup(schema).await;
+}
+
+/// On a transaction the loads see its uncommitted rows.
+#[tokio::test]
+async fn loads_run_on_a_transaction() {
+    let (pool, schema, _) = library().await;
+    let tx = pool.begin().await.unwrap();
+    let mut cy = Author { id: 0, name: "Cy".into() };
+    cy.insert(&tx).await.unwrap();
+    let mut draft = Book { id: 0, title: "Draft".into(), author_id: Some(cy.id), rating: 1.0 };
+    draft.insert(&tx).await.unwrap();
+
+    let authors = Author::query().load_one(&tx, &[draft], Book::author_id(), Author::id()).await.unwrap();
+    assert_eq!(names(&authors), [Some("Cy")]);
+    let books = Book::query().load_many(&tx, &[cy], Author::id(), Book::author_id()).await.unwrap();
+    assert_eq!(titles(&books), [vec!["Draft"]]);
+    tx.rollback().await.unwrap();
+    cleanup(schema).await;
+}

@@ -1,0 +1,26 @@
+// Related rows match by key columns of one type (or one the `Option` of the other): an
+// `int4` reference is not matched with an `int8` key, whose values it may not hold.
+use chakra::prelude::*;
+
+#[derive(Model, Clone)]
+#[chakra(table = "authors")]
+pub struct Author {
+    #[chakra(primary_key)]
+    pub id: i64,
+}
+
+#[derive(Model, Clone)]
+#[chakra(table = "books")]
+pub struct Book {
+    #[chakra(primary_key)]
+    pub id: i64,
+    pub author_id: Option<i32>,
+}
+
+async fn load(pool: &Pool, books: &[Book]) -> Result<Vec<Option<Author>>> {
+    Author::query().load_one(pool, books, Book::author_id(), Author::id()).await
+}
+
+fn main() {
+    let _ = load;
+}
