@@ -61,6 +61,14 @@ pub enum Expr {
         values: Vec<Value>,
         negated: bool,
     },
+    /// `column [NOT] IN (subquery)`: among the values the subquery selects, one column
+    /// of another query sent within the same statement. Negated, a `NULL` among those
+    /// values makes the condition unknown for every row, as in SQL.
+    InSelect {
+        column: Ident,
+        select: Box<Select>,
+        negated: bool,
+    },
     /// `column IS [NOT] NULL`.
     IsNull {
         column: Ident,

@@ -7,6 +7,8 @@ use chakra_service::rust_decimal::Decimal;
 use chakra_service::{FromSqlOwned, Value};
 
 use crate::ast::{ArithOp, Assignment, CompareOp, Expr, Operand, Order, Pattern, TextMatch};
+use crate::model::Model;
+use crate::query::Selected;
 
 /// A column of model `M` holding values of type `T`; the derive generates one accessor
 /// per field. Values are taken as `impl Into<Value>`, like SeaORM's columns; comparisons
@@ -29,6 +31,21 @@ impl<M, T> std::fmt::Debug for Column<M, T> {
         write!(f, "Column({})", self.name)
     }
 }
+
+/// A column type whose values match those of a column of type `K`: the same type, or
+/// either one the `Option` of the other (a nullable key, whose `NULL`s match nothing).
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` cannot be matched with a column of `{K}`",
+    label = "not the other column's type",
+    note = "the two columns must have the same type, or one the `Option` of the other"
+)]
+pub trait Matches<K> {}
+
+impl<K> Matches<K> for K {}
+
+impl<K> Matches<K> for Option<K> {}
+
+impl<K> Matches<Option<K>> for K {}
 
 impl<M, T> Column<M, T> {
     /// The handle of column `name` (what the derive generates).
@@ -81,6 +98,23 @@ impl<M, T> Column<M, T> {
     /// None of `values`; an empty list matches every non-`NULL` row.
     pub fn is_not_in<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Expr {
         Expr::In { column: self.name.into(), values: values.into_iter().map(Into::into).collect(), negated: true }
+    }
+
+    /// Among the values another query selects, sent as a subquery of the same statement
+    /// (`IN (SELECT …)`): `Book::author_id().is_in_query(Author::query()
+    /// .filter(Author::name().starts_with("A")).select(Author::id()))`. The two columns
+    /// must hold the same type, or one the `Option` of the other.
+    pub fn is_in_query<N: Model, U: Matches<T> + FromSqlOwned + Send>(self, query: Selected<N, Column<N, U>>) -> Expr {
+        Expr::InSelect { column: self.name.into(), select: Box::new(query.subquery()), negated: false }
+    }
+
+    /// Not among the values another query selects (`NOT IN (SELECT …)`). As in SQL, a
+    /// `NULL` among them matches no row: select from non-`NULL` values only.
+    pub fn is_not_in_query<N: Model, U: Matches<T> + FromSqlOwned + Send>(
+        self,
+        query: Selected<N, Column<N, U>>,
+    ) -> Expr {
+        Expr::InSelect { column: self.name.into(), select: Box::new(query.subquery()), negated: true }
     }
 
     pub fn is_null(self) -> Expr {

@@ -75,6 +75,12 @@ impl<'d> SqlWriter<'d> {
             }
             Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
             Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
+            Expr::InSelect { column, select, negated } => {
+                self.ident(column);
+                self.push(if *negated { " NOT IN (" } else { " IN (" });
+                self.select(select);
+                self.push(")");
+            }
             Expr::IsNull { column, negated } => {
                 self.ident(column);
                 self.push(if *negated { " IS NOT NULL" } else { " IS NULL" });
@@ -160,53 +166,61 @@ fn null_test(op: CompareOp) -> Option<&'static str> {
 /// Renders a `SELECT`.
 pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
     let mut w = SqlWriter::new(dialect);
-    match select.projection {
-        Projection::Columns => w.selection(select, Selected::Columns),
-        Projection::Exists => {
-            w.push("SELECT EXISTS (");
-            w.selection(select, Selected::One);
-            w.push(")");
-        }
-        // Groups: the aggregates per group, the groups ordered and sliced; over the locked
-        // rows as a subquery (PostgreSQL locks no rows for a grouped query).
-        Projection::Aggregates if !select.group_by.is_empty() => {
-            w.push("SELECT ");
-            w.idents(&select.group_by);
-            w.push(", ");
-            w.aggregates(select);
-            match select.lock {
-                // The locked rows: every one matching, the window being the groups'.
-                Some(_) => {
-                    let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
-                    w.rows(&rows, Some(Selected::Columns));
+    w.select(select);
+    w.finish()
+}
+
+impl SqlWriter<'_> {
+    /// A whole `SELECT`: a statement's, or a subquery's (its parameters numbered on from
+    /// the enclosing statement's).
+    fn select(&mut self, select: &Select) {
+        match select.projection {
+            Projection::Columns => self.selection(select, Selected::Columns),
+            Projection::Exists => {
+                self.push("SELECT EXISTS (");
+                self.selection(select, Selected::One);
+                self.push(")");
+            }
+            // Groups: the aggregates per group, the groups ordered and sliced; over the locked
+            // rows as a subquery (PostgreSQL locks no rows for a grouped query).
+            Projection::Aggregates if !select.group_by.is_empty() => {
+                self.push("SELECT ");
+                self.idents(&select.group_by);
+                self.push(", ");
+                self.aggregates(select);
+                match select.lock {
+                    // The locked rows: every one matching, the window being the groups'.
+                    Some(_) => {
+                        let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
+                        self.rows(&rows, Some(Selected::Columns));
+                    }
+                    None => self.rows(select, None),
                 }
-                None => w.rows(select, None),
+                self.push(" GROUP BY ");
+                self.idents(&select.group_by);
+                if let Some(having) = &select.having {
+                    self.push(" HAVING ");
+                    self.expr(having);
+                }
+                self.order(&select.order);
+                self.slice(select);
             }
-            w.push(" GROUP BY ");
-            w.idents(&select.group_by);
-            if let Some(having) = &select.having {
-                w.push(" HAVING ");
-                w.expr(having);
+            // Counts and aggregates of a limited, locking or distinct selection are over the
+            // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
+            // over it as a subquery; of the others, over the table's matching rows.
+            Projection::Count | Projection::Aggregates => {
+                let over_selection =
+                    select.limit.is_some() || select.offset.is_some() || select.lock.is_some() || select.distinct;
+                self.push("SELECT ");
+                self.aggregates(select);
+                let inner = match select.projection {
+                    Projection::Count if !select.distinct => Selected::One,
+                    _ => Selected::Columns,
+                };
+                self.rows(select, over_selection.then_some(inner));
             }
-            w.order(&select.order);
-            w.slice(select);
-        }
-        // Counts and aggregates of a limited, locking or distinct selection are over the
-        // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
-        // over it as a subquery; of the others, over the table's matching rows.
-        Projection::Count | Projection::Aggregates => {
-            let over_selection =
-                select.limit.is_some() || select.offset.is_some() || select.lock.is_some() || select.distinct;
-            w.push("SELECT ");
-            w.aggregates(select);
-            let inner = match select.projection {
-                Projection::Count if !select.distinct => Selected::One,
-                _ => Selected::Columns,
-            };
-            w.rows(select, over_selection.then_some(inner));
         }
     }
-    w.finish()
 }
 
 /// What [`SqlWriter::selection`] selects.
@@ -417,6 +431,28 @@ mod tests {
         let mut s = Select::new("t", ["id"]);
         s.filter(Expr::Like { column: col("name"), pattern: p, case_insensitive: true });
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id" FROM "t" WHERE "name" ILIKE $1 ESCAPE '\'"#);
+    }
+
+    #[test]
+    fn a_subquery_numbers_its_parameters_on_from_the_statements() {
+        let eq = |column, value: i64| Expr::Compare {
+            column: col(column),
+            op: CompareOp::Eq,
+            value: Value::from(value).into(),
+        };
+        let mut authors = Select::new("authors", ["id"]);
+        authors.filter(eq("rank", 2));
+        authors.limit = Some(5);
+        let mut s = Select::new("books", ["id"]);
+        s.filter(eq("year", 1));
+        s.filter(Expr::InSelect { column: col("author_id"), select: Box::new(authors), negated: true });
+        s.filter(eq("pages", 4));
+        let st = select(&Postgres, &s);
+        assert_eq!(
+            &*st.sql,
+            r#"SELECT "id" FROM "books" WHERE ("year" = $1 AND "author_id" NOT IN (SELECT "id" FROM "authors" WHERE "rank" = $2 LIMIT $3) AND "pages" = $4)"#
+        );
+        assert_eq!(st.params, [1_i64, 2, 5, 4].map(Value::from));
     }
 
     #[test]

@@ -17,9 +17,8 @@ mod related;
 pub mod wire;
 
 pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
-pub use column::{agg, Column, Computed, Numeric, Ordered, ToOperand};
+pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{Aggregates, Grouped, ModelStream, Query, Selected, Selection};
-pub use related::KeyOf;

@@ -4,30 +4,15 @@
 //!
 //! The related rows come from a [`Query`], so they can be filtered, ordered and locked like
 //! any other (an example is in the `chakra` crate's documentation, under "Related rows"). The two key columns must have the same type, or one the `Option` of the
-//! other ([`KeyOf`]), which the compiler checks.
+//! other ([`Matches`]), which the compiler checks.
 
 use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, Key, Result, Value};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use crate::column::Column;
+use crate::column::{Column, Matches};
 use crate::model::Model;
 use crate::query::Query;
-
-/// A column type whose values match those of a column of type `K`: the same type, or
-/// either one the `Option` of the other (a nullable key, whose `NULL`s match nothing).
-#[diagnostic::on_unimplemented(
-    message = "a column of `{Self}` cannot be matched with a key column of `{K}`",
-    label = "not the key column's type",
-    note = "the two key columns must have the same type, or one the `Option` of the other"
-)]
-pub trait KeyOf<K> {}
-
-impl<K> KeyOf<K> for K {}
-
-impl<K> KeyOf<K> for Option<K> {}
-
-impl<K> KeyOf<Option<K>> for K {}
 
 impl<M: Model + Clone> Query<M> {
     /// For each of `rows`, the row of this query whose `key` equals the row's `by` (or
@@ -35,7 +20,7 @@ impl<M: Model + Clone> Query<M> {
     /// Rows sharing a key get clones of one row. A key matching several rows is
     /// `MultipleFound`: `key` should be unique (a primary key); else use
     /// [`load_many`](Self::load_many).
-    pub async fn load_one<R: Model, K, F: KeyOf<K>, Q: Queryable>(
+    pub async fn load_one<R: Model, K, F: Matches<K>, Q: Queryable>(
         &self,
         db: &Q,
         rows: &[R],
@@ -59,7 +44,7 @@ impl<M: Model + Clone> Query<M> {
 
     /// For each of `rows`, the rows of this query whose `by` equals the row's `key`, in the
     /// query's order (an empty list for none), in `rows`' order.
-    pub async fn load_many<R: Model, K, F: KeyOf<K>, Q: Queryable>(
+    pub async fn load_many<R: Model, K, F: Matches<K>, Q: Queryable>(
         &self,
         db: &Q,
         rows: &[R],

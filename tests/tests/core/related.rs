@@ -162,3 +162,38 @@ async fn loads_run_on_a_transaction() {
     tx.rollback().await.unwrap();
     cleanup(schema).await;
 }
+
+/// A column among the values of another query, sent as one statement: in filters, counts
+/// and writes by query. `NOT IN` over values holding a `NULL` matches nothing, as in SQL.
+#[tokio::test]
+async fn a_filter_takes_another_querys_values_as_a_subquery() {
+    let (pool, schema, statements) = library().await;
+    let a_names = Author::query().filter(Author::name().starts_with("A")).select(Author::id());
+    let books = Book::query().filter(Book::author_id().is_in_query(a_names)).order_by(Book::title().asc());
+    let titles: Vec<String> = books.all(&pool).await.unwrap().into_iter().map(|b| b.title).collect();
+    assert_eq!(titles, ["Engines", "Notes"]);
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one statement");
+
+    let authored = Book::query().filter(Book::author_id().is_not_null()).select(Book::author_id()).distinct();
+    let idle = Author::query().filter(Author::id().is_not_in_query(authored)).all(&pool).await.unwrap();
+    assert_eq!(idle.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Bob"]);
+    let with_null = Book::query().select(Book::author_id());
+    let none = Author::query().filter(Author::id().is_not_in_query(with_null)).count(&pool).await.unwrap();
+    assert_eq!(none, 0, "NOT IN over a NULL is unknown for every row");
+
+    // The subquery's limit keeps its order: the author with the alphabetically last name.
+    let last = Author::query().order_by(Author::name().desc()).limit(1).select(Author::id());
+    let count = Book::query().filter(Book::author_id().is_in_query(last)).count(&pool).await.unwrap();
+    assert_eq!(count, 0, "Bob wrote nothing");
+
+    let ada = Author::query().filter(Author::name().eq("Ada")).select(Author::id());
+    let adas = Book::query().filter(Book::author_id().is_in_query(ada));
+    let rated = adas.update(&pool, vec![Book::rating().set(5.0)]).await.unwrap();
+    assert_eq!(rated, 2);
+    assert_eq!(Book::query().filter(Book::rating().eq(5.0)).count(&pool).await.unwrap(), 2);
+    let bob = Author::query().filter(Author::name().eq("Bob")).select(Author::id());
+    let gone = Author::query().filter(Author::id().is_in_query(bob)).delete(&pool).await.unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(Author::query().count(&pool).await.unwrap(), 1);
+    cleanup(schema).await;
+}

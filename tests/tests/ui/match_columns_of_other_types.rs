@@ -1,5 +1,5 @@
-// Related rows match by key columns of one type (or one the `Option` of the other): an
-// `int4` reference is not matched with an `int8` key, whose values it may not hold.
+// Rows match by columns of one type (or one the `Option` of the other), in related rows
+// and subqueries alike: an `int4` reference is not matched with an `int8` key.
 use chakra::prelude::*;
 
 #[derive(Model, Clone)]
@@ -23,4 +23,5 @@ async fn load(pool: &Pool, books: &[Book]) -> Result<Vec<Option<Author>>> {
 
 fn main() {
     let _ = load;
+    let _ = Book::query().filter(Book::author_id().is_in_query(Author::query().select(Author::id())));
 }
