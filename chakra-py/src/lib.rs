@@ -31,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<schema::Schema>()?;
     m.add_class::<query::Query>()?;
     m.add_class::<query::Cursor>()?;
+    m.add_class::<query::Subquery>()?;
     m.add_function(wrap_pyfunction!(query::get_by_pk, m)?)?;
     m.add_function(wrap_pyfunction!(write::flush, m)?)?;
     m.add_function(wrap_pyfunction!(write::bulk_update, m)?)?;

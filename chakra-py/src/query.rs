@@ -113,12 +113,67 @@ fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny
         let message = err.err().map_or_else(|| format!("unknown field `{name}`"), |e| e.message().to_owned());
         return Err(field_error(py, format!("{message} ({}.{key})", schema.name)));
     };
+    if let Some(subquery) = subquery_of(value)? {
+        return in_select(py, schema, field, lookup, subquery.get());
+    }
     let value = match value.is_instance(f_class(py)?)? {
         true => f_operand(py, schema, field, &value.getattr("_tree")?)?,
         false => lookup_value(py, schema, field, lookup, value)?.into(),
     };
     lookup::resolve(&schema.fields, &schema.table, &schema.fields[field].name, lookup, value)
         .map_err(|e| field_error(py, e.message().to_owned()))
+}
+
+/// One field of another queryset's rows, to filter by as a subquery (`IN (SELECT …)`):
+/// what a `QuerySet` (its primary key) or a one-field `values()` stands for as the value
+/// of an `__in` lookup.
+#[pyclass(module = "chakra._core", frozen)]
+pub(crate) struct Subquery {
+    schema: Py<Schema>,
+    select: Select,
+    field: usize,
+}
+
+/// The subquery `value` stands for, if it is a queryset: anything with a
+/// `_chakra_subquery()` method (`QuerySet`, `Values`); lists and other values are not.
+fn subquery_of<'py>(value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Subquery>>> {
+    if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    let py = value.py();
+    match value.getattr_opt(pyo3::intern!(py, "_chakra_subquery"))? {
+        Some(method) => Ok(Some(method.call0()?.cast_into::<Subquery>()?)),
+        None => Ok(None),
+    }
+}
+
+/// `field IN (subquery)`: only `__in` takes a queryset, of values of the field's kind
+/// (integers of any width compare).
+fn in_select(py: Python<'_>, schema: &Schema, field: usize, lookup: &str, subquery: &Subquery) -> PyResult<Expr> {
+    let name = &schema.fields[field].name;
+    if lookup != "in" {
+        return Err(field_error(
+            py,
+            format!("lookup `{name}__{lookup}` takes a value, not a queryset (only `{name}__in` takes one)"),
+        ));
+    }
+    let inner = subquery.schema.get();
+    let integer = |kind| matches!(kind, FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt);
+    let (outer_kind, inner_kind) = (schema.types[field].kind, inner.types[subquery.field].kind);
+    if outer_kind != inner_kind && !(integer(outer_kind) && integer(inner_kind)) {
+        return Err(field_error(
+            py,
+            format!(
+                "`{}__in` takes a queryset of values of its type ({}), not of {} ({})",
+                schema.label(field),
+                schema.fields[field].sql_type,
+                inner.label(subquery.field),
+                inner.fields[subquery.field].sql_type,
+            ),
+        ));
+    }
+    let column = schema.fields[field].column.clone();
+    Ok(Expr::InSelect { column, select: Box::new(subquery.select.clone()), negated: false })
 }
 
 static F_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -216,6 +271,23 @@ impl Query {
         let mut select = self.select.clone();
         select.filter(if negate { Expr::NotTrue(Box::new(expr)) } else { expr });
         Ok(self.derive(py, select))
+    }
+
+    /// The query as a subquery selecting `field` (the primary key if `None`), for an
+    /// `__in` lookup of another query. Its order goes, unless a slice picks rows by it.
+    #[pyo3(signature = (field = None))]
+    fn subquery(&self, py: Python<'_>, field: Option<&str>) -> PyResult<Subquery> {
+        let schema = self.schema.get();
+        let field = match field {
+            Some(name) => field_index(py, schema, name)?,
+            None => schema.pk,
+        };
+        let mut select = self.select.clone();
+        select.columns = vec![schema.fields[field].column.clone()];
+        if select.limit.is_none() && select.offset.is_none() {
+            select.order.clear();
+        }
+        Ok(Subquery { schema: self.schema.clone_ref(py), select, field })
     }
 
     /// Replaces the ordering: `"name"` ascending, `"-name"` descending.

@@ -3,6 +3,9 @@ postgresql://postgres@127.0.0.1:5432/test) and per-module tables.
 
 Every test module declares models with table names of its own and creates/drops them
 through the ``tables`` helper, so modules never share state.
+
+``SPANS`` receives the core's statement spans (and the Python spans of
+``TRACER_PROVIDER``'s tracers): statements sent while one of those spans is current.
 """
 
 from __future__ import annotations
@@ -12,11 +15,21 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASE_URL = os.environ["DATABASE_URL"]
 
 import chakra  # noqa: E402
+import chakra.tracing  # noqa: E402
+
+# The process's one chakra.tracing.SpanProcessor, made at import: before any pool opens,
+# so that every pool records its statements.
+SPANS = InMemorySpanExporter()
+TRACER_PROVIDER = TracerProvider()
+TRACER_PROVIDER.add_span_processor(chakra.tracing.SpanProcessor(SimpleSpanProcessor(SPANS)))
 
 
 @pytest.fixture(scope="session", autouse=True)

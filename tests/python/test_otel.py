@@ -10,23 +10,18 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 import chakra
 import chakra.tracing
 from chakra import Field, Integer, Model, String
 from chakra_fastapi import Lifespan, SessionDep
-from conftest import DATABASE_URL, recreate
+from conftest import DATABASE_URL, SPANS as EXPORTER, TRACER_PROVIDER, recreate
 
 SECRET = "secret-parameter-value"
 
-EXPORTER = InMemorySpanExporter()
-PROVIDER = TracerProvider()
-PROVIDER.add_span_processor(chakra.tracing.SpanProcessor(SimpleSpanProcessor(EXPORTER)))
-TRACER = PROVIDER.get_tracer("test_otel")
+TRACER = TRACER_PROVIDER.get_tracer("test_otel")
 
 
 class Gadget(Model):
@@ -37,7 +32,7 @@ class Gadget(Model):
 
 @pytest.fixture
 def db() -> Iterator[chakra.Database]:
-    # Opened after tracing was enabled (module import), so its pool records spans.
+    # Opened after tracing was enabled (conftest, at import), so its pool records spans.
     database = chakra.Database(DATABASE_URL)
     recreate(Gadget)
     Gadget.objects.using(database).bulk_create_sync([Gadget(name="lamp"), Gadget(name="fan")])

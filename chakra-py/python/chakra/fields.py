@@ -222,6 +222,14 @@ class Field(Generic[T]):
     (or ``"self"``, or ``"table.column"``) makes the column a foreign key to that model's
     primary key, with ``on_delete`` (``"cascade"``, ``"set null"``, …; PostgreSQL's
     ``"no action"`` by default); ``create_all`` creates referenced tables first.
+
+    A foreign key to a model (or ``"self"``) also declares two relations, which
+    ``QuerySet.prefetch_related`` loads: ``author_id = Field(Integer, references=Author)``
+    gives ``book.author`` (the ``Author``, or ``None``) and ``author.book_set`` (the list
+    of its books). ``relation=`` names the first (by default the field's name without its
+    ``_id`` suffix; a field not ending in ``_id`` has none unless named), and
+    ``related_name=`` the second (by default the model's name in snake_case with
+    ``_set``; ``"+"`` for none).
     """
 
     @overload
@@ -237,6 +245,8 @@ class Field(Generic[T]):
         column: str | None = ...,
         references: type[Any] | str | None = ...,
         on_delete: OnDelete = ...,
+        relation: str | None = ...,
+        related_name: str | None = ...,
     ) -> None: ...
 
     @overload
@@ -252,6 +262,8 @@ class Field(Generic[T]):
         column: str | None = ...,
         references: type[Any] | str | None = ...,
         on_delete: OnDelete = ...,
+        relation: str | None = ...,
+        related_name: str | None = ...,
     ) -> None: ...
 
     def __init__(
@@ -266,6 +278,8 @@ class Field(Generic[T]):
         column: str | None = None,
         references: type[Any] | str | None = None,
         on_delete: OnDelete = "no action",
+        relation: str | None = None,
+        related_name: str | None = None,
     ) -> None:
         if isinstance(type, builtins.type) and issubclass(type, FieldType):
             type = type()
@@ -281,6 +295,16 @@ class Field(Generic[T]):
             raise TypeError(f"references= takes a model class, \"self\" or \"table.column\", got {references!r}")
         if isinstance(references, str) and references != "self" and references.count(".") != 1:
             raise ValueError(f'references= takes a model class, "self" or "table.column", got {references!r}')
+        for keyword, name in (("relation", relation), ("related_name", related_name)):
+            if name is None:
+                continue
+            if references is None or (isinstance(references, str) and references != "self"):
+                raise ValueError(
+                    f'{keyword}= needs references= a model class or "self" (a "table.column" names no model)'
+                )
+            if not isinstance(name, str) or not (name.isidentifier() or (keyword == "related_name" and name == "+")):
+                allowed = 'an identifier or "+"' if keyword == "related_name" else "an identifier"
+                raise ValueError(f"{keyword}= takes {allowed}, got {name!r}")
         self.type: FieldType[Any] = type
         self.primary_key = primary_key
         self.nullable = nullable
@@ -291,6 +315,11 @@ class Field(Generic[T]):
         self.references = references
         """The model (its primary key), ``"self"`` or ``"table.column"`` this field refers to."""
         self.on_delete: OnDelete = on_delete
+        self.relation = relation
+        """The name of the relation to the referenced row (``book.author``), if given."""
+        self.related_name = related_name
+        """The name of the relation back from the referenced row (``author.books``), if
+        given; ``"+"`` for none."""
         self.name: str = ""
         """Set by the model's metaclass."""
 

@@ -6,10 +6,14 @@ into instances by Rust, which writes each column straight into its slot without 
 ``__init__``; attribute reads and writes are plain slot accesses, with no descriptors or
 hooks in the way. What was loaded is kept beside the values, so a session can tell which
 columns changed.
+
+Foreign keys to models declare relations (``Book.author``, ``Author.book_set``; see
+:mod:`chakra.relations`), added to both classes when the referring one is defined.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from . import _core
 from .errors import DoesNotExist, MultipleObjectsReturned
 from .fields import Field
+from .relations import Relation
 
 if TYPE_CHECKING:
     from .query import Manager
@@ -51,6 +56,9 @@ class ModelOptions:
         self.pk: Field[Any] | None = pks[0] if pks else None
         self.schema: _core.Schema | None = None
         self.manager: Manager[Any] | None = None
+        self.relations: dict[str, Relation] = {}
+        """The relations by name: those of this model's foreign keys, and those back from
+        the models referring to it."""
 
     @property
     def field_names(self) -> list[str]:
@@ -151,8 +159,71 @@ class ModelMeta(type):
                     for f in fields.values()
                 ],
             )
+            # Checked in full before any is added: a refused class leaves no trace.
+            for relation in _relations(cls):  # type: ignore[arg-type]
+                relation.model._meta.relations[relation.name] = relation
+                setattr(relation.model, relation.name, relation)
             _REGISTRY.append(cls)  # type: ignore[arg-type]
         return cls
+
+
+def _relations(model: type[Model]) -> list[Relation]:
+    """The relations ``model``'s foreign keys declare (on ``model`` and on the models they
+    refer to); a name already taken on its model is a ``TypeError``."""
+    declared: list[Relation] = []
+    for field in model._meta.fields.values():
+        target = model if field.references == "self" else field.references
+        if not isinstance(target, type):
+            continue
+        forward = field.relation or (field.name[: -len("_id")] if field.name.endswith("_id") else None)
+        if forward is not None:
+            declared.append(Relation(forward, model, target, field, many=False))
+        reverse = field.related_name or f"{_snake_case(model.__name__)}_set"
+        if reverse != "+":
+            declared.append(Relation(reverse, target, model, field, many=True))
+    taken: dict[tuple[type[Model], str], Relation] = {}
+    for relation in declared:
+        owner, name = relation.model, relation.name
+        clash = _clash(relation, taken.get((owner, name)) or owner._meta.relations.get(name))
+        if clash is not None:
+            keyword = 'related_name="..." (or "+" for none)' if relation.many else 'relation="..."'
+            raise TypeError(
+                f"{relation.origin}: its relation {owner.__name__}.{name} {clash}; name it with {keyword}"
+            )
+        taken[(owner, name)] = relation
+    return declared
+
+
+def _clash(relation: Relation, other: Relation | None) -> str | None:
+    """Why ``relation``'s name is taken on its model, if it is."""
+    owner, name = relation.model, relation.name
+    if name in _RESERVED or name.startswith("_"):
+        return f"cannot start with '_' or be one of {sorted(_RESERVED)}"
+    if name in owner._meta.fields:
+        return f"clashes with the field {owner.__name__}.{name}"
+    if other is not None:
+        if _redeclared(other, relation):
+            return None
+        return f"clashes with the relation {owner.__name__}.{name} of {other.origin}"
+    existing = inspect.getattr_static(owner, name, None)
+    if existing is not None and not isinstance(existing, Relation):
+        return f"clashes with the attribute {owner.__name__}.{name}"
+    return None
+
+
+def _redeclared(old: Relation, new: Relation) -> bool:
+    """Whether ``new`` is ``old`` declared again by the same class defined anew (a module
+    reloaded, a test run twice), which then takes its place."""
+
+    def where(model: type[Model]) -> tuple[str, str]:
+        return model.__module__, model.__qualname__
+
+    return (
+        old.many == new.many
+        and old.field.name == new.field.name
+        and where(old.model) == where(new.model)
+        and where(old.target) == where(new.target)
+    )
 
 
 class _ManagerDescriptor:
@@ -186,8 +257,10 @@ class Model(metaclass=ModelMeta):
     for a base class that only shares fields.
     """
 
-    __slots__ = ("_chakra_loaded",)
+    __slots__ = ("_chakra_loaded", "_chakra_related")
 
+    _chakra_related: dict[str, Any] | None
+    """What querysets loaded of the relations, by name (unset until one does)."""
     _meta: ClassVar[ModelOptions]
     __tablename__: ClassVar[str]
     objects: ClassVar[_ManagerDescriptor] = _ManagerDescriptor()

@@ -12,6 +12,10 @@ lookup names are checked when ``filter`` is called, so a typo raises
 ``values()`` and ``values_list()`` return :class:`Values`, awaitable for the rows, whose
 ``annotate(...)`` groups them (Django's ``values("status").annotate(n=Count("*"))``).
 
+``prefetch_related("author", "book_set__reviews")`` loads relations (see
+:mod:`chakra.relations`) with the rows: one more query per relation named, whatever the
+number of rows.
+
 Inside a session's scope (``async with Session():``) every query runs on the session's
 connection and returns the session's instances (one object per row); elsewhere each query
 takes a pooled connection of its own.
@@ -41,6 +45,12 @@ __all__ = ["F", "Manager", "Q", "QuerySet", "Values"]
 M = TypeVar("M", bound="Model")
 
 _STREAM_CHUNK = 500
+# A stream holds its connection until it ends: the queries loading each chunk's relations
+# could not run on it, so it refuses prefetch_related rather than ignore it.
+_STREAM_INSTEAD = (
+    "load the rows with all(), a slice at a time for many rows (qs[:1000], qs[1000:2000], …), "
+    "or leave prefetch_related out"
+)
 
 
 class F:
@@ -196,15 +206,22 @@ class QuerySet(Generic[M]):
     """A query over ``model``'s table. Refinements return new querysets; ``await qs``
     runs it and returns the list of instances."""
 
-    __slots__ = ("_db", "_model", "_query")
+    __slots__ = ("_db", "_model", "_prefetch", "_query")
 
-    def __init__(self, model: type[M], query: _core.Query | None = None, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        model: type[M],
+        query: _core.Query | None = None,
+        db: Database | None = None,
+        prefetch: tuple[str, ...] = (),
+    ) -> None:
         self._model = model
         self._query = query if query is not None else _core.Query(model._meta.require_schema())
         self._db = db
+        self._prefetch = prefetch
 
     def _clone(self, query: _core.Query) -> QuerySet[M]:
-        return QuerySet(self._model, query, self._db)
+        return QuerySet(self._model, query, self._db, self._prefetch)
 
     @property
     def model(self) -> type[M]:
@@ -222,7 +239,11 @@ class QuerySet(Generic[M]):
         Lookups: ``exact`` (the default), ``iexact``, ``contains``, ``icontains``,
         ``startswith``, ``istartswith``, ``endswith``, ``iendswith``, ``gt``, ``gte``,
         ``lt``, ``lte``, ``ne``, ``in``, ``isnull``, ``range``. The comparisons also take
-        another field of the row: ``filter(balance__lt=F("limit"))``.
+        another field of the row: ``filter(balance__lt=F("limit"))``. ``in`` also takes
+        another queryset, sent as a subquery of the same statement: its primary keys, or
+        the one field of its ``values("field")`` / ``values_list("field", flat=True)``::
+
+            Book.objects.filter(author_id__in=Author.objects.filter(name__startswith="A"))
         """
         if not conditions and not lookups:
             return self._clone(self._query)
@@ -271,7 +292,33 @@ class QuerySet(Generic[M]):
 
     def using(self, database: Database) -> QuerySet[M]:
         """Runs on ``database``'s pool, whatever session is current."""
-        return QuerySet(self._model, self._query, database)
+        return QuerySet(self._model, self._query, database, self._prefetch)
+
+    def prefetch_related(self, *names: str | None) -> QuerySet[M]:
+        """Loads the named relations with the rows, as Django's: one more query per
+        relation (``WHERE key = ANY(...)`` over the keys of all the rows), whatever their
+        number, on the connection the rows came from::
+
+            books = await Book.objects.prefetch_related("author")
+            books[0].author            # the Author (None for a NULL key); no query
+
+        ``"author__book_set"`` goes on from the loaded rows (one query per level).
+        Reverse relations are lists in primary key order. Calls add up;
+        ``prefetch_related(None)`` forgets them. Used by ``all``, ``first``, ``last``,
+        ``latest``, ``earliest``, ``get``, ``in_bulk`` and ``get_or_create``; ``stream()``
+        and ``values()`` refuse it. An unknown name raises :class:`~chakra.FieldError`
+        here, before any SQL."""
+        if names == (None,):
+            return QuerySet(self._model, self._query, self._db)
+        lookups: list[str] = []
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(
+                    f"prefetch_related() takes relation names (or None alone, to forget them), got {name!r}"
+                )
+            _check_relations(self._model, name)
+            lookups.append(name)
+        return QuerySet(self._model, self._query, self._db, tuple(dict.fromkeys((*self._prefetch, *lookups))))
 
     def __getitem__(self, key: slice) -> QuerySet[M]:
         if not isinstance(key, slice):
@@ -288,8 +335,13 @@ class QuerySet(Generic[M]):
         """The statement ``all()`` would send: ``(sql, params)``."""
         return self._query.statement()
 
+    def _chakra_subquery(self) -> _core.Subquery:
+        """The primary keys of the rows, as the value of another query's ``__in``."""
+        return self._query.subquery()
+
     def __repr__(self) -> str:
-        return f"<QuerySet {self._model.__name__}: {self._query.statement()[0]}>"
+        prefetch = f" prefetching {', '.join(self._prefetch)}" if self._prefetch else ""
+        return f"<QuerySet {self._model.__name__}: {self._query.statement()[0]}{prefetch}>"
 
     # ------------------------------------------------------------------ where it runs
 
@@ -324,22 +376,45 @@ class QuerySet(Generic[M]):
             session._autoflush_sync()
         return make(target, identity).wait_sync()
 
+    async def _load(self, make: Callable[[Any, Any], _core.Op]) -> Any:
+        """:meth:`_run` for the terminals that return instances (a list, one, or ``None``):
+        then ``prefetch_related``'s queries over them."""
+        if not self._prefetch:
+            return await self._run(make)
+        return await run_async(self._load_steps(make))
+
+    def _load_sync(self, make: Callable[[Any, Any], _core.Op]) -> Any:
+        """:meth:`_load`, blocking."""
+        if not self._prefetch:
+            return self._run_sync(make)
+        return run_sync(self._load_steps(make))
+
+    def _load_steps(self, make: Callable[[Any, Any], _core.Op]) -> Steps[Any]:
+        target, identity, session = self._scope()
+        if session is not None and session._needs_flush():
+            yield from session._flush_steps()
+        found = yield make(target, identity)
+        if self._prefetch:
+            rows = found if isinstance(found, list) else [] if found is None else [found]
+            yield from _prefetch_steps(self._model, rows, _relation_tree(self._prefetch), target, session)
+        return found
+
     def __await__(self) -> Generator[Any, None, list[M]]:
         return self._fetch().__await__()
 
     async def _fetch(self) -> list[M]:
-        return await self._run(self._query.all)  # type: ignore[no-any-return]
+        return await self._load(self._query.all)  # type: ignore[no-any-return]
 
     def all_sync(self) -> list[M]:
         """Every matching row (blocking)."""
-        return self._run_sync(self._query.all)  # type: ignore[no-any-return]
+        return self._load_sync(self._query.all)  # type: ignore[no-any-return]
 
     async def first(self) -> M | None:
         """The first row in the queryset's order (the primary key's if unordered), or ``None``."""
-        return await self._run(self._query.first)  # type: ignore[no-any-return]
+        return await self._load(self._query.first)  # type: ignore[no-any-return]
 
     def first_sync(self) -> M | None:
-        return self._run_sync(self._query.first)  # type: ignore[no-any-return]
+        return self._load_sync(self._query.first)  # type: ignore[no-any-return]
 
     def _get_op(self, conditions: tuple[Q, ...], lookups: dict[str, Any], target: Any, identity: Any) -> _core.Op:
         model = self._model
@@ -395,11 +470,11 @@ class QuerySet(Generic[M]):
     async def get(self, *conditions: Q, **lookups: Any) -> M:
         """The one row matching: raises ``Model.DoesNotExist`` if none,
         ``Model.MultipleObjectsReturned`` if several."""
-        found: M | None = await self._run(lambda target, identity: self._get_op(conditions, lookups, target, identity))
+        found: M | None = await self._load(lambda target, identity: self._get_op(conditions, lookups, target, identity))
         return _found(self._model, found)
 
     def get_sync(self, *conditions: Q, **lookups: Any) -> M:
-        found: M | None = self._run_sync(lambda target, identity: self._get_op(conditions, lookups, target, identity))
+        found: M | None = self._load_sync(lambda target, identity: self._get_op(conditions, lookups, target, identity))
         return _found(self._model, found)
 
     async def count(self) -> int:
@@ -503,11 +578,10 @@ class QuerySet(Generic[M]):
 
     def _get_steps(self, lookups: dict[str, Any]) -> Steps[M | None]:
         """``get``'s steps, with ``None`` for no row."""
-        target, identity, session = self._scope()
-        if session is not None and session._needs_flush():
-            yield from session._flush_steps()
         try:
-            found: M | None = yield self._get_op((), lookups, target, identity)
+            found: M | None = yield from self._load_steps(
+                lambda target, identity: self._get_op((), lookups, target, identity)
+            )
         except self._model.DoesNotExist:
             return None
         return found
@@ -649,6 +723,7 @@ class QuerySet(Generic[M]):
         whatever the result's size. With ``batch_size``, yields lists of that many rows.
         The connection is held until the iteration ends (breaking out early cancels the
         statement)."""
+        self._refuse_prefetch("stream", _STREAM_INSTEAD)
         if batch_size is None:
             return RowStream(self, _STREAM_CHUNK)
         if batch_size < 1:
@@ -663,12 +738,21 @@ class QuerySet(Generic[M]):
 
     def stream_sync(self, batch_size: int | None = None) -> Iterator[M] | Iterator[list[M]]:
         """``stream`` for a plain ``for`` loop (blocking)."""
+        self._refuse_prefetch("stream_sync", _STREAM_INSTEAD)
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         return _stream_sync(self, batch_size)
 
     def __aiter__(self) -> AsyncIterator[M]:
         return self.stream().__aiter__()
+
+    def _refuse_prefetch(self, terminal: str, instead: str) -> None:
+        """Raises ``ProgrammingError`` for a terminal that would ignore ``prefetch_related``."""
+        if self._prefetch:
+            raise chakra_errors.ProgrammingError(
+                f"{terminal}() does not prefetch: prefetch_related({', '.join(map(repr, self._prefetch))}) "
+                f"on {self._model.__name__} would be ignored; {instead}"
+            )
 
 
 T = TypeVar("T")
@@ -697,6 +781,10 @@ class Values(Generic[T]):
         order: list[str] | None = None,
         having: list[tuple[str, Any]] | None = None,
     ) -> None:
+        qs._refuse_prefetch(
+            "values" if shape == "dict" else "values_list",
+            "leave prefetch_related out, or load instances with all()",
+        )
         self._qs = qs
         self._fields = fields
         self._shape = shape
@@ -746,6 +834,15 @@ class Values(Generic[T]):
     def __getitem__(self, key: slice) -> Values[T]:
         return self._with(self._qs[key])
 
+    def _chakra_subquery(self) -> _core.Subquery:
+        """The one field's values, as the value of another query's ``__in``."""
+        if len(self._fields) != 1 or self._aggregates:
+            raise chakra_errors.FieldError(
+                f"a subquery selects one field: values({', '.join(map(repr, self._fields))})"
+                f"{' with aggregates' if self._aggregates else ''} cannot be the value of an __in lookup"
+            )
+        return self._qs._query.subquery(self._fields[0])
+
     def _op(self, target: Any) -> _core.Op:
         query = self._qs._query
         return query.values(target, list(self._fields), self._shape, self._aggregates, self._order, self._having)
@@ -763,6 +860,64 @@ class Values(Generic[T]):
     def __repr__(self) -> str:
         grouped = f" grouped with {[a for a, *_ in self._aggregates]}" if self._aggregates else ""
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
+
+
+def _check_relations(model: type[Model], lookup: str) -> None:
+    """Raises :class:`~chakra.FieldError` unless each name of ``lookup`` (``"author"``,
+    ``"author__book_set"``) is a relation of the model the one before leads to."""
+    for name in lookup.split("__"):
+        relation = model._meta.relations.get(name)
+        if relation is None:
+            where = f" in {lookup!r}" if name != lookup else ""
+            known = ", ".join(model._meta.relations) or "none (foreign keys to models declare them)"
+            raise chakra_errors.FieldError(
+                f"{model.__name__} has no relation {name!r}{where} to prefetch{_field_hint(model, name)}; "
+                f"its relations: {known}"
+            )
+        model = relation.target
+
+
+def _field_hint(model: type[Model], name: str) -> str:
+    """For a foreign key's name given where its relation's belongs: the relation's."""
+    for relation in model._meta.relations.values():
+        if not relation.many and relation.field.name == name:
+            return f" ({name!r} is a field; its relation is {relation.name!r})"
+    return ""
+
+
+_Tree = dict[str, "_Tree"]
+
+
+def _relation_tree(lookups: tuple[str, ...]) -> _Tree:
+    """``("author", "author__book_set", "tags")`` as ``{"author": {"book_set": {}}, "tags": {}}``:
+    each relation once, however many lookups pass through it."""
+    tree: _Tree = {}
+    for lookup in lookups:
+        node = tree
+        for name in lookup.split("__"):
+            node = node.setdefault(name, {})
+    return tree
+
+
+def _prefetch_steps(
+    model: type[Model], objs: list[Any], tree: _Tree, target: Any, session: Session | None
+) -> Steps[None]:
+    """Loads each relation of ``tree`` for all of ``objs`` in one query on ``target`` (the
+    connection ``objs`` came from), then the relations below it for the rows it loaded.
+    No keys, no query."""
+    for name, below in tree.items():
+        relation = model._meta.relations[name]
+        keys = relation.keys(objs)
+        found: list[Any] = []
+        if keys:
+            related = relation.target
+            pk = related._meta.pk
+            assert pk is not None, "relations join concrete models"
+            query = QuerySet(related).filter(**{f"{relation.target_key}__in": keys}).order_by(pk.name)._query
+            found = yield query.all(target, session._identity_map(related) if session is not None else None)
+        relation.attach(objs, found)
+        if below:
+            yield from _prefetch_steps(relation.target, found, below, target, session)
 
 
 def _found(model: type[M], obj: M | None) -> M:

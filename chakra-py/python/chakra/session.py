@@ -396,11 +396,14 @@ class Session(_RawQueries):
         return _core.get_by_pk(self._handle(), model._meta.require_schema(), pk, self._identity_map(model)).wait_sync()  # type: ignore[no-any-return]
 
     async def refresh(self, obj: Model) -> None:
-        """Reloads ``obj``'s row into it, discarding unsaved attribute changes."""
+        """Reloads ``obj``'s row into it, discarding unsaved attribute changes and the
+        relations loaded with it (``prefetch_related``), as Django's ``refresh_from_db``."""
         await _core.refresh(self._handle(), obj, _schema(obj))
+        obj._chakra_related = None
 
     def refresh_sync(self, obj: Model) -> None:
         _core.refresh(self._handle(), obj, _schema(obj)).wait_sync()
+        obj._chakra_related = None
 
     # ------------------------------------------------------------------ raw SQL
 

@@ -16,6 +16,17 @@ class User(Model):
     joined = Field(DateTime(timezone=True))
 
 
+class Team(Model):
+    id = Field(Integer, primary_key=True)
+    members: list[Member]  # declared by Member.team_id; annotated for type checkers
+
+
+class Member(Model):
+    id = Field(Integer, primary_key=True)
+    team_id = Field(Integer, nullable=True, references=Team, related_name="members", relation="team")
+    team: Team | None
+
+
 async def checks(session: Session) -> None:
     assert_type(await User.objects.all(), list[User])
     assert_type(await User.objects.filter(name="a"), list[User])
@@ -48,3 +59,10 @@ async def checks(session: Session) -> None:
     async for batch in User.objects.stream(batch_size=10):
         assert_type(batch, list[User])
     assert_type(User.DoesNotExist, type[chakra.DoesNotExist])
+    assert_type(Member.objects.prefetch_related("team", "team__members"), QuerySet[Member])
+    member = await Member.objects.prefetch_related("team").get(id=1)
+    assert_type(member.team, Team | None)
+    assert_type(member.team_id, int | None)
+    member.team = Team()
+    for team in await Team.objects.prefetch_related("members").prefetch_related(None):
+        assert_type(team.members, list[Member])

@@ -1,0 +1,592 @@
+"""Relations and ``prefetch_related``: what foreign keys declare, one query per relation
+whatever the number of rows (counted from the core's own statement spans), on the
+connection and transaction the rows came from, and the errors for what cannot work."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import pytest
+
+import chakra
+import chakra.tracing
+from chakra import Field, Integer, Model, Session, String
+from chakra.relations import Relation
+from conftest import SPANS, TRACER_PROVIDER, recreate
+
+TRACER = TRACER_PROVIDER.get_tracer("test_prefetch")
+
+
+class Author(Model):
+    __tablename__ = "pf_authors"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(20))
+
+
+class Book(Model):
+    __tablename__ = "pf_books"
+    id = Field(Integer, primary_key=True)
+    title = Field(String(20))
+    author_id = Field(Integer, references=Author, on_delete="cascade", related_name="books")
+    editor_id = Field(Integer, nullable=True, references=Author, on_delete="set null")
+
+
+class Review(Model):
+    __tablename__ = "pf_reviews"
+    id = Field(Integer, primary_key=True)
+    book_id = Field(Integer, references=Book, on_delete="cascade", related_name="reviews")
+    stars = Field(Integer)
+
+
+class Node(Model):
+    __tablename__ = "pf_nodes"
+    id = Field(Integer, primary_key=True)
+    label = Field(String(20))
+    parent_id = Field(Integer, nullable=True, references="self", on_delete="cascade", related_name="children")
+
+
+@pytest.fixture(autouse=True)
+def library() -> None:
+    recreate(Author, Book, Review, Node)
+    ann, ben, _ = Author.objects.bulk_create_sync([Author(name="Ann"), Author(name="Ben"), Author(name="Cid")])
+    a1, _, b1 = Book.objects.bulk_create_sync(
+        [
+            Book(title="a1", author_id=ann.id, editor_id=ben.id),
+            Book(title="a2", author_id=ann.id, editor_id=None),
+            Book(title="b1", author_id=ben.id, editor_id=ann.id),
+        ]
+    )
+    # Rewriting a1 moves its row to the end of the table: a read without ORDER BY returns
+    # it last, so only an explicit order gives primary key order.
+    Book.objects.filter(id=a1.id).update_sync(title="a1")
+    Review.objects.bulk_create_sync(
+        [Review(book_id=a1.id, stars=5), Review(book_id=b1.id, stars=4), Review(book_id=a1.id, stars=3)]
+    )
+    root = Node.objects.create_sync(label="root")
+    left = Node.objects.create_sync(label="left", parent_id=root.id)
+    Node.objects.create_sync(label="right", parent_id=root.id)
+    Node.objects.create_sync(label="leaf", parent_id=left.id)
+
+
+class Sent:
+    """The statements sent in a ``sent()`` block: span names (``"SELECT pf_books"``) and
+    texts, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.texts: list[str] = []
+
+
+@contextmanager
+def sent() -> Iterator[Sent]:
+    """Records what the core sends inside the block (filled in when it ends)."""
+    chakra.tracing.core_spans()
+    SPANS.clear()
+    record = Sent()
+    with TRACER.start_as_current_span("prefetch test"):
+        yield record
+    for span in SPANS.get_finished_spans():
+        attributes = dict(span.attributes or {})
+        if attributes.get("db.system.name") == "postgresql":
+            record.names.append(span.name)
+            record.texts.append(str(attributes["db.query.text"]))
+
+
+def titles(books: list[Book]) -> list[str]:
+    return [b.title for b in books]
+
+
+def raises(error: type[BaseException], message: str) -> AbstractContextManager[Any]:
+    """``pytest.raises`` for exactly ``message``."""
+    return pytest.raises(error, match=f"^{re.escape(message)}$")
+
+
+NAME_RELATION = 'name it with relation="..."'
+NAME_RELATED = 'name it with related_name="..." (or "+" for none)'
+
+
+def test_foreign_keys_to_models_declare_relations_both_ways() -> None:
+    assert list(Book._meta.relations) == ["author", "editor", "reviews"]
+    assert list(Author._meta.relations) == ["books", "book_set"]
+    assert list(Review._meta.relations) == ["book"]
+    assert list(Node._meta.relations) == ["parent", "children"]
+    author, books, book_set = Book.author, Author.books, Author.book_set
+    assert isinstance(author, Relation) and not author.many and author.target is Author
+    assert isinstance(books, Relation) and books.many and books.target is Book
+    assert book_set.field is Book._meta.fields["editor_id"]
+    assert repr(Book.author) == "<Relation Book.author: Author | None through Book.author_id>"
+    assert repr(Author.books) == "<Relation Author.books: list[Book] through Book.author_id>"
+    # Instances keep their slots only: no __dict__ for the relations.
+    assert not hasattr(Book(title="x", author_id=1), "__dict__")
+
+    class Loan(Model):
+        __tablename__ = "pf_loans"
+        id = Field(Integer, primary_key=True)
+        borrower = Field(Integer, references=Author, related_name="+")
+        lender = Field(Integer, references=Author, relation="lent_by", related_name="+")
+        shelf_id = Field(Integer, nullable=True, references="pf_shelves.id")
+
+    # No `_id`: no forward relation unless named; "+": no reverse one; "table.column": none.
+    assert list(Loan._meta.relations) == ["lent_by"]
+    assert list(Author._meta.relations) == ["books", "book_set"]
+
+    class BookClub(Model):
+        __tablename__ = "pf_clubs"
+        id = Field(Integer, primary_key=True)
+        founder_id = Field(Integer, references=Author)
+
+    assert BookClub.founder.target is Author
+    assert Author._meta.relations.pop("book_club_set").target is BookClub  # the default name, snake_case
+    delattr(Author, "book_club_set")
+    for model in (Loan, BookClub):
+        chakra.models._REGISTRY.remove(model)
+
+
+def test_relation_keywords_are_checked() -> None:
+    with pytest.raises(ValueError, match='relation= needs references= a model class or "self"'):
+        Field(Integer, relation="owner")
+    with pytest.raises(ValueError, match='related_name= needs references= a model class or "self"'):
+        Field(Integer, references="pf_shelves.id", related_name="books")
+    with pytest.raises(ValueError, match="relation= takes an identifier, got 'the owner'"):
+        Field(Integer, references=Author, relation="the owner")
+    with pytest.raises(ValueError, match=r'related_name= takes an identifier or "\+", got \'-\''):
+        Field(Integer, references=Author, related_name="-")
+
+
+def test_relation_name_clashes_are_type_errors_at_class_definition() -> None:
+    before = dict(Author._meta.relations)
+    with raises(TypeError, f"Clash.author_id: its relation Clash.author clashes with the field Clash.author; {NAME_RELATION}"):
+
+        class Clash(Model):
+            id = Field(Integer, primary_key=True)
+            author = Field(String(10))
+            author_id = Field(Integer, references=Author, related_name="clashes")
+
+    with raises(TypeError, f"Poem.author_id: its relation Author.name clashes with the field Author.name; {NAME_RELATED}"):
+
+        class Poem(Model):
+            id = Field(Integer, primary_key=True)
+            author_id = Field(Integer, references=Author, related_name="name")
+
+    with raises(
+        TypeError,
+        f"Essay.author_id: its relation Author.books clashes with the relation Author.books of Book.author_id; {NAME_RELATED}",
+    ):
+
+        class Essay(Model):
+            id = Field(Integer, primary_key=True)
+            author_id = Field(Integer, references=Author, related_name="books")
+
+    # Two foreign keys to one model: their default reverse names are the same.
+    with raises(
+        TypeError,
+        "Letter.recipient_id: its relation Author.letter_set clashes with the relation Author.letter_set of "
+        f"Letter.sender_id; {NAME_RELATED}",
+    ):
+
+        class Letter(Model):
+            id = Field(Integer, primary_key=True)
+            sender_id = Field(Integer, references=Author)
+            recipient_id = Field(Integer, references=Author)
+
+    with raises(
+        TypeError,
+        f"Draft.writer_id: its relation Draft.author clashes with the relation Draft.author of Draft.author_id; {NAME_RELATION}",
+    ):
+
+        class Draft(Model):
+            id = Field(Integer, primary_key=True)
+            author_id = Field(Integer, references=Author, related_name="+")
+            writer_id = Field(Integer, references=Author, relation="author", related_name="+")
+
+    with pytest.raises(TypeError, match=r"its relation Author.objects cannot start with '_' or be one of"):
+
+        class Note(Model):
+            id = Field(Integer, primary_key=True)
+            author_id = Field(Integer, references=Author, related_name="objects")
+
+    with raises(
+        TypeError,
+        "Branch.parent_id: its relation Branch.parent clashes with the relation Branch.parent of Branch.parent_id; "
+        + NAME_RELATED,
+    ):
+
+        class Branch(Model):
+            id = Field(Integer, primary_key=True)
+            parent_id = Field(Integer, nullable=True, references="self", related_name="parent")
+
+    with pytest.raises(TypeError, match=r"its relation Chapter.book clashes with the attribute Chapter.book"):
+
+        class Chapter(Model):
+            id = Field(Integer, primary_key=True)
+            book_id = Field(Integer, references=Book, related_name="+")
+
+            def book(self) -> str:
+                return "a method"
+
+    # A refused class leaves nothing behind on the models it referred to, nor in the registry.
+    assert Author._meta.relations == before
+    assert not hasattr(Author, "clashes") and not hasattr(Author, "letter_set")
+    refused = {"Clash", "Poem", "Essay", "Letter", "Draft", "Note", "Branch", "Chapter"}
+    assert not [m for m in chakra.models.registered_models() if m.__module__ == __name__ and m.__name__ in refused]
+
+
+def test_a_class_defined_again_takes_over_its_relations() -> None:
+    class Team(Model):
+        __tablename__ = "pf_teams"
+        id = Field(Integer, primary_key=True)
+
+    def declare() -> type[Model]:
+        class Player(Model):
+            __tablename__ = "pf_players"
+            id = Field(Integer, primary_key=True)
+            team_id = Field(Integer, references=Team, related_name="players")
+
+        return Player
+
+    first, second = declare(), declare()
+    assert first is not second
+    assert Team._meta.relations["players"].target is second
+    assert Team.players is Team._meta.relations["players"]  # type: ignore[attr-defined]
+    for model in (first, second):
+        chakra.models._REGISTRY.remove(model)
+    chakra.models._REGISTRY.remove(Team)
+
+
+async def test_forward_relation_is_one_query_for_all_rows() -> None:
+    with sent() as statements:
+        books = await Book.objects.prefetch_related("author", "editor").order_by("id")
+    assert statements.names == ["SELECT pf_books", "SELECT pf_authors", "SELECT pf_authors"]
+    assert '"id" = ANY($1)' in statements.texts[1]
+    assert [(b.title, b.author.name) for b in books] == [("a1", "Ann"), ("a2", "Ann"), ("b1", "Ben")]
+    # One instance per loaded row, shared by the rows referring to it.
+    assert books[0].author is books[1].author
+    # A NULL key: None, loaded (no error).
+    assert [b.editor.name if b.editor else None for b in books] == ["Ben", None, "Ann"]
+
+
+async def test_reverse_relations_are_lists_in_primary_key_order() -> None:
+    assert titles(await Book.objects.all()) == ["a2", "b1", "a1"], "the table's own order is not the key order"
+    with sent() as statements:
+        ann, ben, cid = await Author.objects.prefetch_related("books", "book_set").order_by("id")
+    assert statements.names == ["SELECT pf_authors", "SELECT pf_books", "SELECT pf_books"]
+    assert '"author_id" = ANY($1) ORDER BY "id" ASC' in statements.texts[1]
+    assert titles(ann.books) == ["a1", "a2"]
+    assert titles(ben.books) == ["b1"]
+    assert cid.books == []
+    # The default name, `<model>_set`, for editor_id (no related_name).
+    assert titles(ann.book_set) == ["b1"] and titles(ben.book_set) == ["a1"] and cid.book_set == []
+    assert ann.books is not ann.book_set and cid.books is not cid.book_set
+
+
+async def test_self_reference_parent_and_children() -> None:
+    with sent() as statements:
+        nodes = await Node.objects.prefetch_related("parent", "children__children").order_by("id")
+    assert statements.names == ["SELECT pf_nodes"] * 4
+    by_label = {n.label: n for n in nodes}
+    root, left, right, leaf = (by_label[label] for label in ("root", "left", "right", "leaf"))
+    assert root.parent is None
+    # Rows of their own outside a session (as Django's): equal, not the same objects.
+    assert left.parent == root and left.parent.label == "root" and leaf.parent.label == "left"
+    assert right.parent is left.parent
+    assert [n.label for n in root.children] == ["left", "right"]
+    assert [n.label for n in root.children[0].children] == ["leaf"]
+    assert root.children[1].children == [] and leaf.children == []
+
+
+async def test_nested_prefetch_is_one_query_per_level() -> None:
+    with sent() as statements:
+        books = await Book.objects.prefetch_related("author__books__reviews").order_by("id")
+    assert statements.names == ["SELECT pf_books", "SELECT pf_authors", "SELECT pf_books", "SELECT pf_reviews"]
+    ann = books[0].author
+    assert titles(ann.books) == ["a1", "a2"]
+    assert [r.stars for r in ann.books[0].reviews] == [5, 3]
+    assert ann.books[1].reviews == []
+
+    with sent() as statements:
+        authors = await Author.objects.prefetch_related("books__reviews", "books").order_by("id")
+    assert statements.names == ["SELECT pf_authors", "SELECT pf_books", "SELECT pf_reviews"]
+    assert [[r.stars for b in a.books for r in b.reviews] for a in authors] == [[5, 3], [4], []]
+    # A reverse relation's rows lead back by the forward one only if that was loaded too.
+    with pytest.raises(chakra.ProgrammingError, match="Book.author was not loaded"):
+        authors[0].books[0].author
+
+
+@pytest.mark.parametrize("authors", [1, 40])
+async def test_the_number_of_queries_does_not_grow_with_the_rows(authors: int) -> None:
+    await Author.objects.delete()
+    made = await Author.objects.bulk_create([Author(name=f"w{i}") for i in range(authors)])
+    books = await Book.objects.bulk_create([Book(title=f"t{i}", author_id=a.id) for a in made for i in range(2)])
+    await Review.objects.bulk_create([Review(book_id=b.id, stars=1) for b in books])
+    with sent() as statements:
+        loaded = await Author.objects.prefetch_related("books__reviews")
+    assert statements.names == ["SELECT pf_authors", "SELECT pf_books", "SELECT pf_reviews"]
+    assert len(loaded) == authors
+    assert all(len(a.books) == 2 and all(len(b.reviews) == 1 for b in a.books) for a in loaded)
+
+
+async def test_every_terminal_returning_instances_prefetches() -> None:
+    qs = Book.objects.prefetch_related("author")
+    with sent() as statements:
+        first = await qs.order_by("id").first()
+        last = await qs.last()
+        got = await qs.get(title="b1")
+        latest = await qs.latest("title")
+        earliest = await qs.earliest("title")
+        bulk = await qs.in_bulk()
+        sliced = await qs.order_by("id")[1:2]
+        found, created = await qs.get_or_create(title="a2", defaults={"author_id": 1})
+    assert statements.names == ["SELECT pf_books", "SELECT pf_authors"] * 8
+    assert first is not None and first.author.name == "Ann"
+    assert last is not None and last.title == "b1" and last.author.name == "Ben"
+    assert got.author.name == "Ben"
+    assert latest.author.name == "Ben" and earliest.author.name == "Ann"
+    assert sorted(b.author.name for b in bulk.values()) == ["Ann", "Ann", "Ben"]
+    assert [(b.title, b.author.name) for b in sliced] == [("a2", "Ann")]
+    assert not created and found.author.name == "Ann"
+    # Refinements keep the prefetch; calls add up, each relation once; None forgets them.
+    with sent() as statements:
+        await qs.filter(title="a1").order_by("-id").prefetch_related("editor", "author")
+        await qs.prefetch_related(None)
+    assert statements.names == ["SELECT pf_books", "SELECT pf_authors", "SELECT pf_authors", "SELECT pf_books"]
+    assert repr(qs.prefetch_related("editor")).endswith("prefetching author, editor>")
+
+
+def test_sync_twins_prefetch() -> None:
+    qs = Book.objects.prefetch_related("author__books")
+    with sent() as statements:
+        books = qs.order_by("id").all_sync()
+        first = qs.order_by("id").first_sync()
+        last = qs.last_sync()
+        got = qs.get_sync(title="a2")
+        latest = qs.latest_sync("title")
+        bulk = qs.in_bulk_sync([1])
+    assert statements.names == ["SELECT pf_books", "SELECT pf_authors", "SELECT pf_books"] * 6
+    assert [(b.title, b.author.name) for b in books] == [("a1", "Ann"), ("a2", "Ann"), ("b1", "Ben")]
+    assert titles(books[0].author.books) == ["a1", "a2"]
+    assert first is not None and first.author.name == "Ann"
+    assert last is not None and titles(last.author.books) == ["b1"]
+    assert got.author.name == "Ann" and latest.author.name == "Ben"
+    assert bulk[1].author.name == "Ann"
+
+
+async def test_prefetch_runs_on_the_sessions_connection_and_transaction() -> None:
+    async with Session() as session:
+        async with session.begin():
+            dee = Author(name="Dee")
+            session.add(dee)
+            await session.flush()
+            await Book.objects.create(title="d1", author_id=dee.id)
+            # Uncommitted: only this transaction's connection sees these rows.
+            with sent() as statements:
+                books = await Book.objects.filter(title="d1").prefetch_related("author__books")
+            (book,) = books
+            assert book.author is dee  # the session's instance (its identity map)
+            assert book.author.books == [book]
+            assert statements.names == ["SELECT pf_books", "SELECT pf_authors", "SELECT pf_books"]
+            # Pending changes are flushed first, as before any query in a session.
+            book.title = "d2"
+            assert await Book.objects.filter(title="d2").prefetch_related("author") == [book]
+            await session.rollback()
+    assert await Author.objects.filter(name="Dee").count() == 0
+
+
+def test_sync_prefetch_runs_in_the_session_transaction() -> None:
+    with Session() as session:
+        with session.begin():
+            ann = Author.objects.get_sync(name="Ann")
+            Book.objects.create_sync(title="a3", author_id=ann.id)
+            (loaded,) = Author.objects.filter(id=ann.id).prefetch_related("books").all_sync()
+            assert loaded is ann
+            assert titles(ann.books) == ["a1", "a2", "a3"]
+            session.rollback_sync()
+    assert Book.objects.filter(title="a3").count_sync() == 0
+
+
+async def test_no_rows_or_no_keys_send_no_extra_query() -> None:
+    with sent() as statements:
+        assert await Book.objects.filter(title="none").prefetch_related("author__books") == []
+        assert await Book.objects.filter(title="none").prefetch_related("author").first() is None
+    assert statements.names == ["SELECT pf_books", "SELECT pf_books"]
+    with sent() as statements:
+        books = await Book.objects.filter(editor_id=None).prefetch_related("editor__books")
+    assert statements.names == ["SELECT pf_books"]
+    assert [b.editor for b in books] == [None]
+    with sent() as statements:
+        (cid,) = await Author.objects.filter(name="Cid").prefetch_related("books__reviews")
+    assert statements.names == ["SELECT pf_authors", "SELECT pf_books"]
+    assert cid.books == []
+
+
+async def test_unknown_relation_names_are_field_errors_before_any_sql() -> None:
+    with sent() as statements:
+        with raises(chakra.FieldError, "Book has no relation 'nope' to prefetch; its relations: author, editor, reviews"):
+            Book.objects.filter(title="a1").prefetch_related("author", "nope")
+        with raises(
+            chakra.FieldError, "Author has no relation 'nope' in 'author__nope' to prefetch; its relations: books, book_set"
+        ):
+            Book.objects.prefetch_related("author__nope")
+        with pytest.raises(chakra.FieldError, match=r"'author_id' is a field; its relation is 'author'"):
+            Book.objects.prefetch_related("author_id")
+        with pytest.raises(TypeError, match="takes relation names"):
+            Book.objects.prefetch_related("author", None)
+    assert statements.names == []
+
+
+async def test_reading_a_relation_that_was_not_loaded_raises() -> None:
+    with sent() as statements:
+        book = await Book.objects.get(title="a1")
+        author = await Author.objects.get(name="Ann")
+        with raises(chakra.ProgrammingError, 'Book.author was not loaded: use Book.objects.prefetch_related("author")'):
+            book.author
+        with raises(chakra.ProgrammingError, 'Author.books was not loaded: use Author.objects.prefetch_related("books")'):
+            author.books
+        with pytest.raises(chakra.ProgrammingError, match="Book.editor was not loaded"):
+            Book(title="new", author_id=author.id).editor
+        # Loading one relation does not load the others.
+        (loaded,) = await Book.objects.filter(title="a1").prefetch_related("editor")
+        with pytest.raises(chakra.ProgrammingError, match="Book.author was not loaded"):
+            loaded.author
+    # Never a lazy query: two gets and the one prefetch.
+    assert statements.names == ["SELECT pf_books", "SELECT pf_authors", "SELECT pf_books", "SELECT pf_authors"]
+
+
+async def test_values_and_streams_refuse_prefetch() -> None:
+    qs = Book.objects.prefetch_related("author")
+    with sent() as statements:
+        with raises(
+            chakra.ProgrammingError,
+            "values() does not prefetch: prefetch_related('author') on Book would be ignored; "
+            "leave prefetch_related out, or load instances with all()",
+        ):
+            qs.values("title")
+        with pytest.raises(chakra.ProgrammingError, match=r"^values_list\(\) does not prefetch"):
+            qs.values_list("title", flat=True)
+        with raises(
+            chakra.ProgrammingError,
+            "stream() does not prefetch: prefetch_related('author') on Book would be ignored; load the rows with "
+            "all(), a slice at a time for many rows (qs[:1000], qs[1000:2000], …), or leave prefetch_related out",
+        ):
+            qs.stream()
+        with pytest.raises(chakra.ProgrammingError, match=r"^stream\(\) does not prefetch"):
+            async for _ in qs:
+                pass
+        with pytest.raises(chakra.ProgrammingError, match=r"^stream_sync\(\) does not prefetch"):
+            qs.stream_sync(batch_size=2)
+    assert statements.names == []
+    assert await qs.prefetch_related(None).values_list("title", flat=True).order_by("id") == ["a1", "a2", "b1"]
+
+
+async def test_assigning_a_forward_relation_sets_its_key() -> None:
+    (book,) = await Book.objects.filter(title="a2").prefetch_related("author", "editor")
+    ann, ben = book.author, await Author.objects.get(name="Ben")
+    book.author = ben
+    assert book.author_id == ben.id and book.author is ben
+    book.editor = ann
+    assert book.editor_id == ann.id and book.editor is ann
+    book.editor = None
+    assert book.editor_id is None and book.editor is None
+    # Changing the key by hand makes the loaded row stale: an error, not the old row.
+    book.author_id = ann.id
+    with raises(
+        chakra.ProgrammingError,
+        f"Book.author was loaded for author_id={ben.id}, but author_id is now {ann.id}: load it again with "
+        'Book.objects.prefetch_related("author"), or assign it',
+    ):
+        book.author
+    with pytest.raises(TypeError, match="Book.author takes an instance of Author or None, got <Book"):
+        book.author = book  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="cannot assign an unsaved Author to Book.author"):
+        book.author = Author(name="Nobody")
+    with raises(AttributeError, "Author.books cannot be assigned: set Book.author_id on each Book instead"):
+        ann.books = []
+    # Saved through a session like any change of the key.
+    async with Session() as session:
+        (book,) = await Book.objects.filter(title="a2").prefetch_related("author")
+        book.author = ben
+    assert (await Book.objects.get(title="a2")).author_id == ben.id
+
+
+async def test_loaded_relations_survive_copies_and_pickling_and_refresh_forgets_them() -> None:
+    (book,) = await Book.objects.filter(title="a1").prefetch_related("author__books")
+    clone = pickle.loads(pickle.dumps(book))
+    assert clone == book and repr(clone) == repr(book) == f"<Book id={book.id}>"
+    assert clone.author.name == "Ann" and titles(clone.author.books) == ["a1", "a2"]
+    shallow = copy.copy(book)
+    assert shallow.author is book.author
+    shallow.author = await Author.objects.get(name="Ben")
+    assert book.author.name == "Ann", "the copy's assignment does not change the original"
+    async with Session() as session:
+        (held,) = await Book.objects.filter(title="a1").prefetch_related("author")
+        held.title = "changed"
+        await session.refresh(held)
+        assert held.title == "a1"
+        with pytest.raises(chakra.ProgrammingError, match="Book.author was not loaded"):
+            held.author
+
+
+def test_a_concrete_subclass_does_not_inherit_rows_referring_to_its_parent() -> None:
+    class Translator(Author):
+        __tablename__ = "pf_translators"
+
+    assert "books" not in Translator._meta.relations
+    with pytest.raises(AttributeError, match="Translator has no relation 'books'"):
+        Translator(name="x").books
+    with pytest.raises(chakra.FieldError, match="Translator has no relation 'books'"):
+        Translator.objects.prefetch_related("books")
+    chakra.models._REGISTRY.remove(Translator)
+
+
+# ---------------------------------------------------------------------- subqueries
+
+
+async def test_a_queryset_as_an_in_value_is_a_subquery_of_the_same_statement() -> None:
+    with sent() as record:
+        books = await Book.objects.filter(author_id__in=Author.objects.filter(name__startswith="A")).order_by("title")
+    assert titles(books) == ["a1", "a2"]
+    assert record.names == ["SELECT pf_books"]
+    assert 'IN (SELECT "id" FROM "pf_authors" WHERE "name" LIKE $1' in record.texts[0]
+
+    ben = Author.objects.filter(name="Ben")
+    assert titles(await Book.objects.filter(author_id__in=ben.values("id"))) == ["b1"]
+    assert titles(await Book.objects.filter(author_id__in=ben.values_list("id", flat=True))) == ["b1"]
+    not_ben = Book.objects.exclude(author_id__in=ben).order_by("title")
+    assert titles(await not_ben) == ["a1", "a2"]
+    either = Book.objects.filter(chakra.Q(author_id__in=ben) | chakra.Q(title="a2")).order_by("title")
+    assert titles(either.all_sync()) == ["a2", "b1"]
+
+
+async def test_a_subquery_keeps_its_slice_filters_and_distinct() -> None:
+    # The second author by name: Ben. Its order stays because the slice picks by it.
+    second = Author.objects.order_by("name")[1:2]
+    assert titles(await Book.objects.filter(author_id__in=second)) == ["b1"]
+    edited = Book.objects.filter(editor_id__isnull=False).values("editor_id").distinct()
+    editors = await Author.objects.filter(id__in=edited).order_by("name")
+    assert [a.name for a in editors] == ["Ann", "Ben"]
+    # Writes by query take subqueries too.
+    anns = Book.objects.filter(author_id__in=Author.objects.filter(name="Ann"))
+    assert await Review.objects.filter(book_id__in=anns).count() == 2
+    assert await Review.objects.filter(book_id__in=anns).delete() == 2
+    assert await Review.objects.count() == 1
+
+
+async def test_subqueries_that_cannot_work_are_field_errors_before_any_sql() -> None:
+    authors = Author.objects.all()
+    two_fields = "a subquery selects one field: values('id', 'name') cannot be the value of an __in lookup"
+    other_type = "`Book.title__in` takes a queryset of values of its type (varchar), not of Author.id (int4)"
+    not_in = "lookup `author_id__exact` takes a value, not a queryset (only `author_id__in` takes one)"
+    with sent() as record:
+        with raises(chakra.FieldError, two_fields):
+            Book.objects.filter(author_id__in=authors.values("id", "name"))
+        with raises(chakra.FieldError, other_type):
+            Book.objects.filter(title__in=authors)
+        with raises(chakra.FieldError, not_in):
+            Book.objects.filter(author_id=authors)
+        with raises(chakra.FieldError, "unknown field `nope` on `pf_authors` (fields: id, name)"):
+            Book.objects.filter(author_id__in=authors.values("nope"))
+    assert record.names == []
