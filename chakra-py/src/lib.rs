@@ -32,6 +32,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<query::Query>()?;
     m.add_class::<query::Cursor>()?;
     m.add_class::<query::Subquery>()?;
+    // The lookup names (`startswith`, …), for the Python side to tell them from fields.
+    m.add("LOOKUPS", pyo3::types::PyTuple::new(m.py(), chakra::models::lookup::LOOKUPS)?)?;
     m.add_function(wrap_pyfunction!(query::get_by_pk, m)?)?;
     m.add_function(wrap_pyfunction!(write::flush, m)?)?;
     m.add_function(wrap_pyfunction!(write::bulk_update, m)?)?;

@@ -590,3 +590,47 @@ async def test_subqueries_that_cannot_work_are_field_errors_before_any_sql() -> 
         with raises(chakra.FieldError, "unknown field `nope` on `pf_authors` (fields: id, name)"):
             Book.objects.filter(author_id__in=authors.values("nope"))
     assert record.names == []
+
+
+async def test_lookups_span_relations_as_subqueries() -> None:
+    with sent() as record:
+        books = await Book.objects.filter(author__name="Ann").order_by("title")
+    assert titles(books) == ["a1", "a2"]
+    assert record.names == ["SELECT pf_books"]
+    assert '"author_id" IN (SELECT "id" FROM "pf_authors" WHERE "name" = $1)' in record.texts[0]
+    assert await Review.objects.filter(book__author__name="Ann").count() == 2, "two relations deep"
+    either = Book.objects.filter(chakra.Q(author__name="Ben") | chakra.Q(title="a2")).order_by("title")
+    assert titles(await either) == ["a2", "b1"]
+    # Excluding keeps the rows whose key is NULL, as in Django.
+    assert titles(await Book.objects.exclude(editor__name="Ben").order_by("title")) == ["a2", "b1"]
+
+
+async def test_a_relation_compared_with_rows_or_keys_uses_the_key_itself() -> None:
+    ann = await Author.objects.get(name="Ann")
+    with sent() as record:
+        assert titles(await Book.objects.filter(author=ann).order_by("title")) == ["a1", "a2"]
+        assert titles(await Book.objects.filter(author__id=ann.id).order_by("title")) == ["a1", "a2"]
+        assert titles(await Book.objects.filter(author__pk__in=[ann.id]).order_by("title")) == ["a1", "a2"]
+        assert titles(await Book.objects.filter(author__in=[ann]).order_by("title")) == ["a1", "a2"]
+        assert titles(Book.objects.filter(editor__isnull=True).all_sync()) == ["a2"]
+    assert not any("SELECT \"id\" FROM \"pf_authors\"" in text for text in record.texts), record.texts
+
+
+async def test_lookups_on_one_reverse_relation_in_one_call_hold_for_the_same_row() -> None:
+    ben = await Author.objects.get(name="Ben")
+    assert [a.name for a in await Author.objects.filter(books__title__startswith="b")] == ["Ben"]
+    # Ann wrote a1 (edited by Ben) and a2 (no editor): no one book of hers is both.
+    same_book = Author.objects.filter(books__title="a2", books__editor_id=ben.id)
+    assert await same_book.count() == 0
+    # Separate filter() calls may be met by different books, as in Django.
+    any_books = Author.objects.filter(books__title="a2").filter(books__editor_id=ben.id)
+    assert [a.name for a in await any_books] == ["Ann"]
+    either = Author.objects.filter(chakra.Q(books__title="b1") | chakra.Q(books__title="a2")).order_by("name")
+    assert [a.name for a in await either] == ["Ann", "Ben"]
+
+
+def test_lookups_across_relations_that_cannot_work_are_field_errors() -> None:
+    with raises(chakra.FieldError, "Author.books holds many rows: filter on one of their fields, such as books__id=..."):
+        Author.objects.filter(books=1)
+    with pytest.raises(chakra.FieldError, match="unknown field `nme` on `pf_authors`"):
+        Book.objects.filter(author__nme="Ann")

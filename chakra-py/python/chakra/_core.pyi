@@ -60,6 +60,9 @@ class Schema:
 _Tree = tuple[str, bool, list[Any]]
 _Target = Database | SessionHandle
 
+LOOKUPS: tuple[str, ...]
+"""The lookup names a filter keyword can end in (``startswith``, ``in``, …)."""
+
 class Subquery:
     """One field of a query's rows (the primary key by default), as an ``__in`` value."""
 

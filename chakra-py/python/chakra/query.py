@@ -39,6 +39,7 @@ from .session import Session, current_session
 if TYPE_CHECKING:
     from .database import Database
     from .models import Model
+    from .relations import Relation
 
 __all__ = ["F", "Manager", "Q", "QuerySet", "Values"]
 
@@ -190,16 +191,90 @@ class Q:
     def __invert__(self) -> Q:
         return Q._combine(self.connector, list(self.children), not self.negated)
 
-    def _tree(self) -> tuple[str, bool, list[Any]]:
+    def _tree(self, model: type[Model] | None = None) -> tuple[str, bool, list[Any]]:
+        """The tree the core compiles; with ``model``, lookups across its relations
+        (``author__name="Ann"``) become subqueries of the related model (see
+        :func:`_across`)."""
+        children = [child for child in self.children if isinstance(child, Q) or model is None]
+        if model is not None:
+            lookups = [child for child in self.children if not isinstance(child, Q)]
+            children += _across(model, lookups, self.connector == Q.AND)
         return (
             self.connector,
             self.negated,
-            [child._tree() if isinstance(child, Q) else child for child in self.children],
+            [child._tree(model) if isinstance(child, Q) else child for child in children],
         )
 
     def __repr__(self) -> str:
         inner = f" {self.connector} ".join(repr(c) if isinstance(c, Q) else f"{c[0]}={c[1]!r}" for c in self.children)
         return f"{'~' if self.negated else ''}Q({inner})"
+
+
+def _across(model: type[Model], lookups: list[tuple[str, Any]], together: bool) -> list[Any]:
+    """``lookups`` of ``model`` with those across its relations as subqueries, as Django
+    spans relations (with joins there):
+
+    - ``author__name="Ann"`` (a forward relation): ``author_id__in=Author.objects.filter(name="Ann")``;
+      ``author=ann`` and ``author__in=[ann, bob]`` compare the key with the rows' primary keys.
+    - ``books__title="x"`` (a reverse one): ``id__in=Book.objects.filter(title="x").values("author_id")``.
+      Lookups on one reverse relation joined by AND (``together``, the keywords of one
+      ``filter()`` call) must hold for the same related row, as in Django: they share one
+      subquery.
+    """
+    relations = model._meta.relations
+    out: list[Any] = []
+    reverse: dict[str, dict[str, Any]] = {}
+    for key, value in lookups:
+        name, _, rest = key.partition("__")
+        relation = relations.get(name)
+        if relation is None or name in model._meta.fields:
+            out.append((key, value))
+        elif not relation.many:
+            out.append(_forward(relation, rest, value))
+        elif not rest:
+            raise chakra_errors.FieldError(
+                f"{model.__name__}.{name} holds many rows: filter on one of their fields, "
+                f"such as {name}__{relation.target._meta.field_names[0]}=..."
+            )
+        elif together:
+            reverse.setdefault(name, {})[rest] = value
+        else:
+            out.append(_backward(relation, {rest: value}))
+    out.extend(_backward(relations[name], related) for name, related in reverse.items())
+    return out
+
+
+def _forward(relation: Relation, rest: str, value: Any) -> tuple[str, Any]:
+    """A lookup across a forward relation: on the key itself when it names the target's
+    primary key or only a lookup (``author=ann``, ``author__id__gt=3``,
+    ``author__in=[ann, bob]``, ``author__isnull=True``), else a subquery of the target."""
+    key = relation.field.name
+    target = relation.target
+    pk = target._meta.pk
+    head, _, tail = rest.partition("__")
+    if not rest:
+        return (key, _keys_of(target, value))
+    if head in ("pk", pk.name if pk is not None else "pk") and tail in ("", *_core.LOOKUPS):
+        return (f"{key}__{tail}" if tail else key, _keys_of(target, value))
+    if head in _core.LOOKUPS and not tail:
+        return (f"{key}__{head}", _keys_of(target, value))
+    return (f"{key}__in", QuerySet(target).filter(**{rest: value}))
+
+
+def _backward(relation: Relation, lookups: dict[str, Any]) -> tuple[str, Any]:
+    """Lookups across a reverse relation: the rows some related row matching them all
+    refers to."""
+    related = QuerySet(relation.target).filter(**lookups).values(relation.field.name)
+    return (f"{relation.source_key}__in", related)
+
+
+def _keys_of(model: type[Model], value: Any) -> Any:
+    """``value`` with ``model`` instances as their primary keys (lists too)."""
+    if isinstance(value, model):
+        return value.pk
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [item.pk if isinstance(item, model) else item for item in value]
+    return value
 
 
 class QuerySet(Generic[M]):
@@ -244,16 +319,20 @@ class QuerySet(Generic[M]):
         the one field of its ``values("field")`` / ``values_list("field", flat=True)``::
 
             Book.objects.filter(author_id__in=Author.objects.filter(name__startswith="A"))
+
+        Lookups span relations (see :mod:`chakra.relations`), each relation as such a
+        subquery: ``Book.objects.filter(author__name="Ann")``,
+        ``Author.objects.filter(books__title__startswith="b")``.
         """
         if not conditions and not lookups:
             return self._clone(self._query)
-        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(), False))
+        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(self._model), False))
 
     def exclude(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
         """Rows not matching the conditions (rows where they are unknown, i.e. NULL, are kept)."""
         if not conditions and not lookups:
             return self._clone(self._query)
-        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(), True))
+        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(self._model), True))
 
     def order_by(self, *fields: str) -> QuerySet[M]:
         """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering."""
