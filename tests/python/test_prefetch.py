@@ -634,3 +634,13 @@ def test_lookups_across_relations_that_cannot_work_are_field_errors() -> None:
         Author.objects.filter(books=1)
     with pytest.raises(chakra.FieldError, match="unknown field `nme` on `pf_authors`"):
         Book.objects.filter(author__nme="Ann")
+
+
+async def test_aggregate_filters_span_relations() -> None:
+    by_ann = chakra.Count("*", filter=chakra.Q(author__name="Ann"))
+    assert await Book.objects.aggregate(n=chakra.Count("*"), by_ann=by_ann) == {"n": 3, "by_ann": 2}
+    edited_by_ben = chakra.Count("*", filter=chakra.Q(editor__name="Ben"))
+    per_author = Book.objects.values("author_id").annotate(edited_by_ben=edited_by_ben)
+    counts = {row["author_id"]: row["edited_by_ben"] for row in await per_author}
+    ann, ben = await Author.objects.get(name="Ann"), await Author.objects.get(name="Ben")
+    assert counts == {ann.id: 1, ben.id: 0}

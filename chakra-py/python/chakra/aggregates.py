@@ -7,9 +7,10 @@ Each skips NULLs, and all but ``Count`` are ``None`` over no values. ``filter=Q(
 only the rows meeting it (SQL's ``FILTER (WHERE …)``), so one query can count several ways::
 
     await User.objects.aggregate(n=Count("*"), active=Count("*", filter=Q(is_active=True)))
- ``Sum`` and ``Avg``
-take numeric fields, ``Min`` and ``Max`` numbers, text, dates and times; ``Avg`` of an
-integer or float field is a float, of a ``Numeric`` field a ``Decimal``.
+
+The filter's lookups may span relations (``filter=Q(author__name="Ann")``). ``Sum`` and
+``Avg`` take numeric fields, ``Min`` and ``Max`` numbers, text, dates and times; ``Avg`` of
+an integer or float field is a float, of a ``Numeric`` field a ``Decimal``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chakra.models import Model
     from chakra.query import Q
 
 __all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "Sum"]
@@ -51,8 +53,10 @@ class Aggregate:
             raise TypeError(f"{self!r} needs a name: aggregate(n={self!r})")
         return f"{self.field}__{self.function}"
 
-    def _spec(self, alias: str) -> AggregateSpec:
-        tree = self.filter._tree() if self.filter is not None else None
+    def _spec(self, alias: str, model: type[Model]) -> AggregateSpec:
+        """The aggregate as the core takes it; ``filter`` lookups across ``model``'s
+        relations become subqueries, as in ``QuerySet.filter``."""
+        tree = self.filter._tree(model) if self.filter is not None else None
         return (alias, self.function, self.field, self.distinct, tree)
 
     def __repr__(self) -> str:

@@ -578,14 +578,13 @@ class QuerySet(Generic[M]):
     def explain_sync(self, analyze: bool = False) -> str:
         return self._run_sync(lambda target, _: self._query.explain(target, analyze))  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _aggregate_specs(args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[AggregateSpec]:
+    def _aggregate_specs(self, args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[AggregateSpec]:
         for agg in (*args, *kwargs.values()):
             if not isinstance(agg, Aggregate):
                 raise TypeError(f"aggregate() takes Count, Sum, Avg, Min or Max, got {agg!r}")
         named = {agg.default_alias: agg for agg in args}
         named.update(kwargs)
-        return [agg._spec(alias) for alias, agg in named.items()]
+        return [agg._spec(alias, self._model) for alias, agg in named.items()]
 
     async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
         """Aggregates over the matching rows, as a dict by name::
@@ -880,7 +879,7 @@ class Values(Generic[T]):
         (a positional one named ``field__function``)."""
         if self._qs._query.sliced():
             raise chakra_errors.ProgrammingError("cannot group a sliced queryset: slice the annotated values instead")
-        specs = QuerySet._aggregate_specs(args, kwargs)
+        specs = self._qs._aggregate_specs(args, kwargs)
         if not specs:
             raise chakra_errors.FieldError("annotate() needs at least one aggregate, such as Count(\"*\")")
         return self._with(aggregates=[*(self._aggregates or []), *specs])
