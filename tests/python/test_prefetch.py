@@ -644,3 +644,37 @@ async def test_aggregate_filters_span_relations() -> None:
     counts = {row["author_id"]: row["edited_by_ben"] for row in await per_author}
     ann, ben = await Author.objects.get(name="Ann"), await Author.objects.get(name="Ben")
     assert counts == {ann.id: 1, ben.id: 0}
+
+
+# ---------------------------------------------------------------------- Prefetch
+
+
+async def test_a_prefetch_queryset_filters_and_orders_the_related_rows() -> None:
+    newest_first = Book.objects.filter(title__startswith="a").order_by("-title")
+    with sent() as record:
+        authors = await Author.objects.order_by("name").prefetch_related(chakra.Prefetch("books", newest_first))
+    assert [(a.name, titles(a.books)) for a in authors] == [("Ann", ["a2", "a1"]), ("Ben", []), ("Cid", [])]
+    assert record.names == ["SELECT pf_authors", "SELECT pf_books"]
+    # Its own prefetches go on from the rows it loaded; a plain name for the same
+    # relation keeps the queryset.
+    with_reviews = Book.objects.filter(title="a1").prefetch_related("reviews")
+    ann = await Author.objects.prefetch_related(chakra.Prefetch("books", with_reviews), "books").get(name="Ann")
+    assert titles(ann.books) == ["a1"]
+    assert sorted(r.stars for r in ann.books[0].reviews) == [3, 5]
+    # Forward: a row the queryset leaves out is None.
+    only_ben = chakra.Prefetch("author", Author.objects.filter(name="Ben"))
+    books = Book.objects.order_by("title").prefetch_related(only_ben).all_sync()
+    assert [(b.title, b.author and b.author.name) for b in books] == [("a1", None), ("a2", None), ("b1", "Ben")]
+
+
+def test_prefetch_objects_that_cannot_work_are_refused_before_any_sql() -> None:
+    with raises(TypeError, "Prefetch('books') loads Book rows, not Author: give it a Book queryset"):
+        Author.objects.prefetch_related(chakra.Prefetch("books", Author.objects.all()))
+    sliced = "Prefetch('books') cannot take a sliced queryset: its limit would apply to the rows of every key together"
+    with raises(chakra.ProgrammingError, sliced):
+        chakra.Prefetch("books", Book.objects.all()[:2])
+    twice = [chakra.Prefetch("books", Book.objects.all()), chakra.Prefetch("books", Book.objects.all())]
+    with raises(ValueError, "'books' is prefetched twice, with two querysets: give it once"):
+        Author.objects.prefetch_related(*twice)
+    with pytest.raises(chakra.FieldError, match="Author has no relation 'nope'"):
+        Author.objects.prefetch_related(chakra.Prefetch("nope"))

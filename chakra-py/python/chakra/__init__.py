@@ -79,7 +79,7 @@ from .fields import (
     Time,
 )
 from .models import Model
-from .query import F, Manager, Q, QuerySet
+from .query import F, Manager, Prefetch, Q, QuerySet
 from .session import Session, Transaction, current_session
 
 __all__ = [
@@ -113,6 +113,7 @@ __all__ = [
     "OperationalError",
     "PoolTimeout",
     "ProgrammingError",
+    "Prefetch",
     "Q",
     "QuerySet",
     "QueryTimeout",

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .models import Model
     from .relations import Relation
 
-__all__ = ["F", "Manager", "Q", "QuerySet", "Values"]
+__all__ = ["F", "Manager", "Prefetch", "Q", "QuerySet", "Values"]
 
 M = TypeVar("M", bound="Model")
 
@@ -288,7 +288,7 @@ class QuerySet(Generic[M]):
         model: type[M],
         query: _core.Query | None = None,
         db: Database | None = None,
-        prefetch: tuple[str, ...] = (),
+        prefetch: tuple[Prefetch, ...] = (),
     ) -> None:
         self._model = model
         self._query = query if query is not None else _core.Query(model._meta.require_schema())
@@ -373,7 +373,7 @@ class QuerySet(Generic[M]):
         """Runs on ``database``'s pool, whatever session is current."""
         return QuerySet(self._model, self._query, database, self._prefetch)
 
-    def prefetch_related(self, *names: str | None) -> QuerySet[M]:
+    def prefetch_related(self, *lookups: str | Prefetch | None) -> QuerySet[M]:
         """Loads the named relations with the rows, as Django's: one more query per
         relation (``WHERE key = ANY(...)`` over the keys of all the rows), whatever their
         number, on the connection the rows came from::
@@ -382,22 +382,31 @@ class QuerySet(Generic[M]):
             books[0].author            # the Author (None for a NULL key); no query
 
         ``"author__book_set"`` goes on from the loaded rows (one query per level).
-        Reverse relations are lists in primary key order. Calls add up;
-        ``prefetch_related(None)`` forgets them. Used by ``all``, ``first``, ``last``,
-        ``latest``, ``earliest``, ``get``, ``in_bulk`` and ``get_or_create``; ``stream()``
-        and ``values()`` refuse it. An unknown name raises :class:`~chakra.FieldError`
-        here, before any SQL."""
-        if names == (None,):
+        Reverse relations are lists in primary key order, or in the order of the queryset
+        a :class:`Prefetch` gives (``Prefetch("books", Book.objects.filter(...))``, whose
+        filter picks the related rows loaded). Calls add up; ``prefetch_related(None)``
+        forgets them. Used by ``all``, ``first``, ``last``, ``latest``, ``earliest``,
+        ``get``, ``in_bulk`` and ``get_or_create``; ``stream()`` and ``values()`` refuse
+        it. An unknown name raises :class:`~chakra.FieldError` here, before any SQL."""
+        if lookups == (None,):
             return QuerySet(self._model, self._query, self._db)
-        lookups: list[str] = []
-        for name in names:
-            if not isinstance(name, str):
+        merged = {p.lookup: p for p in self._prefetch}
+        for lookup in lookups:
+            if isinstance(lookup, str):
+                lookup = Prefetch(lookup)
+            if not isinstance(lookup, Prefetch):
                 raise TypeError(
-                    f"prefetch_related() takes relation names (or None alone, to forget them), got {name!r}"
+                    "prefetch_related() takes relation names and Prefetch objects (or None alone, to forget "
+                    f"them), got {lookup!r}"
                 )
-            _check_relations(self._model, name)
-            lookups.append(name)
-        return QuerySet(self._model, self._query, self._db, tuple(dict.fromkeys((*self._prefetch, *lookups))))
+            lookup._check(self._model)
+            seen = merged.get(lookup.lookup)
+            if seen is not None and seen.queryset is not None and lookup.queryset is not None:
+                if seen.queryset is not lookup.queryset:
+                    raise ValueError(f"{lookup.lookup!r} is prefetched twice, with two querysets: give it once")
+            if seen is None or seen.queryset is None:
+                merged[lookup.lookup] = lookup
+        return QuerySet(self._model, self._query, self._db, tuple(merged.values()))
 
     def __getitem__(self, key: slice) -> QuerySet[M]:
         if not isinstance(key, slice):
@@ -419,7 +428,7 @@ class QuerySet(Generic[M]):
         return self._query.subquery()
 
     def __repr__(self) -> str:
-        prefetch = f" prefetching {', '.join(self._prefetch)}" if self._prefetch else ""
+        prefetch = f" prefetching {', '.join(p.lookup for p in self._prefetch)}" if self._prefetch else ""
         return f"<QuerySet {self._model.__name__}: {self._query.statement()[0]}{prefetch}>"
 
     # ------------------------------------------------------------------ where it runs
@@ -828,7 +837,7 @@ class QuerySet(Generic[M]):
         """Raises ``ProgrammingError`` for a terminal that would ignore ``prefetch_related``."""
         if self._prefetch:
             raise chakra_errors.ProgrammingError(
-                f"{terminal}() does not prefetch: prefetch_related({', '.join(map(repr, self._prefetch))}) "
+                f"{terminal}() does not prefetch: prefetch_related({', '.join(repr(p.lookup) for p in self._prefetch)}) "
                 f"on {self._model.__name__} would be ignored; {instead}"
             )
 
@@ -940,9 +949,10 @@ class Values(Generic[T]):
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
 
 
-def _check_relations(model: type[Model], lookup: str) -> None:
-    """Raises :class:`~chakra.FieldError` unless each name of ``lookup`` (``"author"``,
-    ``"author__book_set"``) is a relation of the model the one before leads to."""
+def _check_relations(model: type[Model], lookup: str) -> type[Model]:
+    """The model ``lookup`` (``"author"``, ``"author__book_set"``) leads to; a
+    :class:`~chakra.FieldError` unless each of its names is a relation of the model the
+    one before leads to."""
     for name in lookup.split("__"):
         relation = model._meta.relations.get(name)
         if relation is None:
@@ -953,6 +963,7 @@ def _check_relations(model: type[Model], lookup: str) -> None:
                 f"its relations: {known}"
             )
         model = relation.target
+    return model
 
 
 def _field_hint(model: type[Model], name: str) -> str:
@@ -963,27 +974,80 @@ def _field_hint(model: type[Model], name: str) -> str:
     return ""
 
 
-_Tree = dict[str, "_Tree"]
+class Prefetch:
+    """A relation for ``prefetch_related`` loaded through ``queryset`` (of the relation's
+    model), as Django's: its filter picks the related rows loaded, its order orders them,
+    its own ``prefetch_related`` goes on from them::
+
+        Author.objects.prefetch_related(Prefetch("books", Book.objects.filter(year__gte=2000).order_by("-year")))
+
+    The queryset cannot be sliced: a limit would apply to the rows of every key together.
+    """
+
+    __slots__ = ("lookup", "queryset")
+
+    def __init__(self, lookup: str, queryset: QuerySet[Any] | None = None) -> None:
+        if not isinstance(lookup, str):
+            raise TypeError(f"Prefetch() takes a relation name first, got {lookup!r}")
+        if queryset is not None and not isinstance(queryset, QuerySet):
+            raise TypeError(f"Prefetch(queryset=) takes a QuerySet, got {queryset!r}")
+        if queryset is not None and queryset._query.sliced():
+            raise chakra_errors.ProgrammingError(
+                f"Prefetch({lookup!r}) cannot take a sliced queryset: its limit would apply to the rows of every "
+                "key together"
+            )
+        self.lookup = lookup
+        self.queryset = queryset
+
+    def _check(self, model: type[Model]) -> None:
+        """A ``FieldError`` unless the lookup leads from ``model`` to the queryset's model."""
+        target = _check_relations(model, self.lookup)
+        if self.queryset is not None and self.queryset.model is not target:
+            raise TypeError(
+                f"Prefetch({self.lookup!r}) loads {target.__name__} rows, not {self.queryset.model.__name__}: "
+                f"give it a {target.__name__} queryset"
+            )
+
+    def __repr__(self) -> str:
+        through = f", {self.queryset!r}" if self.queryset is not None else ""
+        return f"Prefetch({self.lookup!r}{through})"
 
 
-def _relation_tree(lookups: tuple[str, ...]) -> _Tree:
-    """``("author", "author__book_set", "tags")`` as ``{"author": {"book_set": {}}, "tags": {}}``:
-    each relation once, however many lookups pass through it."""
-    tree: _Tree = {}
-    for lookup in lookups:
-        node = tree
-        for name in lookup.split("__"):
-            node = node.setdefault(name, {})
+class _Node:
+    """One relation to load: through which queryset (``None``: the whole table), and
+    the relations below it."""
+
+    __slots__ = ("below", "queryset")
+
+    def __init__(self) -> None:
+        self.queryset: QuerySet[Any] | None = None
+        self.below: dict[str, _Node] = {}
+
+
+def _relation_tree(prefetches: tuple[Prefetch, ...]) -> dict[str, _Node]:
+    """``author``, ``author__book_set`` and ``tags`` as ``{"author": {"book_set": {}},
+    "tags": {}}``: each relation once, however many lookups pass through it, with the
+    queryset a ``Prefetch`` gave it (and that queryset's own prefetches below it)."""
+    tree: dict[str, _Node] = {}
+    for prefetch in prefetches:
+        nodes = tree
+        for name in prefetch.lookup.split("__"):
+            node = nodes.setdefault(name, _Node())
+            nodes = node.below
+        if prefetch.queryset is not None:
+            node.queryset = prefetch.queryset
+            for name, below in _relation_tree(prefetch.queryset._prefetch).items():
+                node.below.setdefault(name, below)
     return tree
 
 
 def _prefetch_steps(
-    model: type[Model], objs: list[Any], tree: _Tree, target: Any, session: Session | None
+    model: type[Model], objs: list[Any], tree: dict[str, _Node], target: Any, session: Session | None
 ) -> Steps[None]:
     """Loads each relation of ``tree`` for all of ``objs`` in one query on ``target`` (the
     connection ``objs`` came from), then the relations below it for the rows it loaded.
     No keys, no query."""
-    for name, below in tree.items():
+    for name, node in tree.items():
         relation = model._meta.relations[name]
         keys = relation.keys(objs)
         found: list[Any] = []
@@ -991,11 +1055,12 @@ def _prefetch_steps(
             related = relation.target
             pk = related._meta.pk
             assert pk is not None, "relations join concrete models"
-            query = QuerySet(related).filter(**{f"{relation.target_key}__in": keys}).order_by(pk.name)._query
+            qs = (node.queryset or QuerySet(related)).filter(**{f"{relation.target_key}__in": keys})
+            query = qs._query if qs._query.ordered else qs.order_by(pk.name)._query
             found = yield query.all(target, session._identity_map(related) if session is not None else None)
         relation.attach(objs, found)
-        if below:
-            yield from _prefetch_steps(relation.target, found, below, target, session)
+        if node.below:
+            yield from _prefetch_steps(relation.target, found, node.below, target, session)
 
 
 def _found(model: type[M], obj: M | None) -> M:
