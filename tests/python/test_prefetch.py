@@ -678,3 +678,20 @@ def test_prefetch_objects_that_cannot_work_are_refused_before_any_sql() -> None:
         Author.objects.prefetch_related(*twice)
     with pytest.raises(chakra.FieldError, match="Author has no relation 'nope'"):
         Author.objects.prefetch_related(chakra.Prefetch("nope"))
+
+
+async def test_constructors_take_forward_relations_as_django_does() -> None:
+    ann = await Author.objects.get(name="Ann")
+    draft = Book(title="c1", author=ann)
+    assert draft.author_id == ann.id and draft.author is ann
+    created = await Book.objects.create(title="c2", author=ann, editor=None)
+    assert created.author_id == ann.id and created.editor_id is None
+    assert (await Book.objects.get(title="c2")).author_id == ann.id
+    found, made = await Book.objects.get_or_create(title="a1", author=ann)
+    assert not made and found.title == "a1"
+    with raises(TypeError, "Book() got both 'author' and 'author_id': give one"):
+        Book(title="c3", author=ann, author_id=ann.id)
+    with pytest.raises(TypeError, match="Author\\(\\) got an unexpected field 'books'"):
+        Author(name="Dee", books=[])
+    with pytest.raises(TypeError, match="Book.author takes an instance of Author or None"):
+        Book(title="c4", author=ann.id)

@@ -269,14 +269,21 @@ class Model(metaclass=ModelMeta):
 
     def __init__(self, **values: Any) -> None:
         fields = self._meta.fields
-        for key in values:
-            if key not in fields:
+        related = [key for key in values if key not in fields]
+        for key in related:
+            relation = self._meta.relations.get(key)
+            if relation is None or relation.many:
                 raise TypeError(
                     f"{type(self).__name__}() got an unexpected field {key!r} (fields: {', '.join(fields)})"
                 )
+            if relation.field.name in values:
+                raise TypeError(f"{type(self).__name__}() got both {key!r} and {relation.field.name!r}: give one")
         for name, field in fields.items():
             setattr(self, name, values[name] if name in values else field.initial())
         self._chakra_loaded = None
+        # `Book(author=ann)`: the key from the row, which stays loaded as the relation.
+        for key in related:
+            setattr(self, key, values[key])
 
     @property
     def pk(self) -> Any:
