@@ -368,6 +368,34 @@ pub struct Select {
     /// Which groups to keep (`HAVING`): conditions on aggregates
     /// ([`Expr::AggregateCompare`]) and the grouped columns.
     pub having: Option<Expr>,
+    /// Values computed per row, selected after the columns under their aliases, which
+    /// the order can name.
+    pub annotations: Vec<Annotation>,
+    /// Conditions naming annotations (and columns), kept apart from `filter` because SQL
+    /// cannot name a select list's aliases in `WHERE`: the annotated rows become a
+    /// derived table, and this its `WHERE`.
+    pub annotation_filter: Option<Expr>,
+}
+
+/// A value computed for each row of a query: see [`Select::annotations`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    pub alias: Ident,
+    pub value: Scalar,
+}
+
+/// One value per row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// Arithmetic on the row's columns and values.
+    Operand(Operand),
+    /// `aggregate` over the rows of `table` whose `key` column holds this row's `outer`
+    /// column — a relation's rows, such as an author's books (a correlated subquery:
+    /// `(SELECT count(*) FROM books WHERE books.author_id = authors.id)`). The
+    /// aggregate's filter picks which of them count; its columns are `table`'s.
+    Related { aggregate: Aggregate, table: Ident, key: Ident, outer: Ident },
+    /// The value as a `float8`: an average of integers, as Python reads one.
+    Float(Box<Scalar>),
 }
 
 impl Select {

@@ -4,9 +4,12 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Select, Update,
+    Aggregate, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Scalar, Select, Update,
 };
 use crate::dialect::Dialect;
+
+/// The alias of a related table in an annotation's subquery (see [`Scalar::Related`]).
+const RELATED: &str = "related";
 
 /// SQL text under construction and its parameters, numbered as they are added.
 pub struct SqlWriter<'d> {
@@ -78,7 +81,10 @@ impl<'d> SqlWriter<'d> {
             Expr::InSelect { column, select, negated } => {
                 self.ident(column);
                 self.push(if *negated { " NOT IN (" } else { " IN (" });
-                self.select(select);
+                match select.projection {
+                    Projection::Columns => self.selection(select, Selected::Bare),
+                    _ => self.select(select),
+                }
                 self.push(")");
             }
             Expr::IsNull { column, negated } => {
@@ -188,13 +194,14 @@ impl SqlWriter<'_> {
                 self.idents(&select.group_by);
                 self.push(", ");
                 self.aggregates(select);
-                match select.lock {
-                    // The locked rows: every one matching, the window being the groups'.
-                    Some(_) => {
+                match select.lock.is_some() || select.annotation_filter.is_some() {
+                    // The locked or annotated rows: every one matching, the window being
+                    // the groups'.
+                    true => {
                         let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
-                        self.rows(&rows, Some(Selected::Columns));
+                        self.rows(&rows, Some(Selected::Bare));
                     }
-                    None => self.rows(select, None),
+                    false => self.rows(select, None),
                 }
                 self.push(" GROUP BY ");
                 self.idents(&select.group_by);
@@ -205,17 +212,21 @@ impl SqlWriter<'_> {
                 self.order(&select.order);
                 self.slice(select);
             }
-            // Counts and aggregates of a limited, locking or distinct selection are over the
-            // rows of that selection (PostgreSQL locks no rows for an aggregate), so they run
-            // over it as a subquery; of the others, over the table's matching rows.
+            // Counts and aggregates of a limited, locking, distinct or annotation-filtered
+            // selection are over the rows of that selection (PostgreSQL locks no rows for an
+            // aggregate), so they run over it as a subquery; of the others, over the table's
+            // matching rows.
             Projection::Count | Projection::Aggregates => {
-                let over_selection =
-                    select.limit.is_some() || select.offset.is_some() || select.lock.is_some() || select.distinct;
+                let over_selection = select.limit.is_some()
+                    || select.offset.is_some()
+                    || select.lock.is_some()
+                    || select.distinct
+                    || select.annotation_filter.is_some();
                 self.push("SELECT ");
                 self.aggregates(select);
                 let inner = match select.projection {
                     Projection::Count if !select.distinct => Selected::One,
-                    _ => Selected::Columns,
+                    _ => Selected::Bare,
                 };
                 self.rows(select, over_selection.then_some(inner));
             }
@@ -226,30 +237,111 @@ impl SqlWriter<'_> {
 /// What [`SqlWriter::selection`] selects.
 #[derive(Clone, Copy, PartialEq)]
 enum Selected {
-    /// The query's columns.
+    /// The query's columns, then its annotations.
     Columns,
+    /// The query's columns alone: a subquery's.
+    Bare,
     /// `1` per row: for counting and `EXISTS`, which need no values.
     One,
 }
 
 impl SqlWriter<'_> {
-    /// `SELECT [DISTINCT] … FROM table WHERE … ORDER BY … LIMIT … OFFSET … FOR …`.
+    /// `SELECT [DISTINCT] … FROM table WHERE … ORDER BY … LIMIT … OFFSET … FOR …`; with
+    /// conditions on annotations, the annotated rows as a derived table of the table's
+    /// name (`FROM (SELECT …, annotations FROM table WHERE … FOR …) AS table WHERE …`).
     fn selection(&mut self, select: &Select, selected: Selected) {
-        self.push(if select.distinct && selected == Selected::Columns { "SELECT DISTINCT " } else { "SELECT " });
-        match selected {
-            Selected::Columns => self.idents(&select.columns),
-            Selected::One => self.push("1"),
+        let rows = selected != Selected::One;
+        self.push(if select.distinct && rows { "SELECT DISTINCT " } else { "SELECT " });
+        match (selected, &select.annotation_filter) {
+            (Selected::Columns, None) => self.annotated_columns(select),
+            (Selected::Columns, Some(_)) => {
+                self.idents(&select.columns);
+                for annotation in &select.annotations {
+                    self.push(", ");
+                    self.ident(&annotation.alias);
+                }
+            }
+            (Selected::Bare, _) => self.idents(&select.columns),
+            (Selected::One, _) => self.push("1"),
         }
         self.push(" FROM ");
-        self.ident(&select.table);
-        self.filter(&select.filter);
+        match &select.annotation_filter {
+            None => {
+                self.ident(&select.table);
+                self.filter(&select.filter);
+            }
+            Some(condition) => {
+                self.push("(SELECT ");
+                self.annotated_columns(select);
+                self.push(" FROM ");
+                self.ident(&select.table);
+                self.filter(&select.filter);
+                self.lock(select);
+                self.push(") AS ");
+                self.ident(&select.table);
+                self.push(" WHERE ");
+                self.expr(condition);
+            }
+        }
         // Order only picks rows when there is a limit or offset, or returns them.
-        if selected == Selected::Columns || select.limit.is_some() || select.offset.is_some() {
+        if rows || select.limit.is_some() || select.offset.is_some() {
             self.order(&select.order);
         }
         self.slice(select);
+        if select.annotation_filter.is_none() {
+            self.lock(select);
+        }
+    }
+
+    fn lock(&mut self, select: &Select) {
         if let Some(lock) = &select.lock {
             self.dialect.write_lock(self, lock);
+        }
+    }
+
+    /// The columns, then each annotation `AS` its alias.
+    fn annotated_columns(&mut self, select: &Select) {
+        self.idents(&select.columns);
+        for annotation in &select.annotations {
+            self.push(", ");
+            self.scalar(&annotation.value, &select.table);
+            self.push(" AS ");
+            self.ident(&annotation.alias);
+        }
+    }
+
+    /// A value per row of `table`.
+    fn scalar(&mut self, scalar: &Scalar, table: &str) {
+        match scalar {
+            Scalar::Operand(operand) => self.operand(operand),
+            // The related table under an alias of its own, so that `table` names the
+            // outer row even when both are one table (a tree's children).
+            Scalar::Related { aggregate, table: related, key, outer } => {
+                self.push("(SELECT ");
+                self.aggregate(&Aggregate { filter: None, ..aggregate.clone() });
+                self.push(" FROM ");
+                self.ident(related);
+                self.push(" AS ");
+                self.ident(RELATED);
+                self.push(" WHERE ");
+                self.ident(RELATED);
+                self.push(".");
+                self.ident(key);
+                self.push(" = ");
+                self.ident(table);
+                self.push(".");
+                self.ident(outer);
+                if let Some(condition) = &aggregate.filter {
+                    self.push(" AND ");
+                    self.expr(condition);
+                }
+                self.push(")");
+            }
+            Scalar::Float(inner) => {
+                self.push("CAST(");
+                self.scalar(inner, table);
+                self.push(" AS float8)");
+            }
         }
     }
 
@@ -395,7 +487,7 @@ pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::{Pattern, TextMatch};
+    use crate::ast::{Annotation, ArithOp, Pattern, TextMatch};
     use crate::dialect::Postgres;
 
     fn col(name: &'static str) -> Ident {
@@ -453,6 +545,68 @@ mod tests {
             r#"SELECT "id" FROM "books" WHERE ("year" = $1 AND "author_id" NOT IN (SELECT "id" FROM "authors" WHERE "rank" = $2 LIMIT $3) AND "pages" = $4)"#
         );
         assert_eq!(st.params, [1_i64, 2, 5, 4].map(Value::from));
+    }
+
+    #[test]
+    fn annotations_are_selected_after_the_columns_and_filtered_over_a_derived_table() {
+        let eq = |column, value: i64| Expr::Compare {
+            column: col(column),
+            op: CompareOp::Eq,
+            value: Value::from(value).into(),
+        };
+        let mut books = Aggregate::count_rows();
+        books.filter = Some(Box::new(eq("year", 2)));
+        let annotation = |alias, value| Annotation { alias: col(alias), value };
+        let mut s = Select::new("authors", ["id"]);
+        s.filter(eq("rank", 1));
+        s.annotations = vec![
+            annotation(
+                "books",
+                Scalar::Related { aggregate: books, table: col("books"), key: col("author_id"), outer: col("id") },
+            ),
+            annotation(
+                "twice",
+                Scalar::Float(Box::new(Scalar::Operand(Operand::arith(
+                    Operand::Column(col("rank")),
+                    ArithOp::Mul,
+                    Operand::Value(Value::I64(3)),
+                )))),
+            ),
+        ];
+        s.order = vec![Order { column: col("books"), descending: true }];
+        let related = r#"(SELECT count(*) FROM "books" AS "related" WHERE "related"."author_id" = "authors"."id" AND "year" = $1)"#;
+        let twice = r#"CAST(("rank" * $2) AS float8)"#;
+        let st = select(&Postgres, &s);
+        assert_eq!(
+            &*st.sql,
+            format!(
+                r#"SELECT "id", {related} AS "books", {twice} AS "twice" FROM "authors" WHERE "rank" = $3 ORDER BY "books" DESC"#
+            )
+        );
+        assert_eq!(st.params, [2_i64, 3, 1].map(Value::from), "numbered as written");
+
+        s.annotation_filter =
+            Some(Expr::Compare { column: col("books"), op: CompareOp::Gt, value: Value::from(4_i64).into() });
+        s.limit = Some(5);
+        let inner =
+            format!(r#"SELECT "id", {related} AS "books", {twice} AS "twice" FROM "authors" WHERE "rank" = $3"#);
+        let st = select(&Postgres, &s);
+        assert_eq!(
+            &*st.sql,
+            format!(
+                r#"SELECT "id", "books", "twice" FROM ({inner}) AS "authors" WHERE "books" > $4 ORDER BY "books" DESC LIMIT $5"#
+            )
+        );
+        assert_eq!(st.params, [2_i64, 3, 1, 4, 5].map(Value::from));
+
+        s.projection = Projection::Count;
+        let counted = select(&Postgres, &s).sql;
+        assert_eq!(
+            &*counted,
+            format!(
+                r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "books" > $4 ORDER BY "books" DESC LIMIT $5) AS selected"#
+            )
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ mod query;
 mod related;
 pub mod wire;
 
-pub use ast::{Aggregate, AggregateFn, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock};
+pub use ast::{
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock,
+    Scalar,
+};
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, ArithOp, Assignment, Delete, Expr, Operand, Projection, RowLock, Select, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Delete, Expr, Ident, Operand, Order, Projection, RowLock,
+    Scalar, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -98,6 +99,47 @@ fn lookup_value(
     })
 }
 
+/// The condition for one `alias__lookup=value` keyword on an annotation: a comparison
+/// (`exact`, `ne`, `gt`, `gte`, `lt`, `lte`; `None` is `IS [NOT] NULL`), `in` or `isnull`.
+fn annotation_condition(
+    py: Python<'_>,
+    annotation: &Annotation,
+    lookup: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Expr> {
+    let column = annotation.alias.clone();
+    Ok(match (lookup::comparison(lookup), lookup) {
+        (Some(op), _) => Expr::Compare { column, op, value: to_value_untyped(value)?.into() },
+        (None, "isnull") => match value.cast::<PyBool>() {
+            Ok(b) => Expr::IsNull { column, negated: !b.is_true() },
+            Err(_) => return Err(field_error(py, format!("lookup `{column}__isnull` needs True or False"))),
+        },
+        (None, "in") if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() => {
+            let values = value.try_iter()?.map(|item| to_value_untyped(&item?)).collect::<PyResult<_>>()?;
+            Expr::In { column, values, negated: false }
+        }
+        _ => {
+            return Err(field_error(
+                py,
+                format!(
+                    "lookup `{column}__{lookup}` is not one an annotation takes: exact, ne, gt, gte, lt, lte, in (a list) or isnull"
+                ),
+            ))
+        }
+    })
+}
+
+/// Whether `expr` names any of `annotations`.
+fn names_annotation(expr: &Expr, annotations: &[Annotation]) -> bool {
+    let named = |column: &Ident| annotations.iter().any(|a| a.alias == *column);
+    match expr {
+        Expr::Compare { column, .. } | Expr::In { column, .. } | Expr::IsNull { column, .. } => named(column),
+        Expr::And(all) | Expr::Or(all) => all.iter().any(|e| names_annotation(e, annotations)),
+        Expr::Not(inner) | Expr::NotTrue(inner) => names_annotation(inner, annotations),
+        _ => false,
+    }
+}
+
 /// The condition for one `field__lookup=value` keyword.
 fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny>) -> PyResult<Expr> {
     let (name, lookup) = lookup::split_key(key);
@@ -185,14 +227,21 @@ fn f_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 /// A `Q` tree — `(connector, negated, children)`, children being `(key, value)` pairs or
 /// nested trees — as one condition.
-fn tree(py: Python<'_>, schema: &Schema, node: &Bound<'_, PyTuple>) -> PyResult<Expr> {
+fn tree(py: Python<'_>, schema: &Schema, annotations: &[Annotation], node: &Bound<'_, PyTuple>) -> PyResult<Expr> {
     let (connector, negated, children): (String, bool, Bound<'_, PyList>) = node.extract()?;
     let mut exprs = Vec::with_capacity(children.len());
     for child in children.iter() {
         let child = child.cast_into::<PyTuple>()?;
         exprs.push(match child.len() {
-            2 => condition(py, schema, &child.get_item(0)?.extract::<String>()?, &child.get_item(1)?)?,
-            _ => tree(py, schema, &child)?,
+            2 => {
+                let key = child.get_item(0)?.extract::<String>()?;
+                let (name, lookup) = lookup::split_key(&key);
+                match annotations.iter().find(|a| a.alias == name) {
+                    Some(annotation) => annotation_condition(py, annotation, lookup, &child.get_item(1)?)?,
+                    None => condition(py, schema, &key, &child.get_item(1)?)?,
+                }
+            }
+            _ => tree(py, schema, annotations, &child)?,
         });
     }
     let expr = match (connector.as_str(), exprs.len()) {
@@ -234,6 +283,22 @@ impl Query {
         }
         Ok(())
     }
+
+    /// Writes by query take their rows from `WHERE` alone: refuse a queryset whose rows
+    /// also depend on its annotations, rather than write rows it does not hold.
+    fn unannotated(&self, py: Python<'_>, what: &str) -> PyResult<()> {
+        if self.select.annotation_filter.is_some() {
+            return Err(errors::new(
+                py,
+                "ProgrammingError",
+                format!(
+                    "cannot {what} rows picked by a filter on their annotations; pick them by their fields, \
+                     or {what} the instances"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Maps "no row" / "several rows" to the model's own `DoesNotExist` / `MultipleObjectsReturned`.
@@ -266,10 +331,50 @@ impl Query {
 
     /// Adds the conditions of a `Q` tree (`negate` for `exclude`: rows where the tree is
     /// false *or unknown*).
+    ///
+    /// A tree naming an annotation is a condition on the annotated rows.
     fn filter(&self, py: Python<'_>, node: &Bound<'_, PyTuple>, negate: bool) -> PyResult<Query> {
-        let expr = tree(py, self.schema.get(), node)?;
+        let expr = tree(py, self.schema.get(), &self.select.annotations, node)?;
+        let on_annotations = names_annotation(&expr, &self.select.annotations);
+        let expr = if negate { Expr::NotTrue(Box::new(expr)) } else { expr };
         let mut select = self.select.clone();
-        select.filter(if negate { Expr::NotTrue(Box::new(expr)) } else { expr });
+        match on_annotations {
+            true => {
+                select.annotation_filter = Some(match select.annotation_filter.take() {
+                    Some(earlier) => earlier.and(expr),
+                    None => expr,
+                })
+            }
+            false => select.filter(expr),
+        }
+        Ok(self.derive(py, select))
+    }
+
+    /// Adds `specs`: `(alias, value)` pairs, the value an `F` tree, or `(function,
+    /// relation schema, key field, outer field, field or "*", distinct, filter)` for an
+    /// aggregate of a relation's rows, `filter` a `Q` tree on the related model. An
+    /// average of a non-`Numeric` field reads as a float.
+    fn annotate(&self, py: Python<'_>, specs: Vec<(String, Bound<'_, PyAny>)>) -> PyResult<Query> {
+        let schema = self.schema.get();
+        let mut select = self.select.clone();
+        for (alias, spec) in specs {
+            if schema.index_of(&alias).is_some() || select.annotations.iter().any(|a| a.alias == alias) {
+                return Err(field_error(
+                    py,
+                    format!(
+                        "the annotation `{alias}` is named as a field or another annotation of {}: name it otherwise",
+                        schema.name
+                    ),
+                ));
+            }
+            let value = match spec.cast::<PyTuple>() {
+                Ok(t) if t.len() == 7 && t.get_item(1)?.is_instance_of::<Schema>() => {
+                    related_annotation(py, schema, &alias, t)?
+                }
+                _ => Scalar::Operand(f_operand_untyped(py, schema, &spec)?),
+            };
+            select.annotations.push(Annotation { alias: alias.into(), value });
+        }
         Ok(self.derive(py, select))
     }
 
@@ -300,6 +405,11 @@ impl Query {
                 "pk" => format!("{}{}", if spec.starts_with('-') { "-" } else { "" }, schema.fields[schema.pk].name),
                 _ => spec,
             };
+            let name = spec.trim_start_matches(['-', '+']);
+            if let Some(annotation) = select.annotations.iter().find(|a| a.alias == name) {
+                select.order.push(Order { column: annotation.alias.clone(), descending: spec.starts_with('-') });
+                continue;
+            }
             select.order.push(
                 lookup::order(&schema.fields, &schema.table, &spec)
                     .map_err(|e| field_error(py, e.message().to_owned()))?,
@@ -367,6 +477,12 @@ impl Query {
         select.offset = (offset > 0).then_some(offset);
         select.limit = limit;
         self.derive(py, select)
+    }
+
+    /// The aliases of the annotations, in order.
+    #[getter]
+    fn annotation_names(&self) -> Vec<String> {
+        self.select.annotations.iter().map(|a| a.alias.to_string()).collect()
     }
 
     #[getter]
@@ -507,6 +623,7 @@ impl Query {
         exprs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Op> {
         self.unsliced(py, "update")?;
+        self.unannotated(py, "update")?;
         let schema = self.schema.get();
         let exprs = exprs.map(|e| e.iter().collect::<Vec<_>>()).unwrap_or_default();
         if values.is_empty() && exprs.is_empty() {
@@ -536,6 +653,7 @@ impl Query {
     /// Deletes every matching row; resolves to the count.
     fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Op> {
         self.unsliced(py, "delete")?;
+        self.unannotated(py, "delete")?;
         let schema = self.schema.get();
         let delete = Delete { table: schema.table.to_string().into(), filter: self.select.filter.clone() };
         let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(schema, "DELETE"));
@@ -562,6 +680,14 @@ impl Query {
         having: Option<Vec<(String, Bound<'_, PyAny>)>>,
     ) -> PyResult<Op> {
         let schema = self.schema.get();
+        if !self.select.annotations.is_empty() {
+            return Err(errors::new(
+                py,
+                "ProgrammingError",
+                "values() of an annotated queryset is not supported: read the annotations from the instances, \
+                 or group with values(...).annotate(...)",
+            ));
+        }
         let indices: Vec<usize> = if fields.is_empty() {
             (0..schema.fields.len()).collect()
         } else {
@@ -674,6 +800,63 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, Py
     })
 }
 
+/// `(function, relation schema, key field, outer field, field or "*", distinct, filter)`
+/// as an aggregate of the related rows (see [`Query::annotate`]).
+fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound<'_, PyTuple>) -> PyResult<Scalar> {
+    let function: String = spec.get_item(0)?.extract()?;
+    let related = spec.get_item(1)?.cast_into::<Schema>()?;
+    let related = related.get();
+    let (key, outer): (String, String) = (spec.get_item(2)?.extract()?, spec.get_item(3)?.extract()?);
+    let (field, distinct): (String, bool) = (spec.get_item(4)?.extract()?, spec.get_item(5)?.extract()?);
+    let filter: Option<Py<PyTuple>> = spec.get_item(6)?.extract()?;
+    let aggregate_spec = (alias.to_owned(), function, field, distinct, filter);
+    let (mut aggregates, floats) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
+    let aggregate = aggregates.pop().expect("one aggregate per spec");
+    let key = related.fields[field_index(py, related, &key)?].column.clone();
+    let outer = schema.fields[field_index(py, schema, &outer)?].column.clone();
+    let related = Scalar::Related { aggregate, table: related.table.to_string().into(), key, outer };
+    Ok(if floats.is_empty() { related } else { Scalar::Float(Box::new(related)) })
+}
+
+/// An `F` tree as a value of its own (an annotation's): fields of any type, values as
+/// Python gives them, arithmetic on numeric fields only.
+fn f_operand_untyped(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResult<Operand> {
+    let bad = || PyErr::new::<pyo3::exceptions::PyTypeError, _>("an annotation is an aggregate or an F expression");
+    let node = tree.cast::<PyTuple>().map_err(|_| bad())?;
+    let tag: String = node.get_item(0)?.extract().map_err(|_| bad())?;
+    Ok(match (tag.as_str(), node.len()) {
+        ("field", 2) => {
+            let field = field_index(py, schema, &node.get_item(1)?.extract::<String>()?)?;
+            Operand::Column(schema.fields[field].column.clone())
+        }
+        ("value", 2) => Operand::Value(to_value_untyped(&node.get_item(1)?)?),
+        ("op", 4) => {
+            let op = match node.get_item(1)?.extract::<String>()?.as_str() {
+                "+" => ArithOp::Add,
+                "-" => ArithOp::Sub,
+                "*" => ArithOp::Mul,
+                "/" => ArithOp::Div,
+                _ => return Err(bad()),
+            };
+            for side in [node.get_item(2)?, node.get_item(3)?] {
+                let side = side.cast_into::<PyTuple>().map_err(|_| bad())?;
+                if side.get_item(0)?.extract::<String>()? == "field" {
+                    let field = field_index(py, schema, &side.get_item(1)?.extract::<String>()?)?;
+                    if !schema.types[field].kind.is_numeric() {
+                        return Err(field_error(
+                            py,
+                            format!("F arithmetic needs numeric fields; {} is not one", schema.label(field)),
+                        ));
+                    }
+                }
+            }
+            let left = f_operand_untyped(py, schema, &node.get_item(2)?)?;
+            Operand::arith(left, op, f_operand_untyped(py, schema, &node.get_item(3)?)?)
+        }
+        _ => return Err(bad()),
+    })
+}
+
 /// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,
 /// `filter` a `Q` tree or `None`.
 type AggregateSpec = (String, String, String, bool, Option<Py<PyTuple>>);
@@ -693,7 +876,7 @@ fn aggregates_of(
     let mut floats = Vec::new();
     for (i, (alias, function, field, distinct, filter)) in specs.iter().enumerate() {
         let filter = match filter {
-            Some(node) => Some(Box::new(tree(py, schema, node.bind(py))?)),
+            Some(node) => Some(Box::new(tree(py, schema, &[], node.bind(py))?)),
             None => None,
         };
         let name = match function.as_str() {

@@ -344,16 +344,35 @@ impl Schema {
         decoders: &[Decoder],
         identity: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let Some(map) = identity else {
-            return self.fill(py, None, row, decoders, None);
+        let obj = match identity {
+            None => self.fill(py, None, row, decoders, None)?,
+            Some(map) => {
+                let key = decode(py, row, self.pk, &decoders[self.pk])?;
+                match map.get_item(&key)? {
+                    Some(existing) => existing,
+                    None => {
+                        let obj = self.fill(py, None, row, decoders, Some(key.clone()))?;
+                        map.set_item(key, &obj)?;
+                        obj
+                    }
+                }
+            }
         };
-        let key = decode(py, row, self.pk, &decoders[self.pk])?;
-        if let Some(existing) = map.get_item(&key)? {
-            return Ok(existing);
+        if row.len() > self.fields.len() {
+            self.annotate(py, &obj, row, decoders)?;
         }
-        let obj = self.fill(py, None, row, decoders, Some(key.clone()))?;
-        map.set_item(key, &obj)?;
         Ok(obj)
+    }
+
+    /// The columns after the fields — a queryset's annotations — as a dict by name in the
+    /// instance's `_chakra_annotations`, where `Model.__getattr__` finds them; the
+    /// session's instance of the row gets the new values too.
+    fn annotate(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, row: &Row, decoders: &[Decoder]) -> PyResult<()> {
+        let annotations = PyDict::new(py);
+        for (i, column) in row.columns().iter().enumerate().skip(self.fields.len()) {
+            annotations.set_item(column.name(), decode(py, row, i, &decoders[i])?)?;
+        }
+        obj.setattr(pyo3::intern!(py, "_chakra_annotations"), annotations)
     }
 
     /// Writes a row into `target` (or a new instance): every slot and the as-loaded tuple.

@@ -257,10 +257,13 @@ class Model(metaclass=ModelMeta):
     for a base class that only shares fields.
     """
 
-    __slots__ = ("_chakra_loaded", "_chakra_related")
+    __slots__ = ("_chakra_annotations", "_chakra_loaded", "_chakra_related")
 
     _chakra_related: dict[str, Any] | None
     """What querysets loaded of the relations, by name (unset until one does)."""
+    _chakra_annotations: dict[str, Any]
+    """The values ``QuerySet.annotate`` computed for this row, by name (unset until one
+    does); read as attributes."""
     _meta: ClassVar[ModelOptions]
     __tablename__: ClassVar[str]
     objects: ClassVar[_ManagerDescriptor] = _ManagerDescriptor()
@@ -305,6 +308,20 @@ class Model(metaclass=ModelMeta):
         if pk is None:
             return f"<{type(self).__name__}>"
         return f"<{type(self).__name__} {pk.name}={getattr(self, pk.name, None)!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names that are not attributes: a queryset's annotations, as Django
+        # sets them on its instances (`author.books__count`).
+        if not name.startswith("_chakra"):
+            try:
+                return self._chakra_annotations[name]
+            except (AttributeError, KeyError):
+                pass
+            # A relation that refused this instance: its own error, not a generic one.
+            relation = inspect.getattr_static(type(self), name, None)
+            if isinstance(relation, Relation):
+                return relation.__get__(self, type(self))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __eq__(self, other: object) -> bool:
         if self is other:

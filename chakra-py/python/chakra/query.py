@@ -191,18 +191,19 @@ class Q:
     def __invert__(self) -> Q:
         return Q._combine(self.connector, list(self.children), not self.negated)
 
-    def _tree(self, model: type[Model] | None = None) -> tuple[str, bool, list[Any]]:
+    def _tree(self, model: type[Model] | None = None, annotations: Iterable[str] = ()) -> tuple[str, bool, list[Any]]:
         """The tree the core compiles; with ``model``, lookups across its relations
         (``author__name="Ann"``) become subqueries of the related model (see
-        :func:`_across`)."""
+        :func:`_across`), except those naming ``annotations``."""
+        annotations = tuple(annotations)
         children = [child for child in self.children if isinstance(child, Q) or model is None]
         if model is not None:
             lookups = [child for child in self.children if not isinstance(child, Q)]
-            children += _across(model, lookups, self.connector == Q.AND)
+            children += _across(model, lookups, self.connector == Q.AND, annotations)
         return (
             self.connector,
             self.negated,
-            [child._tree(model) if isinstance(child, Q) else child for child in children],
+            [child._tree(model, annotations) if isinstance(child, Q) else child for child in children],
         )
 
     def __repr__(self) -> str:
@@ -210,7 +211,9 @@ class Q:
         return f"{'~' if self.negated else ''}Q({inner})"
 
 
-def _across(model: type[Model], lookups: list[tuple[str, Any]], together: bool) -> list[Any]:
+def _across(
+    model: type[Model], lookups: list[tuple[str, Any]], together: bool, annotations: tuple[str, ...] = ()
+) -> list[Any]:
     """``lookups`` of ``model`` with those across its relations as subqueries, as Django
     spans relations (with joins there):
 
@@ -227,7 +230,8 @@ def _across(model: type[Model], lookups: list[tuple[str, Any]], together: bool) 
     for key, value in lookups:
         name, _, rest = key.partition("__")
         relation = relations.get(name)
-        if relation is None or name in model._meta.fields:
+        annotated = any(key == alias or key.startswith(f"{alias}__") for alias in annotations)
+        if relation is None or name in model._meta.fields or annotated:
             out.append((key, value))
         elif not relation.many:
             out.append(_forward(relation, rest, value))
@@ -242,6 +246,49 @@ def _across(model: type[Model], lookups: list[tuple[str, Any]], together: bool) 
             out.append(_backward(relation, {rest: value}))
     out.extend(_backward(relations[name], related) for name, related in reverse.items())
     return out
+
+
+def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
+    """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))`` on
+    ``model``: the aggregate of one relation's rows as the core's annotation spec, its
+    filter's lookups relative to the related model."""
+    name, _, field = agg.field.partition("__")
+    relation = model._meta.relations.get(name)
+    if relation is None or "__" in field:
+        known = ", ".join(model._meta.relations) or "none"
+        raise chakra_errors.FieldError(
+            f"`{alias}`: annotate() aggregates the rows of one relation of {model.__name__}, as "
+            f'Count("relation") or Sum("relation__field"); got {agg.field!r} (relations: {known})'
+        )
+    target = relation.target
+    pk = target._meta.pk
+    assert pk is not None, "relations join concrete models"
+    if relation.many:
+        key, outer = relation.field.name, relation.source_key
+    else:
+        key, outer = relation.target_key, relation.field.name
+    condition = None
+    if agg.filter is not None:
+        condition = _relative(agg.filter, name, alias)._tree(target)
+    return (agg.function, target._meta.require_schema(), key, outer, field or pk.name, agg.distinct, condition)
+
+
+def _relative(q: Q, relation: str, alias: str) -> Q:
+    """``q``'s lookups on ``relation__…`` as lookups on the related model: what an
+    annotation's filter means (``Q(books__year__gte=2000)`` → ``Q(year__gte=2000)``)."""
+    prefix = f"{relation}__"
+    children: list[Q | tuple[str, Any]] = []
+    for child in q.children:
+        if isinstance(child, Q):
+            children.append(_relative(child, relation, alias))
+        elif child[0].startswith(prefix):
+            children.append((child[0][len(prefix) :], child[1]))
+        else:
+            raise chakra_errors.FieldError(
+                f"`{alias}`: the filter of an aggregate of {relation} names its rows' fields as "
+                f"{relation}__field; got {child[0]!r}"
+            )
+    return Q._combine(q.connector, children, q.negated)
 
 
 def _forward(relation: Relation, rest: str, value: Any) -> tuple[str, Any]:
@@ -326,13 +373,49 @@ class QuerySet(Generic[M]):
         """
         if not conditions and not lookups:
             return self._clone(self._query)
-        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(self._model), False))
+        return self._clone(self._query.filter(self._q(conditions, lookups), False))
+
+    def _q(self, conditions: tuple[Q, ...], lookups: dict[str, Any]) -> tuple[str, bool, list[Any]]:
+        """The conditions as the tree the core compiles, across relations and annotations."""
+        return Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
+
+    def annotate(self, *args: Aggregate | F, **kwargs: Aggregate | F) -> QuerySet[M]:
+        """Adds a value computed for each row, read as an attribute of its instance, as
+        Django's: an aggregate of a relation's rows (one correlated subquery each, in the
+        same statement), or arithmetic on the row's fields::
+
+            authors = await Author.objects.annotate(
+                n=Count("books"), recent=Count("books", filter=Q(books__year__gte=2000)),
+                pages=Sum("books__pages"),
+            ).filter(n__gt=1).order_by("-n")
+            authors[0].n
+
+        A positional aggregate is named ``relation__function`` (``books__count``).
+        ``filter``, ``exclude`` and ``order_by`` then take the names; ``values()`` of an
+        annotated queryset does not, and updates or deletes of rows picked by their
+        annotations are refused. ``Avg`` of an integer or float field is a float.
+        """
+        named: dict[str, Aggregate | F] = {}
+        for agg in args:
+            if not isinstance(agg, Aggregate):
+                raise TypeError(f"annotate() takes aggregates by position, and F expressions by name; got {agg!r}")
+            named[agg.default_alias] = agg
+        named.update(kwargs)
+        specs: list[tuple[str, Any]] = []
+        for alias, value in named.items():
+            if isinstance(value, F):
+                specs.append((alias, value._tree))
+            elif isinstance(value, Aggregate):
+                specs.append((alias, _related_aggregate(self._model, alias, value)))
+            else:
+                raise TypeError(f"annotate() takes Count, Sum, Avg, Min, Max or F expressions; got {alias}={value!r}")
+        return self._clone(self._query.annotate(specs))
 
     def exclude(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
         """Rows not matching the conditions (rows where they are unknown, i.e. NULL, are kept)."""
         if not conditions and not lookups:
             return self._clone(self._query)
-        return self._clone(self._query.filter(Q(*conditions, **lookups)._tree(self._model), True))
+        return self._clone(self._query.filter(self._q(conditions, lookups), True))
 
     def order_by(self, *fields: str) -> QuerySet[M]:
         """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering."""

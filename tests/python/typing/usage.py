@@ -66,5 +66,6 @@ async def checks(session: Session) -> None:
     member.team = Team()
     for team in await Team.objects.prefetch_related("members").prefetch_related(None):
         assert_type(team.members, list[Member])
+    assert_type(Team.objects.annotate(chakra.Count("members"), twice=chakra.F("id") * 2), QuerySet[Team])
     members_by_id = chakra.Prefetch("members", Member.objects.order_by("-id"))
     assert_type(Team.objects.prefetch_related(members_by_id, "members__team"), QuerySet[Team])

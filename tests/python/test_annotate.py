@@ -1,0 +1,153 @@
+"""``QuerySet.annotate``: values computed per row — aggregates of a relation's rows as
+correlated subqueries, arithmetic on the row's fields — read as attributes, filtered and
+ordered by name, and the errors for what cannot work."""
+
+from __future__ import annotations
+
+import decimal
+import re
+from typing import Any
+
+import pytest
+
+import chakra
+from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, Q, Session, String, Sum
+from conftest import recreate
+
+
+class Writer(Model):
+    __tablename__ = "an_writers"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(20))
+    rank = Field(Integer)
+
+
+class Novel(Model):
+    __tablename__ = "an_novels"
+    id = Field(Integer, primary_key=True)
+    title = Field(String(20))
+    pages = Field(Integer)
+    price = Field(Numeric(8, 2), nullable=True)
+    writer_id = Field(Integer, nullable=True, references=Writer, related_name="novels")
+
+
+class Chapter(Model):
+    __tablename__ = "an_chapters"
+    id = Field(Integer, primary_key=True)
+    novel_id = Field(Integer, references=Novel, related_name="chapters")
+
+
+@pytest.fixture(autouse=True)
+def shelf() -> None:
+    recreate(Writer, Novel, Chapter)
+    ann, ben, _ = Writer.objects.bulk_create_sync(
+        [Writer(name="Ann", rank=1), Writer(name="Ben", rank=2), Writer(name="Cid", rank=3)]
+    )
+    a1, _, _, _ = Novel.objects.bulk_create_sync(
+        [
+            Novel(title="a1", pages=100, price=decimal.Decimal("10.50"), writer_id=ann.id),
+            Novel(title="a2", pages=300, price=None, writer_id=ann.id),
+            Novel(title="b1", pages=200, price=decimal.Decimal("7.25"), writer_id=ben.id),
+            Novel(title="x1", pages=50, price=None, writer_id=None),
+        ]
+    )
+    Chapter.objects.bulk_create_sync([Chapter(novel_id=a1.id), Chapter(novel_id=a1.id)])
+
+
+def raises(error: type[BaseException], message: str) -> Any:
+    return pytest.raises(error, match=f"^{re.escape(message)}$")
+
+
+async def test_aggregates_of_a_relation_are_attributes_of_each_row() -> None:
+    writers = await Writer.objects.annotate(
+        Count("novels"),
+        pages=Sum("novels__pages"),
+        longest=Max("novels__pages"),
+        mean=Avg("novels__pages"),
+        priced=Count("novels__price"),
+        thick=Count("novels", filter=Q(novels__pages__gte=200)),
+    ).order_by("name")
+    got = [(w.name, w.novels__count, w.pages, w.longest, w.mean, w.priced, w.thick) for w in writers]
+    assert got == [
+        ("Ann", 2, 400, 300, 200.0, 1, 1),
+        ("Ben", 1, 200, 200, 200.0, 1, 1),
+        ("Cid", 0, None, None, None, 0, 0),
+    ]
+    assert type(writers[0].mean) is float and type(writers[0].pages) is int
+
+
+async def test_annotations_filter_order_slice_count_and_run_in_one_statement() -> None:
+    qs = Writer.objects.annotate(n=Count("novels")).filter(n__gte=1).order_by("-n", "name")
+    assert [(w.name, w.n) for w in await qs] == [("Ann", 2), ("Ben", 1)]
+    assert await qs.count() == 2
+    assert await qs.exists()
+    assert [(w.name, w.n) for w in await qs[1:]] == [("Ben", 1)]
+    assert (await qs.first()) is not None and (await qs.get(name="Ben")).n == 1
+    none = Writer.objects.annotate(n=Count("novels")).exclude(n__gt=0)
+    assert [(w.name, w.n) for w in none.all_sync()] == [("Cid", 0)]
+    either = Writer.objects.annotate(n=Count("novels")).filter(Q(n=0) | Q(name="Ben")).order_by("name")
+    assert [w.name for w in await either] == ["Ben", "Cid"]
+    few = Writer.objects.annotate(n=Count("novels")).filter(n__in=[0, 1]).order_by("n")
+    assert [w.name for w in await few] == ["Cid", "Ben"]
+    streamed = [(w.name, w.n) async for w in Writer.objects.annotate(n=Count("novels")).order_by("name").stream()]
+    assert streamed == [("Ann", 2), ("Ben", 1), ("Cid", 0)]
+    # As a subquery, only the key is selected, the annotation filter still applying.
+    busy = Writer.objects.annotate(n=Count("novels")).filter(n__gte=2)
+    assert sorted(n.title for n in await Novel.objects.filter(writer_id__in=busy)) == ["a1", "a2"]
+
+
+async def test_forward_relations_nested_filters_and_arithmetic() -> None:
+    novels = await Novel.objects.annotate(
+        writer_rank=Max("writer__rank"),
+        chapters_n=Count("chapters"),
+        double=F("pages") * 2,
+        per_page=F("price") / F("pages"),
+    ).order_by("title")
+    got = [(n.title, n.writer_rank, n.chapters_n, n.double) for n in novels]
+    assert got == [("a1", 1, 2, 200), ("a2", 1, 0, 600), ("b1", 2, 0, 400), ("x1", None, 0, 100)]
+    assert novels[0].per_page == decimal.Decimal("0.105") and novels[1].per_page is None
+    # A filter may span further relations of the related model.
+    with_chapters = Writer.objects.annotate(n=Count("novels", filter=Q(novels__chapters__id__isnull=False)))
+    assert {w.name: w.n for w in await with_chapters} == {"Ann": 1, "Ben": 0, "Cid": 0}
+
+
+async def test_a_sessions_instances_get_the_annotations() -> None:
+    async with Session():
+        ann = await Writer.objects.get(name="Ann")
+        again = await Writer.objects.annotate(n=Count("novels")).get(name="Ann")
+        assert again is ann and ann.n == 2
+    with pytest.raises(AttributeError, match="'Writer' object has no attribute 'nope'"):
+        ann.nope  # noqa: B018
+
+
+def test_annotations_that_cannot_work_are_refused_before_any_sql() -> None:
+    clash = "the annotation `name` is named as a field or another annotation of Writer: name it otherwise"
+    with raises(chakra.FieldError, clash):
+        Writer.objects.annotate(name=Count("novels"))
+    with pytest.raises(chakra.FieldError, match="annotate\\(\\) aggregates the rows of one relation of Writer"):
+        Writer.objects.annotate(n=Count("rank"))
+    with pytest.raises(chakra.FieldError, match="annotate\\(\\) aggregates the rows of one relation of Writer"):
+        Writer.objects.annotate(n=Count("novels__chapters__id"))
+    unprefixed = "`n`: the filter of an aggregate of novels names its rows' fields as novels__field; got 'pages__gt'"
+    with raises(chakra.FieldError, unprefixed):
+        Writer.objects.annotate(n=Count("novels", filter=Q(pages__gt=1)))
+    with pytest.raises(chakra.FieldError, match="`total`: sum needs a numeric field"):
+        Writer.objects.annotate(total=Sum("novels__title"))
+    with pytest.raises(chakra.FieldError, match="F arithmetic needs numeric fields"):
+        Writer.objects.annotate(x=F("name") * 2)
+    annotated = Writer.objects.annotate(n=Count("novels"))
+    with pytest.raises(chakra.FieldError, match="lookup `n__startswith` is not one an annotation takes"):
+        annotated.filter(n__startswith="1")
+    with pytest.raises(chakra.ProgrammingError, match="values\\(\\) of an annotated queryset is not supported"):
+        annotated.values_list("name", flat=True).all_sync()
+
+
+async def test_writes_by_query_refuse_rows_picked_by_annotations() -> None:
+    picked = Writer.objects.annotate(n=Count("novels")).filter(n=0)
+    with pytest.raises(chakra.ProgrammingError, match="cannot delete rows picked by a filter on their annotations"):
+        await picked.delete()
+    with pytest.raises(chakra.ProgrammingError, match="cannot update rows picked by a filter on their annotations"):
+        await picked.update(rank=9)
+    assert await Writer.objects.count() == 3, "nothing deleted"
+    # Annotations alone change no write: the WHERE is the fields'.
+    assert await Writer.objects.annotate(n=Count("novels")).filter(name="Cid").update(rank=9) == 1
