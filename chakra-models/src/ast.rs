@@ -88,6 +88,13 @@ pub enum Expr {
         op: CompareOp,
         value: Value,
     },
+    /// `scalar <op> value`: a condition on a value computed per row, such as how many
+    /// books an author has; comparing with a `NULL` value means `IS [NOT] NULL`.
+    ScalarCompare {
+        scalar: Box<Scalar>,
+        op: CompareOp,
+        value: Value,
+    },
     /// `column BETWEEN low AND high`.
     Between {
         column: Ident,
@@ -389,11 +396,11 @@ pub struct Annotation {
 pub enum Scalar {
     /// Arithmetic on the row's columns and values.
     Operand(Operand),
-    /// `aggregate` over the rows of `table` whose `key` column holds this row's `outer`
-    /// column — a relation's rows, such as an author's books (a correlated subquery:
+    /// `aggregate` over the rows of `table` whose `key` column holds the `outer` column of
+    /// this row of `outer_table` — a relation's rows, such as an author's books (a correlated subquery:
     /// `(SELECT count(*) FROM books WHERE books.author_id = authors.id)`). The
     /// aggregate's filter picks which of them count; its columns are `table`'s.
-    Related { aggregate: Aggregate, table: Ident, key: Ident, outer: Ident },
+    Related { aggregate: Aggregate, table: Ident, key: Ident, outer_table: Ident, outer: Ident },
     /// The value as a `float8`: an average of integers, as Python reads one.
     Float(Box<Scalar>),
 }
@@ -418,6 +425,47 @@ impl Select {
             false => self.columns.contains(column),
         };
         self.order.iter().find(|o| !held(&o.column))
+    }
+
+    /// Every condition on the rows, `filter` and `annotation_filter` together, each
+    /// annotation's value written in place of its alias: for statements that pick rows
+    /// without selecting them first (updates and deletes by query).
+    pub fn conditions(&self) -> Option<Expr> {
+        let inline = self.annotation_filter.as_ref().map(|condition| self.inline(condition));
+        match (self.filter.clone(), inline) {
+            (Some(filter), Some(inline)) => Some(filter.and(inline)),
+            (filter, inline) => filter.or(inline),
+        }
+    }
+
+    /// `condition` with each annotation's value in place of its alias.
+    fn inline(&self, condition: &Expr) -> Expr {
+        let value_of = |column: &Ident| self.annotations.iter().find(|a| a.alias == *column).map(|a| &a.value);
+        let compare =
+            |scalar: &Scalar, op, value: Value| Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value };
+        match condition {
+            Expr::Compare { column, op, value: Operand::Value(value) } if value_of(column).is_some() => {
+                compare(value_of(column).expect("an annotation"), *op, value.clone())
+            }
+            Expr::IsNull { column, negated } if value_of(column).is_some() => {
+                let op = if *negated { CompareOp::Ne } else { CompareOp::Eq };
+                compare(value_of(column).expect("an annotation"), op, Value::Null)
+            }
+            Expr::In { column, values, negated } if value_of(column).is_some() => {
+                let scalar = value_of(column).expect("an annotation");
+                let any = Expr::Or(values.iter().map(|v| compare(scalar, CompareOp::Eq, v.clone())).collect());
+                if *negated {
+                    Expr::Not(Box::new(any))
+                } else {
+                    any
+                }
+            }
+            Expr::And(all) => Expr::And(all.iter().map(|e| self.inline(e)).collect()),
+            Expr::Or(any) => Expr::Or(any.iter().map(|e| self.inline(e)).collect()),
+            Expr::Not(inner) => Expr::Not(Box::new(self.inline(inner))),
+            Expr::NotTrue(inner) => Expr::NotTrue(Box::new(self.inline(inner))),
+            other => other.clone(),
+        }
     }
 
     /// Adds a condition, joined to the existing ones with `AND`.

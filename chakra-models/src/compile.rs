@@ -78,6 +78,16 @@ impl<'d> SqlWriter<'d> {
             }
             Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
             Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
+            Expr::ScalarCompare { scalar, op, value } => {
+                self.scalar(scalar);
+                match (null_test(*op), value) {
+                    (Some(test), Value::Null) => self.push(test),
+                    _ => {
+                        self.push(op.sql());
+                        self.param(value.clone());
+                    }
+                }
+            }
             Expr::InSelect { column, select, negated } => {
                 self.ident(column);
                 self.push(if *negated { " NOT IN (" } else { " IN (" });
@@ -304,19 +314,19 @@ impl SqlWriter<'_> {
         self.idents(&select.columns);
         for annotation in &select.annotations {
             self.push(", ");
-            self.scalar(&annotation.value, &select.table);
+            self.scalar(&annotation.value);
             self.push(" AS ");
             self.ident(&annotation.alias);
         }
     }
 
-    /// A value per row of `table`.
-    fn scalar(&mut self, scalar: &Scalar, table: &str) {
+    /// A value per row.
+    fn scalar(&mut self, scalar: &Scalar) {
         match scalar {
             Scalar::Operand(operand) => self.operand(operand),
             // The related table under an alias of its own, so that `table` names the
             // outer row even when both are one table (a tree's children).
-            Scalar::Related { aggregate, table: related, key, outer } => {
+            Scalar::Related { aggregate, table: related, key, outer_table, outer } => {
                 self.push("(SELECT ");
                 self.aggregate(&Aggregate { filter: None, ..aggregate.clone() });
                 self.push(" FROM ");
@@ -328,7 +338,7 @@ impl SqlWriter<'_> {
                 self.push(".");
                 self.ident(key);
                 self.push(" = ");
-                self.ident(table);
+                self.ident(outer_table);
                 self.push(".");
                 self.ident(outer);
                 if let Some(condition) = &aggregate.filter {
@@ -339,7 +349,7 @@ impl SqlWriter<'_> {
             }
             Scalar::Float(inner) => {
                 self.push("CAST(");
-                self.scalar(inner, table);
+                self.scalar(inner);
                 self.push(" AS float8)");
             }
         }
@@ -562,7 +572,13 @@ mod tests {
         s.annotations = vec![
             annotation(
                 "books",
-                Scalar::Related { aggregate: books, table: col("books"), key: col("author_id"), outer: col("id") },
+                Scalar::Related {
+                    aggregate: books,
+                    table: col("books"),
+                    key: col("author_id"),
+                    outer_table: col("authors"),
+                    outer: col("id"),
+                },
             ),
             annotation(
                 "twice",

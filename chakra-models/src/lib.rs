@@ -5,6 +5,7 @@
 //! The AST ([`ast`]) and the run-time lookups ([`lookup`]) are public so other front-ends —
 //! the Python API — build the same queries by field and lookup name.
 
+mod annotate;
 pub mod ast;
 mod column;
 pub mod compile;
@@ -16,6 +17,7 @@ mod query;
 mod related;
 pub mod wire;
 
+pub use annotate::{Annotated, Annotations, Related};
 pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Expr, LockStrength, LockWait, Operand, Order, RowLock,
     Scalar,

@@ -116,7 +116,11 @@ impl<M: Model> Query<M> {
         compile::select(&Postgres, &self.select)
     }
 
-    fn request(&self, select: &Select, mode: Mode) -> Request {
+    pub(crate) fn ast_mut(&mut self) -> &mut Select {
+        &mut self.select
+    }
+
+    pub(crate) fn request(&self, select: &Select, mode: Mode) -> Request {
         compile::select_request(&Postgres, select, mode, M::statements().labels("SELECT"))
     }
 
@@ -240,7 +244,7 @@ impl<M: Model> Query<M> {
         if assignments.is_empty() {
             return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
         }
-        let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.filter.clone() };
+        let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.conditions() };
         let request =
             Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
         db.run(request).await?.rows_affected()
@@ -248,7 +252,7 @@ impl<M: Model> Query<M> {
 
     /// Deletes every matching row; returns how many.
     pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
-        let delete = Delete { table: self.select.table.clone(), filter: self.select.filter.clone() };
+        let delete = Delete { table: self.select.table.clone(), filter: self.select.conditions() };
         let request =
             Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
         db.run(request).await?.rows_affected()
@@ -316,6 +320,8 @@ macro_rules! up_to_six {
         }
     };
 }
+
+pub(crate) use up_to_six;
 
 up_to_six!(selection_tuples);
 

@@ -283,22 +283,6 @@ impl Query {
         }
         Ok(())
     }
-
-    /// Writes by query take their rows from `WHERE` alone: refuse a queryset whose rows
-    /// also depend on its annotations, rather than write rows it does not hold.
-    fn unannotated(&self, py: Python<'_>, what: &str) -> PyResult<()> {
-        if self.select.annotation_filter.is_some() {
-            return Err(errors::new(
-                py,
-                "ProgrammingError",
-                format!(
-                    "cannot {what} rows picked by a filter on their annotations; pick them by their fields, \
-                     or {what} the instances"
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Maps "no row" / "several rows" to the model's own `DoesNotExist` / `MultipleObjectsReturned`.
@@ -623,7 +607,6 @@ impl Query {
         exprs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Op> {
         self.unsliced(py, "update")?;
-        self.unannotated(py, "update")?;
         let schema = self.schema.get();
         let exprs = exprs.map(|e| e.iter().collect::<Vec<_>>()).unwrap_or_default();
         if values.is_empty() && exprs.is_empty() {
@@ -642,7 +625,7 @@ impl Query {
             let value = f_operand(py, schema, field, &tree)?;
             set.push(Assignment { column: schema.fields[field].column.clone(), value });
         }
-        let update = Update { table: schema.table.to_string().into(), set, filter: self.select.filter.clone() };
+        let update = Update { table: schema.table.to_string().into(), set, filter: self.select.conditions() };
         let request = Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(labels(schema, "UPDATE"));
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
@@ -653,9 +636,8 @@ impl Query {
     /// Deletes every matching row; resolves to the count.
     fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Op> {
         self.unsliced(py, "delete")?;
-        self.unannotated(py, "delete")?;
         let schema = self.schema.get();
-        let delete = Delete { table: schema.table.to_string().into(), filter: self.select.filter.clone() };
+        let delete = Delete { table: schema.table.to_string().into(), filter: self.select.conditions() };
         let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(schema, "DELETE"));
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
@@ -814,7 +796,8 @@ fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound
     let aggregate = aggregates.pop().expect("one aggregate per spec");
     let key = related.fields[field_index(py, related, &key)?].column.clone();
     let outer = schema.fields[field_index(py, schema, &outer)?].column.clone();
-    let related = Scalar::Related { aggregate, table: related.table.to_string().into(), key, outer };
+    let (table, outer_table) = (related.table.to_string().into(), schema.table.to_string().into());
+    let related = Scalar::Related { aggregate, table, key, outer_table, outer };
     Ok(if floats.is_empty() { related } else { Scalar::Float(Box::new(related)) })
 }
 

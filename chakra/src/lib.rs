@@ -64,7 +64,8 @@
 //! ## Related rows
 //!
 //! Rows of another table load for many rows at once, in one query whatever their number
-//! ([`Query::load_one`], [`Query::load_many`]):
+//! ([`Query::load_one`], [`Query::load_many`]); values computed from them come with each
+//! row ([`Query::annotate`]):
 //!
 //! ```no_run
 //! use chakra::prelude::*;
@@ -103,6 +104,12 @@
 //!     for (author, books) in authors.iter().zip(&books) {
 //!         println!("{}: {} books", author.name, books.len());
 //!     }
+//!     // Or only how many, per author, as a correlated subquery of one statement.
+//!     use chakra::models::agg;
+//!     let books = || agg::count().related(Book::author_id(), Author::id());
+//!     let counted: Vec<(Author, i64)> = Author::query().annotate(books()).order_by_value(true).all(pool).await?;
+//!     let prolific: Vec<Author> = Author::query().filter(books().gt(10)).all(pool).await?;
+//!     println!("{} authors, {} prolific", counted.len(), prolific.len());
 //!     Ok(())
 //! }
 //! ```

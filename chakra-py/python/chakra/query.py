@@ -391,9 +391,9 @@ class QuerySet(Generic[M]):
             authors[0].n
 
         A positional aggregate is named ``relation__function`` (``books__count``).
-        ``filter``, ``exclude`` and ``order_by`` then take the names; ``values()`` of an
-        annotated queryset does not, and updates or deletes of rows picked by their
-        annotations are refused. ``Avg`` of an integer or float field is a float.
+        ``filter``, ``exclude`` and ``order_by`` then take the names (and so do
+        ``update`` and ``delete`` of the rows they pick); ``values()`` of an annotated
+        queryset does not. ``Avg`` of an integer or float field is a float.
         """
         named: dict[str, Aggregate | F] = {}
         for agg in args:

@@ -197,3 +197,41 @@ async fn a_filter_takes_another_querys_values_as_a_subquery() {
     assert_eq!(Author::query().count(&pool).await.unwrap(), 1);
     cleanup(schema).await;
 }
+
+/// Values computed per row from related rows, in the same statement: read with each row,
+/// ordered by, filtered by.
+#[tokio::test]
+async fn annotations_compute_values_from_each_rows_related_rows() {
+    use chakra::models::agg;
+    let (pool, schema, statements) = library().await;
+    let mut engines = Book::query().filter(Book::title().eq("Engines")).one(&pool).await.unwrap();
+    engines.rating = 3.0;
+    engines.update(&pool).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+
+    let books = || agg::count().related(Book::author_id(), Author::id());
+    let rated = || agg::max(Book::rating()).related(Book::author_id(), Author::id());
+    let good = || agg::count().filter(Book::rating().gt(4.0)).related(Book::author_id(), Author::id());
+    let rows = Author::query().order_by(Author::name().asc()).annotate((books(), rated(), good())).all(&pool).await;
+    let rows: Vec<_> = rows.unwrap().into_iter().map(|(a, v)| (a.name, v)).collect();
+    assert_eq!(rows, [("Ada".to_string(), (2, Some(4.5), 1)), ("Bob".to_string(), (0, None, 0))]);
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one statement");
+
+    let by_books = Author::query().order_by(Author::name().asc()).annotate(books()).order_by_value(false);
+    let first = by_books.first(&pool).await.unwrap().map(|(a, n)| (a.name, n));
+    assert_eq!(first, Some(("Bob".into(), 0)));
+
+    let prolific = Author::query().filter(books().gte(2)).all(&pool).await.unwrap();
+    assert_eq!(prolific.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Ada"]);
+    let idle = Author::query().filter(books().eq(0)).count(&pool).await.unwrap();
+    assert_eq!(idle, 1, "Bob");
+    // A book's author's count of books: the related rows may be the other way round.
+    let authors_books = agg::count().related(Book::author_id(), Author::id());
+    let of_book = agg::max(Author::name()).related(Author::id(), Book::author_id());
+    let books = Book::query().order_by(Book::title().asc()).annotate(of_book).all(&pool).await.unwrap();
+    let names: Vec<(String, Option<String>)> = books.into_iter().map(|(b, a)| (b.title, a)).collect();
+    let expected = [("Anonymous", None), ("Engines", Some("Ada")), ("Notes", Some("Ada"))];
+    assert_eq!(names, expected.map(|(t, a)| (t.to_string(), a.map(str::to_string))));
+    assert_eq!(Author::query().filter(authors_books.lt(1)).delete(&pool).await.unwrap(), 1, "Bob, by his count");
+    cleanup(schema).await;
+}
