@@ -60,30 +60,7 @@ impl<M, V> Related<M, V> {
         Expr::ScalarCompare { scalar: Box::new(self.scalar), op, value: value.into() }
     }
 
-    /// `= value`; `eq(None)` means `IS NULL`.
-    pub fn eq(self, value: impl Into<Value>) -> Expr {
-        self.compare(CompareOp::Eq, value)
-    }
-
-    pub fn ne(self, value: impl Into<Value>) -> Expr {
-        self.compare(CompareOp::Ne, value)
-    }
-
-    pub fn gt(self, value: impl Into<Value>) -> Expr {
-        self.compare(CompareOp::Gt, value)
-    }
-
-    pub fn gte(self, value: impl Into<Value>) -> Expr {
-        self.compare(CompareOp::Gte, value)
-    }
-
-    pub fn lt(self, value: impl Into<Value>) -> Expr {
-        self.compare(CompareOp::Lt, value)
-    }
-
-    pub fn lte(self, value: impl Into<Value>) -> Expr {
-        self.compare(CompareOp::Lte, value)
-    }
+    crate::column::value_comparisons!();
 }
 
 /// What [`Query::annotate`] computes for each row of `M`: a [`Related`], or a tuple of

@@ -315,6 +315,14 @@ pub mod agg {
             Expr::AggregateCompare { aggregate: self.0, op, value: value.into() }
         }
 
+        crate::column::value_comparisons!();
+    }
+}
+
+/// `eq`, `ne`, `gt`, `gte`, `lt` and `lte` with a value, through the type's own
+/// `compare(op, value)`: for the values of a group or a row that are no column.
+macro_rules! value_comparisons {
+    () => {
         /// `= value`; `eq(None)` means `IS NULL`.
         pub fn eq(self, value: impl Into<Value>) -> Expr {
             self.compare(CompareOp::Eq, value)
@@ -339,8 +347,9 @@ pub mod agg {
         pub fn lte(self, value: impl Into<Value>) -> Expr {
             self.compare(CompareOp::Lte, value)
         }
-    }
+    };
 }
+pub(crate) use value_comparisons;
 
 /// Column types arithmetic, `sum` and `avg` apply to, with the types PostgreSQL's `sum`
 /// and `avg` of them return (wider than the column's, so they do not overflow or round).

@@ -68,25 +68,13 @@ impl<'d> SqlWriter<'d> {
             }
             Expr::AggregateCompare { aggregate, op, value } => {
                 self.aggregate(aggregate);
-                match (null_test(*op), value) {
-                    (Some(test), Value::Null) => self.push(test),
-                    _ => {
-                        self.push(op.sql());
-                        self.param(value.clone());
-                    }
-                }
+                self.compared(*op, value);
             }
             Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
             Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
             Expr::ScalarCompare { scalar, op, value } => {
                 self.scalar(scalar);
-                match (null_test(*op), value) {
-                    (Some(test), Value::Null) => self.push(test),
-                    _ => {
-                        self.push(op.sql());
-                        self.param(value.clone());
-                    }
-                }
+                self.compared(*op, value);
             }
             Expr::InSelect { column, select, negated } => {
                 self.ident(column);
@@ -143,6 +131,17 @@ impl<'d> SqlWriter<'d> {
                 self.push(op.sql());
                 self.operand(right);
                 self.push(")");
+            }
+        }
+    }
+
+    /// `<op> value` after a value just written, `IS [NOT] NULL` for a `NULL` value.
+    fn compared(&mut self, op: CompareOp, value: &Value) {
+        match (null_test(op), value) {
+            (Some(test), Value::Null) => self.push(test),
+            _ => {
+                self.push(op.sql());
+                self.param(value.clone());
             }
         }
     }

@@ -159,7 +159,7 @@ fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny
         return in_select(py, schema, field, lookup, subquery.get());
     }
     let value = match value.is_instance(f_class(py)?)? {
-        true => f_operand(py, schema, field, &value.getattr("_tree")?)?,
+        true => f_operand(py, schema, Some(field), &value.getattr("_tree")?)?,
         false => lookup_value(py, schema, field, lookup, value)?.into(),
     };
     lookup::resolve(&schema.fields, &schema.table, &schema.fields[field].name, lookup, value)
@@ -355,7 +355,7 @@ impl Query {
                 Ok(t) if t.len() == 7 && t.get_item(1)?.is_instance_of::<Schema>() => {
                     related_annotation(py, schema, &alias, t)?
                 }
-                _ => Scalar::Operand(f_operand_untyped(py, schema, &spec)?),
+                _ => Scalar::Operand(f_operand(py, schema, None, &spec)?),
             };
             select.annotations.push(Annotation { alias: alias.into(), value });
         }
@@ -622,7 +622,7 @@ impl Query {
         }
         for (key, tree) in exprs {
             let field = field_index(py, schema, &key.extract::<String>()?)?;
-            let value = f_operand(py, schema, field, &tree)?;
+            let value = f_operand(py, schema, Some(field), &tree)?;
             set.push(Assignment { column: schema.fields[field].column.clone(), value });
         }
         let update = Update { table: schema.table.to_string().into(), set, filter: self.select.conditions() };
@@ -739,20 +739,20 @@ impl Query {
 }
 
 /// An `F` expression's tree — `("field", name)`, `("value", v)` or `("op", "+", left,
-/// right)` — standing for a value of field `target` (the one assigned or compared with).
-/// Its fields must hold values of the target's kind (numbers of any kind go together),
-/// arithmetic needs a numeric target, and its values are converted by the target's type;
-/// anything else is a `FieldError` naming the culprit, before any SQL exists.
-fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, PyAny>) -> PyResult<Operand> {
+/// right)` — as an operand. For field `target` (the one assigned or compared with), its
+/// fields must hold values of the target's kind (numbers of any kind go together) and its
+/// values are converted by the target's type; for none (an annotation's own value),
+/// values are taken as Python gives them. Arithmetic needs numeric fields; anything else
+/// is a `FieldError` naming the culprit.
+fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Bound<'_, PyAny>) -> PyResult<Operand> {
     let bad = || PyErr::new::<pyo3::exceptions::PyTypeError, _>("not an F expression");
     let node = tree.cast::<PyTuple>().map_err(|_| bad())?;
     let tag: String = node.get_item(0)?.extract()?;
-    let kind = schema.types[target].kind;
     Ok(match (tag.as_str(), node.len()) {
         ("field", 2) => {
             let name: String = node.get_item(1)?.extract()?;
             let field = field_index(py, schema, &name)?;
-            if !schema.types[field].kind.compatible(kind) {
+            if let Some(target) = target.filter(|&t| !schema.types[field].kind.compatible(schema.types[t].kind)) {
                 return Err(field_error(
                     py,
                     format!("F(\"{name}\") cannot stand for {}: their types differ", schema.label(target)),
@@ -760,7 +760,13 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, Py
             }
             Operand::Column(schema.fields[field].column.clone())
         }
-        ("value", 2) => Operand::Value(to_value(&node.get_item(1)?, &schema.types[target], &schema.label(target))?),
+        ("value", 2) => {
+            let value = node.get_item(1)?;
+            Operand::Value(match target {
+                Some(target) => to_value(&value, &schema.types[target], &schema.label(target))?,
+                None => to_value_untyped(&value)?,
+            })
+        }
         ("op", 4) => {
             let op = match node.get_item(1)?.extract::<String>()?.as_str() {
                 "+" => ArithOp::Add,
@@ -769,14 +775,27 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: usize, tree: &Bound<'_, Py
                 "/" => ArithOp::Div,
                 _ => return Err(bad()),
             };
-            if !kind.is_numeric() {
+            let (left, right) = (node.get_item(2)?, node.get_item(3)?);
+            // The fields computed with: the target's type, or (untyped) each field named.
+            let mut fields = Vec::new();
+            match target {
+                Some(target) => fields.push(target),
+                None => {
+                    for side in [&left, &right] {
+                        let side = side.cast::<PyTuple>().map_err(|_| bad())?;
+                        if side.get_item(0)?.extract::<String>()? == "field" {
+                            fields.push(field_index(py, schema, &side.get_item(1)?.extract::<String>()?)?);
+                        }
+                    }
+                }
+            }
+            if let Some(&field) = fields.iter().find(|&&f| !schema.types[f].kind.is_numeric()) {
                 return Err(field_error(
                     py,
-                    format!("F arithmetic needs a numeric field; {} is not one", schema.label(target)),
+                    format!("F arithmetic needs a numeric field; {} is not one", schema.label(field)),
                 ));
             }
-            let left = f_operand(py, schema, target, &node.get_item(2)?)?;
-            Operand::arith(left, op, f_operand(py, schema, target, &node.get_item(3)?)?)
+            Operand::arith(f_operand(py, schema, target, &left)?, op, f_operand(py, schema, target, &right)?)
         }
         _ => return Err(bad()),
     })
@@ -799,45 +818,6 @@ fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound
     let (table, outer_table) = (related.table.to_string().into(), schema.table.to_string().into());
     let related = Scalar::Related { aggregate, table, key, outer_table, outer };
     Ok(if floats.is_empty() { related } else { Scalar::Float(Box::new(related)) })
-}
-
-/// An `F` tree as a value of its own (an annotation's): fields of any type, values as
-/// Python gives them, arithmetic on numeric fields only.
-fn f_operand_untyped(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResult<Operand> {
-    let bad = || PyErr::new::<pyo3::exceptions::PyTypeError, _>("an annotation is an aggregate or an F expression");
-    let node = tree.cast::<PyTuple>().map_err(|_| bad())?;
-    let tag: String = node.get_item(0)?.extract().map_err(|_| bad())?;
-    Ok(match (tag.as_str(), node.len()) {
-        ("field", 2) => {
-            let field = field_index(py, schema, &node.get_item(1)?.extract::<String>()?)?;
-            Operand::Column(schema.fields[field].column.clone())
-        }
-        ("value", 2) => Operand::Value(to_value_untyped(&node.get_item(1)?)?),
-        ("op", 4) => {
-            let op = match node.get_item(1)?.extract::<String>()?.as_str() {
-                "+" => ArithOp::Add,
-                "-" => ArithOp::Sub,
-                "*" => ArithOp::Mul,
-                "/" => ArithOp::Div,
-                _ => return Err(bad()),
-            };
-            for side in [node.get_item(2)?, node.get_item(3)?] {
-                let side = side.cast_into::<PyTuple>().map_err(|_| bad())?;
-                if side.get_item(0)?.extract::<String>()? == "field" {
-                    let field = field_index(py, schema, &side.get_item(1)?.extract::<String>()?)?;
-                    if !schema.types[field].kind.is_numeric() {
-                        return Err(field_error(
-                            py,
-                            format!("F arithmetic needs numeric fields; {} is not one", schema.label(field)),
-                        ));
-                    }
-                }
-            }
-            let left = f_operand_untyped(py, schema, &node.get_item(2)?)?;
-            Operand::arith(left, op, f_operand_untyped(py, schema, &node.get_item(3)?)?)
-        }
-        _ => return Err(bad()),
-    })
 }
 
 /// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,
