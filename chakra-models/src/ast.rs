@@ -148,6 +148,30 @@ impl Pattern {
 }
 
 impl Expr {
+    /// Adds the columns the condition names to `out` (once each).
+    pub fn columns_into(&self, out: &mut Vec<Ident>) {
+        let mut add = |column: &Ident| {
+            if !out.contains(column) {
+                out.push(column.clone());
+            }
+        };
+        match self {
+            Expr::Compare { column, value, .. } => {
+                add(column);
+                value.columns_into(out);
+            }
+            Expr::In { column, .. }
+            | Expr::InSelect { column, .. }
+            | Expr::IsNull { column, .. }
+            | Expr::Like { column, .. }
+            | Expr::Between { column, .. } => add(column),
+            Expr::And(all) | Expr::Or(all) => all.iter().for_each(|e| e.columns_into(out)),
+            Expr::Not(inner) | Expr::NotTrue(inner) => inner.columns_into(out),
+            Expr::ScalarCompare { scalar, .. } => scalar.columns_into(out),
+            Expr::AggregateCompare { .. } | Expr::Literal(_) => {}
+        }
+    }
+
     /// Both conditions.
     pub fn and(self, other: Expr) -> Expr {
         match self {
@@ -405,6 +429,19 @@ pub enum Scalar {
     Float(Box<Scalar>),
 }
 
+impl Scalar {
+    /// Adds the row's columns the value is computed from to `out` (once each); a related
+    /// aggregate's are the other table's, but for the row's own key.
+    pub fn columns_into(&self, out: &mut Vec<Ident>) {
+        match self {
+            Scalar::Operand(operand) => operand.columns_into(out),
+            Scalar::Related { outer, .. } if !out.contains(outer) => out.push(outer.clone()),
+            Scalar::Related { .. } => {}
+            Scalar::Float(inner) => inner.columns_into(out),
+        }
+    }
+}
+
 impl Select {
     /// `SELECT columns FROM table`.
     pub fn new(table: impl Into<Ident>, columns: impl IntoIterator<Item = impl Into<Ident>>) -> Self {
@@ -422,7 +459,7 @@ impl Select {
         }
         let held = |column: &Ident| match grouped {
             true => self.group_by.contains(column) || self.aggregates.iter().any(|a| a.alias.as_ref() == Some(column)),
-            false => self.columns.contains(column),
+            false => self.columns.contains(column) || self.annotations.iter().any(|a| a.alias == *column),
         };
         self.order.iter().find(|o| !held(&o.column))
     }
@@ -493,6 +530,21 @@ pub enum Operand {
     Value(Value),
     Column(Ident),
     Arith { left: Box<Operand>, op: ArithOp, right: Box<Operand> },
+}
+
+impl Operand {
+    /// Adds the columns the operand names to `out` (once each).
+    pub fn columns_into(&self, out: &mut Vec<Ident>) {
+        match self {
+            Operand::Value(_) => {}
+            Operand::Column(column) if !out.contains(column) => out.push(column.clone()),
+            Operand::Column(_) => {}
+            Operand::Arith { left, right, .. } => {
+                left.columns_into(out);
+                right.columns_into(out);
+            }
+        }
+    }
 }
 
 /// The arithmetic of an [`Operand`].

@@ -4,7 +4,8 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Scalar, Select, Update,
+    Aggregate, Annotation, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Scalar,
+    Select, Update,
 };
 use crate::dialect::Dialect;
 
@@ -262,11 +263,13 @@ impl SqlWriter<'_> {
         let rows = selected != Selected::One;
         self.push(if select.distinct && rows { "SELECT DISTINCT " } else { "SELECT " });
         match (selected, &select.annotation_filter) {
-            (Selected::Columns, None) => self.annotated_columns(select),
+            (Selected::Columns, None) => self.annotated_columns(&select.columns, &select.annotations),
             (Selected::Columns, Some(_)) => {
                 self.idents(&select.columns);
-                for annotation in &select.annotations {
-                    self.push(", ");
+                for (i, annotation) in select.annotations.iter().enumerate() {
+                    if i > 0 || !select.columns.is_empty() {
+                        self.push(", ");
+                    }
                     self.ident(&annotation.alias);
                 }
             }
@@ -280,8 +283,18 @@ impl SqlWriter<'_> {
                 self.filter(&select.filter);
             }
             Some(condition) => {
+                // The derived table holds the columns selected, and those the outer query
+                // orders and filters by, besides the annotations.
+                let mut inner = select.columns.clone();
+                condition.columns_into(&mut inner);
+                for order in &select.order {
+                    if !inner.contains(&order.column) {
+                        inner.push(order.column.clone());
+                    }
+                }
+                inner.retain(|column| !select.annotations.iter().any(|a| a.alias == *column));
                 self.push("(SELECT ");
-                self.annotated_columns(select);
+                self.annotated_columns(&inner, &select.annotations);
                 self.push(" FROM ");
                 self.ident(&select.table);
                 self.filter(&select.filter);
@@ -309,10 +322,12 @@ impl SqlWriter<'_> {
     }
 
     /// The columns, then each annotation `AS` its alias.
-    fn annotated_columns(&mut self, select: &Select) {
-        self.idents(&select.columns);
-        for annotation in &select.annotations {
-            self.push(", ");
+    fn annotated_columns(&mut self, columns: &[Ident], annotations: &[Annotation]) {
+        self.idents(columns);
+        for (i, annotation) in annotations.iter().enumerate() {
+            if i > 0 || !columns.is_empty() {
+                self.push(", ");
+            }
             self.scalar(&annotation.value);
             self.push(" AS ");
             self.ident(&annotation.alias);
@@ -613,6 +628,13 @@ mod tests {
             )
         );
         assert_eq!(st.params, [2_i64, 3, 1, 4, 5].map(Value::from));
+
+        // Narrowed to the annotation (a values() of it), the derived table still holds
+        // the columns the outer query orders by.
+        let narrowed =
+            Select { columns: vec![], order: vec![Order { column: col("name"), descending: false }], ..s.clone() };
+        let sql = select(&Postgres, &narrowed).sql;
+        assert!(sql.starts_with(r#"SELECT "books", "twice" FROM (SELECT "name", (SELECT count(*)"#), "{sql}");
 
         s.projection = Projection::Count;
         let counted = select(&Postgres, &s).sql;

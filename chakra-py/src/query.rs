@@ -566,7 +566,8 @@ impl Query {
         let names: Vec<Py<PyString>> = specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()).collect();
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, false).await?.into_row() }, move |py, row| {
-            Ok(shape_rows(py, &[row], &names, "dict", &floats)?.get_item(0)?.unbind())
+            let columns: Vec<usize> = (0..names.len()).collect();
+            Ok(shape_rows(py, &[row], &names, &columns, "dict", &floats)?.get_item(0)?.unbind())
         }))
     }
 
@@ -662,31 +663,68 @@ impl Query {
         having: Option<Vec<(String, Bound<'_, PyAny>)>>,
     ) -> PyResult<Op> {
         let schema = self.schema.get();
-        if !self.select.annotations.is_empty() {
+        let specs = aggregates.unwrap_or_default();
+        let annotations = &self.select.annotations;
+        if !annotations.is_empty() && !specs.is_empty() {
             return Err(errors::new(
                 py,
                 "ProgrammingError",
-                "values() of an annotated queryset is not supported: read the annotations from the instances, \
-                 or group with values(...).annotate(...)",
+                "cannot group an annotated queryset: call values(...).annotate(...) before annotating its rows",
             ));
         }
-        let indices: Vec<usize> = if fields.is_empty() {
-            (0..schema.fields.len()).collect()
+        // What each name picks: a field, or (of an annotated queryset) an annotation;
+        // no names pick every field, then every annotation.
+        let picks: Vec<Pick> = if fields.is_empty() {
+            (0..schema.fields.len()).map(Pick::Field).chain((0..annotations.len()).map(Pick::Annotation)).collect()
         } else {
-            fields.iter().map(|name| field_index(py, schema, name)).collect::<PyResult<_>>()?
+            let pick = |name: &String| match annotations.iter().position(|a| a.alias == name.as_str()) {
+                Some(a) => Ok(Pick::Annotation(a)),
+                None => field_index(py, schema, name).map(Pick::Field),
+            };
+            fields.iter().map(pick).collect::<PyResult<_>>()?
         };
-        let specs = aggregates.unwrap_or_default();
-        if shape == "flat" && indices.len() + specs.len() != 1 {
+        if shape == "flat" && picks.len() + specs.len() != 1 {
             return Err(field_error(py, "values_list(flat=True) needs exactly one field and no aggregates".into()));
         }
+        let indices: Vec<usize> = picks.iter().filter_map(|p| if let Pick::Field(i) = p { Some(*i) } else { None }).collect();
         let mut select = self.select.clone();
         select.columns = indices.iter().map(|&i| schema.fields[i].column.clone()).collect();
-        let mut names: Vec<Py<PyString>> = indices.iter().map(|&i| schema.names[i].clone_ref(py)).collect();
+        // The annotations computed: all when some pick rows, else those named or ordered by.
+        if select.annotation_filter.is_none() {
+            let wanted = |a: &Annotation| {
+                picks.iter().any(|p| matches!(p, Pick::Annotation(i) if annotations[*i].alias == a.alias))
+                    || select.order.iter().any(|o| o.column == a.alias)
+            };
+            select.annotations = annotations.iter().filter(|a| wanted(a)).cloned().collect();
+        }
+        // Each name's column in the statement: the fields in order, then the annotations.
+        let mut next_field = 0;
+        let mut columns: Vec<usize> = picks
+            .iter()
+            .map(|pick| match pick {
+                Pick::Field(_) => {
+                    next_field += 1;
+                    next_field - 1
+                }
+                Pick::Annotation(a) => {
+                    let alias = &annotations[*a].alias;
+                    indices.len() + select.annotations.iter().position(|s| s.alias == *alias).expect("computed")
+                }
+            })
+            .collect();
+        let mut names: Vec<Py<PyString>> = picks
+            .iter()
+            .map(|pick| match pick {
+                Pick::Field(i) => schema.names[*i].clone_ref(py),
+                Pick::Annotation(a) => PyString::new(py, &annotations[*a].alias).unbind(),
+            })
+            .collect();
         let mut floats = Vec::new();
         if !specs.is_empty() {
             let (aggregates, avgs) = aggregates_of(py, schema, &specs, true)?;
             floats = avgs.into_iter().map(|i| i + indices.len()).collect();
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
+            columns.extend(indices.len()..indices.len() + specs.len());
             if let Some(having) = having.filter(|h| !h.is_empty()) {
                 let conditions = having
                     .iter()
@@ -716,7 +754,7 @@ impl Query {
         let request = self.request(&select, Mode::All);
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
-            Ok(shape_rows(py, &rows, &names, &shape, &floats)?.into_any().unbind())
+            Ok(shape_rows(py, &rows, &names, &columns, &shape, &floats)?.into_any().unbind())
         }))
     }
 
@@ -929,12 +967,14 @@ fn group_order(py: Python<'_>, schema: &Schema, specs: &[AggregateSpec], spec: &
     Ok(chakra::Order { column: schema.fields[field].column.clone(), descending })
 }
 
-/// Rows as dicts keyed by `names`, tuples, or (`flat`) the single column's values; the
-/// columns at `floats` as Python floats.
+/// Rows as dicts keyed by `names`, tuples, or (`flat`) the single value, of the columns
+/// `columns` (`names[k]` is column `columns[k]`'s); the columns at `floats` as Python
+/// floats.
 fn shape_rows<'py>(
     py: Python<'py>,
     rows: &[chakra::Row],
     names: &[Py<PyString>],
+    columns: &[usize],
     shape: &str,
     floats: &[usize],
 ) -> PyResult<Bound<'py, PyList>> {
@@ -952,13 +992,11 @@ fn shape_rows<'py>(
     };
     for row in rows {
         let item = match shape {
-            "flat" => value(row, 0)?,
-            "tuple" => {
-                PyTuple::new(py, (0..decoders.len()).map(|i| value(row, i)).collect::<PyResult<Vec<_>>>()?)?.into_any()
-            }
+            "flat" => value(row, columns[0])?,
+            "tuple" => PyTuple::new(py, columns.iter().map(|&i| value(row, i)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
             _ => {
                 let dict = PyDict::new(py);
-                for (i, name) in names.iter().enumerate() {
+                for (name, &i) in names.iter().zip(columns) {
                     dict.set_item(name.bind(py), value(row, i)?)?;
                 }
                 dict.into_any()
@@ -967,6 +1005,12 @@ fn shape_rows<'py>(
         list.append(item)?;
     }
     Ok(list)
+}
+
+/// What a name given to `values()` picks: a field, or an annotation (by index).
+enum Pick {
+    Field(usize),
+    Annotation(usize),
 }
 
 /// An open server-side stream of model rows, read in chunks.

@@ -138,8 +138,10 @@ def test_annotations_that_cannot_work_are_refused_before_any_sql() -> None:
     annotated = Writer.objects.annotate(n=Count("novels"))
     with pytest.raises(chakra.FieldError, match="lookup `n__startswith` is not one an annotation takes"):
         annotated.filter(n__startswith="1")
-    with pytest.raises(chakra.ProgrammingError, match="values\\(\\) of an annotated queryset is not supported"):
-        annotated.values_list("name", flat=True).all_sync()
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        annotated.values("name", "nope").all_sync()
+    with pytest.raises(chakra.ProgrammingError, match="cannot group an annotated queryset"):
+        annotated.values("rank").annotate(m=Count("*")).all_sync()
 
 
 async def test_writes_by_query_pick_rows_by_their_annotations_too() -> None:
@@ -153,3 +155,19 @@ async def test_writes_by_query_pick_rows_by_their_annotations_too() -> None:
     assert sorted(w.name for w in await Writer.objects.all()) == ["Ann", "Ben"]
     # Annotations alone change no write: the WHERE is the fields'.
     assert await Writer.objects.annotate(n=Count("novels")).filter(name="Ben").update(rank=7) == 1
+
+
+async def test_values_name_annotations_as_fields() -> None:
+    annotated = Writer.objects.annotate(n=Count("novels"), pages=Sum("novels__pages")).order_by("name")
+    assert await annotated.values("name", "n") == [
+        {"name": "Ann", "n": 2},
+        {"name": "Ben", "n": 1},
+        {"name": "Cid", "n": 0},
+    ]
+    assert await annotated.values_list("n", "name") == [(2, "Ann"), (1, "Ben"), (0, "Cid")]
+    assert await annotated.filter(n__gt=0).values_list("pages", flat=True) == [400, 200]
+    rows = await annotated.filter(n=1).values()
+    assert [(r["name"], r["n"], r["pages"]) for r in rows] == [("Ben", 1, 200)]
+    by_count = await Writer.objects.annotate(n=Count("novels")).order_by("n").values_list("name", flat=True)
+    assert by_count == ["Cid", "Ben", "Ann"]
+    assert await annotated.values_list("n", flat=True).distinct().order_by("-n") == [2, 1, 0]

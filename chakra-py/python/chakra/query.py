@@ -391,9 +391,9 @@ class QuerySet(Generic[M]):
             authors[0].n
 
         A positional aggregate is named ``relation__function`` (``books__count``).
-        ``filter``, ``exclude`` and ``order_by`` then take the names (and so do
-        ``update`` and ``delete`` of the rows they pick); ``values()`` of an annotated
-        queryset does not. ``Avg`` of an integer or float field is a float.
+        ``filter``, ``exclude``, ``order_by``, ``values`` and ``values_list`` then take the
+        names (and ``update`` and ``delete`` the rows they pick). ``Avg`` of an integer or
+        float field is a float.
         """
         named: dict[str, Aggregate | F] = {}
         for agg in args:
