@@ -695,3 +695,16 @@ async def test_constructors_take_forward_relations_as_django_does() -> None:
         Author(name="Dee", books=[])
     with pytest.raises(TypeError, match="Book.author takes an instance of Author or None"):
         Book(title="c4", author=ann.id)
+
+
+async def test_select_related_follows_foreign_keys_by_prefetching() -> None:
+    with sent() as record:
+        reviews = await Review.objects.select_related("book__author").order_by("stars")
+    got = [(r.stars, r.book.title, r.book.author.name) for r in reviews]
+    assert got == [(3, "a1", "Ann"), (4, "b1", "Ben"), (5, "a1", "Ann")]
+    assert record.names == ["SELECT pf_reviews", "SELECT pf_books", "SELECT pf_authors"]
+    reverse = "select_related('books'): Author.books is a reverse relation (many rows); use prefetch_related(\"books\")"
+    with raises(chakra.FieldError, reverse):
+        Author.objects.select_related("books")
+    with pytest.raises(chakra.FieldError, match="Book has no relation 'nope'"):
+        Book.objects.select_related("nope")

@@ -491,6 +491,26 @@ class QuerySet(Generic[M]):
                 merged[lookup.lookup] = lookup
         return QuerySet(self._model, self._query, self._db, tuple(merged.values()))
 
+    def select_related(self, *names: str) -> QuerySet[M]:
+        """Loads the rows foreign keys refer to (``"author"``, ``"author__publisher"``)
+        with the rows, as Django's: here by one more query per relation (as
+        ``prefetch_related``), not a join, so the rows' own query stays as written. Reverse
+        relations hold many rows: name those in ``prefetch_related``."""
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"select_related() takes relation names, got {name!r}")
+            model: type[Model] = self._model
+            _check_relations(model, name)
+            for part in name.split("__"):
+                relation = model._meta.relations[part]
+                if relation.many:
+                    raise chakra_errors.FieldError(
+                        f"select_related({name!r}): {model.__name__}.{part} is a reverse relation (many rows); "
+                        f'use prefetch_related("{name}")'
+                    )
+                model = relation.target
+        return self.prefetch_related(*names)
+
     def __getitem__(self, key: slice) -> QuerySet[M]:
         if not isinstance(key, slice):
             raise TypeError(
