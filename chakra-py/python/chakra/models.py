@@ -309,19 +309,24 @@ class Model(metaclass=ModelMeta):
             return f"<{type(self).__name__}>"
         return f"<{type(self).__name__} {pk.name}={getattr(self, pk.name, None)!r}>"
 
-    def __getattr__(self, name: str) -> Any:
-        # Only for names that are not attributes: a queryset's annotations, as Django
-        # sets them on its instances (`author.books__count`).
-        if not name.startswith("_chakra"):
-            try:
-                return self._chakra_annotations[name]
-            except (AttributeError, KeyError):
-                pass
-            # A relation that refused this instance: its own error, not a generic one.
-            relation = inspect.getattr_static(type(self), name, None)
-            if isinstance(relation, Relation):
-                return relation.__get__(self, type(self))
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    if not TYPE_CHECKING:
+        # Hidden from type checkers, which would otherwise accept any attribute of every
+        # model (a misspelt field too); to have an annotation's name checked, declare it
+        # in the class body (`n: int`).
+
+        def __getattr__(self, name: str) -> Any:
+            # Only for names that are not attributes: a queryset's annotations, as Django
+            # sets them on its instances (`author.books__count`).
+            if not name.startswith("_chakra"):
+                try:
+                    return self._chakra_annotations[name]
+                except (AttributeError, KeyError):
+                    pass
+                # A relation that refused this instance: its own error, not a generic one.
+                relation = inspect.getattr_static(type(self), name, None)
+                if isinstance(relation, Relation):
+                    return relation.__get__(self, type(self))
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __eq__(self, other: object) -> bool:
         if self is other:

@@ -54,6 +54,8 @@ async def checks(session: Session) -> None:
     assert_type(user.nickname, str | None)
     assert_type(user.joined, dt.datetime)
     user.name = "x"
+    # A misspelt field is an error (--strict flags this ignore if it is not).
+    print(user.nmae)  # type: ignore[attr-defined]
     async for u in User.objects.stream():
         assert_type(u, User)
     async for batch in User.objects.stream(batch_size=10):
