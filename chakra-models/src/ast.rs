@@ -421,9 +421,10 @@ pub enum Scalar {
     /// Arithmetic on the row's columns and values.
     Operand(Operand),
     /// `aggregate` over the rows of `table` whose `key` column holds the `outer` column of
-    /// this row of `outer_table` — a relation's rows, such as an author's books (a correlated subquery:
-    /// `(SELECT count(*) FROM books WHERE books.author_id = authors.id)`). The
-    /// aggregate's filter picks which of them count; its columns are `table`'s.
+    /// this row of `outer_table` — a relation's rows, such as an author's books, as a
+    /// correlated subquery (`(SELECT count(*) FROM books WHERE books.author_id =
+    /// authors.id)`). The aggregate's filter picks which of them count; its columns are
+    /// `table`'s.
     Related { aggregate: Aggregate, table: Ident, key: Ident, outer_table: Ident, outer: Ident },
     /// The value as a `float8`: an average of integers, as Python reads one.
     Float(Box<Scalar>),
@@ -481,22 +482,25 @@ impl Select {
         let compare =
             |scalar: &Scalar, op, value: Value| Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value };
         match condition {
-            Expr::Compare { column, op, value: Operand::Value(value) } if value_of(column).is_some() => {
-                compare(value_of(column).expect("an annotation"), *op, value.clone())
-            }
-            Expr::IsNull { column, negated } if value_of(column).is_some() => {
-                let op = if *negated { CompareOp::Ne } else { CompareOp::Eq };
-                compare(value_of(column).expect("an annotation"), op, Value::Null)
-            }
-            Expr::In { column, values, negated } if value_of(column).is_some() => {
-                let scalar = value_of(column).expect("an annotation");
-                let any = Expr::Or(values.iter().map(|v| compare(scalar, CompareOp::Eq, v.clone())).collect());
-                if *negated {
-                    Expr::Not(Box::new(any))
-                } else {
-                    any
+            Expr::Compare { column, op, value: Operand::Value(value) } => match value_of(column) {
+                Some(scalar) => compare(scalar, *op, value.clone()),
+                None => condition.clone(),
+            },
+            Expr::IsNull { column, negated } => match value_of(column) {
+                Some(scalar) => compare(scalar, if *negated { CompareOp::Ne } else { CompareOp::Eq }, Value::Null),
+                None => condition.clone(),
+            },
+            Expr::In { column, values, negated } => match value_of(column) {
+                Some(scalar) => {
+                    let any = Expr::Or(values.iter().map(|v| compare(scalar, CompareOp::Eq, v.clone())).collect());
+                    if *negated {
+                        Expr::Not(Box::new(any))
+                    } else {
+                        any
+                    }
                 }
-            }
+                None => condition.clone(),
+            },
             Expr::And(all) => Expr::And(all.iter().map(|e| self.inline(e)).collect()),
             Expr::Or(any) => Expr::Or(any.iter().map(|e| self.inline(e)).collect()),
             Expr::Not(inner) => Expr::Not(Box::new(self.inline(inner))),

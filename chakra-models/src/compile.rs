@@ -265,13 +265,7 @@ impl SqlWriter<'_> {
         match (selected, &select.annotation_filter) {
             (Selected::Columns, None) => self.annotated_columns(&select.columns, &select.annotations),
             (Selected::Columns, Some(_)) => {
-                self.idents(&select.columns);
-                for (i, annotation) in select.annotations.iter().enumerate() {
-                    if i > 0 || !select.columns.is_empty() {
-                        self.push(", ");
-                    }
-                    self.ident(&annotation.alias);
-                }
+                self.idents(select.columns.iter().chain(select.annotations.iter().map(|a| &a.alias)));
             }
             (Selected::Bare, _) => self.idents(&select.columns),
             (Selected::One, _) => self.push("1"),

@@ -3,8 +3,9 @@
 //! keys), never one per row: SeaORM's loader, Django's `prefetch_related`.
 //!
 //! The related rows come from a [`Query`], so they can be filtered, ordered and locked like
-//! any other (an example is in the `chakra` crate's documentation, under "Related rows"). The two key columns must have the same type, or one the `Option` of the
-//! other ([`Matches`]), which the compiler checks.
+//! any other (an example is in the `chakra` crate's documentation, under "Related rows").
+//! The two key columns must have the same type, or one the `Option` of the other
+//! ([`Matches`]), which the compiler checks.
 
 use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, Key, Result, Value};
