@@ -21,13 +21,17 @@ class User(Model):
     id = Field(Integer, primary_key=True)
     name = Field(String(100))
     is_active = Field(Boolean, default=True)
+    posts: list[Post]  # declared by Post.author_id; annotated for type checkers
 
 
 class Post(Model):
     __tablename__ = "quickstart_posts"
     id = Field(Integer, primary_key=True)
-    author_id = Field(Integer, index=True)
+    # A foreign key: Post.author (the User) and User.posts, for prefetch_related,
+    # lookups across it (author__name=...) and annotate(n=Count("posts")).
+    author_id = Field(Integer, index=True, references=User, related_name="posts")
     title = Field(String(200))
+    author: User | None
 
 
 class Notification(Model):
@@ -95,7 +99,8 @@ async def bulk_and_stream() -> None:
     users = await User.objects.bulk_create(User(name=f"user{i}", is_active=i % 3 != 0) for i in range(5000))
     print(f"bulk_create of {len(users)} users in {1000 * (time.perf_counter() - start):.1f} ms, "
           f"ids {users[0].id}..{users[-1].id}")
-    await Post.objects.bulk_create(Post(author_id=1 + i % 4, title=f"Post {i}") for i in range(40))
+    authors = await User.objects.order_by("id")[:4].values_list("id", flat=True)
+    await Post.objects.bulk_create(Post(author_id=authors[i % 4], title=f"Post {i}") for i in range(40))
     await Notification.objects.bulk_create(
         Notification(user_id=1, read=i % 2 == 0, message=f"notification {i}") for i in range(5)
     )
@@ -150,6 +155,16 @@ async def aggregates_and_bulk_updates() -> None:
     print(f"bulk_update wrote {written} rows in one statement; last: {notifications[-1].message!r}")
 
 
+async def relations() -> None:
+    step("Relations: prefetch_related, lookups across them, annotate")
+    posts = await Post.objects.filter(author__name="Alice").prefetch_related("author").order_by("id")[:2]
+    print("Alice's posts:", [(p.title, p.author.name if p.author else None) for p in posts])
+    busiest = User.objects.annotate(n=Count("posts")).filter(n__gt=0).order_by("-n", "id")
+    print("posts per author:", await busiest.values_list("name", "n")[:2])
+    for user in await busiest.prefetch_related("posts")[:1]:
+        print(f"{user.name}'s {len(user.posts)} posts came with one more query for all of them")
+
+
 async def errors() -> None:
     step("Errors")
     try:
@@ -192,6 +207,7 @@ async def main() -> None:
     await concurrent()
     await raw_sql()
     await aggregates_and_bulk_updates()
+    await relations()
     await errors()
     # Sync calls belong in sync code: run them on a worker thread, not the event loop.
     await asyncio.to_thread(sync_api)
