@@ -124,6 +124,9 @@ def test_annotations_that_cannot_work_are_refused_before_any_sql() -> None:
     clash = "the annotation `name` is named as a field or another annotation of Writer: name it otherwise"
     with raises(chakra.FieldError, clash):
         Writer.objects.annotate(name=Count("novels"))
+    for taken in ("novels", "pk", "objects", "to_dict"):
+        with pytest.raises(chakra.FieldError, match=f"the annotation `{taken}` is named as a relation or attribute"):
+            Writer.objects.annotate(**{taken: Count("novels")})
     with pytest.raises(chakra.FieldError, match="annotate\\(\\) aggregates the rows of one relation of Writer"):
         Writer.objects.annotate(n=Count("rank"))
     with pytest.raises(chakra.FieldError, match="annotate\\(\\) aggregates the rows of one relation of Writer"):

@@ -403,6 +403,11 @@ class QuerySet(Generic[M]):
         named.update(kwargs)
         specs: list[tuple[str, Any]] = []
         for alias, value in named.items():
+            if alias in self._model._meta.relations or alias.startswith("_") or hasattr(self._model, alias):
+                raise chakra_errors.FieldError(
+                    f"the annotation `{alias}` is named as a relation or attribute of {self._model.__name__}: "
+                    "name it otherwise"
+                )
             if isinstance(value, F):
                 specs.append((alias, value._tree))
             elif isinstance(value, Aggregate):
