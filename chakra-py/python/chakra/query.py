@@ -403,7 +403,8 @@ class QuerySet(Generic[M]):
         named.update(kwargs)
         specs: list[tuple[str, Any]] = []
         for alias, value in named.items():
-            if alias in self._model._meta.relations or alias.startswith("_") or hasattr(self._model, alias):
+            taken = alias in self._model._meta.relations or alias.startswith("_") or hasattr(self._model, alias)
+            if taken and alias not in self._model._meta.fields:  # a field's name: the core says so
                 raise chakra_errors.FieldError(
                     f"the annotation `{alias}` is named as a relation or attribute of {self._model.__name__}: "
                     "name it otherwise"
