@@ -708,3 +708,32 @@ async def test_select_related_follows_foreign_keys_by_prefetching() -> None:
         Author.objects.select_related("books")
     with pytest.raises(chakra.FieldError, match="Book has no relation 'nope'"):
         Book.objects.select_related("nope")
+
+
+async def test_a_prefetch_to_an_attribute_sits_beside_the_relation() -> None:
+    recent = chakra.Prefetch("books", Book.objects.filter(title__endswith="2"), to_attr="recent")
+    with sent() as record:
+        authors = await Author.objects.order_by("name").prefetch_related(recent, "books")
+    assert [(a.name, titles(a.recent), titles(a.books)) for a in authors] == [
+        ("Ann", ["a2"], ["a1", "a2"]),
+        ("Ben", [], ["b1"]),
+        ("Cid", [], []),
+    ]
+    assert record.names == ["SELECT pf_authors", "SELECT pf_books", "SELECT pf_books"]
+    # Forward, nested below a relation, and with the queryset's own prefetches.
+    only_ann = chakra.Prefetch("book__author", Author.objects.filter(name="Ann"), to_attr="ann")
+    reviews = await Review.objects.order_by("stars").prefetch_related(only_ann)
+    assert [(r.stars, r.book.title, r.book.ann and r.book.ann.name) for r in reviews] == [
+        (3, "a1", "Ann"),
+        (4, "b1", None),
+        (5, "a1", "Ann"),
+    ]
+    with_reviews = chakra.Prefetch("books", Book.objects.prefetch_related("reviews"), to_attr="shelf")
+    (ann,) = await Author.objects.filter(name="Ann").prefetch_related(with_reviews)
+    assert [len(b.reviews) for b in ann.shelf] == [2, 0]
+    for taken in ("name", "book_set"):
+        message = f"Prefetch(to_attr={taken!r}) names a field, relation or attribute of Author: name it otherwise"
+        with raises(chakra.FieldError, message):
+            Author.objects.prefetch_related(chakra.Prefetch("books", to_attr=taken))
+    with raises(ValueError, "Prefetch(to_attr=) takes an identifier, got 'not one'"):
+        chakra.Prefetch("books", to_attr="not one")

@@ -479,7 +479,7 @@ class QuerySet(Generic[M]):
         it. An unknown name raises :class:`~chakra.FieldError` here, before any SQL."""
         if lookups == (None,):
             return QuerySet(self._model, self._query, self._db)
-        merged = {p.lookup: p for p in self._prefetch}
+        merged = {p.key: p for p in self._prefetch}
         for lookup in lookups:
             if isinstance(lookup, str):
                 lookup = Prefetch(lookup)
@@ -489,12 +489,12 @@ class QuerySet(Generic[M]):
                     f"them), got {lookup!r}"
                 )
             lookup._check(self._model)
-            seen = merged.get(lookup.lookup)
+            seen = merged.get(lookup.key)
             if seen is not None and seen.queryset is not None and lookup.queryset is not None:
                 if seen.queryset is not lookup.queryset:
-                    raise ValueError(f"{lookup.lookup!r} is prefetched twice, with two querysets: give it once")
+                    raise ValueError(f"{lookup.key!r} is prefetched twice, with two querysets: give it once")
             if seen is None or seen.queryset is None:
-                merged[lookup.lookup] = lookup
+                merged[lookup.key] = lookup
         return QuerySet(self._model, self._query, self._db, tuple(merged.values()))
 
     def select_related(self, *names: str) -> QuerySet[M]:
@@ -1090,14 +1090,20 @@ class Prefetch:
 
         Author.objects.prefetch_related(Prefetch("books", Book.objects.filter(year__gte=2000).order_by("-year")))
 
+    With ``to_attr``, the rows go to that attribute instead (a list, or the row or
+    ``None``), so a filtered set sits beside the relation's own:
+    ``Prefetch("books", recent, to_attr="recent_books")``.
+
     The queryset cannot be sliced: a limit would apply to the rows of every key together.
     """
 
-    __slots__ = ("lookup", "queryset")
+    __slots__ = ("lookup", "queryset", "to_attr")
 
-    def __init__(self, lookup: str, queryset: QuerySet[Any] | None = None) -> None:
+    def __init__(self, lookup: str, queryset: QuerySet[Any] | None = None, to_attr: str | None = None) -> None:
         if not isinstance(lookup, str):
             raise TypeError(f"Prefetch() takes a relation name first, got {lookup!r}")
+        if to_attr is not None and (not isinstance(to_attr, str) or not to_attr.isidentifier()):
+            raise ValueError(f"Prefetch(to_attr=) takes an identifier, got {to_attr!r}")
         if queryset is not None and not isinstance(queryset, QuerySet):
             raise TypeError(f"Prefetch(queryset=) takes a QuerySet, got {queryset!r}")
         if queryset is not None and queryset._query.sliced():
@@ -1107,42 +1113,70 @@ class Prefetch:
             )
         self.lookup = lookup
         self.queryset = queryset
+        self.to_attr = to_attr
+
+    @property
+    def key(self) -> str:
+        """The lookup as where its rows go: the relation's path, its last name replaced by
+        ``to_attr`` if given."""
+        if self.to_attr is None:
+            return self.lookup
+        head, _, _ = self.lookup.rpartition("__")
+        return f"{head}__{self.to_attr}" if head else self.to_attr
 
     def _check(self, model: type[Model]) -> None:
-        """A ``FieldError`` unless the lookup leads from ``model`` to the queryset's model."""
+        """A ``FieldError`` unless the lookup leads from ``model`` to the queryset's model;
+        a ``to_attr`` naming something the owning model has is one too."""
         target = _check_relations(model, self.lookup)
         if self.queryset is not None and self.queryset.model is not target:
             raise TypeError(
                 f"Prefetch({self.lookup!r}) loads {target.__name__} rows, not {self.queryset.model.__name__}: "
                 f"give it a {target.__name__} queryset"
             )
+        if self.to_attr is not None:
+            head, _, _ = self.lookup.rpartition("__")
+            owner = _check_relations(model, head) if head else model
+            if self.to_attr in owner._meta.fields or hasattr(owner, self.to_attr) or self.to_attr.startswith("_"):
+                raise chakra_errors.FieldError(
+                    f"Prefetch(to_attr={self.to_attr!r}) names a field, relation or attribute of "
+                    f"{owner.__name__}: name it otherwise"
+                )
 
     def __repr__(self) -> str:
         through = f", {self.queryset!r}" if self.queryset is not None else ""
-        return f"Prefetch({self.lookup!r}{through})"
+        to_attr = f", to_attr={self.to_attr!r}" if self.to_attr is not None else ""
+        return f"Prefetch({self.lookup!r}{through}{to_attr})"
 
 
 class _Node:
-    """One relation to load: through which queryset (``None``: the whole table), and
-    the relations below it."""
+    """One relation to load: which (``relation``), through which queryset (``None``: the
+    whole table), into which attribute (``None``: the relation's own), and the relations
+    below it."""
 
-    __slots__ = ("below", "queryset")
+    __slots__ = ("below", "queryset", "relation", "to_attr")
 
-    def __init__(self) -> None:
+    def __init__(self, relation: str) -> None:
+        self.relation = relation
         self.queryset: QuerySet[Any] | None = None
+        self.to_attr: str | None = None
         self.below: dict[str, _Node] = {}
 
 
 def _relation_tree(prefetches: tuple[Prefetch, ...]) -> dict[str, _Node]:
     """``author``, ``author__book_set`` and ``tags`` as ``{"author": {"book_set": {}},
     "tags": {}}``: each relation once, however many lookups pass through it, with the
-    queryset a ``Prefetch`` gave it (and that queryset's own prefetches below it)."""
+    queryset a ``Prefetch`` gave it (and that queryset's own prefetches below it); a
+    ``to_attr`` is a node of its own, keyed by the attribute."""
     tree: dict[str, _Node] = {}
     for prefetch in prefetches:
         nodes = tree
-        for name in prefetch.lookup.split("__"):
-            node = nodes.setdefault(name, _Node())
+        names = prefetch.lookup.split("__")
+        for i, name in enumerate(names):
+            last = i == len(names) - 1
+            key = prefetch.to_attr if last and prefetch.to_attr is not None else name
+            node = nodes.setdefault(key, _Node(name))
             nodes = node.below
+        node.to_attr = prefetch.to_attr
         if prefetch.queryset is not None:
             node.queryset = prefetch.queryset
             for name, below in _relation_tree(prefetch.queryset._prefetch).items():
@@ -1156,8 +1190,8 @@ def _prefetch_steps(
     """Loads each relation of ``tree`` for all of ``objs`` in one query on ``target`` (the
     connection ``objs`` came from), then the relations below it for the rows it loaded.
     No keys, no query."""
-    for name, node in tree.items():
-        relation = model._meta.relations[name]
+    for node in tree.values():
+        relation = model._meta.relations[node.relation]
         keys = relation.keys(objs)
         found: list[Any] = []
         if keys:
@@ -1167,7 +1201,7 @@ def _prefetch_steps(
             qs = (node.queryset or QuerySet(related)).filter(**{f"{relation.target_key}__in": keys})
             query = qs._query if qs._query.ordered else qs.order_by(pk.name)._query
             found = yield query.all(target, session._identity_map(related) if session is not None else None)
-        relation.attach(objs, found)
+        relation.attach(objs, found, node.to_attr)
         if node.below:
             yield from _prefetch_steps(relation.target, found, node.below, target, session)
 

@@ -69,21 +69,29 @@ class Relation:
         name = self.source_key
         return list(dict.fromkeys(key for obj in objs if (key := getattr(obj, name, None)) is not None))
 
-    def attach(self, objs: Iterable[Model], found: list[Any]) -> None:
+    def attach(self, objs: Iterable[Model], found: list[Any], to_attr: str | None = None) -> None:
         """Makes ``found`` (the target rows loaded for ``objs``' keys) the relation's
-        value on each of ``objs``."""
+        value on each of ``objs``, or the value of their attribute ``to_attr`` (a plain
+        value, read as a queryset's annotations are)."""
         source, target = self.source_key, self.target_key
         if self.many:
             groups: dict[Any, list[Any]] = {}
             for row in found:
                 groups.setdefault(getattr(row, target), []).append(row)
             for obj in objs:
-                _store(obj, self.name, list(groups.get(getattr(obj, source), ())))
+                rows = list(groups.get(getattr(obj, source), ()))
+                if to_attr is None:
+                    _store(obj, self.name, rows)
+                else:
+                    _set_attr(obj, to_attr, rows)
         else:
             by_key = {getattr(row, target): row for row in found}
             for obj in objs:
                 key = getattr(obj, source, None)
-                _store(obj, self.name, (key, by_key.get(key)))
+                if to_attr is None:
+                    _store(obj, self.name, (key, by_key.get(key)))
+                else:
+                    _set_attr(obj, to_attr, by_key.get(key))
 
     @overload
     def __get__(self, instance: None, owner: Any) -> Relation: ...
@@ -149,6 +157,13 @@ def _store(obj: Model, name: str, value: Any) -> None:
     # A new dict each time: a copy of `obj` (copy.copy) shares the old one.
     loaded = getattr(obj, "_chakra_related", None)
     obj._chakra_related = {**loaded, name: value} if loaded else {name: value}
+
+
+def _set_attr(obj: Model, name: str, value: Any) -> None:
+    # Beside the annotations, where `Model.__getattr__` finds them; a new dict, as in
+    # `_store`, so a copy of `obj` does not share later loads.
+    loaded = getattr(obj, "_chakra_annotations", None)
+    obj._chakra_annotations = {**loaded, name: value} if loaded else {name: value}
 
 
 def _pk_name(model: type[Model]) -> str:
