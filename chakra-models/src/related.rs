@@ -11,6 +11,7 @@ use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, Key, Result, Value};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
+use crate::ast::Expr;
 use crate::column::{Column, Matches};
 use crate::model::Model;
 use crate::query::Query;
@@ -29,9 +30,10 @@ impl<M: Model + Clone> Query<M> {
         key: Column<M, K>,
     ) -> Result<Vec<Option<M>>> {
         let keys = Keys::of(rows, by.name())?;
+        let field = field_index::<M>(key.name());
         let mut found = HashMap::with_capacity(keys.distinct.len());
         for row in self.matching(db, &keys, key.name(), "load_one").await? {
-            if let Some(k) = key_of(&row, key.name())? {
+            if let Some(k) = key_value::<M>(&row.field_value(field), key.name())? {
                 if found.insert(k.clone(), row).is_some() {
                     return Err(Error::new(
                         ErrorKind::MultipleFound,
@@ -53,9 +55,10 @@ impl<M: Model + Clone> Query<M> {
         by: Column<M, F>,
     ) -> Result<Vec<Vec<M>>> {
         let keys = Keys::of(rows, key.name())?;
+        let field = field_index::<M>(by.name());
         let mut groups: HashMap<Key, Vec<M>> = HashMap::with_capacity(keys.distinct.len());
         for row in self.matching(db, &keys, by.name(), "load_many").await? {
-            if let Some(k) = key_of(&row, by.name())? {
+            if let Some(k) = key_value::<M>(&row.field_value(field), by.name())? {
                 groups.entry(k).or_default().push(row);
             }
         }
@@ -86,7 +89,8 @@ impl<M: Model + Clone> Query<M> {
         if keys.distinct.is_empty() {
             return Ok(Vec::new());
         }
-        self.clone().filter(Column::<M, ()>::new(column).is_in(keys.distinct.iter().cloned())).all(db).await
+        let among = Expr::In { column: column.into(), values: keys.distinct.clone(), negated: false };
+        self.clone().filter(among).all(db).await
     }
 }
 
@@ -115,11 +119,6 @@ impl Keys {
             .collect::<Result<_>>()?;
         Ok(Keys { per_row, distinct })
     }
-}
-
-/// `row`'s key in `column`.
-fn key_of<M: Model>(row: &M, column: &str) -> Result<Option<Key>> {
-    key_value::<M>(&row.field_value(field_index::<M>(column)), column)
 }
 
 /// `value`'s key; `None` for `NULL`, an error for a type keys cannot have.
