@@ -336,7 +336,7 @@ impl SqlWriter<'_> {
             // outer row even when both are one table (a tree's children).
             Scalar::Related { aggregate, table: related, key, outer_table, outer } => {
                 self.push("(SELECT ");
-                self.aggregate(&Aggregate { filter: None, ..aggregate.clone() });
+                self.aggregate_call(aggregate);
                 self.push(" FROM ");
                 self.ident(related);
                 self.push(" AS ");
@@ -409,6 +409,17 @@ impl SqlWriter<'_> {
 
     /// `function([DISTINCT] column) [FILTER (WHERE condition)]`, without its alias.
     fn aggregate(&mut self, aggregate: &Aggregate) {
+        self.aggregate_call(aggregate);
+        if let Some(condition) = &aggregate.filter {
+            self.push(" FILTER (WHERE ");
+            self.expr(condition);
+            self.push(")");
+        }
+    }
+
+    /// `function([DISTINCT] column)`, without its filter (which a related value's
+    /// subquery puts in its `WHERE`) or alias.
+    fn aggregate_call(&mut self, aggregate: &Aggregate) {
         self.push(aggregate.function.sql());
         self.push(if aggregate.distinct { "(DISTINCT " } else { "(" });
         match &aggregate.column {
@@ -416,11 +427,6 @@ impl SqlWriter<'_> {
             None => self.push("*"),
         }
         self.push(")");
-        if let Some(condition) = &aggregate.filter {
-            self.push(" FILTER (WHERE ");
-            self.expr(condition);
-            self.push(")");
-        }
     }
 
     /// `count(*)`, or the query's aggregates separated by commas.
@@ -508,6 +514,11 @@ mod tests {
     use crate::ast::{Annotation, ArithOp, Pattern, TextMatch};
     use crate::dialect::Postgres;
 
+    /// `column = value`.
+    fn eq(column: &'static str, value: i64) -> Expr {
+        Expr::Compare { column: col(column), op: CompareOp::Eq, value: Value::from(value).into() }
+    }
+
     fn col(name: &'static str) -> Ident {
         name.into()
     }
@@ -545,11 +556,6 @@ mod tests {
 
     #[test]
     fn a_subquery_numbers_its_parameters_on_from_the_statements() {
-        let eq = |column, value: i64| Expr::Compare {
-            column: col(column),
-            op: CompareOp::Eq,
-            value: Value::from(value).into(),
-        };
         let mut authors = Select::new("authors", ["id"]);
         authors.filter(eq("rank", 2));
         authors.limit = Some(5);
@@ -567,11 +573,6 @@ mod tests {
 
     #[test]
     fn annotations_are_selected_after_the_columns_and_filtered_over_a_derived_table() {
-        let eq = |column, value: i64| Expr::Compare {
-            column: col(column),
-            op: CompareOp::Eq,
-            value: Value::from(value).into(),
-        };
         let mut books = Aggregate::count_rows();
         books.filter = Some(Box::new(eq("year", 2)));
         let annotation = |alias, value| Annotation { alias: col(alias), value };
