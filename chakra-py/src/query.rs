@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Delete, Expr, Ident, Operand, Order, Projection, RowLock,
-    Scalar, Select, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Delete, Expr, Operand, Order, Projection, RowLock, Scalar,
+    Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -131,13 +131,9 @@ fn annotation_condition(
 
 /// Whether `expr` names any of `annotations`.
 fn names_annotation(expr: &Expr, annotations: &[Annotation]) -> bool {
-    let named = |column: &Ident| annotations.iter().any(|a| a.alias == *column);
-    match expr {
-        Expr::Compare { column, .. } | Expr::In { column, .. } | Expr::IsNull { column, .. } => named(column),
-        Expr::And(all) | Expr::Or(all) => all.iter().any(|e| names_annotation(e, annotations)),
-        Expr::Not(inner) | Expr::NotTrue(inner) => names_annotation(inner, annotations),
-        _ => false,
-    }
+    let mut named = Vec::new();
+    expr.columns_into(&mut named);
+    named.iter().any(|column| annotations.iter().any(|a| a.alias == *column))
 }
 
 /// The condition for one `field__lookup=value` keyword.
@@ -686,7 +682,8 @@ impl Query {
         if shape == "flat" && picks.len() + specs.len() != 1 {
             return Err(field_error(py, "values_list(flat=True) needs exactly one field and no aggregates".into()));
         }
-        let indices: Vec<usize> = picks.iter().filter_map(|p| if let Pick::Field(i) = p { Some(*i) } else { None }).collect();
+        let indices: Vec<usize> =
+            picks.iter().filter_map(|p| if let Pick::Field(i) = p { Some(*i) } else { None }).collect();
         let mut select = self.select.clone();
         select.columns = indices.iter().map(|&i| schema.fields[i].column.clone()).collect();
         // The annotations computed: all when some pick rows, else those named or ordered by.
@@ -993,7 +990,9 @@ fn shape_rows<'py>(
     for row in rows {
         let item = match shape {
             "flat" => value(row, columns[0])?,
-            "tuple" => PyTuple::new(py, columns.iter().map(|&i| value(row, i)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+            "tuple" => {
+                PyTuple::new(py, columns.iter().map(|&i| value(row, i)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+            }
             _ => {
                 let dict = PyDict::new(py);
                 for (name, &i) in names.iter().zip(columns) {
