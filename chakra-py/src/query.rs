@@ -694,28 +694,23 @@ impl Query {
             };
             select.annotations = annotations.iter().filter(|a| wanted(a)).cloned().collect();
         }
-        // Each name's column in the statement: the fields in order, then the annotations.
+        // Each name's column in the statement (the fields in order, then the
+        // annotations), and its key in the rows.
         let mut next_field = 0;
-        let mut columns: Vec<usize> = picks
+        let (mut columns, mut names): (Vec<usize>, Vec<Py<PyString>>) = picks
             .iter()
-            .map(|pick| match pick {
-                Pick::Field(_) => {
+            .map(|pick| match *pick {
+                Pick::Field(i) => {
                     next_field += 1;
-                    next_field - 1
+                    (next_field - 1, schema.names[i].clone_ref(py))
                 }
                 Pick::Annotation(a) => {
-                    let alias = &annotations[*a].alias;
-                    indices.len() + select.annotations.iter().position(|s| s.alias == *alias).expect("computed")
+                    let alias = &annotations[a].alias;
+                    let at = select.annotations.iter().position(|s| s.alias == *alias).expect("computed");
+                    (indices.len() + at, PyString::new(py, alias).unbind())
                 }
             })
-            .collect();
-        let mut names: Vec<Py<PyString>> = picks
-            .iter()
-            .map(|pick| match pick {
-                Pick::Field(i) => schema.names[*i].clone_ref(py),
-                Pick::Annotation(a) => PyString::new(py, &annotations[*a].alias).unbind(),
-            })
-            .collect();
+            .unzip();
         let mut floats = Vec::new();
         if !specs.is_empty() {
             let (aggregates, avgs) = aggregates_of(py, schema, &specs, true)?;
