@@ -74,24 +74,20 @@ class Relation:
         value on each of ``objs``, or the value of their attribute ``to_attr`` (a plain
         value, read as a queryset's annotations are)."""
         source, target = self.source_key, self.target_key
+        # The relation's own value, or (`to_attr`) a plain one beside the annotations.
+        slot, name = ("_chakra_related", self.name) if to_attr is None else ("_chakra_annotations", to_attr)
         if self.many:
             groups: dict[Any, list[Any]] = {}
             for row in found:
                 groups.setdefault(getattr(row, target), []).append(row)
             for obj in objs:
-                rows = list(groups.get(getattr(obj, source), ()))
-                if to_attr is None:
-                    _store(obj, self.name, rows)
-                else:
-                    _set_attr(obj, to_attr, rows)
+                _put(obj, slot, name, list(groups.get(getattr(obj, source), ())))
         else:
             by_key = {getattr(row, target): row for row in found}
             for obj in objs:
                 key = getattr(obj, source, None)
-                if to_attr is None:
-                    _store(obj, self.name, (key, by_key.get(key)))
-                else:
-                    _set_attr(obj, to_attr, by_key.get(key))
+                # The relation keeps the key it was loaded for, to tell a stale row.
+                _put(obj, slot, name, (key, by_key.get(key)) if to_attr is None else by_key.get(key))
 
     @overload
     def __get__(self, instance: None, owner: Any) -> Relation: ...
@@ -140,7 +136,7 @@ class Relation:
                 "it has no primary key yet; save it first"
             )
         setattr(instance, self.field.name, key)
-        _store(instance, self.name, (key, value))
+        _put(instance, "_chakra_related", self.name, (key, value))
 
     def _check_owner(self, instance: Model) -> None:
         # A concrete subclass has a table of its own: it inherits the attribute, not the
@@ -153,17 +149,12 @@ class Relation:
         return f"<Relation {self.model.__name__}.{self.name}: {value} through {self.origin}>"
 
 
-def _store(obj: Model, name: str, value: Any) -> None:
-    # A new dict each time: a copy of `obj` (copy.copy) shares the old one.
-    loaded = getattr(obj, "_chakra_related", None)
-    obj._chakra_related = {**loaded, name: value} if loaded else {name: value}
-
-
-def _set_attr(obj: Model, name: str, value: Any) -> None:
-    # Beside the annotations, where `Model.__getattr__` finds them; a new dict, as in
-    # `_store`, so a copy of `obj` does not share later loads.
-    loaded = getattr(obj, "_chakra_annotations", None)
-    obj._chakra_annotations = {**loaded, name: value} if loaded else {name: value}
+def _put(obj: Model, slot: str, name: str, value: Any) -> None:
+    """Sets ``name`` in the dict in ``obj``'s ``slot``: ``_chakra_related`` for relations,
+    ``_chakra_annotations`` (read by ``Model.__getattr__``) for a ``to_attr``. A new dict
+    each time: a copy of ``obj`` (``copy.copy``) shares the old one."""
+    loaded = getattr(obj, slot, None)
+    setattr(obj, slot, {**loaded, name: value} if loaded else {name: value})
 
 
 def _pk_name(model: type[Model]) -> str:
