@@ -505,16 +505,12 @@ class QuerySet(Generic[M]):
         for name in names:
             if not isinstance(name, str):
                 raise TypeError(f"select_related() takes relation names, got {name!r}")
-            model: type[Model] = self._model
-            _check_relations(model, name)
-            for part in name.split("__"):
-                relation = model._meta.relations[part]
+            for relation in _relation_path(self._model, name):
                 if relation.many:
                     raise chakra_errors.FieldError(
-                        f"select_related({name!r}): {model.__name__}.{part} is a reverse relation (many rows); "
-                        f'use prefetch_related("{name}")'
+                        f"select_related({name!r}): {relation.model.__name__}.{relation.name} is a reverse relation "
+                        f'(many rows); use prefetch_related("{name}")'
                     )
-                model = relation.target
         return self.prefetch_related(*names)
 
     def __getitem__(self, key: slice) -> QuerySet[M]:
@@ -1058,10 +1054,11 @@ class Values(Generic[T]):
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
 
 
-def _check_relations(model: type[Model], lookup: str) -> type[Model]:
-    """The model ``lookup`` (``"author"``, ``"author__book_set"``) leads to; a
-    :class:`~chakra.FieldError` unless each of its names is a relation of the model the
-    one before leads to."""
+def _relation_path(model: type[Model], lookup: str) -> list[Relation]:
+    """The relations ``lookup`` (``"author"``, ``"author__book_set"``) goes through from
+    ``model``; a :class:`~chakra.FieldError` unless each of its names is a relation of the
+    model the one before leads to."""
+    path: list[Relation] = []
     for name in lookup.split("__"):
         relation = model._meta.relations.get(name)
         if relation is None:
@@ -1071,8 +1068,9 @@ def _check_relations(model: type[Model], lookup: str) -> type[Model]:
                 f"{model.__name__} has no relation {name!r}{where} to prefetch{_field_hint(model, name)}; "
                 f"its relations: {known}"
             )
+        path.append(relation)
         model = relation.target
-    return model
+    return path
 
 
 def _field_hint(model: type[Model], name: str) -> str:
@@ -1127,15 +1125,15 @@ class Prefetch:
     def _check(self, model: type[Model]) -> None:
         """A ``FieldError`` unless the lookup leads from ``model`` to the queryset's model;
         a ``to_attr`` naming something the owning model has is one too."""
-        target = _check_relations(model, self.lookup)
+        last = _relation_path(model, self.lookup)[-1]
+        target = last.target
         if self.queryset is not None and self.queryset.model is not target:
             raise TypeError(
                 f"Prefetch({self.lookup!r}) loads {target.__name__} rows, not {self.queryset.model.__name__}: "
                 f"give it a {target.__name__} queryset"
             )
         if self.to_attr is not None:
-            head, _, _ = self.lookup.rpartition("__")
-            owner = _check_relations(model, head) if head else model
+            owner = last.model
             if self.to_attr in owner._meta.fields or hasattr(owner, self.to_attr) or self.to_attr.startswith("_"):
                 raise chakra_errors.FieldError(
                     f"Prefetch(to_attr={self.to_attr!r}) names a field, relation or attribute of "
