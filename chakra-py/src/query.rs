@@ -347,6 +347,14 @@ impl Query {
                     ),
                 ));
             }
+            // A column's name would make the alias ambiguous in the statement, and filters
+            // on that field would be read as filters on the annotation.
+            if let Some(field) = schema.fields.iter().position(|f| f.column == alias.as_str()) {
+                return Err(field_error(
+                    py,
+                    format!("the annotation `{alias}` is the column of {}: name it otherwise", schema.label(field)),
+                ));
+            }
             let value = match spec.cast::<PyTuple>() {
                 Ok(t) if t.len() == 7 && t.get_item(1)?.is_instance_of::<Schema>() => {
                     related_annotation(py, schema, &alias, t)?

@@ -37,6 +37,14 @@ class Chapter(Model):
     novel_id = Field(Integer, references=Novel, related_name="chapters")
 
 
+class Ranked(Model):
+    """A field whose column has another name."""
+
+    __tablename__ = "an_ranked"
+    id = Field(Integer, primary_key=True)
+    rank = Field(Integer, column="position")
+
+
 @pytest.fixture(autouse=True)
 def shelf() -> None:
     recreate(Writer, Novel, Chapter)
@@ -124,6 +132,8 @@ def test_annotations_that_cannot_work_are_refused_before_any_sql() -> None:
     clash = "the annotation `name` is named as a field or another annotation of Writer: name it otherwise"
     with raises(chakra.FieldError, clash):
         Writer.objects.annotate(name=Count("novels"))
+    with raises(chakra.FieldError, "the annotation `position` is the column of Ranked.rank: name it otherwise"):
+        Ranked.objects.annotate(position=F("rank") * 10)
     for taken in ("novels", "pk", "objects", "to_dict"):
         with pytest.raises(chakra.FieldError, match=f"the annotation `{taken}` is named as a relation or attribute"):
             Writer.objects.annotate(**{taken: Count("novels")})
