@@ -406,6 +406,25 @@ pub struct Select {
     /// cannot name a select list's aliases in `WHERE`: the annotated rows become a
     /// derived table, and this its `WHERE`.
     pub annotation_filter: Option<Expr>,
+    /// Rows of other tables the query's rows refer to, selected beside them in one
+    /// statement (Django's `select_related`): each row's own columns come first, then
+    /// each join's, in order. Only a selection of rows ([`Projection::Columns`]) reads
+    /// them; counts, aggregates and subqueries leave them out.
+    pub joins: Vec<Join>,
+}
+
+/// A row another table holds for each of a query's rows: the one whose `key` equals the
+/// `column` of the query's row (`from: None`) or of an earlier join's row (`from:
+/// Some(i)`), or NULLs where there is none (`LEFT JOIN`), so no row of the query is lost.
+/// The key should be unique (a primary key), or a row would repeat once per match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    pub table: Ident,
+    /// The joined row's columns, selected in this order.
+    pub columns: Vec<Ident>,
+    pub key: Ident,
+    pub from: Option<usize>,
+    pub column: Ident,
 }
 
 /// A value computed for each row of a query: see [`Select::annotations`].

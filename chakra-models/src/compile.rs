@@ -191,6 +191,7 @@ impl SqlWriter<'_> {
     /// the enclosing statement's).
     fn select(&mut self, select: &Select) {
         match select.projection {
+            Projection::Columns if !select.joins.is_empty() => self.with_joins(select),
             Projection::Columns => self.selection(select, Selected::Columns),
             Projection::Exists => {
                 self.push("SELECT EXISTS (");
@@ -219,7 +220,7 @@ impl SqlWriter<'_> {
                     self.push(" HAVING ");
                     self.expr(having);
                 }
-                self.order(&select.order);
+                self.order(&select.order, None);
                 self.slice(select);
             }
             // Counts and aggregates of a limited, locking, distinct or annotation-filtered
@@ -243,6 +244,53 @@ impl SqlWriter<'_> {
         }
     }
 }
+
+impl SqlWriter<'_> {
+    /// The query's rows with the rows its joins pick: `SELECT table.…, join_1.… FROM
+    /// (the rows) AS table LEFT JOIN … AS join_1 ON …`. The rows are selected, filtered,
+    /// sliced and locked as without joins, so joining changes neither which rows come
+    /// nor what is locked (the joined rows are not); their order is set again outside,
+    /// as a join need not keep it.
+    fn with_joins(&mut self, select: &Select) {
+        let table = &select.table;
+        let alias = |i: usize| Ident::from(format!("{JOINED}{}", i + 1));
+        self.push("SELECT ");
+        let own = select.columns.iter().chain(select.annotations.iter().map(|a| &a.alias));
+        let joined = select.joins.iter().enumerate().flat_map(|(i, join)| join.columns.iter().map(move |c| (i, c)));
+        for (n, (at, column)) in own.map(|c| (None, c)).chain(joined.map(|(i, c)| (Some(i), c))).enumerate() {
+            if n > 0 {
+                self.push(", ");
+            }
+            self.qualified(&at.map_or_else(|| table.clone(), alias), column);
+        }
+        self.push(" FROM (");
+        self.selection(select, Selected::Columns);
+        self.push(") AS ");
+        self.ident(table);
+        for (i, join) in select.joins.iter().enumerate() {
+            self.push(" LEFT JOIN ");
+            self.ident(&join.table);
+            self.push(" AS ");
+            self.ident(&alias(i));
+            self.push(" ON ");
+            self.qualified(&alias(i), &join.key);
+            self.push(" = ");
+            self.qualified(&join.from.map_or_else(|| table.clone(), alias), &join.column);
+        }
+        self.order(&select.order, Some(table));
+    }
+
+    /// `"table"."column"`.
+    fn qualified(&mut self, table: &Ident, column: &Ident) {
+        self.ident(table);
+        self.push(".");
+        self.ident(column);
+    }
+}
+
+/// The alias of the n-th join's table (from 1): a name no table of the model's is likely
+/// to have, as the query's own table keeps its name.
+const JOINED: &str = "chakra_join_";
 
 /// What [`SqlWriter::selection`] selects.
 #[derive(Clone, Copy, PartialEq)]
@@ -301,7 +349,7 @@ impl SqlWriter<'_> {
         }
         // Order only picks rows when there is a limit or offset, or returns them.
         if rows || select.limit.is_some() || select.offset.is_some() {
-            self.order(&select.order);
+            self.order(&select.order, None);
         }
         self.slice(select);
         if select.annotation_filter.is_none() {
@@ -342,13 +390,9 @@ impl SqlWriter<'_> {
                 self.push(" AS ");
                 self.ident(RELATED);
                 self.push(" WHERE ");
-                self.ident(RELATED);
-                self.push(".");
-                self.ident(key);
+                self.qualified(&Ident::Borrowed(RELATED), key);
                 self.push(" = ");
-                self.ident(outer_table);
-                self.push(".");
-                self.ident(outer);
+                self.qualified(outer_table, outer);
                 if let Some(condition) = &aggregate.filter {
                     self.push(" AND ");
                     self.expr(condition);
@@ -380,8 +424,8 @@ impl SqlWriter<'_> {
         }
     }
 
-    /// ` ORDER BY …`, if there is an order.
-    fn order(&mut self, order: &[Order]) {
+    /// ` ORDER BY …`, if there is an order; its columns those of `table` if given.
+    fn order(&mut self, order: &[Order], table: Option<&Ident>) {
         if order.is_empty() {
             return;
         }
@@ -390,7 +434,10 @@ impl SqlWriter<'_> {
             if i > 0 {
                 self.push(", ");
             }
-            self.ident(&term.column);
+            match table {
+                Some(table) => self.qualified(table, &term.column),
+                None => self.ident(&term.column),
+            }
             self.push(if term.descending { " DESC" } else { " ASC" });
         }
     }
@@ -511,7 +558,7 @@ pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::{Annotation, ArithOp, Pattern, TextMatch};
+    use crate::ast::{Annotation, ArithOp, Join, Pattern, RowLock, TextMatch};
     use crate::dialect::Postgres;
 
     /// `column = value`.
@@ -639,6 +686,44 @@ mod tests {
                 r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "books" > $4 ORDER BY "books" DESC LIMIT $5) AS selected"#
             )
         );
+    }
+
+    #[test]
+    fn joined_rows_follow_the_rows_own_which_are_picked_and_locked_as_without_them() {
+        let join = |table, columns: [&'static str; 2], from, column| Join {
+            table: col(table),
+            columns: columns.map(col).to_vec(),
+            key: col("id"),
+            from,
+            column: col(column),
+        };
+        let mut s = Select::new("books", ["id", "author_id"]);
+        s.filter(eq("year", 1));
+        s.order.push(Order { column: col("id"), descending: true });
+        s.limit = Some(2);
+        s.lock = Some(RowLock::update());
+        s.joins = vec![
+            join("authors", ["id", "publisher_id"], None, "author_id"),
+            join("publishers", ["id", "name"], Some(0), "publisher_id"),
+        ];
+        let st = select(&Postgres, &s);
+        assert_eq!(
+            &*st.sql,
+            concat!(
+                r#"SELECT "books"."id", "books"."author_id", "chakra_join_1"."id", "chakra_join_1"."publisher_id", "chakra_join_2"."id", "chakra_join_2"."name" "#,
+                r#"FROM (SELECT "id", "author_id" FROM "books" WHERE "year" = $1 ORDER BY "id" DESC LIMIT $2 FOR UPDATE) AS "books" "#,
+                r#"LEFT JOIN "authors" AS "chakra_join_1" ON "chakra_join_1"."id" = "books"."author_id" "#,
+                r#"LEFT JOIN "publishers" AS "chakra_join_2" ON "chakra_join_2"."id" = "chakra_join_1"."publisher_id" "#,
+                r#"ORDER BY "books"."id" DESC"#
+            )
+        );
+        assert_eq!(st.params, [1_i64, 2].map(Value::from));
+        // Counting, and selecting keys for another query, leave the joins out.
+        let count = Select { projection: Projection::Count, ..s.clone() };
+        assert!(!select(&Postgres, &count).sql.contains("JOIN"));
+        let mut outer = Select::new("reviews", ["id"]);
+        outer.filter(Expr::InSelect { column: col("book_id"), select: Box::new(s), negated: false });
+        assert!(!select(&Postgres, &outer).sql.contains("JOIN"));
     }
 
     #[test]

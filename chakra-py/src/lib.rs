@@ -10,6 +10,7 @@ mod convert;
 mod database;
 mod errors;
 mod exporter;
+mod load;
 mod op;
 mod query;
 mod raw;

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Delete, Expr, Operand, Order, Projection, RowLock, Scalar,
-    Select, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Delete, Expr, Join, Operand, Order, Projection, RowLock,
+    Scalar, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use crate::convert::{decode, to_value, to_value_untyped, value_to_py, Decoder, FieldKind};
 use crate::database::Target;
 use crate::errors::{self, to_pyerr_for};
+use crate::load::{Joined, Loader};
 use crate::op::{op, op_with_errors, Op};
 use crate::schema::Schema;
 
@@ -27,6 +28,8 @@ use crate::schema::Schema;
 pub(crate) struct Query {
     schema: Py<Schema>,
     select: Select,
+    /// `select.joins`' relations, index for index.
+    joins: Vec<Joined>,
 }
 
 pub(crate) fn field_error(py: Python<'_>, message: String) -> PyErr {
@@ -262,7 +265,22 @@ pub(crate) fn pk_request(schema: &Schema, key: Value) -> Request {
 
 impl Query {
     fn derive(&self, py: Python<'_>, select: Select) -> Query {
-        Query { schema: self.schema.clone_ref(py), select }
+        Query { schema: self.schema.clone_ref(py), select, joins: self.joins.iter().map(|j| j.clone_ref(py)).collect() }
+    }
+
+    /// What turns the rows of `select` (this query's, differently sliced or ordered) into
+    /// instances: through the session's identity map of the model (`identity`) and of
+    /// each joined model (`joined`, in join order) when given.
+    fn loader(
+        &self,
+        py: Python<'_>,
+        select: &Select,
+        identity: Option<Py<PyDict>>,
+        joined: Option<Vec<Py<PyDict>>>,
+    ) -> PyResult<Loader> {
+        let own = select.columns.len() + select.annotations.len();
+        let joins: Vec<_> = self.joins.iter().zip(&select.joins).map(|(j, join)| (j, join.from)).collect();
+        Loader::new(py, &self.schema, identity, own, &joins, joined)
     }
 
     fn request(&self, select: &Select, mode: Mode) -> Request {
@@ -306,7 +324,7 @@ impl Query {
     fn new(schema: Bound<'_, Schema>) -> Query {
         let s = schema.get();
         let select = Select::new(s.table.to_string(), s.fields.iter().map(|f| f.column.clone()));
-        Query { schema: schema.unbind(), select }
+        Query { schema: schema.unbind(), select, joins: Vec::new() }
     }
 
     /// Adds the conditions of a `Q` tree (`negate` for `exclude`: rows where the tree is
@@ -485,56 +503,67 @@ impl Query {
         Ok((st.sql.to_string(), params))
     }
 
-    /// Every matching row as a model instance (through `identity`, a session's map).
-    #[pyo3(signature = (target, identity = None))]
-    fn all(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
+    /// Every matching row as a model instance (through `identity`, a session's map of
+    /// the model, and `joined`, its maps of the joined models).
+    #[pyo3(signature = (target, identity = None, joined = None))]
+    fn all(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+        joined: Option<Vec<Py<PyDict>>>,
+    ) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let request = self.request(&self.select, Mode::All);
-        let schema = self.schema.clone_ref(py);
+        let loader = self.loader(py, &self.select, identity, joined)?;
         Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
-            let identity = identity.as_ref().map(|d| d.bind(py));
-            Ok(schema.get().build_all(py, &rows, identity)?.into_any().unbind())
+            Ok(loader.all(py, &rows)?.into_any().unbind())
         }))
     }
 
     /// The first row in the query's order (the primary key's if none), or `None`.
-    #[pyo3(signature = (target, identity = None))]
-    fn first(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
+    #[pyo3(signature = (target, identity = None, joined = None))]
+    fn first(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+        joined: Option<Vec<Py<PyDict>>>,
+    ) -> PyResult<Op> {
         let target = Target::extract(target)?;
-        let schema = self.schema.clone_ref(py);
+        let schema = self.schema.get();
         let mut select = self.select.clone();
         if select.order.is_empty() {
-            select
-                .order
-                .push(chakra::Order { column: schema.get().fields[schema.get().pk].column.clone(), descending: false });
+            select.order.push(chakra::Order { column: schema.fields[schema.pk].column.clone(), descending: false });
         }
         select.limit = Some(select.limit.map_or(1, |l| l.min(1)));
         let request = self.request(&select, Mode::Optional);
+        let loader = self.loader(py, &select, identity, joined)?;
         Ok(op(async move { target.run(request, false).await?.into_optional() }, move |py, row| match row {
-            Some(row) => {
-                let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema.get().build(py, &row, &Decoder::for_row(&row), identity)?.unbind())
-            }
+            Some(row) => Ok(loader.one(py, &row, &Decoder::for_row(&row))?.unbind()),
             None => Ok(py.None()),
         }))
     }
 
     /// The one matching row: `Model.DoesNotExist` if none, `Model.MultipleObjectsReturned`
     /// if several.
-    #[pyo3(signature = (target, identity = None))]
-    fn get(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
+    #[pyo3(signature = (target, identity = None, joined = None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+        joined: Option<Vec<Py<PyDict>>>,
+    ) -> PyResult<Op> {
         let target = Target::extract(target)?;
-        let schema = self.schema.clone_ref(py);
         let mut select = self.select.clone();
         select.limit = Some(select.limit.map_or(2, |l| l.min(2)));
         let request = self.request(&select, Mode::One);
-        let on_error = model_errors(py, &schema);
+        let on_error = model_errors(py, &self.schema);
+        let loader = self.loader(py, &select, identity, joined)?;
         Ok(op_with_errors(
             async move { target.run(request, false).await?.into_row() },
-            move |py, row| {
-                let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema.get().build(py, &row, &Decoder::for_row(&row), identity)?.unbind())
-            },
+            move |py, row| Ok(loader.one(py, &row, &Decoder::for_row(&row))?.unbind()),
             on_error,
         ))
     }
@@ -693,6 +722,8 @@ impl Query {
         let indices: Vec<usize> =
             picks.iter().filter_map(|p| if let Pick::Field(i) = p { Some(*i) } else { None }).collect();
         let mut select = self.select.clone();
+        // Values are plain, not instances: `select_related` has nothing to attach to.
+        select.joins.clear();
         select.columns = indices.iter().map(|&i| schema.fields[i].column.clone()).collect();
         // The annotations computed: all when some pick rows, else those named or ordered by.
         if select.annotation_filter.is_none() {
@@ -764,15 +795,70 @@ impl Query {
     }
 
     /// Opens a server-side stream of the matching rows; resolves to a [`Cursor`].
-    #[pyo3(signature = (target, identity = None))]
-    fn stream(&self, py: Python<'_>, target: &Bound<'_, PyAny>, identity: Option<Py<PyDict>>) -> PyResult<Op> {
+    #[pyo3(signature = (target, identity = None, joined = None))]
+    fn stream(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        identity: Option<Py<PyDict>>,
+        joined: Option<Vec<Py<PyDict>>>,
+    ) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let request = self.request(&self.select, Mode::Stream);
-        let schema = self.schema.clone_ref(py);
+        let loader = Arc::new(self.loader(py, &self.select, identity, joined)?);
         Ok(op(async move { target.run(request, false).await?.into_stream() }, move |py, rows| {
-            let cursor = Cursor { rows: Arc::new(Mutex::new(Some(rows))), schema, identity };
+            let cursor = Cursor { rows: Arc::new(Mutex::new(Some(rows))), loader };
             Ok(Py::new(py, cursor)?.into_any())
         }))
+    }
+
+    /// Loads the relation `path` (a forward one) in this query's statement: the row of
+    /// `schema`'s model whose primary key the field `field` holds — of the query's row
+    /// (`owner` `None`) or of the row of the earlier join `owner` — is selected with each
+    /// row (`LEFT JOIN`), and `attach(owner, row or None)` makes it the relation's value.
+    fn join(
+        &self,
+        py: Python<'_>,
+        path: String,
+        owner: Option<usize>,
+        field: &str,
+        schema: Bound<'_, Schema>,
+        attach: Py<PyAny>,
+    ) -> PyResult<Query> {
+        let from = match owner {
+            None => self.schema.get(),
+            Some(i) => match self.joins.get(i) {
+                Some(joined) => joined.schema.get(),
+                None => {
+                    return Err(PyErr::new::<pyo3::exceptions::PyIndexError, _>(format!("no join {i} to join from")))
+                }
+            },
+        };
+        let column = from.fields[field_index(py, from, field)?].column.clone();
+        let target = schema.get();
+        let join = Join {
+            table: target.table.to_string().into(),
+            columns: target.fields.iter().map(|f| f.column.clone()).collect(),
+            key: target.fields[target.pk].column.clone(),
+            from: owner,
+            column,
+        };
+        let mut query = self.derive(py, self.select.clone());
+        query.select.joins.push(join);
+        query.joins.push(Joined { path, schema: schema.unbind(), attach });
+        Ok(query)
+    }
+
+    /// This query without its joins.
+    fn unjoined(&self, py: Python<'_>) -> Query {
+        let mut select = self.select.clone();
+        select.joins.clear();
+        Query { schema: self.schema.clone_ref(py), select, joins: Vec::new() }
+    }
+
+    /// The relations joined (`join`), in order: their paths and models.
+    fn joined(&self, py: Python<'_>) -> Vec<(String, Py<PyType>)> {
+        self.joins.iter().map(|j| (j.path.clone(), j.schema.get().model.clone_ref(py))).collect()
     }
 }
 
@@ -1022,18 +1108,16 @@ enum Pick {
 #[pyclass(module = "chakra._core", frozen)]
 pub(crate) struct Cursor {
     rows: Arc<Mutex<Option<RowStream>>>,
-    schema: Py<Schema>,
-    identity: Option<Py<PyDict>>,
+    loader: Arc<Loader>,
 }
 
 #[pymethods]
 impl Cursor {
     /// The next `size` rows as instances (fewer at the end; an empty list once exhausted).
-    fn next(&self, py: Python<'_>, size: usize) -> Op {
+    fn next(&self, size: usize) -> Op {
         let rows = self.rows.clone();
         let size = size.max(1);
-        let schema = self.schema.clone_ref(py);
-        let identity = self.identity.as_ref().map(|d| d.clone_ref(py));
+        let loader = self.loader.clone();
         op(
             async move {
                 let mut guard = rows.lock().await;
@@ -1053,10 +1137,7 @@ impl Cursor {
                 }
                 Ok(chunk)
             },
-            move |py, chunk| {
-                let identity = identity.as_ref().map(|d| d.bind(py));
-                Ok(schema.get().build_all(py, &chunk, identity)?.into_any().unbind())
-            },
+            move |py, chunk| Ok(loader.all(py, &chunk)?.into_any().unbind()),
         )
     }
 

@@ -13,7 +13,7 @@ use chakra::{Row, SharedStr, Value};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use crate::convert::{decode, to_value, Decoder, FieldKind, FieldType};
 
@@ -335,8 +335,9 @@ impl Schema {
         Ok(())
     }
 
-    /// A new instance from a row whose columns are this model's fields, in order, or
-    /// the instance `identity` already holds for the row's primary key.
+    /// A new instance from a row whose columns are this model's fields, in order, then
+    /// a queryset's annotations, or the instance `identity` already holds for the row's
+    /// primary key.
     pub(crate) fn build<'py>(
         &self,
         py: Python<'py>,
@@ -344,43 +345,92 @@ impl Schema {
         decoders: &[Decoder],
         identity: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let obj = match identity {
-            None => self.fill(py, None, row, decoders, None)?,
-            Some(map) => {
-                let key = decode(py, row, self.pk, &decoders[self.pk])?;
-                match map.get_item(&key)? {
-                    Some(existing) => existing,
-                    None => {
-                        let obj = self.fill(py, None, row, decoders, Some(key.clone()))?;
-                        map.set_item(key, &obj)?;
-                        obj
-                    }
-                }
-            }
-        };
-        if row.len() > self.fields.len() {
-            self.annotate(py, &obj, row, decoders)?;
+        self.build_at(py, row, 0, row.len(), decoders, identity)
+    }
+
+    /// [`build`](Self::build) from the columns `at..end` of a longer row (one with
+    /// joined rows after the model's).
+    pub(crate) fn build_at<'py>(
+        &self,
+        py: Python<'py>,
+        row: &Row,
+        at: usize,
+        end: usize,
+        decoders: &[Decoder],
+        identity: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = decode(py, row, at + self.pk, &decoders[at + self.pk])?;
+        let obj = self.instance(py, row, at, decoders, identity, key)?;
+        if end > at + self.fields.len() {
+            self.annotate(py, &obj, row, at + self.fields.len()..end, decoders)?;
         }
         Ok(obj)
     }
 
-    /// The columns after the fields — a queryset's annotations — as a dict by name in the
+    /// The instance of the joined row whose fields start at column `at`, or `None` when
+    /// the join found no row (its primary key is NULL).
+    pub(crate) fn build_joined<'py>(
+        &self,
+        py: Python<'py>,
+        row: &Row,
+        at: usize,
+        decoders: &[Decoder],
+        identity: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let key = decode(py, row, at + self.pk, &decoders[at + self.pk])?;
+        match key.is_none() {
+            true => Ok(None),
+            false => self.instance(py, row, at, decoders, identity, key).map(Some),
+        }
+    }
+
+    /// The instance for primary key `key`: `identity`'s, or a new one filled from the row.
+    fn instance<'py>(
+        &self,
+        py: Python<'py>,
+        row: &Row,
+        at: usize,
+        decoders: &[Decoder],
+        identity: Option<&Bound<'py, PyDict>>,
+        key: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(map) = identity else {
+            return self.fill(py, None, row, at, decoders, Some(key));
+        };
+        if let Some(existing) = map.get_item(&key)? {
+            return Ok(existing);
+        }
+        let obj = self.fill(py, None, row, at, decoders, Some(key.clone()))?;
+        map.set_item(key, &obj)?;
+        Ok(obj)
+    }
+
+    /// The columns `columns` — a queryset's annotations — as a dict by name in the
     /// instance's `_chakra_annotations`, where `Model.__getattr__` finds them; the
     /// session's instance of the row gets the new values too.
-    fn annotate(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, row: &Row, decoders: &[Decoder]) -> PyResult<()> {
+    fn annotate(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        row: &Row,
+        columns: std::ops::Range<usize>,
+        decoders: &[Decoder],
+    ) -> PyResult<()> {
         let annotations = PyDict::new(py);
-        for (i, column) in row.columns().iter().enumerate().skip(self.fields.len()) {
-            annotations.set_item(column.name(), decode(py, row, i, &decoders[i])?)?;
+        for i in columns {
+            annotations.set_item(row.columns()[i].name(), decode(py, row, i, &decoders[i])?)?;
         }
         obj.setattr(pyo3::intern!(py, "_chakra_annotations"), annotations)
     }
 
-    /// Writes a row into `target` (or a new instance): every slot and the as-loaded tuple.
+    /// Writes a row (its columns from `at` on) into `target` (or a new instance): every
+    /// slot and the as-loaded tuple.
     pub(crate) fn fill<'py>(
         &self,
         py: Python<'py>,
         target: Option<&Bound<'py, PyAny>>,
         row: &Row,
+        at: usize,
         decoders: &[Decoder],
         pk: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -398,15 +448,15 @@ impl Schema {
                 return Err(PyErr::fetch(py));
             }
             let loaded = Bound::from_owned_ptr(py, loaded);
-            for (i, decoder) in decoders.iter().enumerate().take(n) {
+            for (i, decoder) in decoders[at..at + n].iter().enumerate() {
                 let value = match (&pk, i == self.pk) {
                     (Some(pk), true) => pk.clone(),
-                    _ => decode(py, row, i, decoder)?,
+                    _ => decode(py, row, at + i, decoder)?,
                 };
                 // JSON arrives as mutable dicts and lists: the saved copy must be another
                 // object, or a change made in place would compare equal to it.
                 let saved = match self.types[i].kind {
-                    FieldKind::Json if !value.is_none() => decode(py, row, i, decoder)?,
+                    FieldKind::Json if !value.is_none() => decode(py, row, at + i, decoder)?,
                     _ => value.clone(),
                 };
                 ffi::PyTuple_SET_ITEM(loaded.as_ptr(), i as ffi::Py_ssize_t, saved.into_ptr());
@@ -429,34 +479,6 @@ impl Schema {
                 return Err(PyErr::fetch(py));
             }
             Ok(Bound::from_owned_ptr(py, obj))
-        }
-    }
-
-    /// Instances of the rows, through `identity` when given.
-    pub(crate) fn build_all<'py>(
-        &self,
-        py: Python<'py>,
-        rows: &[Row],
-        identity: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let Some(first) = rows.first() else {
-            return Ok(PyList::empty(py));
-        };
-        let decoders = Decoder::for_row(first);
-        // SAFETY: PyList_New returns a list of `len` NULL items (or NULL with an exception
-        // set); SET_ITEM fills each exactly once and steals the reference. If a row fails,
-        // the list is dropped with its remaining items NULL, which list_dealloc allows.
-        unsafe {
-            let list = ffi::PyList_New(rows.len() as ffi::Py_ssize_t);
-            if list.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            let list = Bound::from_owned_ptr(py, list).cast_into_unchecked::<PyList>();
-            for (i, row) in rows.iter().enumerate() {
-                let obj = self.build(py, row, &decoders, identity)?;
-                ffi::PyList_SET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t, obj.into_ptr());
-            }
-            Ok(list)
         }
     }
 

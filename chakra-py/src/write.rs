@@ -235,7 +235,7 @@ fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
             let decoders = Decoder::for_row(first);
             for (row, obj) in rows.iter().zip(objs) {
                 let obj = obj.into_bound(py);
-                s.fill(py, Some(&obj), row, &decoders, None)?;
+                s.fill(py, Some(&obj), row, 0, &decoders, None)?;
                 if let Some(map) = &identity {
                     map.bind(py).set_item(s.get(&obj, s.pk), &obj)?;
                 }
@@ -272,7 +272,7 @@ pub(crate) fn refresh(
         },
         move |py, row| {
             let obj = obj.into_bound(py);
-            schema.get().fill(py, Some(&obj), &row, &Decoder::for_row(&row), None)?;
+            schema.get().fill(py, Some(&obj), &row, 0, &Decoder::for_row(&row), None)?;
             Ok(obj.unbind())
         },
         move |py, err| to_pyerr_for(py, err, model.bind(py)),

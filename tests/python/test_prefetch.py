@@ -697,17 +697,125 @@ async def test_constructors_take_forward_relations_as_django_does() -> None:
         Book(title="c4", author=ann.id)
 
 
-async def test_select_related_follows_foreign_keys_by_prefetching() -> None:
+async def test_select_related_loads_forward_relations_in_the_rows_own_statement() -> None:
     with sent() as record:
         reviews = await Review.objects.select_related("book__author").order_by("stars")
     got = [(r.stars, r.book.title, r.book.author.name) for r in reviews]
     assert got == [(3, "a1", "Ann"), (4, "b1", "Ben"), (5, "a1", "Ann")]
-    assert record.names == ["SELECT pf_reviews", "SELECT pf_books", "SELECT pf_authors"]
+    assert record.names == ["SELECT pf_reviews"]
+    (text,) = record.texts
+    assert 'LEFT JOIN "pf_books"' in text and 'LEFT JOIN "pf_authors"' in text
+    assert text.endswith('ORDER BY "pf_reviews"."stars" ASC')
+    # A NULL key is None, and the row stays.
+    books = await Book.objects.select_related("editor").order_by("title")
+    assert [(b.title, b.editor and b.editor.name) for b in books] == [("a1", "Ben"), ("a2", None), ("b1", "Ann")]
+    # Calls add up; a path shared by two names is joined once.
+    both = Review.objects.select_related("book").select_related("book__author", "book__editor")
+    assert both.sql()[0].count("LEFT JOIN") == 3
+    assert [r.book.editor and r.book.editor.name for r in await both.order_by("stars")] == ["Ben", "Ann", "Ben"]
+
+
+async def test_select_related_keeps_the_rows_window_order_and_annotations() -> None:
+    qs = Review.objects.select_related("book__author").order_by("-stars")
+    assert [(r.stars, r.book.author.name) for r in await qs[1:3]] == [(4, "Ben"), (3, "Ann")]
+    assert (await qs.first()).stars == 5  # type: ignore[union-attr]
+    last = await qs.last()
+    assert last is not None and last.book.title == "a1"
+    got = await qs.get(stars=4)
+    assert got.book.author.name == "Ben"
+    # Counts and values leave the joins out.
+    a1, b1 = (await Book.objects.get(title="a1")).id, (await Book.objects.get(title="b1")).id
+    with sent() as record:
+        assert await qs.count() == 3 and await qs.exists()
+        assert await qs.values_list("stars", flat=True) == [5, 4, 3]
+        assert await qs.values("stars", "book_id") == [
+            {"stars": 5, "book_id": a1},
+            {"stars": 4, "book_id": b1},
+            {"stars": 3, "book_id": a1},
+        ]
+    assert len(record.texts) == 4 and not any("JOIN" in text for text in record.texts)
+    # Annotations, and filters on them, are the rows' own.
+    reviewed = Book.objects.annotate(n=chakra.Count("reviews")).select_related("author").filter(n__gte=1)
+    assert sorted((b.title, b.n, b.author.name) for b in await reviewed) == [("a1", 2, "Ann"), ("b1", 1, "Ben")]
+    # Streams load them too.
+    streamed = [(b.title, b.author.name) async for b in Book.objects.select_related("author").order_by("title").stream()]
+    assert streamed == [("a1", "Ann"), ("a2", "Ann"), ("b1", "Ben")]
+
+
+async def test_select_related_through_a_self_reference_stops_where_the_rows_do() -> None:
+    nodes = await Node.objects.select_related("parent__parent").order_by("id")
+    assert [(n.label, n.parent and n.parent.label) for n in nodes] == [
+        ("root", None),
+        ("left", "root"),
+        ("right", "root"),
+        ("leaf", "left"),
+    ]
+    leaf, left = nodes[3], nodes[1]
+    assert leaf.parent.parent.label == "root"
+    assert left.parent.parent is None
+
+
+async def test_select_related_with_no_names_follows_every_non_nullable_key() -> None:
+    (review, *_) = await Review.objects.select_related().order_by("stars")
+    assert (review.book.title, review.book.author.name) == ("a1", "Ann")
+    # `editor_id` is nullable: not followed, so not loaded.
+    with pytest.raises(chakra.ProgrammingError, match="Book.editor was not loaded"):
+        review.book.editor  # noqa: B018
+    # None forgets them.
+    plain = Review.objects.select_related("book").select_related(None)
+    assert "JOIN" not in plain.sql()[0]
+    (review, *_) = await plain.order_by("stars")
+    with pytest.raises(chakra.ProgrammingError, match="Review.book was not loaded"):
+        review.book  # noqa: B018
+
+
+async def test_select_related_in_a_session_goes_through_its_identity_maps() -> None:
+    async with Session():
+        ann = await Author.objects.get(name="Ann")
+        reviews = await Review.objects.select_related("book__author").order_by("stars")
+        assert reviews[0].book is reviews[2].book
+        assert reviews[0].book.author is ann
+        # Locking takes the rows' own locks (the session's transaction begins for it).
+        locked = await Review.objects.select_for_update().select_related("book").order_by("stars")
+        assert [r.book.title for r in locked] == ["a1", "b1", "a1"]
+        assert locked[0].book is reviews[0].book
+
+
+def test_sync_twins_select_related() -> None:
+    books = Book.objects.select_related("author").order_by("title").all_sync()
+    assert [b.author.name for b in books] == ["Ann", "Ann", "Ben"]
+    assert Book.objects.select_related("author").get_sync(title="b1").author.name == "Ben"
+    first = Book.objects.select_related("author").order_by("-title").first_sync()
+    assert first is not None and first.author.name == "Ben"
+    streamed = [b.author.name for b in Book.objects.select_related("author").order_by("title").stream_sync()]
+    assert streamed == ["Ann", "Ann", "Ben"]
+
+
+async def test_prefetch_below_a_joined_relation_reuses_its_rows() -> None:
+    with sent() as record:
+        reviews = await Review.objects.select_related("book__author").prefetch_related("book__author__books").order_by(
+            "stars"
+        )
+    assert record.names == ["SELECT pf_reviews", "SELECT pf_books"]
+    assert [titles(r.book.author.books) for r in reviews] == [["a1", "a2"], ["b1"], ["a1", "a2"]]
+
+
+async def test_select_related_that_cannot_work_is_refused_before_any_sql() -> None:
     reverse = "select_related('books'): Author.books is a reverse relation (many rows); use prefetch_related(\"books\")"
     with raises(chakra.FieldError, reverse):
         Author.objects.select_related("books")
-    with pytest.raises(chakra.FieldError, match="Book has no relation 'nope'"):
+    with raises(chakra.FieldError, "Book has no relation 'nope' to join; its relations: author, editor, reviews"):
         Book.objects.select_related("nope")
+    field = "Book has no relation 'author_id' to join ('author_id' is a field; its relation is 'author')"
+    with pytest.raises(chakra.FieldError, match=re.escape(field)):
+        Book.objects.select_related("author_id")
+    with pytest.raises(TypeError, match="select_related\\(\\) takes relation names"):
+        Book.objects.select_related(Book.author)  # type: ignore[arg-type]
+    # A key changed after loading says so rather than answer with the old row.
+    book = await Book.objects.select_related("author").get(title="a1")
+    book.author_id = book.author.id + 1
+    with pytest.raises(chakra.ProgrammingError, match="was loaded for author_id="):
+        book.author  # noqa: B018
 
 
 async def test_a_prefetch_to_an_attribute_sits_beside_the_relation() -> None:

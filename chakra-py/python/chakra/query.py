@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["F", "Manager", "Prefetch", "Q", "QuerySet", "Values"]
 
 M = TypeVar("M", bound="Model")
+# A terminal that loads instances: ``make(target, identity, joined)`` (see ``QuerySet._load``).
+Load = Callable[[Any, Any, Any], _core.Op]
 
 _STREAM_CHUNK = 500
 # A stream holds its connection until it ends: the queries loading each chunk's relations
@@ -497,21 +499,40 @@ class QuerySet(Generic[M]):
                 merged[lookup.key] = lookup
         return QuerySet(self._model, self._query, self._db, tuple(merged.values()))
 
-    def select_related(self, *names: str) -> QuerySet[M]:
+    def select_related(self, *names: str | None) -> QuerySet[M]:
         """Loads the rows foreign keys refer to (``"author"``, ``"author__publisher"``)
-        with the rows, as Django's: here by one more query per relation (as
-        ``prefetch_related``), not a join, so the rows' own query stays as written. Reverse
-        relations hold many rows: name those in ``prefetch_related``."""
-        for name in names:
-            if not isinstance(name, str):
-                raise TypeError(f"select_related() takes relation names, got {name!r}")
-            for relation in _relation_path(self._model, name):
+        in the rows' own statement, as Django's: one ``LEFT JOIN`` per relation, so a
+        NULL or dangling key gives ``None`` and no row is lost::
+
+            books = await Book.objects.select_related("author__publisher")   # 1 query
+            books[0].author.publisher.name
+
+        The rows are picked, sliced and locked (``select_for_update``: theirs only) as
+        without it. No names: every relation through a non-nullable foreign key, and on
+        from those rows likewise; ``select_related(None)`` forgets them. Reverse relations
+        hold many rows: name those in ``prefetch_related``. Used by the terminals that
+        return instances, ``stream()`` included; ``values()`` ignores it."""
+        if names == (None,):
+            return self._clone(self._query.unjoined())
+        lookups = names or tuple(_non_null_paths(self._model, ()))
+        query = self._query
+        joined = {path: i for i, (path, _) in enumerate(query.joined())}
+        for lookup in lookups:
+            if not isinstance(lookup, str):
+                raise TypeError(f"select_related() takes relation names (or None alone, to forget them), got {lookup!r}")
+            path = ""
+            for relation in _relation_path(self._model, lookup, "to join"):
                 if relation.many:
                     raise chakra_errors.FieldError(
-                        f"select_related({name!r}): {relation.model.__name__}.{relation.name} is a reverse relation "
-                        f'(many rows); use prefetch_related("{name}")'
+                        f"select_related({lookup!r}): {relation.model.__name__}.{relation.name} is a reverse "
+                        f'relation (many rows); use prefetch_related("{lookup}")'
                     )
-        return self.prefetch_related(*names)
+                owner, path = joined.get(path), f"{path}__{relation.name}" if path else relation.name
+                if path not in joined:
+                    schema = relation.target._meta.require_schema()
+                    query = query.join(path, owner, relation.field.name, schema, relation._joined)
+                    joined[path] = len(joined)
+        return self._clone(query)
 
     def __getitem__(self, key: slice) -> QuerySet[M]:
         if not isinstance(key, slice):
@@ -569,27 +590,34 @@ class QuerySet(Generic[M]):
             session._autoflush_sync()
         return make(target, identity).wait_sync()
 
-    async def _load(self, make: Callable[[Any, Any], _core.Op]) -> Any:
-        """:meth:`_run` for the terminals that return instances (a list, one, or ``None``):
-        then ``prefetch_related``'s queries over them."""
+    async def _load(self, make: Load) -> Any:
+        """:meth:`_run` for the terminals that return instances (a list, one, or ``None``),
+        which ``make(target, identity, joined)`` loads through the session's identity maps
+        of the model and of the joined models (``select_related``); then
+        ``prefetch_related``'s queries over them."""
         if not self._prefetch:
-            return await self._run(make)
+            return await self._run(self._with_joined(make))
         return await run_async(self._load_steps(make))
 
-    def _load_sync(self, make: Callable[[Any, Any], _core.Op]) -> Any:
+    def _load_sync(self, make: Load) -> Any:
         """:meth:`_load`, blocking."""
         if not self._prefetch:
-            return self._run_sync(make)
+            return self._run_sync(self._with_joined(make))
         return run_sync(self._load_steps(make))
 
-    def _load_steps(self, make: Callable[[Any, Any], _core.Op]) -> Steps[Any]:
+    def _with_joined(self, make: Load) -> Callable[[Any, Any], _core.Op]:
+        """``make`` as :meth:`_run` calls it, given the session's maps of the joined models."""
+        return lambda target, identity: make(target, identity, _joined_maps(self._query, self._session()))
+
+    def _load_steps(self, make: Load) -> Steps[Any]:
         target, identity, session = self._scope()
         if session is not None and session._needs_flush():
             yield from session._flush_steps()
-        found = yield make(target, identity)
+        found = yield make(target, identity, _joined_maps(self._query, session))
         if self._prefetch:
             rows = found if isinstance(found, list) else [] if found is None else [found]
-            yield from _prefetch_steps(self._model, rows, _relation_tree(self._prefetch), target, session)
+            joined = {path for path, _ in self._query.joined()}
+            yield from _prefetch_steps(self._model, rows, _relation_tree(self._prefetch), target, session, joined)
         return found
 
     def __await__(self) -> Generator[Any, None, list[M]]:
@@ -609,14 +637,16 @@ class QuerySet(Generic[M]):
     def first_sync(self) -> M | None:
         return self._load_sync(self._query.first)  # type: ignore[no-any-return]
 
-    def _get_op(self, conditions: tuple[Q, ...], lookups: dict[str, Any], target: Any, identity: Any) -> _core.Op:
+    def _get_op(
+        self, conditions: tuple[Q, ...], lookups: dict[str, Any], target: Any, identity: Any, joined: Any
+    ) -> _core.Op:
         model = self._model
         pk = model._meta.pk
         if not conditions and len(lookups) == 1 and self._is_unfiltered():
             ((key, value),) = lookups.items()
             if pk is not None and key in (pk.name, "pk", f"{pk.name}__exact", "pk__exact") and not isinstance(value, F):
                 return _core.get_by_pk(target, model._meta.require_schema(), value, identity)
-        return self.filter(*conditions, **lookups)._query.get(target, identity)
+        return self.filter(*conditions, **lookups)._query.get(target, identity, joined)
 
     def _is_unfiltered(self) -> bool:
         manager = self._model._meta.manager
@@ -663,11 +693,11 @@ class QuerySet(Generic[M]):
     async def get(self, *conditions: Q, **lookups: Any) -> M:
         """The one row matching: raises ``Model.DoesNotExist`` if none,
         ``Model.MultipleObjectsReturned`` if several."""
-        found: M | None = await self._load(lambda target, identity: self._get_op(conditions, lookups, target, identity))
+        found: M | None = await self._load(lambda target, identity, joined: self._get_op(conditions, lookups, target, identity, joined))
         return _found(self._model, found)
 
     def get_sync(self, *conditions: Q, **lookups: Any) -> M:
-        found: M | None = self._load_sync(lambda target, identity: self._get_op(conditions, lookups, target, identity))
+        found: M | None = self._load_sync(lambda target, identity, joined: self._get_op(conditions, lookups, target, identity, joined))
         return _found(self._model, found)
 
     async def count(self) -> int:
@@ -772,7 +802,7 @@ class QuerySet(Generic[M]):
         """``get``'s steps, with ``None`` for no row."""
         try:
             found: M | None = yield from self._load_steps(
-                lambda target, identity: self._get_op((), lookups, target, identity)
+                lambda target, identity, joined: self._get_op((), lookups, target, identity, joined)
             )
         except self._model.DoesNotExist:
             return None
@@ -1054,10 +1084,10 @@ class Values(Generic[T]):
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
 
 
-def _relation_path(model: type[Model], lookup: str) -> list[Relation]:
+def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch") -> list[Relation]:
     """The relations ``lookup`` (``"author"``, ``"author__book_set"``) goes through from
-    ``model``; a :class:`~chakra.FieldError` unless each of its names is a relation of the
-    model the one before leads to."""
+    ``model``; a :class:`~chakra.FieldError` (saying what the relation was wanted for)
+    unless each of its names is a relation of the model the one before leads to."""
     path: list[Relation] = []
     for name in lookup.split("__"):
         relation = model._meta.relations.get(name)
@@ -1065,7 +1095,7 @@ def _relation_path(model: type[Model], lookup: str) -> list[Relation]:
             where = f" in {lookup!r}" if name != lookup else ""
             known = ", ".join(model._meta.relations) or "none (foreign keys to models declare them)"
             raise chakra_errors.FieldError(
-                f"{model.__name__} has no relation {name!r}{where} to prefetch{_field_hint(model, name)}; "
+                f"{model.__name__} has no relation {name!r}{where} {purpose}{_field_hint(model, name)}; "
                 f"its relations: {known}"
             )
         path.append(relation)
@@ -1183,25 +1213,57 @@ def _relation_tree(prefetches: tuple[Prefetch, ...]) -> dict[str, _Node]:
 
 
 def _prefetch_steps(
-    model: type[Model], objs: list[Any], tree: dict[str, _Node], target: Any, session: Session | None
+    model: type[Model],
+    objs: list[Any],
+    tree: dict[str, _Node],
+    target: Any,
+    session: Session | None,
+    joined: set[str],
+    prefix: str = "",
 ) -> Steps[None]:
     """Loads each relation of ``tree`` for all of ``objs`` in one query on ``target`` (the
     connection ``objs`` came from), then the relations below it for the rows it loaded.
-    No keys, no query."""
+    No keys, no query; a relation the rows' statement joined (``joined``: paths from the
+    queryset's model, ``prefix`` the path to ``model``) is there already."""
     for node in tree.values():
         relation = model._meta.relations[node.relation]
-        keys = relation.keys(objs)
+        path = prefix + node.relation
         found: list[Any] = []
-        if keys:
-            related = relation.target
-            pk = related._meta.pk
-            assert pk is not None, "relations join concrete models"
-            qs = (node.queryset or QuerySet(related)).filter(**{f"{relation.target_key}__in": keys})
-            query = qs._query if qs._query.ordered else qs.order_by(pk.name)._query
-            found = yield query.all(target, session._identity_map(related) if session is not None else None)
-        relation.attach(objs, found, node.to_attr)
+        if path in joined and node.queryset is None and node.to_attr is None:
+            loaded = (getattr(obj, relation.name) for obj in objs)
+            found = list({id(row): row for row in loaded if row is not None}.values())
+        else:
+            keys = relation.keys(objs)
+            if keys:
+                related = relation.target
+                pk = related._meta.pk
+                assert pk is not None, "relations join concrete models"
+                qs = (node.queryset or QuerySet(related)).filter(**{f"{relation.target_key}__in": keys})
+                query = qs._query if qs._query.ordered else qs.order_by(pk.name)._query
+                identity = session._identity_map(related) if session is not None else None
+                found = yield query.all(target, identity, _joined_maps(query, session))
+            relation.attach(objs, found, node.to_attr)
         if node.below:
-            yield from _prefetch_steps(relation.target, found, node.below, target, session)
+            yield from _prefetch_steps(relation.target, found, node.below, target, session, joined, f"{path}__")
+
+
+def _joined_maps(query: _core.Query, session: Session | None) -> list[dict[Any, Any]] | None:
+    """``session``'s identity maps of the models ``query`` joins (``select_related``)."""
+    if session is None:
+        return None
+    joined = query.joined()
+    return [session._identity_map(model) for _, model in joined] if joined else None
+
+
+def _non_null_paths(model: type[Model], seen: tuple[type[Model], ...], prefix: str = "") -> Iterator[str]:
+    """``select_related()``'s relations: through each non-nullable foreign key of
+    ``model``, and on from the model it leads to, never back to a model on the way."""
+    for relation in model._meta.relations.values():
+        if relation.many or relation.field.nullable or relation.target in (model, *seen):
+            continue
+        path = prefix + relation.name
+        yield path
+        yield from _non_null_paths(relation.target, (*seen, model), f"{path}__")
 
 
 def _found(model: type[M], obj: M | None) -> M:
@@ -1226,7 +1288,8 @@ class _Stream(Generic[M]):
             target, identity, session = self._qs._scope()
             if session is not None:
                 await session._autoflush()
-            self._cursor = await self._qs._query.stream(target, identity)
+            query = self._qs._query
+            self._cursor = await query.stream(target, identity, _joined_maps(query, session))
         chunk: list[M] = await self._cursor.next(self._size)
         if len(chunk) < self._size:
             self._done = True
@@ -1280,7 +1343,7 @@ def _stream_sync(qs: QuerySet[M], batch_size: int | None) -> Iterator[Any]:
     target, identity, session = qs._scope()
     if session is not None:
         session._autoflush_sync()
-    cursor = qs._query.stream(target, identity).wait_sync()
+    cursor = qs._query.stream(target, identity, _joined_maps(qs._query, session)).wait_sync()
     try:
         while True:
             chunk = cursor.next(size).wait_sync()

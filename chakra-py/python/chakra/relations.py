@@ -1,5 +1,5 @@
 """Relations between models: declared by foreign keys, loaded by
-``QuerySet.prefetch_related``.
+``QuerySet.prefetch_related`` or (forward ones) ``QuerySet.select_related``.
 
 ``author_id = Field(Integer, references=Author)`` on ``Book`` declares ``Book.author``
 (forward: the ``Author`` row, or ``None``) and ``Author.book_set`` (reverse: the list of
@@ -8,6 +8,7 @@ the author's books)::
     books = await Book.objects.prefetch_related("author")             # 2 queries
     books[0].author.name
     authors = await Author.objects.prefetch_related("book_set__author")  # 3 queries
+    books = await Book.objects.select_related("author")               # 1 query (a join)
 
 Reading a relation that no queryset loaded raises :class:`~chakra.ProgrammingError`
 instead of sending a query behind the caller's back: async code cannot load lazily, and a
@@ -88,6 +89,11 @@ class Relation:
                 key = getattr(obj, source, None)
                 # The relation keeps the key it was loaded for, to tell a stale row.
                 _put(obj, slot, name, (key, by_key.get(key)) if to_attr is None else by_key.get(key))
+
+    def _joined(self, obj: Model, row: Any) -> None:
+        """Makes ``row`` (or ``None``), which ``select_related`` loaded with ``obj`` in one
+        statement, the (forward) relation's value on ``obj``."""
+        _put(obj, "_chakra_related", self.name, (getattr(obj, self.field.name), row))
 
     @overload
     def __get__(self, instance: None, owner: Any) -> Relation: ...
