@@ -210,7 +210,7 @@ pub(crate) fn start(py: Python<'_>, future: BoxFuture, convert: Converter) -> Py
         Ok(reactor) => reactor,
         Err(err) => {
             // Never started: its connection handles still belong on the runtime.
-            runtime::drop_on_runtime(future);
+            runtime::drop_in_runtime(future);
             return Err(err);
         }
     };

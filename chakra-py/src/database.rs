@@ -74,7 +74,7 @@ impl DatabaseInner {
         if let Some(pool) = cell.get() {
             pool.close();
         }
-        runtime::drop_on_runtime(cell);
+        runtime::drop_in_runtime(cell);
     }
 }
 

@@ -78,7 +78,7 @@ fn release(state: State) {
         State::Running(ticket) => ticket.cancel(),
         State::Ready(future, convert) => {
             drop(convert);
-            runtime::drop_on_runtime(future);
+            runtime::drop_in_runtime(future);
         }
         State::Done => {}
     }

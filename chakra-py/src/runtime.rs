@@ -81,10 +81,13 @@ pub(crate) fn _after_fork_in_child() {
     crate::completion::after_fork_in_child();
 }
 
-/// Drops `value` on a runtime thread: connection handles do work when dropped (return to
-/// the pool, roll back, cancel) and need the runtime's context for it.
-pub(crate) fn drop_on_runtime<T: Send + 'static>(value: T) {
-    handle().spawn(async move { drop(value) });
+/// Drops `value` now, inside the runtime's context: connection handles do work when
+/// dropped (return to the pool, or spawn a roll back or a cancel) and need the runtime
+/// for it. Not on a task of its own: a connection given back must be back when the
+/// caller goes on (a session's `async with` ends with it in the pool).
+pub(crate) fn drop_in_runtime<T>(value: T) {
+    let _context = handle().enter();
+    drop(value);
 }
 
 /// Runs `future` to completion on the calling thread with the GIL released; the runtime's

@@ -210,7 +210,7 @@ impl SessionHandle {
 
 impl Drop for SessionHandle {
     /// A session dropped without being closed (garbage-collected) still gives its
-    /// connection back, on the runtime.
+    /// connection back, at once (see [`runtime::drop_in_runtime`]).
     fn drop(&mut self) {
         close(&self.inner);
     }
@@ -227,7 +227,7 @@ fn close(inner: &Arc<SessionInner>) {
         }
         let handles = (std::mem::take(&mut state.transactions), state.conn.take());
         if generation == runtime::generation() {
-            runtime::drop_on_runtime(handles);
+            runtime::drop_in_runtime(handles);
         } else {
             // The parent's connection, inherited across fork: its socket is not ours.
             std::mem::forget(handles);
