@@ -48,7 +48,7 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
     let decoded = fields.iter().enumerate().map(|(index, field)| {
         let (ident, name, ty) = (&field.ident, &field.name, &field.ty);
         let decode = quote_spanned!(ty.span()=> <#ty as ChakraField>::decode);
-        quote!(#ident: #decode(row, #index, <Self as #krate::Model>::TABLE, #name)?)
+        quote!(#ident: #decode(row, at + #index, <Self as #krate::Model>::TABLE, #name)?)
     });
 
     let value_of = |field: &FieldInput| {
@@ -109,7 +109,7 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
                 const FIELDS: &'static [#models::FieldInfo] = &[#(#field_infos),*];
                 const PRIMARY_KEY: usize = #primary_key;
 
-                fn from_row(row: &#krate::Row) -> #krate::Result<Self> {
+                fn from_row_at(row: &#krate::Row, at: usize) -> #krate::Result<Self> {
                     ::core::result::Result::Ok(Self { #(#decoded),* })
                 }
 

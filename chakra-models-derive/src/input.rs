@@ -23,6 +23,7 @@ const RESERVED: &[&str] = &[
     "field_value",
     "statements",
     "from_row",
+    "from_row_at",
     "to_values",
     "primary_key",
     "create_table",

@@ -173,7 +173,14 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     const PRIMARY_KEY: usize;
 
     /// Decodes a row whose columns are [`FIELDS`](Self::FIELDS), in order.
-    fn from_row(row: &Row) -> Result<Self>;
+    #[inline]
+    fn from_row(row: &Row) -> Result<Self> {
+        Self::from_row_at(row, 0)
+    }
+
+    /// Decodes the columns of a longer row, from `at` on, that are
+    /// [`FIELDS`](Self::FIELDS), in order (a joined row's).
+    fn from_row_at(row: &Row, at: usize) -> Result<Self>;
 
     /// Every field's value, in [`FIELDS`](Self::FIELDS) order.
     fn to_values(&self) -> Vec<Value>;

@@ -1,17 +1,24 @@
-//! Loading related rows for rows already fetched: each book's author, each author's books.
-//! One query for all the rows, whatever their number (`key = ANY($1)` over their distinct
-//! keys), never one per row: SeaORM's loader, Django's `prefetch_related`.
+//! Loading related rows: each book's author, each author's books.
+//!
+//! For rows already fetched, one query for all of them, whatever their number (`key =
+//! ANY($1)` over their distinct keys), never one per row: SeaORM's loader, Django's
+//! `prefetch_related`. Or the row each row refers to, in the rows' own statement
+//! ([`Query::select_related`], a `LEFT JOIN`): Django's `select_related`, SeaORM's
+//! `find_also_related`.
 //!
 //! The related rows come from a [`Query`], so they can be filtered, ordered and locked like
 //! any other (an example is in the `chakra` crate's documentation, under "Related rows").
 //! The two key columns must have the same type, or one the `Option` of the other
 //! ([`Matches`]), which the compiler checks.
 
-use chakra_layers::Queryable;
-use chakra_service::{Error, ErrorKind, Key, Result, Value};
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::marker::PhantomData;
 
-use crate::ast::Expr;
+use chakra_layers::Queryable;
+use chakra_service::{Error, ErrorKind, Key, Mode, Result, Row, Statement, Value};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use futures::TryStreamExt;
+
+use crate::ast::{Expr, Join};
 use crate::column::{Column, Matches};
 use crate::model::Model;
 use crate::query::Query;
@@ -91,6 +98,98 @@ impl<M: Model + Clone> Query<M> {
         }
         let among = Expr::In { column: column.into(), values: keys.distinct.clone(), negated: false };
         self.clone().filter(among).all(db).await
+    }
+}
+
+impl<M: Model> Query<M> {
+    /// Each row with the row of `R` whose `key` (its primary key, or a unique column)
+    /// equals the row's `by`, or `None` for a `NULL` key, in one statement: a `LEFT JOIN`
+    /// over the rows as this query picks, orders, slices and locks them (the joined rows
+    /// are not locked). For rows already fetched, [`load_one`](Self::load_one) does it
+    /// with one more query.
+    ///
+    /// ```ignore
+    /// let books: Vec<(Book, Option<Author>)> =
+    ///     Book::query().order_by(Book::title().asc()).select_related(Book::author_id(), Author::id()).all(&pool).await?;
+    /// ```
+    pub fn select_related<R: Model, F: Matches<K>, K>(self, by: Column<M, F>, key: Column<R, K>) -> Joined<M, R> {
+        let mut query = self;
+        query.ast_mut().joins.push(Join {
+            table: R::TABLE.into(),
+            columns: R::FIELDS.iter().map(|f| f.column.clone()).collect(),
+            key: key.name().into(),
+            from: None,
+            column: by.name().into(),
+        });
+        Joined { query, key: key.name(), _related: PhantomData }
+    }
+}
+
+/// A query's rows, each with the row of `R` it refers to: see [`Query::select_related`].
+pub struct Joined<M, R> {
+    query: Query<M>,
+    key: &'static str,
+    _related: PhantomData<fn() -> R>,
+}
+
+impl<M, R> Clone for Joined<M, R> {
+    fn clone(&self) -> Self {
+        Joined { query: self.query.clone(), key: self.key, _related: PhantomData }
+    }
+}
+
+impl<M, R> std::fmt::Debug for Joined<M, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joined").field("query", &self.query).finish()
+    }
+}
+
+impl<M: Model, R: Model> Joined<M, R> {
+    /// Every matching row, with its related row.
+    pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<(M, Option<R>)>> {
+        self.unique_key()?;
+        let rows = db.run(self.query.request(self.query.ast(), Mode::Stream)).await?.into_stream()?;
+        rows.and_then(|row| async move { Self::decode(&row) }).try_collect().await
+    }
+
+    /// The first matching row in the query's order, with its related row.
+    pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<(M, Option<R>)>> {
+        self.unique_key()?;
+        let mut select = self.query.ast().clone();
+        select.limit = Some(1);
+        let row = db.run(self.query.request(&select, Mode::Optional)).await?.into_optional()?;
+        row.map(|row| Self::decode(&row)).transpose()
+    }
+
+    /// The statement [`all`](Self::all) sends: SQL text and parameters.
+    pub fn to_statement(&self) -> Statement {
+        self.query.to_statement()
+    }
+
+    fn decode(row: &Row) -> Result<(M, Option<R>)> {
+        let at = M::FIELDS.len();
+        // A row the join did not find is all NULLs, its primary key too.
+        let related = match row.try_get::<usize, Value>(at + R::PRIMARY_KEY)? {
+            Value::Null => None,
+            _ => Some(R::from_row_at(row, at)?),
+        };
+        Ok((M::from_row(row)?, related))
+    }
+
+    /// A `Usage` error unless the key can match one row at most: else each row would
+    /// repeat once per match.
+    fn unique_key(&self) -> Result<()> {
+        match R::FIELDS.iter().find(|f| f.column == self.key) {
+            Some(field) if field.primary_key || field.unique => Ok(()),
+            _ => Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "select_related: `{}.{}` is neither the primary key nor unique, so a row could match several; use load_many",
+                    R::TABLE,
+                    self.key
+                ),
+            )),
+        }
     }
 }
 

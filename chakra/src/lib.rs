@@ -63,9 +63,10 @@
 //!
 //! ## Related rows
 //!
-//! Rows of another table load for many rows at once, in one query whatever their number
-//! ([`Query::load_one`], [`Query::load_many`]); values computed from them come with each
-//! row ([`Query::annotate`]):
+//! The row each row refers to comes with it in one statement ([`Query::select_related`],
+//! a `LEFT JOIN`); rows of another table load for many rows at once, in one query whatever
+//! their number ([`Query::load_one`], [`Query::load_many`]); values computed from them
+//! come with each row ([`Query::annotate`]):
 //!
 //! ```no_run
 //! use chakra::prelude::*;
@@ -89,7 +90,10 @@
 //! }
 //!
 //! async fn shelves(pool: &Pool) -> Result<()> {
-//!     // Each book's author (`None` where `author_id` is NULL).
+//!     // Each book with its author (`None` where `author_id` is NULL), in one statement.
+//!     let shelf: Vec<(Book, Option<Author>)> =
+//!         Book::query().order_by(Book::title().asc()).select_related(Book::author_id(), Author::id()).all(pool).await?;
+//!     // The same for books already fetched, with one more query.
 //!     let books = Book::query().all(pool).await?;
 //!     let authors = Author::query().load_one(pool, &books, Book::author_id(), Author::id()).await?;
 //!     for (book, author) in books.iter().zip(&authors) {

@@ -1,5 +1,6 @@
-//! Loading related rows (`Query::load_one`, `Query::load_many`): one query for all the
-//! rows, each row matched to its own related rows, NULL keys matching nothing.
+//! Loading related rows (`Query::load_one`, `Query::load_many`, `Query::select_related`): one
+//! query for all the rows, or one statement, each row matched to its own related rows, NULL
+//! keys matching nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -233,5 +234,40 @@ async fn annotations_compute_values_from_each_rows_related_rows() {
     let expected = [("Anonymous", None), ("Engines", Some("Ada")), ("Notes", Some("Ada"))];
     assert_eq!(names, expected.map(|(t, a)| (t.to_string(), a.map(str::to_string))));
     assert_eq!(Author::query().filter(authors_books.lt(1)).delete(&pool).await.unwrap(), 1, "Bob, by his count");
+    cleanup(schema).await;
+}
+
+/// Each row with the row it refers to, in the rows' own statement: `None` for a NULL key,
+/// the rows picked, ordered, sliced and locked as without the join.
+#[tokio::test]
+async fn select_related_joins_each_rows_parent_in_one_statement() {
+    let (pool, schema, statements) = library().await;
+    let by_title = Book::query().order_by(Book::title().desc());
+    let rows = by_title.clone().select_related(Book::author_id(), Author::id()).all(&pool).await.unwrap();
+    let got: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|(b, a)| (b.title.as_str(), a.as_ref().map(|a| a.name.as_str()))).collect();
+    assert_eq!(got, [("Notes", Some("Ada")), ("Engines", Some("Ada")), ("Anonymous", None)]);
+    assert_eq!(rows[0].1.as_ref().map(|a| a.id), rows[0].0.author_id, "the author the key names");
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one statement");
+
+    let joined = by_title.clone().offset(1).limit(1).select_related(Book::author_id(), Author::id());
+    assert!(joined.to_statement().sql.contains(r#"LEFT JOIN "rel_authors""#), "{:?}", joined.to_statement());
+    let first = joined.first(&pool).await.unwrap().map(|(b, a)| (b.title, a.map(|a| a.name)));
+    assert_eq!(first, Some(("Engines".into(), Some("Ada".into()))), "the window is the books'");
+    let none = by_title.clone().filter(Book::title().eq("Nope")).select_related(Book::author_id(), Author::id());
+    assert_eq!(none.first(&pool).await.unwrap(), None);
+
+    // Locked rows are the books' own, in a transaction.
+    let tx = pool.begin().await.unwrap();
+    let locked = by_title.for_update().select_related(Book::author_id(), Author::id()).all(&tx).await.unwrap();
+    assert_eq!(locked.len(), 3);
+    tx.rollback().await.unwrap();
+
+    // A key that is neither the primary key nor unique could match several rows.
+    statements.store(0, Ordering::SeqCst);
+    let err = Book::query().select_related(Book::title(), Author::name()).all(&pool).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage, "{err:?}");
+    assert!(err.message().contains("`rel_authors.name` is neither the primary key nor unique"), "{err}");
+    assert_eq!(statements.load(Ordering::SeqCst), 0, "refused before any SQL");
     cleanup(schema).await;
 }

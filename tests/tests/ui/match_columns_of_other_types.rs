@@ -1,5 +1,5 @@
-// Rows match by columns of one type (or one the `Option` of the other), in related rows
-// and subqueries alike: an `int4` reference is not matched with an `int8` key.
+// Rows match by columns of one type (or one the `Option` of the other), in related rows,
+// joins and subqueries alike: an `int4` reference is not matched with an `int8` key.
 use chakra::prelude::*;
 
 #[derive(Model, Clone)]
@@ -24,4 +24,5 @@ async fn load(pool: &Pool, books: &[Book]) -> Result<Vec<Option<Author>>> {
 fn main() {
     let _ = load;
     let _ = Book::query().filter(Book::author_id().is_in_query(Author::query().select(Author::id())));
+    let _ = Book::query().select_related(Book::author_id(), Author::id());
 }
