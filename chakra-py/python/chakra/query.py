@@ -26,6 +26,7 @@ from __future__ import annotations
 import decimal
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from . import _core
@@ -519,7 +520,9 @@ class QuerySet(Generic[M]):
         joined = {path: i for i, (path, _) in enumerate(query.joined())}
         for lookup in lookups:
             if not isinstance(lookup, str):
-                raise TypeError(f"select_related() takes relation names (or None alone, to forget them), got {lookup!r}")
+                raise TypeError(
+                    f"select_related() takes relation names (or None alone, to forget them), got {lookup!r}"
+                )
             path = ""
             for relation in _relation_path(self._model, lookup, "to join"):
                 if relation.many:
@@ -693,11 +696,11 @@ class QuerySet(Generic[M]):
     async def get(self, *conditions: Q, **lookups: Any) -> M:
         """The one row matching: raises ``Model.DoesNotExist`` if none,
         ``Model.MultipleObjectsReturned`` if several."""
-        found: M | None = await self._load(lambda target, identity, joined: self._get_op(conditions, lookups, target, identity, joined))
+        found: M | None = await self._load(partial(self._get_op, conditions, lookups))
         return _found(self._model, found)
 
     def get_sync(self, *conditions: Q, **lookups: Any) -> M:
-        found: M | None = self._load_sync(lambda target, identity, joined: self._get_op(conditions, lookups, target, identity, joined))
+        found: M | None = self._load_sync(partial(self._get_op, conditions, lookups))
         return _found(self._model, found)
 
     async def count(self) -> int:
@@ -801,9 +804,7 @@ class QuerySet(Generic[M]):
     def _get_steps(self, lookups: dict[str, Any]) -> Steps[M | None]:
         """``get``'s steps, with ``None`` for no row."""
         try:
-            found: M | None = yield from self._load_steps(
-                lambda target, identity, joined: self._get_op((), lookups, target, identity, joined)
-            )
+            found: M | None = yield from self._load_steps(partial(self._get_op, (), lookups))
         except self._model.DoesNotExist:
             return None
         return found
