@@ -5,13 +5,12 @@
 use std::marker::PhantomData;
 
 use chakra_layers::Queryable;
-use chakra_service::{Error, FromSqlOwned, Mode, Result, Row, Value};
-use futures::TryStreamExt;
+use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
 use crate::ast::{Annotation, CompareOp, Expr, Ident, Order, Scalar};
 use crate::column::{agg, Column, Matches};
 use crate::model::Model;
-use crate::query::Query;
+use crate::query::{DecodedStream, Query};
 
 /// An aggregate of the rows related to each row of `M`, decoding as `V`: built by
 /// [`agg::Of::related`].
@@ -141,18 +140,25 @@ impl<M: Model, A: Annotations<M>> Annotated<M, A> {
 
     /// Every matching row with its values, decoded as they arrive.
     pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<(M, A::Output)>> {
-        let request = self.query.request(self.query.ast(), Mode::Stream);
-        let rows = db.run(request).await?.into_stream()?;
-        rows.and_then(|row| async move { Ok((M::from_row(&row)?, A::decode(&row, M::FIELDS.len())?)) })
-            .try_collect()
-            .await
+        self.query.all_as(db, Self::decode).await
     }
 
     /// The first matching row in the query's order, with its values.
     pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<(M, A::Output)>> {
-        let mut select = self.query.ast().clone();
-        select.limit = Some(1);
-        let row = db.run(self.query.request(&select, Mode::Optional)).await?.into_optional()?;
-        row.map(|row| Ok((M::from_row(&row)?, A::decode(&row, M::FIELDS.len())?))).transpose()
+        self.query.first_as(db, Self::decode).await
+    }
+
+    /// The matching rows with their values as a stream (see [`Query::stream`]).
+    pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<DecodedStream<(M, A::Output)>> {
+        self.query.stream_as(db, Self::decode).await
+    }
+
+    /// How many rows match.
+    pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<i64> {
+        self.query.count(db).await
+    }
+
+    fn decode(row: &Row) -> Result<(M, A::Output)> {
+        Ok((M::from_row(row)?, A::decode(row, M::FIELDS.len())?))
     }
 }

@@ -26,5 +26,5 @@ pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
-pub use query::{Aggregates, Grouped, ModelStream, Query, Selected, Selection};
+pub use query::{Aggregates, DecodedStream, Grouped, ModelStream, Query, Selected, Selection};
 pub use related::Joined;

@@ -130,16 +130,36 @@ impl<M: Model> Query<M> {
     /// all at once after the last: the statement's deadline, span and metrics still cover
     /// the whole fetch.
     pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<M>> {
-        let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
-        ModelStream::<M> { rows, _model: PhantomData }.try_collect().await
+        self.all_as(db, M::from_row).await
     }
 
     /// The first matching row in the query's order, if any.
     pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<M>> {
+        self.first_as(db, M::from_row).await
+    }
+
+    /// [`all`](Self::all), each row decoded by `decode`: the model and what comes with it
+    /// ([`Annotated`](crate::Annotated), [`Joined`](crate::Joined)).
+    pub(crate) async fn all_as<T, Q: Queryable>(&self, db: &Q, decode: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.stream_as(db, decode).await?.try_collect().await
+    }
+
+    /// [`first`](Self::first), the row decoded by `decode`.
+    pub(crate) async fn first_as<T, Q: Queryable>(&self, db: &Q, decode: fn(&Row) -> Result<T>) -> Result<Option<T>> {
         let mut select = self.select.clone();
         select.limit = Some(1);
         let row = db.run(self.request(&select, Mode::Optional)).await?.into_optional()?;
-        row.as_ref().map(M::from_row).transpose()
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// [`stream`](Self::stream), each row decoded by `decode`.
+    pub(crate) async fn stream_as<T, Q: Queryable>(
+        &self,
+        db: &Q,
+        decode: fn(&Row) -> Result<T>,
+    ) -> Result<DecodedStream<T>> {
+        let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
+        Ok(DecodedStream { rows, decode })
     }
 
     /// The one matching row: `NotFound` if none, `MultipleFound` if several.
@@ -262,8 +282,7 @@ impl<M: Model> Query<M> {
     /// bounded whatever the result's size. The connection is held until the stream ends
     /// or is dropped.
     pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<ModelStream<M>> {
-        let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
-        Ok(ModelStream { rows, _model: PhantomData })
+        self.stream_as(db, M::from_row).await
     }
 }
 
@@ -524,15 +543,21 @@ macro_rules! aggregate_tuples {
 up_to_six!(aggregate_tuples);
 
 /// Rows of `M` decoded one by one from a server-side stream.
-pub struct ModelStream<M> {
+pub type ModelStream<M> = DecodedStream<M>;
+
+/// Rows decoded one by one from a server-side stream, as models, or models with what
+/// comes with them ([`Annotated::stream`](crate::Annotated::stream),
+/// [`Joined::stream`](crate::Joined::stream)).
+pub struct DecodedStream<T> {
     rows: RowStream,
-    _model: PhantomData<fn() -> M>,
+    decode: fn(&Row) -> Result<T>,
 }
 
-impl<M: Model> Stream for ModelStream<M> {
-    type Item = Result<M>;
+impl<T> Stream for DecodedStream<T> {
+    type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.rows).poll_next(cx).map(|row| row.map(|row| row.and_then(|row| M::from_row(&row))))
+        let decode = self.decode;
+        Pin::new(&mut self.rows).poll_next(cx).map(|row| row.map(|row| row.and_then(|row| decode(&row))))
     }
 }

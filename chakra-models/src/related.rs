@@ -14,14 +14,13 @@
 use std::marker::PhantomData;
 
 use chakra_layers::Queryable;
-use chakra_service::{Error, ErrorKind, Key, Mode, Result, Row, Statement, Value};
+use chakra_service::{Error, ErrorKind, Key, Result, Row, Statement, Value};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use futures::TryStreamExt;
 
 use crate::ast::{Expr, Join};
 use crate::column::{Column, Matches};
 use crate::model::Model;
-use crate::query::Query;
+use crate::query::{DecodedStream, Query};
 
 impl<M: Model + Clone> Query<M> {
     /// For each of `rows`, the row of this query whose `key` equals the row's `by` (or
@@ -148,17 +147,24 @@ impl<M: Model, R: Model> Joined<M, R> {
     /// Every matching row, with its related row.
     pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<(M, Option<R>)>> {
         self.unique_key()?;
-        let rows = db.run(self.query.request(self.query.ast(), Mode::Stream)).await?.into_stream()?;
-        rows.and_then(|row| async move { Self::decode(&row) }).try_collect().await
+        self.query.all_as(db, Self::decode).await
     }
 
     /// The first matching row in the query's order, with its related row.
     pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<(M, Option<R>)>> {
         self.unique_key()?;
-        let mut select = self.query.ast().clone();
-        select.limit = Some(1);
-        let row = db.run(self.query.request(&select, Mode::Optional)).await?.into_optional()?;
-        row.map(|row| Self::decode(&row)).transpose()
+        self.query.first_as(db, Self::decode).await
+    }
+
+    /// The matching rows with their related rows as a stream (see [`Query::stream`]).
+    pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<DecodedStream<(M, Option<R>)>> {
+        self.unique_key()?;
+        self.query.stream_as(db, Self::decode).await
+    }
+
+    /// How many rows match (the join changes no number).
+    pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<i64> {
+        self.query.count(db).await
     }
 
     /// The statement [`all`](Self::all) sends: SQL text and parameters.

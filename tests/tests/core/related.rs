@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chakra::prelude::*;
 use chakra::{Request, Response};
+use futures::TryStreamExt;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
@@ -221,6 +222,12 @@ async fn annotations_compute_values_from_each_rows_related_rows() {
     let by_books = Author::query().order_by(Author::name().asc()).annotate(books()).order_by_value(false);
     let first = by_books.first(&pool).await.unwrap().map(|(a, n)| (a.name, n));
     assert_eq!(first, Some(("Bob".into(), 0)));
+    let streamed: Vec<(Author, i64)> = by_books.stream(&pool).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(
+        streamed.into_iter().map(|(a, n)| (a.name, n)).collect::<Vec<_>>(),
+        [("Bob".into(), 0), ("Ada".into(), 2)]
+    );
+    assert_eq!(by_books.count(&pool).await.unwrap(), 2);
 
     let prolific = Author::query().filter(books().gte(2)).all(&pool).await.unwrap();
     assert_eq!(prolific.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Ada"]);
@@ -256,6 +263,10 @@ async fn select_related_joins_each_rows_parent_in_one_statement() {
     assert_eq!(first, Some(("Engines".into(), Some("Ada".into()))), "the window is the books'");
     let none = by_title.clone().filter(Book::title().eq("Nope")).select_related(Book::author_id(), Author::id());
     assert_eq!(none.first(&pool).await.unwrap(), None);
+    let all = by_title.clone().select_related(Book::author_id(), Author::id());
+    assert_eq!(all.count(&pool).await.unwrap(), 3);
+    let streamed: Vec<_> = all.stream(&pool).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(streamed, rows, "streamed as fetched");
 
     // Locked rows are the books' own, in a transaction.
     let tx = pool.begin().await.unwrap();
