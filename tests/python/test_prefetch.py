@@ -798,6 +798,12 @@ async def test_prefetch_below_a_joined_relation_reuses_its_rows() -> None:
         )
     assert record.names == ["SELECT pf_reviews", "SELECT pf_books"]
     assert [titles(r.book.author.books) for r in reviews] == [["a1", "a2"], ["b1"], ["a1", "a2"]]
+    # A prefetch's queryset joins its own relations.
+    edited = chakra.Prefetch("books", Book.objects.select_related("editor"))
+    with sent() as record:
+        authors = await Author.objects.order_by("name").prefetch_related(edited)
+    assert record.names == ["SELECT pf_authors", "SELECT pf_books"]
+    assert [[b.editor and b.editor.name for b in a.books] for a in authors] == [["Ben", None], ["Ann"], []]
 
 
 async def test_select_related_that_cannot_work_is_refused_before_any_sql() -> None:
