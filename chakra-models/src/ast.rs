@@ -447,6 +447,74 @@ pub enum Scalar {
     Related { aggregate: Aggregate, table: Ident, key: Ident, outer_table: Ident, outer: Ident },
     /// The value as a `float8`: an average of integers, as Python reads one.
     Float(Box<Scalar>),
+    /// A part of a date, time or timestamp column (its year, its date, …): Django's
+    /// transforms (`created__year=2024`). A timestamp with time zone's parts are read in
+    /// the connection's time zone (PostgreSQL's `TimeZone`).
+    Part { part: DatePart, column: Ident },
+}
+
+/// A part of a date or time, as Django's transforms name them: a number (`year`,
+/// `month`, `week_day`, …), or the date or the time of day of a timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatePart {
+    Year,
+    /// The ISO 8601 week-numbering year.
+    IsoYear,
+    /// 1 to 4.
+    Quarter,
+    Month,
+    /// The ISO 8601 week of the year, 1 to 53.
+    Week,
+    Day,
+    /// 1 (Sunday) to 7 (Saturday), as Django's `week_day`.
+    WeekDay,
+    /// 1 (Monday) to 7 (Sunday).
+    IsoWeekDay,
+    Hour,
+    Minute,
+    /// Whole seconds, 0 to 59.
+    Second,
+    Date,
+    Time,
+}
+
+impl DatePart {
+    /// Every part, by its Django name.
+    pub const ALL: [(&'static str, DatePart); 13] = [
+        ("year", DatePart::Year),
+        ("iso_year", DatePart::IsoYear),
+        ("quarter", DatePart::Quarter),
+        ("month", DatePart::Month),
+        ("week", DatePart::Week),
+        ("day", DatePart::Day),
+        ("week_day", DatePart::WeekDay),
+        ("iso_week_day", DatePart::IsoWeekDay),
+        ("hour", DatePart::Hour),
+        ("minute", DatePart::Minute),
+        ("second", DatePart::Second),
+        ("date", DatePart::Date),
+        ("time", DatePart::Time),
+    ];
+
+    /// The part Django calls `name`.
+    pub fn named(name: &str) -> Option<DatePart> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, part)| part)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, p)| *p == self).map_or("", |(n, _)| n)
+    }
+
+    /// Whether a column of PostgreSQL type `sql_type` has this part: dates their calendar
+    /// parts, times their clock parts, timestamps both and their date and time.
+    pub fn applies_to(self, sql_type: &str) -> bool {
+        let timestamp = matches!(sql_type, "timestamp" | "timestamptz");
+        match self {
+            DatePart::Hour | DatePart::Minute | DatePart::Second => timestamp || sql_type == "time",
+            DatePart::Date | DatePart::Time => timestamp,
+            _ => timestamp || sql_type == "date",
+        }
+    }
 }
 
 impl Scalar {
@@ -458,6 +526,8 @@ impl Scalar {
             Scalar::Related { outer, .. } if !out.contains(outer) => out.push(outer.clone()),
             Scalar::Related { .. } => {}
             Scalar::Float(inner) => inner.columns_into(out),
+            Scalar::Part { column, .. } if !out.contains(column) => out.push(column.clone()),
+            Scalar::Part { .. } => {}
         }
     }
 }

@@ -4,8 +4,8 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, Annotation, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Operand, Order, Projection, Scalar,
-    Select, Update,
+    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Ident, Insert, Operand, Order, Projection,
+    Scalar, Select, Update,
 };
 use crate::dialect::Dialect;
 
@@ -404,7 +404,39 @@ impl SqlWriter<'_> {
                 self.scalar(inner);
                 self.push(" AS float8)");
             }
+            Scalar::Part { part, column } => self.date_part(*part, column),
         }
+    }
+
+    /// A part of a date or time column: its date or time as that type, the others as
+    /// `int8` (`EXTRACT` gives `numeric`, which a Rust or Python integer does not bind to).
+    fn date_part(&mut self, part: DatePart, column: &Ident) {
+        let field = match part {
+            DatePart::Date | DatePart::Time => {
+                self.push("CAST(");
+                self.ident(column);
+                self.push(if part == DatePart::Date { " AS date)" } else { " AS time)" });
+                return;
+            }
+            DatePart::Year => "YEAR",
+            DatePart::IsoYear => "ISOYEAR",
+            DatePart::Quarter => "QUARTER",
+            DatePart::Month => "MONTH",
+            DatePart::Week => "WEEK",
+            DatePart::Day => "DAY",
+            DatePart::WeekDay => "DOW",
+            DatePart::IsoWeekDay => "ISODOW",
+            DatePart::Hour => "HOUR",
+            DatePart::Minute => "MINUTE",
+            // With its fraction otherwise, which the cast would round.
+            DatePart::Second => "SECOND",
+        };
+        self.push("CAST(floor(EXTRACT(");
+        self.push(field);
+        self.push(" FROM ");
+        self.ident(column);
+        // PostgreSQL counts days of the week from 0 (Sunday); Django from 1.
+        self.push(if part == DatePart::WeekDay { ")) + 1 AS int8)" } else { ")) AS int8)" });
     }
 
     /// ` FROM` the rows an aggregate runs over: the table's matching rows, or, given what

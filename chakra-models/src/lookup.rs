@@ -4,7 +4,7 @@
 
 use chakra_service::{Error, Result, Value};
 
-use crate::ast::{CompareOp, Expr, Operand, Order, Pattern, TextMatch};
+use crate::ast::{CompareOp, DatePart, Expr, Operand, Order, Pattern, Scalar, TextMatch};
 use crate::model::FieldInfo;
 
 /// Every lookup name, in the order error messages list them.
@@ -59,7 +59,8 @@ pub fn comparison(lookup: &str) -> Option<CompareOp> {
 
 /// Builds the condition `field <lookup> value`. The comparisons (`exact`, `ne`, `gt`,
 /// `gte`, `lt`, `lte`) also take another column or arithmetic on columns, Django's
-/// `filter(balance__lt=F("limit"))`; the other lookups take a value.
+/// `filter(balance__lt=F("limit"))`; the other lookups take a value. A field named with
+/// a part of it (`created__year`) compares that part (see [`resolve_part`]).
 pub fn resolve(
     fields: &[FieldInfo],
     table: &str,
@@ -67,7 +68,21 @@ pub fn resolve(
     lookup: &str,
     value: impl Into<Operand>,
 ) -> Result<Expr> {
-    let field = field(fields, table, field_name)?;
+    let field = match field(fields, table, field_name) {
+        Ok(field) => field,
+        Err(unknown) => {
+            let Some((name, part)) = split_part(field_name).filter(|(name, _)| fields.iter().any(|f| f.name == *name))
+            else {
+                return Err(unknown);
+            };
+            return match value.into() {
+                Operand::Value(value) => resolve_part(fields, table, name, part, lookup, value),
+                _ => Err(Error::field(format!(
+                    "`{field_name}__{lookup}`: a part of a date or time is compared with values, not columns"
+                ))),
+            };
+        }
+    };
     let column = field.column.clone();
     let value = match (comparison(lookup), value.into()) {
         (Some(op), value) => return Ok(Expr::Compare { column, op, value }),
@@ -121,12 +136,91 @@ pub fn resolve(
             _ => return Err(Error::field(format!("lookup `{field_name}__range` needs two values (low, high)"))),
         },
         unknown => {
+            let parts = parts_of(&field.sql_type);
+            let parts = if parts.starts_with("none") { String::new() } else { format!("; parts: {parts}") };
             return Err(Error::field(format!(
-                "unknown lookup `{unknown}` on field `{field_name}` (lookups: {})",
+                "unknown lookup `{unknown}` on field `{field_name}` (lookups: {}{parts})",
                 LOOKUPS.join(", ")
+            )));
+        }
+    })
+}
+
+/// `field__year`, `field__date`, …: the field and the part of it a key names, when it
+/// ends in a part's name (see [`DatePart`]).
+pub fn split_part(name: &str) -> Option<(&str, DatePart)> {
+    let (field, part) = name.rsplit_once("__")?;
+    Some((field, DatePart::named(part)?))
+}
+
+/// Builds the condition `field__part <lookup> value` (`created__year__gte=2020`): the
+/// comparisons, `in` and `range`, on a part the field's type has; a number for the
+/// numbered parts, a date or time for `date` and `time`.
+pub fn resolve_part(
+    fields: &[FieldInfo],
+    table: &str,
+    field_name: &str,
+    part: DatePart,
+    lookup: &str,
+    value: Value,
+) -> Result<Expr> {
+    let field = field(fields, table, field_name)?;
+    let key = format!("{field_name}__{}", part.name());
+    if !part.applies_to(&field.sql_type) {
+        return Err(Error::field(format!(
+            "`{key}`: `{field_name}` is a `{}` column, which has no {} (parts: {})",
+            field.sql_type,
+            part.name(),
+            parts_of(&field.sql_type)
+        )));
+    }
+    let expected = match part {
+        DatePart::Date => "a date",
+        DatePart::Time => "a time",
+        _ => "an integer",
+    };
+    let check = |value: Value| match (part, &value) {
+        (DatePart::Date, Value::Date(_)) | (DatePart::Time, Value::Time(_)) => Ok(value),
+        (DatePart::Date | DatePart::Time, _) | (_, Value::Null) => {
+            Err(Error::field(format!("`{key}__{lookup}` needs {expected}, got {}", value.type_name())))
+        }
+        (_, Value::I16(_) | Value::I32(_) | Value::I64(_)) => Ok(value),
+        _ => Err(Error::field(format!("`{key}__{lookup}` needs {expected}, got {}", value.type_name()))),
+    };
+    let compare = |op, value| -> Result<Expr> {
+        Ok(Expr::ScalarCompare {
+            scalar: Box::new(Scalar::Part { part, column: field.column.clone() }),
+            op,
+            value: check(value)?,
+        })
+    };
+    Ok(match (comparison(lookup), lookup, value) {
+        (Some(op), _, value) => compare(op, value)?,
+        (None, "in", Value::Array(values)) => {
+            Expr::Or(values.into_iter().map(|v| compare(CompareOp::Eq, v)).collect::<Result<_>>()?)
+        }
+        (None, "range", Value::Array(bounds)) if bounds.len() == 2 => {
+            let mut bounds = bounds.into_iter();
+            let (low, high) = (bounds.next().unwrap_or(Value::Null), bounds.next().unwrap_or(Value::Null));
+            Expr::And(vec![compare(CompareOp::Gte, low)?, compare(CompareOp::Lte, high)?])
+        }
+        _ => {
+            return Err(Error::field(format!(
+                "`{key}__{lookup}`: a part of a date or time takes exact, ne, gt, gte, lt, lte, in (a list) or \
+                 range (two values)"
             )))
         }
     })
+}
+
+/// The parts a column of type `sql_type` has, for messages.
+fn parts_of(sql_type: &str) -> String {
+    let names: Vec<&str> = DatePart::ALL.iter().filter(|(_, p)| p.applies_to(sql_type)).map(|(n, _)| *n).collect();
+    if names.is_empty() {
+        "none: only dates, times and timestamps have them".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// An order term from `"field"` (ascending) or `"-field"` (descending).
@@ -151,6 +245,57 @@ mod tests {
 
     const FIELDS: &[FieldInfo] =
         &[FieldInfo::new("id", "id", "int8", false), FieldInfo::new("name", "name", "text", false)];
+
+    #[test]
+    fn parts_of_dates_and_times_compare_as_numbers_dates_or_times() {
+        const DATED: &[FieldInfo] = &[
+            FieldInfo::new("at", "created_at", "timestamptz", false),
+            FieldInfo::new("day", "day", "date", false),
+            FieldInfo::new("name", "name", "text", false),
+        ];
+        let sql = |expr: Expr| {
+            let mut select = crate::ast::Select::new("t", ["id"]);
+            select.filter(expr);
+            crate::compile::select(&crate::Postgres, &select).sql.to_string()
+        };
+        assert_eq!(split_part("at__year"), Some(("at", DatePart::Year)));
+        assert_eq!(split_part("at__yeer"), None);
+        let year = resolve_part(DATED, "t", "at", DatePart::Year, "gte", Value::I64(2020)).unwrap();
+        assert_eq!(
+            sql(year),
+            r#"SELECT "id" FROM "t" WHERE CAST(floor(EXTRACT(YEAR FROM "created_at")) AS int8) >= $1"#
+        );
+        let days =
+            resolve_part(DATED, "t", "day", DatePart::WeekDay, "in", Value::Array(vec![Value::I64(1), Value::I64(7)]));
+        assert_eq!(
+            sql(days.unwrap()),
+            r#"SELECT "id" FROM "t" WHERE (CAST(floor(EXTRACT(DOW FROM "day")) + 1 AS int8) = $1 OR CAST(floor(EXTRACT(DOW FROM "day")) + 1 AS int8) = $2)"#
+        );
+        let date = chakra_service::chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        let on = resolve_part(DATED, "t", "at", DatePart::Date, "exact", Value::Date(date)).unwrap();
+        assert_eq!(sql(on), r#"SELECT "id" FROM "t" WHERE CAST("created_at" AS date) = $1"#);
+
+        let err = |field, part, lookup, value| {
+            resolve_part(DATED, "t", field, part, lookup, value).unwrap_err().message().to_owned()
+        };
+        assert_eq!(
+            err("day", DatePart::Hour, "exact", Value::I64(1)),
+            "`day__hour`: `day` is a `date` column, which has no hour (parts: year, iso_year, quarter, month, week, day, week_day, iso_week_day)"
+        );
+        assert!(
+            err("name", DatePart::Year, "exact", Value::I64(1)).contains("only dates, times and timestamps have them")
+        );
+        assert_eq!(
+            err("at", DatePart::Year, "exact", Value::from("2024")),
+            "`at__year__exact` needs an integer, got text"
+        );
+        assert_eq!(err("at", DatePart::Date, "gt", Value::I64(3)), "`at__date__gt` needs a date, got i64");
+        assert!(
+            err("at", DatePart::Month, "startswith", Value::I64(3)).starts_with("`at__month__startswith`: a part of")
+        );
+        let unknown = resolve(DATED, "t", "at", "yeer", Value::I64(1)).unwrap_err();
+        assert!(unknown.message().ends_with("; parts: year, iso_year, quarter, month, week, day, week_day, iso_week_day, hour, minute, second, date, time)"), "{unknown}");
+    }
 
     #[test]
     fn keys_split_only_on_known_lookups() {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Delete, Expr, Join, Operand, Order, Projection, RowLock,
-    Scalar, Select, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Join, Operand, Order, Projection,
+    RowLock, Scalar, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -143,6 +143,9 @@ fn names_annotation(expr: &Expr, annotations: &[Annotation]) -> bool {
 fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny>) -> PyResult<Expr> {
     let (name, lookup) = lookup::split_key(key);
     let Some(field) = schema.index_of(name) else {
+        if let Some((field, part)) = lookup::split_part(name).filter(|(field, _)| schema.index_of(field).is_some()) {
+            return part_condition(py, schema, field, part, lookup, value);
+        }
         // `name__startswit`: the field exists, the lookup does not; say that.
         let known_field = key.rsplit_once("__").and_then(|(field, bad)| Some((schema.index_of(field)?, bad)));
         let err = match known_field {
@@ -163,6 +166,28 @@ fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny
     };
     lookup::resolve(&schema.fields, &schema.table, &schema.fields[field].name, lookup, value)
         .map_err(|e| field_error(py, e.message().to_owned()))
+}
+
+/// `created__year__gte=2020`: a part of a date or time field (Django's transforms)
+/// compared with a plain value.
+fn part_condition(
+    py: Python<'_>,
+    schema: &Schema,
+    field: &str,
+    part: DatePart,
+    lookup: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Expr> {
+    let key = format!("{}.{field}__{}__{lookup}", schema.name, part.name());
+    if value.is_instance(f_class(py)?)? || subquery_of(value)?.is_some() {
+        return Err(field_error(
+            py,
+            format!("{key}: a part of a date or time is compared with values, not expressions"),
+        ));
+    }
+    let value = to_value_untyped(value)?;
+    lookup::resolve_part(&schema.fields, &schema.table, field, part, lookup, value)
+        .map_err(|e| field_error(py, format!("{} ({}.{field})", e.message(), schema.name)))
 }
 
 /// One field of another queryset's rows, to filter by as a subquery (`IN (SELECT …)`):

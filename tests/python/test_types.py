@@ -125,6 +125,56 @@ async def test_filters_convert_by_field_type() -> None:
     assert await Everything.objects.filter(blob=SAMPLE["blob"]).count() == 1
 
 
+async def test_parts_of_dates_and_times_filter_as_djangos_transforms() -> None:
+    utc = dt.timezone.utc
+    # A Thursday at the end of a leap year's February, and a Monday in the next March.
+    # A timestamp with time zone's parts are the connection's zone's: noon UTC is the
+    # same date anywhere within 11 hours of it.
+    rows = [
+        Everything(aware=dt.datetime(2024, 2, 29, 12, 0, 58, 900_000, tzinfo=utc), day=dt.date(2024, 2, 29)),
+        Everything(naive=dt.datetime(2025, 3, 3, 8, 5), day=dt.date(2025, 3, 3), clock=dt.time(8, 5, 59)),
+    ]
+    first, second = await Everything.objects.bulk_create(rows)
+
+    async def ids(**lookups: Any) -> list[int]:
+        return await Everything.objects.filter(**lookups).order_by("id").values_list("id", flat=True)
+
+    assert await ids(day__year=2024) == [first.id]
+    assert await ids(day__year__gte=2024) == [first.id, second.id]
+    assert await ids(day__month=3, day__day=3) == [second.id]
+    assert await ids(day__week_day=5) == [first.id]  # Thursday: Django counts from Sunday = 1
+    assert await ids(day__iso_week_day=1) == [second.id]  # Monday
+    assert await ids(day__quarter=1) == [first.id, second.id]
+    assert await ids(day__week=9, day__iso_year=2024) == [first.id]
+    assert await ids(day__year__in=[2023, 2025]) == [second.id]
+    assert await ids(day__month__range=(2, 2)) == [first.id]
+    assert await ids(aware__date=dt.date(2024, 2, 29), aware__second=58) == [first.id]  # 58.9: whole seconds
+    assert await ids(naive__time__gt=dt.time(8, 0), naive__date__lt=dt.date(2025, 3, 4)) == [second.id]
+    assert await ids(naive__hour=8, naive__minute=5) == [second.id]
+    assert await ids(clock__second=59) == [second.id]
+    assert await Everything.objects.exclude(day__year=2024).count() == 1
+    # Parts of another row's own: an update by them.
+    assert await Everything.objects.filter(day__year=2025).update(integer=1) == 1
+
+
+@pytest.mark.parametrize(
+    ("lookups", "message"),
+    [
+        ({"day__hour": 1}, "`day__hour`: `day` is a `date` column, which has no hour (parts: year, iso_year"),
+        ({"text__year": 1}, "`text__year`: `text` is a `text` column, which has no year (parts: none"),
+        ({"day__year": "2024"}, "`day__year__exact` needs an integer, got text (Everything.day)"),
+        ({"aware__date__gt": 3}, "`aware__date__gt` needs a date, got i64"),
+        ({"day__year__startswith": 2}, "`day__year__startswith`: a part of a date or time takes exact, ne, gt"),
+        ({"day__yeer": 2}, "unknown lookup `yeer` on field `day` (lookups: exact"),
+        ({"day__year": chakra.F("integer")}, "Everything.day__year__exact: a part of a date or time is compared with"),
+    ],
+)
+def test_parts_that_cannot_work_are_field_errors_before_any_sql(lookups: dict[str, Any], message: str) -> None:
+    with pytest.raises(chakra.FieldError) as raised:
+        Everything.objects.filter(**lookups)
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
 async def test_non_generated_keys_use_their_default() -> None:
     k = await Keyed.objects.create(label="a")
     assert isinstance(k.key, uuid.UUID)

@@ -712,6 +712,31 @@ pub(crate) mod every_type {
         }
     }
 
+    /// Django's transforms by name: a part of a date, time or timestamp column.
+    #[tokio::test]
+    async fn parts_of_dates_and_times_filter_by_name() {
+        let (pool, schema) = db().await;
+        pool.execute(TABLE, vec![]).await.unwrap();
+        let mut row = sample();
+        row.insert(&pool).await.unwrap();
+        let count = |field: &str, lookup: &str, value: Value| {
+            let query = EveryType::query().filter_by(field, lookup, value);
+            let pool = pool.clone();
+            async move { query.unwrap().count(&pool).await.unwrap() }
+        };
+        // 2024-02-29, a Thursday, at 23:59:58.123456.
+        assert_eq!(count("day__year", "exact", 2024_i64.into()).await, 1);
+        assert_eq!(count("day__week_day", "exact", 5_i64.into()).await, 1);
+        assert_eq!(count("local__second", "exact", 58_i64.into()).await, 1, "whole seconds, not rounded");
+        assert_eq!(count("local__date", "lt", row.day.into()).await, 0);
+        assert_eq!(count("clock__hour", "in", Value::from(vec![22_i64, 23])).await, 1);
+        assert_eq!(count("day__month", "range", Value::from(vec![3_i64, 12])).await, 0);
+        let err = EveryType::query().filter_by("clock__year", "exact", 2024_i64.into()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Field);
+        assert!(err.message().contains("`clock` is a `time` column, which has no year"), "{err}");
+        cleanup(schema).await;
+    }
+
     #[tokio::test]
     async fn every_supported_type_round_trips_through_a_model() {
         let (pool, schema) = db().await;
