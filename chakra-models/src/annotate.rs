@@ -134,7 +134,7 @@ impl<M: Model, A: Annotations<M>> Annotated<M, A> {
     /// Ordered by the first value, the largest first when `descending` (with a limit: the
     /// top rows); ties keep the query's order.
     pub fn order_by_value(mut self, descending: bool) -> Self {
-        self.query.ast_mut().order.insert(0, Order { column: alias(0), descending });
+        self.query.ast_mut().order.insert(0, Order::column(alias(0), descending));
         self
     }
 

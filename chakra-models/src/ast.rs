@@ -230,10 +230,20 @@ impl std::ops::BitOr for Expr {
 }
 
 /// One `ORDER BY` term.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub column: Ident,
     pub descending: bool,
+    /// A value computed per row to sort by instead (`column` then only names it, for
+    /// messages): the column of the row the row's foreign keys lead to.
+    pub value: Option<Box<Scalar>>,
+}
+
+impl Order {
+    /// By `column`.
+    pub fn column(column: impl Into<Ident>, descending: bool) -> Order {
+        Order { column: column.into(), descending, value: None }
+    }
 }
 
 /// What a `SELECT` returns.
@@ -447,10 +457,24 @@ pub enum Scalar {
     Related { aggregate: Aggregate, table: Ident, key: Ident, outer_table: Ident, outer: Ident },
     /// The value as a `float8`: an average of integers, as Python reads one.
     Float(Box<Scalar>),
+    /// The `column` of the row a chain of foreign keys leads to from this row of
+    /// `outer_table` (Django's `author__publisher__name`): through each hop, the row of
+    /// its `table` whose `key` holds the previous row's `via` column; NULL where a key is
+    /// NULL or leads nowhere.
+    Referred { outer_table: Ident, hops: Vec<Hop>, column: Ident },
     /// A part of a date, time or timestamp column (its year, its date, …): Django's
     /// transforms (`created__year=2024`). A timestamp with time zone's parts are read in
     /// the connection's time zone (PostgreSQL's `TimeZone`).
     Part { part: DatePart, column: Ident },
+}
+
+/// One step of a [`Scalar::Referred`]: from the previous row's `via` column to the row
+/// of `table` whose `key` holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    pub via: Ident,
+    pub table: Ident,
+    pub key: Ident,
 }
 
 /// A part of a date or time, as Django's transforms name them: a number (`year`,
@@ -526,6 +550,11 @@ impl Scalar {
             Scalar::Related { outer, .. } if !out.contains(outer) => out.push(outer.clone()),
             Scalar::Related { .. } => {}
             Scalar::Float(inner) => inner.columns_into(out),
+            Scalar::Referred { hops, .. } => {
+                if let Some(first) = hops.first().filter(|first| !out.contains(&first.via)) {
+                    out.push(first.via.clone());
+                }
+            }
             Scalar::Part { column, .. } if !out.contains(column) => out.push(column.clone()),
             Scalar::Part { .. } => {}
         }

@@ -161,12 +161,12 @@ impl<M, T> Column<M, T> {
 
     /// Ascending order on this column.
     pub fn asc(self) -> Order {
-        Order { column: self.name.into(), descending: false }
+        Order::column(self.name, false)
     }
 
     /// Descending order on this column.
     pub fn desc(self) -> Order {
-        Order { column: self.name.into(), descending: true }
+        Order::column(self.name, true)
     }
 
     /// `SET column = value`, for [`Query::update`](crate::Query::update). The value may

@@ -292,6 +292,9 @@ impl SqlWriter<'_> {
 /// to have, as the query's own table keeps its name.
 const JOINED: &str = "chakra_join_";
 
+/// The alias of the n-th table (from 1) a [`Scalar::Referred`] goes through.
+const HOP: &str = "chakra_hop_";
+
 /// What [`SqlWriter::selection`] selects.
 #[derive(Clone, Copy, PartialEq)]
 enum Selected {
@@ -330,8 +333,10 @@ impl SqlWriter<'_> {
                 let mut inner = select.columns.clone();
                 condition.columns_into(&mut inner);
                 for order in &select.order {
-                    if !inner.contains(&order.column) {
-                        inner.push(order.column.clone());
+                    match &order.value {
+                        Some(value) => value.columns_into(&mut inner),
+                        None if !inner.contains(&order.column) => inner.push(order.column.clone()),
+                        None => {}
                     }
                 }
                 inner.retain(|column| !select.annotations.iter().any(|a| a.alias == *column));
@@ -405,6 +410,30 @@ impl SqlWriter<'_> {
                 self.push(" AS float8)");
             }
             Scalar::Part { part, column } => self.date_part(*part, column),
+            // One subquery joining the hops, each table under an alias of its own (the
+            // outer row's table may recur along the way).
+            Scalar::Referred { outer_table, hops, column } => {
+                let hop = |i: usize| Ident::from(format!("{HOP}{}", i + 1));
+                self.push("(SELECT ");
+                self.qualified(&hop(hops.len() - 1), column);
+                for (i, step) in hops.iter().enumerate() {
+                    self.push(if i == 0 { " FROM " } else { " JOIN " });
+                    self.ident(&step.table);
+                    self.push(" AS ");
+                    self.ident(&hop(i));
+                    if i > 0 {
+                        self.push(" ON ");
+                        self.qualified(&hop(i), &step.key);
+                        self.push(" = ");
+                        self.qualified(&hop(i - 1), &step.via);
+                    }
+                }
+                self.push(" WHERE ");
+                self.qualified(&hop(0), &hops[0].key);
+                self.push(" = ");
+                self.qualified(outer_table, &hops[0].via);
+                self.push(")");
+            }
         }
     }
 
@@ -466,9 +495,10 @@ impl SqlWriter<'_> {
             if i > 0 {
                 self.push(", ");
             }
-            match table {
-                Some(table) => self.qualified(table, &term.column),
-                None => self.ident(&term.column),
+            match (&term.value, table) {
+                (Some(value), _) => self.scalar(value),
+                (None, Some(table)) => self.qualified(table, &term.column),
+                (None, None) => self.ident(&term.column),
             }
             self.push(if term.descending { " DESC" } else { " ASC" });
         }
@@ -590,7 +620,7 @@ pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::{Annotation, ArithOp, Join, Pattern, RowLock, TextMatch};
+    use crate::ast::{Annotation, ArithOp, Hop, Join, Pattern, RowLock, TextMatch};
     use crate::dialect::Postgres;
 
     /// `column = value`.
@@ -607,7 +637,7 @@ mod tests {
         let mut s = Select::new("users", ["id", "order"]);
         s.filter(Expr::Compare { column: col("name"), op: CompareOp::Eq, value: Value::from("a").into() });
         s.filter(Expr::Compare { column: col("age"), op: CompareOp::Gte, value: Value::from(18_i64).into() });
-        s.order.push(Order { column: col("order"), descending: true });
+        s.order.push(Order::column(col("order"), true));
         s.limit = Some(10);
         let st = select(&Postgres, &s);
         assert_eq!(
@@ -677,7 +707,7 @@ mod tests {
                 )))),
             ),
         ];
-        s.order = vec![Order { column: col("books"), descending: true }];
+        s.order = vec![Order::column(col("books"), true)];
         let related = r#"(SELECT count(*) FROM "books" AS "related" WHERE "related"."author_id" = "authors"."id" AND "year" = $1)"#;
         let twice = r#"CAST(("rank" * $2) AS float8)"#;
         let st = select(&Postgres, &s);
@@ -705,8 +735,7 @@ mod tests {
 
         // Narrowed to the annotation (a values() of it), the derived table still holds
         // the columns the outer query orders by.
-        let narrowed =
-            Select { columns: vec![], order: vec![Order { column: col("name"), descending: false }], ..s.clone() };
+        let narrowed = Select { columns: vec![], order: vec![Order::column(col("name"), false)], ..s.clone() };
         let sql = select(&Postgres, &narrowed).sql;
         assert!(sql.starts_with(r#"SELECT "books", "twice" FROM (SELECT "name", (SELECT count(*)"#), "{sql}");
 
@@ -731,7 +760,7 @@ mod tests {
         };
         let mut s = Select::new("books", ["id", "author_id"]);
         s.filter(eq("year", 1));
-        s.order.push(Order { column: col("id"), descending: true });
+        s.order.push(Order::column(col("id"), true));
         s.limit = Some(2);
         s.lock = Some(RowLock::update());
         s.joins = vec![
@@ -756,6 +785,32 @@ mod tests {
         let mut outer = Select::new("reviews", ["id"]);
         outer.filter(Expr::InSelect { column: col("book_id"), select: Box::new(s), negated: false });
         assert!(!select(&Postgres, &outer).sql.contains("JOIN"));
+    }
+
+    #[test]
+    fn rows_order_by_the_rows_their_foreign_keys_lead_to() {
+        let hop = |via, table| Hop { via: col(via), table: col(table), key: col("id") };
+        let publisher_name = Scalar::Referred {
+            outer_table: col("books"),
+            hops: vec![hop("author_id", "authors"), hop("publisher_id", "publishers")],
+            column: col("name"),
+        };
+        let mut s = Select::new("books", ["id"]);
+        s.order = vec![
+            Order { column: col("author__publisher__name"), descending: true, value: Some(Box::new(publisher_name)) },
+            Order::column("id", false),
+        ];
+        s.limit = Some(3);
+        let by = r#"(SELECT "chakra_hop_2"."name" FROM "authors" AS "chakra_hop_1" JOIN "publishers" AS "chakra_hop_2" ON "chakra_hop_2"."id" = "chakra_hop_1"."publisher_id" WHERE "chakra_hop_1"."id" = "books"."author_id")"#;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(r#"SELECT "id" FROM "books" ORDER BY {by} DESC, "id" ASC LIMIT $1"#)
+        );
+        // Over a derived table (a filter on an annotation), it holds the key the value needs.
+        s.annotations = vec![Annotation { alias: col("n"), value: Scalar::Operand(Operand::Column(col("id"))) }];
+        s.annotation_filter = Some(eq("n", 1));
+        let sql = select(&Postgres, &s).sql;
+        assert!(sql.contains(r#"FROM (SELECT "id", "author_id", "id" AS "n" FROM "books") AS "books""#), "{sql}");
     }
 
     #[test]
@@ -797,7 +852,7 @@ mod tests {
         use crate::ast::{Aggregate, AggregateFn};
         let mut s = Select::new("t", ["id", "n"]);
         s.filter(Expr::IsNull { column: col("a"), negated: true });
-        s.order.push(Order { column: col("n"), descending: true });
+        s.order.push(Order::column(col("n"), true));
         s.projection = Projection::Aggregates;
         s.aggregates = vec![
             Aggregate::new(AggregateFn::Sum, "n"),
@@ -875,7 +930,7 @@ mod tests {
         s.projection = Projection::Aggregates;
         s.aggregates = vec![Aggregate { alias: Some(col("total")), ..Aggregate::new(AggregateFn::Sum, "n") }];
         s.group_by = vec![col("kind")];
-        s.order = vec![Order { column: col("total"), descending: true }];
+        s.order = vec![Order::column(col("total"), true)];
         s.limit = Some(3);
         assert_eq!(
             &*select(&Postgres, &s).sql,

@@ -19,8 +19,8 @@ pub mod wire;
 
 pub use annotate::{Annotated, Annotations, Related};
 pub use ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Expr, Join, LockStrength, LockWait, Operand,
-    Order, RowLock, Scalar,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Expr, Hop, Join, LockStrength, LockWait,
+    Operand, Order, RowLock, Scalar,
 };
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};

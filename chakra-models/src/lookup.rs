@@ -226,7 +226,7 @@ fn parts_of(sql_type: &str) -> String {
 /// An order term from `"field"` (ascending) or `"-field"` (descending).
 pub fn order(fields: &[FieldInfo], table: &str, spec: &str) -> Result<Order> {
     let (name, descending) = order_spec(spec);
-    Ok(Order { column: field(fields, table, name)?.column.clone(), descending })
+    Ok(Order::column(field(fields, table, name)?.column.clone(), descending))
 }
 
 /// Splits an order spec: `"-name"` → `("name", true)`, `"name"` or `"+name"` →

@@ -493,7 +493,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         select.group_by = vec![self.key.name().into()];
         select.having = self.having.clone();
         select.order = match self.by_value {
-            Some(descending) => vec![Order { column: VALUE.into(), descending }, self.key.asc()],
+            Some(descending) => vec![Order::column(VALUE, descending), self.key.asc()],
             None => vec![self.key.asc()],
         };
         let rows = db.run(self.query.request(&select, Mode::All)).await?.into_rows()?;

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Join, Operand, Order, Projection,
-    RowLock, Scalar, Select, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Hop, Join, Operand, Order,
+    Projection, RowLock, Scalar, Select, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -426,19 +426,26 @@ impl Query {
         Ok(Subquery { schema: self.schema.clone_ref(py), select, field })
     }
 
-    /// Replaces the ordering: `"name"` ascending, `"-name"` descending.
-    fn order_by(&self, py: Python<'_>, specs: Vec<String>) -> PyResult<Query> {
+    /// Replaces the ordering: `"name"` ascending, `"-name"` descending; or `(name,
+    /// descending, hops, field)` for a field of the row foreign keys lead to
+    /// (`"author__name"`), each hop `(key field, related schema, its key field)`.
+    fn order_by(&self, py: Python<'_>, specs: Vec<Bound<'_, PyAny>>) -> PyResult<Query> {
         let schema = self.schema.get();
         let mut select = self.select.clone();
         select.order.clear();
         for spec in specs {
+            if let Ok(referred) = spec.cast::<PyTuple>() {
+                select.order.push(referred_order(py, schema, referred)?);
+                continue;
+            }
+            let spec: String = spec.extract()?;
             let spec = match spec.trim_start_matches(['-', '+']) {
                 "pk" => format!("{}{}", if spec.starts_with('-') { "-" } else { "" }, schema.fields[schema.pk].name),
                 _ => spec,
             };
             let name = spec.trim_start_matches(['-', '+']);
             if let Some(annotation) = select.annotations.iter().find(|a| a.alias == name) {
-                select.order.push(Order { column: annotation.alias.clone(), descending: spec.starts_with('-') });
+                select.order.push(Order::column(annotation.alias.clone(), spec.starts_with('-')));
                 continue;
             }
             select.order.push(
@@ -479,7 +486,7 @@ impl Query {
         let schema = self.schema.get();
         let mut select = self.select.clone();
         if select.order.is_empty() {
-            select.order.push(chakra::Order { column: schema.fields[schema.pk].column.clone(), descending: true });
+            select.order.push(chakra::Order::column(schema.fields[schema.pk].column.clone(), true));
         } else {
             select.order.iter_mut().for_each(|o| o.descending = !o.descending);
         }
@@ -559,7 +566,7 @@ impl Query {
         let schema = self.schema.get();
         let mut select = self.select.clone();
         if select.order.is_empty() {
-            select.order.push(chakra::Order { column: schema.fields[schema.pk].column.clone(), descending: false });
+            select.order.push(chakra::Order::column(schema.fields[schema.pk].column.clone(), false));
         }
         select.limit = Some(select.limit.map_or(1, |l| l.min(1)));
         let request = self.request(&select, Mode::Optional);
@@ -1067,15 +1074,42 @@ fn having_condition(
     Ok(Expr::AggregateCompare { aggregate, op, value: to_value_untyped(value)? })
 }
 
+/// A relation to follow, as Python names it: the key field, the related schema, the field
+/// there the key holds.
+type HopSpec<'py> = (String, Bound<'py, Schema>, String);
+
+/// `(name, descending, hops, field)`: an order by `field` of the row the hops lead to
+/// from a row of `schema` (see `Query::order_by`).
+fn referred_order(py: Python<'_>, schema: &Schema, spec: &Bound<'_, PyTuple>) -> PyResult<chakra::Order> {
+    let (name, descending, path, field): (String, bool, Vec<HopSpec<'_>>, String) = spec.extract()?;
+    let mut hops = Vec::with_capacity(path.len());
+    let mut from = schema;
+    for (via, to, key) in &path {
+        let to = to.get();
+        hops.push(Hop {
+            via: from.fields[field_index(py, from, via)?].column.clone(),
+            table: to.table.to_string().into(),
+            key: to.fields[field_index(py, to, key)?].column.clone(),
+        });
+        from = to;
+    }
+    if hops.is_empty() {
+        return Err(field_error(py, format!("order `{name}` goes through no relation")));
+    }
+    let column = from.fields[field_index(py, from, &field)?].column.clone();
+    let value = Scalar::Referred { outer_table: schema.table.to_string().into(), hops, column };
+    Ok(chakra::Order { column: name.into(), descending, value: Some(Box::new(value)) })
+}
+
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its
 /// column) or an aggregate (by its alias).
 fn group_order(py: Python<'_>, schema: &Schema, specs: &[AggregateSpec], spec: &str) -> PyResult<chakra::Order> {
     let (name, descending) = lookup::order_spec(spec);
     if specs.iter().any(|(alias, ..)| alias == name) {
-        return Ok(chakra::Order { column: name.to_owned().into(), descending });
+        return Ok(chakra::Order::column(name.to_owned(), descending));
     }
     let field = field_index(py, schema, name)?;
-    Ok(chakra::Order { column: schema.fields[field].column.clone(), descending })
+    Ok(chakra::Order::column(schema.fields[field].column.clone(), descending))
 }
 
 /// Rows as dicts keyed by `names`, tuples, or (`flat`) the single value, of the columns

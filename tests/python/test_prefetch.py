@@ -851,3 +851,37 @@ async def test_a_prefetch_to_an_attribute_sits_beside_the_relation() -> None:
             Author.objects.prefetch_related(chakra.Prefetch("books", to_attr=taken))
     with raises(ValueError, "Prefetch(to_attr=) takes an identifier, got 'not one'"):
         chakra.Prefetch("books", to_attr="not one")
+
+
+async def test_order_by_a_field_of_the_row_a_foreign_key_leads_to() -> None:
+    async def listed(qs: Any) -> list[str]:
+        return [b.title for b in await qs]
+
+    assert await listed(Book.objects.order_by("author__name", "title")) == ["a1", "a2", "b1"]
+    assert await listed(Book.objects.order_by("-author__name", "title")) == ["b1", "a1", "a2"]
+    # A NULL key sorts as NULL: last ascending.
+    assert await listed(Book.objects.order_by("editor__name")) == ["b1", "a1", "a2"]
+    # Two relations on, and the window picks by it.
+    reviews = await Review.objects.order_by("-book__author__name", "stars")
+    assert [(r.stars) for r in reviews] == [4, 3, 5]
+    assert await listed(Book.objects.order_by("-author__name", "-title")[1:2]) == ["a2"]
+    last = await Book.objects.order_by("author__name", "title").last()
+    assert last is not None and last.title == "b1"
+    # Through a self-reference: children by their parent's label, the root (no parent) last.
+    assert [n.label for n in await Node.objects.order_by("parent__label", "label")] == ["leaf", "left", "right", "root"]
+    # With joins, annotations and their filters, and values.
+    joined = Book.objects.select_related("author").order_by("-author__name", "title")[:2]
+    assert [(b.title, b.author.name) for b in await joined] == [("b1", "Ben"), ("a1", "Ann")]
+    reviewed = Book.objects.annotate(n=chakra.Count("reviews")).filter(n__gte=1).order_by("-author__name")
+    assert [(b.title, b.n) for b in await reviewed] == [("b1", 1), ("a1", 2)]
+    assert await Book.objects.order_by("-author__name", "title").values_list("title", flat=True) == ["b1", "a1", "a2"]
+
+
+def test_orders_across_relations_that_cannot_work_are_field_errors() -> None:
+    many = "order_by('books__title'): Author.books holds many rows, which give a row no single value to sort by"
+    with pytest.raises(chakra.FieldError, match=re.escape(many)):
+        Author.objects.order_by("books__title")
+    with pytest.raises(chakra.FieldError, match="unknown field `nope` on `pf_authors`"):
+        Book.objects.order_by("author__nope")
+    with pytest.raises(chakra.FieldError, match="Author has no relation 'nope' in 'author__nope' to order by"):
+        Book.objects.order_by("author__nope__name")

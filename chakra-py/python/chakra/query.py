@@ -427,8 +427,12 @@ class QuerySet(Generic[M]):
         return self._clone(self._query.filter(self._q(conditions, lookups), True))
 
     def order_by(self, *fields: str) -> QuerySet[M]:
-        """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering."""
-        return self._clone(self._query.order_by(list(fields)))
+        """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering.
+        A field of the row foreign keys lead to sorts by that row's (``"author__name"``,
+        ``"-author__publisher__name"``; rows whose key is NULL sort as NULL: last
+        ascending, first descending)."""
+        annotations = self._query.annotation_names
+        return self._clone(self._query.order_by([_order_spec(self._model, f, annotations) for f in fields]))
 
     def select_for_update(self, nowait: bool = False, skip_locked: bool = False, no_key: bool = False) -> QuerySet[M]:
         """Locks the matching rows until the transaction ends (``SELECT … FOR UPDATE``), so
@@ -1083,6 +1087,25 @@ class Values(Generic[T]):
     def __repr__(self) -> str:
         grouped = f" grouped with {[a for a, *_ in self._aggregates]}" if self._aggregates else ""
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
+
+
+def _order_spec(model: type[Model], spec: str, annotations: list[str]) -> Any:
+    """An ``order_by`` term as the core takes it: the name itself, or for a field across
+    forward relations (``"author__name"``) the relations' keys to follow."""
+    name = spec.lstrip("-+")
+    head, _, rest = name.partition("__")
+    if not rest or head in model._meta.fields or name in annotations or head not in model._meta.relations:
+        return spec
+    *names, field = name.split("__")
+    hops: list[tuple[str, _core.Schema, str]] = []
+    for relation in _relation_path(model, "__".join(names), "to order by"):
+        if relation.many:
+            raise chakra_errors.FieldError(
+                f"order_by({spec!r}): {relation.model.__name__}.{relation.name} holds many rows, which give a row "
+                f"no single value to sort by; annotate one (Min, Max, Count) and order by it"
+            )
+        hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
+    return (name, spec.startswith("-"), hops, field)
 
 
 def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch") -> list[Relation]:
