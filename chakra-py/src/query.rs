@@ -402,6 +402,9 @@ impl Query {
                 Ok(t) if t.len() == 7 && t.get_item(1)?.is_instance_of::<Schema>() => {
                     related_annotation(py, schema, &alias, t)?
                 }
+                Ok(t) if t.len() == 3 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "referred") => {
+                    referred_value(py, schema, &alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?
+                }
                 _ => Scalar::Operand(f_operand(py, schema, None, &spec)?),
             };
             select.annotations.push(Annotation { alias: alias.into(), value });
@@ -1082,6 +1085,19 @@ type HopSpec<'py> = (String, Bound<'py, Schema>, String);
 /// from a row of `schema` (see `Query::order_by`).
 fn referred_order(py: Python<'_>, schema: &Schema, spec: &Bound<'_, PyTuple>) -> PyResult<chakra::Order> {
     let (name, descending, path, field): (String, bool, Vec<HopSpec<'_>>, String) = spec.extract()?;
+    let value = referred_value(py, schema, &name, path, &field)?;
+    Ok(chakra::Order { column: name.into(), descending, value: Some(Box::new(value)) })
+}
+
+/// `field` of the row the hops `path` lead to from a row of `schema` (`name`, the
+/// lookup: `"author__name"`, for messages).
+fn referred_value(
+    py: Python<'_>,
+    schema: &Schema,
+    name: &str,
+    path: Vec<HopSpec<'_>>,
+    field: &str,
+) -> PyResult<Scalar> {
     let mut hops = Vec::with_capacity(path.len());
     let mut from = schema;
     for (via, to, key) in &path {
@@ -1094,11 +1110,10 @@ fn referred_order(py: Python<'_>, schema: &Schema, spec: &Bound<'_, PyTuple>) ->
         from = to;
     }
     if hops.is_empty() {
-        return Err(field_error(py, format!("order `{name}` goes through no relation")));
+        return Err(field_error(py, format!("`{name}` goes through no relation")));
     }
-    let column = from.fields[field_index(py, from, &field)?].column.clone();
-    let value = Scalar::Referred { outer_table: schema.table.to_string().into(), hops, column };
-    Ok(chakra::Order { column: name.into(), descending, value: Some(Box::new(value)) })
+    let column = from.fields[field_index(py, from, field)?].column.clone();
+    Ok(Scalar::Referred { outer_table: schema.table.to_string().into(), hops, column })
 }
 
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its

@@ -883,5 +883,27 @@ def test_orders_across_relations_that_cannot_work_are_field_errors() -> None:
         Author.objects.order_by("books__title")
     with pytest.raises(chakra.FieldError, match="unknown field `nope` on `pf_authors`"):
         Book.objects.order_by("author__nope")
-    with pytest.raises(chakra.FieldError, match="Author has no relation 'nope' in 'author__nope' to order by"):
+    with pytest.raises(chakra.FieldError, match="Author has no relation 'nope' in 'author__nope' to sort by"):
         Book.objects.order_by("author__nope__name")
+
+
+async def test_values_read_fields_of_the_rows_foreign_keys_lead_to() -> None:
+    rows = await Book.objects.order_by("title").values("title", "author__name", "editor__name")
+    assert rows == [
+        {"title": "a1", "author__name": "Ann", "editor__name": "Ben"},
+        {"title": "a2", "author__name": "Ann", "editor__name": None},
+        {"title": "b1", "author__name": "Ben", "editor__name": "Ann"},
+    ]
+    pairs = await Review.objects.order_by("stars").values_list("stars", "book__author__name")
+    assert pairs == [(3, "Ann"), (4, "Ben"), (5, "Ann")]
+    names = Book.objects.values_list("author__name", flat=True).distinct().order_by("author__name")
+    assert await names == ["Ann", "Ben"]
+    # Filtered and ordered by, in one statement.
+    with sent() as record:
+        bens = await Book.objects.values("title", "author__name").filter(author__name="Ben")
+    assert bens == [{"title": "b1", "author__name": "Ben"}] and len(record.names) == 1
+    many = "values('books__title'): Author.books holds many rows, which give a row no single value to read"
+    with pytest.raises(chakra.FieldError, match=re.escape(many)):
+        Author.objects.values("books__title")
+    with pytest.raises(chakra.FieldError, match="unknown field `nope` on `pf_authors`"):
+        Book.objects.values("author__nope")

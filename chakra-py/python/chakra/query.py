@@ -1008,10 +1008,18 @@ class Values(Generic[T]):
         order: list[str] | None = None,
         having: list[tuple[str, Any]] | None = None,
     ) -> None:
-        qs._refuse_prefetch(
-            "values" if shape == "dict" else "values_list",
-            "leave prefetch_related out, or load instances with all()",
-        )
+        method = "values" if shape == "dict" else "values_list"
+        qs._refuse_prefetch(method, "leave prefetch_related out, or load instances with all()")
+        # Fields across forward relations ("author__name"): each the value of a correlated
+        # subquery, computed per row as an annotation is.
+        taken = qs._query.annotation_names
+        referred = [
+            (name, ("referred", *spec))
+            for name in fields
+            if name not in taken and (spec := _referred(qs.model, name, method, "read")) is not None
+        ]
+        if referred:
+            qs = qs._clone(qs._query.annotate(referred))
         self._qs = qs
         self._fields = fields
         self._shape = shape
@@ -1093,19 +1101,29 @@ def _order_spec(model: type[Model], spec: str, annotations: list[str]) -> Any:
     """An ``order_by`` term as the core takes it: the name itself, or for a field across
     forward relations (``"author__name"``) the relations' keys to follow."""
     name = spec.lstrip("-+")
+    referred = None if name in annotations else _referred(model, name, "order_by", "sort by")
+    return spec if referred is None else (name, spec.startswith("-"), *referred)
+
+
+def _referred(
+    model: type[Model], name: str, method: str, purpose: str
+) -> tuple[list[tuple[str, _core.Schema, str]], str] | None:
+    """For a field across forward relations (``"author__publisher__name"``): each
+    relation's key, model and the key's target, and the field; ``None`` for a name that
+    does not start with a relation. A reverse relation on the way is a ``FieldError``."""
     head, _, rest = name.partition("__")
-    if not rest or head in model._meta.fields or name in annotations or head not in model._meta.relations:
-        return spec
+    if not rest or head in model._meta.fields or head not in model._meta.relations:
+        return None
     *names, field = name.split("__")
     hops: list[tuple[str, _core.Schema, str]] = []
-    for relation in _relation_path(model, "__".join(names), "to order by"):
+    for relation in _relation_path(model, "__".join(names), f"to {purpose}"):
         if relation.many:
             raise chakra_errors.FieldError(
-                f"order_by({spec!r}): {relation.model.__name__}.{relation.name} holds many rows, which give a row "
-                f"no single value to sort by; annotate one (Min, Max, Count) and order by it"
+                f"{method}({name!r}): {relation.model.__name__}.{relation.name} holds many rows, which give a row "
+                f"no single value to {purpose}; annotate one (Min, Max, Count) and use it"
             )
         hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
-    return (name, spec.startswith("-"), hops, field)
+    return hops, field
 
 
 def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch") -> list[Relation]:
