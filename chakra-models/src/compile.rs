@@ -200,17 +200,33 @@ impl SqlWriter<'_> {
             }
             // Groups: the aggregates per group, the groups ordered and sliced; over the locked
             // rows as a subquery (PostgreSQL locks no rows for a grouped query).
+            // A group key may be an annotation (a value computed per row): computed here, or
+            // by the subquery of rows, which then holds it as a column.
             Projection::Aggregates if !select.group_by.is_empty() => {
+                let over_rows = select.lock.is_some() || select.annotation_filter.is_some();
                 self.push("SELECT ");
-                self.idents(&select.group_by);
+                for (i, key) in select.group_by.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    match select.annotations.iter().find(|a| a.alias == *key) {
+                        Some(annotation) if !over_rows => {
+                            self.scalar(&annotation.value);
+                            self.push(" AS ");
+                            self.ident(key);
+                        }
+                        _ => self.ident(key),
+                    }
+                }
                 self.push(", ");
                 self.aggregates(select);
-                match select.lock.is_some() || select.annotation_filter.is_some() {
+                match over_rows {
                     // The locked or annotated rows: every one matching, the window being
                     // the groups'.
                     true => {
                         let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
-                        self.rows(&rows, Some(Selected::Bare));
+                        let held = if select.annotations.is_empty() { Selected::Bare } else { Selected::Columns };
+                        self.rows(&rows, Some(held));
                     }
                     false => self.rows(select, None),
                 }

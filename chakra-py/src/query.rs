@@ -733,13 +733,6 @@ impl Query {
         let schema = self.schema.get();
         let specs = aggregates.unwrap_or_default();
         let annotations = &self.select.annotations;
-        if !annotations.is_empty() && !specs.is_empty() {
-            return Err(errors::new(
-                py,
-                "ProgrammingError",
-                "cannot group an annotated queryset: call values(...).annotate(...) before annotating its rows",
-            ));
-        }
         // What each name picks: a field, or (of an annotated queryset) an annotation;
         // no names pick every field, then every annotation.
         let picks: Vec<Pick> = if fields.is_empty() {
@@ -787,10 +780,22 @@ impl Query {
             .unzip();
         let mut floats = Vec::new();
         if !specs.is_empty() {
+            // Annotations the groups are keyed by, after the fields (values("author__name")
+            // reads one); others would make each row a group of its own.
+            let keyed = select.annotations.len() == picks.iter().filter(|p| matches!(p, Pick::Annotation(_))).count();
+            if select.annotation_filter.is_some() || select.annotations.len() < annotations.len() || !keyed {
+                return Err(errors::new(
+                    py,
+                    "ProgrammingError",
+                    "cannot group an annotated queryset by other values than its annotations: name each in \
+                     values(...), or call values(...).annotate(...) before annotating its rows",
+                ));
+            }
+            let first = indices.len() + select.annotations.len();
             let (aggregates, avgs) = aggregates_of(py, schema, &specs, true)?;
-            floats = avgs.into_iter().map(|i| i + indices.len()).collect();
+            floats = avgs.into_iter().map(|i| i + first).collect();
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
-            columns.extend(indices.len()..indices.len() + specs.len());
+            columns.extend(first..first + specs.len());
             if let Some(having) = having.filter(|h| !h.is_empty()) {
                 let conditions = having
                     .iter()
@@ -803,9 +808,10 @@ impl Query {
             // Every column stays selected for a locking query's subquery of rows.
             let every = schema.fields.iter().map(|f| f.column.clone()).collect();
             select.group_by = std::mem::replace(&mut select.columns, every);
+            select.group_by.extend(select.annotations.iter().map(|a| a.alias.clone()));
             if let Some(order) = order {
-                select.order =
-                    order.iter().map(|spec| group_order(py, schema, &specs, spec)).collect::<PyResult<_>>()?;
+                let order = order.iter().map(|spec| group_order(py, schema, &select.annotations, &specs, spec));
+                select.order = order.collect::<PyResult<_>>()?;
             }
         }
         // Say which field the rows are ordered by but do not hold.
@@ -1117,10 +1123,16 @@ fn referred_value(
 }
 
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its
-/// column) or an aggregate (by its alias).
-fn group_order(py: Python<'_>, schema: &Schema, specs: &[AggregateSpec], spec: &str) -> PyResult<chakra::Order> {
+/// column), a grouped annotation (`keys`) or an aggregate (by its alias).
+fn group_order(
+    py: Python<'_>,
+    schema: &Schema,
+    keys: &[Annotation],
+    specs: &[AggregateSpec],
+    spec: &str,
+) -> PyResult<chakra::Order> {
     let (name, descending) = lookup::order_spec(spec);
-    if specs.iter().any(|(alias, ..)| alias == name) {
+    if specs.iter().any(|(alias, ..)| alias == name) || keys.iter().any(|a| a.alias == name) {
         return Ok(chakra::Order::column(name.to_owned(), descending));
     }
     let field = field_index(py, schema, name)?;

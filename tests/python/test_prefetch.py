@@ -902,6 +902,18 @@ async def test_values_read_fields_of_the_rows_foreign_keys_lead_to() -> None:
     with sent() as record:
         bens = await Book.objects.values("title", "author__name").filter(author__name="Ben")
     assert bens == [{"title": "b1", "author__name": "Ben"}] and len(record.names) == 1
+    # Groups by them: a row per author, and per author and editor.
+    per_author = Book.objects.values("author__name").annotate(n=chakra.Count("*")).order_by("-n", "author__name")
+    assert await per_author == [{"author__name": "Ann", "n": 2}, {"author__name": "Ben", "n": 1}]
+    assert await per_author.filter(n__gt=1) == [{"author__name": "Ann", "n": 2}]
+    pairs = Book.objects.values_list("author__name", "editor__name").annotate(n=chakra.Count("*"))
+    assert sorted(await pairs.order_by("author__name"), key=str) == [("Ann", "Ben", 1), ("Ann", None, 1), ("Ben", "Ann", 1)]
+    async with Session():
+        locked = Book.objects.select_for_update().values("author__name").annotate(n=chakra.Count("*"))
+        assert await locked.order_by("author__name") == [{"author__name": "Ann", "n": 2}, {"author__name": "Ben", "n": 1}]
+    other = "cannot group an annotated queryset by other values than its annotations"
+    with pytest.raises(chakra.ProgrammingError, match=other):
+        await Book.objects.annotate(r=chakra.Count("reviews")).values("title").annotate(n=chakra.Count("*"))
     many = "values('books__title'): Author.books holds many rows, which give a row no single value to read"
     with pytest.raises(chakra.FieldError, match=re.escape(many)):
         Author.objects.values("books__title")
