@@ -1,33 +1,39 @@
-//! Values computed per row from a relation's rows — how many books each author has, the
-//! pages they come to — as correlated subqueries of the same statement: to read with each
-//! row ([`Query::annotate`]), or to filter by (`filter(agg::count().related(…).gt(1))`).
+//! Values computed per row, in the same statement: from a relation's rows (how many books
+//! each author has, the pages they come to: correlated subqueries), from the row a foreign
+//! key leads to (each book's author's name), or from a part of a date (the year). To read
+//! with each row ([`Query::annotate`]), to filter by (`filter(agg::count().related(…)
+//! .gt(1))`), or to sort by (`order_by(Author::name().via(Book::author_id(), Author::id())
+//! .asc())`).
 
 use std::marker::PhantomData;
 
 use chakra_layers::Queryable;
 use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
-use crate::ast::{Annotation, CompareOp, Expr, Ident, Order, Scalar};
+use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+
+use crate::ast::{Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar};
 use crate::column::{agg, Column, Matches};
 use crate::model::Model;
 use crate::query::{DecodedStream, Query};
 
-/// An aggregate of the rows related to each row of `M`, decoding as `V`: built by
-/// [`agg::Of::related`].
-pub struct Related<M, V> {
+/// A value computed for each row of `M`, decoding as `V`: an aggregate of its related
+/// rows ([`agg::Of::related`]), a column of the row a foreign key leads to
+/// ([`Column::via`]), or a part of a date or time ([`Column::year`], …).
+pub struct RowValue<M, V> {
     scalar: Scalar,
     _types: PhantomData<fn() -> (M, V)>,
 }
 
-impl<M, V> Clone for Related<M, V> {
+impl<M, V> Clone for RowValue<M, V> {
     fn clone(&self) -> Self {
-        Related { scalar: self.scalar.clone(), _types: PhantomData }
+        RowValue { scalar: self.scalar.clone(), _types: PhantomData }
     }
 }
 
-impl<M, V> std::fmt::Debug for Related<M, V> {
+impl<M, V> std::fmt::Debug for RowValue<M, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Related").field(&self.scalar).finish()
+        f.debug_tuple("RowValue").field(&self.scalar).finish()
     }
 }
 
@@ -42,7 +48,7 @@ impl<V> agg::Of<V> {
         self,
         key: Column<N, F>,
         outer: Column<M, K>,
-    ) -> Related<M, V> {
+    ) -> RowValue<M, V> {
         let scalar = Scalar::Related {
             aggregate: self.0,
             table: N::TABLE.into(),
@@ -50,19 +56,132 @@ impl<V> agg::Of<V> {
             outer_table: M::TABLE.into(),
             outer: outer.name().into(),
         };
-        Related { scalar, _types: PhantomData }
+        RowValue { scalar, _types: PhantomData }
     }
 }
 
-impl<M, V> Related<M, V> {
+impl<M, V> RowValue<M, V> {
+    fn new(scalar: Scalar) -> Self {
+        RowValue { scalar, _types: PhantomData }
+    }
+
     fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
         Expr::ScalarCompare { scalar: Box::new(self.scalar), op, value: value.into() }
     }
 
     crate::column::value_comparisons!();
+
+    /// The rows in ascending order of this value (NULLs last).
+    pub fn asc(self) -> Order {
+        self.order(false)
+    }
+
+    /// The rows in descending order of this value (NULLs first).
+    pub fn desc(self) -> Order {
+        self.order(true)
+    }
+
+    fn order(self, descending: bool) -> Order {
+        Order { column: "computed".into(), descending, value: Some(Box::new(self.scalar)) }
+    }
 }
 
-/// What [`Query::annotate`] computes for each row of `M`: a [`Related`], or a tuple of
+impl<N, T> Column<N, T> {
+    /// This column of the row of `N` whose `key` holds each `M` row's `by` column (`NULL`
+    /// where `by` is `NULL` or leads nowhere): `Author::name().via(Book::author_id(),
+    /// Author::id())` is each book's author's name, to sort books by, filter them by or
+    /// read with them.
+    pub fn via<M: Model, F: Matches<K>, K>(self, by: Column<M, F>, key: Column<N, K>) -> RowValue<M, Option<T>>
+    where
+        N: Model,
+    {
+        let hop = Hop { via: by.name().into(), table: N::TABLE.into(), key: key.name().into() };
+        RowValue::new(Scalar::Referred { outer_table: M::TABLE.into(), hops: vec![hop], column: self.name().into() })
+    }
+
+    fn part(self, part: DatePart) -> RowValue<N, i64> {
+        RowValue::new(Scalar::Part { part, column: self.name().into() })
+    }
+}
+
+/// Column types with calendar parts: dates and timestamps.
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` has no year, month or day",
+    note = "calendar parts are those of dates and timestamps (NaiveDate, NaiveDateTime, DateTime<Utc>)"
+)]
+pub trait Calendar {}
+
+/// Column types with clock parts: times and timestamps.
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` has no hour, minute or second",
+    note = "clock parts are those of times and timestamps (NaiveTime, NaiveDateTime, DateTime<Utc>)"
+)]
+pub trait Clock {}
+
+/// Timestamp column types, which have a date and a time of day.
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` is not a timestamp, with a date and a time of day",
+    note = "timestamps are NaiveDateTime and DateTime<Utc>"
+)]
+pub trait Timestamp: Calendar + Clock {}
+
+macro_rules! temporal {
+    ($trait:ident: $($t:ty),*) => {$(
+        impl $trait for $t {}
+        impl $trait for Option<$t> {}
+    )*};
+}
+temporal!(Calendar: NaiveDate, NaiveDateTime, DateTime<Utc>);
+temporal!(Clock: NaiveTime, NaiveDateTime, DateTime<Utc>);
+temporal!(Timestamp: NaiveDateTime, DateTime<Utc>);
+
+macro_rules! parts {
+    ($trait:ident: $($(#[$doc:meta])* $name:ident => $part:ident),* $(,)?) => {
+        impl<M, T: $trait> Column<M, T> {$(
+            $(#[$doc])*
+            pub fn $name(self) -> RowValue<M, i64> {
+                self.part(DatePart::$part)
+            }
+        )*}
+    };
+}
+
+parts!(Calendar:
+    /// The year (`created__year` in Django).
+    year => Year,
+    /// The ISO 8601 week-numbering year.
+    iso_year => IsoYear,
+    /// 1 to 4.
+    quarter => Quarter,
+    month => Month,
+    /// The ISO 8601 week, 1 to 53.
+    week => Week,
+    day => Day,
+    /// 1 (Sunday) to 7 (Saturday), as Django's `week_day`.
+    week_day => WeekDay,
+    /// 1 (Monday) to 7 (Sunday).
+    iso_week_day => IsoWeekDay,
+);
+parts!(Clock:
+    hour => Hour,
+    minute => Minute,
+    /// Whole seconds.
+    second => Second,
+);
+
+impl<M, T: Timestamp> Column<M, T> {
+    /// The timestamp's date (in the connection's time zone for a `DateTime<Utc>`).
+    pub fn date(self) -> RowValue<M, NaiveDate> {
+        RowValue::new(Scalar::Part { part: DatePart::Date, column: self.name().into() })
+    }
+
+    /// The timestamp's time of day.
+    pub fn time(self) -> RowValue<M, NaiveTime> {
+        RowValue::new(Scalar::Part { part: DatePart::Time, column: self.name().into() })
+    }
+}
+
+/// What [`Query::annotate`] computes for each row of `M`: a [`RowValue`], or a tuple of
 /// up to six.
 pub trait Annotations<M> {
     /// What they decode to: the value's type, or a tuple of them.
@@ -73,7 +192,7 @@ pub trait Annotations<M> {
     fn decode(row: &Row, first: usize) -> Result<Self::Output>;
 }
 
-impl<M, V: FromSqlOwned> Annotations<M> for Related<M, V> {
+impl<M, V: FromSqlOwned> Annotations<M> for RowValue<M, V> {
     type Output = V;
 
     fn into_scalars(self) -> Vec<Scalar> {
@@ -87,7 +206,7 @@ impl<M, V: FromSqlOwned> Annotations<M> for Related<M, V> {
 
 macro_rules! annotation_tuples {
     ($(($($t:ident $i:tt),+)),* $(,)?) => {$(
-        impl<M, $($t: FromSqlOwned),+> Annotations<M> for ($(Related<M, $t>,)+) {
+        impl<M, $($t: FromSqlOwned),+> Annotations<M> for ($(RowValue<M, $t>,)+) {
             type Output = ($($t,)+);
 
             fn into_scalars(self) -> Vec<Scalar> {

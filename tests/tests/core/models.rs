@@ -731,6 +731,14 @@ pub(crate) mod every_type {
         assert_eq!(count("local__date", "lt", row.day.into()).await, 0);
         assert_eq!(count("clock__hour", "in", Value::from(vec![22_i64, 23])).await, 1);
         assert_eq!(count("day__month", "range", Value::from(vec![3_i64, 12])).await, 0);
+        // The same, typed.
+        let q = EveryType::query;
+        assert_eq!(q().filter(EveryType::day().year().eq(2024_i64)).count(&pool).await.unwrap(), 1);
+        assert_eq!(q().filter(EveryType::local().hour().eq(23_i64)).count(&pool).await.unwrap(), 1);
+        assert_eq!(q().filter(EveryType::instant().date().lt(row.day)).count(&pool).await.unwrap(), 1);
+        assert_eq!(q().filter(EveryType::clock().second().gte(59_i64)).count(&pool).await.unwrap(), 0);
+        let parts = q().annotate((EveryType::day().week_day(), EveryType::local().time())).first(&pool).await.unwrap();
+        assert_eq!(parts.map(|(_, p)| p), Some((5, row.clock)));
         let err = EveryType::query().filter_by("clock__year", "exact", 2024_i64.into()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Field);
         assert!(err.message().contains("`clock` is a `time` column, which has no year"), "{err}");

@@ -282,3 +282,22 @@ async fn select_related_joins_each_rows_parent_in_one_statement() {
     assert_eq!(statements.load(Ordering::SeqCst), 0, "refused before any SQL");
     cleanup(schema).await;
 }
+
+/// A column of the row a foreign key leads to, per row: to sort by (NULLs first when
+/// descending), filter by and read with the rows.
+#[tokio::test]
+async fn rows_sort_filter_and_read_by_the_row_their_key_leads_to() {
+    let (pool, schema, _) = library().await;
+    let author_name = || Author::name().via(Book::author_id(), Author::id());
+    let by_author = Book::query().order_by(author_name().desc()).order_by(Book::title().asc());
+    let titles: Vec<String> = by_author.all(&pool).await.unwrap().into_iter().map(|b| b.title).collect();
+    assert_eq!(titles, ["Anonymous", "Engines", "Notes"]);
+    let first_two = by_author.clone().limit(2).all(&pool).await.unwrap();
+    assert_eq!(first_two.len(), 2, "the window picks by the value");
+    assert_eq!(Book::query().filter(author_name().eq("Ada")).count(&pool).await.unwrap(), 2);
+    let named = Book::query().order_by(Book::title().asc()).annotate(author_name()).all(&pool).await.unwrap();
+    let named: Vec<(String, Option<String>)> = named.into_iter().map(|(b, a)| (b.title, a)).collect();
+    let expected = [("Anonymous", None), ("Engines", Some("Ada")), ("Notes", Some("Ada"))];
+    assert_eq!(named, expected.map(|(t, a)| (t.to_string(), a.map(str::to_string))));
+    cleanup(schema).await;
+}
