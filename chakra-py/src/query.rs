@@ -890,6 +890,13 @@ impl Query {
         Ok(query)
     }
 
+    /// This query matching no row (Django's `none()`).
+    fn none(&self, py: Python<'_>) -> Query {
+        let mut select = self.select.clone();
+        select.filter(Expr::Literal(false));
+        self.derive(py, select)
+    }
+
     /// This query without its joins.
     fn unjoined(&self, py: Python<'_>) -> Query {
         let mut select = self.select.clone();

@@ -351,6 +351,16 @@ async def test_querysets_are_lazy_and_immutable() -> None:
     assert (await narrowed.all())[0].name == "Alice"
 
 
+async def test_none_matches_no_row_whatever_else_is_asked() -> None:
+    nothing = Author.objects.filter(is_active=True).none()
+    assert await nothing == [] and await nothing.count() == 0 and not await nothing.exists()
+    assert await nothing.first() is None
+    assert await nothing.values_list("name", flat=True) == []
+    assert await nothing.update(age=1) == 0 and await nothing.delete() == 0
+    assert await Author.objects.count() == 5, "nothing was written"
+    assert await Author.objects.none().filter(name="Alice") == []
+
+
 async def test_terminals() -> None:
     assert await Author.objects.count() == 5
     assert Author.objects.count_sync() == 5

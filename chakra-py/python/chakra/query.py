@@ -358,6 +358,12 @@ class QuerySet(Generic[M]):
         """This queryset (await it for the list of rows)."""
         return self._clone(self._query)
 
+    def none(self) -> QuerySet[M]:
+        """A queryset matching no row, as Django's: for code that must return a queryset
+        whatever it found (``WHERE FALSE``; counts are 0, updates and deletes touch
+        nothing)."""
+        return self._clone(self._query.none())
+
     def filter(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
         """Rows matching every condition: ``filter(name__startswith="A", age__gte=18)``.
 
