@@ -312,6 +312,22 @@ impl Query {
         compile::select_request(&Postgres, select, mode, labels(self.schema.get(), "SELECT"))
     }
 
+    /// The request for the rows themselves (instances); a `FieldError` for distinct rows
+    /// ordered by a value they do not hold (a field across a relation), which PostgreSQL
+    /// would refuse.
+    fn rows_request(&self, py: Python<'_>, select: &Select, mode: Mode) -> PyResult<Request> {
+        if let Some(order) = select.order_outside_rows() {
+            return Err(field_error(
+                py,
+                format!(
+                    "distinct() rows are ordered by `{}`, a value they do not hold: drop distinct() or that order",
+                    order.column
+                ),
+            ));
+        }
+        Ok(self.request(select, mode))
+    }
+
     fn unsliced(&self, py: Python<'_>, what: &str) -> PyResult<()> {
         if self.select.limit.is_some() || self.select.offset.is_some() {
             return Err(errors::new(
@@ -549,7 +565,7 @@ impl Query {
         joined: Option<Vec<Py<PyDict>>>,
     ) -> PyResult<Op> {
         let target = Target::extract(target)?;
-        let request = self.request(&self.select, Mode::All);
+        let request = self.rows_request(py, &self.select, Mode::All)?;
         let loader = self.loader(py, &self.select, identity, joined)?;
         Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
             Ok(loader.all(py, &rows)?.into_any().unbind())
@@ -572,7 +588,7 @@ impl Query {
             select.order.push(chakra::Order::column(schema.fields[schema.pk].column.clone(), false));
         }
         select.limit = Some(select.limit.map_or(1, |l| l.min(1)));
-        let request = self.request(&select, Mode::Optional);
+        let request = self.rows_request(py, &select, Mode::Optional)?;
         let loader = self.loader(py, &select, identity, joined)?;
         Ok(op(async move { target.run(request, false).await?.into_optional() }, move |py, row| match row {
             Some(row) => Ok(loader.one(py, &row, &Decoder::for_row(&row))?.unbind()),
@@ -593,7 +609,7 @@ impl Query {
         let target = Target::extract(target)?;
         let mut select = self.select.clone();
         select.limit = Some(select.limit.map_or(2, |l| l.min(2)));
-        let request = self.request(&select, Mode::One);
+        let request = self.rows_request(py, &select, Mode::One)?;
         let on_error = model_errors(py, &self.schema);
         let loader = self.loader(py, &select, identity, joined)?;
         Ok(op_with_errors(
@@ -845,7 +861,7 @@ impl Query {
         joined: Option<Vec<Py<PyDict>>>,
     ) -> PyResult<Op> {
         let target = Target::extract(target)?;
-        let request = self.request(&self.select, Mode::Stream);
+        let request = self.rows_request(py, &self.select, Mode::Stream)?;
         let loader = Arc::new(self.loader(py, &self.select, identity, joined)?);
         Ok(op(async move { target.run(request, false).await?.into_stream() }, move |py, rows| {
             let cursor = Cursor { rows: Arc::new(Mutex::new(Some(rows))), loader };

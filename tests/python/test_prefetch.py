@@ -883,6 +883,9 @@ def test_orders_across_relations_that_cannot_work_are_field_errors() -> None:
         Author.objects.order_by("books__title")
     with pytest.raises(chakra.FieldError, match="unknown field `nope` on `pf_authors`"):
         Book.objects.order_by("author__nope")
+    distinct = "distinct() rows are ordered by `author__name`, a value they do not hold"
+    with pytest.raises(chakra.FieldError, match=re.escape(distinct)):
+        Book.objects.distinct().order_by("author__name").all_sync()
     with pytest.raises(chakra.FieldError, match="Author has no relation 'nope' in 'author__nope' to sort by"):
         Book.objects.order_by("author__nope__name")
 
