@@ -156,9 +156,14 @@ async def aggregates_and_bulk_updates() -> None:
 
 
 async def relations() -> None:
-    step("Relations: prefetch_related, lookups across them, annotate")
+    step("Relations: prefetch_related, select_related, lookups across them, annotate")
     posts = await Post.objects.filter(author__name="Alice").prefetch_related("author").order_by("id")[:2]
     print("Alice's posts:", [(p.title, p.author.name if p.author else None) for p in posts])
+    # One statement: each post with its author (a LEFT JOIN), sorted by the author's name.
+    joined = await Post.objects.select_related("author").order_by("-author__name", "id")[:2]
+    print("joined with their authors:", [(p.title, p.author.name if p.author else None) for p in joined])
+    per_name = Post.objects.values("author__name").annotate(n=Count("*")).order_by("author__name")
+    print("posts per author name:", await per_name[:2])
     busiest = User.objects.annotate(n=Count("posts")).filter(n__gt=0).order_by("-n", "id")
     print("posts per author:", await busiest.values_list("name", "n")[:2])
     for user in await busiest.prefetch_related("posts")[:1]:

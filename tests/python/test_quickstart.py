@@ -22,6 +22,8 @@ def test_quickstart_runs_end_to_end() -> None:
         "users per state: [{'is_active': False, 'n': 1668}, {'is_active': True, 'n': 3335}]",
         "posts: {'n': 40, 'authors': 4}",
         "Alice's posts: [('Post 0', 'Alice'), ('Post 4', 'Alice')]",
+        "joined with their authors: [('Post 3', 'user0'), ('Post 7', 'user0')]",
+        "posts per author name: [{'author__name': 'Alice', 'n': 10}, {'author__name': 'Carol', 'n': 10}]",
         "posts per author: [('Alice', 10), ",
         "Alice's 10 posts came with one more query for all of them",
         "bulk_update wrote 5 rows in one statement; last: 'NOTIFICATION 4'",
