@@ -917,6 +917,11 @@ async def test_values_read_fields_of_the_rows_foreign_keys_lead_to() -> None:
     other = "cannot group an annotated queryset by other values than its annotations"
     with pytest.raises(chakra.ProgrammingError, match=other):
         await Book.objects.annotate(r=chakra.Count("reviews")).values("title").annotate(n=chakra.Count("*"))
+    # A forward relation's own name reads its key, as in Django: a row per author.
+    ann, ben = (await Author.objects.get(name="Ann")).id, (await Author.objects.get(name="Ben")).id
+    per_key = Book.objects.values("author").annotate(n=chakra.Count("*")).order_by("author")
+    assert await per_key == [{"author": ann, "n": 2}, {"author": ben, "n": 1}]
+    assert await Book.objects.order_by("title").values_list("editor", flat=True) == [ben, None, ann]
     many = "values('books__title'): Author.books holds many rows, which give a row no single value to read"
     with pytest.raises(chakra.FieldError, match=re.escape(many)):
         Author.objects.values("books__title")

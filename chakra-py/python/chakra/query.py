@@ -1017,15 +1017,21 @@ class Values(Generic[T]):
         method = "values" if shape == "dict" else "values_list"
         qs._refuse_prefetch(method, "leave prefetch_related out, or load instances with all()")
         # Fields across forward relations ("author__name"): each the value of a correlated
-        # subquery, computed per row as an annotation is.
+        # subquery, computed per row as an annotation is. A forward relation's own name
+        # ("author") reads its key, under that name, as in Django.
         taken = qs._query.annotation_names
-        referred = [
-            (name, ("referred", *spec))
-            for name in fields
-            if name not in taken and (spec := _referred(qs.model, name, method, "read")) is not None
-        ]
-        if referred:
-            qs = qs._clone(qs._query.annotate(referred))
+        relations = qs.model._meta.relations
+        computed: list[tuple[str, Any]] = []
+        for name in fields:
+            if name in taken:
+                continue
+            relation = relations.get(name)
+            if relation is not None and not relation.many and name not in qs.model._meta.fields:
+                computed.append((name, ("field", relation.field.name)))
+            elif (spec := _referred(qs.model, name, method, "read")) is not None:
+                computed.append((name, ("referred", *spec)))
+        if computed:
+            qs = qs._clone(qs._query.annotate(computed))
         self._qs = qs
         self._fields = fields
         self._shape = shape
