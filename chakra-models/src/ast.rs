@@ -459,8 +459,8 @@ pub enum Scalar {
     Float(Box<Scalar>),
     /// The `column` of the row a chain of foreign keys leads to from this row of
     /// `outer_table` (Django's `author__publisher__name`): through each hop, the row of
-    /// its `table` whose `key` holds the previous row's `via` column; NULL where a key is
-    /// NULL or leads nowhere.
+    /// its `table` whose `key` holds the previous row's `via` column (at least one hop);
+    /// NULL where a key is NULL or leads nowhere.
     Referred { outer_table: Ident, hops: Vec<Hop>, column: Ident },
     /// A part of a date, time or timestamp column (its year, its date, …): Django's
     /// transforms (`created__year=2024`). A timestamp with time zone's parts are read in
@@ -581,6 +581,16 @@ impl Select {
             false => self.columns.contains(column) || self.annotations.iter().any(|a| a.alias == *column),
         };
         self.order.iter().find(|o| !held(&o.column))
+    }
+
+    /// This query as a subquery selecting `columns` (`IN (SELECT …)`): its order goes,
+    /// unless a limit or offset picks rows by it.
+    pub fn subquery(mut self, columns: Vec<Ident>) -> Select {
+        self.columns = columns;
+        if self.limit.is_none() && self.offset.is_none() {
+            self.order.clear();
+        }
+        self
     }
 
     /// Every condition on the rows, `filter` and `annotation_filter` together, each

@@ -71,8 +71,7 @@ pub fn resolve(
     let field = match field(fields, table, field_name) {
         Ok(field) => field,
         Err(unknown) => {
-            let Some((name, part)) = split_part(field_name).filter(|(name, _)| fields.iter().any(|f| f.name == *name))
-            else {
+            let Some((name, part)) = split_part(fields, field_name) else {
                 return Err(unknown);
             };
             return match value.into() {
@@ -147,10 +146,11 @@ pub fn resolve(
 }
 
 /// `field__year`, `field__date`, …: the field and the part of it a key names, when it
-/// ends in a part's name (see [`DatePart`]).
-pub fn split_part(name: &str) -> Option<(&str, DatePart)> {
+/// ends in a part's name (see [`DatePart`]) after one of `fields`.
+pub fn split_part<'n>(fields: &[FieldInfo], name: &'n str) -> Option<(&'n str, DatePart)> {
     let (field, part) = name.rsplit_once("__")?;
-    Some((field, DatePart::named(part)?))
+    let part = DatePart::named(part)?;
+    fields.iter().any(|f| f.name == field).then_some((field, part))
 }
 
 /// Builds the condition `field__part <lookup> value` (`created__year__gte=2020`): the
@@ -179,13 +179,16 @@ pub fn resolve_part(
         DatePart::Time => "a time",
         _ => "an integer",
     };
-    let check = |value: Value| match (part, &value) {
-        (DatePart::Date, Value::Date(_)) | (DatePart::Time, Value::Time(_)) => Ok(value),
-        (DatePart::Date | DatePart::Time, _) | (_, Value::Null) => {
-            Err(Error::field(format!("`{key}__{lookup}` needs {expected}, got {}", value.type_name())))
+    let check = |value: Value| {
+        let fits = match part {
+            DatePart::Date => matches!(value, Value::Date(_)),
+            DatePart::Time => matches!(value, Value::Time(_)),
+            _ => matches!(value, Value::I16(_) | Value::I32(_) | Value::I64(_)),
+        };
+        match fits {
+            true => Ok(value),
+            false => Err(Error::field(format!("`{key}__{lookup}` needs {expected}, got {}", value.type_name()))),
         }
-        (_, Value::I16(_) | Value::I32(_) | Value::I64(_)) => Ok(value),
-        _ => Err(Error::field(format!("`{key}__{lookup}` needs {expected}, got {}", value.type_name()))),
     };
     let compare = |op, value| -> Result<Expr> {
         Ok(Expr::ScalarCompare {
@@ -258,8 +261,9 @@ mod tests {
             select.filter(expr);
             crate::compile::select(&crate::Postgres, &select).sql.to_string()
         };
-        assert_eq!(split_part("at__year"), Some(("at", DatePart::Year)));
-        assert_eq!(split_part("at__yeer"), None);
+        assert_eq!(split_part(DATED, "at__year"), Some(("at", DatePart::Year)));
+        assert_eq!(split_part(DATED, "at__yeer"), None);
+        assert_eq!(split_part(DATED, "when__year"), None);
         let year = resolve_part(DATED, "t", "at", DatePart::Year, "gte", Value::I64(2020)).unwrap();
         assert_eq!(
             sql(year),

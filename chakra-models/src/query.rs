@@ -377,12 +377,8 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
     /// The query as a subquery, for [`Column::is_in_query`]: its order dropped unless a
     /// limit or offset picks rows by it.
     pub(crate) fn subquery(self) -> Select {
-        let mut select = self.query.select;
-        select.columns = self.columns.names();
+        let mut select = self.query.select.subquery(self.columns.names());
         select.distinct = self.distinct;
-        if select.limit.is_none() && select.offset.is_none() {
-            select.order.clear();
-        }
         select
     }
 

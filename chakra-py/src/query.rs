@@ -143,7 +143,7 @@ fn names_annotation(expr: &Expr, annotations: &[Annotation]) -> bool {
 fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny>) -> PyResult<Expr> {
     let (name, lookup) = lookup::split_key(key);
     let Some(field) = schema.index_of(name) else {
-        if let Some((field, part)) = lookup::split_part(name).filter(|(field, _)| schema.index_of(field).is_some()) {
+        if let Some((field, part)) = lookup::split_part(&schema.fields, name) {
             return part_condition(py, schema, field, part, lookup, value);
         }
         // `name__startswit`: the field exists, the lookup does not; say that.
@@ -437,11 +437,7 @@ impl Query {
             Some(name) => field_index(py, schema, name)?,
             None => schema.pk,
         };
-        let mut select = self.select.clone();
-        select.columns = vec![schema.fields[field].column.clone()];
-        if select.limit.is_none() && select.offset.is_none() {
-            select.order.clear();
-        }
+        let select = self.select.clone().subquery(vec![schema.fields[field].column.clone()]);
         Ok(Subquery { schema: self.schema.clone_ref(py), select, field })
     }
 
