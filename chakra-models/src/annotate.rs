@@ -8,9 +8,8 @@
 use std::marker::PhantomData;
 
 use chakra_layers::Queryable;
-use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
-
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
 use crate::ast::{Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar};
 use crate::column::{agg, Column, Matches};
@@ -56,7 +55,7 @@ impl<V> agg::Of<V> {
             outer_table: M::TABLE.into(),
             outer: outer.name().into(),
         };
-        RowValue { scalar, _types: PhantomData }
+        RowValue::new(scalar)
     }
 }
 
@@ -99,7 +98,7 @@ impl<N, T> Column<N, T> {
         RowValue::new(Scalar::Referred { outer_table: M::TABLE.into(), hops: vec![hop], column: self.name().into() })
     }
 
-    fn part(self, part: DatePart) -> RowValue<N, i64> {
+    fn part<V>(self, part: DatePart) -> RowValue<N, V> {
         RowValue::new(Scalar::Part { part, column: self.name().into() })
     }
 }
@@ -172,12 +171,12 @@ parts!(Clock:
 impl<M, T: Timestamp> Column<M, T> {
     /// The timestamp's date (in the connection's time zone for a `DateTime<Utc>`).
     pub fn date(self) -> RowValue<M, NaiveDate> {
-        RowValue::new(Scalar::Part { part: DatePart::Date, column: self.name().into() })
+        self.part(DatePart::Date)
     }
 
     /// The timestamp's time of day.
     pub fn time(self) -> RowValue<M, NaiveTime> {
-        RowValue::new(Scalar::Part { part: DatePart::Time, column: self.name().into() })
+        self.part(DatePart::Time)
     }
 }
 

@@ -30,9 +30,9 @@ impl Joined {
 pub(crate) struct Loader {
     schema: Py<Schema>,
     identity: Option<Py<PyDict>>,
-    /// Where each row's own columns (the fields, then the annotations) end, when joins
-    /// follow them; `None` without joins: they run to the row's end.
-    own: Option<usize>,
+    /// Where each row's own columns (the fields, then the annotations) end: the joined
+    /// rows' columns follow.
+    own: usize,
     joins: Vec<JoinLoad>,
 }
 
@@ -76,14 +76,13 @@ impl Loader {
             });
             at += joined.schema.get().fields.len();
         }
-        let own = (!loads.is_empty()).then_some(own);
         Ok(Loader { schema: schema.clone_ref(py), identity, own, joins: loads })
     }
 
     /// The instance of one row, with its joined rows attached.
     pub(crate) fn one<'py>(&self, py: Python<'py>, row: &Row, decoders: &[Decoder]) -> PyResult<Bound<'py, PyAny>> {
         let identity = self.identity.as_ref().map(|d| d.bind(py));
-        let obj = self.schema.get().build_at(py, row, 0, self.own.unwrap_or(row.len()), decoders, identity)?;
+        let obj = self.schema.get().build_at(py, row, 0, self.own, decoders, identity)?;
         if self.joins.is_empty() {
             return Ok(obj);
         }
