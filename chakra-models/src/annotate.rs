@@ -48,13 +48,8 @@ impl<V> agg::Of<V> {
         key: Column<N, F>,
         outer: Column<M, K>,
     ) -> RowValue<M, V> {
-        let scalar = Scalar::Related {
-            aggregate: self.0,
-            table: N::TABLE.into(),
-            key: key.name().into(),
-            outer_table: M::TABLE.into(),
-            outer: outer.name().into(),
-        };
+        let hop = Hop { via: outer.name().into(), table: N::TABLE.into(), key: key.name().into() };
+        let scalar = Scalar::Related { aggregate: self.0, outer_table: M::TABLE.into(), hops: vec![hop] };
         RowValue::new(scalar)
     }
 }

@@ -449,12 +449,15 @@ pub struct Annotation {
 pub enum Scalar {
     /// Arithmetic on the row's columns and values.
     Operand(Operand),
-    /// `aggregate` over the rows of `table` whose `key` column holds the `outer` column of
-    /// this row of `outer_table` — a relation's rows, such as an author's books, as a
-    /// correlated subquery (`(SELECT count(*) FROM books WHERE books.author_id =
-    /// authors.id)`). The aggregate's filter picks which of them count; its columns are
-    /// `table`'s.
-    Related { aggregate: Aggregate, table: Ident, key: Ident, outer_table: Ident, outer: Ident },
+    /// `aggregate` over the rows a chain of relations leads to from this row of
+    /// `outer_table`, as a correlated subquery: through each hop, the rows of its `table`
+    /// whose `key` holds the previous row's `via` column (at least one hop). One hop is a
+    /// relation's rows, such as an author's books (`(SELECT count(*) FROM books WHERE
+    /// books.author_id = authors.id)`); more reach further, as Django's
+    /// `Count("books__reviews")`, each row of the last table counted once per chain that
+    /// reaches it (as a join would). The aggregate's filter picks which of them count; its
+    /// columns and the aggregate's are the last table's.
+    Related { aggregate: Aggregate, outer_table: Ident, hops: Vec<Hop> },
     /// The value as a `float8`: an average of integers, as Python reads one.
     Float(Box<Scalar>),
     /// The `column` of the row a chain of foreign keys leads to from this row of
@@ -468,8 +471,8 @@ pub enum Scalar {
     Part { part: DatePart, column: Ident },
 }
 
-/// One step of a [`Scalar::Referred`]: from the previous row's `via` column to the row
-/// of `table` whose `key` holds it.
+/// One step of a [`Scalar::Referred`] or [`Scalar::Related`]: from the previous row's
+/// `via` column to the rows of `table` whose `key` holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hop {
     pub via: Ident,
@@ -547,10 +550,8 @@ impl Scalar {
     pub fn columns_into(&self, out: &mut Vec<Ident>) {
         match self {
             Scalar::Operand(operand) => operand.columns_into(out),
-            Scalar::Related { outer, .. } if !out.contains(outer) => out.push(outer.clone()),
-            Scalar::Related { .. } => {}
             Scalar::Float(inner) => inner.columns_into(out),
-            Scalar::Referred { hops, .. } => {
+            Scalar::Related { hops, .. } | Scalar::Referred { hops, .. } => {
                 if let Some(first) = hops.first().filter(|first| !out.contains(&first.via)) {
                     out.push(first.via.clone());
                 }

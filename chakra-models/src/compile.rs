@@ -4,8 +4,8 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Ident, Insert, Operand, Order, Projection,
-    Scalar, Select, Update,
+    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, Operand, Order,
+    Projection, Scalar, Select, Update,
 };
 use crate::dialect::Dialect;
 
@@ -311,6 +311,11 @@ const JOINED: &str = "chakra_join_";
 /// The alias of the n-th table (from 1) a [`Scalar::Referred`] goes through.
 const HOP: &str = "chakra_hop_";
 
+/// The alias of hop `i` (from 0).
+fn hop_alias(i: usize) -> Ident {
+    Ident::from(format!("{HOP}{}", i + 1))
+}
+
 /// What [`SqlWriter::selection`] selects.
 #[derive(Clone, Copy, PartialEq)]
 enum Selected {
@@ -403,19 +408,35 @@ impl SqlWriter<'_> {
             Scalar::Operand(operand) => self.operand(operand),
             // The related table under an alias of its own, so that `table` names the
             // outer row even when both are one table (a tree's children).
-            Scalar::Related { aggregate, table: related, key, outer_table, outer } => {
+            Scalar::Related { aggregate, outer_table, hops } => {
+                let related = Ident::Borrowed(RELATED);
                 self.push("(SELECT ");
                 self.aggregate_call(aggregate);
                 self.push(" FROM ");
-                self.ident(related);
-                self.push(" AS ");
-                self.ident(RELATED);
-                self.push(" WHERE ");
-                self.qualified(&Ident::Borrowed(RELATED), key);
-                self.push(" = ");
-                self.qualified(outer_table, outer);
+                match hops.as_slice() {
+                    [hop] => {
+                        self.ident(&hop.table);
+                        self.push(" AS ");
+                        self.ident(&related);
+                        self.push(" WHERE ");
+                        self.qualified(&related, &hop.key);
+                        self.push(" = ");
+                        self.qualified(outer_table, &hop.via);
+                    }
+                    // The last table's rows, one per chain of joined rows leading to it,
+                    // as a derived table of its columns alone: the filter and the
+                    // aggregate then name them as they would with one hop.
+                    _ => {
+                        self.push("(SELECT ");
+                        self.ident(&related);
+                        self.push(".* ");
+                        self.hops(outer_table, hops, &related);
+                        self.push(") AS ");
+                        self.ident(&related);
+                    }
+                }
                 if let Some(condition) = &aggregate.filter {
-                    self.push(" AND ");
+                    self.push(if hops.len() == 1 { " AND " } else { " WHERE " });
                     self.expr(condition);
                 }
                 self.push(")");
@@ -429,28 +450,37 @@ impl SqlWriter<'_> {
             // One subquery joining the hops, each table under an alias of its own (the
             // outer row's table may recur along the way).
             Scalar::Referred { outer_table, hops, column } => {
-                let hop = |i: usize| Ident::from(format!("{HOP}{}", i + 1));
+                let last = hop_alias(hops.len() - 1);
                 self.push("(SELECT ");
-                self.qualified(&hop(hops.len() - 1), column);
-                for (i, step) in hops.iter().enumerate() {
-                    self.push(if i == 0 { " FROM " } else { " JOIN " });
-                    self.ident(&step.table);
-                    self.push(" AS ");
-                    self.ident(&hop(i));
-                    if i > 0 {
-                        self.push(" ON ");
-                        self.qualified(&hop(i), &step.key);
-                        self.push(" = ");
-                        self.qualified(&hop(i - 1), &step.via);
-                    }
-                }
-                self.push(" WHERE ");
-                self.qualified(&hop(0), &hops[0].key);
-                self.push(" = ");
-                self.qualified(outer_table, &hops[0].via);
+                self.qualified(&last, column);
+                self.push(" ");
+                self.hops(outer_table, hops, &last);
                 self.push(")");
             }
         }
+    }
+
+    /// `FROM` the hops' tables joined in turn, each under an alias of its own (the outer
+    /// row's table may recur along the way), the last under `last`, `WHERE` the first
+    /// holds the outer row's column.
+    fn hops(&mut self, outer_table: &Ident, hops: &[Hop], last: &Ident) {
+        let alias = |i: usize| if i + 1 == hops.len() { last.clone() } else { hop_alias(i) };
+        for (i, step) in hops.iter().enumerate() {
+            self.push(if i == 0 { "FROM " } else { " JOIN " });
+            self.ident(&step.table);
+            self.push(" AS ");
+            self.ident(&alias(i));
+            if i > 0 {
+                self.push(" ON ");
+                self.qualified(&alias(i), &step.key);
+                self.push(" = ");
+                self.qualified(&alias(i - 1), &step.via);
+            }
+        }
+        self.push(" WHERE ");
+        self.qualified(&alias(0), &hops[0].key);
+        self.push(" = ");
+        self.qualified(outer_table, &hops[0].via);
     }
 
     /// A part of a date or time column: its date or time as that type, the others as
@@ -708,10 +738,8 @@ mod tests {
                 "books",
                 Scalar::Related {
                     aggregate: books,
-                    table: col("books"),
-                    key: col("author_id"),
                     outer_table: col("authors"),
-                    outer: col("id"),
+                    hops: vec![Hop { via: col("id"), table: col("books"), key: col("author_id") }],
                 },
             ),
             annotation(
@@ -827,6 +855,33 @@ mod tests {
         s.annotation_filter = Some(eq("n", 1));
         let sql = select(&Postgres, &s).sql;
         assert!(sql.contains(r#"FROM (SELECT "id", "author_id", "id" AS "n" FROM "books") AS "books""#), "{sql}");
+    }
+
+    #[test]
+    fn an_aggregate_across_two_relations_counts_the_last_ones_rows_once_per_chain() {
+        // Each author's reviews of their books rated 4 or more.
+        let mut reviews = Aggregate::count_rows();
+        reviews.filter = Some(Box::new(Expr::Compare {
+            column: col("rating"),
+            op: CompareOp::Gte,
+            value: Value::from(4_i64).into(),
+        }));
+        let hops = vec![
+            Hop { via: col("id"), table: col("books"), key: col("author_id") },
+            Hop { via: col("id"), table: col("reviews"), key: col("book_id") },
+        ];
+        let mut s = Select::new("authors", ["id"]);
+        s.annotations = vec![Annotation {
+            alias: col("n"),
+            value: Scalar::Related { aggregate: reviews, outer_table: col("authors"), hops },
+        }];
+        let rows = r#"SELECT "related".* FROM "books" AS "chakra_hop_1" JOIN "reviews" AS "related" ON "related"."book_id" = "chakra_hop_1"."id" WHERE "chakra_hop_1"."author_id" = "authors"."id""#;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(
+                r#"SELECT "id", (SELECT count(*) FROM ({rows}) AS "related" WHERE "rating" >= $1) AS "n" FROM "authors""#
+            )
+        );
     }
 
     #[test]

@@ -389,10 +389,11 @@ impl Query {
         Ok(self.derive(py, select))
     }
 
-    /// Adds `specs`: `(alias, value)` pairs, the value an `F` tree, or `(function,
-    /// relation schema, key field, outer field, field or "*", distinct, filter)` for an
-    /// aggregate of a relation's rows, `filter` a `Q` tree on the related model. An
-    /// average of a non-`Numeric` field reads as a float.
+    /// Adds `specs`: `(alias, value)` pairs, the value an `F` tree, `("related", hops,
+    /// function, field or "*", distinct, filter)` for an aggregate of the rows a chain of
+    /// relations leads to (each hop `(key field, schema, field there)`, `filter` a `Q`
+    /// tree on the last model), or `("referred", hops, field)`. An average of a
+    /// non-`Numeric` field reads as a float.
     fn annotate(&self, py: Python<'_>, specs: Vec<(String, Bound<'_, PyAny>)>) -> PyResult<Query> {
         let schema = self.schema.get();
         let mut select = self.select.clone();
@@ -415,7 +416,7 @@ impl Query {
                 ));
             }
             let value = match spec.cast::<PyTuple>() {
-                Ok(t) if t.len() == 7 && t.get_item(1)?.is_instance_of::<Schema>() => {
+                Ok(t) if t.len() == 6 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "related") => {
                     related_annotation(py, schema, &alias, t)?
                 }
                 Ok(t) if t.len() == 3 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "referred") => {
@@ -985,22 +986,19 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
     })
 }
 
-/// `(function, relation schema, key field, outer field, field or "*", distinct, filter)`
-/// as an aggregate of the related rows (see [`Query::annotate`]).
+/// `("related", hops, function, field or "*", distinct, filter)`: an aggregate of the rows
+/// the hops lead to from a row of `schema` (see [`Query::annotate`]), its field and filter
+/// the last schema's.
 fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound<'_, PyTuple>) -> PyResult<Scalar> {
-    let function: String = spec.get_item(0)?.extract()?;
-    let related = spec.get_item(1)?.cast_into::<Schema>()?;
-    let related = related.get();
-    let (key, outer): (String, String) = (spec.get_item(2)?.extract()?, spec.get_item(3)?.extract()?);
-    let (field, distinct): (String, bool) = (spec.get_item(4)?.extract()?, spec.get_item(5)?.extract()?);
-    let filter: Option<Py<PyTuple>> = spec.get_item(6)?.extract()?;
+    let path: Vec<HopSpec<'_>> = spec.get_item(1)?.extract()?;
+    let function: String = spec.get_item(2)?.extract()?;
+    let (field, distinct): (String, bool) = (spec.get_item(3)?.extract()?, spec.get_item(4)?.extract()?);
+    let filter: Option<Py<PyTuple>> = spec.get_item(5)?.extract()?;
+    let (hops, related) = hops_of(py, schema, alias, &path)?;
     let aggregate_spec = (alias.to_owned(), function, field, distinct, filter);
     let (mut aggregates, floats) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
     let aggregate = aggregates.pop().expect("one aggregate per spec");
-    let key = related.fields[field_index(py, related, &key)?].column.clone();
-    let outer = schema.fields[field_index(py, schema, &outer)?].column.clone();
-    let (table, outer_table) = (related.table.to_string().into(), schema.table.to_string().into());
-    let related = Scalar::Related { aggregate, table, key, outer_table, outer };
+    let related = Scalar::Related { aggregate, outer_table: schema.table.to_string().into(), hops };
     Ok(if floats.is_empty() { related } else { Scalar::Float(Box::new(related)) })
 }
 
@@ -1123,9 +1121,21 @@ fn referred_value(
     path: Vec<HopSpec<'_>>,
     field: &str,
 ) -> PyResult<Scalar> {
+    let (hops, to) = hops_of(py, schema, name, &path)?;
+    let column = to.fields[field_index(py, to, field)?].column.clone();
+    Ok(Scalar::Referred { outer_table: schema.table.to_string().into(), hops, column })
+}
+
+/// The hops `path` takes from a row of `schema` (at least one), and the schema it ends at.
+fn hops_of<'a>(
+    py: Python<'_>,
+    schema: &'a Schema,
+    name: &str,
+    path: &'a [HopSpec<'_>],
+) -> PyResult<(Vec<Hop>, &'a Schema)> {
     let mut hops = Vec::with_capacity(path.len());
     let mut from = schema;
-    for (via, to, key) in &path {
+    for (via, to, key) in path {
         let to = to.get();
         hops.push(Hop {
             via: from.fields[field_index(py, from, via)?].column.clone(),
@@ -1137,8 +1147,7 @@ fn referred_value(
     if hops.is_empty() {
         return Err(field_error(py, format!("`{name}` goes through no relation")));
     }
-    let column = from.fields[field_index(py, from, field)?].column.clone();
-    Ok(Scalar::Referred { outer_table: schema.table.to_string().into(), hops, column })
+    Ok((hops, from))
 }
 
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its

@@ -252,28 +252,36 @@ def _across(
 
 
 def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
-    """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))`` on
-    ``model``: the aggregate of one relation's rows as the core's annotation spec, its
-    filter's lookups relative to the related model."""
-    name, _, field = agg.field.partition("__")
-    relation = model._meta.relations.get(name)
-    if relation is None or "__" in field:
+    """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))``,
+    ``Count("books__reviews")`` on ``model``: the aggregate of the rows a chain of
+    relations leads to, as the core's annotation spec, its filter's lookups relative to
+    the last related model (each of its rows counts once per chain reaching it, as in
+    Django's join)."""
+    names = agg.field.split("__")
+    hops: list[tuple[str, _core.Schema, str]] = []
+    current = model
+    while names and names[0] in current._meta.relations:
+        relation = current._meta.relations[names.pop(0)]
+        if relation.many:
+            hops.append((relation.source_key, relation.target._meta.require_schema(), relation.field.name))
+        else:
+            hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
+        current = relation.target
+    if not hops or len(names) > 1:
         known = ", ".join(model._meta.relations) or "none"
         raise chakra_errors.FieldError(
-            f"`{alias}`: annotate() aggregates the rows of one relation of {model.__name__}, as "
-            f'Count("relation") or Sum("relation__field"); got {agg.field!r} (relations: {known})'
+            f"`{alias}`: annotate() aggregates the rows relations lead to, as Count(\"relation\"), "
+            f'Sum("relation__field") or Count("relation__relation"); got {agg.field!r} '
+            f"(relations of {model.__name__}: {known})"
         )
-    target = relation.target
-    pk = target._meta.pk
+    pk = current._meta.pk
     assert pk is not None, "relations join concrete models"
-    if relation.many:
-        key, outer = relation.field.name, relation.source_key
-    else:
-        key, outer = relation.target_key, relation.field.name
+    path = "__".join(agg.field.split("__")[: len(hops)])
     condition = None
     if agg.filter is not None:
-        condition = _relative(agg.filter, name, alias)._tree(target)
-    return (agg.function, target._meta.require_schema(), key, outer, field or pk.name, agg.distinct, condition)
+        condition = _relative(agg.filter, path, alias)._tree(current)
+    field = names[0] if names else pk.name
+    return ("related", hops, agg.function, field, agg.distinct, condition)
 
 
 def _relative(q: Q, relation: str, alias: str) -> Q:
@@ -398,6 +406,11 @@ class QuerySet(Generic[M]):
                 pages=Sum("books__pages"),
             ).filter(n__gt=1).order_by("-n")
             authors[0].n
+
+        The path may go on through further relations, forward or reverse
+        (``Count("books__reviews")``, ``Sum("books__reviews__stars")``): each row at its
+        end counts once per chain of rows reaching it, as with Django's joins, and the
+        filter names that last model's fields (``books__reviews__stars__gte=4``).
 
         A positional aggregate is named ``relation__function`` (``books__count``).
         ``filter``, ``exclude``, ``order_by``, ``values`` and ``values_list`` then take the
