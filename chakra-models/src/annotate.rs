@@ -11,7 +11,7 @@ use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
-use crate::ast::{Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar};
+use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar};
 use crate::column::{agg, Column, Matches};
 use crate::model::Model;
 use crate::query::{DecodedStream, Query};
@@ -48,9 +48,64 @@ impl<V> agg::Of<V> {
         key: Column<N, F>,
         outer: Column<M, K>,
     ) -> RowValue<M, V> {
+        self.through(key, outer).value()
+    }
+
+    /// The first step of an aggregate across a chain of relations: the rows of `N` whose
+    /// `key` holds the `outer` column of each row of `B`, which a further step leads to
+    /// from the rows the value is for. Each author's reviews, through their books:
+    /// `agg::count().through(Review::book_id(), Book::id()).related(Book::author_id(),
+    /// Author::id())` (Django's `Count("books__reviews")`). Each row of `N` counts once
+    /// per chain of rows that reaches it, as a join would count it; the aggregate's
+    /// [`filter`](agg::Of::filter) and column are `N`'s.
+    pub fn through<N: Model, F: Matches<K>, B: Model, K>(
+        self,
+        key: Column<N, F>,
+        outer: Column<B, K>,
+    ) -> Through<B, V> {
         let hop = Hop { via: outer.name().into(), table: N::TABLE.into(), key: key.name().into() };
-        let scalar = Scalar::Related { aggregate: self.0, outer_table: M::TABLE.into(), hops: vec![hop] };
-        RowValue::new(scalar)
+        Through { aggregate: self.0, hops: vec![hop], _types: PhantomData }
+    }
+}
+
+/// An aggregate of rows that relations lead to from each row of `B`, waiting for the
+/// step that leads to `B`'s rows: see [`agg::Of::through`].
+pub struct Through<B, V> {
+    aggregate: Aggregate,
+    /// From a row of `B` on (the first hop's `via` is `B`'s column).
+    hops: Vec<Hop>,
+    _types: PhantomData<fn() -> (B, V)>,
+}
+
+impl<B: Model, V> Through<B, V> {
+    /// A further step: the rows of `B` whose `key` holds the `outer` column of each row
+    /// of `C`.
+    pub fn through<F: Matches<K>, C: Model, K>(mut self, key: Column<B, F>, outer: Column<C, K>) -> Through<C, V> {
+        self.hops.insert(0, Hop { via: outer.name().into(), table: B::TABLE.into(), key: key.name().into() });
+        Through { aggregate: self.aggregate, hops: self.hops, _types: PhantomData }
+    }
+
+    /// The last step: the rows of `B` whose `key` holds each `M` row's `outer` column,
+    /// giving the aggregate's value for each row of `M`.
+    pub fn related<F: Matches<K>, M: Model, K>(self, key: Column<B, F>, outer: Column<M, K>) -> RowValue<M, V> {
+        self.through(key, outer).value()
+    }
+
+    /// The aggregate's value for each row of `B`.
+    fn value(self) -> RowValue<B, V> {
+        RowValue::new(Scalar::Related { aggregate: self.aggregate, outer_table: B::TABLE.into(), hops: self.hops })
+    }
+}
+
+impl<B, V> Clone for Through<B, V> {
+    fn clone(&self) -> Self {
+        Through { aggregate: self.aggregate.clone(), hops: self.hops.clone(), _types: PhantomData }
+    }
+}
+
+impl<B, V> std::fmt::Debug for Through<B, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Through").field("aggregate", &self.aggregate).field("hops", &self.hops).finish()
     }
 }
 

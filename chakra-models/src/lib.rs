@@ -17,7 +17,7 @@ mod query;
 mod related;
 pub mod wire;
 
-pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Timestamp};
+pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
 pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Expr, Hop, Join, LockStrength, LockWait,
     Operand, Order, RowLock, Scalar,

@@ -244,6 +244,54 @@ async fn annotations_compute_values_from_each_rows_related_rows() {
     cleanup(schema).await;
 }
 
+#[derive(Model, Debug, Clone, PartialEq)]
+#[chakra(table = "rel_reviews")]
+pub struct Review {
+    #[chakra(primary_key)]
+    pub id: i64,
+    #[chakra(references = "rel_books.id")]
+    pub book_id: i64,
+    pub stars: i32,
+}
+
+/// An aggregate across two relations: each author's reviews, through their books; each
+/// review counted once per chain reaching it.
+#[tokio::test]
+async fn annotations_aggregate_rows_across_a_chain_of_relations() {
+    use chakra::models::agg;
+    let (pool, schema, statements) = library().await;
+    Review::create_table(&pool).await.unwrap();
+    let books = Book::query().order_by(Book::title().asc()).all(&pool).await.unwrap();
+    let (anonymous, engines, notes) = (books[0].id, books[1].id, books[2].id);
+    let review = |book_id, stars| Review { id: 0, book_id, stars };
+    let reviews = vec![review(notes, 5), review(notes, 2), review(engines, 4), review(anonymous, 1)];
+    Review::insert_all(&pool, reviews).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+
+    let of_author = |aggregate: agg::Of<_>| aggregate.through(Review::book_id(), Book::id());
+    let reviews = of_author(agg::count()).related(Book::author_id(), Author::id());
+    let stars =
+        agg::sum(Review::stars()).through(Review::book_id(), Book::id()).related(Book::author_id(), Author::id());
+    let good = of_author(agg::count().filter(Review::stars().gte(4))).related(Book::author_id(), Author::id());
+    let annotated = Author::query().order_by(Author::name().asc()).annotate((reviews.clone(), stars, good));
+    let rows: Vec<_> = annotated.all(&pool).await.unwrap().into_iter().map(|(a, v)| (a.name, v)).collect();
+    assert_eq!(rows, [("Ada".to_string(), (3, Some(11), 2)), ("Bob".to_string(), (0, None, 0))]);
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one statement");
+    assert_eq!(Author::query().filter(reviews.gt(2)).count(&pool).await.unwrap(), 1, "Ada");
+
+    // Forward, then back: for each review, how many reviews its author's books have.
+    let by_author = agg::count()
+        .through(Review::book_id(), Book::id())
+        .through(Book::author_id(), Author::id())
+        .through(Author::id(), Book::author_id())
+        .related(Book::id(), Review::book_id());
+    let rows = Review::query().order_by(Review::stars().asc()).annotate(by_author).all(&pool).await.unwrap();
+    let rows: Vec<(i32, i64)> = rows.into_iter().map(|(r, n)| (r.stars, n)).collect();
+    assert_eq!(rows, [(1, 0), (2, 3), (4, 3), (5, 3)], "the anonymous book's review reaches no author");
+    Review::drop_table(&pool).await.unwrap();
+    cleanup(schema).await;
+}
+
 /// Each row with the row it refers to, in the rows' own statement: `None` for a NULL key,
 /// the rows picked, ordered, sliced and locked as without the join.
 #[tokio::test]
