@@ -252,6 +252,13 @@ impl PoolBuilder {
         self.set(|c| c.pool.max_lifetime = d)
     }
 
+    /// The time zone connections open with (see
+    /// [`DatabaseConfig::time_zone`](chakra_service::DatabaseConfig::time_zone)).
+    pub fn time_zone(self, zone: &str) -> Self {
+        let zone = zone.to_owned();
+        self.set(|c| c.database.time_zone = Some(zone))
+    }
+
     /// Per-statement deadline; zero turns it off.
     pub fn query_timeout(self, d: Duration) -> Self {
         self.set(|c| c.query.timeout = d)

@@ -467,7 +467,7 @@ pub enum Scalar {
     Referred { outer_table: Ident, hops: Vec<Hop>, column: Ident },
     /// A part of a date, time or timestamp column (its year, its date, …): Django's
     /// transforms (`created__year=2024`). A timestamp with time zone's parts are read in
-    /// the connection's time zone (PostgreSQL's `TimeZone`).
+    /// the connection's time zone (PostgreSQL's `TimeZone`: `database.time_zone`).
     Part { part: DatePart, column: Ident },
 }
 

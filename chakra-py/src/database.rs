@@ -247,12 +247,19 @@ fn apply_option(config: &mut Config, name: &str, value: &Bound<'_, PyAny>) -> ch
         "statement_cache_capacity" => {
             config.database.statement_cache_capacity = count("database.statement_cache_capacity", value)?
         }
+        "time_zone" => {
+            let zone = value.cast::<PyString>().map_err(|_| {
+                Error::config("database.time_zone", "expected a time zone's name, such as \"UTC\" or \"Europe/Paris\"")
+            })?;
+            config.database.time_zone =
+                Some(zone.to_str().map_err(|e| Error::config("database.time_zone", e))?.to_owned())
+        }
         other => {
             return Err(Error::config(
                 other,
                 "unknown database option (options: min_connections, max_connections, acquire_timeout, \
                  idle_timeout, max_lifetime, query_timeout, connect_timeout, retry_attempts, statement_cache, \
-                 statement_cache_capacity)",
+                 statement_cache_capacity, time_zone)",
             ))
         }
     }

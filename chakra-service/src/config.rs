@@ -4,6 +4,7 @@
 //! ```toml
 //! [database]
 //! url = "postgresql://localhost/app"
+//! time_zone = "UTC"
 //! [pool]
 //! min_connections = 5
 //! max_connections = 20
@@ -54,6 +55,12 @@ pub struct DatabaseConfig {
     /// Deadline for opening a new connection (default 10 s).
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// The time zone every connection opens with (PostgreSQL's `TimeZone`, such as
+    /// `"UTC"` or `"Europe/Paris"`; Django's `TIME_ZONE`): the one the date parts of a
+    /// `timestamptz` (`created__year`, `Column::year()`) and `now()::date` are read in.
+    /// Unset, the server's default. Timestamps with a time zone decode to the same
+    /// instant either way.
+    pub time_zone: Option<String>,
 }
 
 impl Default for DatabaseConfig {
@@ -63,6 +70,7 @@ impl Default for DatabaseConfig {
             statement_cache: true,
             statement_cache_capacity: 100,
             connect_timeout: Duration::from_secs(10),
+            time_zone: None,
         }
     }
 }
@@ -156,6 +164,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("CHAKRA_DATABASE_STATEMENT_CACHE", "database.statement_cache"),
     ("CHAKRA_DATABASE_STATEMENT_CACHE_CAPACITY", "database.statement_cache_capacity"),
     ("CHAKRA_DATABASE_CONNECT_TIMEOUT", "database.connect_timeout"),
+    ("CHAKRA_DATABASE_TIME_ZONE", "database.time_zone"),
     ("CHAKRA_POOL_MIN_CONNECTIONS", "pool.min_connections"),
     ("CHAKRA_POOL_MAX_CONNECTIONS", "pool.max_connections"),
     ("CHAKRA_POOL_ACQUIRE_TIMEOUT", "pool.acquire_timeout"),
@@ -231,6 +240,7 @@ impl Config {
                 }
                 "database.statement_cache_capacity" => self.database.statement_cache_capacity = number(&raw)?,
                 "database.connect_timeout" => self.database.connect_timeout = time(&raw)?,
+                "database.time_zone" => self.database.time_zone = Some(raw),
                 "pool.min_connections" => self.pool.min_connections = number(&raw)?,
                 "pool.max_connections" => self.pool.max_connections = number(&raw)?,
                 "pool.acquire_timeout" => self.pool.acquire_timeout = time(&raw)?,
@@ -271,6 +281,9 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return Err(Error::config("retry.max_attempts", "must be at least 1 (1 means no retries)"));
         }
+        if let Some(zone) = &self.database.time_zone {
+            check_time_zone(zone)?;
+        }
         if let Some(url) = &self.database.url {
             parse_url(url)?;
         }
@@ -298,6 +311,16 @@ impl Config {
         if pg.get_application_name().is_none() {
             pg.application_name("chakra");
         }
+        if let Some(zone) = &self.database.time_zone {
+            // A startup option: set as the connection opens, at no extra round trip, and
+            // never undone by a `RESET ALL`.
+            check_time_zone(zone)?;
+            let options = match pg.get_options() {
+                Some(options) => format!("{options} -c TimeZone={zone}"),
+                None => format!("-c TimeZone={zone}"),
+            };
+            pg.options(&options);
+        }
         pg.connect_timeout(self.database.connect_timeout);
         Ok(ConnectSettings {
             pg,
@@ -305,6 +328,20 @@ impl Config {
             retry_with_tls,
             statement_cache_capacity: self.database.statement_cache_capacity,
         })
+    }
+}
+
+/// A time zone's name as PostgreSQL's startup options can carry it; whether the server
+/// knows it is for the server to say, as the connection opens.
+fn check_time_zone(zone: &str) -> Result<()> {
+    let bad = zone.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '\\' | '\'' | '"'));
+    match (zone.is_empty(), bad) {
+        (true, _) => Err(Error::config("database.time_zone", "is empty (leave it out for the server's default)")),
+        (_, Some(c)) => Err(Error::config(
+            "database.time_zone",
+            format!("`{zone}` is not a time zone name (it holds {c:?}): use one such as \"UTC\" or \"Europe/Paris\""),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -402,6 +439,27 @@ mod tests {
         let e = Config::from_toml("[database]\nstatement_cache_capacity = 0\n").unwrap_err();
         assert_eq!(e.key(), Some("database.statement_cache_capacity"));
         assert!(e.to_string().contains("statement_cache = false"), "{e}");
+    }
+
+    #[test]
+    fn a_time_zone_is_a_startup_option() {
+        let c = Config::from_toml(
+            "[database]\nurl = \"postgresql://db/app?options=-c%20work_mem%3D8MB\"\ntime_zone = \"Europe/Paris\"\n",
+        );
+        let pg = c.unwrap().pg_config().unwrap();
+        assert_eq!(pg.get_options(), Some("-c work_mem=8MB -c TimeZone=Europe/Paris"), "added to the URL's");
+        let pg = Config {
+            database: DatabaseConfig { time_zone: None, ..Config::from_url("postgresql://db/app").database },
+            ..Config::default()
+        };
+        assert_eq!(pg.pg_config().unwrap().get_options(), None, "unset: the server's default");
+        for bad in ["", "Europe/ Paris", "UTC\\", "x'y"] {
+            let e = Config::from_toml(&format!("[database]\ntime_zone = {bad:?}\n")).unwrap_err();
+            assert_eq!(e.key(), Some("database.time_zone"), "{bad:?}: {e}");
+        }
+        let mut c = Config::default();
+        c.apply_env(|v| (v == "CHAKRA_DATABASE_TIME_ZONE").then(|| "Asia/Tokyo".to_owned())).unwrap();
+        assert_eq!(c.database.time_zone.as_deref(), Some("Asia/Tokyo"));
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl ConnectionPool {
     pub async fn connect_direct(config: &Config) -> Result<(Conn, ServerInfo)> {
         let settings = config.connect_settings()?;
         let server = ServerInfo::from_config(&settings.pg);
-        let pg = PgConnection::connect(&settings).await.map_err(Error::from)?;
+        let pg = PgConnection::connect(&settings).await.map_err(|e| connect_error(e, config))?;
         Ok((Conn::new(Client::Direct(Box::new(pg)), config.database.statement_cache), server))
     }
 
@@ -172,6 +172,21 @@ fn publish(pool: &Pool) {
     metrics::gauge!(telemetry::POOL_WAITING).set(s.waiting as f64);
 }
 
+/// A failure to open a connection; the server turning down `database.time_zone` names
+/// that key.
+fn connect_error(e: tokio_postgres::Error, config: &Config) -> Error {
+    let refused_zone = e.as_db_error().filter(|db| {
+        *db.code() == tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE && db.message().contains("\"TimeZone\"")
+    });
+    match (refused_zone, &config.database.time_zone) {
+        (Some(db), Some(zone)) => {
+            let message = format!("the server does not know the time zone `{zone}` ({})", db.message());
+            Error::config("database.time_zone", message).with_source(e)
+        }
+        _ => Error::from(e),
+    }
+}
+
 fn pool_error(e: PoolError, config: &Config) -> Error {
     match e {
         PoolError::Timeout(TimeoutType::Wait) => Error::new(
@@ -185,7 +200,7 @@ fn pool_error(e: PoolError, config: &Config) -> Error {
             ErrorKind::Connection,
             format!("could not connect within database.connect_timeout ({:?})", config.database.connect_timeout),
         ),
-        PoolError::Backend(e) => Error::from(e),
+        PoolError::Backend(e) => connect_error(e, config),
         PoolError::Closed => Error::new(ErrorKind::Usage, "the pool is closed"),
         other => Error::new(ErrorKind::Connection, other.to_string()),
     }

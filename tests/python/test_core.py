@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 import chakra
-from conftest import DATABASE_URL, backend_pids_in_transaction, settled
+from conftest import DATABASE_URL, backend_pids_in_transaction, recreate, settled
 
 
 async def test_raw_queries_return_rows_as_mappings() -> None:
@@ -185,6 +185,33 @@ def test_bad_configuration_names_the_key() -> None:
     assert info.value.key == "pool.max_lifetime"
     db = chakra.Database(DATABASE_URL, acquire_timeout=1.5, idle_timeout="10m", max_lifetime="1h", max_connections=3)
     assert db.status()["max_size"] == 3
+
+
+class Stamp(chakra.Model):
+    __tablename__ = "core_stamps"
+    id = chakra.Field(chakra.Integer, primary_key=True)
+    at = chakra.Field(chakra.DateTime(timezone=True))
+
+
+async def test_a_time_zone_reads_the_parts_of_instants_in_it() -> None:
+    recreate(Stamp)
+    instant = dt.datetime(2001, 9, 9, 1, 46, 40, tzinfo=dt.timezone.utc)
+    await Stamp.objects.create(at=instant)
+    tokyo = chakra.Database(DATABASE_URL, time_zone="Asia/Tokyo")
+    assert await tokyo.fetchval("SHOW TimeZone") == "Asia/Tokyo"
+    # 01:46:40 UTC is 10:46:40 in Tokyo, the same day.
+    assert await Stamp.objects.using(tokyo).filter(at__hour=10).count() == 1
+    assert await Stamp.objects.using(tokyo).filter(at__hour=1).count() == 0
+    assert (await Stamp.objects.using(tokyo).get()).at == instant, "the same instant, whatever the zone"
+    with pytest.raises(chakra.ConfigError) as info:
+        chakra.Database(DATABASE_URL, time_zone=9)
+    assert info.value.key == "database.time_zone"
+    with pytest.raises(chakra.ConfigError, match="not a time zone name") as info:
+        chakra.Database(DATABASE_URL, time_zone="Asia/ Tokyo")
+    mars = chakra.Database(DATABASE_URL, time_zone="Mars/Olympus")
+    with pytest.raises(chakra.ConfigError, match="the server does not know the time zone `Mars/Olympus`") as info:
+        await mars.fetchval("SELECT 1")
+    assert info.value.key == "database.time_zone"
 
 
 async def test_a_connection_past_max_lifetime_is_replaced() -> None:

@@ -14,7 +14,10 @@ Pool options: ``min_connections``, ``max_connections``, ``acquire_timeout``,
 ``idle_timeout``, ``max_lifetime`` (connections older are replaced; default 30 minutes,
 ``0`` keeps them), ``query_timeout``, ``connect_timeout`` (seconds, a ``timedelta`` or
 text such as ``"30s"``), ``retry_attempts``, ``statement_cache``,
-``statement_cache_capacity`` (prepared statements kept per connection, default 100).
+``statement_cache_capacity`` (prepared statements kept per connection, default 100),
+``time_zone`` (the zone connections open with, such as ``"UTC"``, as Django's
+``TIME_ZONE``: the one ``created__hour`` and the other date parts of a timestamp with a
+time zone are read in; the server's default if unset).
 """
 
 from __future__ import annotations

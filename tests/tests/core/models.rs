@@ -745,6 +745,34 @@ pub(crate) mod every_type {
         cleanup(schema).await;
     }
 
+    /// `database.time_zone`: the parts of an instant are read in it; a zone the server
+    /// does not know is a configuration error naming the key, before any statement.
+    #[tokio::test]
+    async fn a_time_zone_reads_the_parts_of_instants_in_it() {
+        let (pool, schema) = db_with(|builder| builder.time_zone("Asia/Tokyo")).await;
+        pool.execute(TABLE, vec![]).await.unwrap();
+        sample().insert(&pool).await.unwrap();
+        let zone = pool.query_one("SHOW TimeZone", vec![]).await.unwrap().get::<_, String>(0);
+        assert_eq!(zone, "Asia/Tokyo");
+        // 2001-09-09 01:46:40 UTC is 10:46:40 in Tokyo.
+        let at = |hour: i64| EveryType::query().filter(EveryType::instant().hour().eq(hour));
+        assert_eq!((at(10).count(&pool).await.unwrap(), at(1).count(&pool).await.unwrap()), (1, 0));
+        let row = EveryType::query().first(&pool).await.unwrap().unwrap();
+        assert_eq!(row.instant, sample().instant, "the same instant, whatever the zone");
+        cleanup(schema).await;
+
+        let url = chakra_tests::database_url();
+        for min_connections in [1, 0] {
+            let built = Pool::builder().url(&url).time_zone("Mars/Olympus").min_connections(min_connections).build();
+            let err = match built.await {
+                Ok(pool) => pool.query_one("SELECT 1", vec![]).await.unwrap_err(),
+                Err(err) => err,
+            };
+            assert_eq!((err.kind(), err.key()), (ErrorKind::Config, Some("database.time_zone")), "{err}");
+            assert!(err.message().contains("the server does not know the time zone `Mars/Olympus`"), "{err}");
+        }
+    }
+
     #[tokio::test]
     async fn every_supported_type_round_trips_through_a_model() {
         let (pool, schema) = db().await;
