@@ -164,16 +164,8 @@ pub fn resolve_part(
     lookup: &str,
     value: Value,
 ) -> Result<Expr> {
-    let field = field(fields, table, field_name)?;
+    let scalar = part_of(fields, table, field_name, part)?;
     let key = format!("{field_name}__{}", part.name());
-    if !part.applies_to(&field.sql_type) {
-        return Err(Error::field(format!(
-            "`{key}`: `{field_name}` is a `{}` column, which has no {} (parts: {})",
-            field.sql_type,
-            part.name(),
-            parts_of(&field.sql_type)
-        )));
-    }
     let expected = match part {
         DatePart::Date => "a date",
         DatePart::Time => "a time",
@@ -191,11 +183,7 @@ pub fn resolve_part(
         }
     };
     let compare = |op, value| -> Result<Expr> {
-        Ok(Expr::ScalarCompare {
-            scalar: Box::new(Scalar::Part { part, column: field.column.clone() }),
-            op,
-            value: check(value)?,
-        })
+        Ok(Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value: check(value)? })
     };
     Ok(match (comparison(lookup), lookup, value) {
         (Some(op), _, value) => compare(op, value)?,
@@ -216,6 +204,31 @@ pub fn resolve_part(
     })
 }
 
+/// Part `part` of field `field_name`, if its type has that part.
+fn part_of(fields: &[FieldInfo], table: &str, field_name: &str, part: DatePart) -> Result<Scalar> {
+    let field = field(fields, table, field_name)?;
+    if !part.applies_to(&field.sql_type) {
+        return Err(Error::field(format!(
+            "`{field_name}__{}`: `{field_name}` is a `{}` column, which has no {} (parts: {})",
+            part.name(),
+            field.sql_type,
+            part.name(),
+            parts_of(&field.sql_type)
+        )));
+    }
+    Ok(Scalar::Part { part, column: field.column.clone() })
+}
+
+/// The value a field or a part of one names (`"created"`, `"created__year"`): to sort
+/// by, or to read (`values("created__year")`).
+pub fn value(fields: &[FieldInfo], table: &str, name: &str) -> Result<Scalar> {
+    match (field(fields, table, name), split_part(fields, name)) {
+        (Ok(field), _) => Ok(Scalar::Operand(Operand::Column(field.column.clone()))),
+        (Err(_), Some((field_name, part))) => part_of(fields, table, field_name, part),
+        (Err(unknown), None) => Err(unknown),
+    }
+}
+
 /// The parts a column of type `sql_type` has, for messages.
 fn parts_of(sql_type: &str) -> String {
     let names: Vec<&str> = DatePart::ALL.iter().filter(|(_, p)| p.applies_to(sql_type)).map(|(n, _)| *n).collect();
@@ -229,7 +242,10 @@ fn parts_of(sql_type: &str) -> String {
 /// An order term from `"field"` (ascending) or `"-field"` (descending).
 pub fn order(fields: &[FieldInfo], table: &str, spec: &str) -> Result<Order> {
     let (name, descending) = order_spec(spec);
-    Ok(Order::column(field(fields, table, name)?.column.clone(), descending))
+    Ok(match value(fields, table, name)? {
+        Scalar::Operand(Operand::Column(column)) => Order::column(column, descending),
+        part => Order { column: name.to_owned().into(), descending, value: Some(Box::new(part)) },
+    })
 }
 
 /// Splits an order spec: `"-name"` → `("name", true)`, `"name"` or `"+name"` →
@@ -278,6 +294,18 @@ mod tests {
         let date = chakra_service::chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         let on = resolve_part(DATED, "t", "at", DatePart::Date, "exact", Value::Date(date)).unwrap();
         assert_eq!(sql(on), r#"SELECT "id" FROM "t" WHERE CAST("created_at" AS date) = $1"#);
+        // Sorted by a part: the value, under the name that asked for it.
+        let mut select = crate::ast::Select::new("t", ["id"]);
+        select.order = vec![order(DATED, "t", "-at__month").unwrap(), order(DATED, "t", "name").unwrap()];
+        assert_eq!(
+            crate::compile::select(&crate::Postgres, &select).sql.to_string(),
+            r#"SELECT "id" FROM "t" ORDER BY CAST(floor(EXTRACT(MONTH FROM "created_at")) AS int8) DESC, "name" ASC"#
+        );
+        assert!(order(DATED, "t", "day__hour")
+            .unwrap_err()
+            .message()
+            .contains("`day` is a `date` column, which has no hour"));
+        assert!(order(DATED, "t", "at__yeer").unwrap_err().message().contains("unknown field `at__yeer`"));
 
         let err = |field, part, lookup, value| {
             resolve_part(DATED, "t", field, part, lookup, value).unwrap_err().message().to_owned()

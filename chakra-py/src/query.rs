@@ -392,7 +392,8 @@ impl Query {
     /// Adds `specs`: `(alias, value)` pairs, the value an `F` tree, `("related", hops,
     /// function, field or "*", distinct, filter)` for an aggregate of the rows a chain of
     /// relations leads to (each hop `(key field, schema, field there)`, `filter` a `Q`
-    /// tree on the last model), or `("referred", hops, field)`. An average of a
+    /// tree on the last model), `("referred", hops, field)`, or `("value", name)` for a
+    /// part of a date field (`"created__year"`). An average of a
     /// non-`Numeric` field reads as a float.
     fn annotate(&self, py: Python<'_>, specs: Vec<(String, Bound<'_, PyAny>)>) -> PyResult<Query> {
         let schema = self.schema.get();
@@ -418,6 +419,11 @@ impl Query {
             let value = match spec.cast::<PyTuple>() {
                 Ok(t) if t.len() == 6 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "related") => {
                     related_annotation(py, schema, &alias, t)?
+                }
+                Ok(t) if t.len() == 2 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "value") => {
+                    let name: String = t.get_item(1)?.extract()?;
+                    lookup::value(&schema.fields, &schema.table, &name)
+                        .map_err(|e| field_error(py, e.message().to_owned()))?
                 }
                 Ok(t) if t.len() == 3 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "referred") => {
                     referred_value(py, schema, &alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?

@@ -17,6 +17,7 @@ from chakra import (
     BigInteger,
     Boolean,
     Bytes,
+    Count,
     Date,
     DateTime,
     Field,
@@ -155,6 +156,41 @@ async def test_parts_of_dates_and_times_filter_as_djangos_transforms() -> None:
     assert await Everything.objects.exclude(day__year=2024).count() == 1
     # Parts of another row's own: an update by them.
     assert await Everything.objects.filter(day__year=2025).update(integer=1) == 1
+
+
+async def test_parts_of_dates_are_read_sorted_and_grouped_by() -> None:
+    days = [dt.date(2024, 1, 31), dt.date(2024, 3, 1), dt.date(2025, 1, 2), dt.date(2024, 3, 9)]
+    stamps = [dt.datetime(2024, 1, 1, hour, 30) for hour in (9, 17, 9, 23)]
+    await Everything.objects.bulk_create([Everything(day=d, naive=n) for d, n in zip(days, stamps)])
+    by_id = Everything.objects.order_by("id")
+    assert await by_id.values_list("day__year", "day__month", "naive__hour") == [
+        (2024, 1, 9),
+        (2024, 3, 17),
+        (2025, 1, 9),
+        (2024, 3, 23),
+    ]
+    assert await by_id.values_list("naive__date", flat=True) == [dt.date(2024, 1, 1)] * 4
+    assert await by_id.values("naive__time")[:1] == [{"naive__time": dt.time(9, 30)}]
+    # Sorted by a part, then a field (a window picks by the part).
+    newest = Everything.objects.order_by("-day__year", "day__month", "-day")
+    assert await newest.values_list("day", flat=True) == [days[2], days[0], days[3], days[1]]
+    assert await newest[:1].values_list("day", flat=True) == [days[2]]
+    # A row per month, counted: Django's values("day__month").annotate(n=Count("id")).
+    per_month = Everything.objects.values("day__year", "day__month").annotate(n=Count("id"))
+    assert await per_month.order_by("day__year", "day__month") == [
+        {"day__year": 2024, "day__month": 1, "n": 1},
+        {"day__year": 2024, "day__month": 3, "n": 2},
+        {"day__year": 2025, "day__month": 1, "n": 1},
+    ]
+    assert await per_month.filter(n__gt=1) == [{"day__year": 2024, "day__month": 3, "n": 2}]
+    busiest = Everything.objects.values_list("naive__hour").annotate(n=Count("*")).order_by("-n", "naive__hour")
+    assert await busiest == [(9, 2), (17, 1), (23, 1)]
+    with pytest.raises(chakra.FieldError, match="`day__hour`: `day` is a `date` column, which has no hour"):
+        await Everything.objects.values("day__hour")
+    with pytest.raises(chakra.FieldError, match="`day__hour`: `day` is a `date` column, which has no hour"):
+        await Everything.objects.order_by("day__hour")
+    with pytest.raises(chakra.FieldError, match="unknown field `day__yeer`"):
+        await Everything.objects.values("day__yeer")
 
 
 @pytest.mark.parametrize(

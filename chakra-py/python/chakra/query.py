@@ -449,7 +449,8 @@ class QuerySet(Generic[M]):
         """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering.
         A field of the row foreign keys lead to sorts by that row's (``"author__name"``,
         ``"-author__publisher__name"``; rows whose key is NULL sort as NULL: last
-        ascending, first descending)."""
+        ascending, first descending), and a part of a date by that part
+        (``"-created__year"``)."""
         annotations = self._query.annotation_names
         return self._clone(self._query.order_by([_order_spec(self._model, f, annotations) for f in fields]))
 
@@ -1030,8 +1031,9 @@ class Values(Generic[T]):
         method = "values" if shape == "dict" else "values_list"
         qs._refuse_prefetch(method, "leave prefetch_related out, or load instances with all()")
         # Fields across forward relations ("author__name"): each the value of a correlated
-        # subquery, computed per row as an annotation is. A forward relation's own name
-        # ("author") reads its key, under that name, as in Django.
+        # subquery, computed per row as an annotation is; so are parts of dates
+        # ("created__month"). A forward relation's own name ("author") reads its key,
+        # under that name, as in Django.
         taken = qs._query.annotation_names
         relations = qs.model._meta.relations
         computed: list[tuple[str, Any]] = []
@@ -1043,6 +1045,8 @@ class Values(Generic[T]):
                 computed.append((name, ("field", relation.field.name)))
             elif (spec := _referred(qs.model, name, method, "read")) is not None:
                 computed.append((name, ("referred", *spec)))
+            elif "__" in name and name not in qs.model._meta.fields:
+                computed.append((name, ("value", name)))  # a part of a date: "created__year"
         if computed:
             qs = qs._clone(qs._query.annotate(computed))
         self._qs = qs

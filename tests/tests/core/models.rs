@@ -739,6 +739,8 @@ pub(crate) mod every_type {
         assert_eq!(q().filter(EveryType::clock().second().gte(59_i64)).count(&pool).await.unwrap(), 0);
         let parts = q().annotate((EveryType::day().week_day(), EveryType::local().time())).first(&pool).await.unwrap();
         assert_eq!(parts.map(|(_, p)| p), Some((5, row.clock)));
+        let by_hour = EveryType::query().order_by_name("-local__hour").unwrap().order_by_name("day__year").unwrap();
+        assert_eq!(by_hour.all(&pool).await.unwrap(), [row.clone()], "sorted by parts, named at run time");
         let err = EveryType::query().filter_by("clock__year", "exact", 2024_i64.into()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Field);
         assert!(err.message().contains("`clock` is a `time` column, which has no year"), "{err}");
