@@ -11,7 +11,7 @@ use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
-use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar};
+use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar, TruncUnit};
 use crate::column::{agg, Column, Matches};
 use crate::model::Model;
 use crate::query::{DecodedStream, Query};
@@ -158,7 +158,10 @@ impl<N, T> Column<N, T> {
     message = "a column of `{Self}` has no year, month or day",
     note = "calendar parts are those of dates and timestamps (NaiveDate, NaiveDateTime, DateTime<Utc>)"
 )]
-pub trait Calendar {}
+pub trait Calendar {
+    /// Whether the column is a date (cut down to a unit, it stays one), not a timestamp.
+    const DATE: bool = false;
+}
 
 /// Column types with clock parts: times and timestamps.
 #[diagnostic::on_unimplemented(
@@ -180,7 +183,13 @@ macro_rules! temporal {
         impl $trait for Option<$t> {}
     )*};
 }
-temporal!(Calendar: NaiveDate, NaiveDateTime, DateTime<Utc>);
+temporal!(Calendar: NaiveDateTime, DateTime<Utc>);
+impl Calendar for NaiveDate {
+    const DATE: bool = true;
+}
+impl Calendar for Option<NaiveDate> {
+    const DATE: bool = true;
+}
 temporal!(Clock: NaiveTime, NaiveDateTime, DateTime<Utc>);
 temporal!(Timestamp: NaiveDateTime, DateTime<Utc>);
 
@@ -216,6 +225,41 @@ parts!(Clock:
     minute => Minute,
     /// Whole seconds.
     second => Second,
+);
+
+macro_rules! truncations {
+    ($trait:ident: $($(#[$doc:meta])* $name:ident => $unit:ident),* $(,)?) => {
+        impl<M, T: $trait> Column<M, T> {$(
+            $(#[$doc])*
+            pub fn $name(self) -> RowValue<M, T> {
+                let date = <T as Calendar>::DATE;
+                RowValue::new(Scalar::Trunc { unit: TruncUnit::$unit, column: self.name().into(), date })
+            }
+        )*}
+    };
+}
+
+truncations!(Calendar:
+    /// The date or timestamp cut down to the start of its year, of the same type (Django's
+    /// `TruncYear`): to group rows by, as a time series (`Grouped` keys, `annotate`), to
+    /// sort by or to filter by. A `DateTime<Utc>` is cut in the connection's time zone.
+    trunc_year => Year,
+    /// Cut down to the start of its quarter (see [`trunc_year`](Self::trunc_year)).
+    trunc_quarter => Quarter,
+    /// Cut down to the start of its month (see [`trunc_year`](Self::trunc_year)).
+    trunc_month => Month,
+    /// Cut down to the start of its ISO week, a Monday (see [`trunc_year`](Self::trunc_year)).
+    trunc_week => Week,
+    /// Cut down to the start of its day (see [`trunc_year`](Self::trunc_year)).
+    trunc_day => Day,
+);
+truncations!(Timestamp:
+    /// The timestamp cut down to the start of its hour (see [`trunc_year`](Self::trunc_year)).
+    trunc_hour => Hour,
+    /// Cut down to the start of its minute.
+    trunc_minute => Minute,
+    /// Cut down to the start of its second.
+    trunc_second => Second,
 );
 
 impl<M, T: Timestamp> Column<M, T> {

@@ -469,6 +469,56 @@ pub enum Scalar {
     /// transforms (`created__year=2024`). A timestamp with time zone's parts are read in
     /// the connection's time zone (PostgreSQL's `TimeZone`: `database.time_zone`).
     Part { part: DatePart, column: Ident },
+    /// A date or timestamp column cut down to the start of its `unit` (Django's
+    /// `TruncMonth("created")`): of the same type, a date for a date column (`date`). A
+    /// timestamp with time zone is cut in the connection's time zone.
+    Trunc { unit: TruncUnit, column: Ident, date: bool },
+}
+
+/// What [`Scalar::Trunc`] cuts a date or timestamp down to, as Django's `Trunc` kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncUnit {
+    Year,
+    Quarter,
+    Month,
+    /// The week's Monday, as ISO 8601.
+    Week,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+impl TruncUnit {
+    /// Every unit, by its Django (and PostgreSQL `date_trunc`) name.
+    pub const ALL: [(&'static str, TruncUnit); 8] = [
+        ("year", TruncUnit::Year),
+        ("quarter", TruncUnit::Quarter),
+        ("month", TruncUnit::Month),
+        ("week", TruncUnit::Week),
+        ("day", TruncUnit::Day),
+        ("hour", TruncUnit::Hour),
+        ("minute", TruncUnit::Minute),
+        ("second", TruncUnit::Second),
+    ];
+
+    pub fn named(name: &str) -> Option<TruncUnit> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, unit)| unit)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, u)| *u == self).map_or("", |(n, _)| n)
+    }
+
+    /// Whether a column of PostgreSQL type `sql_type` can be cut to this unit: dates to
+    /// a day or longer, timestamps to any.
+    pub fn applies_to(self, sql_type: &str) -> bool {
+        match sql_type {
+            "timestamp" | "timestamptz" => true,
+            "date" => !matches!(self, TruncUnit::Hour | TruncUnit::Minute | TruncUnit::Second),
+            _ => false,
+        }
+    }
 }
 
 /// One step of a [`Scalar::Referred`] or [`Scalar::Related`]: from the previous row's
@@ -556,8 +606,10 @@ impl Scalar {
                     out.push(first.via.clone());
                 }
             }
-            Scalar::Part { column, .. } if !out.contains(column) => out.push(column.clone()),
-            Scalar::Part { .. } => {}
+            Scalar::Part { column, .. } | Scalar::Trunc { column, .. } if !out.contains(column) => {
+                out.push(column.clone())
+            }
+            Scalar::Part { .. } | Scalar::Trunc { .. } => {}
         }
     }
 }

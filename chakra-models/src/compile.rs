@@ -447,6 +447,13 @@ impl SqlWriter<'_> {
                 self.push(" AS float8)");
             }
             Scalar::Part { part, column } => self.date_part(*part, column),
+            Scalar::Trunc { unit, column, date } => {
+                self.push(if *date { "CAST(date_trunc('" } else { "date_trunc('" });
+                self.push(unit.name());
+                self.push("', ");
+                self.ident(column);
+                self.push(if *date { ") AS date)" } else { ")" });
+            }
             // One subquery joining the hops, each table under an alias of its own (the
             // outer row's table may recur along the way).
             Scalar::Referred { outer_table, hops, column } => {

@@ -20,11 +20,11 @@ pub mod wire;
 pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
 pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Expr, Hop, Join, LockStrength, LockWait,
-    Operand, Order, RowLock, Scalar,
+    Operand, Order, RowLock, Scalar, TruncUnit,
 };
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
-pub use query::{Aggregates, DecodedStream, Grouped, ModelStream, Query, Selected, Selection};
+pub use query::{Aggregates, DecodedStream, GroupKey, Grouped, ModelStream, Query, Selected, Selection};
 pub use related::Joined;

@@ -4,7 +4,7 @@
 
 use chakra_service::{Error, Result, Value};
 
-use crate::ast::{CompareOp, DatePart, Expr, Operand, Order, Pattern, Scalar, TextMatch};
+use crate::ast::{CompareOp, DatePart, Expr, Operand, Order, Pattern, Scalar, TextMatch, TruncUnit};
 use crate::model::FieldInfo;
 
 /// Every lookup name, in the order error messages list them.
@@ -219,6 +219,23 @@ fn part_of(fields: &[FieldInfo], table: &str, field_name: &str, part: DatePart) 
     Ok(Scalar::Part { part, column: field.column.clone() })
 }
 
+/// Field `field_name` cut down to the start of its `unit` (Django's `Trunc`), if its
+/// type can be.
+pub fn trunc(fields: &[FieldInfo], table: &str, field_name: &str, unit: TruncUnit) -> Result<Scalar> {
+    let field = field(fields, table, field_name)?;
+    if !unit.applies_to(&field.sql_type) {
+        let units: Vec<&str> =
+            TruncUnit::ALL.iter().filter(|(_, u)| u.applies_to(&field.sql_type)).map(|(n, _)| *n).collect();
+        let units = if units.is_empty() { "none: only dates and timestamps are".into() } else { units.join(", ") };
+        return Err(Error::field(format!(
+            "cannot truncate `{field_name}`, a `{}` column, to its {} (units: {units})",
+            field.sql_type,
+            unit.name()
+        )));
+    }
+    Ok(Scalar::Trunc { unit, column: field.column.clone(), date: field.sql_type == "date" })
+}
+
 /// The value a field or a part of one names (`"created"`, `"created__year"`): to sort
 /// by, or to read (`values("created__year")`).
 pub fn value(fields: &[FieldInfo], table: &str, name: &str) -> Result<Scalar> {
@@ -306,6 +323,24 @@ mod tests {
             .message()
             .contains("`day` is a `date` column, which has no hour"));
         assert!(order(DATED, "t", "at__yeer").unwrap_err().message().contains("unknown field `at__yeer`"));
+        // Cut down to a unit: a date stays a date.
+        let mut select = crate::ast::Select::new("t", ["id"]);
+        select.annotations = [("at", TruncUnit::Month), ("day", TruncUnit::Week)]
+            .map(|(field, unit)| crate::ast::Annotation {
+                alias: field.into(),
+                value: trunc(DATED, "t", field, unit).unwrap(),
+            })
+            .to_vec();
+        assert_eq!(
+            crate::compile::select(&crate::Postgres, &select).sql.to_string(),
+            r#"SELECT "id", date_trunc('month', "created_at") AS "at", CAST(date_trunc('week', "day") AS date) AS "day" FROM "t""#
+        );
+        let err = trunc(DATED, "t", "day", TruncUnit::Hour).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "cannot truncate `day`, a `date` column, to its hour (units: year, quarter, month, week, day)"
+        );
+        assert!(trunc(DATED, "t", "name", TruncUnit::Day).unwrap_err().message().contains("units: none"));
 
         let err = |field, part, lookup, value| {
             resolve_part(DATED, "t", field, part, lookup, value).unwrap_err().message().to_owned()

@@ -10,7 +10,8 @@ use chakra_layers::Queryable;
 use chakra_service::{Error, ErrorKind, FromSqlOwned, Mode, Request, Result, Row, RowStream, Statement, Value};
 use futures::{Stream, StreamExt, TryStreamExt};
 
-use crate::ast::{Aggregate, Assignment, Delete, Expr, Ident, Order, Projection, RowLock, Select, Update};
+use crate::annotate::{Annotations, RowValue};
+use crate::ast::{Aggregate, Annotation, Assignment, Delete, Expr, Ident, Order, Projection, RowLock, Select, Update};
 use crate::column::{agg, Column, Numeric, Ordered};
 use crate::compile;
 use crate::dialect::Postgres;
@@ -236,9 +237,12 @@ impl<M: Model> Query<M> {
 
     /// The matching rows in groups by `key`'s value, for counts and aggregates per group
     /// (`GROUP BY`): `User::query().group_by(User::is_active()).count(&pool)`. Groups come
-    /// ordered by the key; the query's limit and offset then apply to the groups.
-    pub fn group_by<K: FromSqlOwned>(self, key: Column<M, K>) -> Grouped<M, K> {
-        Grouped { query: self, key, having: None, by_value: None }
+    /// ordered by the key; the query's limit and offset then apply to the groups. The key
+    /// may be a value computed per row: a time series by month is
+    /// `Order::query().group_by(Order::placed().trunc_month()).count(&pool)`.
+    pub fn group_by<K: GroupKey<M>>(mut self, key: K) -> Grouped<M, K::Value> {
+        let key = key.into_key(&mut self.select);
+        Grouped { query: self, key, having: None, by_value: None, _key: PhantomData }
     }
 
     /// Whether any row matches.
@@ -400,9 +404,40 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
 /// returns a `(key, value)` pair per group, the value typed as [`Query`]'s aggregates are.
 pub struct Grouped<M, K> {
     query: Query<M>,
-    key: Column<M, K>,
+    /// The key's name in the statement.
+    key: Ident,
     having: Option<Expr>,
     by_value: Option<bool>,
+    _key: PhantomData<fn() -> K>,
+}
+
+/// What [`Query::group_by`] groups rows by: a [`Column`], or a [`RowValue`] computed per
+/// row (a date cut down to its month, the name of the row a key leads to).
+pub trait GroupKey<M> {
+    /// What the key decodes to.
+    type Value: FromSqlOwned;
+    /// Readies `select` to be grouped by the key; its name in the statement.
+    fn into_key(self, select: &mut Select) -> Ident;
+}
+
+impl<M, K: FromSqlOwned> GroupKey<M> for Column<M, K> {
+    type Value = K;
+
+    fn into_key(self, _: &mut Select) -> Ident {
+        self.name().into()
+    }
+}
+
+impl<M, V: FromSqlOwned> GroupKey<M> for RowValue<M, V> {
+    type Value = V;
+
+    fn into_key(self, select: &mut Select) -> Ident {
+        // An annotation the grouped statement computes, and groups and sorts by its name.
+        let alias: Ident = "chakra_key".into();
+        let value = self.into_scalars().pop().expect("one value");
+        select.annotations = vec![Annotation { alias: alias.clone(), value }];
+        alias
+    }
 }
 
 impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
@@ -486,11 +521,12 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
         select.projection = Projection::Aggregates;
         select.aggregates = aggregates.into_aggregates();
         select.aggregates[0].alias = Some(VALUE.into());
-        select.group_by = vec![self.key.name().into()];
+        select.group_by = vec![self.key.clone()];
         select.having = self.having.clone();
+        let by_key = Order::column(self.key.clone(), false);
         select.order = match self.by_value {
-            Some(descending) => vec![Order::column(VALUE, descending), self.key.asc()],
-            None => vec![self.key.asc()],
+            Some(descending) => vec![Order::column(VALUE, descending), by_key],
+            None => vec![by_key],
         };
         let rows = db.run(self.query.request(&select, Mode::All)).await?.into_rows()?;
         rows.iter().map(|row| Ok((row.try_get(0)?, A::decode(row, 1)?))).collect()

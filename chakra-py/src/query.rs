@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chakra::models::ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Hop, Join, Operand, Order,
-    Projection, RowLock, Scalar, Select, Update,
+    Projection, RowLock, Scalar, Select, TruncUnit, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -392,8 +392,9 @@ impl Query {
     /// Adds `specs`: `(alias, value)` pairs, the value an `F` tree, `("related", hops,
     /// function, field or "*", distinct, filter)` for an aggregate of the rows a chain of
     /// relations leads to (each hop `(key field, schema, field there)`, `filter` a `Q`
-    /// tree on the last model), `("referred", hops, field)`, or `("value", name)` for a
-    /// part of a date field (`"created__year"`). An average of a
+    /// tree on the last model), `("referred", hops, field)`, `("value", name)` for a
+    /// part of a date field (`"created__year"`), or `("trunc", field, kind)` for a date
+    /// or timestamp cut down to a unit (`TruncMonth`). An average of a
     /// non-`Numeric` field reads as a float.
     fn annotate(&self, py: Python<'_>, specs: Vec<(String, Bound<'_, PyAny>)>) -> PyResult<Query> {
         let schema = self.schema.get();
@@ -419,6 +420,13 @@ impl Query {
             let value = match spec.cast::<PyTuple>() {
                 Ok(t) if t.len() == 6 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "related") => {
                     related_annotation(py, schema, &alias, t)?
+                }
+                Ok(t) if t.len() == 3 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "trunc") => {
+                    let (field, kind): (String, String) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
+                    let unit =
+                        TruncUnit::named(&kind).ok_or_else(|| field_error(py, format!("no Trunc kind {kind:?}")))?;
+                    lookup::trunc(&schema.fields, &schema.table, &field, unit)
+                        .map_err(|e| field_error(py, format!("`{alias}`: {}", e.message())))?
                 }
                 Ok(t) if t.len() == 2 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "value") => {
                     let name: String = t.get_item(1)?.extract()?;

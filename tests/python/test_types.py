@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import uuid
 from typing import Any
 
@@ -29,7 +30,7 @@ from chakra import (
     Text,
     Time,
 )
-from conftest import recreate
+from conftest import DATABASE_URL, recreate
 
 
 class Everything(chakra.Model):
@@ -191,6 +192,56 @@ async def test_parts_of_dates_are_read_sorted_and_grouped_by() -> None:
         await Everything.objects.order_by("day__hour")
     with pytest.raises(chakra.FieldError, match="unknown field `day__yeer`"):
         await Everything.objects.values("day__yeer")
+
+
+async def test_dates_and_timestamps_cut_down_to_a_unit_for_time_series() -> None:
+    utc = dt.timezone.utc
+    rows = [
+        (dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, 23, 59, tzinfo=utc)),
+        (dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 0, 0, 1, tzinfo=utc)),
+        (dt.date(2024, 3, 9), dt.datetime(2024, 3, 9, 12, 30, tzinfo=utc)),
+        (dt.date(2025, 8, 20), dt.datetime(2025, 8, 20, 8, 0, tzinfo=utc)),
+    ]
+    await Everything.objects.bulk_create([Everything(day=d, aware=a, naive=a.replace(tzinfo=None)) for d, a in rows])
+    # Django's time series: a row per month, counted, in order.
+    per_month = Everything.objects.values(month=chakra.TruncMonth("day")).annotate(n=Count("id")).order_by("month")
+    assert await per_month == [
+        {"month": dt.date(2024, 1, 1), "n": 1},
+        {"month": dt.date(2024, 3, 1), "n": 2},
+        {"month": dt.date(2025, 8, 1), "n": 1},
+    ]
+    assert await per_month.filter(n__gte=2) == [{"month": dt.date(2024, 3, 1), "n": 2}]
+    # Annotated first, then grouped by its name; a timestamp stays a timestamp, cut in
+    # the connection's time zone.
+    in_utc = chakra.Database(DATABASE_URL, time_zone="UTC")
+    by_year = (
+        Everything.objects.using(in_utc)
+        .annotate(year=chakra.TruncYear("aware"))
+        .values("year")
+        .annotate(n=Count("*"))
+        .order_by("-year")
+    )
+    assert await by_year == [
+        {"year": dt.datetime(2025, 1, 1, tzinfo=utc), "n": 1},
+        {"year": dt.datetime(2024, 1, 1, tzinfo=utc), "n": 3},
+    ]
+    # Read with each row, filtered and sorted by.
+    weeks = Everything.objects.annotate(week=chakra.TruncWeek("day"), hour=chakra.Trunc("naive", "hour"))
+    first = await weeks.filter(week=dt.date(2024, 1, 29)).get()
+    assert (first.week, first.hour) == (dt.date(2024, 1, 29), dt.datetime(2024, 1, 31, 23, 0))  # the Monday
+    assert [r.day for r in await weeks.order_by("-week")][:1] == [dt.date(2025, 8, 20)]
+    dates = await Everything.objects.order_by("day").values(d=chakra.TruncDate("aware"), t=chakra.TruncTime("naive"))
+    assert dates[0] == {"d": dt.date(2024, 1, 31), "t": dt.time(23, 59)}
+    # What cannot be cut is refused before any SQL.
+    no_hour = "`h`: cannot truncate `day`, a `date` column, to its hour (units: year, quarter, month, week, day)"
+    with pytest.raises(chakra.FieldError, match=re.escape(no_hour)):
+        Everything.objects.annotate(h=chakra.TruncHour("day"))
+    with pytest.raises(chakra.FieldError, match="cannot truncate `text`, a `text` column, to its day"):
+        Everything.objects.values(d=chakra.TruncDay("text"))
+    with pytest.raises(ValueError, match="Trunc kind 'fortnight' is not one of year, quarter"):
+        chakra.Trunc("day", "fortnight")
+    with pytest.raises(TypeError, match="annotate\\(\\) takes aggregates by position, and F and Trunc"):
+        Everything.objects.annotate(chakra.TruncDay("day"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

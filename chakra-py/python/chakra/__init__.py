@@ -28,6 +28,19 @@ import os as _os
 
 from . import _core
 from .aggregates import Aggregate, Avg, Count, Max, Min, Sum
+from .functions import (
+    Trunc,
+    TruncDate,
+    TruncDay,
+    TruncHour,
+    TruncMinute,
+    TruncMonth,
+    TruncQuarter,
+    TruncSecond,
+    TruncTime,
+    TruncWeek,
+    TruncYear,
+)
 from .database import (
     Connection,
     Database,
@@ -125,6 +138,17 @@ __all__ = [
     "Text",
     "Time",
     "Transaction",
+    "Trunc",
+    "TruncDate",
+    "TruncDay",
+    "TruncHour",
+    "TruncMinute",
+    "TruncMonth",
+    "TruncQuarter",
+    "TruncSecond",
+    "TruncTime",
+    "TruncWeek",
+    "TruncYear",
     "UUID",
     "configure",
     "connect",

@@ -35,6 +35,7 @@ from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from . import errors as chakra_errors
 from .errors import IntegrityError
+from .functions import Trunc
 from .session import Session, current_session
 
 if TYPE_CHECKING:
@@ -396,7 +397,7 @@ class QuerySet(Generic[M]):
         """The conditions as the tree the core compiles, across relations and annotations."""
         return Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
 
-    def annotate(self, *args: Aggregate | F, **kwargs: Aggregate | F) -> QuerySet[M]:
+    def annotate(self, *args: Aggregate | F, **kwargs: Aggregate | F | Trunc) -> QuerySet[M]:
         """Adds a value computed for each row, read as an attribute of its instance, as
         Django's: an aggregate of a relation's rows (one correlated subquery each, in the
         same statement), or arithmetic on the row's fields::
@@ -415,12 +416,15 @@ class QuerySet(Generic[M]):
         A positional aggregate is named ``relation__function`` (``books__count``).
         ``filter``, ``exclude``, ``order_by``, ``values`` and ``values_list`` then take the
         names (and ``update`` and ``delete`` the rows they pick). ``Avg`` of an integer or
-        float field is a float.
+        float field is a float. ``TruncMonth("created")`` and the other functions of
+        :mod:`chakra.functions` are values per row too.
         """
-        named: dict[str, Aggregate | F] = {}
+        named: dict[str, Aggregate | F | Trunc] = {}
         for agg in args:
             if not isinstance(agg, Aggregate):
-                raise TypeError(f"annotate() takes aggregates by position, and F expressions by name; got {agg!r}")
+                raise TypeError(
+                    f"annotate() takes aggregates by position, and F and Trunc expressions by name; got {agg!r}"
+                )
             named[agg.default_alias] = agg
         named.update(kwargs)
         specs: list[tuple[str, Any]] = []
@@ -433,10 +437,14 @@ class QuerySet(Generic[M]):
                 )
             if isinstance(value, F):
                 specs.append((alias, value._tree))
+            elif isinstance(value, Trunc):
+                specs.append((alias, value._spec))
             elif isinstance(value, Aggregate):
                 specs.append((alias, _related_aggregate(self._model, alias, value)))
             else:
-                raise TypeError(f"annotate() takes Count, Sum, Avg, Min, Max or F expressions; got {alias}={value!r}")
+                raise TypeError(
+                    f"annotate() takes Count, Sum, Avg, Min, Max, F or Trunc expressions; got {alias}={value!r}"
+                )
         return self._clone(self._query.annotate(specs))
 
     def exclude(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
@@ -936,14 +944,25 @@ class QuerySet(Generic[M]):
     def delete_sync(self) -> int:
         return self._run_sync(lambda target, _: self._query.delete(target))  # type: ignore[no-any-return]
 
-    def values(self, *fields: str) -> Values[dict[str, Any]]:
-        """Rows as dicts of the named fields (all fields when none are named): await it
-        for the list. ``.annotate(n=Count("*"))`` makes it a row per group of those
-        fields' values instead, with the aggregates, as Django's ``values().annotate()``."""
-        return Values(self, fields, "dict")
+    def values(self, *fields: str, **expressions: Trunc | F) -> Values[dict[str, Any]]:
+        """Rows as dicts of the named fields (all fields when none are named) and of the
+        named expressions (``month=TruncMonth("created")``): await it for the list.
+        ``.annotate(n=Count("*"))`` makes it a row per group of those values instead,
+        with the aggregates, as Django's ``values().annotate()``."""
+        qs, fields = self._with_expressions(fields, expressions)
+        return Values(qs, fields, "dict")
 
-    def values_sync(self, *fields: str) -> list[dict[str, Any]]:
-        return Values(self, fields, "dict").all_sync()
+    def values_sync(self, *fields: str, **expressions: Trunc | F) -> list[dict[str, Any]]:
+        return self.values(*fields, **expressions).all_sync()
+
+    def _with_expressions(
+        self, fields: tuple[str, ...], expressions: dict[str, Trunc | F]
+    ) -> tuple[QuerySet[M], tuple[str, ...]]:
+        """This queryset with ``expressions`` annotated, and ``fields`` with their names:
+        what ``values(month=TruncMonth("created"))`` reads."""
+        if not expressions:
+            return self, fields
+        return self.annotate(**expressions), (*fields, *expressions)
 
     @overload
     def values_list(self, *fields: str, flat: Literal[False] = ...) -> Values[tuple[Any, ...]]: ...

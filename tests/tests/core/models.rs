@@ -747,6 +747,36 @@ pub(crate) mod every_type {
         cleanup(schema).await;
     }
 
+    /// A time series: rows grouped, filtered and read by a date or timestamp cut down to a
+    /// unit, of the column's own type.
+    #[tokio::test]
+    async fn rows_group_by_a_date_cut_down_to_its_month() {
+        let (pool, schema) = db().await;
+        pool.execute(TABLE, vec![]).await.unwrap();
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        for (i, day) in [date(2024, 1, 31), date(2024, 3, 1), date(2024, 3, 9)].into_iter().enumerate() {
+            let at = day.and_hms_opt(9 + i as u32, 30, 0).unwrap();
+            EveryType { id: Uuid::from_u128(i as u128), day, local: at, ..sample() }.insert(&pool).await.unwrap();
+        }
+        let by_month = |query: Query<EveryType>| query.group_by(EveryType::day().trunc_month());
+        let per_month = by_month(EveryType::query()).count(&pool).await.unwrap();
+        assert_eq!(per_month, [(date(2024, 1, 1), 1), (date(2024, 3, 1), 2)]);
+        let busiest = by_month(EveryType::query().limit(1)).order_by_value(true).count(&pool).await.unwrap();
+        assert_eq!(busiest, [(date(2024, 3, 1), 2)]);
+        let tx = pool.begin().await.unwrap();
+        let locked = by_month(EveryType::query().for_update()).count(&tx).await.unwrap();
+        assert_eq!(locked.len(), 2, "over the locked rows");
+        tx.rollback().await.unwrap();
+        let march = EveryType::day().trunc_month().eq(date(2024, 3, 1));
+        assert_eq!(EveryType::query().filter(march).count(&pool).await.unwrap(), 2);
+        let hours = EveryType::query().order_by(EveryType::day().asc()).annotate(EveryType::local().trunc_hour());
+        let hours: Vec<NaiveDateTime> = hours.all(&pool).await.unwrap().into_iter().map(|(_, h)| h).collect();
+        assert_eq!(hours[0], date(2024, 1, 31).and_hms_opt(9, 0, 0).unwrap());
+        let weeks = EveryType::query().group_by(EveryType::local().trunc_week()).max(&pool, EveryType::int()).await;
+        assert_eq!(weeks.unwrap().len(), 3, "three ISO weeks");
+        cleanup(schema).await;
+    }
+
     /// `database.time_zone`: the parts of an instant are read in it; a zone the server
     /// does not know is a configuration error naming the key, before any statement.
     #[tokio::test]
