@@ -186,6 +186,17 @@ pub fn select(dialect: &dyn Dialect, select: &Select) -> Statement {
     w.finish()
 }
 
+/// How many rows `select` gives, whatever it selects — groups, distinct values, a
+/// window — as `SELECT count(*) FROM (…) AS counted`; or, with `exists`, whether it gives
+/// any (`SELECT EXISTS (…)`).
+pub fn count_rows(dialect: &dyn Dialect, select: &Select, exists: bool) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    w.push(if exists { "SELECT EXISTS (" } else { "SELECT count(*) FROM (" });
+    w.select(select);
+    w.push(if exists { ")" } else { ") AS counted" });
+    w.finish()
+}
+
 impl SqlWriter<'_> {
     /// A whole `SELECT`: a statement's, or a subquery's (its parameters numbered on from
     /// the enclosing statement's).

@@ -745,7 +745,9 @@ impl Query {
     /// `"flat"`. With `aggregates` (specs as [`aggregate`](Self::aggregate)'s), a row per
     /// group of the fields' values instead, the aggregates after the fields (Django's
     /// `values(…).annotate(…)`), ordered by `order`: the fields and the aggregates' aliases.
-    #[pyo3(signature = (target, fields, shape, aggregates = None, order = None, having = None))]
+    /// `terminal` `"count"` gives how many rows (or groups) there are instead, `"exists"`
+    /// whether there are any.
+    #[pyo3(signature = (target, fields, shape, aggregates = None, order = None, having = None, terminal = None))]
     #[allow(clippy::too_many_arguments)] // Python's keywords, one by one
     fn values(
         &self,
@@ -756,6 +758,7 @@ impl Query {
         aggregates: Option<Vec<AggregateSpec>>,
         order: Option<Vec<String>>,
         having: Option<Vec<(String, Bound<'_, PyAny>)>>,
+        terminal: Option<&str>,
     ) -> PyResult<Op> {
         let schema = self.schema.get();
         let specs = aggregates.unwrap_or_default();
@@ -850,8 +853,31 @@ impl Query {
                 format!("{what} are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
             ));
         }
-        let request = self.request(&select, Mode::All);
         let target = Target::extract(target)?;
+        if let Some(terminal) = terminal {
+            // The order matters only to a window's rows.
+            if select.limit.is_none() && select.offset.is_none() {
+                select.order.clear();
+            }
+            let exists = terminal == "exists";
+            let statement = compile::count_rows(&Postgres, &select, exists);
+            let request = Request::labelled(statement, Mode::One, labels(schema, "SELECT"))
+                .requires_transaction(select.lock.is_some());
+            let answer = async move {
+                let row = target.run(request, false).await?.into_row()?;
+                Ok(match exists {
+                    true => i64::from(row.try_get::<_, bool>(0)?),
+                    false => row.try_get::<_, i64>(0)?,
+                })
+            };
+            return Ok(op(answer, move |py, n: i64| {
+                Ok(match exists {
+                    true => PyBool::new(py, n != 0).to_owned().into_any().unbind(),
+                    false => n.into_pyobject(py)?.into_any().unbind(),
+                })
+            }));
+        }
+        let request = self.request(&select, Mode::All);
         Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
             Ok(shape_rows(py, &rows, &names, &columns, &shape, &floats)?.into_any().unbind())
         }))

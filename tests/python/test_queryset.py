@@ -280,6 +280,32 @@ async def test_explain() -> None:
     assert "actual time" in analyzed and "Execution Time" in analyzed, analyzed
 
 
+async def test_values_count_exist_and_pick_one_as_querysets_do() -> None:
+    ages = Author.objects.values_list("age", flat=True)
+    assert (await ages.count(), ages.count_sync()) == (5, 5)
+    # Distinct values and groups count as such, in one statement.
+    assert await ages.distinct().count() == 5  # 31, 17, 45, NULL, 5
+    assert await Author.objects.values("is_active").distinct().count() == 2
+    per_state = Author.objects.values("is_active").annotate(n=Count("*"))
+    assert await per_state.count() == 2
+    assert await per_state.filter(n__gt=2).count() == 1
+    assert await ages.filter(age__gt=100).exists() is False
+    assert per_state.exists_sync() is True
+    assert await ages[1:3].count() == 2, "a window's rows"
+    # The first in the order, else by primary key (groups: by their fields).
+    assert await ages.first() == 31 and ages.first_sync() == 31
+    assert await ages.order_by("-age").first() is None, "NULL sorts first descending"
+    assert await ages.filter(age__gt=100).first() is None
+    assert await per_state.first() == {"is_active": False, "n": 2}
+    assert await per_state.order_by("-n").first() == {"is_active": True, "n": 3}
+    assert await Author.objects.values("name", "age").get(email="bob@example.com") == {"name": "Bob", "age": 45}
+    assert Author.objects.values_list("name", flat=True).get_sync(age=17) == "alfred"
+    with pytest.raises(Author.DoesNotExist):
+        await ages.get(age=99)
+    with pytest.raises(Author.MultipleObjectsReturned):
+        await ages.get(is_active=True)
+
+
 async def test_distinct_values() -> None:
     await Author.objects.filter(name__in=["Bob", "Carol"]).update(age=31)
     ages = await Author.objects.distinct().order_by("age").values_list("age", flat=True)

@@ -1126,9 +1126,10 @@ class Values(Generic[T]):
             )
         return self._qs._query.subquery(self._fields[0])
 
-    def _op(self, target: Any) -> _core.Op:
+    def _op(self, target: Any, terminal: str | None = None) -> _core.Op:
         query = self._qs._query
-        return query.values(target, list(self._fields), self._shape, self._aggregates, self._order, self._having)
+        fields = list(self._fields)
+        return query.values(target, fields, self._shape, self._aggregates, self._order, self._having, terminal)
 
     async def all(self) -> list[T]:
         """The rows."""
@@ -1136,6 +1137,55 @@ class Values(Generic[T]):
 
     def all_sync(self) -> list[T]:
         return self._qs._run_sync(lambda target, _: self._op(target))  # type: ignore[no-any-return]
+
+    async def count(self) -> int:
+        """How many rows there are: after ``annotate``, groups; after ``distinct``,
+        distinct values (one statement either way)."""
+        return await self._qs._run(lambda target, _: self._op(target, "count"))  # type: ignore[no-any-return]
+
+    def count_sync(self) -> int:
+        return self._qs._run_sync(lambda target, _: self._op(target, "count"))  # type: ignore[no-any-return]
+
+    async def exists(self) -> bool:
+        """Whether there is any row (or group)."""
+        return await self._qs._run(lambda target, _: self._op(target, "exists"))  # type: ignore[no-any-return]
+
+    def exists_sync(self) -> bool:
+        return self._qs._run_sync(lambda target, _: self._op(target, "exists"))  # type: ignore[no-any-return]
+
+    async def first(self) -> T | None:
+        """The first row in the order, or ``None``; unordered, the primary key's order
+        (of groups, their fields')."""
+        rows = await self._first()
+        return rows[0] if rows else None
+
+    def first_sync(self) -> T | None:
+        rows = self._first().all_sync()
+        return rows[0] if rows else None
+
+    def _first(self) -> Values[T]:
+        grouped = self._aggregates is not None
+        if self._order if grouped else self._qs._query.ordered:
+            return self[:1]
+        pk = self._qs.model._meta.pk
+        by = [pk.name] if pk is not None else []
+        return self.order_by(*(self._fields if grouped and self._fields else by))[:1]
+
+    async def get(self, *conditions: Q, **lookups: Any) -> T:
+        """The one row matching: ``Model.DoesNotExist`` if none,
+        ``Model.MultipleObjectsReturned`` if several."""
+        return self._one(await self.filter(*conditions, **lookups)[:2])
+
+    def get_sync(self, *conditions: Q, **lookups: Any) -> T:
+        return self._one(self.filter(*conditions, **lookups)[:2].all_sync())
+
+    def _one(self, rows: list[T]) -> T:
+        model = self._qs.model
+        if not rows:
+            raise model.DoesNotExist(f"no {model.__name__} values match the query")
+        if len(rows) > 1:
+            raise model.MultipleObjectsReturned(f"more than one {model.__name__} values match the query")
+        return rows[0]
 
     def __await__(self) -> Generator[Any, None, list[T]]:
         return self.all().__await__()
