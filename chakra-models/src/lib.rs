@@ -27,4 +27,4 @@ pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{Aggregates, DecodedStream, GroupKey, Grouped, ModelStream, Query, Selected, Selection};
-pub use related::Joined;
+pub use related::{Joined, JoinedModels};

@@ -105,64 +105,143 @@ impl<M: Model> Query<M> {
     /// equals the row's `by`, or `None` for a `NULL` key, in one statement: a `LEFT JOIN`
     /// over the rows as this query picks, orders, slices and locks them (the joined rows
     /// are not locked). For rows already fetched, [`load_one`](Self::load_one) does it
-    /// with one more query.
+    /// with one more query. A second relation joins too
+    /// ([`Joined::select_related`], [`Joined::select_related_of`]).
     ///
     /// ```ignore
     /// let books: Vec<(Book, Option<Author>)> =
     ///     Book::query().order_by(Book::title().asc()).select_related(Book::author_id(), Author::id()).all(&pool).await?;
     /// ```
     pub fn select_related<R: Model, F: Matches<K>, K>(self, by: Column<M, F>, key: Column<R, K>) -> Joined<M, R> {
-        let mut query = self;
-        query.ast_mut().joins.push(Join {
+        Joined::<M, ()> { query: self, keys: Vec::new(), _joined: PhantomData }.join(None, by.name(), key)
+    }
+}
+
+/// A query's rows, each with the rows it refers to: the row of `J`, or of each model of
+/// `J = (R, S)`. See [`Query::select_related`].
+pub struct Joined<M, J> {
+    query: Query<M>,
+    /// Each join's table and key, and whether the key is unique.
+    keys: Vec<(&'static str, &'static str, bool)>,
+    _joined: PhantomData<fn() -> J>,
+}
+
+impl<M: Model, J> Joined<M, J> {
+    /// Adds the join of the row of `R` whose `key` equals `column` of the query's row
+    /// (`from` `None`) or of an earlier join's.
+    fn join<T, R: Model, K>(mut self, from: Option<usize>, column: &str, key: Column<R, K>) -> Joined<M, T> {
+        self.query.ast_mut().joins.push(Join {
             table: R::TABLE.into(),
             columns: R::FIELDS.iter().map(|f| f.column.clone()).collect(),
             key: key.name().into(),
-            from: None,
-            column: by.name().into(),
+            from,
+            column: column.to_owned().into(),
         });
-        Joined { query, key: key.name(), _related: PhantomData }
+        let unique = R::FIELDS.iter().any(|f| f.column == key.name() && (f.primary_key || f.unique));
+        self.keys.push((R::TABLE, key.name(), unique));
+        Joined { query: self.query, keys: self.keys, _joined: PhantomData }
+    }
+
+    /// A `Usage` error unless each key can match one row at most: else a row would
+    /// repeat once per match.
+    fn unique_keys(&self) -> Result<()> {
+        match self.keys.iter().find(|(_, _, unique)| !unique) {
+            None => Ok(()),
+            Some((table, key, _)) => Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "select_related: `{table}.{key}` is neither the primary key nor unique, so a row could match several; use load_many"
+                ),
+            )),
+        }
     }
 }
 
-/// A query's rows, each with the row of `R` it refers to: see [`Query::select_related`].
-pub struct Joined<M, R> {
-    query: Query<M>,
-    key: &'static str,
-    _related: PhantomData<fn() -> R>,
+impl<M: Model, R: Model> Joined<M, R> {
+    /// Also the row of `S` whose `key` equals the row's `by`: a second relation of the
+    /// row itself (each book's author and its editor).
+    pub fn select_related<S: Model, F: Matches<K>, K>(self, by: Column<M, F>, key: Column<S, K>) -> Joined<M, (R, S)> {
+        self.join(None, by.name(), key)
+    }
+
+    /// Also the row of `S` whose `key` equals the joined row's `by`: a chain (each
+    /// review's book, and the book's author; Django's `select_related("book__author")`).
+    /// Where the first row is missing, so is the second.
+    pub fn select_related_of<S: Model, F: Matches<K>, K>(
+        self,
+        by: Column<R, F>,
+        key: Column<S, K>,
+    ) -> Joined<M, (R, S)> {
+        self.join(Some(0), by.name(), key)
+    }
 }
 
-impl<M, R> Clone for Joined<M, R> {
+/// The models each row of a [`Joined`] query comes with, decoded after the row's own
+/// columns, in order: one model (`(M, Option<R>)`), or two (`(M, Option<R>, Option<S>)`).
+pub trait JoinedModels<M> {
+    /// A row with the rows it refers to.
+    type Row;
+    fn decode(row: &Row) -> Result<Self::Row>;
+}
+
+impl<M: Model, R: Model> JoinedModels<M> for R {
+    type Row = (M, Option<R>);
+
+    fn decode(row: &Row) -> Result<Self::Row> {
+        Ok((M::from_row(row)?, joined::<R>(row, M::FIELDS.len())?))
+    }
+}
+
+impl<M: Model, R: Model, S: Model> JoinedModels<M> for (R, S) {
+    type Row = (M, Option<R>, Option<S>);
+
+    fn decode(row: &Row) -> Result<Self::Row> {
+        let (at, then) = (M::FIELDS.len(), M::FIELDS.len() + R::FIELDS.len());
+        Ok((M::from_row(row)?, joined::<R>(row, at)?, joined::<S>(row, then)?))
+    }
+}
+
+/// The joined row of `R` whose columns start at `at`: `None` where the join found none,
+/// which reads as all NULLs, its primary key too.
+fn joined<R: Model>(row: &Row, at: usize) -> Result<Option<R>> {
+    match row.try_get::<usize, Value>(at + R::PRIMARY_KEY)? {
+        Value::Null => Ok(None),
+        _ => R::from_row_at(row, at).map(Some),
+    }
+}
+
+impl<M, J> Clone for Joined<M, J> {
     fn clone(&self) -> Self {
-        Joined { query: self.query.clone(), key: self.key, _related: PhantomData }
+        Joined { query: self.query.clone(), keys: self.keys.clone(), _joined: PhantomData }
     }
 }
 
-impl<M, R> std::fmt::Debug for Joined<M, R> {
+impl<M, J> std::fmt::Debug for Joined<M, J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Joined").field("query", &self.query).finish()
     }
 }
 
-impl<M: Model, R: Model> Joined<M, R> {
-    /// Every matching row, with its related row.
-    pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<(M, Option<R>)>> {
-        self.unique_key()?;
-        self.query.all_as(db, Self::decode).await
+impl<M: Model, J: JoinedModels<M>> Joined<M, J> {
+    /// Every matching row, with its related rows.
+    pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<J::Row>> {
+        self.unique_keys()?;
+        self.query.all_as(db, J::decode).await
     }
 
-    /// The first matching row in the query's order, with its related row.
-    pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<(M, Option<R>)>> {
-        self.unique_key()?;
-        self.query.first_as(db, Self::decode).await
+    /// The first matching row in the query's order, with its related rows.
+    pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<J::Row>> {
+        self.unique_keys()?;
+        self.query.first_as(db, J::decode).await
     }
 
     /// The matching rows with their related rows as a stream (see [`Query::stream`]).
-    pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<DecodedStream<(M, Option<R>)>> {
-        self.unique_key()?;
-        self.query.stream_as(db, Self::decode).await
+    pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<DecodedStream<J::Row>> {
+        self.unique_keys()?;
+        self.query.stream_as(db, J::decode).await
     }
 
-    /// How many rows match (the join changes no number).
+    /// How many rows match (the joins change no number).
     pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<i64> {
         self.query.count(db).await
     }
@@ -170,32 +249,6 @@ impl<M: Model, R: Model> Joined<M, R> {
     /// The statement [`all`](Self::all) sends: SQL text and parameters.
     pub fn to_statement(&self) -> Statement {
         self.query.to_statement()
-    }
-
-    fn decode(row: &Row) -> Result<(M, Option<R>)> {
-        let at = M::FIELDS.len();
-        // A row the join did not find is all NULLs, its primary key too.
-        let related = match row.try_get::<usize, Value>(at + R::PRIMARY_KEY)? {
-            Value::Null => None,
-            _ => Some(R::from_row_at(row, at)?),
-        };
-        Ok((M::from_row(row)?, related))
-    }
-
-    /// A `Usage` error unless the key can match one row at most: else each row would
-    /// repeat once per match.
-    fn unique_key(&self) -> Result<()> {
-        match R::FIELDS.iter().find(|f| f.column == self.key) {
-            Some(field) if field.primary_key || field.unique => Ok(()),
-            _ => Err(Error::new(
-                ErrorKind::Usage,
-                format!(
-                    "select_related: `{}.{}` is neither the primary key nor unique, so a row could match several; use load_many",
-                    R::TABLE,
-                    self.key
-                ),
-            )),
-        }
     }
 }
 

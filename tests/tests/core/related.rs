@@ -252,6 +252,8 @@ pub struct Review {
     #[chakra(references = "rel_books.id")]
     pub book_id: i64,
     pub stars: i32,
+    #[chakra(references = "rel_authors.id")]
+    pub reviewer_id: Option<i64>,
 }
 
 /// An aggregate across two relations: each author's reviews, through their books; each
@@ -263,7 +265,7 @@ async fn annotations_aggregate_rows_across_a_chain_of_relations() {
     Review::create_table(&pool).await.unwrap();
     let books = Book::query().order_by(Book::title().asc()).all(&pool).await.unwrap();
     let (anonymous, engines, notes) = (books[0].id, books[1].id, books[2].id);
-    let review = |book_id, stars| Review { id: 0, book_id, stars };
+    let review = |book_id, stars| Review { id: 0, book_id, stars, reviewer_id: None };
     let reviews = vec![review(notes, 5), review(notes, 2), review(engines, 4), review(anonymous, 1)];
     Review::insert_all(&pool, reviews).await.unwrap();
     statements.store(0, Ordering::SeqCst);
@@ -288,6 +290,53 @@ async fn annotations_aggregate_rows_across_a_chain_of_relations() {
     let rows = Review::query().order_by(Review::stars().asc()).annotate(by_author).all(&pool).await.unwrap();
     let rows: Vec<(i32, i64)> = rows.into_iter().map(|(r, n)| (r.stars, n)).collect();
     assert_eq!(rows, [(1, 0), (2, 3), (4, 3), (5, 3)], "the anonymous book's review reaches no author");
+    Review::drop_table(&pool).await.unwrap();
+    cleanup(schema).await;
+}
+
+/// Two joins in one statement: a chain (each review's book and the book's author), or
+/// two relations of the row itself (its book and its reviewer).
+#[tokio::test]
+async fn select_related_joins_a_chain_or_two_relations() {
+    let (pool, schema, statements) = library().await;
+    Review::create_table(&pool).await.unwrap();
+    let books = Book::query().order_by(Book::title().asc()).all(&pool).await.unwrap();
+    let bob = Author::query().filter(Author::name().eq("Bob")).one(&pool).await.unwrap();
+    let (anonymous, notes) = (books[0].id, books[2].id);
+    let reviews = vec![
+        Review { id: 0, book_id: notes, stars: 5, reviewer_id: Some(bob.id) },
+        Review { id: 0, book_id: anonymous, stars: 1, reviewer_id: None },
+    ];
+    Review::insert_all(&pool, reviews).await.unwrap();
+    statements.store(0, Ordering::SeqCst);
+
+    let by_stars = Review::query().order_by(Review::stars().desc());
+    let chain = by_stars
+        .clone()
+        .select_related(Review::book_id(), Book::id())
+        .select_related_of(Book::author_id(), Author::id());
+    let rows: Vec<(Review, Option<Book>, Option<Author>)> = chain.all(&pool).await.unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|(r, b, a)| (r.stars, b.as_ref().map(|b| b.title.as_str()), a.as_ref().map(|a| a.name.as_str())))
+        .collect();
+    assert_eq!(got, [(5, Some("Notes"), Some("Ada")), (1, Some("Anonymous"), None)], "no author, no row");
+    assert_eq!(statements.load(Ordering::SeqCst), 1, "one statement");
+
+    let both =
+        by_stars.select_related(Review::book_id(), Book::id()).select_related(Review::reviewer_id(), Author::id());
+    let first = both.first(&pool).await.unwrap().map(|(r, b, a)| (r.stars, b.map(|b| b.title), a.map(|a| a.name)));
+    assert_eq!(first, Some((5, Some("Notes".into()), Some("Bob".into()))));
+    let streamed: Vec<_> = both.stream(&pool).await.unwrap().try_collect().await.unwrap();
+    assert_eq!((streamed.len(), both.count(&pool).await.unwrap()), (2, 2));
+    // Each key must be unique, the second too.
+    let err = Review::query()
+        .select_related(Review::book_id(), Book::id())
+        .select_related_of(Book::id(), Review::book_id())
+        .all(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("`rel_reviews.book_id` is neither the primary key nor unique"), "{err}");
     Review::drop_table(&pool).await.unwrap();
     cleanup(schema).await;
 }
