@@ -421,6 +421,22 @@ pub struct Select {
     /// each join's, in order. Only a selection of rows ([`Projection::Columns`]) reads
     /// them; counts, aggregates and subqueries leave them out.
     pub joins: Vec<Join>,
+    /// Columns of the rows relations lead to from each row, for the aggregates
+    /// ([`Projection::Aggregates`]) to run over under their aliases (Django's
+    /// `values("country").annotate(n=Count("books"))`): the rows are `LEFT JOIN`ed to
+    /// them, so each row counts once per row it reaches, as in Django. Chains sharing
+    /// their first hops share those joins. Only aggregates read them.
+    pub reached: Vec<Reached>,
+}
+
+/// A column of the rows a chain of relations leads to (see [`Select::reached`]): through
+/// each hop, the rows of its `table` whose `key` holds the previous row's `via` column;
+/// `column` of the last, as `alias`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reached {
+    pub hops: Vec<Hop>,
+    pub column: Ident,
+    pub alias: Ident,
 }
 
 /// A row another table holds for each of a query's rows: the one whose `key` equals the

@@ -214,7 +214,8 @@ impl SqlWriter<'_> {
             // A group key may be an annotation (a value computed per row): computed here, or
             // by the subquery of rows, which then holds it as a column.
             Projection::Aggregates if !select.group_by.is_empty() => {
-                let over_rows = select.lock.is_some() || select.annotation_filter.is_some();
+                let over_rows =
+                    select.lock.is_some() || select.annotation_filter.is_some() || !select.reached.is_empty();
                 self.push("SELECT ");
                 for (i, key) in select.group_by.iter().enumerate() {
                     if i > 0 {
@@ -237,7 +238,10 @@ impl SqlWriter<'_> {
                     true => {
                         let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
                         let held = if select.annotations.is_empty() { Selected::Bare } else { Selected::Columns };
-                        self.rows(&rows, Some(held));
+                        match select.reached.is_empty() {
+                            true => self.rows(&rows, Some(held)),
+                            false => self.reached_rows(&rows),
+                        }
                     }
                     false => self.rows(select, None),
                 }
@@ -262,6 +266,9 @@ impl SqlWriter<'_> {
                     || select.annotation_filter.is_some();
                 self.push("SELECT ");
                 self.aggregates(select);
+                if select.projection == Projection::Aggregates && !select.reached.is_empty() {
+                    return self.reached_rows(select);
+                }
                 let inner = match select.projection {
                     Projection::Count if !select.distinct => Selected::One,
                     _ => Selected::Bare,
@@ -307,6 +314,55 @@ impl SqlWriter<'_> {
         self.order(&select.order, Some(table));
     }
 
+    /// ` FROM` the query's rows (selected, filtered, sliced and locked as they would be)
+    /// joined to the rows [`Select::reached`] names, each row once per row it reaches,
+    /// with the reached columns under their aliases. A chain shares the joins of the
+    /// hops it begins with with every other chain beginning so.
+    fn reached_rows(&mut self, select: &Select) {
+        let table = &select.table;
+        let mut chains: Vec<&[Hop]> = Vec::new();
+        for reached in &select.reached {
+            for end in 1..=reached.hops.len() {
+                if !chains.contains(&&reached.hops[..end]) {
+                    chains.push(&reached.hops[..end]);
+                }
+            }
+        }
+        let alias = |chain: &[Hop]| match chains.iter().position(|c| *c == chain) {
+            Some(i) => Ident::from(format!("{REACHED}{}", i + 1)),
+            None => table.clone(),
+        };
+        self.push(" FROM (SELECT ");
+        self.ident(table);
+        self.push(".*");
+        let mut aliases: Vec<&Ident> = Vec::new();
+        for reached in select.reached.iter().filter(|r| !r.hops.is_empty()) {
+            if !aliases.contains(&&reached.alias) {
+                aliases.push(&reached.alias);
+                self.push(", ");
+                self.qualified(&alias(&reached.hops), &reached.column);
+                self.push(" AS ");
+                self.ident(&reached.alias);
+            }
+        }
+        self.push(" FROM (");
+        self.selection(select, Selected::Columns);
+        self.push(") AS ");
+        self.ident(table);
+        for chain in &chains {
+            let (hop, from) = chain.split_last().expect("chains have a hop");
+            self.push(" LEFT JOIN ");
+            self.ident(&hop.table);
+            self.push(" AS ");
+            self.ident(&alias(chain));
+            self.push(" ON ");
+            self.qualified(&alias(chain), &hop.key);
+            self.push(" = ");
+            self.qualified(&alias(from), &hop.via);
+        }
+        self.push(") AS selected");
+    }
+
     /// `"table"."column"`.
     fn qualified(&mut self, table: &Ident, column: &Ident) {
         self.ident(table);
@@ -318,6 +374,9 @@ impl SqlWriter<'_> {
 /// The alias of the n-th join's table (from 1): a name no table of the model's is likely
 /// to have, as the query's own table keeps its name.
 const JOINED: &str = "chakra_join_";
+
+/// The alias of the n-th chain of hops (from 1) [`Select::reached`] joins.
+const REACHED: &str = "chakra_reach_";
 
 /// The alias of the n-th table (from 1) a [`Scalar::Referred`] goes through.
 const HOP: &str = "chakra_hop_";
@@ -684,7 +743,7 @@ pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::{Annotation, ArithOp, Hop, Join, Pattern, RowLock, TextMatch};
+    use crate::ast::{AggregateFn, Annotation, ArithOp, Hop, Join, Pattern, Reached, RowLock, TextMatch};
     use crate::dialect::Postgres;
 
     /// `column = value`.
@@ -900,6 +959,51 @@ mod tests {
                 r#"SELECT "id", (SELECT count(*) FROM ({rows}) AS "related" WHERE "rating" >= $1) AS "n" FROM "authors""#
             )
         );
+    }
+
+    #[test]
+    fn aggregates_across_relations_run_over_the_rows_joined_to_what_they_reach() {
+        let novels = vec![Hop { via: col("id"), table: col("novels"), key: col("writer_id") }];
+        let chapters =
+            [novels.clone(), vec![Hop { via: col("id"), table: col("chapters"), key: col("novel_id") }]].concat();
+        let reached =
+            |hops: &Vec<Hop>, column, alias| Reached { hops: hops.clone(), column: col(column), alias: col(alias) };
+        let of = |function, column: &'static str, alias: &'static str| Aggregate {
+            function,
+            column: Some(col(column)),
+            distinct: false,
+            alias: Some(col(alias)),
+            filter: None,
+        };
+        let mut s = Select::new("writers", ["id", "country"]);
+        s.filter(eq("rank", 1));
+        s.projection = Projection::Aggregates;
+        s.group_by = vec![col("country")];
+        s.aggregates =
+            vec![of(AggregateFn::Count, "novels", "n"), of(AggregateFn::Sum, "novels__chapters__words", "w")];
+        s.reached = vec![
+            reached(&novels, "id", "novels"),
+            reached(&chapters, "words", "novels__chapters__words"),
+            reached(&novels, "id", "novels"),
+        ];
+        s.limit = Some(2);
+        let rows = r#"SELECT "writers".*, "chakra_reach_1"."id" AS "novels", "chakra_reach_2"."words" AS "novels__chapters__words" FROM (SELECT "id", "country" FROM "writers" WHERE "rank" = $1) AS "writers" LEFT JOIN "novels" AS "chakra_reach_1" ON "chakra_reach_1"."writer_id" = "writers"."id" LEFT JOIN "chapters" AS "chakra_reach_2" ON "chakra_reach_2"."novel_id" = "chakra_reach_1"."id""#;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(
+                r#"SELECT "country", count("novels") AS "n", sum("novels__chapters__words") AS "w" FROM ({rows}) AS selected GROUP BY "country" LIMIT $2"#
+            )
+        );
+        // Without groups, over the rows the query picks.
+        s.group_by.clear();
+        let sql = select(&Postgres, &s).sql;
+        assert!(
+            sql.starts_with(
+                r#"SELECT count("novels") AS "n", sum("novels__chapters__words") AS "w" FROM (SELECT "writers".*"#
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains(r#"FROM "writers" WHERE "rank" = $1 LIMIT $2) AS "writers""#), "{sql}");
     }
 
     #[test]

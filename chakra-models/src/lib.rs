@@ -20,7 +20,7 @@ pub mod wire;
 pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
 pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Expr, Hop, Join, LockStrength, LockWait,
-    Operand, Order, RowLock, Scalar, TruncUnit,
+    Operand, Order, Reached, RowLock, Scalar, TruncUnit,
 };
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chakra::models::ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Hop, Join, Operand, Order,
-    Projection, RowLock, Scalar, Select, TruncUnit, Update,
+    Projection, Reached, RowLock, Scalar, Select, TruncUnit, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -653,10 +653,11 @@ impl Query {
         if specs.is_empty() {
             return Err(field_error(py, "aggregate() needs at least one aggregate, such as Sum(\"field\")".into()));
         }
-        let (aggregates, floats) = aggregates_of(py, self.schema.get(), &specs, false)?;
+        let (aggregates, floats, reached) = aggregates_of(py, self.schema.get(), &specs, false)?;
         let mut select = self.select.clone();
         select.projection = Projection::Aggregates;
         select.aggregates = aggregates;
+        select.reached = reached;
         let request = self.request(&select, Mode::One);
         let names: Vec<Py<PyString>> = specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()).collect();
         let target = Target::extract(target)?;
@@ -822,7 +823,8 @@ impl Query {
                 ));
             }
             let first = indices.len() + select.annotations.len();
-            let (aggregates, avgs) = aggregates_of(py, schema, &specs, true)?;
+            let (aggregates, avgs, reached) = aggregates_of(py, schema, &specs, true)?;
+            select.reached = reached;
             floats = avgs.into_iter().map(|i| i + first).collect();
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
             columns.extend(first..first + specs.len());
@@ -1032,19 +1034,25 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
 fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound<'_, PyTuple>) -> PyResult<Scalar> {
     let path: Vec<HopSpec<'_>> = spec.get_item(1)?.extract()?;
     let function: String = spec.get_item(2)?.extract()?;
-    let (field, distinct): (String, bool) = (spec.get_item(3)?.extract()?, spec.get_item(4)?.extract()?);
+    let (field, distinct): (Py<PyAny>, bool) = (spec.get_item(3)?.unbind(), spec.get_item(4)?.extract()?);
     let filter: Option<Py<PyTuple>> = spec.get_item(5)?.extract()?;
     let (hops, related) = hops_of(py, schema, alias, &path)?;
     let aggregate_spec = (alias.to_owned(), function, field, distinct, filter);
-    let (mut aggregates, floats) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
+    let (mut aggregates, floats, _) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
     let aggregate = aggregates.pop().expect("one aggregate per spec");
     let related = Scalar::Related { aggregate, outer_table: schema.table.to_string().into(), hops };
     Ok(if floats.is_empty() { related } else { Scalar::Float(Box::new(related)) })
 }
 
 /// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,
-/// `filter` a `Q` tree or `None`.
-type AggregateSpec = (String, String, String, bool, Option<Py<PyTuple>>);
+/// `filter` a `Q` tree or `None`; `field` a field's name, `"*"`, or `("reach", hops,
+/// columns)` for a column of the rows relations lead to (`Count("books")`), the columns
+/// `(alias, field)` of the last model's that the aggregate (the first) and its filter
+/// read.
+type AggregateSpec = (String, String, Py<PyAny>, bool, Option<Py<PyTuple>>);
+
+/// `("reach", hops, columns)`: an [`AggregateSpec`]'s field across relations.
+type ReachSpec<'py> = (String, Vec<HopSpec<'py>>, Vec<(String, String)>);
 
 /// The aggregates `specs` describe, each checked against its field (`sum` and `avg` take
 /// numbers, `min` and `max` ordered values, only `count` takes `"*"`: every row), or a
@@ -1056,12 +1064,43 @@ fn aggregates_of(
     schema: &Schema,
     specs: &[AggregateSpec],
     aliased: bool,
-) -> PyResult<(Vec<Aggregate>, Vec<usize>)> {
+) -> PyResult<(Vec<Aggregate>, Vec<usize>, Vec<Reached>)> {
     let mut aggregates = Vec::with_capacity(specs.len());
     let mut floats = Vec::new();
+    let mut reached = Vec::new();
     for (i, (alias, function, field, distinct, filter)) in specs.iter().enumerate() {
+        // A column of rows relations lead to: the aggregate reads it (and its filter the
+        // others) under its alias, from the rows joined to what they reach.
+        let reach: Option<ReachSpec<'_>> = match field.bind(py).is_instance_of::<PyString>() {
+            true => None,
+            false => Some(field.extract(py)?),
+        };
+        let (field, target, read_as) = match &reach {
+            None => (field.extract::<String>(py)?, schema, None),
+            Some((_, path, columns)) => {
+                let (hops, last) = hops_of(py, schema, alias, path)?;
+                for (as_alias, name) in columns {
+                    let column = last.fields[field_index(py, last, name)?].column.clone();
+                    reached.push(Reached { hops: hops.clone(), column, alias: as_alias.clone().into() });
+                }
+                let (first_alias, first) =
+                    columns.first().ok_or_else(|| field_error(py, format!("`{alias}` reads no column")))?;
+                (first.clone(), last, Some(first_alias.clone()))
+            }
+        };
         let filter = match filter {
-            Some(node) => Some(Box::new(tree(py, schema, &[], node.bind(py))?)),
+            Some(node) => {
+                // The reached columns, which the filter may name, as names of the rows.
+                let named: Vec<Annotation> = reach
+                    .iter()
+                    .flat_map(|(_, _, columns)| columns)
+                    .map(|(name, _)| Annotation {
+                        alias: name.clone().into(),
+                        value: Scalar::Operand(Operand::Column(name.clone().into())),
+                    })
+                    .collect();
+                Some(Box::new(tree(py, schema, &named, node.bind(py))?))
+            }
             None => None,
         };
         let name = match function.as_str() {
@@ -1089,8 +1128,8 @@ fn aggregates_of(
             aggregates.push(Aggregate { function: name, column: None, distinct: false, alias: alias_ident, filter });
             continue;
         }
-        let index = field_index(py, schema, field)?;
-        let kind = schema.types[index].kind;
+        let index = field_index(py, target, &field)?;
+        let kind = target.types[index].kind;
         let needs = match name {
             AggregateFn::Count => None,
             AggregateFn::Sum | AggregateFn::Avg => (!kind.is_numeric()).then_some("a numeric"),
@@ -1101,16 +1140,16 @@ fn aggregates_of(
         if let Some(needs) = needs {
             return Err(field_error(
                 py,
-                format!("`{alias}`: {function} needs {needs} field; {} is not one", schema.label(index)),
+                format!("`{alias}`: {function} needs {needs} field; {} is not one", target.label(index)),
             ));
         }
         if name == AggregateFn::Avg && kind != FieldKind::Numeric {
             floats.push(i);
         }
-        let column = Some(schema.fields[index].column.clone());
+        let column = Some(read_as.map_or_else(|| target.fields[index].column.clone(), Into::into));
         aggregates.push(Aggregate { function: name, column, distinct: *distinct, alias: alias_ident, filter });
     }
-    Ok((aggregates, floats))
+    Ok((aggregates, floats, reached))
 }
 
 /// A condition on the groups of grouped values, `n__gt=5`: the aggregate named `n`

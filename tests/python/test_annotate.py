@@ -168,6 +168,39 @@ async def test_a_sessions_instances_get_the_annotations() -> None:
         ann.nope  # noqa: B018
 
 
+async def test_groups_and_totals_aggregate_across_relations_as_djangos_joins() -> None:
+    # Each novel of each writer, each chapter of each novel: the rows joined, as Django.
+    totals = await Writer.objects.aggregate(
+        n=Count("novels", distinct=True), pages=Sum("novels__pages"), words=Sum("novels__chapters__words")
+    )
+    assert totals == {"n": 3, "pages": 700, "words": 4500}, "a1's pages count once per chapter"
+    assert await Writer.objects.aggregate(n=Count("novels")) == {"n": 3}
+    long = Count("novels", filter=Q(novels__pages__gte=200))
+    assert await Writer.objects.aggregate(long=long, ann=Count("novels", filter=Q(rank=1))) == {"long": 2, "ann": 2}
+    # A row per group, each with its related rows' aggregates.
+    per_writer = Novel.objects.values("writer_id").annotate(
+        chapters=Count("chapters"),
+        words=Sum("chapters__words"),
+        big=Count("chapters", filter=Q(chapters__words__gt=900)),
+    )
+    got = [(r["chapters"], r["words"], r["big"]) for r in await per_writer.order_by("writer_id")]
+    assert got == [(2, 4000, 2), (1, 500, 0), (0, None, 0)], "Ann, Ben, then no writer"
+    assert await per_writer.filter(chapters__gt=1).count() == 1
+    # Forward: each chapter's novel, once per chapter.
+    assert await Chapter.objects.aggregate(pages=Sum("novel__pages"), most=Max("novel__writer__rank")) == {
+        "pages": 400,
+        "most": 2,
+    }
+    per_rank = Chapter.objects.values("novel__writer__rank").annotate(total=Sum("words")).order_by("-total")
+    assert await per_rank == [{"novel__writer__rank": 1, "total": 4000}, {"novel__writer__rank": 2, "total": 500}]
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        await Writer.objects.aggregate(n=Count("novels__nope"))
+    with raises(chakra.FieldError, "`n`: 'words' is not a field of Chapter to aggregate ('novels__chapters__words__x')"):
+        await Writer.objects.aggregate(n=Count("novels__chapters__words__x"))
+    with pytest.raises(chakra.FieldError, match="`p`: sum needs a numeric field"):
+        await Writer.objects.values("rank").annotate(p=Sum("novels__title"))
+
+
 def test_annotations_that_cannot_work_are_refused_before_any_sql() -> None:
     clash = "the annotation `name` is named as a field or another annotation of Writer: name it otherwise"
     with raises(chakra.FieldError, clash):

@@ -11,6 +11,14 @@ only the rows meeting it (SQL's ``FILTER (WHERE …)``), so one query can count 
 The filter's lookups may span relations (``filter=Q(author__name="Ann")``). ``Sum`` and
 ``Avg`` take numeric fields, ``Min`` and ``Max`` numbers, text, dates and times; ``Avg`` of
 an integer or float field is a float, of a ``Numeric`` field a ``Decimal``.
+
+The field may be across relations, as in Django: ``Count("books")``,
+``Sum("books__pages", filter=Q(books__year__gte=2000))``, ``Max("author__age")``. The rows
+are then joined to the rows the relations lead to, so each row counts once per row it
+reaches; two relations in one query multiply each other's rows, as Django's joins do
+(``Count("books", distinct=True)`` counts each book once)::
+
+    await Author.objects.values("country").annotate(books=Count("books"), pages=Sum("books__pages"))
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "Sum"]
 
 # What the core reads an aggregate as: (alias, function, field, distinct, filter), the
-# filter a `Q` tree or None.
-AggregateSpec = tuple[str, str, str, bool, "tuple[str, bool, list[Any]] | None"]
+# filter a `Q` tree or None; the field a name, or ("reach", hops, columns) for a column of
+# the rows relations lead to (see `chakra.query._reached_spec`).
+AggregateSpec = tuple[str, str, "str | tuple[Any, ...]", bool, "tuple[str, bool, list[Any]] | None"]
 
 
 class Aggregate:

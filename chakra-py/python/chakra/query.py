@@ -252,22 +252,33 @@ def _across(
     return out
 
 
-def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
-    """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))``,
-    ``Count("books__reviews")`` on ``model``: the aggregate of the rows a chain of
-    relations leads to, as the core's annotation spec, its filter's lookups relative to
-    the last related model (each of its rows counts once per chain reaching it, as in
-    Django's join)."""
-    names = agg.field.split("__")
-    hops: list[tuple[str, _core.Schema, str]] = []
+Hops = list[tuple[str, "_core.Schema", str]]
+
+
+def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], list[str]]:
+    """The relations ``name`` (``"books__reviews__stars"``) goes through from ``model``,
+    each as a hop (the key, the related schema, the field there it holds), the model
+    they lead to, and the names after them (``["stars"]``)."""
+    names = name.split("__")
+    hops: Hops = []
     current = model
-    while names and names[0] in current._meta.relations:
+    while names and names[0] in current._meta.relations and names[0] not in current._meta.fields:
         relation = current._meta.relations[names.pop(0)]
         if relation.many:
             hops.append((relation.source_key, relation.target._meta.require_schema(), relation.field.name))
         else:
             hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
         current = relation.target
+    return hops, current, names
+
+
+def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
+    """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))``,
+    ``Count("books__reviews")`` on ``model``: the aggregate of the rows a chain of
+    relations leads to, as the core's annotation spec, its filter's lookups relative to
+    the last related model (each of its rows counts once per chain reaching it, as in
+    Django's join)."""
+    hops, current, names = _reach(model, agg.field)
     if not hops or len(names) > 1:
         known = ", ".join(model._meta.relations) or "none"
         raise chakra_errors.FieldError(
@@ -283,6 +294,41 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
         condition = _relative(agg.filter, path, alias)._tree(current)
     field = names[0] if names else pk.name
     return ("related", hops, agg.function, field, agg.distinct, condition)
+
+
+def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSpec:
+    """An aggregate of the rows of a group, or of all the rows, as the core takes it. One
+    across relations (``Count("books")``, ``Sum("books__pages")``) reads a column of the
+    rows they lead to, joined to each row as Django joins them (each row counting once
+    per row it reaches), and its filter may name their fields the same way
+    (``filter=Q(books__pages__gt=100)``)."""
+    hops, last, names = _reach(model, agg.field)
+    if not hops:
+        return agg._spec(alias, model)
+    if len(names) > 1:
+        raise chakra_errors.FieldError(
+            f"`{alias}`: {names[0]!r} is not a field of {last.__name__} to aggregate ({agg.field!r})"
+        )
+    pk = last._meta.pk
+    assert pk is not None, "relations join concrete models"
+    path = "__".join(agg.field.split("__")[: len(hops)])
+    columns = [(agg.field, names[0] if names else pk.name)]
+    for key in _lookup_keys(agg.filter) if agg.filter is not None else []:
+        if key.startswith(f"{path}__"):
+            field = key[len(path) + 2 :].split("__")[0]
+            if field in last._meta.fields and (f"{path}__{field}", field) not in columns:
+                columns.append((f"{path}__{field}", field))
+    tree = agg.filter._tree(model, [a for a, _ in columns]) if agg.filter is not None else None
+    return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree)
+
+
+def _lookup_keys(q: Q) -> Iterator[str]:
+    """Every lookup's key in ``q``, nested ones too."""
+    for child in q.children:
+        if isinstance(child, Q):
+            yield from _lookup_keys(child)
+        else:
+            yield child[0]
 
 
 def _relative(q: Q, relation: str, alias: str) -> Q:
@@ -763,7 +809,7 @@ class QuerySet(Generic[M]):
                 raise TypeError(f"aggregate() takes Count, Sum, Avg, Min or Max, got {agg!r}")
         named = {agg.default_alias: agg for agg in args}
         named.update(kwargs)
-        return [agg._spec(alias, self._model) for alias, agg in named.items()]
+        return [_reached_spec(self._model, alias, agg) for alias, agg in named.items()]
 
     async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
         """Aggregates over the matching rows, as a dict by name::
