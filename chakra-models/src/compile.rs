@@ -302,14 +302,8 @@ impl SqlWriter<'_> {
         self.push(") AS ");
         self.ident(table);
         for (i, join) in select.joins.iter().enumerate() {
-            self.push(" LEFT JOIN ");
-            self.ident(&join.table);
-            self.push(" AS ");
-            self.ident(&alias(i));
-            self.push(" ON ");
-            self.qualified(&alias(i), &join.key);
-            self.push(" = ");
-            self.qualified(&join.from.map_or_else(|| table.clone(), alias), &join.column);
+            let from = join.from.map_or_else(|| table.clone(), alias);
+            self.join(" LEFT JOIN ", &join.table, &alias(i), &join.key, (&from, &join.column));
         }
         self.order(&select.order, Some(table));
     }
@@ -351,16 +345,21 @@ impl SqlWriter<'_> {
         self.ident(table);
         for chain in &chains {
             let (hop, from) = chain.split_last().expect("chains have a hop");
-            self.push(" LEFT JOIN ");
-            self.ident(&hop.table);
-            self.push(" AS ");
-            self.ident(&alias(chain));
-            self.push(" ON ");
-            self.qualified(&alias(chain), &hop.key);
-            self.push(" = ");
-            self.qualified(&alias(from), &hop.via);
+            self.join(" LEFT JOIN ", &hop.table, &alias(chain), &hop.key, (&alias(from), &hop.via));
         }
         self.push(") AS selected");
+    }
+
+    /// `<kind> table AS alias ON alias.key = from.column`.
+    fn join(&mut self, kind: &str, table: &Ident, alias: &Ident, key: &Ident, (from, column): (&Ident, &Ident)) {
+        self.push(kind);
+        self.ident(table);
+        self.push(" AS ");
+        self.ident(alias);
+        self.push(" ON ");
+        self.qualified(alias, key);
+        self.push(" = ");
+        self.qualified(from, column);
     }
 
     /// `"table"."column"`.
@@ -542,17 +541,12 @@ impl SqlWriter<'_> {
     /// holds the outer row's column.
     fn hops(&mut self, outer_table: &Ident, hops: &[Hop], last: &Ident) {
         let alias = |i: usize| if i + 1 == hops.len() { last.clone() } else { hop_alias(i) };
-        for (i, step) in hops.iter().enumerate() {
-            self.push(if i == 0 { "FROM " } else { " JOIN " });
-            self.ident(&step.table);
-            self.push(" AS ");
-            self.ident(&alias(i));
-            if i > 0 {
-                self.push(" ON ");
-                self.qualified(&alias(i), &step.key);
-                self.push(" = ");
-                self.qualified(&alias(i - 1), &step.via);
-            }
+        self.push("FROM ");
+        self.ident(&hops[0].table);
+        self.push(" AS ");
+        self.ident(&alias(0));
+        for (i, step) in hops.iter().enumerate().skip(1) {
+            self.join(" JOIN ", &step.table, &alias(i), &step.key, (&alias(i - 1), &step.via));
         }
         self.push(" WHERE ");
         self.qualified(&alias(0), &hops[0].key);
