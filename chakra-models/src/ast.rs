@@ -830,7 +830,8 @@ pub struct BulkUpdate {
     pub arrays: Vec<Value>,
 }
 
-/// `ON CONFLICT (target) DO UPDATE SET column = excluded.column, …`.
+/// `ON CONFLICT (target) DO UPDATE SET column = excluded.column, …`; with nothing to
+/// update, `DO NOTHING`, which needs no target (any unique constraint then counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upsert {
     pub conflict_target: Vec<Ident>,

@@ -6,7 +6,7 @@
 //! The statements of one flush then run in order in one Tokio task; the instances are
 //! updated from the results (generated keys, values as stored) when it completes.
 
-use chakra::models::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Insert, Update};
+use chakra::models::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Insert, Update, Upsert};
 use chakra::models::compile;
 use chakra::models::Postgres;
 use chakra::{ErrorKind, Labels, Mode, Request, Response, Value};
@@ -27,15 +27,21 @@ enum After {
     /// These values are now the saved ones.
     Updated { schema: Py<Schema>, obj: Py<PyAny>, saved: Py<PyTuple> },
     /// Nothing to read back.
-    Deleted,
+    Nothing,
 }
 
 fn labels(schema: &Schema, operation: &'static str) -> Labels {
     Labels::new(operation, Some(schema.table.clone()))
 }
 
-/// The insert of `objs` (all with or all without an explicit primary key).
-fn insert_request(schema: &Schema, objs: &[Bound<'_, PyAny>], with_pk: bool) -> PyResult<Request> {
+/// The insert of `objs` (all with or all without an explicit primary key), with what to
+/// do about rows that conflict with existing ones.
+fn insert_request(
+    schema: &Schema,
+    objs: &[Bound<'_, PyAny>],
+    with_pk: bool,
+    upsert: Option<Upsert>,
+) -> PyResult<Request> {
     let included: Vec<usize> =
         (0..schema.fields.len()).filter(|&i| with_pk || !(i == schema.pk && schema.fields[i].generated)).collect();
     let rows = objs
@@ -49,7 +55,7 @@ fn insert_request(schema: &Schema, objs: &[Bound<'_, PyAny>], with_pk: bool) -> 
         rows,
         arrays: Vec::new(),
         returning: schema.fields.iter().map(|f| f.column.clone()).collect(),
-        upsert: None,
+        upsert,
     };
     Ok(Request::new(compile::insert(&Postgres, &insert), Mode::All).labels(labels(schema, "INSERT")))
 }
@@ -66,7 +72,7 @@ fn plan_step(
     after: &mut Vec<After>,
 ) -> PyResult<()> {
     let (kind, schema, objs, identity): (String, Bound<'_, Schema>, Bound<'_, PyList>, Option<Py<PyDict>>) =
-        step.extract()?;
+        step.get_slice(0, 4).extract()?;
     let s = schema.get();
     let objs: Vec<Bound<'_, PyAny>> = objs.iter().collect();
     for obj in &objs {
@@ -74,6 +80,13 @@ fn plan_step(
     }
     match kind.as_str() {
         "insert" => {
+            let conflicts = match step.len() {
+                5 => conflicts(py, s, &step.get_item(4)?)?,
+                _ => None,
+            };
+            // Rows skipped as conflicting return nothing: the others cannot be matched
+            // with what comes back.
+            let read_back = conflicts.as_ref().is_none_or(|u| !u.update.is_empty());
             let generated = s.fields[s.pk].generated;
             let (with_pk, without_pk): (Vec<_>, Vec<_>) =
                 objs.into_iter().partition(|obj| !generated || !s.get(obj, s.pk).is_none());
@@ -81,11 +94,14 @@ fn plan_step(
                 if group.is_empty() {
                     continue;
                 }
-                requests.push(insert_request(s, &group, explicit)?);
-                after.push(After::Inserted {
-                    schema: schema.clone().unbind(),
-                    objs: group.into_iter().map(Bound::unbind).collect(),
-                    identity: identity.as_ref().map(|d| d.clone_ref(py)),
+                requests.push(insert_request(s, &group, explicit, conflicts.clone())?);
+                after.push(match read_back {
+                    true => After::Inserted {
+                        schema: schema.clone().unbind(),
+                        objs: group.into_iter().map(Bound::unbind).collect(),
+                        identity: identity.as_ref().map(|d| d.clone_ref(py)),
+                    },
+                    false => After::Nothing,
                 });
             }
         }
@@ -124,11 +140,50 @@ fn plan_step(
                 filter: Some(Expr::In { column, values: keys, negated: false }),
             };
             requests.push(Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(s, "DELETE")));
-            after.push(After::Deleted);
+            after.push(After::Nothing);
         }
         other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown flush step `{other}`"))),
     }
     Ok(())
+}
+
+/// What an insert does with rows conflicting with existing ones: `None` (fail),
+/// `("ignore",)` (skip them), or `("update", unique fields, fields to update)` (update the
+/// existing row: an upsert).
+fn conflicts(py: Python<'_>, schema: &Schema, spec: &Bound<'_, PyAny>) -> PyResult<Option<Upsert>> {
+    if spec.is_none() {
+        return Ok(None);
+    }
+    let (kind, unique, update): (String, Vec<String>, Vec<String>) = match spec.len()? {
+        1 => (spec.get_item(0)?.extract()?, Vec::new(), Vec::new()),
+        _ => spec.extract()?,
+    };
+    let index = |name: &String| match name.as_str() {
+        "pk" => Ok(schema.pk),
+        _ => field_index(py, schema, name),
+    };
+    let columns = |names: &[String]| -> PyResult<Vec<_>> {
+        names.iter().map(|name| Ok(schema.fields[index(name)?].column.clone())).collect()
+    };
+    match kind.as_str() {
+        "ignore" => Ok(Some(Upsert { conflict_target: Vec::new(), update: Vec::new() })),
+        "update" if unique.is_empty() || update.is_empty() => Err(field_error(
+            py,
+            "bulk_create(update_conflicts=True) needs unique_fields (what makes a row conflict) and update_fields \
+             (what to write to it)"
+                .into(),
+        )),
+        "update" => {
+            if let Some(pk) = update.iter().find(|name| index(name).is_ok_and(|i| i == schema.pk)) {
+                return Err(field_error(
+                    py,
+                    format!("bulk_create() cannot update the primary key `{pk}` of a conflicting row"),
+                ));
+            }
+            Ok(Some(Upsert { conflict_target: columns(&unique)?, update: columns(&update)? }))
+        }
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!("unknown conflict handling `{other}`"))),
+    }
 }
 
 /// The primary key that identifies `obj`'s row: as loaded (it may have been edited since).
@@ -245,7 +300,7 @@ fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
             let obj = obj.into_bound(py);
             schema.get().set_saved(&obj, saved.into_bound(py))?;
         }
-        After::Deleted => {}
+        After::Nothing => {}
     }
     Ok(())
 }

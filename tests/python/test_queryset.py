@@ -306,6 +306,56 @@ async def test_values_count_exist_and_pick_one_as_querysets_do() -> None:
         await ages.get(is_active=True)
 
 
+async def test_bulk_create_skips_or_updates_conflicting_rows() -> None:
+    alice = await Author.objects.get(email="alice@example.com")
+    # Skipped: the existing row stays as it was, the new one goes in.
+    skipped = await Author.objects.bulk_create(
+        [Author(name="Alice again", email="alice@example.com"), Author(name="Dan", email="dan@example.com")],
+        ignore_conflicts=True,
+    )
+    assert [a.id for a in skipped] == [None, None], "which rows went in is not known, as in Django"
+    assert (await Author.objects.get(email="alice@example.com")).name == "Alice"
+    assert await Author.objects.filter(name="Dan").count() == 1
+    # Upserted: the conflicting row's update_fields are written, and every instance
+    # holds its row as stored.
+    rows = [Author(name="Alicia", email="alice@example.com", age=32), Author(name="Eve", email="eve@example.com")]
+    done = Author.objects.bulk_create_sync(
+        rows, update_conflicts=True, unique_fields=["email"], update_fields=["name", "age"]
+    )
+    assert (done[0].id, done[0].name, done[0].age, done[0].bio) == (alice.id, "Alicia", 32, "")
+    assert done[1].id is not None and done[1].name == "Eve"
+    stored = await Author.objects.get(id=alice.id)
+    assert (stored.name, stored.age) == ("Alicia", 32)
+    assert await Author.objects.count() == 7
+    # By primary key too.
+    again = await Author.objects.bulk_create(
+        [Author(id=alice.id, name="Al", email="x@example.com")],
+        update_conflicts=True,
+        unique_fields=["pk"],
+        update_fields=["name"],
+    )
+    assert (again[0].name, again[0].email) == ("Al", "alice@example.com"), "the email was not among update_fields"
+    # One statement: a row conflicting twice in it writes nothing.
+    twice = [Author(name="F1", email="f@example.com"), Author(name="F2", email="f@example.com")]
+    with pytest.raises(chakra.Error, match="cannot affect row a second time"):
+        await Author.objects.bulk_create(twice, update_conflicts=True, unique_fields=["email"], update_fields=["name"])
+    assert await Author.objects.filter(email="f@example.com").count() == 0
+    # What cannot work is refused before any SQL.
+    with pytest.raises(ValueError, match="ignore_conflicts or update_conflicts, not both"):
+        await Author.objects.bulk_create(twice, ignore_conflicts=True, update_conflicts=True)
+    with pytest.raises(chakra.FieldError, match="needs unique_fields .* and update_fields"):
+        await Author.objects.bulk_create(twice, update_conflicts=True, unique_fields=["email"])
+    with pytest.raises(chakra.FieldError, match="cannot update the primary key `id`"):
+        await Author.objects.bulk_create(twice, update_conflicts=True, unique_fields=["email"], update_fields=["id"])
+    with pytest.raises(chakra.FieldError, match="unknown field `mail`"):
+        await Author.objects.bulk_create(twice, update_conflicts=True, unique_fields=["mail"], update_fields=["name"])
+    with pytest.raises(TypeError, match="takes a list of field names, not one string"):
+        await Author.objects.bulk_create(twice, update_conflicts=True, unique_fields="email", update_fields=["name"])
+    with pytest.raises(ValueError, match="update_fields=\\) goes with update_conflicts=True"):
+        await Author.objects.bulk_create(twice, update_fields=["name"])
+    assert await Author.objects.filter(email="f@example.com").count() == 0
+
+
 async def test_distinct_values() -> None:
     await Author.objects.filter(name__in=["Bob", "Carol"]).update(age=31)
     ages = await Author.objects.distinct().order_by("age").values_list("age", flat=True)

@@ -165,12 +165,16 @@ impl Dialect for Postgres {
             }
         }
         if let Some(upsert) = &insert.upsert {
-            w.push(" ON CONFLICT (");
-            w.idents(&upsert.conflict_target);
+            w.push(" ON CONFLICT");
+            if !upsert.conflict_target.is_empty() {
+                w.push(" (");
+                w.idents(&upsert.conflict_target);
+                w.push(")");
+            }
             if upsert.update.is_empty() {
-                w.push(") DO NOTHING");
+                w.push(" DO NOTHING");
             } else {
-                w.push(") DO UPDATE SET ");
+                w.push(" DO UPDATE SET ");
                 for (i, column) in upsert.update.iter().enumerate() {
                     if i > 0 {
                         w.push(", ");

@@ -3,7 +3,7 @@
 Application code uses the ``chakra`` package; these are its building blocks.
 """
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Literal
 from .aggregates import AggregateSpec as _AggregateSpec
 
@@ -59,6 +59,11 @@ class Schema:
 
 _Tree = tuple[str, bool, list[Any]]
 _Target = Database | SessionHandle
+# A flush plan's step: (kind, schema, objs, identity), an insert's with its conflict handling.
+_FlushStep = (
+    tuple[str, Schema, list[Any], dict[Any, Any] | None]
+    | tuple[str, Schema, list[Any], dict[Any, Any] | None, tuple[Any, ...] | None]
+)
 _Map = dict[Any, Any]
 
 LOOKUPS: tuple[str, ...]
@@ -117,7 +122,7 @@ class Cursor:
     def close(self) -> None: ...
 
 def get_by_pk(target: _Target, schema: Schema, key: Any, identity: dict[Any, Any] | None = None) -> Op: ...
-def flush(target: _Target, plan: list[tuple[str, Schema, list[Any], dict[Any, Any] | None]]) -> Op: ...
+def flush(target: _Target, plan: Sequence[_FlushStep]) -> Op: ...
 def bulk_update(target: _Target, schema: Schema, objs: list[Any], fields: list[str]) -> Op: ...
 def refresh(target: _Target, obj: Any, schema: Schema) -> Op: ...
 def raw(target: _Target, sql: str, params: list[Any], mode: Literal["all", "one", "val", "execute"]) -> Op: ...

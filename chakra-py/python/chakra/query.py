@@ -322,6 +322,25 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree)
 
 
+def _conflicts(
+    ignore: bool, update: bool, update_fields: Iterable[str] | None, unique_fields: Iterable[str] | None
+) -> tuple[Any, ...] | None:
+    """``bulk_create``'s handling of rows that conflict with existing ones, as the core
+    takes it."""
+    if ignore and update:
+        raise ValueError("bulk_create() takes ignore_conflicts or update_conflicts, not both")
+    for name, fields in (("update_fields", update_fields), ("unique_fields", unique_fields)):
+        if isinstance(fields, str):
+            raise TypeError(f"bulk_create({name}=) takes a list of field names, not one string")
+        if fields is not None and not update:
+            raise ValueError(f"bulk_create({name}=) goes with update_conflicts=True")
+    if ignore:
+        return ("ignore",)
+    if update:
+        return ("update", list(unique_fields or []), list(update_fields or []))
+    return None
+
+
 def _lookup_keys(q: Q) -> Iterator[str]:
     """Every lookup's key in ``q``, nested ones too."""
     for child in q.children:
@@ -928,18 +947,40 @@ class QuerySet(Generic[M]):
             yield from session._flush_steps()
         return obj, created
 
-    async def bulk_create(self, objs: Iterable[M]) -> list[M]:
-        """Inserts many rows in one statement (one array per column); fills in their
-        primary keys and returns them."""
+    async def bulk_create(
+        self,
+        objs: Iterable[M],
+        *,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Iterable[str] | None = None,
+        unique_fields: Iterable[str] | None = None,
+    ) -> list[M]:
+        """Inserts many rows in one statement; fills in their primary keys and column
+        values as stored, and returns them. As Django's, ``ignore_conflicts=True`` skips
+        rows that would break a unique constraint (their primary keys are then left
+        unset), and ``update_conflicts=True`` updates ``update_fields`` of the existing
+        row whose ``unique_fields`` a row repeats instead (an upsert: ``ON CONFLICT …
+        DO UPDATE``), every instance then holding its row as stored."""
         objs = list(objs)
         if objs:
-            await self._insert(objs)
+            conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
+            await self._insert_op(objs, conflicts)
         return objs
 
-    def bulk_create_sync(self, objs: Iterable[M]) -> list[M]:
+    def bulk_create_sync(
+        self,
+        objs: Iterable[M],
+        *,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Iterable[str] | None = None,
+        unique_fields: Iterable[str] | None = None,
+    ) -> list[M]:
         objs = list(objs)
         if objs:
-            self._insert_op(objs).wait_sync()
+            conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
+            self._insert_op(objs, conflicts).wait_sync()
         return objs
 
     async def bulk_update(self, objs: Iterable[M], fields: Iterable[str]) -> int:
@@ -963,11 +1004,12 @@ class QuerySet(Generic[M]):
     async def _insert(self, objs: list[M]) -> None:
         await self._insert_op(objs)
 
-    def _insert_op(self, objs: list[M]) -> _core.Op:
+    def _insert_op(self, objs: list[M], conflicts: tuple[Any, ...] | None = None) -> _core.Op:
         target, identity, session = self._scope()
         schema = self._model._meta.require_schema()
-        op = _core.flush(target, [("insert", schema, objs, identity)])
-        if session is not None:
+        op = _core.flush(target, [("insert", schema, objs, identity, conflicts)])
+        # Skipped rows leave their instances unsaved, and which they are is not known.
+        if session is not None and conflicts != ("ignore",):
             session._track_inserted(objs)
         return op
 

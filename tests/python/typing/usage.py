@@ -52,6 +52,8 @@ async def checks(session: Session) -> None:
     assert_type(await months.order_by("month"), list[dict[str, Any]])
     assert_type(User.objects.annotate(day=chakra.Trunc("joined", "day")), QuerySet[User])
     assert_type(await months.count(), int)
+    upserted = User.objects.bulk_create(list[User](), update_conflicts=True, unique_fields=["id"], update_fields=["name"])
+    assert_type(await upserted, list[User])
     assert_type(await User.objects.values("name").first(), dict[str, Any] | None)
     assert_type(User.objects.values_list("id", flat=True).get_sync(name="x"), Any)
     user = await User.objects.get(id=1)
