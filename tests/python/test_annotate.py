@@ -124,6 +124,13 @@ async def test_forward_relations_nested_filters_and_arithmetic() -> None:
     got = [(n.title, n.writer_rank, n.chapters_n, n.double) for n in novels]
     assert got == [("a1", 1, 2, 200), ("a2", 1, 0, 600), ("b1", 2, 1, 400), ("x1", None, 0, 100)]
     assert novels[0].per_page == decimal.Decimal("0.105") and novels[1].per_page is None
+    # F across a forward relation reads the row it leads to, as values() does.
+    named = Novel.objects.annotate(writer_name=F("writer__name")).filter(writer_name="Ann").order_by("-title")
+    assert [(n.title, n.writer_name) for n in await named] == [("a2", "Ann"), ("a1", "Ann")]
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        Novel.objects.annotate(x=F("writer__nope"))
+    with pytest.raises(chakra.FieldError, match="`title__year`: `title` is a `varchar` column, which has no year"):
+        Novel.objects.annotate(x=F("title__year"))
     # A filter may span further relations of the related model.
     with_chapters = Writer.objects.annotate(n=Count("novels", filter=Q(novels__chapters__id__isnull=False)))
     assert {w.name: w.n for w in await with_chapters} == {"Ann": 1, "Ben": 1, "Cid": 0}

@@ -69,7 +69,8 @@ class F:
     with numbers and other ``F`` by ``+``, ``-``, ``*`` and ``/``. Filters take ``F`` in
     the comparisons: ``exact``, ``ne``, ``gt``, ``gte``, ``lt``, ``lte``. An unknown field,
     a field of another type, or arithmetic on a non-numeric field raises
-    :class:`~chakra.FieldError`.
+    :class:`~chakra.FieldError`. In ``annotate()``, ``F("author__name")`` reads a field of
+    the row foreign keys lead to, and ``F("created__year")`` a part of a date.
     """
 
     __slots__ = ("_tree",)
@@ -322,6 +323,17 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree)
 
 
+def _f_value(model: type[Model], f: F) -> Any:
+    """An ``F`` annotation as the core takes it: arithmetic on the row's fields, or one
+    name across forward relations (``F("author__name")``, read as ``values()`` reads it)
+    or of a part of a date (``F("created__year")``)."""
+    kind, *rest = f._tree
+    if kind != "field" or "__" not in rest[0] or rest[0] in model._meta.fields:
+        return f._tree
+    referred = _referred(model, rest[0], "F", "read")
+    return ("value", rest[0]) if referred is None else ("referred", *referred)
+
+
 def _conflicts(
     ignore: bool, update: bool, update_fields: Iterable[str] | None, unique_fields: Iterable[str] | None
 ) -> tuple[Any, ...] | None:
@@ -501,7 +513,7 @@ class QuerySet(Generic[M]):
                     "name it otherwise"
                 )
             if isinstance(value, F):
-                specs.append((alias, value._tree))
+                specs.append((alias, _f_value(self._model, value)))
             elif isinstance(value, Trunc):
                 specs.append((alias, value._spec))
             elif isinstance(value, Aggregate):
