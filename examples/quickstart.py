@@ -153,6 +153,14 @@ async def aggregates_and_bulk_updates() -> None:
         n.message = n.message.upper()
     written = await Notification.objects.bulk_update(notifications, ["message"])
     print(f"bulk_update wrote {written} rows in one statement; last: {notifications[-1].message!r}")
+    # An upsert: the row with that key exists, so only update_fields are written.
+    (n,) = await Notification.objects.bulk_create(
+        [Notification(id=notifications[0].id, user_id=1, message="ignored", read=True)],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=["read"],
+    )
+    print(f"upserted notification {n.id}: read={n.read}, message kept {n.message!r}")
 
 
 async def relations() -> None:
@@ -164,6 +172,9 @@ async def relations() -> None:
     print("joined with their authors:", [(p.title, p.author.name if p.author else None) for p in joined])
     per_name = Post.objects.values("author__name").annotate(n=Count("*")).order_by("author__name")
     print("posts per author name:", await per_name[:2])
+    # Groups of users, each with its users' posts (Django's join).
+    per_state = User.objects.values("is_active").annotate(posts=Count("posts")).order_by("is_active")
+    print("posts per author state:", await per_state)
     busiest = User.objects.annotate(n=Count("posts")).filter(n__gt=0).order_by("-n", "id")
     print("posts per author:", await busiest.values_list("name", "n")[:2])
     for user in await busiest.prefetch_related("posts")[:1]:

@@ -27,6 +27,8 @@ def test_quickstart_runs_end_to_end() -> None:
         "posts per author: [('Alice', 10), ",
         "Alice's 10 posts came with one more query for all of them",
         "bulk_update wrote 5 rows in one statement; last: 'NOTIFICATION 4'",
+        "upserted notification 1: read=True, message kept 'NOTIFICATION 0'",
+        "posts per author state: [{'is_active': False, 'posts': 20}, {'is_active': True, 'posts': 20}]",
         "FieldError before any SQL: unknown field `nmae`",
         "renamed user 1 to 'Updated'",
     ):
