@@ -22,8 +22,10 @@ use crate::schema::Schema;
 
 /// What to do with an instance once its statement has succeeded.
 enum After {
-    /// Read the inserted rows back into these instances (and register them).
-    Inserted { schema: Py<Schema>, objs: Vec<Py<PyAny>>, identity: Option<Py<PyDict>> },
+    /// Read the inserted rows back into these instances (and register them; an upsert's
+    /// only where the session holds no instance of the row yet, whose pending changes
+    /// would otherwise be lost).
+    Inserted { schema: Py<Schema>, objs: Vec<Py<PyAny>>, identity: Option<Py<PyDict>>, upsert: bool },
     /// These values are now the saved ones.
     Updated { schema: Py<Schema>, obj: Py<PyAny>, saved: Py<PyTuple> },
     /// Nothing to read back.
@@ -100,6 +102,7 @@ fn plan_step(
                         schema: schema.clone().unbind(),
                         objs: group.into_iter().map(Bound::unbind).collect(),
                         identity: identity.as_ref().map(|d| d.clone_ref(py)),
+                        upsert: conflicts.is_some(),
                     },
                     false => After::Nothing,
                 });
@@ -281,7 +284,7 @@ pub(crate) fn bulk_update(
 
 fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
     match after {
-        After::Inserted { schema, objs, identity } => {
+        After::Inserted { schema, objs, identity, upsert } => {
             let rows = response.into_rows().map_err(|e| errors::to_pyerr(py, e))?;
             let s = schema.get();
             let Some(first) = rows.first() else {
@@ -291,8 +294,11 @@ fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
             for (row, obj) in rows.iter().zip(objs) {
                 let obj = obj.into_bound(py);
                 s.fill(py, Some(&obj), row, 0, &decoders, None)?;
-                if let Some(map) = &identity {
-                    map.bind(py).set_item(s.get(&obj, s.pk), &obj)?;
+                if let Some(map) = identity.as_ref().map(|m| m.bind(py)) {
+                    let key = s.get(&obj, s.pk);
+                    if !upsert || !map.contains(&key)? {
+                        map.set_item(key, &obj)?;
+                    }
                 }
             }
         }

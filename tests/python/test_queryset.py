@@ -327,6 +327,20 @@ async def test_bulk_create_skips_or_updates_conflicting_rows() -> None:
     stored = await Author.objects.get(id=alice.id)
     assert (stored.name, stored.age) == ("Alicia", 32)
     assert await Author.objects.count() == 7
+    # In a session, its pending changes go first, and its instance of the row stays the one.
+    async with chakra.Session():
+        held = await Author.objects.get(email="bob@example.com")
+        held.name = "Robert"
+        (upserted,) = await Author.objects.bulk_create(
+            [Author(name="ignored", email="bob@example.com", age=46)],
+            update_conflicts=True,
+            unique_fields=["email"],
+            update_fields=["age"],
+        )
+        assert (upserted.name, upserted.age) == ("Robert", 46)
+        assert await Author.objects.get(email="bob@example.com") is held
+    stored = await Author.objects.get(email="bob@example.com")
+    assert (stored.name, stored.age) == ("Robert", 46)
     # By primary key too.
     again = await Author.objects.bulk_create(
         [Author(id=alice.id, name="Al", email="x@example.com")],

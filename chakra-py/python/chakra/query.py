@@ -977,6 +977,10 @@ class QuerySet(Generic[M]):
         objs = list(objs)
         if objs:
             conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
+            session = self._scope()[2]
+            if conflicts is not None and session is not None:
+                # The rows may exist: a session's pending changes to them go first.
+                await session._autoflush()
             await self._insert_op(objs, conflicts)
         return objs
 
@@ -992,6 +996,9 @@ class QuerySet(Generic[M]):
         objs = list(objs)
         if objs:
             conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
+            session = self._scope()[2]
+            if conflicts is not None and session is not None:
+                session._autoflush_sync()
             self._insert_op(objs, conflicts).wait_sync()
         return objs
 
