@@ -193,6 +193,15 @@ async def test_groups_and_totals_aggregate_across_relations_as_djangos_joins() -
     got = [(r["chapters"], r["words"], r["big"]) for r in await per_writer.order_by("writer_id")]
     assert got == [(2, 4000, 2), (1, 500, 0), (0, None, 0)], "Ann, Ben, then no writer"
     assert await per_writer.filter(chapters__gt=1).count() == 1
+    # Over the rows the query picks: a window, annotated and filtered, grouped and locked.
+    assert await Writer.objects.order_by("rank")[:1].aggregate(p=Sum("novels__pages")) == {"p": 400}
+    busy = Writer.objects.annotate(m=Count("novels")).filter(m__gt=0)
+    assert await busy.aggregate(p=Sum("novels__pages")) == {"p": 600}
+    by_count = Writer.objects.annotate(m=Count("novels")).values("m").annotate(p=Sum("novels__pages")).order_by("m")
+    assert await by_count == [{"m": 0, "p": None}, {"m": 1, "p": 200}, {"m": 2, "p": 400}]
+    async with Session():
+        locked = Writer.objects.select_for_update().values("rank").annotate(n=Count("novels")).order_by("rank")
+        assert [r["n"] for r in await locked] == [2, 1, 0]
     # Forward: each chapter's novel, once per chapter.
     assert await Chapter.objects.aggregate(pages=Sum("novel__pages"), most=Max("novel__writer__rank")) == {
         "pages": 400,
