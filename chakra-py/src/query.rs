@@ -392,7 +392,7 @@ impl Query {
     /// Adds `specs`: `(alias, value)` pairs, the value an `F` tree, `("related", hops,
     /// function, field or "*", distinct, filter)` for an aggregate of the rows a chain of
     /// relations leads to (each hop `(key field, schema, field there)`, `filter` a `Q`
-    /// tree on the last model), `("referred", hops, field)`, `("value", name)` for a
+    /// tree on the last model), `("referred", hops, field)`, `("named", name)` for a
     /// part of a date field (`"created__year"`), or `("trunc", field, kind)` for a date
     /// or timestamp cut down to a unit (`TruncMonth`). An average of a
     /// non-`Numeric` field reads as a float.
@@ -417,23 +417,26 @@ impl Query {
                     format!("the annotation `{alias}` is the column of {}: name it otherwise", schema.label(field)),
                 ));
             }
-            let value = match spec.cast::<PyTuple>() {
-                Ok(t) if t.len() == 6 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "related") => {
-                    related_annotation(py, schema, &alias, t)?
-                }
-                Ok(t) if t.len() == 3 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "trunc") => {
+            // A tagged tuple, else an `F` tree.
+            let tagged = spec.cast::<PyTuple>().ok().and_then(|t| {
+                let tag = t.get_item(0).ok()?.extract::<String>().ok()?;
+                Some((tag, t))
+            });
+            let value = match tagged.as_ref().map(|(tag, t)| (tag.as_str(), t.len(), t)) {
+                Some(("related", 6, t)) => related_annotation(py, schema, &alias, t)?,
+                Some(("trunc", 3, t)) => {
                     let (field, kind): (String, String) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
                     let unit =
                         TruncUnit::named(&kind).ok_or_else(|| field_error(py, format!("no Trunc kind {kind:?}")))?;
                     lookup::trunc(&schema.fields, &schema.table, &field, unit)
                         .map_err(|e| field_error(py, format!("`{alias}`: {}", e.message())))?
                 }
-                Ok(t) if t.len() == 2 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "value") => {
+                Some(("named", 2, t)) => {
                     let name: String = t.get_item(1)?.extract()?;
                     lookup::value(&schema.fields, &schema.table, &name)
                         .map_err(|e| field_error(py, e.message().to_owned()))?
                 }
-                Ok(t) if t.len() == 3 && t.get_item(0)?.extract::<String>().is_ok_and(|tag| tag == "referred") => {
+                Some(("referred", 3, t)) => {
                     referred_value(py, schema, &alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?
                 }
                 _ => Scalar::Operand(f_operand(py, schema, None, &spec)?),

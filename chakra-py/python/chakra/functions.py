@@ -52,7 +52,7 @@ class Trunc:
         """The value as the core's annotations take it; a date or a time is the field's
         part of that name (``created__date``)."""
         if self.kind in ("date", "time"):
-            return ("value", f"{self.field}__{self.kind}")
+            return ("named", f"{self.field}__{self.kind}")
         return ("trunc", self.field, self.kind)
 
     def __repr__(self) -> str:

@@ -331,7 +331,7 @@ def _f_value(model: type[Model], f: F) -> Any:
     if kind != "field" or "__" not in rest[0] or rest[0] in model._meta.fields:
         return f._tree
     referred = _referred(model, rest[0], "F", "read")
-    return ("value", rest[0]) if referred is None else ("referred", *referred)
+    return ("named", rest[0]) if referred is None else ("referred", *referred)
 
 
 def _conflicts(
@@ -1172,7 +1172,7 @@ class Values(Generic[T]):
             elif (spec := _referred(qs.model, name, method, "read")) is not None:
                 computed.append((name, ("referred", *spec)))
             elif "__" in name and name not in qs.model._meta.fields:
-                computed.append((name, ("value", name)))  # a part of a date: "created__year"
+                computed.append((name, ("named", name)))  # a part of a date: "created__year"
         if computed:
             qs = qs._clone(qs._query.annotate(computed))
         self._qs = qs
