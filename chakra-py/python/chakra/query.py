@@ -974,15 +974,8 @@ class QuerySet(Generic[M]):
         unset), and ``update_conflicts=True`` updates ``update_fields`` of the existing
         row whose ``unique_fields`` a row repeats instead (an upsert: ``ON CONFLICT …
         DO UPDATE``), every instance then holding its row as stored."""
-        objs = list(objs)
-        if objs:
-            conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
-            session = self._scope()[2]
-            if conflicts is not None and session is not None:
-                # The rows may exist: a session's pending changes to them go first.
-                await session._autoflush()
-            await self._insert_op(objs, conflicts)
-        return objs
+        conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
+        return await run_async(self._bulk_create_steps(list(objs), conflicts))
 
     def bulk_create_sync(
         self,
@@ -993,13 +986,16 @@ class QuerySet(Generic[M]):
         update_fields: Iterable[str] | None = None,
         unique_fields: Iterable[str] | None = None,
     ) -> list[M]:
-        objs = list(objs)
+        conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
+        return run_sync(self._bulk_create_steps(list(objs), conflicts))
+
+    def _bulk_create_steps(self, objs: list[M], conflicts: tuple[Any, ...] | None) -> Steps[list[M]]:
+        session = self._session()
+        if objs and conflicts is not None and session is not None:
+            # The rows may exist: a session's pending changes to them go first.
+            yield from session._flush_steps()
         if objs:
-            conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
-            session = self._scope()[2]
-            if conflicts is not None and session is not None:
-                session._autoflush_sync()
-            self._insert_op(objs, conflicts).wait_sync()
+            yield self._insert_op(objs, conflicts)
         return objs
 
     async def bulk_update(self, objs: Iterable[M], fields: Iterable[str]) -> int:
