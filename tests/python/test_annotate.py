@@ -184,6 +184,7 @@ async def test_groups_and_totals_aggregate_across_relations_as_djangos_joins() -
     assert await Writer.objects.aggregate(n=Count("novels")) == {"n": 3}
     long = Count("novels", filter=Q(novels__pages__gte=200))
     assert await Writer.objects.aggregate(long=long, ann=Count("novels", filter=Q(rank=1))) == {"long": 2, "ann": 2}
+    assert await Writer.objects.aggregate(n=Count("novels", filter=Q(novels__pk__gt=0))) == {"n": 3}
     # A row per group, each with its related rows' aggregates.
     per_writer = Novel.objects.values("writer_id").annotate(
         chapters=Count("chapters"),
@@ -211,6 +212,9 @@ async def test_groups_and_totals_aggregate_across_relations_as_djangos_joins() -
     assert await per_rank == [{"novel__writer__rank": 1, "total": 4000}, {"novel__writer__rank": 2, "total": 500}]
     with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
         await Writer.objects.aggregate(n=Count("novels__nope"))
+    deeper = "`n`: the filter of an aggregate across novels names fields of the rows it reaches"
+    with pytest.raises(chakra.FieldError, match=deeper):
+        await Writer.objects.aggregate(n=Count("novels", filter=Q(novels__chapters__words__gt=900)))
     with raises(chakra.FieldError, "`n`: 'words' is not a field of Chapter to aggregate ('novels__chapters__words__x')"):
         await Writer.objects.aggregate(n=Count("novels__chapters__words__x"))
     with pytest.raises(chakra.FieldError, match="`p`: sum needs a numeric field"):

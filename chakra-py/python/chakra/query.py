@@ -317,8 +317,14 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     for key in _lookup_keys(agg.filter) if agg.filter is not None else []:
         if key.startswith(f"{path}__"):
             field = key[len(path) + 2 :].split("__")[0]
-            if field in last._meta.fields and (f"{path}__{field}", field) not in columns:
-                columns.append((f"{path}__{field}", field))
+            if field not in last._meta.fields and field != "pk":
+                raise chakra_errors.FieldError(
+                    f"`{alias}`: the filter of an aggregate across {path} names fields of the rows it reaches "
+                    f"({path}__field__lookup); {key!r} does not name a field of {last.__name__}"
+                )
+            reached = (f"{path}__{field}", pk.name if field == "pk" else field)
+            if reached not in columns:
+                columns.append(reached)
     tree = agg.filter._tree(model, [a for a, _ in columns]) if agg.filter is not None else None
     return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree)
 
