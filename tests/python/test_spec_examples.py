@@ -10,7 +10,9 @@ what the snippet takes from its surroundings: the models (``User``, ``Post``,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from conftest import DATABASE_URL, recreate
 
 url = DATABASE_URL
 _TEMPLATES = tempfile.mkdtemp(prefix="chakra-spec-templates-")
+atexit.register(shutil.rmtree, _TEMPLATES, ignore_errors=True)  # left in /tmp by every run otherwise
 
 
 class User(Model):
