@@ -256,10 +256,11 @@ def _across(
 Hops = list[tuple[str, "_core.Schema", str]]
 
 
-def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], list[str]]:
+def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[str]]:
     """The relations ``name`` (``"books__reviews__stars"``) goes through from ``model``,
     each as a hop (the key, the related schema, the field there it holds), the model
-    they lead to, and the names after them (``["stars"]``)."""
+    they lead to, their path (``"books__reviews"``) and the names after them
+    (``["stars"]``)."""
     names = name.split("__")
     hops: Hops = []
     current = model
@@ -270,7 +271,7 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], list[str]]
         else:
             hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
         current = relation.target
-    return hops, current, names
+    return hops, current, "__".join(name.split("__")[: len(hops)]), names
 
 
 def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
@@ -279,7 +280,7 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
     relations leads to, as the core's annotation spec, its filter's lookups relative to
     the last related model (each of its rows counts once per chain reaching it, as in
     Django's join)."""
-    hops, current, names = _reach(model, agg.field)
+    hops, current, path, names = _reach(model, agg.field)
     if not hops or len(names) > 1:
         known = ", ".join(model._meta.relations) or "none"
         raise chakra_errors.FieldError(
@@ -289,7 +290,6 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
         )
     pk = current._meta.pk
     assert pk is not None, "relations join concrete models"
-    path = "__".join(agg.field.split("__")[: len(hops)])
     condition = None
     if agg.filter is not None:
         condition = _relative(agg.filter, path, alias)._tree(current)
@@ -303,7 +303,7 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     rows they lead to, joined to each row as Django joins them (each row counting once
     per row it reaches), and its filter may name their fields the same way
     (``filter=Q(books__pages__gt=100)``)."""
-    hops, last, names = _reach(model, agg.field)
+    hops, last, path, names = _reach(model, agg.field)
     if not hops:
         return agg._spec(alias, model)
     if len(names) > 1:
@@ -312,7 +312,6 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
         )
     pk = last._meta.pk
     assert pk is not None, "relations join concrete models"
-    path = "__".join(agg.field.split("__")[: len(hops)])
     columns = [(agg.field, names[0] if names else pk.name)]
     for key in _lookup_keys(agg.filter) if agg.filter is not None else []:
         if key.startswith(f"{path}__"):
@@ -334,10 +333,18 @@ def _f_value(model: type[Model], f: F) -> Any:
     name across forward relations (``F("author__name")``, read as ``values()`` reads it)
     or of a part of a date (``F("created__year")``)."""
     kind, *rest = f._tree
-    if kind != "field" or "__" not in rest[0] or rest[0] in model._meta.fields:
-        return f._tree
-    referred = _referred(model, rest[0], "F", "read")
-    return ("named", rest[0]) if referred is None else ("referred", *referred)
+    named = _named_spec(model, rest[0], "F") if kind == "field" else None
+    return f._tree if named is None else named
+
+
+def _named_spec(model: type[Model], name: str, method: str) -> tuple[Any, ...] | None:
+    """What a name that is not a field reads, as the core's annotations take it: a field
+    across forward relations (``"author__name"``) or a part of a date
+    (``"created__year"``); ``None`` for a field's own name."""
+    if "__" not in name or name in model._meta.fields:
+        return None
+    referred = _referred(model, name, method, "read")
+    return ("named", name) if referred is None else ("referred", *referred)
 
 
 def _conflicts(
@@ -1171,10 +1178,8 @@ class Values(Generic[T]):
             relation = relations.get(name)
             if relation is not None and not relation.many and name not in qs.model._meta.fields:
                 computed.append((name, ("field", relation.field.name)))
-            elif (spec := _referred(qs.model, name, method, "read")) is not None:
-                computed.append((name, ("referred", *spec)))
-            elif "__" in name and name not in qs.model._meta.fields:
-                computed.append((name, ("named", name)))  # a part of a date: "created__year"
+            elif (spec := _named_spec(qs.model, name, method)) is not None:
+                computed.append((name, spec))
         if computed:
             qs = qs._clone(qs._query.annotate(computed))
         self._qs = qs
