@@ -491,6 +491,16 @@ pub enum Scalar {
     Trunc { unit: TruncUnit, column: Ident, date: bool },
 }
 
+/// The value a name table (`DatePart::ALL`, `TruncUnit::ALL`) gives `name`.
+fn by_name<T: Copy>(all: &[(&'static str, T)], name: &str) -> Option<T> {
+    all.iter().find(|(n, _)| *n == name).map(|&(_, value)| value)
+}
+
+/// `value`'s name in a name table.
+fn name_in<T: PartialEq>(all: &[(&'static str, T)], value: T) -> &'static str {
+    all.iter().find(|(_, v)| *v == value).map_or("", |(n, _)| n)
+}
+
 /// What [`Scalar::Trunc`] cuts a date or timestamp down to, as Django's `Trunc` kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TruncUnit {
@@ -519,11 +529,11 @@ impl TruncUnit {
     ];
 
     pub fn named(name: &str) -> Option<TruncUnit> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, unit)| unit)
+        by_name(&Self::ALL, name)
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, u)| *u == self).map_or("", |(n, _)| n)
+        name_in(&Self::ALL, self)
     }
 
     /// Whether a column of PostgreSQL type `sql_type` can be cut to this unit: dates to
@@ -591,11 +601,11 @@ impl DatePart {
 
     /// The part Django calls `name`.
     pub fn named(name: &str) -> Option<DatePart> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, part)| part)
+        by_name(&Self::ALL, name)
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, p)| *p == self).map_or("", |(n, _)| n)
+        name_in(&Self::ALL, self)
     }
 
     /// Whether a column of PostgreSQL type `sql_type` has this part: dates their calendar

@@ -224,9 +224,8 @@ fn part_of(fields: &[FieldInfo], table: &str, field_name: &str, part: DatePart) 
 pub fn trunc(fields: &[FieldInfo], table: &str, field_name: &str, unit: TruncUnit) -> Result<Scalar> {
     let field = field(fields, table, field_name)?;
     if !unit.applies_to(&field.sql_type) {
-        let units: Vec<&str> =
-            TruncUnit::ALL.iter().filter(|(_, u)| u.applies_to(&field.sql_type)).map(|(n, _)| *n).collect();
-        let units = if units.is_empty() { "none: only dates and timestamps are".into() } else { units.join(", ") };
+        let units =
+            names_where(&TruncUnit::ALL, |u| u.applies_to(&field.sql_type), "none: only dates and timestamps are");
         return Err(Error::field(format!(
             "cannot truncate `{field_name}`, a `{}` column, to its {} (units: {units})",
             field.sql_type,
@@ -248,9 +247,14 @@ pub fn value(fields: &[FieldInfo], table: &str, name: &str) -> Result<Scalar> {
 
 /// The parts a column of type `sql_type` has, for messages.
 fn parts_of(sql_type: &str) -> String {
-    let names: Vec<&str> = DatePart::ALL.iter().filter(|(_, p)| p.applies_to(sql_type)).map(|(n, _)| *n).collect();
+    names_where(&DatePart::ALL, |p| p.applies_to(sql_type), "none: only dates, times and timestamps have them")
+}
+
+/// The names, comma-separated, of a name table's values `applies` holds for, or `none`.
+fn names_where<T: Copy>(all: &[(&'static str, T)], applies: impl Fn(T) -> bool, none: &str) -> String {
+    let names: Vec<&str> = all.iter().filter(|(_, v)| applies(*v)).map(|(n, _)| *n).collect();
     if names.is_empty() {
-        "none: only dates, times and timestamps have them".into()
+        none.to_owned()
     } else {
         names.join(", ")
     }
