@@ -481,22 +481,14 @@ impl SqlWriter<'_> {
                 let related = Ident::Borrowed(RELATED);
                 self.push("(SELECT ");
                 self.aggregate_call(aggregate);
-                self.push(" FROM ");
-                match hops.as_slice() {
-                    [hop] => {
-                        self.ident(&hop.table);
-                        self.push(" AS ");
-                        self.ident(&related);
-                        self.push(" WHERE ");
-                        self.qualified(&related, &hop.key);
-                        self.push(" = ");
-                        self.qualified(outer_table, &hop.via);
-                    }
+                self.push(" ");
+                match hops.len() {
+                    1 => self.hops(outer_table, hops, &related),
                     // The last table's rows, one per chain of joined rows leading to it,
                     // as a derived table of its columns alone: the filter and the
                     // aggregate then name them as they would with one hop.
                     _ => {
-                        self.push("(SELECT ");
+                        self.push("FROM (SELECT ");
                         self.ident(&related);
                         self.push(".* ");
                         self.hops(outer_table, hops, &related);
