@@ -740,7 +740,25 @@ pub struct Assignment {
 pub enum Operand {
     Value(Value),
     Column(Ident),
-    Arith { left: Box<Operand>, op: ArithOp, right: Box<Operand> },
+    Arith {
+        left: Box<Operand>,
+        op: ArithOp,
+        right: Box<Operand>,
+    },
+    /// A function of operands, as Django's `Coalesce("nickname", "name")` or
+    /// `Lower("email")`. Values among its arguments are sent with their own type, since
+    /// a function's arguments do not tell the server one.
+    Call {
+        function: Function,
+        args: Vec<Operand>,
+    },
+    /// The value of the first branch whose condition holds, else `otherwise` (`NULL` when
+    /// there is none): SQL's `CASE WHEN … THEN … ELSE … END`, Django's `Case(When(…))`.
+    /// Values are sent with their own type, as a call's.
+    Case {
+        branches: Vec<(Expr, Operand)>,
+        otherwise: Option<Box<Operand>>,
+    },
 }
 
 impl Operand {
@@ -754,6 +772,129 @@ impl Operand {
                 left.columns_into(out);
                 right.columns_into(out);
             }
+            Operand::Call { args, .. } => args.iter().for_each(|arg| arg.columns_into(out)),
+            Operand::Case { branches, otherwise } => {
+                for (condition, then) in branches {
+                    condition.columns_into(out);
+                    then.columns_into(out);
+                }
+                if let Some(otherwise) = otherwise {
+                    otherwise.columns_into(out);
+                }
+            }
+        }
+    }
+}
+
+/// The functions an [`Operand::Call`] applies, by their Django names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// The first argument that is not `NULL`.
+    Coalesce,
+    /// `NULL` if the two arguments are equal, else the first.
+    NullIf,
+    /// The largest argument, ignoring `NULL`s.
+    Greatest,
+    /// The smallest argument, ignoring `NULL`s.
+    Least,
+    Lower,
+    Upper,
+    /// The number of characters.
+    Length,
+    /// Without leading and trailing spaces.
+    Trim,
+    LTrim,
+    RTrim,
+    /// The arguments' text joined, `NULL`s as empty text.
+    Concat,
+    Abs,
+    /// To the nearest integer (PostgreSQL's `round`: halves away from zero for
+    /// `numeric`, to even for floats).
+    Round,
+    Ceil,
+    Floor,
+}
+
+/// What a function takes and gives, for the front-ends' checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Values of one kind, giving that kind (`Coalesce`, `Greatest`).
+    Alike,
+    /// Text, giving text (`Lower`).
+    Text,
+    /// Text, giving an integer (`Length`).
+    TextLength,
+    /// Anything, giving text (`Concat`).
+    ToText,
+    /// A number, giving a number of its kind (`Abs`).
+    Number,
+}
+
+impl Function {
+    /// Every function, by its Django name.
+    pub const ALL: [(&'static str, Function); 15] = [
+        ("Coalesce", Function::Coalesce),
+        ("NullIf", Function::NullIf),
+        ("Greatest", Function::Greatest),
+        ("Least", Function::Least),
+        ("Lower", Function::Lower),
+        ("Upper", Function::Upper),
+        ("Length", Function::Length),
+        ("Trim", Function::Trim),
+        ("LTrim", Function::LTrim),
+        ("RTrim", Function::RTrim),
+        ("Concat", Function::Concat),
+        ("Abs", Function::Abs),
+        ("Round", Function::Round),
+        ("Ceil", Function::Ceil),
+        ("Floor", Function::Floor),
+    ];
+
+    pub fn named(name: &str) -> Option<Function> {
+        by_name(&Self::ALL, name)
+    }
+
+    pub fn name(self) -> &'static str {
+        name_in(&Self::ALL, self)
+    }
+
+    /// The SQL function it calls.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Function::Coalesce => "coalesce",
+            Function::NullIf => "nullif",
+            Function::Greatest => "greatest",
+            Function::Least => "least",
+            Function::Lower => "lower",
+            Function::Upper => "upper",
+            Function::Length => "char_length",
+            Function::Trim => "btrim",
+            Function::LTrim => "ltrim",
+            Function::RTrim => "rtrim",
+            Function::Concat => "concat",
+            Function::Abs => "abs",
+            Function::Round => "round",
+            Function::Ceil => "ceil",
+            Function::Floor => "floor",
+        }
+    }
+
+    /// How many arguments it takes: at least, and at most (`None`: any number).
+    pub fn arity(self) -> (usize, Option<usize>) {
+        match self {
+            Function::Coalesce | Function::Greatest | Function::Least | Function::Concat => (2, None),
+            Function::NullIf => (2, Some(2)),
+            _ => (1, Some(1)),
+        }
+    }
+
+    pub fn signature(self) -> Signature {
+        match self {
+            Function::Coalesce | Function::NullIf | Function::Greatest | Function::Least => Signature::Alike,
+            Function::Lower | Function::Upper | Function::Trim | Function::LTrim | Function::RTrim => Signature::Text,
+            Function::Length => Signature::TextLength,
+            Function::Concat => Signature::ToText,
+            Function::Abs | Function::Round | Function::Ceil | Function::Floor => Signature::Number,
         }
     }
 }

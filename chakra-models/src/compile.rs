@@ -121,18 +121,62 @@ impl<'d> SqlWriter<'d> {
         }
     }
 
-    /// Writes a value as a parameter, a column by name, arithmetic in parentheses.
+    /// Writes a value as a parameter, a column by name, arithmetic in parentheses, a
+    /// function call or a `CASE`.
     pub fn operand(&mut self, operand: &Operand) {
         match operand {
             Operand::Value(value) => self.param(value.clone()),
             Operand::Column(column) => self.ident(column),
+            // Values typed: the column beside one would give it the column's type, and
+            // `int_column / 2.5` must not send 2.5 as an integer.
             Operand::Arith { left, op, right } => {
                 self.push("(");
-                self.operand(left);
+                self.typed_operand(left);
                 self.push(op.sql());
-                self.operand(right);
+                self.typed_operand(right);
                 self.push(")");
             }
+            Operand::Call { function, args } => {
+                self.push(function.sql());
+                self.push("(");
+                for (i, arg) in args.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.typed_operand(arg);
+                }
+                self.push(")");
+            }
+            Operand::Case { branches, otherwise } => {
+                self.push("CASE");
+                for (condition, then) in branches {
+                    self.push(" WHEN ");
+                    self.expr(condition);
+                    self.push(" THEN ");
+                    self.typed_operand(then);
+                }
+                if let Some(otherwise) = otherwise {
+                    self.push(" ELSE ");
+                    self.typed_operand(otherwise);
+                }
+                self.push(" END");
+            }
+        }
+    }
+
+    /// An operand where nothing around it tells the server a parameter's type (a
+    /// function's argument, a `CASE` branch): a value is cast to its own type, `NULL`
+    /// written as such.
+    fn typed_operand(&mut self, operand: &Operand) {
+        match operand {
+            Operand::Value(Value::Null) => self.push("NULL"),
+            Operand::Value(value) => {
+                let ty = value.natural_type();
+                self.param(value.clone());
+                self.push("::");
+                self.push(ty.name());
+            }
+            other => self.operand(other),
         }
     }
 
@@ -816,7 +860,7 @@ mod tests {
         ];
         s.order = vec![Order::column(col("books"), true)];
         let related = r#"(SELECT count(*) FROM "books" AS "related" WHERE "related"."author_id" = "authors"."id" AND "year" = $1)"#;
-        let twice = r#"CAST(("rank" * $2) AS float8)"#;
+        let twice = r#"CAST(("rank" * $2::int8) AS float8)"#;
         let st = select(&Postgres, &s);
         assert_eq!(
             &*st.sql,
@@ -1185,9 +1229,50 @@ mod tests {
         let st = update(&Postgres, &query);
         assert_eq!(
             st.sql.as_ref(),
-            r#"UPDATE "accounts" SET "balance" = (("balance" * $1) - $2), "note" = $3 WHERE "id" = $4"#
+            r#"UPDATE "accounts" SET "balance" = (("balance" * $1::int8) - $2::int8), "note" = $3 WHERE "id" = $4"#
         );
         assert_eq!(st.params, vec![Value::I64(2), Value::I64(10), Value::Text("x".into()), Value::I64(1)]);
+    }
+
+    #[test]
+    fn functions_and_cases_send_their_values_typed() {
+        use crate::ast::{Assignment, Function, Operand};
+        let column = |name: &'static str| Operand::Column(col(name));
+        let tier = Operand::Case {
+            branches: vec![
+                (
+                    Expr::Compare { column: col("score"), op: CompareOp::Gte, value: Value::I64(90).into() },
+                    Value::Text("gold".into()).into(),
+                ),
+                (Expr::IsNull { column: col("score"), negated: false }, Value::Null.into()),
+            ],
+            otherwise: Some(Box::new(Operand::Call { function: Function::Lower, args: vec![column("name")] })),
+        };
+        let query = Update {
+            table: col("users"),
+            set: vec![
+                Assignment { column: col("tier"), value: tier },
+                Assignment {
+                    column: col("score"),
+                    value: Operand::Call {
+                        function: Function::Coalesce,
+                        args: vec![column("score"), Value::I32(0).into()],
+                    },
+                },
+            ],
+            filter: None,
+        };
+        let st = update(&Postgres, &query);
+        assert_eq!(
+            st.sql.as_ref(),
+            r#"UPDATE "users" SET "tier" = CASE WHEN "score" >= $1 THEN $2::text WHEN "score" IS NULL THEN NULL ELSE lower("name") END, "score" = coalesce("score", $3::int4)"#
+        );
+        assert_eq!(st.params, vec![Value::I64(90), Value::Text("gold".into()), Value::I32(0)]);
+        let mut columns = Vec::new();
+        query.set.iter().for_each(|a| a.value.columns_into(&mut columns));
+        assert_eq!(columns, vec![col("score"), col("name")]);
+        assert_eq!(Function::named("Length").map(Function::sql), Some("char_length"));
+        assert_eq!(Function::Concat.arity(), (2, None));
     }
 
     #[test]

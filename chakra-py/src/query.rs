@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Hop, Join, Operand, Order,
-    Projection, Reached, RowLock, Scalar, Select, TruncUnit, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Function, Hop, Join, Operand,
+    Order, Projection, Reached, RowLock, Scalar, Select, Signature, TruncUnit, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -246,7 +246,7 @@ static F_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `chakra.query.F`, whose instances stand for a row's fields in filters and updates.
 fn f_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    F_CLASS.import(py, "chakra.query", "F")
+    F_CLASS.import(py, "chakra.expressions", "Expression")
 }
 
 /// A `Q` tree — `(connector, negated, children)`, children being `(key, value)` pairs or
@@ -968,12 +968,13 @@ impl Query {
     }
 }
 
-/// An `F` expression's tree — `("field", name)`, `("value", v)` or `("op", "+", left,
-/// right)` — as an operand. For field `target` (the one assigned or compared with), its
-/// fields must hold values of the target's kind (numbers of any kind go together) and its
-/// values are converted by the target's type; for none (an annotation's own value),
-/// values are taken as Python gives them. Arithmetic needs numeric fields; anything else
-/// is a `FieldError` naming the culprit.
+/// An expression's tree — `("field", name)`, `("value", v)`, `("op", "+", left, right)`,
+/// `("call", function, [args])` (`Coalesce`, `Lower`, …) or `("case", [(Q, then)],
+/// default or None)` — as an operand. For field `target` (the one assigned or compared
+/// with), its fields must hold values of the target's kind (numbers of any kind go
+/// together) and its values are converted by the target's type; for none (an
+/// annotation's own value), values are taken as Python gives them. Arithmetic needs
+/// numeric fields, text functions text; anything else is a `FieldError` naming the culprit.
 fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Bound<'_, PyAny>) -> PyResult<Operand> {
     let bad = || PyErr::new::<pyo3::exceptions::PyTypeError, _>("not an F expression");
     let node = tree.cast::<PyTuple>().map_err(|_| bad())?;
@@ -1027,8 +1028,159 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             }
             Operand::arith(f_operand(py, schema, target, &left)?, op, f_operand(py, schema, target, &right)?)
         }
+        ("call", 3) => {
+            let name: String = node.get_item(1)?.extract()?;
+            let function = Function::named(&name).ok_or_else(bad)?;
+            let args: Vec<Bound<'_, PyAny>> = node.get_item(2)?.extract()?;
+            let signature = function.signature();
+            // What the arguments must be, and what the call gives.
+            let (takes, gives) = match signature {
+                Signature::Alike | Signature::Number => (None, None),
+                Signature::Text => (Some(FieldKind::Text), Some(FieldKind::Text)),
+                Signature::TextLength => (Some(FieldKind::Text), Some(FieldKind::BigInt)),
+                Signature::ToText => (None, Some(FieldKind::Text)),
+            };
+            let mut seen: Option<FieldKind> = None;
+            for arg in &args {
+                let Some(kind) = tree_kind(py, schema, arg)? else { continue };
+                let fits = match (signature, takes, seen) {
+                    (Signature::Number, ..) => kind.is_numeric(),
+                    (_, Some(takes), _) => kind == takes,
+                    (Signature::Alike, None, Some(seen)) => kind.compatible(seen),
+                    _ => true,
+                };
+                if !fits {
+                    let wants = match (signature, seen) {
+                        (Signature::Number, _) => "numbers".to_owned(),
+                        (Signature::Alike, Some(seen)) => {
+                            format!("values of one type ({} and {})", kind_name(seen), kind_name(kind))
+                        }
+                        _ => "text".to_owned(),
+                    };
+                    return Err(field_error(py, format!("{name}() takes {wants}; it was given {}", describe(arg)?)));
+                }
+                seen = seen.or(Some(kind));
+            }
+            let gives = gives.or(seen);
+            if let (Some(target), Some(gives)) = (target, gives) {
+                if !schema.types[target].kind.compatible(gives) {
+                    return Err(field_error(
+                        py,
+                        format!("{name}() gives {}; it cannot stand for {}", kind_name(gives), schema.label(target)),
+                    ));
+                }
+            }
+            // Arguments of the result's own kind are converted as the target's values.
+            let arg_target = match signature {
+                Signature::TextLength | Signature::ToText => None,
+                Signature::Alike | Signature::Number | Signature::Text => target,
+            };
+            let args = args.iter().map(|arg| f_operand(py, schema, arg_target, arg)).collect::<PyResult<_>>()?;
+            Operand::Call { function, args }
+        }
+        ("case", 3) => {
+            let whens: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = node.get_item(1)?.extract()?;
+            let otherwise = node.get_item(2)?;
+            let mut seen: Option<FieldKind> = None;
+            for then in whens.iter().map(|(_, then)| then).chain((!otherwise.is_none()).then_some(&otherwise)) {
+                if let Some(kind) = tree_kind(py, schema, then)? {
+                    if let Some(other) = seen.filter(|s| !s.compatible(kind)) {
+                        return Err(field_error(
+                            py,
+                            format!(
+                                "Case() gives values of one type; its branches give {} and {}",
+                                kind_name(other),
+                                kind_name(kind)
+                            ),
+                        ));
+                    }
+                    seen = seen.or(Some(kind));
+                }
+            }
+            if let (Some(target), Some(gives)) = (target, seen) {
+                if !schema.types[target].kind.compatible(gives) {
+                    return Err(field_error(
+                        py,
+                        format!("Case() gives {}; it cannot stand for {}", kind_name(gives), schema.label(target)),
+                    ));
+                }
+            }
+            let mut branches = Vec::with_capacity(whens.len());
+            for (condition, then) in &whens {
+                let condition = condition.call_method1("_tree", (schema.model.bind(py),))?;
+                let condition = self::tree(py, schema, &[], condition.cast::<PyTuple>()?)?;
+                branches.push((condition, f_operand(py, schema, target, then)?));
+            }
+            let otherwise = match otherwise.is_none() {
+                true => None,
+                false => Some(Box::new(f_operand(py, schema, target, &otherwise)?)),
+            };
+            Operand::Case { branches, otherwise }
+        }
         _ => return Err(bad()),
     })
+}
+
+/// The kind of value an expression's tree gives, where its fields tell (a plain value
+/// or arithmetic does not say).
+fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResult<Option<FieldKind>> {
+    let Ok(node) = tree.cast::<PyTuple>() else { return Ok(None) };
+    let tag: String = node.get_item(0)?.extract()?;
+    Ok(match tag.as_str() {
+        "field" => Some(schema.types[field_index(py, schema, &node.get_item(1)?.extract::<String>()?)?].kind),
+        "call" => match Function::named(&node.get_item(1)?.extract::<String>()?).map(Function::signature) {
+            Some(Signature::Text | Signature::ToText) => Some(FieldKind::Text),
+            Some(Signature::TextLength) => Some(FieldKind::BigInt),
+            _ => first_kind(py, schema, node.get_item(2)?.try_iter()?)?,
+        },
+        "case" => {
+            let whens = node.get_item(1)?.try_iter()?.map(|when| when?.get_item(1));
+            let otherwise = node.get_item(2)?;
+            first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
+        }
+        _ => None,
+    })
+}
+
+/// The first kind among trees that tell one.
+fn first_kind<'py>(
+    py: Python<'py>,
+    schema: &Schema,
+    trees: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+) -> PyResult<Option<FieldKind>> {
+    for tree in trees {
+        if let Some(kind) = tree_kind(py, schema, &tree?)? {
+            return Ok(Some(kind));
+        }
+    }
+    Ok(None)
+}
+
+/// An expression's tree as the user wrote it, for errors: `F("name")`, a value's repr.
+fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
+    let node = tree.cast::<PyTuple>()?;
+    Ok(match node.get_item(0)?.extract::<String>()?.as_str() {
+        "field" => format!("F({:?})", node.get_item(1)?.extract::<String>()?),
+        "value" => node.get_item(1)?.repr()?.to_string(),
+        "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
+        "case" => "Case(…)".to_owned(),
+        _ => "arithmetic".to_owned(),
+    })
+}
+
+/// A kind as errors name it.
+fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        k if k.is_numeric() => "a number",
+        FieldKind::Text => "text",
+        FieldKind::Bool => "a bool",
+        FieldKind::Timestamp | FieldKind::TimestampTz => "a timestamp",
+        FieldKind::Date => "a date",
+        FieldKind::Time => "a time",
+        FieldKind::Uuid => "a uuid",
+        FieldKind::Json => "JSON",
+        _ => "bytes",
+    }
 }
 
 /// `("related", hops, function, field or "*", distinct, filter)`: an aggregate of the rows

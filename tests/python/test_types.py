@@ -240,7 +240,7 @@ async def test_dates_and_timestamps_cut_down_to_a_unit_for_time_series() -> None
         Everything.objects.values(d=chakra.TruncDay("text"))
     with pytest.raises(ValueError, match="Trunc kind 'fortnight' is not one of year, quarter"):
         chakra.Trunc("day", "fortnight")
-    with pytest.raises(TypeError, match="annotate\\(\\) takes aggregates by position, and F and Trunc"):
+    with pytest.raises(TypeError, match="annotate\\(\\) takes aggregates by position, and other expressions by name"):
         Everything.objects.annotate(chakra.TruncDay("day"))  # type: ignore[arg-type]
 
 

@@ -92,6 +92,7 @@ from .fields import (
     Time,
 )
 from .models import Model
+from .expressions import Case, Value, When
 from .query import F, Manager, Prefetch, Q, QuerySet
 from .session import Session, Transaction, current_session
 
@@ -101,6 +102,7 @@ __all__ = [
     "BigInteger",
     "Boolean",
     "Bytes",
+    "Case",
     "ConfigError",
     "Connection",
     "Count",
@@ -150,6 +152,8 @@ __all__ = [
     "TruncWeek",
     "TruncYear",
     "UUID",
+    "Value",
+    "When",
     "configure",
     "connect",
     "create_all",

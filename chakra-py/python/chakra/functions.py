@@ -1,21 +1,49 @@
-"""Functions of a row's values, as Django's ``django.db.models.functions``: dates and
-timestamps cut down to the start of a year, month, week, …, for time series::
+"""Functions of a row's values, as Django's ``django.db.models.functions``, computed by
+the database in the same statement.
+
+Dates and timestamps cut down to the start of a year, month, week, …, for time series::
 
     await Order.objects.values(month=TruncMonth("placed")).annotate(n=Count("id")).order_by("month")
     # [{"month": datetime(2024, 1, 1, tzinfo=...), "n": 31}, ...]
 
-Each is computed by the database, in the same statement: read with ``annotate(month=...)``
-(an attribute of each row) or ``values(month=...)``, then grouped by, filtered and ordered
-by its name. A date stays a date; a timestamp with a time zone is cut in the connection's
-zone (the ``time_zone`` option). A field that cannot be cut to that unit (a date to its
-hour, a text) raises :class:`~chakra.FieldError`.
+Read with ``annotate(month=...)`` (an attribute of each row) or ``values(month=...)``,
+then grouped by, filtered and ordered by its name. A date stays a date; a timestamp with
+a time zone is cut in the connection's zone (the ``time_zone`` option). A field that
+cannot be cut to that unit (a date to its hour, a text) raises
+:class:`~chakra.FieldError`.
+
+Functions of values (:class:`~chakra.expressions.Func`): ``Coalesce``, ``NullIf``,
+``Greatest``, ``Least``; of text ``Lower``, ``Upper``, ``Length``, ``Trim``, ``LTrim``,
+``RTrim``, ``Concat``; of numbers ``Abs``, ``Round``, ``Ceil``, ``Floor``::
+
+    await User.objects.annotate(shown=Coalesce("nickname", "name")).order_by("shown")
+    await User.objects.filter(id=1).update(email=Lower("email"))
+
+They go wherever ``F`` goes (see :mod:`chakra.expressions`); a string argument names a
+field, ``Value("text")`` is text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .expressions import Func
+
 __all__ = [
+    "Abs",
+    "Ceil",
+    "Coalesce",
+    "Concat",
+    "Floor",
+    "Greatest",
+    "Least",
+    "Length",
+    "Lower",
+    "LTrim",
+    "NullIf",
+    "Round",
+    "RTrim",
+    "Trim",
     "Trunc",
     "TruncDate",
     "TruncDay",
@@ -27,6 +55,7 @@ __all__ = [
     "TruncTime",
     "TruncWeek",
     "TruncYear",
+    "Upper",
 ]
 
 _KINDS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second", "date", "time")
@@ -140,3 +169,101 @@ class TruncTime(_Fixed):
 
     __slots__ = ()
     _kind = "time"
+
+
+class Coalesce(Func):
+    """The first of its arguments (two or more) that is not ``NULL``."""
+
+    __slots__ = ()
+    arity = None
+
+
+class NullIf(Func):
+    """``NULL`` where its two arguments are equal, else the first."""
+
+    __slots__ = ()
+    arity = 2
+
+
+class Greatest(Func):
+    """The largest of its arguments (two or more); ``NULL``s are left out, as
+    PostgreSQL does."""
+
+    __slots__ = ()
+    arity = None
+
+
+class Least(Func):
+    """The smallest of its arguments (two or more); ``NULL``s are left out."""
+
+    __slots__ = ()
+    arity = None
+
+
+class Lower(Func):
+    """Text in lower case."""
+
+    __slots__ = ()
+
+
+class Upper(Func):
+    """Text in upper case."""
+
+    __slots__ = ()
+
+
+class Length(Func):
+    """The number of characters of a text."""
+
+    __slots__ = ()
+
+
+class Trim(Func):
+    """Text without its leading and trailing spaces."""
+
+    __slots__ = ()
+
+
+class LTrim(Func):
+    """Text without its leading spaces."""
+
+    __slots__ = ()
+
+
+class RTrim(Func):
+    """Text without its trailing spaces."""
+
+    __slots__ = ()
+
+
+class Concat(Func):
+    """Its arguments (two or more, of any type) as text, joined; ``NULL``s count as
+    empty text, as Django's ``Concat``."""
+
+    __slots__ = ()
+    arity = None
+
+
+class Abs(Func):
+    """A number's absolute value."""
+
+    __slots__ = ()
+
+
+class Round(Func):
+    """A number rounded to an integer (PostgreSQL's ``round``: halves away from zero for
+    decimals, to even for floats)."""
+
+    __slots__ = ()
+
+
+class Ceil(Func):
+    """The smallest integer not below a number."""
+
+    __slots__ = ()
+
+
+class Floor(Func):
+    """The largest integer not above a number."""
+
+    __slots__ = ()

@@ -23,7 +23,6 @@ takes a pooled connection of its own.
 
 from __future__ import annotations
 
-import decimal
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from functools import partial
@@ -35,6 +34,7 @@ from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from . import errors as chakra_errors
 from .errors import IntegrityError
+from .expressions import Expression
 from .functions import Trunc
 from .session import Session, current_session
 
@@ -58,7 +58,7 @@ _STREAM_INSTEAD = (
 )
 
 
-class F:
+class F(Expression):
     """A field's value in the row itself, for updates the database computes and filters
     that compare a row's fields with each other::
 
@@ -66,65 +66,21 @@ class F:
         Account.objects.filter(balance__lt=F("limit") * 2)
 
     Unlike reading, subtracting and saving, the update loses no concurrent change. Combine
-    with numbers and other ``F`` by ``+``, ``-``, ``*`` and ``/``. Filters take ``F`` in
-    the comparisons: ``exact``, ``ne``, ``gt``, ``gte``, ``lt``, ``lte``. An unknown field,
-    a field of another type, or arithmetic on a non-numeric field raises
+    with numbers and other expressions by ``+``, ``-``, ``*`` and ``/``. Filters take
+    expressions in the comparisons: ``exact``, ``ne``, ``gt``, ``gte``, ``lt``, ``lte``. An
+    unknown field, a field of another type, or arithmetic on a non-numeric field raises
     :class:`~chakra.FieldError`. In ``annotate()``, ``F("author__name")`` reads a field of
-    the row foreign keys lead to, and ``F("created__year")`` a part of a date.
+    the row foreign keys lead to, and ``F("created__year")`` a part of a date. The
+    functions of :mod:`chakra.functions` and ``Case`` (:mod:`chakra.expressions`) go
+    wherever ``F`` goes.
     """
 
-    __slots__ = ("_tree",)
+    __slots__ = ()
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str):
             raise TypeError(f"F() takes a field name, not {type(name).__name__}")
-        self._tree: tuple[Any, ...] = ("field", name)
-
-    @classmethod
-    def _node(cls, tree: tuple[Any, ...]) -> F:
-        f = cls.__new__(cls)
-        f._tree = tree
-        return f
-
-    def _op(self, op: str, other: F | float | int | decimal.Decimal, reflected: bool = False) -> F:
-        if not isinstance(other, (F, int, float, decimal.Decimal)) or isinstance(other, bool):
-            return NotImplemented  # type: ignore[no-any-return]  # the operator's own dunder returns it
-        them = other._tree if isinstance(other, F) else ("value", other)
-        return F._node(("op", op, them, self._tree) if reflected else ("op", op, self._tree, them))
-
-    def __add__(self, other: F | float | int | decimal.Decimal) -> F:
-        return self._op("+", other)
-
-    def __radd__(self, other: float | int | decimal.Decimal) -> F:
-        return self._op("+", other, reflected=True)
-
-    def __sub__(self, other: F | float | int | decimal.Decimal) -> F:
-        return self._op("-", other)
-
-    def __rsub__(self, other: float | int | decimal.Decimal) -> F:
-        return self._op("-", other, reflected=True)
-
-    def __mul__(self, other: F | float | int | decimal.Decimal) -> F:
-        return self._op("*", other)
-
-    def __rmul__(self, other: float | int | decimal.Decimal) -> F:
-        return self._op("*", other, reflected=True)
-
-    def __truediv__(self, other: F | float | int | decimal.Decimal) -> F:
-        return self._op("/", other)
-
-    def __rtruediv__(self, other: float | int | decimal.Decimal) -> F:
-        return self._op("/", other, reflected=True)
-
-    def __repr__(self) -> str:
-        def show(tree: tuple[Any, ...]) -> str:
-            if tree[0] == "field":
-                return f"F({tree[1]!r})"
-            if tree[0] == "value":
-                return repr(tree[1])
-            return f"({show(tree[2])} {tree[1]} {show(tree[3])})"
-
-        return show(self._tree)
+        self._tree = ("field", name)
 
 
 def _create_values(model: type[Model], lookups: dict[str, Any], defaults: dict[str, Any] | None) -> dict[str, Any]:
@@ -148,8 +104,9 @@ def _called(defaults: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _split_exprs(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Plain values, and ``F`` expressions as the trees the core compiles."""
-    exprs = {k: v._tree for k, v in values.items() if isinstance(v, F)}
+    """Plain values, and expressions (``F``, functions, ``Case``) as the trees the core
+    compiles."""
+    exprs = {k: v._tree for k, v in values.items() if isinstance(v, Expression)}
     if not exprs:
         return values, None
     return {k: v for k, v in values.items() if k not in exprs}, exprs
@@ -487,7 +444,7 @@ class QuerySet(Generic[M]):
         """The conditions as the tree the core compiles, across relations and annotations."""
         return Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
 
-    def annotate(self, *args: Aggregate | F, **kwargs: Aggregate | F | Trunc) -> QuerySet[M]:
+    def annotate(self, *args: Aggregate, **kwargs: Aggregate | Expression | Trunc) -> QuerySet[M]:
         """Adds a value computed for each row, read as an attribute of its instance, as
         Django's: an aggregate of a relation's rows (one correlated subquery each, in the
         same statement), or arithmetic on the row's fields::
@@ -506,14 +463,15 @@ class QuerySet(Generic[M]):
         A positional aggregate is named ``relation__function`` (``books__count``).
         ``filter``, ``exclude``, ``order_by``, ``values`` and ``values_list`` then take the
         names (and ``update`` and ``delete`` the rows they pick). ``Avg`` of an integer or
-        float field is a float. ``TruncMonth("created")`` and the other functions of
-        :mod:`chakra.functions` are values per row too.
+        float field is a float. ``TruncMonth("created")``, the other functions of
+        :mod:`chakra.functions` (``Coalesce("nickname", "name")``, ``Lower("email")``) and
+        ``Case(When(...), default=...)`` are values per row too.
         """
-        named: dict[str, Aggregate | F | Trunc] = {}
+        named: dict[str, Aggregate | Expression | Trunc] = {}
         for agg in args:
             if not isinstance(agg, Aggregate):
                 raise TypeError(
-                    f"annotate() takes aggregates by position, and F and Trunc expressions by name; got {agg!r}"
+                    f"annotate() takes aggregates by position, and other expressions by name; got {agg!r}"
                 )
             named[agg.default_alias] = agg
         named.update(kwargs)
@@ -527,13 +485,15 @@ class QuerySet(Generic[M]):
                 )
             if isinstance(value, F):
                 specs.append((alias, _f_value(self._model, value)))
+            elif isinstance(value, Expression):
+                specs.append((alias, value._tree))
             elif isinstance(value, Trunc):
                 specs.append((alias, value._spec))
             elif isinstance(value, Aggregate):
                 specs.append((alias, _related_aggregate(self._model, alias, value)))
             else:
                 raise TypeError(
-                    f"annotate() takes Count, Sum, Avg, Min, Max, F or Trunc expressions; got {alias}={value!r}"
+                    f"annotate() takes aggregates (Count, Sum, …), F, functions, Case or Trunc; got {alias}={value!r}"
                 )
         return self._clone(self._query.annotate(specs))
 
@@ -769,7 +729,7 @@ class QuerySet(Generic[M]):
         pk = model._meta.pk
         if not conditions and len(lookups) == 1 and self._is_unfiltered():
             ((key, value),) = lookups.items()
-            if pk is not None and key in (pk.name, "pk", f"{pk.name}__exact", "pk__exact") and not isinstance(value, F):
+            if pk is not None and key in (pk.name, "pk", f"{pk.name}__exact", "pk__exact") and not isinstance(value, Expression):
                 return _core.get_by_pk(target, model._meta.require_schema(), value, identity)
         return self.filter(*conditions, **lookups)._query.get(target, identity, joined)
 
@@ -1060,7 +1020,7 @@ class QuerySet(Generic[M]):
     def delete_sync(self) -> int:
         return self._run_sync(lambda target, _: self._query.delete(target))  # type: ignore[no-any-return]
 
-    def values(self, *fields: str, **expressions: Trunc | F) -> Values[dict[str, Any]]:
+    def values(self, *fields: str, **expressions: Expression | Trunc) -> Values[dict[str, Any]]:
         """Rows as dicts of the named fields (all fields when none are named) and of the
         named expressions (``month=TruncMonth("created")``): await it for the list.
         ``.annotate(n=Count("*"))`` makes it a row per group of those values instead,
@@ -1068,11 +1028,11 @@ class QuerySet(Generic[M]):
         qs, fields = self._with_expressions(fields, expressions)
         return Values(qs, fields, "dict")
 
-    def values_sync(self, *fields: str, **expressions: Trunc | F) -> list[dict[str, Any]]:
+    def values_sync(self, *fields: str, **expressions: Expression | Trunc) -> list[dict[str, Any]]:
         return self.values(*fields, **expressions).all_sync()
 
     def _with_expressions(
-        self, fields: tuple[str, ...], expressions: dict[str, Trunc | F]
+        self, fields: tuple[str, ...], expressions: dict[str, Expression | Trunc]
     ) -> tuple[QuerySet[M], tuple[str, ...]]:
         """This queryset with ``expressions`` annotated, and ``fields`` with their names:
         what ``values(month=TruncMonth("created"))`` reads."""

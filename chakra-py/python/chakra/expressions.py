@@ -1,0 +1,164 @@
+"""Expressions the database computes from a row, as Django's: ``F`` (a field, in
+:mod:`chakra.query`), ``Value``, the functions of :mod:`chakra.functions`
+(``Coalesce``, ``Lower``, …) and conditional values, ``Case`` and ``When``::
+
+    Customer.objects.annotate(
+        tier=Case(
+            When(spent__gte=1000, then=Value("gold")),
+            When(Q(spent__gte=100) | Q(orders__gte=5), then=Value("silver")),
+            default=Value("bronze"),
+        )
+    ).filter(tier="gold")
+    Customer.objects.update(nickname=Coalesce("nickname", "name"))
+
+They go wherever ``F`` goes: ``annotate()`` and ``values()`` (then filtered and ordered
+by their name), ``update()``, and the right side of a filter (``name=Lower("email")``).
+They combine with ``+``, ``-``, ``*`` and ``/``. As in Django, a string among a
+function's arguments (or a ``When``'s ``then``, a ``Case``'s ``default``) names a field;
+any other plain value is a ``Value``. A type that does not fit (``Lower`` of a number,
+``Case`` branches of different types, text assigned to a number) raises
+:class:`~chakra.FieldError` naming it.
+"""
+
+from __future__ import annotations
+
+import decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .query import Q
+
+__all__ = ["Case", "Expression", "Func", "Value", "When"]
+
+
+class Expression:
+    """A value the database computes; ``_tree`` is what the core compiles."""
+
+    __slots__ = ("_tree",)
+
+    _tree: tuple[Any, ...]
+
+    @classmethod
+    def _node(cls, tree: tuple[Any, ...]) -> Expression:
+        node = Expression.__new__(Expression)
+        node._tree = tree
+        return node
+
+    def _op(self, op: str, other: Expression | float | int | decimal.Decimal, reflected: bool = False) -> Expression:
+        if not isinstance(other, (Expression, int, float, decimal.Decimal)) or isinstance(other, bool):
+            return NotImplemented  # type: ignore[no-any-return]  # the operator's own dunder returns it
+        them = other._tree if isinstance(other, Expression) else ("value", other)
+        return Expression._node(("op", op, them, self._tree) if reflected else ("op", op, self._tree, them))
+
+    def __add__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._op("+", other)
+
+    def __radd__(self, other: float | int | decimal.Decimal) -> Expression:
+        return self._op("+", other, reflected=True)
+
+    def __sub__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._op("-", other)
+
+    def __rsub__(self, other: float | int | decimal.Decimal) -> Expression:
+        return self._op("-", other, reflected=True)
+
+    def __mul__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._op("*", other)
+
+    def __rmul__(self, other: float | int | decimal.Decimal) -> Expression:
+        return self._op("*", other, reflected=True)
+
+    def __truediv__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._op("/", other)
+
+    def __rtruediv__(self, other: float | int | decimal.Decimal) -> Expression:
+        return self._op("/", other, reflected=True)
+
+    def __repr__(self) -> str:
+        return _show(self._tree)
+
+
+def _show(tree: tuple[Any, ...]) -> str:
+    kind = tree[0]
+    if kind == "field":
+        return f"F({tree[1]!r})"
+    if kind == "value":
+        return repr(tree[1])
+    if kind == "call":
+        return f"{tree[1]}({', '.join(_show(arg) for arg in tree[2])})"
+    if kind == "case":
+        whens = [f"When({condition!r}, then={_show(then)})" for condition, then in tree[1]]
+        default = [] if tree[2] is None else [f"default={_show(tree[2])}"]
+        return f"Case({', '.join(whens + default)})"
+    return f"({_show(tree[2])} {tree[1]} {_show(tree[3])})"
+
+
+def _argument(value: Any) -> tuple[Any, ...]:
+    """A function's argument as a tree: a string names a field (Django's rule), an
+    expression is itself, anything else is a value."""
+    if isinstance(value, Expression):
+        return value._tree
+    if isinstance(value, str):
+        return ("field", value)
+    return ("value", value)
+
+
+class Value(Expression):
+    """A plain value as an expression: ``Value("gold")`` (a string alone would name a
+    field), ``Value(None)`` for SQL ``NULL``."""
+
+    __slots__ = ()
+
+    def __init__(self, value: Any) -> None:
+        self._tree = ("value", value)
+
+
+class Func(Expression):
+    """A SQL function of expressions; the functions are its subclasses in
+    :mod:`chakra.functions`, each taking ``arity`` arguments (``None``: two or more)."""
+
+    __slots__ = ()
+
+    arity: int | None = 1
+
+    def __init__(self, *expressions: Any) -> None:
+        name = type(self).__name__
+        if self.arity is None and len(expressions) < 2:
+            raise TypeError(f"{name}() takes at least two expressions, got {len(expressions)}")
+        if self.arity is not None and len(expressions) != self.arity:
+            raise TypeError(f"{name}() takes {self.arity} expression{'s' * (self.arity > 1)}, got {len(expressions)}")
+        self._tree = ("call", name, [_argument(e) for e in expressions])
+
+
+class When:
+    """One branch of a :class:`Case`: its ``then`` where the condition holds. The
+    condition is ``Q`` objects and keyword lookups, as ``filter()`` takes them."""
+
+    __slots__ = ("condition", "then")
+
+    def __init__(self, *conditions: Q, then: Any, **lookups: Any) -> None:
+        from .query import Q  # the query module builds on this one
+
+        if not conditions and not lookups:
+            raise TypeError("When() needs a condition: Q objects or keyword lookups")
+        self.condition: Q = Q(*conditions, **lookups)
+        self.then = _argument(then)
+
+    def __repr__(self) -> str:
+        return f"When({self.condition!r}, then={_show(self.then)})"
+
+
+class Case(Expression):
+    """The ``then`` of the first :class:`When` whose condition holds for the row, else
+    ``default`` (``NULL`` when not given)."""
+
+    __slots__ = ()
+
+    def __init__(self, *whens: When, default: Any = None) -> None:
+        if not whens:
+            raise TypeError("Case() needs at least one When()")
+        for when in whens:
+            if not isinstance(when, When):
+                raise TypeError(f"Case() takes When() branches, got {when!r}")
+        otherwise = None if default is None else _argument(default)
+        self._tree = ("case", [(when.condition, when.then) for when in whens], otherwise)

@@ -1,0 +1,210 @@
+"""Expressions the database computes from a row: ``Value``, the functions of
+``chakra.functions`` (``Coalesce``, ``Lower``, …) and ``Case``/``When``, wherever ``F``
+goes — ``annotate()``, ``values()``, ``update()``, the right side of a filter — and the
+errors for what cannot work."""
+
+from __future__ import annotations
+
+import decimal
+import re
+
+import pytest
+
+import chakra
+from chakra import Case, F, Field, Integer, Model, Numeric, Q, Session, String, Value, When
+from chakra.functions import (
+    Abs,
+    Ceil,
+    Coalesce,
+    Concat,
+    Floor,
+    Greatest,
+    Least,
+    Length,
+    Lower,
+    LTrim,
+    NullIf,
+    Round,
+    RTrim,
+    Trim,
+    Upper,
+)
+from conftest import recreate
+
+
+class Shop(Model):
+    __tablename__ = "ex_shops"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(30))
+
+
+class Customer(Model):
+    __tablename__ = "ex_customers"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(30))
+    nick = Field(String(30), nullable=True)
+    spent = Field(Integer, column="total_spent")
+    credit = Field(Numeric(8, 2), nullable=True)
+    shop_id = Field(Integer, nullable=True, references=Shop, related_name="customers")
+
+
+@pytest.fixture(autouse=True)
+def customers() -> None:
+    recreate(Shop, Customer)
+    north, _ = Shop.objects.bulk_create_sync([Shop(name="North"), Shop(name="South")])
+    Customer.objects.bulk_create_sync(
+        [
+            Customer(name="Ann", nick=None, spent=1500, credit=decimal.Decimal("-2.50"), shop=north),
+            Customer(name="bob", nick="Bobby", spent=120, credit=None),
+            Customer(name="  Cy ", nick="cy", spent=5, credit=decimal.Decimal("7.25"), shop=north),
+        ]
+    )
+
+
+TIER = Case(
+    When(spent__gte=1000, then=Value("gold")),
+    When(Q(spent__gte=100) | Q(nick="cy"), then=Value("silver")),
+    default=Value("bronze"),
+)
+
+
+async def test_functions_and_cases_annotate_each_row() -> None:
+    rows = await Customer.objects.annotate(
+        shown=Coalesce("nick", "name"),
+        tier=TIER,
+        letters=Length("name"),
+        loud=Upper(Trim("name")),
+        label=Concat("name", Value("/"), "nick", Value("/"), "spent"),
+        floor=Greatest("spent", 100),
+        cap=Least("spent", Value(1000)),
+        debt=Abs("credit"),
+        half=F("spent") / 2.5,
+    ).order_by("id")
+    assert [(c.shown, c.tier, c.letters, c.loud) for c in rows] == [
+        ("Ann", "gold", 3, "ANN"),
+        ("Bobby", "silver", 3, "BOB"),
+        ("cy", "silver", 5, "CY"),
+    ]
+    # Concat reads NULL as empty text, as Django's.
+    assert [c.label for c in rows] == ["Ann//1500", "bob/Bobby/120", "  Cy /cy/5"]
+    assert [(c.floor, c.cap) for c in rows] == [(1500, 1000), (120, 120), (100, 5)]
+    assert [c.debt for c in rows] == [decimal.Decimal("2.50"), None, decimal.Decimal("7.25")]
+    # An integer field divided by a float is a float division, not an integer one.
+    assert [c.half for c in rows] == [600.0, 48.0, 2.0]
+
+
+async def test_annotations_filter_order_and_read_by_name() -> None:
+    gold = await Customer.objects.annotate(tier=TIER).filter(tier="gold").values_list("name", flat=True)
+    assert gold == ["Ann"]
+    ordered = await Customer.objects.annotate(key=Lower(Trim("name"))).order_by("-key").values_list("key", flat=True)
+    assert ordered == ["cy", "bob", "ann"]
+    rows = await Customer.objects.order_by("id").values("name", tier=TIER, shown=Coalesce("nick", Value("?")))
+    assert rows == [
+        {"name": "Ann", "tier": "gold", "shown": "?"},
+        {"name": "bob", "tier": "silver", "shown": "Bobby"},
+        {"name": "  Cy ", "tier": "silver", "shown": "cy"},
+    ]
+    # Grouped by a computed value, as Django's values(...).annotate(...).
+    counts = await Customer.objects.values(tier=TIER).annotate(n=chakra.Count("id")).order_by("tier")
+    assert counts == [{"tier": "gold", "n": 1}, {"tier": "silver", "n": 2}]
+
+
+async def test_a_case_without_default_is_null_and_then_names_a_field() -> None:
+    rows = await Customer.objects.annotate(
+        rich=Case(When(spent__gte=1000, then=Value(True))),
+        called=Case(When(nick__isnull=True, then="name"), default="nick"),
+    ).order_by("id")
+    assert [(c.rich, c.called) for c in rows] == [(True, "Ann"), (None, "Bobby"), (None, "cy")]
+
+
+async def test_when_reaches_across_relations() -> None:
+    rows = await Customer.objects.annotate(
+        where=Case(When(shop__name="North", then=Value("north")), default=Value("elsewhere"))
+    ).order_by("id")
+    assert [c.where for c in rows] == ["north", "elsewhere", "north"]
+
+
+async def test_rounding_and_nullif() -> None:
+    rows = await Customer.objects.annotate(
+        r=Round("credit"), up=Ceil("credit"), down=Floor("credit"), none_if_cy=NullIf("nick", Value("cy"))
+    ).order_by("id")
+    assert [(c.r, c.up, c.down) for c in rows] == [
+        (decimal.Decimal("-3"), decimal.Decimal("-2"), decimal.Decimal("-3")),
+        (None, None, None),
+        (decimal.Decimal("7"), decimal.Decimal("8"), decimal.Decimal("7")),
+    ]
+    assert [c.none_if_cy for c in rows] == [None, "Bobby", None]
+
+
+async def test_update_computes_from_each_row() -> None:
+    assert await Customer.objects.filter(nick__isnull=True).update(nick=Lower(Trim("name"))) == 1
+    assert await Customer.objects.update(name=RTrim(LTrim("name"))) == 3
+    await Customer.objects.update(
+        spent=Case(When(spent__lt=100, then=F("spent") * 2), default=Coalesce("spent", 0) + 1),
+        credit=Coalesce("credit", decimal.Decimal("0")),
+    )
+    rows = await Customer.objects.order_by("id").values_list("name", "nick", "spent", "credit")
+    assert rows == [
+        ("Ann", "ann", 1501, decimal.Decimal("-2.50")),
+        ("bob", "Bobby", 121, decimal.Decimal("0.00")),
+        ("Cy", "cy", 10, decimal.Decimal("7.25")),
+    ]
+
+
+def test_update_sync_in_a_session() -> None:
+    with Session():
+        Customer.objects.update_sync(nick=Upper(Coalesce("nick", "name")))
+    assert Customer.objects.order_by("id").values_list_sync("nick", flat=True) == ["ANN", "BOBBY", "CY"]
+
+
+async def test_filters_compare_with_expressions() -> None:
+    assert await Customer.objects.filter(nick=Lower(Trim("name"))).values_list("id", flat=True) == [3]
+    assert await Customer.objects.filter(spent__gt=Length("name") * 100).values_list("name", flat=True) == ["Ann"]
+
+
+async def test_what_cannot_work_is_refused_before_anything_is_sent() -> None:
+    before = await Customer.objects.order_by("id").values_list("name", "spent")
+    cases = [
+        (lambda: Customer.objects.annotate(x=Lower("spent")), 'Lower() takes text; it was given F("spent")'),
+        (lambda: Customer.objects.annotate(x=Abs("name")), 'Abs() takes numbers; it was given F("name")'),
+        (
+            lambda: Customer.objects.annotate(x=Coalesce("nick", "spent")),
+            'Coalesce() takes values of one type (text and a number); it was given F("spent")',
+        ),
+        (
+            lambda: Customer.objects.annotate(x=Case(When(spent=1, then="name"), default="spent")),
+            "Case() gives values of one type; its branches give text and a number",
+        ),
+        (lambda: Customer.objects.annotate(x=Case(When(nope=1, then=1))), "unknown field `nope`"),
+        (lambda: Customer.objects.annotate(x=Upper("nope")), "unknown field `nope`"),
+    ]
+    for make, message in cases:
+        with pytest.raises(chakra.FieldError, match=re.escape(message)):
+            make()
+    with pytest.raises(chakra.FieldError, match=re.escape("Lower() gives text; it cannot stand for Customer.spent")):
+        await Customer.objects.update(spent=Lower("name"))
+    # A value that does not fit is converted as the field's values are, and refused so.
+    with pytest.raises(chakra.DataError, match=re.escape("Customer.spent expects an int, got str 'five'")):
+        await Customer.objects.update(name=Value("x"), spent=Case(When(spent=5, then=Value("five"))))
+    with pytest.raises(chakra.FieldError, match=re.escape("Case() gives text; it cannot stand for Customer.spent")):
+        await Customer.objects.update(name=Value("x"), spent=Case(When(spent=5, then="nick"), default=0))
+    with pytest.raises(chakra.FieldError, match=re.escape("Length() gives a number; it cannot stand for Customer.name")):
+        await Customer.objects.filter(name=Length("nick")).all()
+    assert await Customer.objects.order_by("id").values_list("name", "spent") == before
+
+
+def test_constructors_check_their_arguments() -> None:
+    with pytest.raises(TypeError, match=re.escape("Lower() takes 1 expression, got 2")):
+        Lower("a", "b")
+    with pytest.raises(TypeError, match=re.escape("Coalesce() takes at least two expressions, got 1")):
+        Coalesce("a")
+    with pytest.raises(TypeError, match=re.escape("NullIf() takes 2 expressions, got 3")):
+        NullIf("a", "b", "c")
+    with pytest.raises(TypeError, match=re.escape("Case() needs at least one When()")):
+        Case()
+    with pytest.raises(TypeError, match=re.escape("Case() takes When() branches")):
+        Case(Value(1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("When() needs a condition")):
+        When(then=1)
+    assert repr(Coalesce("nick", Value("?")) + 1) == "(Coalesce(F('nick'), '?') + 1)"
+    assert repr(Case(When(spent=1, then="name"))) == "Case(When(Q(spent=1), then=F('name')))"
