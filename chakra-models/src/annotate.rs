@@ -12,7 +12,7 @@ use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc}
 use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
 use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar, TruncUnit};
-use crate::column::{agg, Column, Matches};
+use crate::column::{agg, Column, Computed, Matches};
 use crate::model::Model;
 use crate::query::{DecodedStream, Query};
 
@@ -132,6 +132,14 @@ impl<M, V> RowValue<M, V> {
 
     fn order(self, descending: bool) -> Order {
         Order { column: "computed".into(), descending, value: Some(Box::new(self.scalar)) }
+    }
+}
+
+impl<M, T> Computed<M, T> {
+    /// The computed value as a value per row: to read with each row
+    /// ([`Query::annotate`]), to filter by, or to sort by.
+    pub fn row_value(self) -> RowValue<M, T> {
+        RowValue::new(Scalar::Operand(self.into_operand()))
     }
 }
 

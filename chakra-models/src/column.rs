@@ -58,35 +58,35 @@ impl<M, T> Column<M, T> {
         self.name
     }
 
-    fn compare(self, op: CompareOp, value: impl ToOperand<T>) -> Expr {
+    fn compare(self, op: CompareOp, value: impl ToOperand<M, T>) -> Expr {
         Expr::Compare { column: self.name.into(), op, value: value.to_operand() }
     }
 
     /// `= value`; `eq(None)` means `IS NULL`. The value may be another column, or
     /// arithmetic on columns: `Account::balance().lt(Account::limit() * 2)`.
-    pub fn eq(self, value: impl ToOperand<T>) -> Expr {
+    pub fn eq(self, value: impl ToOperand<M, T>) -> Expr {
         self.compare(CompareOp::Eq, value)
     }
 
     /// `<> value` (SQL semantics: rows where the column is `NULL` do not match); `ne(None)`
     /// means `IS NOT NULL`.
-    pub fn ne(self, value: impl ToOperand<T>) -> Expr {
+    pub fn ne(self, value: impl ToOperand<M, T>) -> Expr {
         self.compare(CompareOp::Ne, value)
     }
 
-    pub fn gt(self, value: impl ToOperand<T>) -> Expr {
+    pub fn gt(self, value: impl ToOperand<M, T>) -> Expr {
         self.compare(CompareOp::Gt, value)
     }
 
-    pub fn gte(self, value: impl ToOperand<T>) -> Expr {
+    pub fn gte(self, value: impl ToOperand<M, T>) -> Expr {
         self.compare(CompareOp::Gte, value)
     }
 
-    pub fn lt(self, value: impl ToOperand<T>) -> Expr {
+    pub fn lt(self, value: impl ToOperand<M, T>) -> Expr {
         self.compare(CompareOp::Lt, value)
     }
 
-    pub fn lte(self, value: impl ToOperand<T>) -> Expr {
+    pub fn lte(self, value: impl ToOperand<M, T>) -> Expr {
         self.compare(CompareOp::Lte, value)
     }
 
@@ -172,16 +172,29 @@ impl<M, T> Column<M, T> {
     /// `SET column = value`, for [`Query::update`](crate::Query::update). The value may
     /// be computed by the database from the row's own columns, so concurrent updates do
     /// not overwrite each other: `Account::balance().set(Account::balance() - 10)`.
-    pub fn set(self, value: impl ToOperand<T>) -> Assignment {
+    pub fn set(self, value: impl ToOperand<M, T>) -> Assignment {
         Assignment { column: self.name.into(), value: value.to_operand() }
     }
 }
 
-/// Arithmetic on numeric columns of model `M` (of type `T`), computed by the database:
-/// `Account::balance() - 10`, `Item::price() * Item::quantity()`.
+/// A value of type `T` computed by the database from a row of model `M`: arithmetic on
+/// numeric columns (`Account::balance() - 10`, `Item::price() * Item::quantity()`) or
+/// the functions of [`func`](crate::func) (`func::lower(User::email())`). It stands for
+/// a value in comparisons and updates; [`row_value`](Computed::row_value) reads it with
+/// each row.
 pub struct Computed<M, T> {
     operand: Operand,
     _model: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Computed<M, T> {
+    pub(crate) fn new(operand: Operand) -> Self {
+        Computed { operand, _model: PhantomData }
+    }
+
+    pub(crate) fn into_operand(self) -> Operand {
+        self.operand
+    }
 }
 
 impl<M, T> Clone for Computed<M, T> {
@@ -196,38 +209,39 @@ impl<M, T> std::fmt::Debug for Computed<M, T> {
     }
 }
 
-/// What can stand for a value of type `T` in a comparison or an update: a value, a column
-/// of that type (a column of `T` also stands for an `Option<T>`), or arithmetic on such
-/// columns.
-pub trait ToOperand<T> {
+/// What can stand for a value of type `T` in a comparison or an update of model `M`'s
+/// rows: a value, a column of `M` of that type (a column of `T` also stands for an
+/// `Option<T>`), or a value computed from `M`'s columns ([`Computed`]). A column of
+/// another model is refused: it is not in the statement.
+pub trait ToOperand<M, T> {
     fn to_operand(self) -> Operand;
 }
 
-impl<T, V: Into<Value>> ToOperand<T> for V {
+impl<M, T, V: Into<Value>> ToOperand<M, T> for V {
     fn to_operand(self) -> Operand {
         Operand::Value(self.into())
     }
 }
 
-impl<M, T> ToOperand<T> for Column<M, T> {
+impl<M, T> ToOperand<M, T> for Column<M, T> {
     fn to_operand(self) -> Operand {
         Operand::Column(self.name.into())
     }
 }
 
-impl<M, T> ToOperand<T> for Computed<M, T> {
+impl<M, T> ToOperand<M, T> for Computed<M, T> {
     fn to_operand(self) -> Operand {
         self.operand
     }
 }
 
-impl<M, T> ToOperand<Option<T>> for Column<M, T> {
+impl<M, T> ToOperand<M, Option<T>> for Column<M, T> {
     fn to_operand(self) -> Operand {
         Operand::Column(self.name.into())
     }
 }
 
-impl<M, T> ToOperand<Option<T>> for Computed<M, T> {
+impl<M, T> ToOperand<M, Option<T>> for Computed<M, T> {
     fn to_operand(self) -> Operand {
         self.operand
     }
@@ -410,7 +424,7 @@ impl<T: Ordered> Ordered for Option<T> {
 
 macro_rules! arithmetic {
     ($($trait:ident $method:ident $op:ident),*) => {$(
-        impl<M, T: Numeric, R: ToOperand<T>> std::ops::$trait<R> for Column<M, T> {
+        impl<M, T: Numeric, R: ToOperand<M, T>> std::ops::$trait<R> for Column<M, T> {
             type Output = Computed<M, T>;
 
             fn $method(self, rhs: R) -> Computed<M, T> {
@@ -418,7 +432,7 @@ macro_rules! arithmetic {
             }
         }
 
-        impl<M, T: Numeric, R: ToOperand<T>> std::ops::$trait<R> for Computed<M, T> {
+        impl<M, T: Numeric, R: ToOperand<M, T>> std::ops::$trait<R> for Computed<M, T> {
             type Output = Computed<M, T>;
 
             fn $method(self, rhs: R) -> Computed<M, T> {

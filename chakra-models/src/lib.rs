@@ -11,6 +11,7 @@ mod column;
 pub mod compile;
 pub mod ddl;
 pub mod dialect;
+pub mod func;
 pub mod lookup;
 mod model;
 mod query;

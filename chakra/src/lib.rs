@@ -117,6 +117,41 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! ## Computed values
+//!
+//! The functions of [`models::func`] (Django's `Coalesce`, `Lower`, `Case`/`When`, …) are
+//! computed by the database row by row: compared with, assigned in updates, or read with
+//! each row.
+//!
+//! ```no_run
+//! use chakra::models::func;
+//! use chakra::prelude::*;
+//!
+//! #[derive(Model, Clone)]
+//! #[chakra(table = "customers")]
+//! pub struct Customer {
+//!     #[chakra(primary_key)]
+//!     pub id: i64,
+//!     pub name: String,
+//!     pub nickname: Option<String>,
+//!     pub spent: i32,
+//! }
+//!
+//! async fn tiers(pool: &Pool) -> Result<()> {
+//!     // Each customer as shown (the nickname, else the name) and their tier.
+//!     let shown = func::coalesce(Customer::nickname(), Customer::name()).row_value();
+//!     let tier = func::case(Customer::spent().gte(1000), "gold")
+//!         .when(Customer::spent().gte(100), "silver")
+//!         .otherwise("bronze")
+//!         .row_value();
+//!     let rows: Vec<(Customer, (String, String))> = Customer::query().annotate((shown, tier)).all(pool).await?;
+//!     // Names stored trimmed, in one statement, whatever they were.
+//!     Customer::query().update(pool, vec![Customer::name().set(func::trim(Customer::name()))]).await?;
+//!     println!("{} customers", rows.len());
+//!     Ok(())
+//! }
+//! ```
 
 pub use chakra_layers::{
     acquire, batch, metrics, retry, timeout, trace, BoxService, IsolationLevel, Pool, PoolBuilder, Queryable, Session,

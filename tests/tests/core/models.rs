@@ -184,6 +184,54 @@ async fn columns_compare_with_other_columns_and_arithmetic_on_them() {
 }
 
 #[tokio::test]
+async fn functions_and_cases_computed_by_the_database() {
+    use chakra::models::func;
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let q = || User::query().order_by(User::id().asc());
+    // Read with each row: the email, else the name; a tier by rank; the name's length.
+    let shown = func::coalesce(User::email(), User::name()).row_value();
+    let tier = func::case(User::rank().gte(4), "top").when(User::rank().gte(2), "mid").otherwise("low").row_value();
+    let rows = q().annotate((shown, tier, func::length(User::name()).row_value())).all(&pool).await.unwrap();
+    let read: Vec<(String, String, i32)> = rows.into_iter().map(|(_, values)| values).collect();
+    assert_eq!(
+        read,
+        vec![
+            ("alice@example.com".into(), "mid".into(), 5),
+            ("bob".into(), "low".into(), 3),
+            ("carol@example.org".into(), "mid".into(), 5),
+            ("promo@example.com".into(), "top".into(), 12),
+        ]
+    );
+    // A case without a default is NULL where no branch holds; filtered and sorted by.
+    let flagged = q().annotate(func::case(User::is_active().eq(false), true).end().row_value());
+    let flags: Vec<Option<bool>> = flagged.all(&pool).await.unwrap().into_iter().map(|(_, f)| f).collect();
+    assert_eq!(flags, vec![None, None, Some(true), None]);
+    let long = User::query().filter(func::length(User::name()).row_value().gt(4)).count(&pool).await.unwrap();
+    assert_eq!(long, 3);
+    // Compared with, and assigned in an update: computed row by row.
+    let upper =
+        User::query().filter(User::name().eq(func::lower(func::upper(User::name())))).count(&pool).await.unwrap();
+    assert_eq!(upper, 4);
+    User::query()
+        .update(
+            &pool,
+            vec![
+                User::email().set(func::upper(User::email())),
+                User::rank()
+                    .set(func::case(User::rank().lt(2), User::rank() * 10).otherwise(func::greatest(User::rank(), 3))),
+            ],
+        )
+        .await
+        .unwrap();
+    let after = q().all(&pool).await.unwrap();
+    let emails: Vec<Option<&str>> = after.iter().map(|u| u.email.as_deref()).collect();
+    assert_eq!(emails, vec![Some("ALICE@EXAMPLE.COM"), None, Some("CAROL@EXAMPLE.ORG"), Some("PROMO@EXAMPLE.COM")]);
+    assert_eq!(after.iter().map(|u| u.rank).collect::<Vec<_>>(), vec![3, 10, 3, 4]);
+    cleanup(schema).await;
+}
+
+#[tokio::test]
 async fn aggregates_over_the_matching_rows() {
     use chakra::rust_decimal::Decimal;
     let (pool, schema) = db().await;

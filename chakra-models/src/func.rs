@@ -1,0 +1,164 @@
+//! Functions computed by the database from a row's values, as Django's
+//! `django.db.models.functions` and SeaORM's `Func`: each gives a [`Computed`] value, to
+//! compare with, assign in an update, or read with each row ([`Computed::row_value`]).
+//!
+//! See the `chakra` crate's documentation for an example.
+
+use std::marker::PhantomData;
+
+use chakra_service::rust_decimal::Decimal;
+
+use crate::ast::{Expr, Function, Operand};
+use crate::column::{Column, Computed, Numeric, ToOperand};
+
+/// Text column types, with what their length is (`NULL` for `NULL` text).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not text",
+    label = "not a text value",
+    note = "text functions apply to String and Option<String>"
+)]
+pub trait Textual {
+    type Length;
+}
+
+impl Textual for String {
+    type Length = i32;
+}
+
+impl Textual for Option<String> {
+    type Length = Option<i32>;
+}
+
+/// Number types that PostgreSQL rounds to their own type (`round` of an integer is a
+/// `numeric`, of a `real` a `float8`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not rounded to its own type",
+    note = "round, ceil and floor apply to f64 and Decimal (or Option of these)"
+)]
+pub trait Fractional {}
+
+impl Fractional for f64 {}
+impl Fractional for Option<f64> {}
+impl Fractional for Decimal {}
+impl Fractional for Option<Decimal> {}
+
+/// A value of type `T` computed from (or read in) a row of model `M`: a column, or a
+/// [`Computed`] value. What the functions take first: its one type and model say the
+/// call's (a column of `T` also stands for an `Option<T>` elsewhere, which would leave
+/// `length(User::name())` ambiguous).
+pub trait Expression<M, T>: ToOperand<M, T> {}
+
+impl<M, T> Expression<M, T> for Column<M, T> {}
+
+impl<M, T> Expression<M, T> for Computed<M, T> {}
+
+fn call<M, T>(function: Function, args: Vec<Operand>) -> Computed<M, T> {
+    Computed::new(Operand::Call { function, args })
+}
+
+/// `value`, or `fallback` where it is `NULL`: `coalesce(User::nick(), User::name())`.
+pub fn coalesce<M, T>(value: impl Expression<M, Option<T>>, fallback: impl ToOperand<M, T>) -> Computed<M, T> {
+    call(Function::Coalesce, vec![value.to_operand(), fallback.to_operand()])
+}
+
+/// `NULL` where `value` equals `other`, else `value`.
+pub fn nullif<M, T>(value: impl Expression<M, T>, other: impl ToOperand<M, T>) -> Computed<M, Option<T>> {
+    call(Function::NullIf, vec![value.to_operand(), other.to_operand()])
+}
+
+/// The larger of the two (`NULL`s are left out, as PostgreSQL's `greatest`).
+pub fn greatest<M, T>(value: impl Expression<M, T>, other: impl ToOperand<M, T>) -> Computed<M, T> {
+    call(Function::Greatest, vec![value.to_operand(), other.to_operand()])
+}
+
+/// The smaller of the two (`NULL`s are left out).
+pub fn least<M, T>(value: impl Expression<M, T>, other: impl ToOperand<M, T>) -> Computed<M, T> {
+    call(Function::Least, vec![value.to_operand(), other.to_operand()])
+}
+
+macro_rules! text_functions {
+    ($($(#[$doc:meta])* $name:ident => $function:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name<M, T: Textual>(text: impl Expression<M, T>) -> Computed<M, T> {
+            call(Function::$function, vec![text.to_operand()])
+        }
+    )*};
+}
+
+text_functions! {
+    /// Text in lower case.
+    lower => Lower,
+    /// Text in upper case.
+    upper => Upper,
+    /// Text without leading and trailing spaces.
+    trim => Trim,
+    /// Text without leading spaces.
+    ltrim => LTrim,
+    /// Text without trailing spaces.
+    rtrim => RTrim,
+}
+
+/// The number of characters of a text.
+pub fn length<M, T: Textual>(text: impl Expression<M, T>) -> Computed<M, T::Length> {
+    call(Function::Length, vec![text.to_operand()])
+}
+
+/// A number's absolute value.
+pub fn abs<M, T: Numeric>(number: impl Expression<M, T>) -> Computed<M, T> {
+    call(Function::Abs, vec![number.to_operand()])
+}
+
+macro_rules! rounding {
+    ($($(#[$doc:meta])* $name:ident => $function:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub fn $name<M, T: Fractional>(number: impl Expression<M, T>) -> Computed<M, T> {
+            call(Function::$function, vec![number.to_operand()])
+        }
+    )*};
+}
+
+rounding! {
+    /// To the nearest integer (halves away from zero for `Decimal`, to even for `f64`).
+    round => Round,
+    /// The smallest integer not below the number.
+    ceil => Ceil,
+    /// The largest integer not above the number.
+    floor => Floor,
+}
+
+/// `then` where `condition` holds: the first branch of a [`Case`], whose value has type
+/// `T`; more branches follow with [`Case::when`].
+pub fn case<M, T>(condition: Expr, then: impl ToOperand<M, T>) -> Case<M, T> {
+    Case { branches: vec![(condition, then.to_operand())], _types: PhantomData }
+}
+
+/// A value chosen by the first of its conditions that holds for the row (SQL's `CASE`,
+/// Django's `Case(When(…))`); see [`case`].
+pub struct Case<M, T> {
+    branches: Vec<(Expr, Operand)>,
+    _types: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Case<M, T> {
+    /// Another branch, tried after the earlier ones.
+    pub fn when(mut self, condition: Expr, then: impl ToOperand<M, T>) -> Self {
+        self.branches.push((condition, then.to_operand()));
+        self
+    }
+
+    /// The value, `otherwise` where no condition holds.
+    pub fn otherwise(self, otherwise: impl ToOperand<M, T>) -> Computed<M, T> {
+        Computed::new(Operand::Case { branches: self.branches, otherwise: Some(Box::new(otherwise.to_operand())) })
+    }
+
+    /// The value, `NULL` where no condition holds.
+    pub fn end(self) -> Computed<M, Option<T>> {
+        Computed::new(Operand::Case { branches: self.branches, otherwise: None })
+    }
+}
+
+impl<M, T> std::fmt::Debug for Case<M, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("branches", &self.branches).finish()
+    }
+}
