@@ -7,6 +7,7 @@ from typing import Any, assert_type
 
 import chakra
 from chakra import DateTime, Field, Integer, Model, QuerySet, Session, String
+from chakra.functions import Coalesce, Length, Lower, Upper
 
 
 class User(Model):
@@ -52,6 +53,10 @@ async def checks(session: Session) -> None:
     assert_type(await months.order_by("month"), list[dict[str, Any]])
     assert_type(User.objects.annotate(day=chakra.Trunc("joined", "day")), QuerySet[User])
     assert_type(await months.count(), int)
+    tier = chakra.Case(chakra.When(id__gt=1, then=chakra.Value("late")), default=Coalesce("name", chakra.Value("?")))
+    assert_type(User.objects.annotate(tier=tier, n=Length("name") + 1), QuerySet[User])
+    assert_type(await User.objects.filter(id=1).update(name=Lower("name")), int)
+    assert_type(await User.objects.values(shown=Upper("name")), list[dict[str, Any]])
     upserted = User.objects.bulk_create(list[User](), update_conflicts=True, unique_fields=["id"], update_fields=["name"])
     assert_type(await upserted, list[User])
     assert_type(await User.objects.values("name").first(), dict[str, Any] | None)
