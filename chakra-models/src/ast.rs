@@ -266,8 +266,9 @@ pub enum Projection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     pub function: AggregateFn,
-    /// The column aggregated; `None` counts rows (`count(*)`).
-    pub column: Option<Ident>,
+    /// The value aggregated: a column, or computed from the row's columns
+    /// (`sum(price * quantity)`); `None` counts rows (`count(*)`).
+    pub value: Option<Operand>,
     /// Over the distinct values only.
     pub distinct: bool,
     /// The result column's name (`AS alias`), which `ORDER BY` of a grouped query can use.
@@ -289,6 +290,13 @@ pub enum AggregateFn {
 }
 
 impl AggregateFn {
+    /// The function of a SQL name (`"sum"`).
+    pub fn named(name: &str) -> Option<AggregateFn> {
+        [AggregateFn::Count, AggregateFn::Sum, AggregateFn::Avg, AggregateFn::Min, AggregateFn::Max]
+            .into_iter()
+            .find(|f| f.sql() == name)
+    }
+
     /// The SQL function's name.
     pub fn sql(self) -> &'static str {
         match self {
@@ -304,12 +312,17 @@ impl AggregateFn {
 impl Aggregate {
     /// `function(column)`.
     pub fn new(function: AggregateFn, column: impl Into<Ident>) -> Self {
-        Aggregate { function, column: Some(column.into()), distinct: false, alias: None, filter: None }
+        Aggregate::of(function, Operand::Column(column.into()))
+    }
+
+    /// `function(value)`, of a value computed from each row.
+    pub fn of(function: AggregateFn, value: Operand) -> Self {
+        Aggregate { function, value: Some(value), distinct: false, alias: None, filter: None }
     }
 
     /// `count(*)`.
     pub fn count_rows() -> Self {
-        Aggregate { function: AggregateFn::Count, column: None, distinct: false, alias: None, filter: None }
+        Aggregate { function: AggregateFn::Count, value: None, distinct: false, alias: None, filter: None }
     }
 
     /// Over the rows meeting `condition` too (and any condition given before).

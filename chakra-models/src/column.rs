@@ -255,8 +255,9 @@ pub mod agg {
 
     use chakra_service::Value;
 
-    use super::{Column, Numeric, Ordered};
+    use super::{Numeric, Ordered};
     use crate::ast::{Aggregate, AggregateFn, CompareOp, Expr};
+    use crate::func::Expression;
 
     /// An aggregate of a group (or of all matching rows), whose value decodes as `V`: to
     /// compare with a value in `having`, or to compute with
@@ -289,31 +290,32 @@ pub mod agg {
         Of::new(Aggregate::count_rows())
     }
 
-    /// How many rows of the group have a value in `column`, each distinct one once when
-    /// `distinct`.
-    pub fn count_of<M, T>(column: Column<M, T>, distinct: bool) -> Of<i64> {
-        Of::new(Aggregate { distinct, ..Aggregate::new(AggregateFn::Count, column.name()) })
+    /// How many rows of the group have a value in `value` (a column, or a value computed
+    /// from the row: see [`Expression`]), each distinct one once when `distinct`.
+    pub fn count_of<M, T>(value: impl Expression<M, T>, distinct: bool) -> Of<i64> {
+        Of::new(Aggregate { distinct, ..Aggregate::of(AggregateFn::Count, value.to_operand()) })
     }
 
-    /// The group's sum of `column`, in PostgreSQL's wider type (see [`Numeric`]); `None`
-    /// when the group has no values.
-    pub fn sum<M, T: Numeric>(column: Column<M, T>) -> Of<Option<T::Sum>> {
-        Of::new(Aggregate::new(AggregateFn::Sum, column.name()))
+    /// The group's sum of `value`, in PostgreSQL's wider type (see [`Numeric`]); `None`
+    /// when the group has no values. `agg::sum(Line::price() * Line::quantity())` sums a
+    /// value computed from each row.
+    pub fn sum<M, T: Numeric>(value: impl Expression<M, T>) -> Of<Option<T::Sum>> {
+        Of::new(Aggregate::of(AggregateFn::Sum, value.to_operand()))
     }
 
-    /// The group's mean of `column`.
-    pub fn avg<M, T: Numeric>(column: Column<M, T>) -> Of<Option<T::Avg>> {
-        Of::new(Aggregate::new(AggregateFn::Avg, column.name()))
+    /// The group's mean of `value`.
+    pub fn avg<M, T: Numeric>(value: impl Expression<M, T>) -> Of<Option<T::Avg>> {
+        Of::new(Aggregate::of(AggregateFn::Avg, value.to_operand()))
     }
 
-    /// The group's smallest value of `column`.
-    pub fn min<M, T: Ordered>(column: Column<M, T>) -> Of<Option<T::Value>> {
-        Of::new(Aggregate::new(AggregateFn::Min, column.name()))
+    /// The group's smallest `value`.
+    pub fn min<M, T: Ordered>(value: impl Expression<M, T>) -> Of<Option<T::Value>> {
+        Of::new(Aggregate::of(AggregateFn::Min, value.to_operand()))
     }
 
-    /// The group's largest value of `column`.
-    pub fn max<M, T: Ordered>(column: Column<M, T>) -> Of<Option<T::Value>> {
-        Of::new(Aggregate::new(AggregateFn::Max, column.name()))
+    /// The group's largest `value`.
+    pub fn max<M, T: Ordered>(value: impl Expression<M, T>) -> Of<Option<T::Value>> {
+        Of::new(Aggregate::of(AggregateFn::Max, value.to_operand()))
     }
 
     impl<V> Of<V> {

@@ -679,13 +679,13 @@ impl SqlWriter<'_> {
         }
     }
 
-    /// `function([DISTINCT] column)`, without its filter (which a related value's
+    /// `function([DISTINCT] value)`, without its filter (which a related value's
     /// subquery puts in its `WHERE`) or alias.
     fn aggregate_call(&mut self, aggregate: &Aggregate) {
         self.push(aggregate.function.sql());
         self.push(if aggregate.distinct { "(DISTINCT " } else { "(" });
-        match &aggregate.column {
-            Some(column) => self.ident(column),
+        match &aggregate.value {
+            Some(value) => self.operand(value),
             None => self.push("*"),
         }
         self.push(")");
@@ -1000,7 +1000,7 @@ mod tests {
             |hops: &Vec<Hop>, column, alias| Reached { hops: hops.clone(), column: col(column), alias: col(alias) };
         let of = |function, column: &'static str, alias: &'static str| Aggregate {
             function,
-            column: Some(col(column)),
+            value: Some(Operand::Column(col(column))),
             distinct: false,
             alias: Some(col(alias)),
             filter: None,
@@ -1081,7 +1081,7 @@ mod tests {
             Aggregate::new(AggregateFn::Sum, "n"),
             Aggregate {
                 function: AggregateFn::Count,
-                column: Some(col("n")),
+                value: Some(Operand::Column(col("n"))),
                 distinct: true,
                 alias: None,
                 filter: None,

@@ -382,7 +382,7 @@ fn uuid_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     UUID.import(py, "uuid", "UUID")
 }
 
-fn decimal_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+pub(crate) fn decimal_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     DECIMAL.import(py, "decimal", "Decimal")
 }
 

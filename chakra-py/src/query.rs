@@ -13,10 +13,10 @@ use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement
 use futures::StreamExt;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use tokio::sync::Mutex;
 
-use crate::convert::{decode, to_value, to_value_untyped, value_to_py, Decoder, FieldKind};
+use crate::convert::{decimal_class, decode, to_value, to_value_untyped, value_to_py, Decoder, FieldKind};
 use crate::database::Target;
 use crate::errors::{self, to_pyerr_for};
 use crate::load::{Joined, Loader};
@@ -656,7 +656,7 @@ impl Query {
         if specs.is_empty() {
             return Err(field_error(py, "aggregate() needs at least one aggregate, such as Sum(\"field\")".into()));
         }
-        let (aggregates, floats, reached) = aggregates_of(py, self.schema.get(), &specs, false)?;
+        let (aggregates, reads, reached) = aggregates_of(py, self.schema.get(), &specs, false)?;
         let mut select = self.select.clone();
         select.projection = Projection::Aggregates;
         select.aggregates = aggregates;
@@ -666,7 +666,7 @@ impl Query {
         let target = Target::extract(target)?;
         Ok(op(async move { target.run(request, false).await?.into_row() }, move |py, row| {
             let columns: Vec<usize> = (0..names.len()).collect();
-            Ok(shape_rows(py, &[row], &names, &columns, "dict", &floats)?.get_item(0)?.unbind())
+            Ok(shape_rows(py, &[row], &names, &columns, "dict", &reads)?.get_item(0)?.unbind())
         }))
     }
 
@@ -812,7 +812,7 @@ impl Query {
                 }
             })
             .unzip();
-        let mut floats = Vec::new();
+        let mut reads = Vec::new();
         if !specs.is_empty() {
             // Annotations the groups are keyed by, after the fields (values("author__name")
             // reads one); others would make each row a group of its own.
@@ -826,9 +826,9 @@ impl Query {
                 ));
             }
             let first = indices.len() + select.annotations.len();
-            let (aggregates, avgs, reached) = aggregates_of(py, schema, &specs, true)?;
+            let (aggregates, read, reached) = aggregates_of(py, schema, &specs, true)?;
             select.reached = reached;
-            floats = avgs.into_iter().map(|i| i + first).collect();
+            reads = read.into_iter().map(|(i, read)| (i + first, read)).collect();
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
             columns.extend(first..first + specs.len());
             if let Some(having) = having.filter(|h| !h.is_empty()) {
@@ -884,7 +884,7 @@ impl Query {
         }
         let request = self.request(&select, Mode::All);
         Ok(op(async move { target.run(request, false).await?.into_rows() }, move |py, rows| {
-            Ok(shape_rows(py, &rows, &names, &columns, &shape, &floats)?.into_any().unbind())
+            Ok(shape_rows(py, &rows, &names, &columns, &shape, &reads)?.into_any().unbind())
         }))
     }
 
@@ -1138,6 +1138,30 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
             let otherwise = node.get_item(2)?;
             first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
         }
+        "value" => {
+            let value = node.get_item(1)?;
+            if value.is_instance_of::<PyBool>() {
+                Some(FieldKind::Bool)
+            } else if value.is_instance_of::<PyInt>() {
+                Some(FieldKind::BigInt)
+            } else if value.is_instance_of::<PyFloat>() {
+                Some(FieldKind::Float)
+            } else if value.is_instance_of::<PyString>() {
+                Some(FieldKind::Text)
+            } else if value.is_instance(decimal_class(py)?)? {
+                Some(FieldKind::Numeric)
+            } else {
+                None
+            }
+        }
+        // Arithmetic is as wide as its widest side: a decimal, else a float, else an integer.
+        "op" => {
+            let sides = [tree_kind(py, schema, &node.get_item(2)?)?, tree_kind(py, schema, &node.get_item(3)?)?];
+            [FieldKind::Numeric, FieldKind::Float]
+                .into_iter()
+                .find(|wide| sides.contains(&Some(*wide)))
+                .or_else(|| sides.into_iter().flatten().next())
+        }
         _ => None,
     })
 }
@@ -1193,10 +1217,13 @@ fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound
     let filter: Option<Py<PyTuple>> = spec.get_item(5)?.extract()?;
     let (hops, related) = hops_of(py, schema, alias, &path)?;
     let aggregate_spec = (alias.to_owned(), function, field, distinct, filter);
-    let (mut aggregates, floats, _) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
+    let (mut aggregates, reads, _) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
     let aggregate = aggregates.pop().expect("one aggregate per spec");
     let related = Scalar::Related { aggregate, outer_table: schema.table.to_string().into(), hops };
-    Ok(if floats.is_empty() { related } else { Scalar::Float(Box::new(related)) })
+    Ok(match reads.contains(&(0, Read::Float)) {
+        true => Scalar::Float(Box::new(related)),
+        false => related,
+    })
 }
 
 /// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,
@@ -1212,18 +1239,47 @@ type ReachSpec<'py> = (String, Vec<HopSpec<'py>>, Vec<(String, String)>);
 /// The aggregates `specs` describe, each checked against its field (`sum` and `avg` take
 /// numbers, `min` and `max` ordered values, only `count` takes `"*"`: every row), or a
 /// `FieldError` naming the alias and field; `aliased` names each result column by its
-/// alias. With the positions of the `avg`s Python gets as floats: as in Django, `avg` of
-/// an integer or float field is a float, of a decimal one a `Decimal`.
+/// alias. With how Python reads some of them, by position (see [`Read`]): as in Django,
+/// `avg` of an integer or float field is a float, of a decimal one a `Decimal`, and `sum`
+/// of integers an int.
 fn aggregates_of(
     py: Python<'_>,
     schema: &Schema,
     specs: &[AggregateSpec],
     aliased: bool,
-) -> PyResult<(Vec<Aggregate>, Vec<usize>, Vec<Reached>)> {
+) -> PyResult<(Vec<Aggregate>, Vec<(usize, Read)>, Vec<Reached>)> {
     let mut aggregates = Vec::with_capacity(specs.len());
-    let mut floats = Vec::new();
+    let mut reads = Vec::new();
     let mut reached = Vec::new();
     for (i, (alias, function, field, distinct, filter)) in specs.iter().enumerate() {
+        let function_name = function;
+        let Some(function) = AggregateFn::named(function) else {
+            return Err(field_error(py, format!("unknown aggregate `{function}` for `{alias}`")));
+        };
+        if aliased && schema.index_of(alias).is_some() {
+            return Err(field_error(
+                py,
+                format!("the aggregate `{alias}` is named as a field of {}: name it otherwise", schema.name),
+            ));
+        }
+        let alias_ident = aliased.then(|| alias.clone().into());
+        // A value computed from each row (`Sum(F("price") * F("quantity"))`).
+        if field.bind(py).is_instance(f_class(py)?)? {
+            let expression = field.bind(py).getattr("_tree")?;
+            let kind = tree_kind(py, schema, &expression)?;
+            check_aggregated(
+                py,
+                function,
+                kind,
+                || format!("`{alias}`: {function_name}"),
+                || Ok(format!("{} is not one", describe(&expression)?)),
+            )?;
+            reads.extend(Read::of(function, kind).map(|read| (i, read)));
+            let filter = filter.as_ref().map(|node| tree(py, schema, &[], node.bind(py)).map(Box::new)).transpose()?;
+            let value = Some(f_operand(py, schema, None, &expression)?);
+            aggregates.push(Aggregate { function, value, distinct: *distinct, alias: alias_ident, filter });
+            continue;
+        }
         // A column of rows relations lead to: the aggregate reads it (and its filter the
         // others) under its alias, from the rows joined to what they reach.
         let reach: Option<ReachSpec<'_>> = match field.bind(py).is_instance_of::<PyString>() {
@@ -1258,21 +1314,7 @@ fn aggregates_of(
             }
             None => None,
         };
-        let name = match function.as_str() {
-            "count" => AggregateFn::Count,
-            "sum" => AggregateFn::Sum,
-            "avg" => AggregateFn::Avg,
-            "min" => AggregateFn::Min,
-            "max" => AggregateFn::Max,
-            other => return Err(field_error(py, format!("unknown aggregate `{other}` for `{alias}`"))),
-        };
-        if aliased && schema.index_of(alias).is_some() {
-            return Err(field_error(
-                py,
-                format!("the aggregate `{alias}` is named as a field of {}: name it otherwise", schema.name),
-            ));
-        }
-        let alias_ident = aliased.then(|| alias.clone().into());
+        let name = function;
         if field == "*" {
             if name != AggregateFn::Count || *distinct {
                 return Err(field_error(
@@ -1280,31 +1322,73 @@ fn aggregates_of(
                     format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
                 ));
             }
-            aggregates.push(Aggregate { function: name, column: None, distinct: false, alias: alias_ident, filter });
+            aggregates.push(Aggregate { function: name, value: None, distinct: false, alias: alias_ident, filter });
             continue;
         }
         let index = field_index(py, target, &field)?;
         let kind = target.types[index].kind;
-        let needs = match name {
-            AggregateFn::Count => None,
-            AggregateFn::Sum | AggregateFn::Avg => (!kind.is_numeric()).then_some("a numeric"),
-            AggregateFn::Min | AggregateFn::Max => {
-                (!kind.is_ordered()).then_some("an ordered (number, text, date or time)")
-            }
-        };
-        if let Some(needs) = needs {
-            return Err(field_error(
-                py,
-                format!("`{alias}`: {function} needs {needs} field; {} is not one", target.label(index)),
-            ));
-        }
-        if name == AggregateFn::Avg && kind != FieldKind::Numeric {
-            floats.push(i);
-        }
-        let column = Some(read_as.map_or_else(|| target.fields[index].column.clone(), Into::into));
-        aggregates.push(Aggregate { function: name, column, distinct: *distinct, alias: alias_ident, filter });
+        check_aggregated(
+            py,
+            name,
+            Some(kind),
+            || format!("`{alias}`: {function_name}"),
+            || Ok(format!("{} is not one", target.label(index))),
+        )?;
+        reads.extend(Read::of(name, Some(kind)).map(|read| (i, read)));
+        let column = read_as.map_or_else(|| target.fields[index].column.clone(), Into::into);
+        aggregates.push(Aggregate {
+            function: name,
+            value: Some(Operand::Column(column)),
+            distinct: *distinct,
+            alias: alias_ident,
+            filter,
+        });
     }
-    Ok((aggregates, floats, reached))
+    Ok((aggregates, reads, reached))
+}
+
+/// How Python reads an aggregate whose PostgreSQL type is not Django's: `avg` of integers
+/// or floats as a float (PostgreSQL's is a `numeric`), `sum` of integers as an int
+/// (PostgreSQL's `sum` of an `int8` is a `numeric`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Float,
+    Int,
+}
+
+impl Read {
+    fn of(function: AggregateFn, kind: Option<FieldKind>) -> Option<Read> {
+        let integer = matches!(kind, Some(FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt));
+        match function {
+            AggregateFn::Avg if kind != Some(FieldKind::Numeric) => Some(Read::Float),
+            AggregateFn::Sum if integer => Some(Read::Int),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses to aggregate a value of `kind` (where known) with `function`: `sum` and `avg`
+/// take numbers, `min` and `max` ordered values. `what` names the aggregate, `culprit`
+/// says what was given.
+fn check_aggregated(
+    py: Python<'_>,
+    function: AggregateFn,
+    kind: Option<FieldKind>,
+    what: impl FnOnce() -> String,
+    culprit: impl FnOnce() -> PyResult<String>,
+) -> PyResult<()> {
+    let Some(kind) = kind else { return Ok(()) };
+    let needs = match function {
+        AggregateFn::Count => None,
+        AggregateFn::Sum | AggregateFn::Avg => (!kind.is_numeric()).then_some("a numeric"),
+        AggregateFn::Min | AggregateFn::Max => {
+            (!kind.is_ordered()).then_some("an ordered (number, text, date or time)")
+        }
+    };
+    match needs {
+        Some(needs) => Err(field_error(py, format!("{} needs {needs} field; {}", what(), culprit()?))),
+        None => Ok(()),
+    }
 }
 
 /// A condition on the groups of grouped values, `n__gt=5`: the aggregate named `n`
@@ -1402,15 +1486,15 @@ fn group_order(
 }
 
 /// Rows as dicts keyed by `names`, tuples, or (`flat`) the single value, of the columns
-/// `columns` (`names[k]` is column `columns[k]`'s); the columns at `floats` as Python
-/// floats.
+/// `columns` (`names[k]` is column `columns[k]`'s); the columns `reads` names read as
+/// it says.
 fn shape_rows<'py>(
     py: Python<'py>,
     rows: &[chakra::Row],
     names: &[Py<PyString>],
     columns: &[usize],
     shape: &str,
-    floats: &[usize],
+    reads: &[(usize, Read)],
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     let Some(first) = rows.first() else {
@@ -1419,9 +1503,10 @@ fn shape_rows<'py>(
     let decoders = Decoder::for_row(first);
     let value = |row: &chakra::Row, i: usize| -> PyResult<Bound<'py, PyAny>> {
         let decoded = decode(py, row, i, &decoders[i])?;
-        match floats.contains(&i) && !decoded.is_none() {
-            true => Ok(decoded.extract::<f64>()?.into_pyobject(py)?.into_any()),
-            false => Ok(decoded),
+        match reads.iter().find(|(at, _)| *at == i).filter(|_| !decoded.is_none()) {
+            Some((_, Read::Float)) => Ok(decoded.extract::<f64>()?.into_pyobject(py)?.into_any()),
+            Some((_, Read::Int)) => py.get_type::<PyInt>().call1((decoded,)),
+            None => Ok(decoded),
         }
     };
     for row in rows {

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import chakra
-from chakra import Case, F, Field, Integer, Model, Numeric, Q, Session, String, Value, When
+from chakra import Avg, BigInteger, Case, Count, F, Field, Integer, Max, Model, Numeric, Q, Session, String, Sum, Value, When
 from chakra.functions import (
     Abs,
     Ceil,
@@ -45,6 +45,7 @@ class Customer(Model):
     nick = Field(String(30), nullable=True)
     spent = Field(Integer, column="total_spent")
     credit = Field(Numeric(8, 2), nullable=True)
+    visits = Field(BigInteger, default=0)
     shop_id = Field(Integer, nullable=True, references=Shop, related_name="customers")
 
 
@@ -54,9 +55,9 @@ def customers() -> None:
     north, _ = Shop.objects.bulk_create_sync([Shop(name="North"), Shop(name="South")])
     Customer.objects.bulk_create_sync(
         [
-            Customer(name="Ann", nick=None, spent=1500, credit=decimal.Decimal("-2.50"), shop=north),
-            Customer(name="bob", nick="Bobby", spent=120, credit=None),
-            Customer(name="  Cy ", nick="cy", spent=5, credit=decimal.Decimal("7.25"), shop=north),
+            Customer(name="Ann", nick=None, spent=1500, credit=decimal.Decimal("-2.50"), visits=3, shop=north),
+            Customer(name="bob", nick="Bobby", spent=120, credit=None, visits=10),
+            Customer(name="  Cy ", nick="cy", spent=5, credit=decimal.Decimal("7.25"), visits=1, shop=north),
         ]
     )
 
@@ -105,7 +106,7 @@ async def test_annotations_filter_order_and_read_by_name() -> None:
         {"name": "  Cy ", "tier": "silver", "shown": "cy"},
     ]
     # Grouped by a computed value, as Django's values(...).annotate(...).
-    counts = await Customer.objects.values(tier=TIER).annotate(n=chakra.Count("id")).order_by("tier")
+    counts = await Customer.objects.values(tier=TIER).annotate(n=Count("id")).order_by("tier")
     assert counts == [{"tier": "gold", "n": 1}, {"tier": "silver", "n": 2}]
 
 
@@ -183,14 +184,52 @@ async def test_what_cannot_work_is_refused_before_anything_is_sent() -> None:
             make()
     with pytest.raises(chakra.FieldError, match=re.escape("Lower() gives text; it cannot stand for Customer.spent")):
         await Customer.objects.update(spent=Lower("name"))
-    # A value that does not fit is converted as the field's values are, and refused so.
-    with pytest.raises(chakra.DataError, match=re.escape("Customer.spent expects an int, got str 'five'")):
-        await Customer.objects.update(name=Value("x"), spent=Case(When(spent=5, then=Value("five"))))
     with pytest.raises(chakra.FieldError, match=re.escape("Case() gives text; it cannot stand for Customer.spent")):
+        await Customer.objects.update(name=Value("x"), spent=Case(When(spent=5, then=Value("five"))))
+    with pytest.raises(chakra.FieldError, match=re.escape("its branches give text and a number")):
         await Customer.objects.update(name=Value("x"), spent=Case(When(spent=5, then="nick"), default=0))
+    # A value that does not fit is converted as the field's values are, and refused so.
+    with pytest.raises(chakra.DataError, match=re.escape("Customer.spent")):
+        await Customer.objects.update(name=Value("x"), spent=Case(When(spent=5, then=Value(2**40)), default=0))
     with pytest.raises(chakra.FieldError, match=re.escape("Length() gives a number; it cannot stand for Customer.name")):
         await Customer.objects.filter(name=Length("nick")).all()
     assert await Customer.objects.order_by("id").values_list("name", "spent") == before
+
+
+async def test_aggregates_of_values_computed_from_each_row() -> None:
+    totals = await Customer.objects.aggregate(
+        owed=Sum(F("credit") * F("visits")),
+        per_visit=Avg(F("spent") / F("visits")),
+        big=Sum(Case(When(spent__gte=100, then=1), default=0)),
+        longest=Max(Length(Trim("name"))),
+        visits=Sum("visits"),
+    )
+    assert totals == {
+        "owed": decimal.Decimal("-0.25"),  # -2.50 * 3 + 7.25 * 1; NULL credit is skipped
+        "per_visit": (500 + 12 + 5) / 3,  # integer division per row, then the mean as a float
+        "big": 2,  # a sum of integers is an int, as Django's (PostgreSQL's would be a numeric)
+        "longest": 3,
+        "visits": 14,  # of a BigInteger field too
+    }
+    assert all(type(totals[k]) is int for k in ("big", "longest", "visits"))
+    per_shop = await Customer.objects.values("shop").annotate(
+        twice=Sum(F("spent") * 2), rich=Count("id", filter=Q(spent__gte=1000)), n=Count("shop__customers")
+    )
+    assert sorted(per_shop, key=lambda r: r["shop"] or 0) == [
+        {"shop": None, "twice": 240, "rich": 0, "n": 0},
+        # Joined to the shop's customers, each row counts once per customer it reaches, as
+        # Django's joins count it: Ann's 3000 and Cy's 10 twice each, Ann twice among the rich.
+        {"shop": 1, "twice": 6020, "rich": 2, "n": 4},
+    ]
+    filtered = await Customer.objects.aggregate(s=Sum(F("spent") + 1, filter=Q(nick__isnull=False)))
+    assert filtered == {"s": 127}
+    assert await Customer.objects.order_by("id")[:2].aggregate(s=Sum(F("visits") * 10)) == {"s": 130}
+    with pytest.raises(TypeError, match=re.escape("Sum((F('spent') * 2)) needs a name")):
+        await Customer.objects.aggregate(Sum(F("spent") * 2))
+    with pytest.raises(chakra.FieldError, match=re.escape("`s`: sum needs a numeric field; Upper(…) is not one")):
+        await Customer.objects.aggregate(s=Sum(Upper("name")))
+    with pytest.raises(chakra.FieldError, match=re.escape("goes in aggregate() or values(...).annotate()")):
+        Customer.objects.annotate(s=Sum(F("spent") * 2))
 
 
 def test_constructors_check_their_arguments() -> None:

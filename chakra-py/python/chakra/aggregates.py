@@ -19,11 +19,19 @@ reaches; two relations in one query multiply each other's rows, as Django's join
 (``Count("books", distinct=True)`` counts each book once)::
 
     await Author.objects.values("country").annotate(books=Count("books"), pages=Sum("books__pages"))
+
+In ``aggregate()`` and ``values().annotate()`` the value aggregated may be computed from
+each row (an ``F`` expression, a function, a ``Case``), named by its alias::
+
+    await Line.objects.aggregate(total=Sum(F("price") * F("quantity")))
+    await Order.objects.values("status").annotate(big=Sum(Case(When(total__gte=100, then=1), default=0)))
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from .expressions import Expression
 
 if TYPE_CHECKING:
     from chakra.models import Model
@@ -32,23 +40,26 @@ if TYPE_CHECKING:
 __all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "Sum"]
 
 # What the core reads an aggregate as: (alias, function, field, distinct, filter), the
-# filter a `Q` tree or None; the field a name, or ("reach", hops, columns) for a column of
-# the rows relations lead to (see `chakra.query._reached_spec`).
-AggregateSpec = tuple[str, str, "str | tuple[Any, ...]", bool, "tuple[str, bool, list[Any]] | None"]
+# filter a `Q` tree or None; the field a name, ("reach", hops, columns) for a column of
+# the rows relations lead to (see `chakra.query._reached_spec`), or an expression.
+AggregateSpec = tuple[str, str, "str | tuple[Any, ...] | Expression", bool, "tuple[str, bool, list[Any]] | None"]
 
 
 class Aggregate:
-    """An aggregate of one field over the selected rows."""
+    """An aggregate of one field (or of an expression of each row) over the selected
+    rows."""
 
     __slots__ = ("distinct", "field", "filter")
 
     function = ""
 
-    def __init__(self, field: str, *, distinct: bool = False, filter: Q | None = None) -> None:
+    def __init__(self, field: str | Expression, *, distinct: bool = False, filter: Q | None = None) -> None:
         from chakra.query import Q
 
-        if not isinstance(field, str):
-            raise TypeError(f"{type(self).__name__}() takes a field name, not {type(field).__name__}")
+        if not isinstance(field, (str, Expression)):
+            raise TypeError(
+                f"{type(self).__name__}() takes a field name or an expression, not {type(field).__name__}"
+            )
         if filter is not None and not isinstance(filter, Q):
             raise TypeError(f"{type(self).__name__}(filter=) takes a Q, not {type(filter).__name__}")
         self.field = field
@@ -58,7 +69,7 @@ class Aggregate:
     @property
     def default_alias(self) -> str:
         """The key of a positional aggregate's result, Django's ``balance__sum``."""
-        if self.field == "*":
+        if self.field == "*" or isinstance(self.field, Expression):
             raise TypeError(f"{self!r} needs a name: aggregate(n={self!r})")
         return f"{self.field}__{self.function}"
 

@@ -237,6 +237,11 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
     relations leads to, as the core's annotation spec, its filter's lookups relative to
     the last related model (each of its rows counts once per chain reaching it, as in
     Django's join)."""
+    if isinstance(agg.field, Expression):
+        raise chakra_errors.FieldError(
+            f"`{alias}`: annotate() aggregates the rows relations lead to; an aggregate of {agg.field!r} "
+            "goes in aggregate() or values(...).annotate()"
+        )
     hops, current, path, names = _reach(model, agg.field)
     if not hops or len(names) > 1:
         known = ", ".join(model._meta.relations) or "none"
@@ -260,6 +265,8 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     rows they lead to, joined to each row as Django joins them (each row counting once
     per row it reaches), and its filter may name their fields the same way
     (``filter=Q(books__pages__gt=100)``)."""
+    if isinstance(agg.field, Expression):
+        return agg._spec(alias, model)
     hops, last, path, names = _reach(model, agg.field)
     if not hops:
         return agg._spec(alias, model)

@@ -185,7 +185,7 @@ async fn columns_compare_with_other_columns_and_arithmetic_on_them() {
 
 #[tokio::test]
 async fn functions_and_cases_computed_by_the_database() {
-    use chakra::models::func;
+    use chakra::models::{agg, func};
     let (pool, schema) = db().await;
     seed(&pool).await;
     let q = || User::query().order_by(User::id().asc());
@@ -228,6 +228,12 @@ async fn functions_and_cases_computed_by_the_database() {
     let emails: Vec<Option<&str>> = after.iter().map(|u| u.email.as_deref()).collect();
     assert_eq!(emails, vec![Some("ALICE@EXAMPLE.COM"), None, Some("CAROL@EXAMPLE.ORG"), Some("PROMO@EXAMPLE.COM")]);
     assert_eq!(after.iter().map(|u| u.rank).collect::<Vec<_>>(), vec![3, 10, 3, 4]);
+    // Aggregates of values computed from each row.
+    let (doubled, longest) = User::query()
+        .aggregate(&pool, (agg::sum(User::rank() * 2), agg::max(func::length(User::name()))))
+        .await
+        .unwrap();
+    assert_eq!((doubled, longest), (Some(40), Some(12)));
     cleanup(schema).await;
 }
 
