@@ -1247,7 +1247,7 @@ fn aggregates_of(
     schema: &Schema,
     specs: &[AggregateSpec],
     aliased: bool,
-) -> PyResult<(Vec<Aggregate>, Vec<(usize, Read)>, Vec<Reached>)> {
+) -> PyResult<(Vec<Aggregate>, Reads, Vec<Reached>)> {
     let mut aggregates = Vec::with_capacity(specs.len());
     let mut reads = Vec::new();
     let mut reached = Vec::new();
@@ -1355,6 +1355,9 @@ enum Read {
     Float,
     Int,
 }
+
+/// The result columns, by position, that Python reads otherwise than decoded.
+type Reads = Vec<(usize, Read)>;
 
 impl Read {
     fn of(function: AggregateFn, kind: Option<FieldKind>) -> Option<Read> {
