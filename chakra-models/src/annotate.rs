@@ -131,7 +131,7 @@ impl<M, V> RowValue<M, V> {
     }
 
     fn order(self, descending: bool) -> Order {
-        Order { column: "computed".into(), descending, value: Some(Box::new(self.scalar)) }
+        Order::computed("computed", self.scalar, descending)
     }
 }
 

@@ -237,12 +237,50 @@ pub struct Order {
     /// A value computed per row to sort by instead (`column` then only names it, for
     /// messages): the column of the row the row's foreign keys lead to.
     pub value: Option<Box<Scalar>>,
+    /// Where `NULL`s go.
+    pub nulls: Nulls,
+}
+
+/// Where an [`Order`] puts `NULL`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Nulls {
+    /// The database's way: PostgreSQL's sorts them as larger than any value, so last
+    /// ascending and first descending.
+    #[default]
+    Default,
+    First,
+    Last,
 }
 
 impl Order {
     /// By `column`.
     pub fn column(column: impl Into<Ident>, descending: bool) -> Order {
-        Order { column: column.into(), descending, value: None }
+        Order { column: column.into(), descending, value: None, nulls: Nulls::Default }
+    }
+
+    /// By a value computed per row, `name` naming it in messages.
+    pub fn computed(name: impl Into<Ident>, value: Scalar, descending: bool) -> Order {
+        Order { column: name.into(), descending, value: Some(Box::new(value)), nulls: Nulls::Default }
+    }
+
+    /// With `NULL`s before every value (`NULLS FIRST`).
+    pub fn nulls_first(self) -> Order {
+        Order { nulls: Nulls::First, ..self }
+    }
+
+    /// With `NULL`s after every value (`NULLS LAST`).
+    pub fn nulls_last(self) -> Order {
+        Order { nulls: Nulls::Last, ..self }
+    }
+
+    /// The opposite order: descending for ascending, and `NULL`s at the other end.
+    pub fn reversed(self) -> Order {
+        let nulls = match self.nulls {
+            Nulls::Default => Nulls::Default,
+            Nulls::First => Nulls::Last,
+            Nulls::Last => Nulls::First,
+        };
+        Order { descending: !self.descending, nulls, ..self }
     }
 }
 

@@ -4,7 +4,7 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, Operand, Order,
+    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, Nulls, Operand, Order,
     Projection, Scalar, Select, Update,
 };
 use crate::dialect::Dialect;
@@ -654,6 +654,11 @@ impl SqlWriter<'_> {
                 (None, None) => self.ident(&term.column),
             }
             self.push(if term.descending { " DESC" } else { " ASC" });
+            match term.nulls {
+                Nulls::Default => {}
+                Nulls::First => self.push(" NULLS FIRST"),
+                Nulls::Last => self.push(" NULLS LAST"),
+            }
         }
     }
 
@@ -947,10 +952,8 @@ mod tests {
             column: col("name"),
         };
         let mut s = Select::new("books", ["id"]);
-        s.order = vec![
-            Order { column: col("author__publisher__name"), descending: true, value: Some(Box::new(publisher_name)) },
-            Order::column("id", false),
-        ];
+        s.order =
+            vec![Order::computed(col("author__publisher__name"), publisher_name, true), Order::column("id", false)];
         s.limit = Some(3);
         let by = r#"(SELECT "chakra_hop_2"."name" FROM "authors" AS "chakra_hop_1" JOIN "publishers" AS "chakra_hop_2" ON "chakra_hop_2"."id" = "chakra_hop_1"."publisher_id" WHERE "chakra_hop_1"."id" = "books"."author_id")"#;
         assert_eq!(
@@ -1232,6 +1235,18 @@ mod tests {
             r#"UPDATE "accounts" SET "balance" = (("balance" * $1::int8) - $2::int8), "note" = $3 WHERE "id" = $4"#
         );
         assert_eq!(st.params, vec![Value::I64(2), Value::I64(10), Value::Text("x".into()), Value::I64(1)]);
+    }
+
+    #[test]
+    fn orders_say_where_nulls_go_and_reverse_with_them() {
+        let mut s = Select::new("t", ["id"]);
+        s.order = vec![Order::column(col("a"), true).nulls_last(), Order::column(col("b"), false)];
+        assert_eq!(select(&Postgres, &s).sql.as_ref(), r#"SELECT "id" FROM "t" ORDER BY "a" DESC NULLS LAST, "b" ASC"#);
+        s.order = s.order.into_iter().map(Order::reversed).collect();
+        assert_eq!(
+            select(&Postgres, &s).sql.as_ref(),
+            r#"SELECT "id" FROM "t" ORDER BY "a" ASC NULLS FIRST, "b" DESC"#
+        );
     }
 
     #[test]

@@ -265,7 +265,7 @@ pub fn order(fields: &[FieldInfo], table: &str, spec: &str) -> Result<Order> {
     let (name, descending) = order_spec(spec);
     Ok(match value(fields, table, name)? {
         Scalar::Operand(Operand::Column(column)) => Order::column(column, descending),
-        part => Order { column: name.to_owned().into(), descending, value: Some(Box::new(part)) },
+        part => Order::computed(name.to_owned(), part, descending),
     })
 }
 

@@ -459,32 +459,18 @@ impl Query {
         Ok(Subquery { schema: self.schema.clone_ref(py), select, field })
     }
 
-    /// Replaces the ordering: `"name"` ascending, `"-name"` descending; or `(name,
-    /// descending, hops, field)` for a field of the row foreign keys lead to
-    /// (`"author__name"`), each hop `(key field, related schema, its key field)`.
+    /// Replaces the ordering: `"name"` ascending, `"-name"` descending; `("referred",
+    /// name, descending, hops, field)` for a field of the row foreign keys lead to
+    /// (`"author__name"`), each hop `(key field, related schema, its key field)`;
+    /// `("expression", tree, descending)` for a value computed from the row
+    /// (`Lower("name")`); `("nulls", "first" or "last", spec)` for where `spec` puts NULLs.
     fn order_by(&self, py: Python<'_>, specs: Vec<Bound<'_, PyAny>>) -> PyResult<Query> {
         let schema = self.schema.get();
         let mut select = self.select.clone();
         select.order.clear();
         for spec in specs {
-            if let Ok(referred) = spec.cast::<PyTuple>() {
-                select.order.push(referred_order(py, schema, referred)?);
-                continue;
-            }
-            let spec: String = spec.extract()?;
-            let spec = match spec.trim_start_matches(['-', '+']) {
-                "pk" => format!("{}{}", if spec.starts_with('-') { "-" } else { "" }, schema.fields[schema.pk].name),
-                _ => spec,
-            };
-            let name = spec.trim_start_matches(['-', '+']);
-            if let Some(annotation) = select.annotations.iter().find(|a| a.alias == name) {
-                select.order.push(Order::column(annotation.alias.clone(), spec.starts_with('-')));
-                continue;
-            }
-            select.order.push(
-                lookup::order(&schema.fields, &schema.table, &spec)
-                    .map_err(|e| field_error(py, e.message().to_owned()))?,
-            );
+            let order = order_term(py, schema, &select.annotations, &spec)?;
+            select.order.push(order);
         }
         Ok(self.derive(py, select))
     }
@@ -521,7 +507,7 @@ impl Query {
         if select.order.is_empty() {
             select.order.push(chakra::Order::column(schema.fields[schema.pk].column.clone(), true));
         } else {
-            select.order.iter_mut().for_each(|o| o.descending = !o.descending);
+            select.order = select.order.into_iter().map(Order::reversed).collect();
         }
         Ok(self.derive(py, select))
     }
@@ -1425,12 +1411,48 @@ fn having_condition(
 /// there the key holds.
 type HopSpec<'py> = (String, Bound<'py, Schema>, String);
 
-/// `(name, descending, hops, field)`: an order by `field` of the row the hops lead to
-/// from a row of `schema` (see `Query::order_by`).
-fn referred_order(py: Python<'_>, schema: &Schema, spec: &Bound<'_, PyTuple>) -> PyResult<chakra::Order> {
-    let (name, descending, path, field): (String, bool, Vec<HopSpec<'_>>, String) = spec.extract()?;
-    let value = referred_value(py, schema, &name, path, &field)?;
-    Ok(chakra::Order { column: name.into(), descending, value: Some(Box::new(value)) })
+/// One term of an ordering (see [`Query::order_by`]).
+fn order_term(
+    py: Python<'_>,
+    schema: &Schema,
+    annotations: &[Annotation],
+    spec: &Bound<'_, PyAny>,
+) -> PyResult<chakra::Order> {
+    let Ok(tagged) = spec.cast::<PyTuple>() else {
+        let spec: String = spec.extract()?;
+        let spec = match spec.trim_start_matches(['-', '+']) {
+            "pk" => format!("{}{}", if spec.starts_with('-') { "-" } else { "" }, schema.fields[schema.pk].name),
+            _ => spec,
+        };
+        let name = spec.trim_start_matches(['-', '+']);
+        if let Some(annotation) = annotations.iter().find(|a| a.alias == name) {
+            return Ok(Order::column(annotation.alias.clone(), spec.starts_with('-')));
+        }
+        return lookup::order(&schema.fields, &schema.table, &spec)
+            .map_err(|e| field_error(py, e.message().to_owned()));
+    };
+    let tag: String = tagged.get_item(0)?.extract()?;
+    match (tag.as_str(), tagged.len()) {
+        ("referred", 5) => {
+            let (_, name, descending, path, field): (String, String, bool, Vec<HopSpec<'_>>, String) =
+                tagged.extract()?;
+            let value = referred_value(py, schema, &name, path, &field)?;
+            Ok(Order::computed(name, value, descending))
+        }
+        ("expression", 3) => {
+            let tree = tagged.get_item(1)?;
+            let value = Scalar::Operand(f_operand(py, schema, None, &tree)?);
+            Ok(Order::computed(describe(&tree)?, value, tagged.get_item(2)?.extract()?))
+        }
+        ("nulls", 3) => {
+            let order = order_term(py, schema, annotations, &tagged.get_item(2)?)?;
+            Ok(match tagged.get_item(1)?.extract::<String>()?.as_str() {
+                "first" => order.nulls_first(),
+                _ => order.nulls_last(),
+            })
+        }
+        _ => Err(PyErr::new::<pyo3::exceptions::PyTypeError, _>(format!("not an ordering: {spec}"))),
+    }
 }
 
 /// `field` of the row the hops `path` lead to from a row of `schema` (`name`, the

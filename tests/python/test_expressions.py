@@ -196,6 +196,28 @@ async def test_what_cannot_work_is_refused_before_anything_is_sent() -> None:
     assert await Customer.objects.order_by("id").values_list("name", "spent") == before
 
 
+async def test_order_by_expressions_and_where_nulls_go() -> None:
+    names = lambda qs: qs.values_list("name", flat=True)  # noqa: E731
+    assert await names(Customer.objects.order_by(Lower(Trim("name")).desc())) == ["  Cy ", "bob", "Ann"]
+    assert await names(Customer.objects.order_by(F("credit").desc(nulls_last=True))) == ["  Cy ", "Ann", "bob"]
+    assert await names(Customer.objects.order_by(F("credit").asc(nulls_first=True))) == ["bob", "Ann", "  Cy "]
+    # reverse() puts the NULLs at the other end too.
+    reversed_ = Customer.objects.order_by(F("credit").desc(nulls_last=True)).reverse()
+    assert await names(reversed_) == ["bob", "Ann", "  Cy "]
+    # An annotation, a field across a relation and a plain field by F, with NULLs placed.
+    by_tier = Customer.objects.annotate(tier=TIER).order_by(F("tier").desc(), "id")
+    assert await names(by_tier) == ["bob", "  Cy ", "Ann"]
+    by_shop = Customer.objects.order_by(F("shop__name").asc(nulls_first=True), "-id")
+    assert await names(by_shop) == ["bob", "  Cy ", "Ann"]
+    assert await names(Customer.objects.order_by(Coalesce("credit", decimal.Decimal("0")))) == ["Ann", "bob", "  Cy "]
+    with pytest.raises(ValueError, match="nulls_first and nulls_last cannot both be true"):
+        F("credit").asc(nulls_first=True, nulls_last=True)
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        Customer.objects.order_by(Lower("nope"))
+    with pytest.raises(TypeError, match="order_by\\(\\) takes field names and expressions, not 3"):
+        Customer.objects.order_by(3)  # type: ignore[arg-type]
+
+
 async def test_aggregates_of_values_computed_from_each_row() -> None:
     totals = await Customer.objects.aggregate(
         owed=Sum(F("credit") * F("visits")),

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .query import Q
 
-__all__ = ["Case", "Expression", "Func", "Value", "When"]
+__all__ = ["Case", "Expression", "Func", "OrderBy", "Value", "When"]
 
 
 class Expression:
@@ -74,8 +74,36 @@ class Expression:
     def __rtruediv__(self, other: float | int | decimal.Decimal) -> Expression:
         return self._op("/", other, reflected=True)
 
+    def asc(self, *, nulls_first: bool = False, nulls_last: bool = False) -> OrderBy:
+        """Ascending, for ``order_by``; ``NULL``s last unless ``nulls_first``."""
+        return OrderBy(self, descending=False, nulls_first=nulls_first, nulls_last=nulls_last)
+
+    def desc(self, *, nulls_first: bool = False, nulls_last: bool = False) -> OrderBy:
+        """Descending, for ``order_by``; ``NULL``s first unless ``nulls_last``."""
+        return OrderBy(self, descending=True, nulls_first=nulls_first, nulls_last=nulls_last)
+
     def __repr__(self) -> str:
         return _show(self._tree)
+
+
+class OrderBy:
+    """An expression's order, from ``.asc()`` or ``.desc()``: ``order_by(F("score")
+    .desc(nulls_last=True), Lower("name"))``."""
+
+    __slots__ = ("descending", "expression", "nulls")
+
+    def __init__(
+        self, expression: Expression, *, descending: bool = False, nulls_first: bool = False, nulls_last: bool = False
+    ) -> None:
+        if nulls_first and nulls_last:
+            raise ValueError("nulls_first and nulls_last cannot both be true")
+        self.expression = expression
+        self.descending = descending
+        self.nulls = "first" if nulls_first else "last" if nulls_last else None
+
+    def __repr__(self) -> str:
+        nulls = f"nulls_{self.nulls}=True" if self.nulls else ""
+        return f"{self.expression!r}.{'desc' if self.descending else 'asc'}({nulls})"
 
 
 def _show(tree: tuple[Any, ...]) -> str:

@@ -34,7 +34,7 @@ from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from . import errors as chakra_errors
 from .errors import IntegrityError
-from .expressions import Expression
+from .expressions import Expression, OrderBy
 from .functions import Trunc
 from .session import Session, current_session
 
@@ -510,12 +510,13 @@ class QuerySet(Generic[M]):
             return self._clone(self._query)
         return self._clone(self._query.filter(self._q(conditions, lookups), True))
 
-    def order_by(self, *fields: str) -> QuerySet[M]:
+    def order_by(self, *fields: str | Expression | OrderBy) -> QuerySet[M]:
         """Sorted by ``fields`` (``"-name"`` descending); replaces any earlier ordering.
         A field of the row foreign keys lead to sorts by that row's (``"author__name"``,
         ``"-author__publisher__name"``; rows whose key is NULL sort as NULL: last
         ascending, first descending), and a part of a date by that part
-        (``"-created__year"``)."""
+        (``"-created__year"``). An expression sorts by its value (``Lower("name")``),
+        and ``F("score").desc(nulls_last=True)`` says where NULLs go."""
         annotations = self._query.annotation_names
         return self._clone(self._query.order_by([_order_spec(self._model, f, annotations) for f in fields]))
 
@@ -1276,12 +1277,24 @@ class Values(Generic[T]):
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
 
 
-def _order_spec(model: type[Model], spec: str, annotations: list[str]) -> Any:
+def _order_spec(model: type[Model], spec: str | Expression | OrderBy, annotations: list[str]) -> Any:
     """An ``order_by`` term as the core takes it: the name itself, or for a field across
-    forward relations (``"author__name"``) the relations' keys to follow."""
+    forward relations (``"author__name"``) the relations' keys to follow; an expression's
+    tree; where NULLs go around any of these. ``F("name")`` is its name."""
+    if isinstance(spec, Expression):
+        spec = spec.asc()
+    if isinstance(spec, OrderBy):
+        tree = spec.expression._tree
+        if tree[0] == "field":
+            term = _order_spec(model, f"{'-' if spec.descending else ''}{tree[1]}", annotations)
+        else:
+            term = ("expression", tree, spec.descending)
+        return term if spec.nulls is None else ("nulls", spec.nulls, term)
+    if not isinstance(spec, str):
+        raise TypeError(f"order_by() takes field names and expressions, not {spec!r}")
     name = spec.lstrip("-+")
     referred = None if name in annotations else _referred(model, name, "order_by", "sort by")
-    return spec if referred is None else (name, spec.startswith("-"), *referred)
+    return spec if referred is None else ("referred", name, spec.startswith("-"), *referred)
 
 
 def _referred(

@@ -228,6 +228,13 @@ async fn functions_and_cases_computed_by_the_database() {
     let emails: Vec<Option<&str>> = after.iter().map(|u| u.email.as_deref()).collect();
     assert_eq!(emails, vec![Some("ALICE@EXAMPLE.COM"), None, Some("CAROL@EXAMPLE.ORG"), Some("PROMO@EXAMPLE.COM")]);
     assert_eq!(after.iter().map(|u| u.rank).collect::<Vec<_>>(), vec![3, 10, 3, 4]);
+    // NULLs where the order says, and the order computed from the row.
+    let by_email = User::query().order_by(User::email().desc().nulls_last()).all(&pool).await.unwrap();
+    assert_eq!(by_email.last().map(|u| u.name.as_str()), Some("bob"));
+    let by_email = User::query().order_by(User::email().asc().nulls_first()).all(&pool).await.unwrap();
+    assert_eq!(by_email.first().map(|u| u.name.as_str()), Some("bob"));
+    let by_length = User::query().order_by(func::length(User::name()).row_value().desc()).first(&pool).await.unwrap();
+    assert_eq!(by_length.map(|u| u.name), Some(r"50%_off\deal".to_owned()));
     // Aggregates of values computed from each row.
     let (doubled, longest) = User::query()
         .aggregate(&pool, (agg::sum(User::rank() * 2), agg::max(func::length(User::name()))))
