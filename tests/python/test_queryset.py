@@ -328,7 +328,7 @@ async def test_bulk_create_skips_or_updates_conflicting_rows() -> None:
     assert (stored.name, stored.age) == ("Alicia", 32)
     assert await Author.objects.count() == 7
     # In a session, its pending changes go first, and its instance of the row stays the one.
-    async with chakra.Session():
+    async with chakra.Session() as session:
         held = await Author.objects.get(email="bob@example.com")
         held.name = "Robert"
         (upserted,) = await Author.objects.bulk_create(
@@ -339,8 +339,28 @@ async def test_bulk_create_skips_or_updates_conflicting_rows() -> None:
         )
         assert (upserted.name, upserted.age) == ("Robert", 46)
         assert await Author.objects.get(email="bob@example.com") is held
+        # The held instance holds the row as the upsert left it, and later changes to it
+        # are written.
+        assert (held.name, held.age) == ("Robert", 46)
+        assert not session.is_modified(held)
+        held.bio = "updated"
     stored = await Author.objects.get(email="bob@example.com")
-    assert (stored.name, stored.age) == ("Robert", 46)
+    assert (stored.name, stored.age, stored.bio) == ("Robert", 46, "updated")
+    # Rolled back, the upsert's values leave the held instance too.
+    async with chakra.Session() as session:
+        held = await Author.objects.get(email="bob@example.com")
+        await Author.objects.bulk_create(
+            [Author(name="x", email="bob@example.com", age=47)],
+            update_conflicts=True,
+            unique_fields=["email"],
+            update_fields=["age"],
+        )
+        assert held.age == 47 and not session.is_modified(held)
+        await session.rollback()
+        # As for the session's own writes: the value stays, now an unsaved change.
+        assert held.age == 47 and session.is_modified(held)
+        await session.refresh(held)
+        assert held.age == 46 and not session.is_modified(held)
     # By primary key too.
     again = await Author.objects.bulk_create(
         [Author(id=alice.id, name="Al", email="x@example.com")],

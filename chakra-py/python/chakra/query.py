@@ -977,6 +977,9 @@ class QuerySet(Generic[M]):
             yield from session._flush_steps()
         if objs:
             yield self._insert_op(objs, conflicts)
+        if session is not None and conflicts is not None and conflicts[0] == "update":
+            # The session's own instance of a row the upsert updated holds it as stored.
+            session._refresh_held(objs)
         return objs
 
     async def bulk_update(self, objs: Iterable[M], fields: Iterable[str]) -> int:

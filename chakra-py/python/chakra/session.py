@@ -232,6 +232,22 @@ class Session(_RawQueries):
         for obj in objs:
             level.setdefault(id(obj), (obj, None))
 
+    def _refresh_held(self, objs: list[Any]) -> None:
+        """Gives the instances this session holds of the rows ``objs`` were read back
+        from (an upsert's updated rows) those rows' values, as a refresh would; a rollback
+        puts back what they held before."""
+        level = self._current_level()
+        for obj in objs:
+            identity = self._identity.get(type(obj))
+            held = identity.get(_schema(obj).loaded_pk(obj)) if identity is not None else None
+            if held is None or held is obj:
+                continue
+            level.setdefault(id(held), (held, _loaded(held)))
+            for name in type(obj)._meta.fields:
+                setattr(held, name, getattr(obj, name))
+            held._chakra_loaded = _loaded(obj)
+            held._chakra_related = None
+
     def _current_level(self) -> _Level:
         if not self._levels:
             self._levels.append({})
