@@ -111,6 +111,14 @@ pub enum Expr {
     NotTrue(Box<Expr>),
     /// A constant.
     Literal(bool),
+    /// `[NOT] EXISTS (…)`: whether another query has any row. Its conditions may name
+    /// the row of the query it is in ([`Operand::Outer`], Django's `OuterRef`), which
+    /// makes it a correlated subquery asked once per row: does this author have a book
+    /// from this year?
+    Exists {
+        select: Box<Select>,
+        negated: bool,
+    },
 }
 
 /// The pattern of a [`Expr::Like`].
@@ -168,7 +176,26 @@ impl Expr {
             Expr::And(all) | Expr::Or(all) => all.iter().for_each(|e| e.columns_into(out)),
             Expr::Not(inner) | Expr::NotTrue(inner) => inner.columns_into(out),
             Expr::ScalarCompare { scalar, .. } => scalar.columns_into(out),
+            Expr::Exists { select, .. } => select.outer_columns_into(out),
             Expr::AggregateCompare { .. } | Expr::Literal(_) => {}
+        }
+    }
+
+    /// Calls `f` on each operand of the condition, subqueries' left out.
+    pub fn for_each_operand_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
+        match self {
+            Expr::Compare { value, .. } => value.walk_mut(f),
+            Expr::And(all) | Expr::Or(all) => all.iter_mut().for_each(|e| e.for_each_operand_mut(f)),
+            Expr::Not(inner) | Expr::NotTrue(inner) => inner.for_each_operand_mut(f),
+            Expr::In { .. }
+            | Expr::InSelect { .. }
+            | Expr::IsNull { .. }
+            | Expr::Like { .. }
+            | Expr::AggregateCompare { .. }
+            | Expr::ScalarCompare { .. }
+            | Expr::Between { .. }
+            | Expr::Literal(_)
+            | Expr::Exists { .. } => {}
         }
     }
 
@@ -442,6 +469,10 @@ impl RowLock {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Select {
     pub table: Ident,
+    /// The name the table goes by in the query (`FROM table AS alias`): a subquery over
+    /// the table of the query it is in is renamed, so that its [`Operand::Outer`]
+    /// references reach the outer row.
+    pub alias: Option<Ident>,
     pub columns: Vec<Ident>,
     pub projection: Projection,
     pub filter: Option<Expr>,
@@ -540,6 +571,14 @@ pub enum Scalar {
     /// `TruncMonth("created")`): of the same type, a date for a date column (`date`). A
     /// timestamp with time zone is cut in the connection's time zone.
     Trunc { unit: TruncUnit, column: Ident, date: bool },
+    /// The first column of the first row another query selects, for each row (`NULL`
+    /// where it selects none); its conditions may name the row ([`Operand::Outer`]):
+    /// Django's `Subquery(Book.objects.filter(author=OuterRef("pk")).order_by("-year")
+    /// .values("title")[:1])`, each author's latest title.
+    Subquery(Box<Select>),
+    /// Whether a condition holds for the row (`NULL` where it is unknown): Django's
+    /// `annotate(has_books=Exists(...))`.
+    Condition(Box<Expr>),
 }
 
 /// The value a name table (`DatePart::ALL`, `TruncUnit::ALL`) gives `name`.
@@ -687,6 +726,8 @@ impl Scalar {
                 out.push(column.clone())
             }
             Scalar::Part { .. } | Scalar::Trunc { .. } => {}
+            Scalar::Subquery(select) => select.outer_columns_into(out),
+            Scalar::Condition(condition) => condition.columns_into(out),
         }
     }
 }
@@ -695,6 +736,38 @@ impl Select {
     /// `SELECT columns FROM table`.
     pub fn new(table: impl Into<Ident>, columns: impl IntoIterator<Item = impl Into<Ident>>) -> Self {
         Select { table: table.into(), columns: columns.into_iter().map(Into::into).collect(), ..Default::default() }
+    }
+
+    /// The columns of the enclosing query's row this query's conditions name
+    /// ([`Operand::Outer`]), added to `out` (once each).
+    pub fn outer_columns_into(&self, out: &mut Vec<Ident>) {
+        // The walk is by `&mut` (for `resolve_outer`), hence the copy.
+        let Some(mut filter) = self.filter.clone() else { return };
+        filter.for_each_operand_mut(&mut |operand| {
+            if let Operand::Outer(column) = operand {
+                if !out.contains(column) {
+                    out.push(column.clone());
+                }
+            }
+        });
+    }
+
+    /// Replaces the names [`Operand::Outer`] holds in this query's conditions (fields of
+    /// the query it goes into, as a front-end compiled them) by what `resolve` gives
+    /// (their columns), or the first error it reports.
+    pub fn resolve_outer<E>(&mut self, resolve: &mut dyn FnMut(&Ident) -> Result<Ident, E>) -> Result<(), E> {
+        let mut failed = None;
+        for condition in [self.filter.as_mut(), self.annotation_filter.as_mut()].into_iter().flatten() {
+            condition.for_each_operand_mut(&mut |operand| {
+                if let Operand::Outer(name) = operand {
+                    match resolve(name) {
+                        Ok(column) => *name = column,
+                        Err(e) => failed = failed.take().or(Some(e)),
+                    }
+                }
+            });
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// An order term the query's rows cannot be sorted by, as PostgreSQL sorts grouped
@@ -810,6 +883,10 @@ pub enum Operand {
         branches: Vec<(Expr, Operand)>,
         otherwise: Option<Box<Operand>>,
     },
+    /// A column of the row of the query this one is a subquery of (Django's `OuterRef`):
+    /// written qualified by the name that query's table goes by there. A front-end may
+    /// hold a field's name here until it knows that query (see [`Select::resolve_outer`]).
+    Outer(Ident),
 }
 
 impl Operand {
@@ -831,6 +908,31 @@ impl Operand {
                 }
                 if let Some(otherwise) = otherwise {
                     otherwise.columns_into(out);
+                }
+            }
+            // Another query's row's.
+            Operand::Outer(_) => {}
+        }
+    }
+
+    /// Calls `f` on this operand and each operand within it (a call's arguments, a case's
+    /// branches and their conditions' operands).
+    pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
+        f(self);
+        match self {
+            Operand::Value(_) | Operand::Column(_) | Operand::Outer(_) => {}
+            Operand::Arith { left, right, .. } => {
+                left.walk_mut(f);
+                right.walk_mut(f);
+            }
+            Operand::Call { args, .. } => args.iter_mut().for_each(|arg| arg.walk_mut(f)),
+            Operand::Case { branches, otherwise } => {
+                for (condition, then) in branches {
+                    condition.for_each_operand_mut(f);
+                    then.walk_mut(f);
+                }
+                if let Some(otherwise) = otherwise {
+                    otherwise.walk_mut(f);
                 }
             }
         }

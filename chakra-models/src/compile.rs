@@ -17,11 +17,34 @@ pub struct SqlWriter<'d> {
     dialect: &'d dyn Dialect,
     sql: String,
     params: Vec<Value>,
+    /// The names the tables of the queries being written go by, outermost first: where
+    /// an [`Operand::Outer`] finds the row it names.
+    scopes: Vec<Ident>,
 }
 
 impl<'d> SqlWriter<'d> {
     pub fn new(dialect: &'d dyn Dialect) -> Self {
-        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new() }
+        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new(), scopes: Vec::new() }
+    }
+
+    /// Writes `body` as the query whose table goes by `name`, for the subqueries within
+    /// to reach its row.
+    fn scoped(&mut self, name: &Ident, body: impl FnOnce(&mut Self)) {
+        self.scopes.push(name.clone());
+        body(self);
+        self.scopes.pop();
+    }
+
+    /// `select` as a subquery that may name the enclosing row ([`Operand::Outer`]),
+    /// written by `write`: renamed when its table is one the enclosing queries already
+    /// go by, so the names reach the row they mean.
+    fn correlated(&mut self, select: &Select, write: impl FnOnce(&mut Self, &Select)) {
+        if self.scopes.contains(&select.table) {
+            let alias = Ident::from(format!("{SUBQUERY}{}", self.scopes.len()));
+            write(self, &Select { alias: Some(alias), ..select.clone() });
+        } else {
+            write(self, select);
+        }
     }
 
     /// Raw SQL text: keywords and punctuation only, never user data.
@@ -118,6 +141,11 @@ impl<'d> SqlWriter<'d> {
                 self.push(") IS NOT TRUE");
             }
             Expr::Literal(value) => self.push(if *value { "TRUE" } else { "FALSE" }),
+            Expr::Exists { select, negated } => {
+                self.push(if *negated { "NOT EXISTS (" } else { "EXISTS (" });
+                self.correlated(select, |w, select| w.selection(select, Selected::One));
+                self.push(")");
+            }
         }
     }
 
@@ -136,6 +164,7 @@ impl<'d> SqlWriter<'d> {
                 self.typed_operand(right);
                 self.push(")");
             }
+            Operand::Outer(column) => self.outer(column),
             Operand::Call { function, args } => {
                 self.push(function.sql());
                 self.push("(");
@@ -177,6 +206,14 @@ impl<'d> SqlWriter<'d> {
                 self.push(ty.name());
             }
             other => self.operand(other),
+        }
+    }
+
+    /// A column of the enclosing query's row (unqualified outside any query).
+    fn outer(&mut self, column: &Ident) {
+        match self.scopes.len().checked_sub(2).map(|i| self.scopes[i].clone()) {
+            Some(outer) => self.qualified(&outer, column),
+            None => self.ident(column),
         }
     }
 
@@ -245,6 +282,11 @@ impl SqlWriter<'_> {
     /// A whole `SELECT`: a statement's, or a subquery's (its parameters numbered on from
     /// the enclosing statement's).
     fn select(&mut self, select: &Select) {
+        let name = select.alias.as_ref().unwrap_or(&select.table).clone();
+        self.scoped(&name, |w| w.select_in_scope(select));
+    }
+
+    fn select_in_scope(&mut self, select: &Select) {
         match select.projection {
             Projection::Columns if !select.joins.is_empty() => self.with_joins(select),
             Projection::Columns => self.selection(select, Selected::Columns),
@@ -418,6 +460,9 @@ impl SqlWriter<'_> {
 /// to have, as the query's own table keeps its name.
 const JOINED: &str = "chakra_join_";
 
+/// The alias of a subquery over a table an enclosing query already names, by depth.
+const SUBQUERY: &str = "chakra_sub_";
+
 /// The alias of the n-th chain of hops (from 1) [`Select::reached`] joins.
 const REACHED: &str = "chakra_reach_";
 
@@ -445,6 +490,20 @@ impl SqlWriter<'_> {
     /// conditions on annotations, the annotated rows as a derived table of the table's
     /// name (`FROM (SELECT …, annotations FROM table WHERE … FOR …) AS table WHERE …`).
     fn selection(&mut self, select: &Select, selected: Selected) {
+        let name = select.alias.as_ref().unwrap_or(&select.table).clone();
+        self.scoped(&name, |w| w.selection_in_scope(select, selected));
+    }
+
+    /// The query's table, `AS` its alias if it has one.
+    fn table(&mut self, select: &Select) {
+        self.ident(&select.table);
+        if let Some(alias) = &select.alias {
+            self.push(" AS ");
+            self.ident(alias);
+        }
+    }
+
+    fn selection_in_scope(&mut self, select: &Select, selected: Selected) {
         let rows = selected != Selected::One;
         self.push(if select.distinct && rows { "SELECT DISTINCT " } else { "SELECT " });
         match (selected, &select.annotation_filter) {
@@ -458,7 +517,7 @@ impl SqlWriter<'_> {
         self.push(" FROM ");
         match &select.annotation_filter {
             None => {
-                self.ident(&select.table);
+                self.table(select);
                 self.filter(&select.filter);
             }
             Some(condition) => {
@@ -477,11 +536,11 @@ impl SqlWriter<'_> {
                 self.push("(SELECT ");
                 self.annotated_columns(&inner, &select.annotations);
                 self.push(" FROM ");
-                self.ident(&select.table);
+                self.table(select);
                 self.filter(&select.filter);
                 self.lock(select);
                 self.push(") AS ");
-                self.ident(&select.table);
+                self.ident(select.alias.as_ref().unwrap_or(&select.table));
                 self.push(" WHERE ");
                 self.expr(condition);
             }
@@ -519,6 +578,16 @@ impl SqlWriter<'_> {
     fn scalar(&mut self, scalar: &Scalar) {
         match scalar {
             Scalar::Operand(operand) => self.operand(operand),
+            Scalar::Subquery(select) => {
+                self.push("(");
+                self.correlated(select, |w, select| w.selection(select, Selected::Bare));
+                self.push(")");
+            }
+            Scalar::Condition(condition) => {
+                self.push("(");
+                self.expr(condition);
+                self.push(")");
+            }
             // The related table under an alias of its own, so that `table` names the
             // outer row even when both are one table (a tree's children).
             Scalar::Related { aggregate, outer_table, hops } => {
@@ -740,15 +809,17 @@ pub fn update(dialect: &dyn Dialect, update: &Update) -> Statement {
     w.push("UPDATE ");
     w.ident(&update.table);
     w.push(" SET ");
-    for (i, assignment) in update.set.iter().enumerate() {
-        if i > 0 {
-            w.push(", ");
+    w.scoped(&update.table, |w| {
+        for (i, assignment) in update.set.iter().enumerate() {
+            if i > 0 {
+                w.push(", ");
+            }
+            w.ident(&assignment.column);
+            w.push(" = ");
+            w.operand(&assignment.value);
         }
-        w.ident(&assignment.column);
-        w.push(" = ");
-        w.operand(&assignment.value);
-    }
-    w.filter(&update.filter);
+        w.filter(&update.filter);
+    });
     w.finish()
 }
 
@@ -757,7 +828,7 @@ pub fn delete(dialect: &dyn Dialect, delete: &Delete) -> Statement {
     let mut w = SqlWriter::new(dialect);
     w.push("DELETE FROM ");
     w.ident(&delete.table);
-    w.filter(&delete.filter);
+    w.scoped(&delete.table, |w| w.filter(&delete.filter));
     w.finish()
 }
 
@@ -1235,6 +1306,46 @@ mod tests {
             r#"UPDATE "accounts" SET "balance" = (("balance" * $1::int8) - $2::int8), "note" = $3 WHERE "id" = $4"#
         );
         assert_eq!(st.params, vec![Value::I64(2), Value::I64(10), Value::Text("x".into()), Value::I64(1)]);
+    }
+
+    #[test]
+    fn correlated_subqueries_name_the_row_they_are_about() {
+        use crate::ast::{Annotation, Operand, Scalar};
+        let of_author = |table: &'static str, key: &'static str| {
+            let mut inner = Select::new(table, ["title"]);
+            inner.filter(Expr::Compare { column: col(key), op: CompareOp::Eq, value: Operand::Outer(col("id")) });
+            inner
+        };
+        let mut s = Select::new("authors", ["id"]);
+        s.filter(Expr::Exists { select: Box::new(of_author("books", "author_id")), negated: false });
+        let mut latest = of_author("books", "author_id");
+        latest.order = vec![Order::column(col("year"), true)];
+        latest.limit = Some(1);
+        s.annotations = vec![Annotation { alias: col("latest"), value: Scalar::Subquery(Box::new(latest)) }];
+        assert_eq!(
+            select(&Postgres, &s).sql.as_ref(),
+            r#"SELECT "id", (SELECT "title" FROM "books" WHERE "author_id" = "authors"."id" ORDER BY "year" DESC LIMIT $1) AS "latest" FROM "authors" WHERE EXISTS (SELECT 1 FROM "books" WHERE "author_id" = "authors"."id")"#
+        );
+        // Over the same table (a tree's nodes with children), the subquery is renamed.
+        let mut nodes = Select::new("nodes", ["id"]);
+        nodes.filter(Expr::Exists { select: Box::new(of_author("nodes", "parent_id")), negated: true });
+        assert_eq!(
+            select(&Postgres, &nodes).sql.as_ref(),
+            r#"SELECT "id" FROM "nodes" WHERE NOT EXISTS (SELECT 1 FROM "nodes" AS "chakra_sub_2" WHERE "parent_id" = "nodes"."id")"#
+        );
+        let query = Delete { table: col("nodes"), filter: nodes.filter.clone() };
+        assert_eq!(
+            delete(&Postgres, &query).sql.as_ref(),
+            r#"DELETE FROM "nodes" WHERE NOT EXISTS (SELECT 1 FROM "nodes" AS "chakra_sub_1" WHERE "parent_id" = "nodes"."id")"#
+        );
+        // A front-end's field names become columns.
+        let mut named = of_author("books", "author_id");
+        named
+            .resolve_outer(&mut |name| Ok::<_, ()>(col(if name.as_ref() == "id" { "author_pk" } else { "x" })))
+            .unwrap();
+        let mut columns = Vec::new();
+        named.outer_columns_into(&mut columns);
+        assert_eq!(columns, vec![col("author_pk")]);
     }
 
     #[test]

@@ -213,6 +213,24 @@ fn subquery_of<'py>(value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Sub
     }
 }
 
+/// The query a queryset stands for inside a query of `schema`'s rows (`Exists(…)`,
+/// `Subquery(…)`): its `OuterRef("field")`s resolved to the columns of that row.
+fn correlated_select(py: Python<'_>, schema: &Schema, queryset: &Bound<'_, PyAny>) -> PyResult<Select> {
+    let Some(subquery) = subquery_of(queryset)? else {
+        return Err(PyErr::new::<pyo3::exceptions::PyTypeError, _>(format!(
+            "Exists() and Subquery() take a queryset, not {}",
+            queryset.repr()?
+        )));
+    };
+    let mut select = subquery.get().select.clone();
+    select.resolve_outer::<PyErr>(&mut |name| {
+        let field = field_index(py, schema, name)
+            .map_err(|e| field_error(py, format!("OuterRef({:?}): {}", name.as_ref(), e.value(py))))?;
+        Ok(schema.fields[field].column.clone())
+    })?;
+    Ok(select)
+}
+
 /// `field IN (subquery)`: only `__in` takes a queryset, of values of the field's kind
 /// (integers of any width compare).
 fn in_select(py: Python<'_>, schema: &Schema, field: usize, lookup: &str, subquery: &Subquery) -> PyResult<Expr> {
@@ -256,7 +274,12 @@ fn tree(py: Python<'_>, schema: &Schema, annotations: &[Annotation], node: &Boun
     let mut exprs = Vec::with_capacity(children.len());
     for child in children.iter() {
         let child = child.cast_into::<PyTuple>()?;
+        let tag = child.get_item(0)?.extract::<String>().ok();
         exprs.push(match child.len() {
+            3 if tag.as_deref() == Some("exists") => Expr::Exists {
+                select: Box::new(correlated_select(py, schema, &child.get_item(1)?)?),
+                negated: child.get_item(2)?.extract()?,
+            },
             2 => {
                 let key = child.get_item(0)?.extract::<String>()?;
                 let (name, lookup) = lookup::split_key(&key);
@@ -436,6 +459,11 @@ impl Query {
                     lookup::value(&schema.fields, &schema.table, &name)
                         .map_err(|e| field_error(py, e.message().to_owned()))?
                 }
+                Some(("exists", 3, t)) => Scalar::Condition(Box::new(Expr::Exists {
+                    select: Box::new(correlated_select(py, schema, &t.get_item(1)?)?),
+                    negated: t.get_item(2)?.extract()?,
+                })),
+                Some(("subquery", 2, t)) => Scalar::Subquery(Box::new(correlated_select(py, schema, &t.get_item(1)?)?)),
                 Some(("referred", 3, t)) => {
                     referred_value(py, schema, &alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?
                 }
@@ -545,6 +573,15 @@ impl Query {
     #[getter]
     fn ordered(&self) -> bool {
         !self.select.order.is_empty()
+    }
+
+    /// Whether the conditions name a field of an outer query's row (`OuterRef`): such a
+    /// query runs only inside another (`Exists`, `Subquery`).
+    #[getter]
+    fn correlated(&self) -> bool {
+        let mut outer = Vec::new();
+        self.select.outer_columns_into(&mut outer);
+        !outer.is_empty()
     }
 
     /// The statement `all()` sends: `(sql, params)`.
@@ -1014,6 +1051,8 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             }
             Operand::arith(f_operand(py, schema, target, &left)?, op, f_operand(py, schema, target, &right)?)
         }
+        // Checked against the outer query's field once this one is inside it.
+        ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),
         ("call", 3) => {
             let name: String = node.get_item(1)?.extract()?;
             let function = Function::named(&name).ok_or_else(bad)?;

@@ -11,7 +11,27 @@ import re
 import pytest
 
 import chakra
-from chakra import Avg, BigInteger, Case, Count, F, Field, Integer, Max, Model, Numeric, Q, Session, String, Sum, Value, When
+from chakra import (
+    Avg,
+    BigInteger,
+    Case,
+    Count,
+    Exists,
+    F,
+    Field,
+    Integer,
+    Max,
+    Model,
+    Numeric,
+    OuterRef,
+    Q,
+    Session,
+    String,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from chakra.functions import (
     Abs,
     Ceil,
@@ -269,3 +289,59 @@ def test_constructors_check_their_arguments() -> None:
         When(then=1)
     assert repr(Coalesce("nick", Value("?")) + 1) == "(Coalesce(F('nick'), '?') + 1)"
     assert repr(Case(When(spent=1, then="name"))) == "Case(When(Q(spent=1), then=F('name')))"
+
+
+class Node(Model):
+    __tablename__ = "ex_nodes"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(20))
+    parent_id = Field(Integer, nullable=True, references="self", related_name="children")
+
+
+async def test_exists_and_subquery_ask_about_each_row() -> None:
+    north, south = await Shop.objects.order_by("id")
+    big = Customer.objects.filter(shop=OuterRef("pk"), spent__gte=1000)
+    assert await Shop.objects.filter(Exists(big)).values_list("name", flat=True) == ["North"]
+    assert await Shop.objects.filter(~Exists(big)).values_list("name", flat=True) == ["South"]
+    assert await Shop.objects.exclude(Exists(Customer.objects.filter(shop_id=OuterRef("id")))).count() == 1
+    either = Shop.objects.filter(Q(Exists(big)) | Q(name="South")).order_by("id")
+    assert await either.values_list("name", flat=True) == ["North", "South"]
+    flagged = await Shop.objects.annotate(has_big=Exists(big)).order_by("id").values_list("name", "has_big")
+    assert flagged == [("North", True), ("South", False)]
+    # The first row of an ordered, sliced queryset, per row; None where it has none.
+    top = Customer.objects.filter(shop=OuterRef("pk")).order_by("-spent")
+    best = Shop.objects.annotate(best=Subquery(top.values("name")[:1])).order_by("id")
+    assert await best.values_list("name", "best") == [("North", "Ann"), ("South", None)]
+    assert await best.filter(best="Ann").values_list("name", flat=True) == ["North"]
+    # Updates and deletes pick their rows by it too.
+    assert await Shop.objects.filter(~Exists(big)).update(name="Quiet") == 1
+    assert await Shop.objects.filter(id=south.id).values_list("name", flat=True) == ["Quiet"]
+    assert north.id is not None
+
+
+def test_exists_over_the_same_table_reaches_the_outer_row() -> None:
+    recreate(Node)
+    root, a, b = Node.objects.bulk_create_sync([Node(name="root"), Node(name="a"), Node(name="b")])
+    Node.objects.filter(id__in=[a.id, b.id]).update_sync(parent_id=root.id)
+    children = Node.objects.filter(parent_id=OuterRef("pk"))
+    leaves = Node.objects.filter(~Exists(children)).order_by("id")
+    assert leaves.values_list_sync("name", flat=True) == ["a", "b"]
+    parents = Node.objects.annotate(parent_name=Subquery(Node.objects.filter(id=OuterRef("parent_id")).values("name")[:1]))
+    assert parents.order_by("id").values_list_sync("name", "parent_name") == [("root", None), ("a", "root"), ("b", "root")]
+    with Session():
+        assert Node.objects.filter(Exists(children)).values_list_sync("name", flat=True) == ["root"]
+
+
+async def test_outer_references_are_checked() -> None:
+    big = Customer.objects.filter(shop=OuterRef("pk"), spent__gte=1000)
+    with pytest.raises(chakra.ProgrammingError, match=re.escape("names an outer query's row (OuterRef)")):
+        await big.count()
+    with pytest.raises(chakra.ProgrammingError, match=re.escape("names an outer query's row (OuterRef)")):
+        big.values_list_sync("id", flat=True)
+    with pytest.raises(chakra.FieldError, match=re.escape('OuterRef("nope"): unknown field `nope` on `ex_shops`')):
+        Shop.objects.filter(Exists(Customer.objects.filter(shop_id=OuterRef("nope"))))
+    with pytest.raises(TypeError, match=re.escape("Exists() takes a queryset, not [1]")):
+        Exists([1])
+    with pytest.raises(TypeError, match=re.escape("OuterRef() takes a field name")):
+        OuterRef(1)  # type: ignore[arg-type]
+    assert repr(~Exists(big)).startswith("~Exists(<QuerySet Customer: ")

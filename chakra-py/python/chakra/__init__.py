@@ -92,7 +92,7 @@ from .fields import (
     Time,
 )
 from .models import Model
-from .expressions import Case, Value, When
+from .expressions import Case, Exists, OuterRef, Subquery, Value, When
 from .query import F, Manager, Prefetch, Q, QuerySet
 from .session import Session, Transaction, current_session
 
@@ -112,6 +112,7 @@ __all__ = [
     "DateTime",
     "DoesNotExist",
     "Error",
+    "Exists",
     "F",
     "Field",
     "FieldError",
@@ -126,6 +127,7 @@ __all__ = [
     "MultipleObjectsReturned",
     "Numeric",
     "OperationalError",
+    "OuterRef",
     "PoolTimeout",
     "ProgrammingError",
     "Prefetch",
@@ -135,6 +137,7 @@ __all__ = [
     "Session",
     "SmallInteger",
     "String",
+    "Subquery",
     "Sum",
     "SyncInAsyncWarning",
     "Text",

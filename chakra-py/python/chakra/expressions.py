@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .query import Q
 
-__all__ = ["Case", "Expression", "Func", "OrderBy", "Value", "When"]
+__all__ = ["Case", "Exists", "Expression", "Func", "OrderBy", "OuterRef", "Subquery", "Value", "When"]
 
 
 class Expression:
@@ -114,6 +114,12 @@ def _show(tree: tuple[Any, ...]) -> str:
         return repr(tree[1])
     if kind == "call":
         return f"{tree[1]}({', '.join(_show(arg) for arg in tree[2])})"
+    if kind == "outer":
+        return f"OuterRef({tree[1]!r})"
+    if kind == "exists":
+        return f"{'~' if tree[2] else ''}Exists({tree[1]!r})"
+    if kind == "subquery":
+        return f"Subquery({tree[1]!r})"
     if kind == "case":
         whens = [f"When({condition!r}, then={_show(then)})" for condition, then in tree[1]]
         default = [] if tree[2] is None else [f"default={_show(tree[2])}"]
@@ -156,6 +162,58 @@ class Func(Expression):
         if self.arity is not None and len(expressions) != self.arity:
             raise TypeError(f"{name}() takes {self.arity} expression{'s' * (self.arity > 1)}, got {len(expressions)}")
         self._tree = ("call", name, [_argument(e) for e in expressions])
+
+
+class OuterRef(Expression):
+    """A field of the row of the query a subquery is in (:class:`Exists`,
+    :class:`Subquery`), as Django's: ``Book.objects.filter(author=OuterRef("pk"))`` is
+    the books of each outer row's author. A queryset holding one runs only inside
+    another."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"OuterRef() takes a field name, not {type(name).__name__}")
+        self._tree = ("outer", name)
+
+
+class Exists(Expression):
+    """Whether a queryset has any row, asked for each row of the query it is in (its
+    ``OuterRef``s name that row): a condition for ``filter()`` (``~Exists(...)`` for
+    none), or a boolean for ``annotate()``::
+
+        recent = Book.objects.filter(author=OuterRef("pk"), year__gte=2020)
+        await Author.objects.filter(Exists(recent))
+        await Author.objects.annotate(active=Exists(recent))
+    """
+
+    __slots__ = ()
+
+    def __init__(self, queryset: Any, *, negated: bool = False) -> None:
+        if not hasattr(queryset, "_chakra_subquery"):
+            raise TypeError(f"Exists() takes a queryset, not {queryset!r}")
+        self._tree = ("exists", queryset, negated)
+
+    def __invert__(self) -> Exists:
+        return Exists(self._tree[1], negated=not self._tree[2])
+
+
+class Subquery(Expression):
+    """The value of a queryset's first row, for each row of the query it is in (its
+    ``OuterRef``s name that row; ``None`` where it has no row): a ``values()`` of one
+    field, or a queryset's primary key::
+
+        latest = Book.objects.filter(author=OuterRef("pk")).order_by("-year")
+        await Author.objects.annotate(latest_title=Subquery(latest.values("title")[:1]))
+    """
+
+    __slots__ = ()
+
+    def __init__(self, queryset: Any) -> None:
+        if not hasattr(queryset, "_chakra_subquery"):
+            raise TypeError(f"Subquery() takes a queryset, not {queryset!r}")
+        self._tree = ("subquery", queryset)
 
 
 class When:

@@ -34,7 +34,7 @@ from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from . import errors as chakra_errors
 from .errors import IntegrityError
-from .expressions import Expression, OrderBy
+from .expressions import Exists, Expression, OrderBy
 from .functions import Trunc
 from .session import Session, current_session
 
@@ -124,16 +124,16 @@ class Q:
     AND = "AND"
     OR = "OR"
 
-    def __init__(self, *conditions: Q, **lookups: Any) -> None:
+    def __init__(self, *conditions: Q | Exists, **lookups: Any) -> None:
         for condition in conditions:
-            if not isinstance(condition, Q):
-                raise TypeError(f"Q() takes Q objects and keyword lookups, got {condition!r}")
-        self.children: list[Q | tuple[str, Any]] = [*conditions, *lookups.items()]
+            if not isinstance(condition, (Q, Exists)):
+                raise TypeError(f"Q() takes Q objects, Exists() and keyword lookups, got {condition!r}")
+        self.children: list[Q | Exists | tuple[str, Any]] = [*conditions, *lookups.items()]
         self.connector = Q.AND
         self.negated = False
 
     @classmethod
-    def _combine(cls, connector: str, children: list[Q | tuple[str, Any]], negated: bool = False) -> Q:
+    def _combine(cls, connector: str, children: list[Q | Exists | tuple[str, Any]], negated: bool = False) -> Q:
         q = cls()
         q.children = children
         q.connector = connector
@@ -158,18 +158,24 @@ class Q:
         (``author__name="Ann"``) become subqueries of the related model (see
         :func:`_across`), except those naming ``annotations``."""
         annotations = tuple(annotations)
-        children = [child for child in self.children if isinstance(child, Q) or model is None]
+        nested = (Q, Exists)
+        children = [child for child in self.children if isinstance(child, nested) or model is None]
         if model is not None:
-            lookups = [child for child in self.children if not isinstance(child, Q)]
+            lookups = [child for child in self.children if not isinstance(child, nested)]
             children += _across(model, lookups, self.connector == Q.AND, annotations)
         return (
             self.connector,
             self.negated,
-            [child._tree(model, annotations) if isinstance(child, Q) else child for child in children],
+            [
+                child._tree(model, annotations) if isinstance(child, Q) else child._tree if isinstance(child, Exists) else child
+                for child in children
+            ],
         )
 
     def __repr__(self) -> str:
-        inner = f" {self.connector} ".join(repr(c) if isinstance(c, Q) else f"{c[0]}={c[1]!r}" for c in self.children)
+        inner = f" {self.connector} ".join(
+            f"{c[0]}={c[1]!r}" if isinstance(c, tuple) else repr(c) for c in self.children
+        )
         return f"{'~' if self.negated else ''}Q({inner})"
 
 
@@ -335,7 +341,7 @@ def _lookup_keys(q: Q) -> Iterator[str]:
     for child in q.children:
         if isinstance(child, Q):
             yield from _lookup_keys(child)
-        else:
+        elif isinstance(child, tuple):
             yield child[0]
 
 
@@ -343,10 +349,12 @@ def _relative(q: Q, relation: str, alias: str) -> Q:
     """``q``'s lookups on ``relation__…`` as lookups on the related model: what an
     annotation's filter means (``Q(books__year__gte=2000)`` → ``Q(year__gte=2000)``)."""
     prefix = f"{relation}__"
-    children: list[Q | tuple[str, Any]] = []
+    children: list[Q | Exists | tuple[str, Any]] = []
     for child in q.children:
         if isinstance(child, Q):
             children.append(_relative(child, relation, alias))
+        elif isinstance(child, Exists):
+            raise chakra_errors.FieldError(f"`{alias}`: the filter of an aggregate of {relation} takes no Exists()")
         elif child[0].startswith(prefix):
             children.append((child[0][len(prefix) :], child[1]))
         else:
@@ -427,7 +435,7 @@ class QuerySet(Generic[M]):
         nothing)."""
         return self._clone(self._query.none())
 
-    def filter(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
+    def filter(self, *conditions: Q | Exists, **lookups: Any) -> QuerySet[M]:
         """Rows matching every condition: ``filter(name__startswith="A", age__gte=18)``.
 
         Lookups: ``exact`` (the default), ``iexact``, ``contains``, ``icontains``,
@@ -447,7 +455,7 @@ class QuerySet(Generic[M]):
             return self._clone(self._query)
         return self._clone(self._query.filter(self._q(conditions, lookups), False))
 
-    def _q(self, conditions: tuple[Q, ...], lookups: dict[str, Any]) -> tuple[str, bool, list[Any]]:
+    def _q(self, conditions: tuple[Q | Exists, ...], lookups: dict[str, Any]) -> tuple[str, bool, list[Any]]:
         """The conditions as the tree the core compiles, across relations and annotations."""
         return Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
 
@@ -504,7 +512,7 @@ class QuerySet(Generic[M]):
                 )
         return self._clone(self._query.annotate(specs))
 
-    def exclude(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
+    def exclude(self, *conditions: Q | Exists, **lookups: Any) -> QuerySet[M]:
         """Rows not matching the conditions (rows where they are unknown, i.e. NULL, are kept)."""
         if not conditions and not lookups:
             return self._clone(self._query)
@@ -661,6 +669,11 @@ class QuerySet(Generic[M]):
 
     def _scope(self) -> tuple[Any, dict[Any, Any] | None, Session | None]:
         """The target to run on, the session's identity map for the model, the session."""
+        if self._query.correlated:
+            raise chakra_errors.ProgrammingError(
+                f"this {self._model.__name__} queryset names an outer query's row (OuterRef): "
+                "it runs inside another query, as Exists(...) or Subquery(...)"
+            )
         session = self._session()
         if session is not None:
             return session._handle(), session._identity_map(self._model), session
@@ -1181,7 +1194,7 @@ class Values(Generic[T]):
             return self._with(self._qs.order_by(*fields))
         return self._with(order=list(fields))
 
-    def filter(self, *conditions: Q, **lookups: Any) -> Values[T]:
+    def filter(self, *conditions: Q | Exists, **lookups: Any) -> Values[T]:
         """Only the rows matching, as ``QuerySet.filter``; after ``annotate``, a keyword
         naming an aggregate keeps only the groups matching (``HAVING``), Django's
         ``values("status").annotate(n=Count("*")).filter(n__gt=5)``."""
@@ -1191,7 +1204,7 @@ class Values(Generic[T]):
         qs = self._qs.filter(*conditions, **rows) if conditions or rows else self._qs
         return self._with(qs, having=[*(self._having or []), *on_groups.items()])
 
-    def exclude(self, *conditions: Q, **lookups: Any) -> Values[T]:
+    def exclude(self, *conditions: Q | Exists, **lookups: Any) -> Values[T]:
         """Without the rows matching (before any grouping): as ``QuerySet.exclude``."""
         return self._with(self._qs.exclude(*conditions, **lookups))
 
