@@ -110,7 +110,7 @@ impl<B, V> std::fmt::Debug for Through<B, V> {
 }
 
 impl<M, V> RowValue<M, V> {
-    fn new(scalar: Scalar) -> Self {
+    pub(crate) fn new(scalar: Scalar) -> Self {
         RowValue { scalar, _types: PhantomData }
     }
 

@@ -209,6 +209,47 @@ impl<M, T> std::fmt::Debug for Computed<M, T> {
     }
 }
 
+/// A column of the row of an enclosing query of model `O`, in a subquery's conditions
+/// (Django's `OuterRef`): `Book::author_id().eq(Author::id().outer())` inside
+/// [`func::exists`](crate::func::exists) asks about each author.
+pub struct Outer<O, T> {
+    name: &'static str,
+    _model: PhantomData<fn() -> (O, T)>,
+}
+
+impl<M, T> Column<M, T> {
+    /// This column of the enclosing query's row, for a subquery (see [`Outer`]).
+    pub fn outer(self) -> Outer<M, T> {
+        Outer { name: self.name, _model: PhantomData }
+    }
+}
+
+impl<O, T> Clone for Outer<O, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O, T> Copy for Outer<O, T> {}
+
+impl<O, T> std::fmt::Debug for Outer<O, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Outer({})", self.name)
+    }
+}
+
+impl<M, O, T> ToOperand<M, T> for Outer<O, T> {
+    fn to_operand(self) -> Operand {
+        Operand::Outer(self.name.into())
+    }
+}
+
+impl<M, O, T> ToOperand<M, Option<T>> for Outer<O, T> {
+    fn to_operand(self) -> Operand {
+        Operand::Outer(self.name.into())
+    }
+}
+
 /// What can stand for a value of type `T` in a comparison or an update of model `M`'s
 /// rows: a value, a column of `M` of that type (a column of `T` also stands for an
 /// `Option<T>`), or a value computed from `M`'s columns ([`Computed`]). A column of

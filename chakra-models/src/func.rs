@@ -7,9 +7,13 @@
 use std::marker::PhantomData;
 
 use chakra_service::rust_decimal::Decimal;
+use chakra_service::FromSqlOwned;
 
-use crate::ast::{Expr, Function, Operand};
+use crate::annotate::RowValue;
+use crate::ast::{Expr, Function, Operand, Scalar};
 use crate::column::{Column, Computed, Numeric, ToOperand};
+use crate::model::Model;
+use crate::query::{Query, Selected};
 
 /// Text column types, with what their length is (`NULL` for `NULL` text).
 #[diagnostic::on_unimplemented(
@@ -161,4 +165,29 @@ impl<M, T> std::fmt::Debug for Case<M, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Case").field("branches", &self.branches).finish()
     }
+}
+
+/// Whether `query` has any row, asked for each row of the query the condition goes into
+/// (Django's `Exists`): its conditions name that row's columns through
+/// [`Column::outer`](crate::Column::outer).
+///
+/// ```ignore
+/// let recent = Book::query().filter(Book::author_id().eq(Author::id().outer()) & Book::year().gte(2020));
+/// let active = Author::query().filter(func::exists(recent)).all(&pool).await?;
+/// ```
+pub fn exists<N>(query: Query<N>) -> Expr {
+    Expr::Exists { select: Box::new(query.into_select()), negated: false }
+}
+
+/// Whether `query` has no row, for each row (see [`exists`]).
+pub fn not_exists<N>(query: Query<N>) -> Expr {
+    Expr::Exists { select: Box::new(query.into_select()), negated: true }
+}
+
+/// The column `query` selects from its first row, for each row of the query it is read
+/// with (`None` where it has none): Django's `Subquery(...values("title")[:1])`. Order
+/// and limit it to say which row: `Book::query().filter(Book::author_id().eq(Author::id()
+/// .outer())).order_by(Book::year().desc()).limit(1).select(Book::title())`.
+pub fn first<M, N: Model, T: FromSqlOwned + Send>(query: Selected<N, Column<N, T>>) -> RowValue<M, Option<T>> {
+    RowValue::new(Scalar::Subquery(Box::new(query.subquery())))
 }

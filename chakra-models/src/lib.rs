@@ -23,7 +23,7 @@ pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Expr, Function, Hop, Join, LockStrength,
     LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, Signature, TruncUnit,
 };
-pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, ToOperand};
+pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, Outer, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};

@@ -42,6 +42,13 @@ impl<M: Model> Default for Query<M> {
     }
 }
 
+impl<M> Query<M> {
+    /// The query's AST, for a front-end building on it (a subquery).
+    pub(crate) fn into_select(self) -> Select {
+        self.select
+    }
+}
+
 impl<M: Model> Query<M> {
     /// Every row of `M`'s table.
     pub fn new() -> Self {
@@ -121,8 +128,11 @@ impl<M: Model> Query<M> {
         &mut self.select
     }
 
-    pub(crate) fn request(&self, select: &Select, mode: Mode) -> Request {
-        compile::select_request(&Postgres, select, mode, M::statements().labels("SELECT"))
+    /// The request running `select` (this query's, or one derived from it); refused if
+    /// it names an enclosing query's row ([`Column::outer`]), which only a subquery has.
+    pub(crate) fn request(&self, select: &Select, mode: Mode) -> Result<Request> {
+        standalone(select)?;
+        Ok(compile::select_request(&Postgres, select, mode, M::statements().labels("SELECT")))
     }
 
     /// Every matching row.
@@ -149,7 +159,7 @@ impl<M: Model> Query<M> {
     pub(crate) async fn first_as<T, Q: Queryable>(&self, db: &Q, decode: fn(&Row) -> Result<T>) -> Result<Option<T>> {
         let mut select = self.select.clone();
         select.limit = Some(1);
-        let row = db.run(self.request(&select, Mode::Optional)).await?.into_optional()?;
+        let row = db.run(self.request(&select, Mode::Optional)?).await?.into_optional()?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -159,7 +169,7 @@ impl<M: Model> Query<M> {
         db: &Q,
         decode: fn(&Row) -> Result<T>,
     ) -> Result<DecodedStream<T>> {
-        let rows = db.run(self.request(&self.select, Mode::Stream)).await?.into_stream()?;
+        let rows = db.run(self.request(&self.select, Mode::Stream)?).await?.into_stream()?;
         Ok(DecodedStream { rows, decode })
     }
 
@@ -168,7 +178,7 @@ impl<M: Model> Query<M> {
         let mut select = self.select.clone();
         // Two rows are enough to know there is more than one.
         select.limit = Some(select.limit.map_or(2, |l| l.min(2)));
-        let row = db.run(self.request(&select, Mode::One)).await.map_err(not_found::<M>)?.into_row()?;
+        let row = db.run(self.request(&select, Mode::One)?).await.map_err(not_found::<M>)?.into_row()?;
         M::from_row(&row)
     }
 
@@ -182,7 +192,7 @@ impl<M: Model> Query<M> {
         let mut select = self.select.clone();
         select.projection = Projection::Count;
         select.order.clear();
-        let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
+        let row = db.run(self.request(&select, Mode::One)?).await?.into_row()?;
         row.try_get(0).map_err(Error::from)
     }
 
@@ -223,7 +233,7 @@ impl<M: Model> Query<M> {
         let mut select = self.select.clone();
         select.projection = Projection::Aggregates;
         select.aggregates = aggregates.into_aggregates();
-        let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
+        let row = db.run(self.request(&select, Mode::One)?).await?.into_row()?;
         A::decode(&row, 0)
     }
 
@@ -250,7 +260,7 @@ impl<M: Model> Query<M> {
         let mut select = self.select.clone();
         select.projection = Projection::Exists;
         select.order.clear();
-        let row = db.run(self.request(&select, Mode::One)).await?.into_row()?;
+        let row = db.run(self.request(&select, Mode::One)?).await?.into_row()?;
         row.try_get(0).map_err(Error::from)
     }
 
@@ -258,6 +268,7 @@ impl<M: Model> Query<M> {
     /// With `analyze`, the query runs and the plan says what it took (PostgreSQL's
     /// `EXPLAIN (ANALYZE, BUFFERS)`).
     pub async fn explain<Q: Queryable>(&self, db: &Q, analyze: bool) -> Result<String> {
+        standalone(&self.select)?;
         let request = compile::explain_request(&Postgres, &self.select, analyze, M::statements().labels("EXPLAIN"));
         compile::plan_text(&db.run(request).await?.into_rows()?)
     }
@@ -268,6 +279,7 @@ impl<M: Model> Query<M> {
         if assignments.is_empty() {
             return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
         }
+        standalone(&self.select)?;
         let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.conditions() };
         let request =
             Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
@@ -276,6 +288,7 @@ impl<M: Model> Query<M> {
 
     /// Deletes every matching row; returns how many.
     pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
+        standalone(&self.select)?;
         let delete = Delete { table: self.select.table.clone(), filter: self.select.conditions() };
         let request =
             Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
@@ -366,7 +379,7 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
     /// The columns of every matching row, decoded as they arrive.
     pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<S::Output>> {
         let select = self.ast()?;
-        let rows = db.run(self.query.request(&select, Mode::Stream)).await?.into_stream()?;
+        let rows = db.run(self.query.request(&select, Mode::Stream)?).await?.into_stream()?;
         rows.map(|row| row.and_then(|row| S::decode(&row))).try_collect().await
     }
 
@@ -374,7 +387,7 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
     pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<S::Output>> {
         let mut select = self.ast()?;
         select.limit = Some(1);
-        let row = db.run(self.query.request(&select, Mode::Optional)).await?.into_optional()?;
+        let row = db.run(self.query.request(&select, Mode::Optional)?).await?.into_optional()?;
         row.as_ref().map(S::decode).transpose()
     }
 
@@ -528,7 +541,7 @@ impl<M: Model, K: FromSqlOwned> Grouped<M, K> {
             Some(descending) => vec![Order::column(VALUE, descending), by_key],
             None => vec![by_key],
         };
-        let rows = db.run(self.query.request(&select, Mode::All)).await?.into_rows()?;
+        let rows = db.run(self.query.request(&select, Mode::All)?).await?.into_rows()?;
         rows.iter().map(|row| Ok((row.try_get(0)?, A::decode(row, 1)?))).collect()
     }
 }
@@ -591,5 +604,21 @@ impl<T> Stream for DecodedStream<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let decode = self.decode;
         Pin::new(&mut self.rows).poll_next(cx).map(|row| row.map(|row| row.and_then(|row| decode(&row))))
+    }
+}
+
+/// Refuses a query naming an enclosing query's row ([`Column::outer`]) outside one:
+/// alone, the name would reach its own row instead.
+fn standalone(select: &Select) -> Result<()> {
+    let mut outer = Vec::new();
+    select.outer_columns_into(&mut outer);
+    match outer.first() {
+        None => Ok(()),
+        Some(column) => Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "this query names `{column}` of an enclosing query's row (`outer()`): it runs only inside another, through func::exists or func::first"
+            ),
+        )),
     }
 }

@@ -200,6 +200,46 @@ async fn a_filter_takes_another_querys_values_as_a_subquery() {
     cleanup(schema).await;
 }
 
+/// Subqueries asked about each row (`EXISTS`, a value of the first row), naming it
+/// through `outer()`.
+#[tokio::test]
+async fn correlated_subqueries_ask_about_each_row() {
+    use chakra::models::func;
+    let (pool, schema, statements) = library().await;
+    let books_of = || Book::query().filter(Book::author_id().eq(Author::id().outer()));
+    let names = |authors: Vec<Author>| authors.into_iter().map(|a| a.name).collect::<Vec<_>>();
+    let writers = Author::query().filter(func::exists(books_of())).all(&pool).await.unwrap();
+    assert_eq!(names(writers), ["Ada"]);
+    let idle = Author::query().filter(func::not_exists(books_of())).all(&pool).await.unwrap();
+    assert_eq!(names(idle), ["Bob"]);
+    assert_eq!(statements.load(Ordering::SeqCst), 2, "one statement each");
+    // The title of each author's first book by title, None for Bob.
+    let first = func::first(books_of().order_by(Book::title().asc()).limit(1).select(Book::title()));
+    let rows = Author::query().order_by(Author::name().asc()).annotate(first).all(&pool).await.unwrap();
+    let firsts: Vec<(String, Option<String>)> = rows.into_iter().map(|(a, t)| (a.name, t)).collect();
+    assert_eq!(firsts, [("Ada".to_owned(), Some("Engines".to_owned())), ("Bob".to_owned(), None)]);
+    // A subquery over the same table, renamed so `outer()` reaches the outer row: the
+    // authors sharing their name with another (both Adas once a second one comes).
+    let namesake = || {
+        let same_name = Author::name().eq(Author::name().outer()) & Author::id().ne(Author::id().outer());
+        Author::query().filter(func::exists(Author::query().filter(same_name)))
+    };
+    assert_eq!(namesake().count(&pool).await.unwrap(), 0);
+    Author { id: 0, name: "Ada".into() }.insert(&pool).await.unwrap();
+    assert_eq!(namesake().count(&pool).await.unwrap(), 2);
+    // Updates and deletes pick their rows by them too.
+    let gone = Author::query().filter(func::not_exists(books_of())).delete(&pool).await.unwrap();
+    assert_eq!(gone, 2, "Bob and the second Ada");
+    // Alone, such a query would compare with its own row: refused before any SQL.
+    let sent = statements.load(Ordering::SeqCst);
+    let e = books_of().all(&pool).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    assert!(e.message().contains("names `id` of an enclosing query's row"), "{e}");
+    assert_eq!(books_of().delete(&pool).await.unwrap_err().kind(), ErrorKind::Usage);
+    assert_eq!(statements.load(Ordering::SeqCst), sent);
+    cleanup(schema).await;
+}
+
 /// Values computed per row from related rows, in the same statement: read with each row,
 /// ordered by, filtered by.
 #[tokio::test]
