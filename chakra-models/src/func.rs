@@ -80,16 +80,17 @@ pub fn least<M, T>(value: impl Expression<M, T>, other: impl ToOperand<M, T>) ->
     call(Function::Least, vec![value.to_operand(), other.to_operand()])
 }
 
-macro_rules! text_functions {
-    ($($(#[$doc:meta])* $name:ident => $function:ident),* $(,)?) => {$(
+/// Functions of one value of a type bounded by `$bound`, giving the same type.
+macro_rules! unary {
+    ($bound:ident: $($(#[$doc:meta])* $name:ident => $function:ident),* $(,)?) => {$(
         $(#[$doc])*
-        pub fn $name<M, T: Textual>(text: impl Expression<M, T>) -> Computed<M, T> {
-            call(Function::$function, vec![text.to_operand()])
+        pub fn $name<M, T: $bound>(value: impl Expression<M, T>) -> Computed<M, T> {
+            call(Function::$function, vec![value.to_operand()])
         }
     )*};
 }
 
-text_functions! {
+unary! { Textual:
     /// Text in lower case.
     lower => Lower,
     /// Text in upper case.
@@ -102,32 +103,23 @@ text_functions! {
     rtrim => RTrim,
 }
 
-/// The number of characters of a text.
-pub fn length<M, T: Textual>(text: impl Expression<M, T>) -> Computed<M, T::Length> {
-    call(Function::Length, vec![text.to_operand()])
+unary! { Numeric:
+    /// A number's absolute value.
+    abs => Abs,
 }
 
-/// A number's absolute value.
-pub fn abs<M, T: Numeric>(number: impl Expression<M, T>) -> Computed<M, T> {
-    call(Function::Abs, vec![number.to_operand()])
-}
-
-macro_rules! rounding {
-    ($($(#[$doc:meta])* $name:ident => $function:ident),* $(,)?) => {$(
-        $(#[$doc])*
-        pub fn $name<M, T: Fractional>(number: impl Expression<M, T>) -> Computed<M, T> {
-            call(Function::$function, vec![number.to_operand()])
-        }
-    )*};
-}
-
-rounding! {
+unary! { Fractional:
     /// To the nearest integer (halves away from zero for `Decimal`, to even for `f64`).
     round => Round,
     /// The smallest integer not below the number.
     ceil => Ceil,
     /// The largest integer not above the number.
     floor => Floor,
+}
+
+/// The number of characters of a text.
+pub fn length<M, T: Textual>(text: impl Expression<M, T>) -> Computed<M, T::Length> {
+    call(Function::Length, vec![text.to_operand()])
 }
 
 /// `then` where `condition` holds: the first branch of a [`Case`], whose value has type
