@@ -308,6 +308,8 @@ async def test_exists_and_subquery_ask_about_each_row() -> None:
     assert await either.values_list("name", flat=True) == ["North", "South"]
     flagged = await Shop.objects.annotate(has_big=Exists(big)).order_by("id").values_list("name", "has_big")
     assert flagged == [("North", True), ("South", False)]
+    kind = Case(When(Exists(big), then=Value("busy")), default=Value("quiet"))
+    assert await Shop.objects.annotate(kind=kind).order_by("id").values_list("kind", flat=True) == ["busy", "quiet"]
     # The first row of an ordered, sliced queryset, per row; None where it has none.
     top = Customer.objects.filter(shop=OuterRef("pk")).order_by("-spent")
     best = Shop.objects.annotate(best=Subquery(top.values("name")[:1])).order_by("id")
