@@ -13,7 +13,23 @@ import asyncio
 import time
 
 import chakra
-from chakra import Boolean, Count, Field, Integer, Model, Session, String, Text
+from chakra import (
+    Boolean,
+    Case,
+    Count,
+    Exists,
+    Field,
+    Integer,
+    Model,
+    OuterRef,
+    Session,
+    String,
+    Subquery,
+    Text,
+    Value,
+    When,
+)
+from chakra.functions import Upper
 
 
 class User(Model):
@@ -179,6 +195,14 @@ async def relations() -> None:
     print("posts per author:", await busiest.values_list("name", "n")[:2])
     for user in await busiest.prefetch_related("posts")[:1]:
         print(f"{user.name}'s {len(user.posts)} posts came with one more query for all of them")
+    # Asked about each user in the same statement: has any post? the latest title?
+    their_posts = Post.objects.filter(author=OuterRef("pk")).order_by("-id")
+    writers = User.objects.annotate(
+        kind=Case(When(Exists(their_posts), then=Value("writer")), default=Value("reader")),
+        latest=Subquery(their_posts.values("title")[:1]),
+        shown=Upper("name"),
+    )
+    print("each user, computed:", await writers.order_by("id").values_list("shown", "kind", "latest")[:2])
 
 
 async def errors() -> None:

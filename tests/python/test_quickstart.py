@@ -29,6 +29,7 @@ def test_quickstart_runs_end_to_end() -> None:
         "bulk_update wrote 5 rows in one statement; last: 'NOTIFICATION 4'",
         "upserted notification 1: read=True, message kept 'NOTIFICATION 0'",
         "posts per author state: [{'is_active': False, 'posts': 20}, {'is_active': True, 'posts': 20}]",
+        "each user, computed: [('ALICE', 'writer', 'Post 36'), ('ROBERT', 'writer', 'Post 37')]",
         "FieldError before any SQL: unknown field `nmae`",
         "renamed user 1 to 'Updated'",
     ):

@@ -222,7 +222,7 @@ class When:
 
     __slots__ = ("condition", "then")
 
-    def __init__(self, *conditions: Q, then: Any, **lookups: Any) -> None:
+    def __init__(self, *conditions: Q | Exists, then: Any, **lookups: Any) -> None:
         from .query import Q  # the query module builds on this one
 
         if not conditions and not lookups:
