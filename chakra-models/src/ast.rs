@@ -571,14 +571,6 @@ pub enum Scalar {
     /// `TruncMonth("created")`): of the same type, a date for a date column (`date`). A
     /// timestamp with time zone is cut in the connection's time zone.
     Trunc { unit: TruncUnit, column: Ident, date: bool },
-    /// The first column of the first row another query selects, for each row (`NULL`
-    /// where it selects none); its conditions may name the row ([`Operand::Outer`]):
-    /// Django's `Subquery(Book.objects.filter(author=OuterRef("pk")).order_by("-year")
-    /// .values("title")[:1])`, each author's latest title.
-    Subquery(Box<Select>),
-    /// Whether a condition holds for the row (`NULL` where it is unknown): Django's
-    /// `annotate(has_books=Exists(...))`.
-    Condition(Box<Expr>),
 }
 
 /// The value a name table (`DatePart::ALL`, `TruncUnit::ALL`) gives `name`.
@@ -726,8 +718,6 @@ impl Scalar {
                 out.push(column.clone())
             }
             Scalar::Part { .. } | Scalar::Trunc { .. } => {}
-            Scalar::Subquery(select) => select.outer_columns_into(out),
-            Scalar::Condition(condition) => condition.columns_into(out),
         }
     }
 }
@@ -887,6 +877,14 @@ pub enum Operand {
     /// written qualified by the name that query's table goes by there. A front-end may
     /// hold a field's name here until it knows that query (see [`Select::resolve_outer`]).
     Outer(Ident),
+    /// The first column of the first row another query selects, for each row (`NULL`
+    /// where it selects none); its conditions may name the row ([`Operand::Outer`]):
+    /// Django's `Subquery(Book.objects.filter(author=OuterRef("pk")).order_by("-year")
+    /// .values("title")[:1])`, each author's latest title.
+    Subquery(Box<Select>),
+    /// Whether a condition holds for the row (`NULL` where it is unknown), as a value:
+    /// Django's `annotate(has_books=Exists(...))`.
+    Condition(Box<Expr>),
 }
 
 impl Operand {
@@ -912,6 +910,8 @@ impl Operand {
             }
             // Another query's row's.
             Operand::Outer(_) => {}
+            Operand::Subquery(select) => select.outer_columns_into(out),
+            Operand::Condition(condition) => condition.columns_into(out),
         }
     }
 
@@ -920,7 +920,8 @@ impl Operand {
     pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
         f(self);
         match self {
-            Operand::Value(_) | Operand::Column(_) | Operand::Outer(_) => {}
+            Operand::Value(_) | Operand::Column(_) | Operand::Outer(_) | Operand::Subquery(_) => {}
+            Operand::Condition(condition) => condition.for_each_operand_mut(f),
             Operand::Arith { left, right, .. } => {
                 left.walk_mut(f);
                 right.walk_mut(f);

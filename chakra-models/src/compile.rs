@@ -165,6 +165,16 @@ impl<'d> SqlWriter<'d> {
                 self.push(")");
             }
             Operand::Outer(column) => self.outer(column),
+            Operand::Subquery(select) => {
+                self.push("(");
+                self.correlated(select, |w, select| w.selection(select, Selected::Bare));
+                self.push(")");
+            }
+            Operand::Condition(condition) => {
+                self.push("(");
+                self.expr(condition);
+                self.push(")");
+            }
             Operand::Call { function, args } => {
                 self.push(function.sql());
                 self.push("(");
@@ -578,16 +588,6 @@ impl SqlWriter<'_> {
     fn scalar(&mut self, scalar: &Scalar) {
         match scalar {
             Scalar::Operand(operand) => self.operand(operand),
-            Scalar::Subquery(select) => {
-                self.push("(");
-                self.correlated(select, |w, select| w.selection(select, Selected::Bare));
-                self.push(")");
-            }
-            Scalar::Condition(condition) => {
-                self.push("(");
-                self.expr(condition);
-                self.push(")");
-            }
             // The related table under an alias of its own, so that `table` names the
             // outer row even when both are one table (a tree's children).
             Scalar::Related { aggregate, outer_table, hops } => {
@@ -1321,7 +1321,8 @@ mod tests {
         let mut latest = of_author("books", "author_id");
         latest.order = vec![Order::column(col("year"), true)];
         latest.limit = Some(1);
-        s.annotations = vec![Annotation { alias: col("latest"), value: Scalar::Subquery(Box::new(latest)) }];
+        s.annotations =
+            vec![Annotation { alias: col("latest"), value: Scalar::Operand(Operand::Subquery(Box::new(latest))) }];
         assert_eq!(
             select(&Postgres, &s).sql.as_ref(),
             r#"SELECT "id", (SELECT "title" FROM "books" WHERE "author_id" = "authors"."id" ORDER BY "year" DESC LIMIT $1) AS "latest" FROM "authors" WHERE EXISTS (SELECT 1 FROM "books" WHERE "author_id" = "authors"."id")"#

@@ -181,5 +181,5 @@ pub fn not_exists<N>(query: Query<N>) -> Expr {
 /// and limit it to say which row: `Book::query().filter(Book::author_id().eq(Author::id()
 /// .outer())).order_by(Book::year().desc()).limit(1).select(Book::title())`.
 pub fn first<M, N: Model, T: FromSqlOwned + Send>(query: Selected<N, Column<N, T>>) -> RowValue<M, Option<T>> {
-    RowValue::new(Scalar::Subquery(Box::new(query.subquery())))
+    RowValue::new(Scalar::Operand(Operand::Subquery(Box::new(query.subquery()))))
 }

@@ -224,11 +224,25 @@ fn correlated_select(py: Python<'_>, schema: &Schema, queryset: &Bound<'_, PyAny
     };
     let mut select = subquery.get().select.clone();
     select.resolve_outer::<PyErr>(&mut |name| {
-        let field = field_index(py, schema, name)
-            .map_err(|e| field_error(py, format!("OuterRef({:?}): {}", name.as_ref(), e.value(py))))?;
+        let field = match forward_key(py, schema, name)? {
+            Some(key) => field_index(py, schema, &key),
+            None => field_index(py, schema, name),
+        };
+        let field = field.map_err(|e| field_error(py, format!("OuterRef({:?}): {}", name.as_ref(), e.value(py))))?;
         Ok(schema.fields[field].column.clone())
     })?;
     Ok(select)
+}
+
+/// The foreign key field a forward relation of `schema`'s model named `name` is declared
+/// by (`"author"` → `"author_id"`), as Django's `OuterRef("author")` means it.
+fn forward_key(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<Option<String>> {
+    let relations = schema.model.bind(py).getattr("_meta")?.getattr("relations")?;
+    let relation = relations.call_method1("get", (name,))?;
+    if relation.is_none() || relation.getattr("many")?.is_truthy()? {
+        return Ok(None);
+    }
+    Ok(Some(relation.getattr("field")?.getattr("name")?.extract()?))
 }
 
 /// `field IN (subquery)`: only `__in` takes a queryset, of values of the field's kind
@@ -459,11 +473,6 @@ impl Query {
                     lookup::value(&schema.fields, &schema.table, &name)
                         .map_err(|e| field_error(py, e.message().to_owned()))?
                 }
-                Some(("exists", 3, t)) => Scalar::Condition(Box::new(Expr::Exists {
-                    select: Box::new(correlated_select(py, schema, &t.get_item(1)?)?),
-                    negated: t.get_item(2)?.extract()?,
-                })),
-                Some(("subquery", 2, t)) => Scalar::Subquery(Box::new(correlated_select(py, schema, &t.get_item(1)?)?)),
                 Some(("referred", 3, t)) => {
                     referred_value(py, schema, &alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?
                 }
@@ -1053,6 +1062,18 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
         }
         // Checked against the outer query's field once this one is inside it.
         ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),
+        ("exists", 3) => {
+            stands_for(py, schema, target, Some(FieldKind::Bool), "Exists()")?;
+            let select = correlated_select(py, schema, &node.get_item(1)?)?;
+            Operand::Condition(Box::new(Expr::Exists {
+                select: Box::new(select),
+                negated: node.get_item(2)?.extract()?,
+            }))
+        }
+        ("subquery", 2) => {
+            stands_for(py, schema, target, tree_kind(py, schema, tree)?, "Subquery()")?;
+            Operand::Subquery(Box::new(correlated_select(py, schema, &node.get_item(1)?)?))
+        }
         ("call", 3) => {
             let name: String = node.get_item(1)?.extract()?;
             let function = Function::named(&name).ok_or_else(bad)?;
@@ -1086,15 +1107,7 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
                 }
                 seen = seen.or(Some(kind));
             }
-            let gives = gives.or(seen);
-            if let (Some(target), Some(gives)) = (target, gives) {
-                if !schema.types[target].kind.compatible(gives) {
-                    return Err(field_error(
-                        py,
-                        format!("{name}() gives {}; it cannot stand for {}", kind_name(gives), schema.label(target)),
-                    ));
-                }
-            }
+            stands_for(py, schema, target, gives.or(seen), &format!("{name}()"))?;
             // Arguments of the result's own kind are converted as the target's values.
             let arg_target = match signature {
                 Signature::TextLength | Signature::ToText => None,
@@ -1122,14 +1135,7 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
                     seen = seen.or(Some(kind));
                 }
             }
-            if let (Some(target), Some(gives)) = (target, seen) {
-                if !schema.types[target].kind.compatible(gives) {
-                    return Err(field_error(
-                        py,
-                        format!("Case() gives {}; it cannot stand for {}", kind_name(gives), schema.label(target)),
-                    ));
-                }
-            }
+            stands_for(py, schema, target, seen, "Case()")?;
             let mut branches = Vec::with_capacity(whens.len());
             for (condition, then) in &whens {
                 let condition = condition.call_method1("_tree", (schema.model.bind(py),))?;
@@ -1144,6 +1150,24 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
         }
         _ => return Err(bad()),
     })
+}
+
+/// Refuses an expression giving values of `kind` (where known) for field `target`,
+/// `what` naming the expression.
+fn stands_for(
+    py: Python<'_>,
+    schema: &Schema,
+    target: Option<usize>,
+    kind: Option<FieldKind>,
+    what: &str,
+) -> PyResult<()> {
+    match (target, kind) {
+        (Some(target), Some(kind)) if !schema.types[target].kind.compatible(kind) => Err(field_error(
+            py,
+            format!("{what} gives {}; it cannot stand for {}", kind_name(kind), schema.label(target)),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The kind of value an expression's tree gives, where its fields tell (a plain value
@@ -1163,6 +1187,11 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
             let otherwise = node.get_item(2)?;
             first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
         }
+        "exists" => Some(FieldKind::Bool),
+        "subquery" => subquery_of(&node.get_item(1)?)?.map(|sub| {
+            let sub = sub.get();
+            sub.schema.get().types[sub.field].kind
+        }),
         "value" => {
             let value = node.get_item(1)?;
             if value.is_instance_of::<PyBool>() {
@@ -1213,6 +1242,8 @@ fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
         "value" => node.get_item(1)?.repr()?.to_string(),
         "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
         "case" => "Case(…)".to_owned(),
+        "exists" => "Exists(…)".to_owned(),
+        "subquery" => "Subquery(…)".to_owned(),
         _ => "arithmetic".to_owned(),
     })
 }

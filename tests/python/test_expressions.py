@@ -315,7 +315,18 @@ async def test_exists_and_subquery_ask_about_each_row() -> None:
     best = Shop.objects.annotate(best=Subquery(top.values("name")[:1])).order_by("id")
     assert await best.values_list("name", "best") == [("North", "Ann"), ("South", None)]
     assert await best.filter(best="Ann").values_list("name", flat=True) == ["North"]
-    # Updates and deletes pick their rows by it too.
+    # A subquery is a value like any other: in functions, compared with, assigned.
+    named = Shop.objects.annotate(best=Coalesce(Subquery(top.values("name")[:1]), Value("nobody"))).order_by("id")
+    assert await named.values_list("best", flat=True) == ["Ann", "nobody"]
+    richest = Customer.objects.filter(shop=OuterRef("shop")).order_by("-spent").values("spent")[:1]
+    assert await Customer.objects.filter(spent=Subquery(richest)).values_list("name", flat=True) == ["Ann"]
+    with pytest.raises(chakra.FieldError, match=re.escape("Subquery() gives a number; it cannot stand for Shop.name")):
+        Shop.objects.filter(name=Subquery(Customer.objects.filter(shop=OuterRef("pk")).values("spent")[:1]))
+    with pytest.raises(chakra.FieldError, match=re.escape("Exists() gives a bool; it cannot stand for Shop.name")):
+        await Shop.objects.update(name=Exists(big))
+    # Updates and deletes pick their rows by it too, and assign it.
+    await Shop.objects.filter(Exists(big)).update(name=Subquery(top.values("name")[:1]))
+    assert await Shop.objects.filter(id=north.id).values_list("name", flat=True) == ["Ann"]
     assert await Shop.objects.filter(~Exists(big)).update(name="Quiet") == 1
     assert await Shop.objects.filter(id=south.id).values_list("name", flat=True) == ["Quiet"]
     assert north.id is not None
