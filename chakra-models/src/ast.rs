@@ -556,8 +556,9 @@ pub enum Scalar {
     /// reaches it (as a join would). The aggregate's filter picks which of them count; its
     /// columns and the aggregate's are the last table's.
     Related { aggregate: Aggregate, outer_table: Ident, hops: Vec<Hop> },
-    /// The value as a `float8`: an average of integers, as Python reads one.
-    Float(Box<Scalar>),
+    /// The value converted to another type: an average of integers to a `float8`, as
+    /// Python reads one; a sum of integers (a `numeric`) to an `int8`, as Django does.
+    Cast { value: Box<Scalar>, to: Cast },
     /// The `column` of the row a chain of foreign keys leads to from this row of
     /// `outer_table` (Django's `author__publisher__name`): through each hop, the row of
     /// its `table` whose `key` holds the previous row's `via` column (at least one hop);
@@ -571,6 +572,22 @@ pub enum Scalar {
     /// `TruncMonth("created")`): of the same type, a date for a date column (`date`). A
     /// timestamp with time zone is cut in the connection's time zone.
     Trunc { unit: TruncUnit, column: Ident, date: bool },
+}
+
+/// What a [`Scalar::Cast`] converts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cast {
+    Float8,
+    Int8,
+}
+
+impl Cast {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Cast::Float8 => "float8",
+            Cast::Int8 => "int8",
+        }
+    }
 }
 
 /// The value a name table (`DatePart::ALL`, `TruncUnit::ALL`) gives `name`.
@@ -708,7 +725,7 @@ impl Scalar {
     pub fn columns_into(&self, out: &mut Vec<Ident>) {
         match self {
             Scalar::Operand(operand) => operand.columns_into(out),
-            Scalar::Float(inner) => inner.columns_into(out),
+            Scalar::Cast { value, .. } => value.columns_into(out),
             Scalar::Related { hops, .. } | Scalar::Referred { hops, .. } => {
                 if let Some(first) = hops.first().filter(|first| !out.contains(&first.via)) {
                     out.push(first.via.clone());

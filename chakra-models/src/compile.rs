@@ -615,10 +615,12 @@ impl SqlWriter<'_> {
                 }
                 self.push(")");
             }
-            Scalar::Float(inner) => {
+            Scalar::Cast { value, to } => {
                 self.push("CAST(");
-                self.scalar(inner);
-                self.push(" AS float8)");
+                self.scalar(value);
+                self.push(" AS ");
+                self.push(to.sql());
+                self.push(")");
             }
             Scalar::Part { part, column } => self.date_part(*part, column),
             Scalar::Trunc { unit, column, date } => {
@@ -927,11 +929,14 @@ mod tests {
             ),
             annotation(
                 "twice",
-                Scalar::Float(Box::new(Scalar::Operand(Operand::arith(
-                    Operand::Column(col("rank")),
-                    ArithOp::Mul,
-                    Operand::Value(Value::I64(3)),
-                )))),
+                Scalar::Cast {
+                    value: Box::new(Scalar::Operand(Operand::arith(
+                        Operand::Column(col("rank")),
+                        ArithOp::Mul,
+                        Operand::Value(Value::I64(3)),
+                    ))),
+                    to: crate::ast::Cast::Float8,
+                },
             ),
         ];
         s.order = vec![Order::column(col("books"), true)];

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, DatePart, Delete, Expr, Function, Hop, Join, Operand,
-    Order, Projection, Reached, RowLock, Scalar, Select, Signature, TruncUnit, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, DatePart, Delete, Expr, Function, Hop, Join,
+    Operand, Order, Projection, Reached, RowLock, Scalar, Select, Signature, TruncUnit, Update,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -1276,10 +1276,12 @@ fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound
     let (mut aggregates, reads, _) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
     let aggregate = aggregates.pop().expect("one aggregate per spec");
     let related = Scalar::Related { aggregate, outer_table: schema.table.to_string().into(), hops };
-    Ok(match reads.contains(&(0, Read::Float)) {
-        true => Scalar::Float(Box::new(related)),
-        false => related,
-    })
+    let to = match reads.first() {
+        Some((_, Read::Float)) => Cast::Float8,
+        Some((_, Read::Int)) => Cast::Int8,
+        None => return Ok(related),
+    };
+    Ok(Scalar::Cast { value: Box::new(related), to })
 }
 
 /// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,

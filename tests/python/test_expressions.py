@@ -263,6 +263,9 @@ async def test_aggregates_of_values_computed_from_each_row() -> None:
         # Django's joins count it: Ann's 3000 and Cy's 10 twice each, Ann twice among the rich.
         {"shop": 1, "twice": 6020, "rich": 2, "n": 4},
     ]
+    # Per row too, over a relation's rows: a sum of a BigInteger field is an int.
+    visits = await Shop.objects.annotate(v=Sum("customers__visits")).order_by("id").values_list("v", flat=True)
+    assert visits == [4, None] and type(visits[0]) is int
     filtered = await Customer.objects.aggregate(s=Sum(F("spent") + 1, filter=Q(nick__isnull=False)))
     assert filtered == {"s": 127}
     assert await Customer.objects.order_by("id")[:2].aggregate(s=Sum(F("visits") * 10)) == {"s": 130}
