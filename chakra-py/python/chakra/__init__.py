@@ -91,6 +91,7 @@ from .fields import (
     Text,
     Time,
 )
+from .many import ManyRelated, ManyToMany
 from .models import Model
 from .expressions import Case, Exists, OuterRef, Subquery, Value, When
 from .query import F, Manager, Prefetch, Q, QuerySet
@@ -121,6 +122,8 @@ __all__ = [
     "Integer",
     "JSON",
     "Manager",
+    "ManyRelated",
+    "ManyToMany",
     "Max",
     "Min",
     "Model",

@@ -185,13 +185,21 @@ def resolve_database(database: Database | str | None) -> Database:
 
 
 def _models(models: Iterable[type[Model]] | None) -> list[type[Model]]:
+    """``models`` (every declared one by default) with the models of pairs their
+    many-to-many relations go through."""
     from .models import registered_models
 
-    return list(models) if models is not None else registered_models()
+    chosen = list(models) if models is not None else registered_models()
+    throughs = [through for model in chosen for through in model._meta.throughs if through not in chosen]
+    return chosen + throughs
 
 
 def _create_sql(models: Iterable[type[Model]] | None) -> list[str]:
-    return [sql for model in _by_reference(_models(models)) for sql in model._meta.require_schema().create_sql()]
+    return [
+        sql
+        for model in _by_reference(_models(models))
+        for sql in [*model._meta.require_schema().create_sql(), *model._meta.unique_sql()]
+    ]
 
 
 def _drop_sql(models: Iterable[type[Model]] | None) -> list[str]:

@@ -8,7 +8,8 @@ hooks in the way. What was loaded is kept beside the values, so a session can te
 columns changed.
 
 Foreign keys to models declare relations (``Book.author``, ``Author.book_set``; see
-:mod:`chakra.relations`), added to both classes when the referring one is defined.
+:mod:`chakra.relations`), added to both classes when the referring one is defined; so do
+``ManyToMany`` declarations (:mod:`chakra.many`), through a model of pairs made for them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from . import _core
 from .errors import DoesNotExist, MultipleObjectsReturned
-from .fields import Field
+from .fields import BigInteger, Field
+from .many import ManyToMany
 from .relations import Relation
 
 if TYPE_CHECKING:
@@ -47,18 +49,36 @@ def _snake_case(name: str) -> str:
 class ModelOptions:
     """What a model class knows about itself: ``Model._meta``."""
 
-    def __init__(self, model: type[Model], table: str, fields: dict[str, Field[Any]], abstract: bool) -> None:
+    def __init__(
+        self,
+        model: type[Model],
+        table: str,
+        fields: dict[str, Field[Any]],
+        abstract: bool,
+        unique_together: list[tuple[str, ...]] | None = None,
+    ) -> None:
         self.model = model
         self.table = table
         self.fields = fields
         self.abstract = abstract
+        self.unique_together = unique_together or []
+        """Groups of fields whose values together are unique (``__unique_together__``),
+        each a unique index ``create_all`` creates."""
+        for group in self.unique_together:
+            unknown = [name for name in group if name not in fields]
+            if unknown or len(group) < 2:
+                raise TypeError(
+                    f"{model.__name__}.__unique_together__ takes groups of two or more of its fields, got {group!r}"
+                )
         pks = [f for f in fields.values() if f.primary_key]
         self.pk: Field[Any] | None = pks[0] if pks else None
         self.schema: _core.Schema | None = None
         self.manager: Manager[Any] | None = None
-        self.relations: dict[str, Relation] = {}
-        """The relations by name: those of this model's foreign keys, and those back from
-        the models referring to it."""
+        self.relations: dict[str, Relation | ManyToMany[Any]] = {}
+        """The relations by name: those of this model's foreign keys, those back from
+        the models referring to it, and its many-to-many ones."""
+        self.throughs: list[type[Model]] = []
+        """The models of pairs its ``ManyToMany`` declarations made."""
 
     @property
     def field_names(self) -> list[str]:
@@ -87,6 +107,16 @@ class ModelOptions:
         if pk is None:
             raise TypeError(f"{model.__name__} has no primary key to refer to")
         return pk.column or pk.name
+
+    def unique_sql(self) -> list[str]:
+        """The unique indexes of ``unique_together``."""
+        statements = []
+        for group in self.unique_together:
+            columns = [self.fields[name].column or name for name in group]
+            index = _quote("_".join([self.table, *columns, "key"]))
+            listed = ", ".join(_quote(column) for column in columns)
+            statements.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {_quote(self.table)} ({listed})")
+        return statements
 
     def require_schema(self) -> _core.Schema:
         if self.schema is None:
@@ -123,8 +153,10 @@ class ModelMeta(type):
         namespace["__slots__"] = () if abstract else tuple(f for f in fields if f not in slotted)
         table = namespace.get("__tablename__") or _snake_case(name)
         namespace["__tablename__"] = table
+        unique_together = [tuple(group) for group in namespace.pop("__unique_together__", ())]
+        many = {key: value for key, value in namespace.items() if isinstance(value, ManyToMany)}
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
-        meta = ModelOptions(cls, table, fields, abstract)  # type: ignore[arg-type]
+        meta = ModelOptions(cls, table, fields, abstract, unique_together)  # type: ignore[arg-type]
         cls._meta = meta  # type: ignore[attr-defined]
         qualname = namespace.get("__qualname__", name)
         for error in (DoesNotExist, MultipleObjectsReturned):
@@ -160,11 +192,72 @@ class ModelMeta(type):
                 ],
             )
             # Checked in full before any is added: a refused class leaves no trace.
+            for key, pairing in many.items():
+                _check_many(cls, key, pairing)  # type: ignore[arg-type]
             for relation in _relations(cls):  # type: ignore[arg-type]
                 relation.model._meta.relations[relation.name] = relation
                 setattr(relation.model, relation.name, relation)
             _REGISTRY.append(cls)  # type: ignore[arg-type]
+            for key, pairing in many.items():
+                _bind_many(cls, key, pairing)  # type: ignore[arg-type]
         return cls
+
+
+def _check_many(model: type[Model], name: str, declared: ManyToMany[Any]) -> None:
+    """Refuses a ``ManyToMany`` whose relations' names are taken on their models."""
+    target = model if declared.to == "self" else declared.to
+    if declared.name:
+        raise TypeError(f"{model.__name__}.{name}: this ManyToMany is declared already, as {declared.origin}")
+    if not isinstance(getattr(target, "_meta", None), ModelOptions) or target._meta.abstract:  # type: ignore[union-attr]
+        raise TypeError(f"{model.__name__}.{name}: ManyToMany needs a concrete model, got {target!r}")
+    back = declared.related_name or f"{_snake_case(model.__name__)}_set"
+    sides = [(model, name)] + ([] if back == "+" else [(target, back)])
+    for owner, relation in sides:
+        meta = owner._meta  # type: ignore[union-attr]
+        if relation in meta.fields or relation in meta.relations or relation.startswith("_") or relation in _RESERVED:
+            raise TypeError(f"{model.__name__}.{name}: the relation {owner.__name__}.{relation} is taken; name it otherwise")  # type: ignore[union-attr]
+
+
+def _bind_many(model: type[Model], name: str, declared: ManyToMany[Any]) -> None:
+    """Makes the model of pairs ``model.<name>`` goes through (a key to each side,
+    deleted with either row, unique per pair) and adds the relation to both models."""
+    target: type[Model] = model if declared.to == "self" else declared.to  # type: ignore[assignment]
+    source, other = _snake_case(model.__name__), _snake_case(target.__name__)
+    if target is model:
+        source, other = f"from_{source}", f"to_{other}"
+    source_field, target_field = f"{source}_id", f"{other}_id"
+    back = declared.related_name or f"{_snake_case(model.__name__)}_set"
+
+    def key(to: type[Model], related: str) -> Field[Any]:
+        pk = to._meta.pk
+        assert pk is not None, "concrete models have primary keys"
+        return Field(pk.type, references=to, on_delete="cascade", related_name=related, index=True)
+
+    through: type[Model] = ModelMeta(  # type: ignore[assignment]
+        f"{model.__name__}_{name}",
+        (Model,),
+        {
+            "__module__": model.__module__,
+            "__qualname__": f"{model.__qualname__}.{name}.through",
+            "__tablename__": declared.through_table or f"{model._meta.table}_{name}",
+            "__unique_together__": [(source_field, target_field)],
+            "id": Field(BigInteger, primary_key=True),
+            source_field: key(model, f"{name}_pairs"),
+            target_field: key(target, "+" if back == "+" else f"{back}_pairs"),
+        },
+    )
+    bound = ManyToMany._side(name, model, target, through, source_field, target_field, f"{name}_pairs")
+    declared.__dict__.update({k: getattr(bound, k) for k in ("name", "model", "target", "through", "source_field", "target_field", "path")})
+    model._meta.relations[name] = declared
+    model._meta.throughs.append(through)
+    if back != "+":
+        reverse = ManyToMany._side(back, target, model, through, target_field, source_field, f"{back}_pairs")
+        target._meta.relations[back] = reverse
+        setattr(target, back, reverse)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _relations(model: type[Model]) -> list[Relation]:
@@ -184,7 +277,10 @@ def _relations(model: type[Model]) -> list[Relation]:
     taken: dict[tuple[type[Model], str], Relation] = {}
     for relation in declared:
         owner, name = relation.model, relation.name
-        clash = _clash(relation, taken.get((owner, name)) or owner._meta.relations.get(name))
+        existing = owner._meta.relations.get(name)
+        if isinstance(existing, ManyToMany):
+            raise TypeError(f"{relation.origin}: its relation {owner.__name__}.{name} clashes with {existing!r}")
+        clash = _clash(relation, taken.get((owner, name)) or existing)
         if clash is not None:
             keyword = 'related_name="..." (or "+" for none)' if relation.many else 'relation="..."'
             raise TypeError(
@@ -275,7 +371,7 @@ class Model(metaclass=ModelMeta):
         related = [key for key in values if key not in fields]
         for key in related:
             relation = self._meta.relations.get(key)
-            if relation is None or relation.many:
+            if not isinstance(relation, Relation) or relation.many:
                 raise TypeError(
                     f"{type(self).__name__}() got an unexpected field {key!r} (fields: {', '.join(fields)})"
                 )

@@ -36,12 +36,13 @@ from . import errors as chakra_errors
 from .errors import IntegrityError
 from .expressions import Exists, Expression, OrderBy
 from .functions import Trunc
+from .many import ManyToMany
+from .relations import Relation
 from .session import Session, current_session
 
 if TYPE_CHECKING:
     from .database import Database
     from .models import Model
-    from .relations import Relation
 
 __all__ = ["F", "Manager", "Prefetch", "Q", "QuerySet", "Values"]
 
@@ -192,12 +193,12 @@ def _across(
       ``filter()`` call) must hold for the same related row, as in Django: they share one
       subquery.
     """
-    relations = model._meta.relations
     out: list[Any] = []
     reverse: dict[str, dict[str, Any]] = {}
     for key, value in lookups:
+        key = _through_pairs(model, key)
         name, _, rest = key.partition("__")
-        relation = relations.get(name)
+        relation = _key_relation(model, name)
         annotated = any(key == alias or key.startswith(f"{alias}__") for alias in annotations)
         if relation is None or name in model._meta.fields or annotated:
             out.append((key, value))
@@ -212,8 +213,32 @@ def _across(
             reverse.setdefault(name, {})[rest] = value
         else:
             out.append(_backward(relation, {rest: value}))
-    out.extend(_backward(relations[name], related) for name, related in reverse.items())
+    for name, related in reverse.items():
+        relation = _key_relation(model, name)
+        assert relation is not None, "gathered from relations"
+        out.append(_backward(relation, related))
     return out
+
+
+def _key_relation(model: type[Model], name: str) -> Relation | None:
+    """``model``'s relation ``name`` declared by a foreign key, if it has one."""
+    relation = model._meta.relations.get(name)
+    return relation if isinstance(relation, Relation) else None
+
+
+def _through_pairs(model: type[Model], name: str) -> str:
+    """``name`` with each many-to-many relation on its way spelled as the two relations
+    it goes through (``"tags__name"`` → ``"tags_pairs__tag__name"``), for lookups and
+    aggregates to follow as they follow foreign keys."""
+    parts = name.split("__")
+    for i, part in enumerate(parts):
+        relation = model._meta.relations.get(part) if part not in model._meta.fields else None
+        if relation is None:
+            break
+        if isinstance(relation, ManyToMany):
+            parts[i] = relation.path
+        model = relation.target
+    return "__".join(parts)
 
 
 Hops = list[tuple[str, "_core.Schema", str]]
@@ -224,11 +249,12 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
     each as a hop (the key, the related schema, the field there it holds), the model
     they lead to, their path (``"books__reviews"``) and the names after them
     (``["stars"]``)."""
-    names = name.split("__")
+    names = _through_pairs(model, name).split("__")
     hops: Hops = []
     current = model
     while names and names[0] in current._meta.relations and names[0] not in current._meta.fields:
-        relation = current._meta.relations[names.pop(0)]
+        relation = _key_relation(current, names.pop(0))
+        assert relation is not None, "many-to-many relations are spelled through their pairs"
         if relation.many:
             hops.append((relation.source_key, relation.target._meta.require_schema(), relation.field.name))
         else:
@@ -623,9 +649,10 @@ class QuerySet(Generic[M]):
                 )
             path = ""
             for relation in _relation_path(self._model, lookup, "to join"):
-                if relation.many:
+                if not isinstance(relation, Relation) or relation.many:
+                    kind = "many-to-many" if isinstance(relation, ManyToMany) else "reverse"
                     raise chakra_errors.FieldError(
-                        f"select_related({lookup!r}): {relation.model.__name__}.{relation.name} is a reverse "
+                        f"select_related({lookup!r}): {relation.model.__name__}.{relation.name} is a {kind} "
                         f'relation (many rows); use prefetch_related("{lookup}")'
                     )
                 owner, path = joined.get(path), f"{path}__{relation.name}" if path else relation.name
@@ -1039,10 +1066,17 @@ class QuerySet(Generic[M]):
 
     async def delete(self) -> int:
         """Deletes every matching row; returns how many."""
-        return await self._run(lambda target, _: self._query.delete(target))  # type: ignore[no-any-return]
+        return await run_async(self._delete_steps())
 
     def delete_sync(self) -> int:
-        return self._run_sync(lambda target, _: self._query.delete(target))  # type: ignore[no-any-return]
+        return run_sync(self._delete_steps())
+
+    def _delete_steps(self) -> Steps[int]:
+        target, _, session = self._scope()
+        if session is not None and session._needs_flush():
+            yield from session._flush_steps()
+        deleted: int = yield self._query.delete(target)
+        return deleted
 
     def values(self, *fields: str, **expressions: Expression | Trunc) -> Values[dict[str, Any]]:
         """Rows as dicts of the named fields (all fields when none are named) and of the
@@ -1325,7 +1359,7 @@ def _referred(
     *names, field = name.split("__")
     hops: list[tuple[str, _core.Schema, str]] = []
     for relation in _relation_path(model, "__".join(names), f"to {purpose}"):
-        if relation.many:
+        if not isinstance(relation, Relation) or relation.many:
             raise chakra_errors.FieldError(
                 f"{method}({name!r}): {relation.model.__name__}.{relation.name} holds many rows, which give a row "
                 f"no single value to {purpose}; annotate one (Min, Max, Count) and use it"
@@ -1334,11 +1368,11 @@ def _referred(
     return hops, field
 
 
-def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch") -> list[Relation]:
+def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch") -> list[Relation | ManyToMany[Any]]:
     """The relations ``lookup`` (``"author"``, ``"author__book_set"``) goes through from
     ``model``; a :class:`~chakra.FieldError` (saying what the relation was wanted for)
     unless each of its names is a relation of the model the one before leads to."""
-    path: list[Relation] = []
+    path: list[Relation | ManyToMany[Any]] = []
     for name in lookup.split("__"):
         relation = model._meta.relations.get(name)
         if relation is None:
@@ -1356,7 +1390,7 @@ def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch"
 def _field_hint(model: type[Model], name: str) -> str:
     """For a foreign key's name given where its relation's belongs: the relation's."""
     for relation in model._meta.relations.values():
-        if not relation.many and relation.field.name == name:
+        if isinstance(relation, Relation) and not relation.many and relation.field.name == name:
             return f" ({name!r} is a field; its relation is {relation.name!r})"
     return ""
 
@@ -1479,7 +1513,9 @@ def _prefetch_steps(
         relation = model._meta.relations[node.relation]
         path = prefix + node.relation
         found: list[Any] = []
-        if path in joined and node.queryset is None and node.to_attr is None:
+        if isinstance(relation, ManyToMany):
+            found = yield from relation._prefetch_steps(objs, node.queryset, node.to_attr, session)
+        elif path in joined and node.queryset is None and node.to_attr is None:
             loaded = (getattr(obj, relation.name) for obj in objs)
             found = list({id(row): row for row in loaded if row is not None}.values())
         else:
@@ -1509,7 +1545,9 @@ def _non_null_paths(model: type[Model], seen: tuple[type[Model], ...], prefix: s
     """``select_related()``'s relations: through each non-nullable foreign key of
     ``model``, and on from the model it leads to, never back to a model on the way."""
     for relation in model._meta.relations.values():
-        if relation.many or relation.field.nullable or relation.target in (model, *seen):
+        if not isinstance(relation, Relation) or relation.many or relation.field.nullable:
+            continue
+        if relation.target in (model, *seen):
             continue
         path = prefix + relation.name
         yield path

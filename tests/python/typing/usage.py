@@ -26,6 +26,7 @@ class Member(Model):
     id = Field(Integer, primary_key=True)
     team_id = Field(Integer, nullable=True, references=Team, related_name="members", relation="team")
     team: Team | None
+    skills = chakra.ManyToMany(User, related_name="experts")
 
 
 async def checks(session: Session) -> None:
@@ -57,6 +58,12 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.annotate(tier=tier, n=Length("name") + 1), QuerySet[User])
     assert_type(await User.objects.filter(id=1).update(name=Lower("name")), int)
     assert_type(await User.objects.values(shown=Upper("name")), list[dict[str, Any]])
+    member = await Member.objects.get(id=1)
+    assert_type(member.skills, chakra.ManyRelated[User])
+    assert_type(await member.skills.all(), list[User])
+    assert_type(list(member.skills), list[User])
+    assert_type(await member.skills.add(1, await User.objects.get(id=2)), None)
+    member.skills.set_sync([])
     others = User.objects.filter(name=chakra.OuterRef("name"), id__lt=chakra.OuterRef("id"))
     assert_type(User.objects.filter(~chakra.Exists(others)).order_by(chakra.F("joined").desc(nulls_last=True)), QuerySet[User])
     assert_type(User.objects.annotate(first=chakra.Subquery(others.values("id")[:1])), QuerySet[User])
