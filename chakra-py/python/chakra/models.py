@@ -214,7 +214,13 @@ def _check_many(model: type[Model], name: str, declared: ManyToMany[Any]) -> Non
     sides = [(model, name)] + ([] if back == "+" else [(target, back)])
     for owner, relation in sides:
         meta = owner._meta  # type: ignore[union-attr]
-        if relation in meta.fields or relation in meta.relations or relation.startswith("_") or relation in _RESERVED:
+        existing = meta.relations.get(relation)
+        # The same class defined anew (a module reloaded) takes the place of the old one.
+        again = isinstance(existing, ManyToMany) and _where(existing.through) == (
+            model.__module__,
+            f"{model.__qualname__}.{name}.through",
+        )
+        if relation in meta.fields or (existing and not again) or relation.startswith("_") or relation in _RESERVED:
             raise TypeError(f"{model.__name__}.{name}: the relation {owner.__name__}.{relation} is taken; name it otherwise")  # type: ignore[union-attr]
 
 
@@ -310,16 +316,17 @@ def _clash(relation: Relation, other: Relation | None) -> str | None:
 def _redeclared(old: Relation, new: Relation) -> bool:
     """Whether ``new`` is ``old`` declared again by the same class defined anew (a module
     reloaded, a test run twice), which then takes its place."""
-
-    def where(model: type[Model]) -> tuple[str, str]:
-        return model.__module__, model.__qualname__
-
     return (
         old.many == new.many
         and old.field.name == new.field.name
-        and where(old.model) == where(new.model)
-        and where(old.target) == where(new.target)
+        and _where(old.model) == _where(new.model)
+        and _where(old.target) == _where(new.target)
     )
+
+
+def _where(model: type[Any]) -> tuple[str, str]:
+    """Where a class is defined, to tell one defined anew."""
+    return model.__module__, model.__qualname__
 
 
 class _ManagerDescriptor:
