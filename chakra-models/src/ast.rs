@@ -182,20 +182,22 @@ impl Expr {
     }
 
     /// Calls `f` on each operand of the condition, subqueries' left out.
+    pub fn for_each_operand(&self, f: &mut dyn FnMut(&Operand)) {
+        match self {
+            Expr::Compare { value, .. } => value.walk(f),
+            Expr::And(all) | Expr::Or(all) => all.iter().for_each(|e| e.for_each_operand(f)),
+            Expr::Not(inner) | Expr::NotTrue(inner) => inner.for_each_operand(f),
+            _ => {}
+        }
+    }
+
+    /// [`Expr::for_each_operand`], able to change them.
     pub fn for_each_operand_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
         match self {
             Expr::Compare { value, .. } => value.walk_mut(f),
             Expr::And(all) | Expr::Or(all) => all.iter_mut().for_each(|e| e.for_each_operand_mut(f)),
             Expr::Not(inner) | Expr::NotTrue(inner) => inner.for_each_operand_mut(f),
-            Expr::In { .. }
-            | Expr::InSelect { .. }
-            | Expr::IsNull { .. }
-            | Expr::Like { .. }
-            | Expr::AggregateCompare { .. }
-            | Expr::ScalarCompare { .. }
-            | Expr::Between { .. }
-            | Expr::Literal(_)
-            | Expr::Exists { .. } => {}
+            _ => {}
         }
     }
 
@@ -748,9 +750,8 @@ impl Select {
     /// The columns of the enclosing query's row this query's conditions name
     /// ([`Operand::Outer`]), added to `out` (once each).
     pub fn outer_columns_into(&self, out: &mut Vec<Ident>) {
-        // The walk is by `&mut` (for `resolve_outer`), hence the copy.
-        let Some(mut filter) = self.filter.clone() else { return };
-        filter.for_each_operand_mut(&mut |operand| {
+        let Some(filter) = &self.filter else { return };
+        filter.for_each_operand(&mut |operand| {
             if let Operand::Outer(column) = operand {
                 if !out.contains(column) {
                     out.push(column.clone());
@@ -934,10 +935,32 @@ impl Operand {
 
     /// Calls `f` on this operand and each operand within it (a call's arguments, a case's
     /// branches and their conditions' operands).
+    pub fn walk(&self, f: &mut dyn FnMut(&Operand)) {
+        f(self);
+        match self {
+            Operand::Condition(condition) => condition.for_each_operand(f),
+            Operand::Arith { left, right, .. } => {
+                left.walk(f);
+                right.walk(f);
+            }
+            Operand::Call { args, .. } => args.iter().for_each(|arg| arg.walk(f)),
+            Operand::Case { branches, otherwise } => {
+                for (condition, then) in branches {
+                    condition.for_each_operand(f);
+                    then.walk(f);
+                }
+                if let Some(otherwise) = otherwise {
+                    otherwise.walk(f);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// [`Operand::walk`], able to change them.
     pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
         f(self);
         match self {
-            Operand::Value(_) | Operand::Column(_) | Operand::Outer(_) | Operand::Subquery(_) => {}
             Operand::Condition(condition) => condition.for_each_operand_mut(f),
             Operand::Arith { left, right, .. } => {
                 left.walk_mut(f);
@@ -953,6 +976,7 @@ impl Operand {
                     otherwise.walk_mut(f);
                 }
             }
+            _ => {}
         }
     }
 }
