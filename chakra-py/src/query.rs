@@ -1058,7 +1058,15 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
                     format!("F arithmetic needs a numeric field; {} is not one", schema.label(field)),
                 ));
             }
-            Operand::arith(f_operand(py, schema, target, &left)?, op, f_operand(py, schema, target, &right)?)
+            // A number the target's type cannot hold (`F("stock") * 1.5` for an integer
+            // field) goes as itself, as Django's does: the arithmetic widens.
+            let side = |tree: &Bound<'_, PyAny>| match f_operand(py, schema, target, tree) {
+                Err(_) if target.is_some() && tree_kind(py, schema, tree)?.is_some_and(FieldKind::is_numeric) => {
+                    f_operand(py, schema, None, tree)
+                }
+                other => other,
+            };
+            Operand::arith(side(&left)?, op, side(&right)?)
         }
         // Checked against the outer query's field once this one is inside it.
         ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),

@@ -181,6 +181,11 @@ def test_update_sync_in_a_session() -> None:
 async def test_filters_compare_with_expressions() -> None:
     assert await Customer.objects.filter(nick=Lower(Trim("name"))).values_list("id", flat=True) == [3]
     assert await Customer.objects.filter(spent__gt=Length("name") * 100).values_list("name", flat=True) == ["Ann"]
+    # A fraction in arithmetic on an integer field widens it, as in Django.
+    widened = Customer.objects.filter(spent__lt=F("visits") * 12.5).order_by("id")
+    assert await widened.values_list("name", flat=True) == ["bob", "  Cy "]
+    await Customer.objects.filter(name="bob").update(spent=F("spent") * 1.5)
+    assert await Customer.objects.filter(name="bob").values_list("spent", flat=True) == [180]
 
 
 async def test_what_cannot_work_is_refused_before_anything_is_sent() -> None:
