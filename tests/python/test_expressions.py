@@ -235,6 +235,10 @@ async def test_order_by_expressions_and_where_nulls_go() -> None:
     by_shop = Customer.objects.order_by(F("shop__name").asc(nulls_first=True), "-id")
     assert await names(by_shop) == ["bob", "  Cy ", "Ann"]
     assert await names(Customer.objects.order_by(Coalesce("credit", decimal.Decimal("0")))) == ["Ann", "bob", "  Cy "]
+    by_length = Customer.objects.values_list("name", flat=True).order_by(Length("name").desc(), "id")
+    assert await by_length == ["  Cy ", "Ann", "bob"]
+    with pytest.raises(TypeError, match="grouped values are ordered by the names"):
+        Customer.objects.values("nick").annotate(n=Count("id")).order_by(Length("nick"))
     with pytest.raises(ValueError, match="nulls_first and nulls_last cannot both be true"):
         F("credit").asc(nulls_first=True, nulls_last=True)
     with pytest.raises(chakra.FieldError, match="unknown field `nope`"):

@@ -1221,12 +1221,16 @@ class Values(Generic[T]):
             raise chakra_errors.FieldError("annotate() needs at least one aggregate, such as Count(\"*\")")
         return self._with(aggregates=[*(self._aggregates or []), *specs])
 
-    def order_by(self, *fields: str) -> Values[T]:
-        """Ordered by ``fields`` (``"-name"`` descending): of annotated values, the
-        grouped fields and the aggregates' names."""
+    def order_by(self, *fields: str | Expression | OrderBy) -> Values[T]:
+        """Ordered by ``fields`` (``"-name"`` descending, or expressions, as
+        ``QuerySet.order_by``): of annotated values, the grouped fields and the aggregates'
+        names."""
         if self._aggregates is None:
             return self._with(self._qs.order_by(*fields))
-        return self._with(order=list(fields))
+        names = [field for field in fields if isinstance(field, str)]
+        if len(names) < len(fields):
+            raise TypeError("grouped values are ordered by the names of their fields and aggregates")
+        return self._with(order=names)
 
     def filter(self, *conditions: Q | Exists, **lookups: Any) -> Values[T]:
         """Only the rows matching, as ``QuerySet.filter``; after ``annotate``, a keyword
