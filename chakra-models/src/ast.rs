@@ -119,6 +119,33 @@ pub enum Expr {
         select: Box<Select>,
         negated: bool,
     },
+    /// A condition on a `jsonb` column, or on the value at `path` within it (`data #>
+    /// '{owner,name}'`): Django's JSON lookups and key transforms.
+    Json {
+        column: Ident,
+        path: Vec<String>,
+        test: JsonTest,
+        value: Value,
+    },
+}
+
+/// What an [`Expr::Json`] asks of the JSON value, with its `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonTest {
+    /// Compared as JSON (a JSON value): equal, or ordered (numbers by value, text by text).
+    Compare(CompareOp),
+    /// An object with this key (a text value).
+    HasKey,
+    /// An object with all of these keys (a text array).
+    HasKeys,
+    /// An object with any of these keys (a text array).
+    HasAnyKeys,
+    /// Holding this JSON value within it (`@>`).
+    Contains,
+    /// Held within this JSON value (`<@`).
+    ContainedBy,
+    /// Missing (the path leads nowhere), or, negated, present.
+    IsNull { negated: bool },
 }
 
 /// The pattern of a [`Expr::Like`].
@@ -177,6 +204,7 @@ impl Expr {
             Expr::Not(inner) | Expr::NotTrue(inner) => inner.columns_into(out),
             Expr::ScalarCompare { scalar, .. } => scalar.columns_into(out),
             Expr::Exists { select, .. } => select.outer_columns_into(out),
+            Expr::Json { column, .. } => add(column),
             Expr::AggregateCompare { .. } | Expr::Literal(_) => {}
         }
     }

@@ -4,8 +4,8 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, Nulls, Operand, Order,
-    Projection, Scalar, Select, Update,
+    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, JsonTest, Nulls, Operand,
+    Order, Projection, Scalar, Select, Update,
 };
 use crate::dialect::Dialect;
 
@@ -141,6 +141,30 @@ impl<'d> SqlWriter<'d> {
                 self.push(") IS NOT TRUE");
             }
             Expr::Literal(value) => self.push(if *value { "TRUE" } else { "FALSE" }),
+            Expr::Json { column, path, test, value } => {
+                if path.is_empty() {
+                    self.ident(column);
+                } else {
+                    self.push("(");
+                    self.ident(column);
+                    self.push(" #> ");
+                    self.param(Value::Array(path.iter().map(|key| Value::Text(key.clone())).collect()));
+                    self.push(")");
+                }
+                let op = match test {
+                    JsonTest::Compare(op) => op.sql(),
+                    JsonTest::HasKey => " ? ",
+                    JsonTest::HasKeys => " ?& ",
+                    JsonTest::HasAnyKeys => " ?| ",
+                    JsonTest::Contains => " @> ",
+                    JsonTest::ContainedBy => " <@ ",
+                    JsonTest::IsNull { negated } => {
+                        return self.push(if *negated { " IS NOT NULL" } else { " IS NULL" })
+                    }
+                };
+                self.push(op);
+                self.param(value.clone());
+            }
             Expr::Exists { select, negated } => {
                 self.push(if *negated { "NOT EXISTS (" } else { "EXISTS (" });
                 self.correlated(select, |w, select| w.selection(select, Selected::One));
@@ -1352,6 +1376,39 @@ mod tests {
         let mut columns = Vec::new();
         named.outer_columns_into(&mut columns);
         assert_eq!(columns, vec![col("author_pk")]);
+    }
+
+    #[test]
+    fn json_lookups_send_keys_and_values_as_parameters() {
+        use crate::model::FieldInfo;
+        use chakra_service::serde_json::json;
+        let fields = [
+            FieldInfo::new("id", "id", "int8", false),
+            FieldInfo::new("data", "data", "jsonb", true),
+            FieldInfo::new("note", "note", "json", true),
+        ];
+        let expr = |key: &str, lookup: &str, value: Value| {
+            let (name, _) = crate::lookup::split_key(key);
+            crate::lookup::resolve(&fields, "docs", name, lookup, value)
+        };
+        let mut s = Select::new("docs", ["id"]);
+        s.filter(expr("data__owner__age", "gte", Value::Json(json!(18))).unwrap());
+        s.filter(expr("data", "has_keys", Value::Array(vec!["a".into(), "b".into()])).unwrap());
+        s.filter(expr("data__tags", "contains", Value::Json(json!(["x"]))).unwrap());
+        s.filter(expr("data__owner", "exact", Value::Null).unwrap());
+        let st = select(&Postgres, &s);
+        assert_eq!(
+            st.sql.as_ref(),
+            r#"SELECT "id" FROM "docs" WHERE (("data" #> $1) >= $2 AND "data" ?& $3 AND ("data" #> $4) @> $5 AND ("data" #> $6) = $7)"#
+        );
+        assert_eq!(st.params[0], Value::Array(vec!["owner".into(), "age".into()]));
+        assert_eq!(st.params[6], Value::Json(json!(null)), "None is JSON's null on a key");
+        let e = expr("data__owner", "icontains", Value::Text("a".into())).unwrap_err();
+        assert!(e.message().contains("is not one of a JSON value"), "{e}");
+        let e =
+            crate::lookup::resolve_json(&fields, "docs", "note", &["a"], "exact", Value::Json(json!(1))).unwrap_err();
+        assert!(e.message().contains("keys and JSON lookups need a `jsonb` one"), "{e}");
+        assert!(crate::lookup::split_json(&fields, "note__a").is_none(), "a json (not jsonb) column has no keys");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use chakra_service::{Error, Result, Value};
 
-use crate::ast::{CompareOp, DatePart, Expr, Operand, Order, Pattern, Scalar, TextMatch, TruncUnit};
+use crate::ast::{CompareOp, DatePart, Expr, JsonTest, Operand, Order, Pattern, Scalar, TextMatch, TruncUnit};
 use crate::model::FieldInfo;
 
 /// Every lookup name, in the order error messages list them.
@@ -25,6 +25,26 @@ pub const LOOKUPS: &[&str] = &[
     "in",
     "isnull",
     "range",
+    "has_key",
+    "has_keys",
+    "has_any_keys",
+    "contained_by",
+];
+
+/// The lookups of a `jsonb` column or a key within it.
+pub const JSON_LOOKUPS: &[&str] = &[
+    "exact",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "isnull",
+    "has_key",
+    "has_keys",
+    "has_any_keys",
+    "contains",
+    "contained_by",
 ];
 
 /// Splits a Django-style key: `"name__startswith"` → `("name", "startswith")`,
@@ -71,6 +91,12 @@ pub fn resolve(
     let field = match field(fields, table, field_name) {
         Ok(field) => field,
         Err(unknown) => {
+            if let Some((name, path)) = split_json(fields, field_name) {
+                return match value.into() {
+                    Operand::Value(value) => resolve_json(fields, table, name, &path, lookup, value),
+                    _ => Err(Error::field(format!("`{field_name}__{lookup}`: a JSON key is compared with values"))),
+                };
+            }
             let Some((name, part)) = split_part(fields, field_name) else {
                 return Err(unknown);
             };
@@ -83,6 +109,14 @@ pub fn resolve(
         }
     };
     let column = field.column.clone();
+    if field.sql_type == "jsonb"
+        && matches!(lookup, "has_key" | "has_keys" | "has_any_keys" | "contains" | "contained_by")
+    {
+        return match value.into() {
+            Operand::Value(value) => resolve_json(fields, table, field_name, &[], lookup, value),
+            _ => Err(Error::field(format!("lookup `{field_name}__{lookup}` takes a value, not a column expression"))),
+        };
+    }
     let value = match (comparison(lookup), value.into()) {
         (Some(op), value) => return Ok(Expr::Compare { column, op, value }),
         (None, Operand::Value(value)) => value,
@@ -143,6 +177,67 @@ pub fn resolve(
             )));
         }
     })
+}
+
+/// `data__owner__name`: the `jsonb` field a key starts with and the path of keys after
+/// it, when it names one of `fields` followed by keys.
+pub fn split_json<'n>(fields: &[FieldInfo], name: &'n str) -> Option<(&'n str, Vec<&'n str>)> {
+    let mut keys = name.split("__");
+    let field = keys.next()?;
+    let path: Vec<&str> = keys.collect();
+    let json = fields.iter().any(|f| f.name == field && f.sql_type == "jsonb");
+    (json && !path.is_empty()).then_some((field, path))
+}
+
+/// Builds the condition `field -> path <lookup> value` on a `jsonb` field (Django's JSON
+/// lookups): the comparisons with a JSON value (`data__owner__age__gte=30`; `None` is
+/// JSON's `null`), `has_key` with a text, `has_keys` and `has_any_keys` with texts,
+/// `contains` and `contained_by` with a JSON value, `isnull` (whether the path leads
+/// nowhere). With an empty path, of the whole value.
+pub fn resolve_json(
+    fields: &[FieldInfo],
+    table: &str,
+    field_name: &str,
+    path: &[&str],
+    lookup: &str,
+    value: Value,
+) -> Result<Expr> {
+    let field = field(fields, table, field_name)?;
+    let key = [field_name].iter().chain(path).copied().collect::<Vec<_>>().join("__");
+    if field.sql_type != "jsonb" {
+        return Err(Error::field(format!(
+            "`{key}__{lookup}`: `{field_name}` is a `{}` column; keys and JSON lookups need a `jsonb` one",
+            field.sql_type
+        )));
+    }
+    let wrong = |needs: &str, value: &Value| {
+        Error::field(format!("lookup `{key}__{lookup}` needs {needs}, got {}", value.type_name()))
+    };
+    let texts =
+        |value: &Value| matches!(value, Value::Array(items) if items.iter().all(|i| matches!(i, Value::Text(_))));
+    let (test, value) = match (comparison(lookup), lookup, value) {
+        (Some(op), _, Value::Null) => (JsonTest::Compare(op), Value::Json(chakra_service::serde_json::Value::Null)),
+        (Some(op), _, value @ Value::Json(_)) => (JsonTest::Compare(op), value),
+        (_, "has_key", value @ Value::Text(_)) => (JsonTest::HasKey, value),
+        (_, "has_keys", value) if texts(&value) => (JsonTest::HasKeys, value),
+        (_, "has_any_keys", value) if texts(&value) => (JsonTest::HasAnyKeys, value),
+        (_, "contains", value @ Value::Json(_)) => (JsonTest::Contains, value),
+        (_, "contained_by", value @ Value::Json(_)) => (JsonTest::ContainedBy, value),
+        (_, "isnull", Value::Bool(missing)) => (JsonTest::IsNull { negated: !missing }, Value::Null),
+        (Some(_), _, value) => return Err(wrong("a JSON value", &value)),
+        (_, "has_key", value) => return Err(wrong("a text", &value)),
+        (_, "has_keys" | "has_any_keys", value) => return Err(wrong("a list of texts", &value)),
+        (_, "contains" | "contained_by", value) => return Err(wrong("a JSON value", &value)),
+        (_, "isnull", value) => return Err(wrong("true or false", &value)),
+        _ => {
+            return Err(Error::field(format!(
+                "lookup `{lookup}` is not one of a JSON value (`{key}`): {}",
+                JSON_LOOKUPS.join(", ")
+            )))
+        }
+    };
+    let path = path.iter().map(|key| (*key).to_owned()).collect();
+    Ok(Expr::Json { column: field.column.clone(), path, test, value })
 }
 
 /// `field__year`, `field__date`, …: the field and the part of it a key names, when it

@@ -59,6 +59,13 @@ fn lookup_value(
     let is_sequence = |v: &Bound<'_, PyAny>| {
         !v.is_instance_of::<PyString>() && !v.is_instance_of::<PyBytes>() && v.try_iter().is_ok()
     };
+    let json_only = matches!(lookup, "has_key" | "has_keys" | "has_any_keys" | "contained_by");
+    if ty.kind == FieldKind::Json && (json_only || lookup == "contains") {
+        return json_value(py, schema, field, lookup, value);
+    }
+    if json_only {
+        return Err(field_error(py, format!("lookup `{name}__{lookup}` needs a JSON field; {label} is not one")));
+    }
     Ok(match lookup {
         "in" => {
             if !is_sequence(value) {
@@ -99,6 +106,44 @@ fn lookup_value(
             }
         }
         _ => to_value(value, ty, &label)?,
+    })
+}
+
+/// The value a JSON lookup on a `jsonb` field (or a key within it) takes: a key's text
+/// (`has_key`), texts (`has_keys`, `has_any_keys`), true or false (`isnull`), else a JSON
+/// value converted as the field's values are (`None` being JSON's `null`).
+fn json_value(
+    py: Python<'_>,
+    schema: &Schema,
+    field: usize,
+    lookup: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Value> {
+    let text = |item: &Bound<'_, PyAny>| -> PyResult<Value> {
+        match item.cast::<PyString>() {
+            Ok(s) => Ok(Value::Text(s.to_str()?.to_owned())),
+            Err(_) => {
+                Err(field_error(py, format!("lookup `{lookup}` takes keys as str, got {}", item.get_type().name()?)))
+            }
+        }
+    };
+    Ok(match lookup {
+        "has_key" => text(value)?,
+        "has_keys" | "has_any_keys" if !value.is_instance_of::<PyString>() && value.try_iter().is_ok() => {
+            Value::Array(value.try_iter()?.map(|item| text(&item?)).collect::<PyResult<_>>()?)
+        }
+        "has_keys" | "has_any_keys" => {
+            return Err(field_error(
+                py,
+                format!("lookup `{lookup}` takes a list of keys, got {}", value.get_type().name()?),
+            ))
+        }
+        "isnull" => match value.cast::<PyBool>() {
+            Ok(b) => Value::Bool(b.is_true()),
+            Err(_) => return Err(field_error(py, format!("lookup `{lookup}` needs True or False"))),
+        },
+        _ if value.is_none() => Value::Json(chakra::serde_json::Value::Null),
+        _ => to_value(value, &schema.types[field], &schema.label(field))?,
     })
 }
 
@@ -145,6 +190,12 @@ fn condition(py: Python<'_>, schema: &Schema, key: &str, value: &Bound<'_, PyAny
     let Some(field) = schema.index_of(name) else {
         if let Some((field, part)) = lookup::split_part(&schema.fields, name) {
             return part_condition(py, schema, field, part, lookup, value);
+        }
+        if let Some((field, path)) = lookup::split_json(&schema.fields, name) {
+            let index = field_index(py, schema, field)?;
+            let value = json_value(py, schema, index, lookup, value)?;
+            return lookup::resolve_json(&schema.fields, &schema.table, field, &path, lookup, value)
+                .map_err(|e| field_error(py, format!("{} ({}.{key})", e.message(), schema.name)));
         }
         // `name__startswit`: the field exists, the lookup does not; say that.
         let known_field = key.rsplit_once("__").and_then(|(field, bad)| Some((schema.index_of(field)?, bad)));
