@@ -931,6 +931,77 @@ pub enum Operand {
     /// Whether a condition holds for the row (`NULL` where it is unknown), as a value:
     /// Django's `annotate(has_books=Exists(...))`.
     Condition(Box<Expr>),
+    /// A window function: computed for each row over the rows of its partition (those
+    /// with its `partition_by` values), in `order_by` order: Django's `Window(Rank(),
+    /// partition_by=F("dept"), order_by=F("salary").desc())`. Read with the rows (a
+    /// select list's value), then filtered or sorted by its name.
+    Window {
+        function: WindowFunction,
+        args: Vec<Operand>,
+        partition_by: Vec<Operand>,
+        order_by: Vec<Order>,
+    },
+}
+
+/// The functions of an [`Operand::Window`], by their Django names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowFunction {
+    RowNumber,
+    Rank,
+    DenseRank,
+    PercentRank,
+    CumeDist,
+    /// The bucket (1 to n) of the row, its partition split in n.
+    Ntile,
+    /// A value of the row `offset` (1) before, or `default` (`NULL`).
+    Lag,
+    /// A value of the row `offset` (1) after, or `default` (`NULL`).
+    Lead,
+    FirstValue,
+    LastValue,
+    NthValue,
+    /// An aggregate over the partition's rows up to this one (with an order) or all of
+    /// them: running totals.
+    Aggregate(AggregateFn),
+}
+
+impl WindowFunction {
+    /// Every function but the aggregates, by its Django name, with its SQL name and how
+    /// many arguments it takes (at least, at most).
+    pub const ALL: [(&'static str, WindowFunction, &'static str, (usize, usize)); 11] = [
+        ("RowNumber", WindowFunction::RowNumber, "row_number", (0, 0)),
+        ("Rank", WindowFunction::Rank, "rank", (0, 0)),
+        ("DenseRank", WindowFunction::DenseRank, "dense_rank", (0, 0)),
+        ("PercentRank", WindowFunction::PercentRank, "percent_rank", (0, 0)),
+        ("CumeDist", WindowFunction::CumeDist, "cume_dist", (0, 0)),
+        ("Ntile", WindowFunction::Ntile, "ntile", (1, 1)),
+        ("Lag", WindowFunction::Lag, "lag", (1, 3)),
+        ("Lead", WindowFunction::Lead, "lead", (1, 3)),
+        ("FirstValue", WindowFunction::FirstValue, "first_value", (1, 1)),
+        ("LastValue", WindowFunction::LastValue, "last_value", (1, 1)),
+        ("NthValue", WindowFunction::NthValue, "nth_value", (2, 2)),
+    ];
+
+    pub fn named(name: &str) -> Option<WindowFunction> {
+        Self::ALL.iter().find(|(n, ..)| *n == name).map(|&(_, f, ..)| f)
+    }
+
+    /// The SQL function it calls.
+    pub fn sql(self) -> &'static str {
+        match self {
+            WindowFunction::Aggregate(aggregate) => aggregate.sql(),
+            other => Self::ALL.iter().find(|(_, f, ..)| *f == other).map_or("", |&(_, _, sql, _)| sql),
+        }
+    }
+
+    /// How many arguments it takes: at least, at most.
+    pub fn arity(self) -> (usize, usize) {
+        match self {
+            WindowFunction::Aggregate(AggregateFn::Count) => (0, 1),
+            WindowFunction::Aggregate(_) => (1, 1),
+            other => Self::ALL.iter().find(|(_, f, ..)| *f == other).map_or((0, 0), |&(.., arity)| arity),
+        }
+    }
 }
 
 impl Operand {
@@ -956,6 +1027,16 @@ impl Operand {
             }
             // Another query's row's.
             Operand::Outer(_) => {}
+            Operand::Window { args, partition_by, order_by, .. } => {
+                args.iter().chain(partition_by).for_each(|operand| operand.columns_into(out));
+                for order in order_by {
+                    match &order.value {
+                        Some(value) => value.columns_into(out),
+                        None if !out.contains(&order.column) => out.push(order.column.clone()),
+                        None => {}
+                    }
+                }
+            }
             Operand::Subquery(select) => select.outer_columns_into(out),
             Operand::Condition(condition) => condition.columns_into(out),
         }

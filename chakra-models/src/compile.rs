@@ -5,7 +5,7 @@ use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
     Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, JsonTest, Nulls, Operand,
-    Order, Projection, Scalar, Select, Update,
+    Order, Projection, Scalar, Select, Update, WindowFunction,
 };
 use crate::dialect::Dialect;
 
@@ -189,6 +189,38 @@ impl<'d> SqlWriter<'d> {
                 self.push(")");
             }
             Operand::Outer(column) => self.outer(column),
+            // Arguments as they are: the functions' own types (an `integer` offset, a
+            // value of the column's type) tell the server theirs.
+            Operand::Window { function, args, partition_by, order_by } => {
+                self.push(function.sql());
+                self.push("(");
+                match (function, args.is_empty()) {
+                    (WindowFunction::Aggregate(_), true) => self.push("*"),
+                    _ => {
+                        for (i, arg) in args.iter().enumerate() {
+                            if i > 0 {
+                                self.push(", ");
+                            }
+                            self.operand(arg);
+                        }
+                    }
+                }
+                self.push(") OVER (");
+                if !partition_by.is_empty() {
+                    self.push("PARTITION BY ");
+                    for (i, key) in partition_by.iter().enumerate() {
+                        if i > 0 {
+                            self.push(", ");
+                        }
+                        self.operand(key);
+                    }
+                }
+                if !order_by.is_empty() {
+                    self.push(if partition_by.is_empty() { "ORDER BY " } else { " ORDER BY " });
+                    self.order_terms(order_by, None);
+                }
+                self.push(")");
+            }
             Operand::Subquery(select) => {
                 self.push("(");
                 self.correlated(select, |w, select| w.selection(select, Selected::Bare));
@@ -739,6 +771,11 @@ impl SqlWriter<'_> {
             return;
         }
         self.push(" ORDER BY ");
+        self.order_terms(order, table);
+    }
+
+    /// An order's terms, separated by commas.
+    fn order_terms(&mut self, order: &[Order], table: Option<&Ident>) {
         for (i, term) in order.iter().enumerate() {
             if i > 0 {
                 self.push(", ");
@@ -1409,6 +1446,49 @@ mod tests {
             crate::lookup::resolve_json(&fields, "docs", "note", &["a"], "exact", Value::Json(json!(1))).unwrap_err();
         assert!(e.message().contains("keys and JSON lookups need a `jsonb` one"), "{e}");
         assert!(crate::lookup::split_json(&fields, "note__a").is_none(), "a json (not jsonb) column has no keys");
+    }
+
+    #[test]
+    fn window_functions_compute_over_each_rows_partition() {
+        use crate::ast::{AggregateFn, Annotation, Operand, Scalar, WindowFunction};
+        let window = |function, args, partition_by: Vec<Operand>, order_by| {
+            Scalar::Operand(Operand::Window { function, args, partition_by, order_by })
+        };
+        let mut s = Select::new("staff", ["id"]);
+        s.annotations = vec![
+            Annotation {
+                alias: col("rank"),
+                value: window(
+                    WindowFunction::Rank,
+                    vec![],
+                    vec![Operand::Column(col("dept"))],
+                    vec![Order::column(col("salary"), true)],
+                ),
+            },
+            Annotation {
+                alias: col("running"),
+                value: window(
+                    WindowFunction::Aggregate(AggregateFn::Sum),
+                    vec![Operand::Column(col("salary"))],
+                    vec![],
+                    vec![Order::column(col("id"), false)],
+                ),
+            },
+            Annotation {
+                alias: col("before"),
+                value: window(
+                    WindowFunction::Lag,
+                    vec![Operand::Column(col("salary")), Value::I64(2).into()],
+                    vec![],
+                    vec![],
+                ),
+            },
+        ];
+        assert_eq!(
+            select(&Postgres, &s).sql.as_ref(),
+            r#"SELECT "id", rank() OVER (PARTITION BY "dept" ORDER BY "salary" DESC) AS "rank", sum("salary") OVER (ORDER BY "id" ASC) AS "running", lag("salary", $1) OVER () AS "before" FROM "staff""#
+        );
+        assert_eq!(WindowFunction::named("Lag").map(|f| (f.sql(), f.arity())), Some(("lag", (1, 3))));
     }
 
     #[test]

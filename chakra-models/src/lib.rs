@@ -21,7 +21,7 @@ pub mod wire;
 pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
 pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, DatePart, Expr, Function, Hop, Join, LockStrength,
-    LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, Signature, TruncUnit,
+    LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, Signature, TruncUnit, WindowFunction,
 };
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, Outer, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};

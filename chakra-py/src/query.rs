@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chakra::models::ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, DatePart, Delete, Expr, Function, Hop, Join,
-    Operand, Order, Projection, Reached, RowLock, Scalar, Select, Signature, TruncUnit, Update,
+    Operand, Order, Projection, Reached, RowLock, Scalar, Select, Signature, TruncUnit, Update, WindowFunction,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -1133,8 +1133,45 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             stands_for(py, schema, target, tree_kind(py, schema, tree)?, "Subquery()")?;
             Operand::Subquery(Box::new(correlated_select(py, schema, &node.get_item(1)?)?))
         }
+        ("window", 4) => {
+            if target.is_some() {
+                return Err(field_error(
+                    py,
+                    "a Window is read with annotate() (then filtered or sorted by its name), not compared or assigned"
+                        .to_owned(),
+                ));
+            }
+            let call = node.get_item(1)?;
+            let call = call.cast::<PyTuple>().map_err(|_| bad())?;
+            let (tag, name): (String, String) = (call.get_item(0)?.extract()?, call.get_item(1)?.extract()?);
+            let function = match tag.as_str() {
+                "aggregate" => AggregateFn::named(&name).map(WindowFunction::Aggregate),
+                _ => WindowFunction::named(&name),
+            };
+            let Some(function) = function else {
+                return Err(field_error(py, format!("{name}() is not a window function")));
+            };
+            let args: Vec<Bound<'_, PyAny>> = call.get_item(2)?.extract()?;
+            let (least, most) = function.arity();
+            if args.len() < least || args.len() > most {
+                return Err(field_error(
+                    py,
+                    format!("{name}() in a Window takes {least} to {most} arguments, got {}", args.len()),
+                ));
+            }
+            let args = args.iter().map(|arg| f_operand(py, schema, None, arg)).collect::<PyResult<_>>()?;
+            let partition_by: Vec<Bound<'_, PyAny>> = node.get_item(2)?.extract()?;
+            let partition_by =
+                partition_by.iter().map(|key| f_operand(py, schema, None, key)).collect::<PyResult<_>>()?;
+            let order_by: Vec<Bound<'_, PyAny>> = node.get_item(3)?.extract()?;
+            let order_by = order_by.iter().map(|spec| order_term(py, schema, &[], spec)).collect::<PyResult<_>>()?;
+            Operand::Window { function, args, partition_by, order_by }
+        }
         ("call", 3) => {
             let name: String = node.get_item(1)?.extract()?;
+            if WindowFunction::named(&name).is_some() {
+                return Err(field_error(py, format!("{name}() is a window function: use it in Window({name}(), ...)")));
+            }
             let function = Function::named(&name).ok_or_else(bad)?;
             let args: Vec<Bound<'_, PyAny>> = node.get_item(2)?.extract()?;
             let signature = function.signature();
@@ -1247,6 +1284,15 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
             first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
         }
         "exists" => Some(FieldKind::Bool),
+        "window" => {
+            let call = node.get_item(1)?;
+            let name: String = call.get_item(1)?.extract()?;
+            match name.as_str() {
+                "RowNumber" | "Rank" | "DenseRank" | "Ntile" | "count" => Some(FieldKind::BigInt),
+                "PercentRank" | "CumeDist" => Some(FieldKind::Float),
+                _ => first_kind(py, schema, call.get_item(2)?.try_iter()?)?,
+            }
+        }
         "subquery" => subquery_of(&node.get_item(1)?)?.map(|sub| {
             let sub = sub.get();
             sub.schema.get().types[sub.field].kind
@@ -1302,6 +1348,7 @@ fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
         "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
         "case" => "Case(…)".to_owned(),
         "exists" => "Exists(…)".to_owned(),
+        "window" => "Window(…)".to_owned(),
         "subquery" => "Subquery(…)".to_owned(),
         _ => "arithmetic".to_owned(),
     })

@@ -31,20 +31,28 @@ from chakra import (
     Sum,
     Value,
     When,
+    Window,
 )
 from chakra.functions import (
     Abs,
     Ceil,
     Coalesce,
     Concat,
+    DenseRank,
+    FirstValue,
     Floor,
     Greatest,
+    Lag,
+    Lead,
     Least,
     Length,
     Lower,
     LTrim,
+    Ntile,
     NullIf,
+    Rank,
     Round,
+    RowNumber,
     RTrim,
     Trim,
     Upper,
@@ -370,3 +378,62 @@ async def test_outer_references_are_checked() -> None:
     with pytest.raises(TypeError, match=re.escape("OuterRef() takes a field name")):
         OuterRef(1)  # type: ignore[arg-type]
     assert repr(~Exists(big)).startswith("~Exists(<QuerySet Customer: ")
+
+
+class Employee(Model):
+    __tablename__ = "ex_employees"
+    id = Field(Integer, primary_key=True)
+    name = Field(String(10))
+    dept = Field(String(10))
+    salary = Field(Integer)
+
+
+async def test_window_functions_compute_over_each_rows_partition() -> None:
+    recreate(Employee)
+    staff = [("a", "x", 10), ("b", "x", 30), ("c", "x", 20), ("d", "y", 5), ("e", "y", 5), ("f", "y", 7)]
+    await Employee.objects.bulk_create([Employee(name=n, dept=d, salary=s) for n, d, s in staff])
+    rows = await Employee.objects.annotate(
+        rank=Window(Rank(), partition_by="dept", order_by=F("salary").desc()),
+        dense=Window(DenseRank(), partition_by="dept", order_by="salary"),
+        number=Window(RowNumber(), order_by="id"),
+        running=Window(Sum("salary"), partition_by=[F("dept")], order_by="id"),
+        before=Window(Lag("salary", 1, 0), partition_by="dept", order_by="id"),
+        after=Window(Lead("name"), partition_by="dept", order_by="id"),
+        size=Window(Count("*"), partition_by="dept"),
+        half=Window(Ntile(2), order_by="id"),
+        top=Window(FirstValue("name"), partition_by="dept", order_by=F("salary").desc()),
+    ).order_by("id")
+    assert [(e.name, e.rank, e.dense, e.number) for e in rows] == [
+        ("a", 3, 1, 1),
+        ("b", 1, 3, 2),
+        ("c", 2, 2, 3),
+        ("d", 2, 1, 4),
+        ("e", 2, 1, 5),
+        ("f", 1, 2, 6),
+    ]
+    assert [(e.running, e.before, e.after, e.size, e.half, e.top) for e in rows] == [
+        (10, 0, "b", 3, 1, "b"),
+        (40, 10, "c", 3, 1, "b"),
+        (60, 30, None, 3, 1, "b"),
+        (5, 0, "e", 3, 2, "f"),
+        (10, 5, "f", 3, 2, "f"),
+        (17, 5, None, 3, 2, "f"),
+    ]
+    # The top earner of each department: filtered by the window's name, over the rows
+    # it was computed over (a derived table), as Django 4.2 does.
+    best = Employee.objects.annotate(r=Window(DenseRank(), partition_by="dept", order_by=F("salary").desc()))
+    assert await best.filter(r=1).order_by("id").values_list("name", flat=True) == ["b", "f"]
+    numbered = Employee.objects.values("name", n=Window(RowNumber(), order_by="-salary")).order_by("n")[:2]
+    assert await numbered == [{"name": "b", "n": 1}, {"name": "c", "n": 2}]
+    with pytest.raises(chakra.FieldError, match=re.escape("Rank() is a window function: use it in Window(Rank(), ...)")):
+        Employee.objects.annotate(r=Rank())
+    with pytest.raises(chakra.FieldError, match=re.escape("a Window is read with annotate()")):
+        Employee.objects.filter(salary=Window(Rank()))
+    with pytest.raises(chakra.FieldError, match=re.escape("Upper() is not a window function")):
+        Employee.objects.annotate(u=Window(Upper("name")))
+    with pytest.raises(TypeError, match=re.escape("Lag() takes 1 to 3 expressions, got 0")):
+        Lag()
+    with pytest.raises(TypeError, match=re.escape("Window() takes an aggregate without distinct or filter")):
+        Window(Count("id", distinct=True))
+    with pytest.raises(TypeError, match=re.escape("a Window's order_by takes field names and expressions, not 3")):
+        Window(RowNumber(), order_by=3)

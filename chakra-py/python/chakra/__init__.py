@@ -93,7 +93,7 @@ from .fields import (
 )
 from .many import ManyRelated, ManyToMany
 from .models import Model
-from .expressions import Case, Exists, OuterRef, Subquery, Value, When
+from .expressions import Case, Exists, OuterRef, Subquery, Value, When, Window
 from .query import F, Manager, Prefetch, Q, QuerySet
 from .session import Session, Transaction, current_session
 
@@ -160,6 +160,7 @@ __all__ = [
     "UUID",
     "Value",
     "When",
+    "Window",
     "configure",
     "connect",
     "create_all",

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .query import Q
 
-__all__ = ["Case", "Exists", "Expression", "Func", "OrderBy", "OuterRef", "Subquery", "Value", "When"]
+__all__ = ["Case", "Exists", "Expression", "Func", "OrderBy", "OuterRef", "Subquery", "Value", "When", "Window"]
 
 
 class Expression:
@@ -120,6 +120,8 @@ def _show(tree: tuple[Any, ...]) -> str:
         return f"{'~' if tree[2] else ''}Exists({tree[1]!r})"
     if kind == "subquery":
         return f"Subquery({tree[1]!r})"
+    if kind == "window":
+        return f"Window({tree[1][1]}(…))"
     if kind == "case":
         whens = [f"When({condition!r}, then={_show(then)})" for condition, then in tree[1]]
         default = [] if tree[2] is None else [f"default={_show(tree[2])}"]
@@ -149,18 +151,22 @@ class Value(Expression):
 
 class Func(Expression):
     """A SQL function of expressions; the functions are its subclasses in
-    :mod:`chakra.functions`, each taking ``arity`` arguments (``None``: two or more)."""
+    :mod:`chakra.functions`, each taking ``arity`` arguments (``None``: two or more; a
+    pair: from, to)."""
 
     __slots__ = ()
 
-    arity: int | None = 1
+    arity: int | tuple[int, int] | None = 1
 
     def __init__(self, *expressions: Any) -> None:
         name = type(self).__name__
-        if self.arity is None and len(expressions) < 2:
+        arity = self.arity
+        if arity is None and len(expressions) < 2:
             raise TypeError(f"{name}() takes at least two expressions, got {len(expressions)}")
-        if self.arity is not None and len(expressions) != self.arity:
-            raise TypeError(f"{name}() takes {self.arity} expression{'s' * (self.arity > 1)}, got {len(expressions)}")
+        if isinstance(arity, int) and len(expressions) != arity:
+            raise TypeError(f"{name}() takes {arity} expression{'s' * (arity != 1)}, got {len(expressions)}")
+        if isinstance(arity, tuple) and not arity[0] <= len(expressions) <= arity[1]:
+            raise TypeError(f"{name}() takes {arity[0]} to {arity[1]} expressions, got {len(expressions)}")
         self._tree = ("call", name, [_argument(e) for e in expressions])
 
 
@@ -214,6 +220,61 @@ class Subquery(Expression):
         if not hasattr(queryset, "_chakra_subquery"):
             raise TypeError(f"Subquery() takes a queryset, not {queryset!r}")
         self._tree = ("subquery", queryset)
+
+
+class Window(Expression):
+    """A window function, computed for each row over the rows of its partition (those
+    with the same ``partition_by`` values), in ``order_by`` order, as Django's::
+
+        Employee.objects.annotate(
+            rank=Window(Rank(), partition_by="dept", order_by=F("salary").desc()),
+            running=Window(Sum("salary"), order_by="hired"),
+        ).filter(rank__lte=3)
+
+    ``expression`` is one of :mod:`chakra.functions`' window functions (``RowNumber``,
+    ``Rank``, ``DenseRank``, ``PercentRank``, ``CumeDist``, ``Ntile``, ``Lag``, ``Lead``,
+    ``FirstValue``, ``LastValue``, ``NthValue``) or an aggregate (``Sum("salary")``, a
+    running total with an order). Read it with ``annotate()``; filtering or sorting by
+    its name then works on the rows it was computed over.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, expression: Any, partition_by: Any = None, order_by: Any = None) -> None:
+        from .aggregates import Aggregate
+
+        if isinstance(expression, Aggregate):
+            if expression.distinct or expression.filter is not None:
+                raise TypeError(f"Window() takes an aggregate without distinct or filter, got {expression!r}")
+            field = expression.field
+            args = [] if field == "*" else [_argument(field)]
+            call: tuple[Any, ...] = ("aggregate", expression.function, args)
+        elif isinstance(expression, Func):
+            call = expression._tree
+        else:
+            raise TypeError(f"Window() takes a window function or an aggregate, got {expression!r}")
+        self._tree = ("window", call, [_argument(e) for e in _listed(partition_by)], [_order(o) for o in _listed(order_by)])
+
+
+def _listed(value: Any) -> list[Any]:
+    """``None`` → nothing, a list or tuple → its items, anything else → itself alone."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _order(spec: Any) -> Any:
+    """A window's order term as the core takes it (as ``order_by``'s, fields of the
+    row's own model): ``"-salary"``, an expression, its ``asc()``/``desc()``."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, Expression):
+        spec = spec.asc()
+    if not isinstance(spec, OrderBy):
+        raise TypeError(f"a Window's order_by takes field names and expressions, not {spec!r}")
+    tree = spec.expression._tree
+    term = f"{'-' if spec.descending else ''}{tree[1]}" if tree[0] == "field" else ("expression", tree, spec.descending)
+    return term if spec.nulls is None else ("nulls", spec.nulls, term)
 
 
 class When:

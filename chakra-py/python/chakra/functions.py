@@ -21,6 +21,11 @@ Functions of values (:class:`~chakra.expressions.Func`): ``Coalesce``, ``NullIf`
 
 They go wherever ``F`` goes (see :mod:`chakra.expressions`); a string argument names a
 field, ``Value("text")`` is text.
+
+Window functions, computed in a :class:`~chakra.Window` over each row's partition:
+``RowNumber``, ``Rank``, ``DenseRank``, ``PercentRank``, ``CumeDist``, ``Ntile(n)``,
+``Lag(field, offset=1, default=None)``, ``Lead(...)``, ``FirstValue``, ``LastValue``,
+``NthValue(field, n)``.
 """
 
 from __future__ import annotations
@@ -34,14 +39,25 @@ __all__ = [
     "Ceil",
     "Coalesce",
     "Concat",
+    "CumeDist",
+    "DenseRank",
+    "FirstValue",
     "Floor",
     "Greatest",
+    "Lag",
+    "LastValue",
+    "Lead",
     "Least",
     "Length",
     "Lower",
     "LTrim",
+    "NthValue",
+    "Ntile",
     "NullIf",
+    "PercentRank",
+    "Rank",
     "Round",
+    "RowNumber",
     "RTrim",
     "Trim",
     "Trunc",
@@ -267,3 +283,83 @@ class Floor(Func):
     """The largest integer not above a number."""
 
     __slots__ = ()
+
+
+class RowNumber(Func):
+    """The row's number in its partition, from 1 (a window function)."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class Rank(Func):
+    """The row's rank in its partition, ties sharing one and leaving gaps (a window
+    function)."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class DenseRank(Func):
+    """The row's rank in its partition, ties sharing one, without gaps (a window
+    function)."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class PercentRank(Func):
+    """The row's relative rank in its partition, from 0 to 1 (a window function)."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class CumeDist(Func):
+    """The share of its partition's rows up to the row's peers (a window function)."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class Ntile(Func):
+    """The bucket, 1 to ``n``, of the row when its partition is split in ``n`` (a
+    window function)."""
+
+    __slots__ = ()
+    arity = 1
+
+
+class Lag(Func):
+    """The value of the row ``offset`` (1) rows before in the partition, else ``default``
+    (``None``): ``Lag("price")``, ``Lag("price", 2, 0)`` (a window function)."""
+
+    __slots__ = ()
+    arity = (1, 3)
+
+
+class Lead(Func):
+    """The value of the row ``offset`` (1) rows after in the partition, else ``default``
+    (a window function)."""
+
+    __slots__ = ()
+    arity = (1, 3)
+
+
+class FirstValue(Func):
+    """The value of the partition's first row (a window function)."""
+
+    __slots__ = ()
+
+
+class LastValue(Func):
+    """The value of the last row of the partition so far (a window function)."""
+
+    __slots__ = ()
+
+
+class NthValue(Func):
+    """The value of the partition's ``n``-th row (a window function)."""
+
+    __slots__ = ()
+    arity = 2

@@ -7,7 +7,7 @@ from typing import Any, assert_type
 
 import chakra
 from chakra import DateTime, Field, Integer, Model, QuerySet, Session, String
-from chakra.functions import Coalesce, Length, Lower, Upper
+from chakra.functions import Coalesce, Length, Lower, Rank, Upper
 
 
 class User(Model):
@@ -58,6 +58,8 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.annotate(tier=tier, n=Length("name") + 1), QuerySet[User])
     assert_type(await User.objects.filter(id=1).update(name=Lower("name")), int)
     assert_type(await User.objects.values(shown=Upper("name")), list[dict[str, Any]])
+    ranked = User.objects.annotate(r=chakra.Window(Rank(), partition_by="name", order_by="-id"))
+    assert_type(ranked.filter(r=1), QuerySet[User])
     member = await Member.objects.get(id=1)
     assert_type(member.skills, chakra.ManyRelated[User])
     assert_type(await member.skills.all(), list[User])
