@@ -10,8 +10,8 @@ use chakra_service::rust_decimal::Decimal;
 use chakra_service::FromSqlOwned;
 
 use crate::annotate::RowValue;
-use crate::ast::{Expr, Function, Operand, Scalar};
-use crate::column::{Column, Computed, Numeric, ToOperand};
+use crate::ast::{Aggregate, Expr, Function, Operand, Order, Scalar, WindowFunction};
+use crate::column::{agg, Column, Computed, Numeric, ToOperand};
 use crate::model::Model;
 use crate::query::{Query, Selected};
 
@@ -182,4 +182,93 @@ pub fn not_exists<N>(query: Query<N>) -> Expr {
 /// .outer())).order_by(Book::year().desc()).limit(1).select(Book::title())`.
 pub fn first<M, N: Model, T: FromSqlOwned + Send>(query: Selected<N, Column<N, T>>) -> RowValue<M, Option<T>> {
     RowValue::new(Scalar::Operand(Operand::Subquery(Box::new(query.subquery()))))
+}
+
+/// A window function: computed for each row over the rows of its partition, in its order
+/// (Django's `Window`). Say the partition and order, then read it with
+/// [`row_value`](Window::row_value):
+/// `func::rank().partition_by(Staff::dept()).order_by(Staff::salary().desc()).row_value()`.
+pub struct Window<M, V> {
+    function: WindowFunction,
+    args: Vec<Operand>,
+    partition_by: Vec<Operand>,
+    order_by: Vec<Order>,
+    _types: PhantomData<fn() -> (M, V)>,
+}
+
+impl<M, V> Window<M, V> {
+    fn new(function: WindowFunction, args: Vec<Operand>) -> Self {
+        Window { function, args, partition_by: Vec::new(), order_by: Vec::new(), _types: PhantomData }
+    }
+
+    /// Over the rows with the same `key` (called again, more keys).
+    pub fn partition_by<T>(mut self, key: impl Expression<M, T>) -> Self {
+        self.partition_by.push(key.to_operand());
+        self
+    }
+
+    /// In `order` within the partition (called again, more terms).
+    pub fn order_by(mut self, order: Order) -> Self {
+        self.order_by.push(order);
+        self
+    }
+
+    /// The value per row, to read with [`Query::annotate`](crate::Query::annotate) and
+    /// sort by; not to filter by, as SQL computes windows after `WHERE` (Python's
+    /// `filter()` by an annotation's name wraps the rows for it).
+    pub fn row_value(self) -> RowValue<M, V> {
+        let Window { function, args, partition_by, order_by, .. } = self;
+        RowValue::new(Scalar::Operand(Operand::Window { function, args, partition_by, order_by }))
+    }
+}
+
+impl<M, V> std::fmt::Debug for Window<M, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window").field("function", &self.function).field("args", &self.args).finish()
+    }
+}
+
+/// The row's number in its partition, from 1.
+pub fn row_number<M>() -> Window<M, i64> {
+    Window::new(WindowFunction::RowNumber, Vec::new())
+}
+
+/// The row's rank in its partition, ties sharing one and leaving gaps.
+pub fn rank<M>() -> Window<M, i64> {
+    Window::new(WindowFunction::Rank, Vec::new())
+}
+
+/// The row's rank in its partition, ties sharing one, without gaps.
+pub fn dense_rank<M>() -> Window<M, i64> {
+    Window::new(WindowFunction::DenseRank, Vec::new())
+}
+
+/// The bucket (1 to `n`) of the row when its partition is split in `n`.
+pub fn ntile<M>(n: i32) -> Window<M, i32> {
+    Window::new(WindowFunction::Ntile, vec![Operand::Value(n.into())])
+}
+
+/// `value` of the row before in the partition (`None` for the first).
+pub fn lag<M, T>(value: impl Expression<M, T>) -> Window<M, Option<T>> {
+    Window::new(WindowFunction::Lag, vec![value.to_operand()])
+}
+
+/// `value` of the row after in the partition (`None` for the last).
+pub fn lead<M, T>(value: impl Expression<M, T>) -> Window<M, Option<T>> {
+    Window::new(WindowFunction::Lead, vec![value.to_operand()])
+}
+
+/// `value` of the partition's first row.
+pub fn first_value<M, T>(value: impl Expression<M, T>) -> Window<M, T> {
+    Window::new(WindowFunction::FirstValue, vec![value.to_operand()])
+}
+
+impl<V> agg::Of<V> {
+    /// This aggregate over each row's partition instead of the whole group: a running
+    /// total with an order (`agg::sum(Sale::amount()).over().order_by(Sale::at().asc())`).
+    /// An aggregate with a filter counts every row of the partition: filter the query.
+    pub fn over<M>(self) -> Window<M, V> {
+        let Aggregate { function, value, .. } = self.0;
+        Window::new(WindowFunction::Aggregate(function), value.into_iter().collect())
+    }
 }

@@ -235,6 +235,28 @@ async fn functions_and_cases_computed_by_the_database() {
     assert_eq!(by_email.first().map(|u| u.name.as_str()), Some("bob"));
     let by_length = User::query().order_by(func::length(User::name()).row_value().desc()).first(&pool).await.unwrap();
     assert_eq!(by_length.map(|u| u.name), Some(r"50%_off\deal".to_owned()));
+    // Window functions: a rank within each state (ranks are 3, 10, 3, 4 by now; carol is
+    // the inactive one), a running total in id order, the name before.
+    let ranked = User::query()
+        .order_by(User::id().asc())
+        .annotate((
+            func::rank().partition_by(User::is_active()).order_by(User::rank().desc()).row_value(),
+            agg::sum(User::rank()).over().order_by(User::id().asc()).row_value(),
+            func::lag(User::name()).order_by(User::id().asc()).row_value(),
+        ))
+        .all(&pool)
+        .await
+        .unwrap();
+    let windows: Vec<(i64, Option<i64>, Option<String>)> = ranked.into_iter().map(|(_, w)| w).collect();
+    assert_eq!(
+        windows,
+        vec![
+            (3, Some(3), None),
+            (1, Some(13), Some("alice".to_owned())),
+            (1, Some(16), Some("bob".to_owned())),
+            (2, Some(20), Some("carol".to_owned())),
+        ]
+    );
     // Aggregates of values computed from each row.
     let (doubled, longest) = User::query()
         .aggregate(&pool, (agg::sum(User::rank() * 2), agg::max(func::length(User::name()))))
