@@ -1117,6 +1117,9 @@ pub enum Function {
     Round,
     Ceil,
     Floor,
+    /// When the transaction began (`now()`), a timestamp with time zone: the same for
+    /// every statement of a transaction, as PostgreSQL's.
+    Now,
 }
 
 /// What a function takes and gives, for the front-ends' checks.
@@ -1132,11 +1135,13 @@ pub enum Signature {
     ToText,
     /// A number, giving a number of its kind (`Abs`).
     Number,
+    /// Nothing, giving a timestamp with time zone (`Now`).
+    Timestamp,
 }
 
 impl Function {
     /// Every function, by its Django name.
-    pub const ALL: [(&'static str, Function); 15] = [
+    pub const ALL: [(&'static str, Function); 16] = [
         ("Coalesce", Function::Coalesce),
         ("NullIf", Function::NullIf),
         ("Greatest", Function::Greatest),
@@ -1152,6 +1157,7 @@ impl Function {
         ("Round", Function::Round),
         ("Ceil", Function::Ceil),
         ("Floor", Function::Floor),
+        ("Now", Function::Now),
     ];
 
     pub fn named(name: &str) -> Option<Function> {
@@ -1180,6 +1186,7 @@ impl Function {
             Function::Round => "round",
             Function::Ceil => "ceil",
             Function::Floor => "floor",
+            Function::Now => "now",
         }
     }
 
@@ -1188,6 +1195,7 @@ impl Function {
         match self {
             Function::Coalesce | Function::Greatest | Function::Least | Function::Concat => (2, None),
             Function::NullIf => (2, Some(2)),
+            Function::Now => (0, Some(0)),
             _ => (1, Some(1)),
         }
     }
@@ -1199,6 +1207,7 @@ impl Function {
             Function::Length => Signature::TextLength,
             Function::Concat => Signature::ToText,
             Function::Abs | Function::Round | Function::Ceil | Function::Floor => Signature::Number,
+            Function::Now => Signature::Timestamp,
         }
     }
 }

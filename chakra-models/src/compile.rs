@@ -1541,6 +1541,9 @@ mod tests {
         query.set.iter().for_each(|a| a.value.columns_into(&mut columns));
         assert_eq!(columns, vec![col("score"), col("name")]);
         assert_eq!(Function::named("Length").map(Function::sql), Some("char_length"));
+        let mut w = SqlWriter::new(&Postgres);
+        w.operand(&Operand::Call { function: Function::Now, args: vec![] });
+        assert_eq!(w.finish().sql.as_ref(), "now()");
         assert_eq!(Function::Concat.arity(), (2, None));
     }
 

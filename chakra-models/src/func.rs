@@ -6,6 +6,7 @@
 
 use std::marker::PhantomData;
 
+use chakra_service::chrono::{DateTime, Utc};
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::FromSqlOwned;
 
@@ -115,6 +116,12 @@ unary! { Fractional:
     ceil => Ceil,
     /// The largest integer not above the number.
     floor => Floor,
+}
+
+/// When the transaction began (PostgreSQL's `now()`): `Event::at().lt(func::now())`,
+/// `Event::seen().set(func::now())`.
+pub fn now<M>() -> Computed<M, DateTime<Utc>> {
+    call(Function::Now, Vec::new())
 }
 
 /// The number of characters of a text.

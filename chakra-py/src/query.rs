@@ -1181,6 +1181,7 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
                 Signature::Text => (Some(FieldKind::Text), Some(FieldKind::Text)),
                 Signature::TextLength => (Some(FieldKind::Text), Some(FieldKind::BigInt)),
                 Signature::ToText => (None, Some(FieldKind::Text)),
+                Signature::Timestamp => (None, Some(FieldKind::TimestampTz)),
             };
             let mut seen: Option<FieldKind> = None;
             for arg in &args {
@@ -1206,7 +1207,7 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             stands_for(py, schema, target, gives.or(seen), &format!("{name}()"))?;
             // Arguments of the result's own kind are converted as the target's values.
             let arg_target = match signature {
-                Signature::TextLength | Signature::ToText => None,
+                Signature::TextLength | Signature::ToText | Signature::Timestamp => None,
                 Signature::Alike | Signature::Number | Signature::Text => target,
             };
             let args = args.iter().map(|arg| f_operand(py, schema, arg_target, arg)).collect::<PyResult<_>>()?;
@@ -1257,7 +1258,11 @@ fn stands_for(
     kind: Option<FieldKind>,
     what: &str,
 ) -> PyResult<()> {
+    // A timestamp with a zone and one without stand for each other: the database converts
+    // between them in the connection's zone.
+    let timestamp = |kind: FieldKind| matches!(kind, FieldKind::Timestamp | FieldKind::TimestampTz);
     match (target, kind) {
+        (Some(target), Some(kind)) if timestamp(kind) && timestamp(schema.types[target].kind) => Ok(()),
         (Some(target), Some(kind)) if !schema.types[target].kind.compatible(kind) => Err(field_error(
             py,
             format!("{what} gives {}; it cannot stand for {}", kind_name(kind), schema.label(target)),
@@ -1276,6 +1281,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
         "call" => match Function::named(&node.get_item(1)?.extract::<String>()?).map(Function::signature) {
             Some(Signature::Text | Signature::ToText) => Some(FieldKind::Text),
             Some(Signature::TextLength) => Some(FieldKind::BigInt),
+            Some(Signature::Timestamp) => Some(FieldKind::TimestampTz),
             _ => first_kind(py, schema, node.get_item(2)?.try_iter()?)?,
         },
         "case" => {

@@ -5,6 +5,7 @@ errors for what cannot work."""
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import re
 
@@ -16,6 +17,7 @@ from chakra import (
     BigInteger,
     Case,
     Count,
+    DateTime,
     Exists,
     F,
     Field,
@@ -48,6 +50,7 @@ from chakra.functions import (
     Length,
     Lower,
     LTrim,
+    Now,
     Ntile,
     NullIf,
     Rank,
@@ -437,3 +440,26 @@ async def test_window_functions_compute_over_each_rows_partition() -> None:
         Window(Count("id", distinct=True))
     with pytest.raises(TypeError, match=re.escape("a Window's order_by takes field names and expressions, not 3")):
         Window(RowNumber(), order_by=3)
+
+
+class Visit(Model):
+    __tablename__ = "ex_visits"
+    id = Field(Integer, primary_key=True)
+    at = Field(DateTime(timezone=True))
+    seen = Field(DateTime, nullable=True)
+
+
+async def test_now_is_the_databases_clock() -> None:
+    recreate(Visit)
+    past, future = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2999, 1, 1, tzinfo=dt.timezone.utc)
+    await Visit.objects.bulk_create([Visit(at=past), Visit(at=future)])
+    assert await Visit.objects.filter(at__lt=Now()).values_list("id", flat=True) == [1]
+    # A timestamp without a zone takes it too, converted in the connection's zone.
+    assert await Visit.objects.update(seen=Now()) == 2
+    now = await Visit.objects.annotate(now=Now()).values_list("now", flat=True)
+    assert past < now[0] < future and now[0].tzinfo is not None
+    assert await Visit.objects.filter(seen__isnull=True).count() == 0
+    with pytest.raises(chakra.FieldError, match=re.escape("Now() gives a timestamp; it cannot stand for Visit.id")):
+        Visit.objects.filter(id=Now())
+    with pytest.raises(TypeError, match=re.escape("Now() takes 0 expressions, got 1")):
+        Now("at")

@@ -14,7 +14,7 @@ cannot be cut to that unit (a date to its hour, a text) raises
 
 Functions of values (:class:`~chakra.expressions.Func`): ``Coalesce``, ``NullIf``,
 ``Greatest``, ``Least``; of text ``Lower``, ``Upper``, ``Length``, ``Trim``, ``LTrim``,
-``RTrim``, ``Concat``; of numbers ``Abs``, ``Round``, ``Ceil``, ``Floor``::
+``RTrim``, ``Concat``; of numbers ``Abs``, ``Round``, ``Ceil``, ``Floor``; and ``Now()``::
 
     await User.objects.annotate(shown=Coalesce("nickname", "name")).order_by("shown")
     await User.objects.filter(id=1).update(email=Lower("email"))
@@ -51,6 +51,7 @@ __all__ = [
     "Length",
     "Lower",
     "LTrim",
+    "Now",
     "NthValue",
     "Ntile",
     "NullIf",
@@ -283,6 +284,14 @@ class Floor(Func):
     """The largest integer not above a number."""
 
     __slots__ = ()
+
+
+class Now(Func):
+    """When the transaction began (PostgreSQL's ``now()``), a timestamp with a time zone:
+    ``update(seen=Now())``, ``filter(expires__lt=Now())``."""
+
+    __slots__ = ()
+    arity = 0
 
 
 class RowNumber(Func):

@@ -990,6 +990,12 @@ pub(crate) mod every_type {
             }
         }
         assert_eq!(refused, 4, "±infinity and the two years past chrono's are refused, the rest read");
+        // The database's clock, compared with and assigned (the infinities compare too).
+        let past = Stamp::query().filter(Stamp::instant().lt(chakra::models::func::now())).count(&pool).await.unwrap();
+        assert_eq!(past, 8, "the seven stamps up to 2024 and -infinity");
+        let now = vec![Stamp::instant().set(chakra::models::func::now())];
+        let touched = Stamp::query().filter(Stamp::id().eq(0)).update(&pool, now).await.unwrap();
+        assert_eq!(touched, 1);
         cleanup(schema).await;
     }
 
