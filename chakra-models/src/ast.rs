@@ -941,6 +941,12 @@ pub enum Operand {
         partition_by: Vec<Operand>,
         order_by: Vec<Order>,
     },
+    /// The value converted to another type (Django's `Cast("price", Integer())`):
+    /// `CAST(value AS to)`. Build it with [`Operand::cast`], which takes only type names.
+    Convert {
+        value: Box<Operand>,
+        to: String,
+    },
 }
 
 /// The functions of an [`Operand::Window`], by their Django names.
@@ -1027,6 +1033,7 @@ impl Operand {
             }
             // Another query's row's.
             Operand::Outer(_) => {}
+            Operand::Convert { value, .. } => value.columns_into(out),
             Operand::Window { args, partition_by, order_by, .. } => {
                 args.iter().chain(partition_by).for_each(|operand| operand.columns_into(out));
                 for order in order_by {
@@ -1047,6 +1054,7 @@ impl Operand {
     pub fn walk(&self, f: &mut dyn FnMut(&Operand)) {
         f(self);
         match self {
+            Operand::Convert { value, .. } => value.walk(f),
             Operand::Condition(condition) => condition.for_each_operand(f),
             Operand::Arith { left, right, .. } => {
                 left.walk(f);
@@ -1070,6 +1078,7 @@ impl Operand {
     pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
         f(self);
         match self {
+            Operand::Convert { value, .. } => value.walk_mut(f),
             Operand::Condition(condition) => condition.for_each_operand_mut(f),
             Operand::Arith { left, right, .. } => {
                 left.walk_mut(f);
@@ -1234,6 +1243,17 @@ impl ArithOp {
 }
 
 impl Operand {
+    /// `value` converted to the PostgreSQL type `to` (`int4`, `varchar(20)`,
+    /// `numeric(10, 2)`, `timestamptz`); `None` for anything but a type name, which is
+    /// written into the SQL as it is.
+    pub fn cast(value: Operand, to: &str) -> Option<Operand> {
+        let base = to.split('(').next().unwrap_or_default().trim_end();
+        let named = !base.is_empty()
+            && base.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ' ');
+        let sized = to[base.len()..].chars().all(|c| c.is_ascii_digit() || matches!(c, '(' | ')' | ',' | ' '));
+        (named && sized).then(|| Operand::Convert { value: Box::new(value), to: to.to_owned() })
+    }
+
     /// `left op right`.
     pub fn arith(left: Operand, op: ArithOp, right: Operand) -> Operand {
         Operand::Arith { left: Box::new(left), op, right: Box::new(right) }

@@ -189,6 +189,13 @@ impl<'d> SqlWriter<'d> {
                 self.push(")");
             }
             Operand::Outer(column) => self.outer(column),
+            Operand::Convert { value, to } => {
+                self.push("CAST(");
+                self.typed_operand(value);
+                self.push(" AS ");
+                self.push(to);
+                self.push(")");
+            }
             // Arguments as they are: the functions' own types (an `integer` offset, a
             // value of the column's type) tell the server theirs.
             Operand::Window { function, args, partition_by, order_by } => {
@@ -1544,6 +1551,11 @@ mod tests {
         let mut w = SqlWriter::new(&Postgres);
         w.operand(&Operand::Call { function: Function::Now, args: vec![] });
         assert_eq!(w.finish().sql.as_ref(), "now()");
+        let mut w = SqlWriter::new(&Postgres);
+        w.operand(&Operand::cast(Value::Text("42".into()).into(), "numeric(10, 2)").unwrap());
+        assert_eq!(w.finish().sql.as_ref(), "CAST($1::text AS numeric(10, 2))");
+        assert!(Operand::cast(column("name"), "int4); DROP TABLE x; --").is_none(), "only type names");
+        assert!(Operand::cast(column("name"), "").is_none());
         assert_eq!(Function::Concat.arity(), (2, None));
     }
 

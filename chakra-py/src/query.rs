@@ -1119,6 +1119,12 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             };
             Operand::arith(side(&left)?, op, side(&right)?)
         }
+        ("cast", 4) => {
+            let (to, sql_type): (String, String) = (node.get_item(2)?.extract()?, node.get_item(3)?.extract()?);
+            stands_for(py, schema, target, FieldKind::from_sql_type(&sql_type), "Cast()")?;
+            let value = f_operand(py, schema, None, &node.get_item(1)?)?;
+            Operand::cast(value, &to).ok_or_else(|| field_error(py, format!("Cast() to {to:?}: not a type name")))?
+        }
         // Checked against the outer query's field once this one is inside it.
         ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),
         ("exists", 3) => {
@@ -1290,6 +1296,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
             first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
         }
         "exists" => Some(FieldKind::Bool),
+        "cast" => FieldKind::from_sql_type(&node.get_item(3)?.extract::<String>()?),
         "window" => {
             let call = node.get_item(1)?;
             let name: String = call.get_item(1)?.extract()?;
@@ -1354,6 +1361,7 @@ fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
         "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
         "case" => "Case(…)".to_owned(),
         "exists" => "Exists(…)".to_owned(),
+        "cast" => "Cast(…)".to_owned(),
         "window" => "Window(…)".to_owned(),
         "subquery" => "Subquery(…)".to_owned(),
         _ => "arithmetic".to_owned(),

@@ -30,6 +30,7 @@ from chakra import (
     Session,
     String,
     Subquery,
+    Text,
     Sum,
     Value,
     When,
@@ -37,6 +38,7 @@ from chakra import (
 )
 from chakra.functions import (
     Abs,
+    Cast,
     Ceil,
     Coalesce,
     Concat,
@@ -463,3 +465,27 @@ async def test_now_is_the_databases_clock() -> None:
         Visit.objects.filter(id=Now())
     with pytest.raises(TypeError, match=re.escape("Now() takes 0 expressions, got 1")):
         Now("at")
+
+
+async def test_cast_converts_to_a_column_type() -> None:
+    rows = await Customer.objects.annotate(
+        text=Cast("spent", String(10)),
+        whole=Cast("credit", Integer),
+        exact=Cast(F("spent") / 3, Numeric(10, 2)),
+    ).order_by("id")
+    # PostgreSQL rounds a decimal cast to an integer (-2.50 to -3); an integer division
+    # stays one (5 / 3 is 1).
+    assert [(c.text, c.whole, c.exact) for c in rows] == [
+        ("1500", -3, decimal.Decimal("500.00")),
+        ("120", None, decimal.Decimal("40.00")),
+        ("5", 7, decimal.Decimal("1.00")),
+    ]
+    # Compared with and assigned as the type it gives.
+    assert await Customer.objects.filter(name=Cast("spent", Text)).count() == 0
+    assert await Customer.objects.filter(nick="Bobby").update(nick=Cast("spent", String(10))) == 1
+    assert await Customer.objects.filter(nick="120").count() == 1
+    with pytest.raises(chakra.FieldError, match=re.escape("Cast() gives text; it cannot stand for Customer.spent")):
+        await Customer.objects.update(spent=Cast("name", Text))
+    with pytest.raises(TypeError, match=re.escape("Cast() takes a column type such as Integer")):
+        Cast("spent", "int4")  # type: ignore[arg-type]
+    assert repr(Cast("spent", Integer)) == "Cast(F('spent'), integer)"

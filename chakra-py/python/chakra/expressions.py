@@ -120,6 +120,8 @@ def _show(tree: tuple[Any, ...]) -> str:
         return f"{'~' if tree[2] else ''}Exists({tree[1]!r})"
     if kind == "subquery":
         return f"Subquery({tree[1]!r})"
+    if kind == "cast":
+        return f"Cast({_show(tree[1])}, {tree[2]})"
     if kind == "window":
         return f"Window({tree[1][1]}(…))"
     if kind == "case":

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .expressions import Func
+from .expressions import Expression, Func, _argument
+from .fields import FieldType
 
 __all__ = [
     "Abs",
+    "Cast",
     "Ceil",
     "Coalesce",
     "Concat",
@@ -284,6 +286,21 @@ class Floor(Func):
     """The largest integer not above a number."""
 
     __slots__ = ()
+
+
+class Cast(Expression):
+    """``expression`` converted to the type of ``output_field`` (a column type, as
+    ``Field`` takes it): ``Cast("price", Integer)``, ``Cast(F("n") / 3, Numeric(10, 2))``,
+    ``Cast("age", String(10))``."""
+
+    __slots__ = ()
+
+    def __init__(self, expression: Any, output_field: FieldType[Any] | type[FieldType[Any]]) -> None:
+        if isinstance(output_field, type) and issubclass(output_field, FieldType):
+            output_field = output_field()
+        if not isinstance(output_field, FieldType):
+            raise TypeError(f"Cast() takes a column type such as Integer or String(100), got {output_field!r}")
+        self._tree = ("cast", _argument(expression), output_field.column_type(), output_field.sql_type)
 
 
 class Now(Func):
