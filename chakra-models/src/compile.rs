@@ -203,24 +203,12 @@ impl<'d> SqlWriter<'d> {
                 self.push("(");
                 match (function, args.is_empty()) {
                     (WindowFunction::Aggregate(_), true) => self.push("*"),
-                    _ => {
-                        for (i, arg) in args.iter().enumerate() {
-                            if i > 0 {
-                                self.push(", ");
-                            }
-                            self.operand(arg);
-                        }
-                    }
+                    _ => self.operands(args, Self::operand),
                 }
                 self.push(") OVER (");
                 if !partition_by.is_empty() {
                     self.push("PARTITION BY ");
-                    for (i, key) in partition_by.iter().enumerate() {
-                        if i > 0 {
-                            self.push(", ");
-                        }
-                        self.operand(key);
-                    }
+                    self.operands(partition_by, Self::operand);
                 }
                 if !order_by.is_empty() {
                     self.push(if partition_by.is_empty() { "ORDER BY " } else { " ORDER BY " });
@@ -241,12 +229,7 @@ impl<'d> SqlWriter<'d> {
             Operand::Call { function, args } => {
                 self.push(function.sql());
                 self.push("(");
-                for (i, arg) in args.iter().enumerate() {
-                    if i > 0 {
-                        self.push(", ");
-                    }
-                    self.typed_operand(arg);
-                }
+                self.operands(args, Self::typed_operand);
                 self.push(")");
             }
             Operand::Case { branches, otherwise } => {
@@ -263,6 +246,16 @@ impl<'d> SqlWriter<'d> {
                 }
                 self.push(" END");
             }
+        }
+    }
+
+    /// Operands separated by commas, each written by `write`.
+    fn operands(&mut self, operands: &[Operand], write: fn(&mut Self, &Operand)) {
+        for (i, operand) in operands.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            write(self, operand);
         }
     }
 
