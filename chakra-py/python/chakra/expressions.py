@@ -23,6 +23,7 @@ any other plain value is a ``Value``. A type that does not fit (``Lower`` of a n
 from __future__ import annotations
 
 import decimal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -265,17 +266,22 @@ def _listed(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _order(spec: Any) -> Any:
-    """A window's order term as the core takes it (as ``order_by``'s, fields of the
-    row's own model): ``"-salary"``, an expression, its ``asc()``/``desc()``."""
+def _order(spec: Any, what: str = "a Window's order_by", named: Callable[[str], Any] = lambda name: name) -> Any:
+    """An order term as the core takes it: a field's name (``"-salary"``) as ``named``
+    gives it (as it is for a window: fields of the row's own model), an expression's
+    tree, and where NULLs go around either. ``F("salary")`` is its name. ``what`` takes
+    the terms, for the error."""
     if isinstance(spec, str):
-        return spec
+        return named(spec)
     if isinstance(spec, Expression):
         spec = spec.asc()
     if not isinstance(spec, OrderBy):
-        raise TypeError(f"a Window's order_by takes field names and expressions, not {spec!r}")
+        raise TypeError(f"{what} takes field names and expressions, not {spec!r}")
     tree = spec.expression._tree
-    term = f"{'-' if spec.descending else ''}{tree[1]}" if tree[0] == "field" else ("expression", tree, spec.descending)
+    if tree[0] == "field":
+        term = named(f"{'-' if spec.descending else ''}{tree[1]}")
+    else:
+        term = ("expression", tree, spec.descending)
     return term if spec.nulls is None else ("nulls", spec.nulls, term)
 
 

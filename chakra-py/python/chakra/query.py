@@ -34,7 +34,7 @@ from ._bridge import Steps, run_async, run_sync
 from .database import default_database
 from . import errors as chakra_errors
 from .errors import IntegrityError
-from .expressions import Exists, Expression, OrderBy
+from .expressions import Exists, Expression, OrderBy, _order
 from .functions import Trunc
 from .many import ManyToMany
 from .relations import Relation
@@ -1335,17 +1335,8 @@ def _order_spec(model: type[Model], spec: str | Expression | OrderBy, annotation
     """An ``order_by`` term as the core takes it: the name itself, or for a field across
     forward relations (``"author__name"``) the relations' keys to follow; an expression's
     tree; where NULLs go around any of these. ``F("name")`` is its name."""
-    if isinstance(spec, Expression):
-        spec = spec.asc()
-    if isinstance(spec, OrderBy):
-        tree = spec.expression._tree
-        if tree[0] == "field":
-            term = _order_spec(model, f"{'-' if spec.descending else ''}{tree[1]}", annotations)
-        else:
-            term = ("expression", tree, spec.descending)
-        return term if spec.nulls is None else ("nulls", spec.nulls, term)
     if not isinstance(spec, str):
-        raise TypeError(f"order_by() takes field names and expressions, not {spec!r}")
+        return _order(spec, "order_by()", lambda name: _order_spec(model, name, annotations))
     name = spec.lstrip("-+")
     referred = None if name in annotations else _referred(model, name, "order_by", "sort by")
     return spec if referred is None else ("referred", name, spec.startswith("-"), *referred)
