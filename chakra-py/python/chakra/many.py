@@ -70,14 +70,19 @@ class ManyToMany(Generic[T]):
     def _side(
         cls, name: str, model: type[Model], target: type[Any], through: type[Model], source: str, other: str, back: str
     ) -> ManyToMany[Any]:
-        """One side of a bound relation: from ``model``'s rows through the pairs' ``source``
-        key to ``target``'s rows, their ``other`` key; ``back`` names the relation from
-        ``model`` to the pairs."""
-        side: ManyToMany[Any] = cls(target)
-        side.name, side.model, side.target, side.through = name, model, target, through
-        side.source_field, side.target_field = source, other
-        side.path = f"{back}__{other.removesuffix('_id')}"
-        return side
+        """The relation back from ``target``'s side of a bound one (see :meth:`_bind`)."""
+        return cls(target)._bind(name, model, target, through, source, other, back)
+
+    def _bind(
+        self, name: str, model: type[Model], target: type[Any], through: type[Model], source: str, other: str, back: str
+    ) -> ManyToMany[T]:
+        """Binds the relation ``model.<name>``: from ``model``'s rows through the pairs'
+        ``source`` key to ``target``'s rows, their ``other`` key; ``back`` names the
+        relation from ``model`` to the pairs."""
+        self.name, self.model, self.target, self.through = name, model, target, through
+        self.source_field, self.target_field = source, other
+        self.path = f"{back}__{other.removesuffix('_id')}"
+        return self
 
     @property
     def origin(self) -> str:

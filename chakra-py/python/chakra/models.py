@@ -252,8 +252,7 @@ def _bind_many(model: type[Model], name: str, declared: ManyToMany[Any]) -> None
             target_field: key(target, "+" if back == "+" else f"{back}_pairs"),
         },
     )
-    bound = ManyToMany._side(name, model, target, through, source_field, target_field, f"{name}_pairs")
-    declared.__dict__.update({k: getattr(bound, k) for k in ("name", "model", "target", "through", "source_field", "target_field", "path")})
+    declared._bind(name, model, target, through, source_field, target_field, f"{name}_pairs")
     model._meta.relations[name] = declared
     model._meta.throughs.append(through)
     if back != "+":
