@@ -1073,7 +1073,7 @@ class QuerySet(Generic[M]):
 
     def _delete_steps(self) -> Steps[int]:
         target, _, session = self._scope()
-        if session is not None and session._needs_flush():
+        if session is not None:
             yield from session._flush_steps()
         deleted: int = yield self._query.delete(target)
         return deleted
