@@ -11,7 +11,7 @@ use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
-use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Order, Scalar, TruncUnit};
+use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Operand, Order, Scalar, TruncUnit};
 use crate::column::{agg, Column, Computed, Matches};
 use crate::model::Model;
 use crate::query::{DecodedStream, Query};
@@ -153,7 +153,7 @@ impl<N, T> Column<N, T> {
         N: Model,
     {
         let hop = Hop { via: by.name().into(), table: N::TABLE.into(), key: key.name().into() };
-        RowValue::new(Scalar::Referred { outer_table: M::TABLE.into(), hops: vec![hop], column: self.name().into() })
+        RowValue::new(Scalar::Operand(Operand::Referred { hops: vec![hop], column: self.name().into() }))
     }
 
     fn part<V>(self, part: DatePart) -> RowValue<N, V> {

@@ -589,11 +589,6 @@ pub enum Scalar {
     /// The value converted to another type: an average of integers to a `float8`, as
     /// Python reads one; a sum of integers (a `numeric`) to an `int8`, as Django does.
     Cast { value: Box<Scalar>, to: Cast },
-    /// The `column` of the row a chain of foreign keys leads to from this row of
-    /// `outer_table` (Django's `author__publisher__name`): through each hop, the row of
-    /// its `table` whose `key` holds the previous row's `via` column (at least one hop);
-    /// NULL where a key is NULL or leads nowhere.
-    Referred { outer_table: Ident, hops: Vec<Hop>, column: Ident },
     /// A part of a date, time or timestamp column (its year, its date, …): Django's
     /// transforms (`created__year=2024`). A timestamp with time zone's parts are read in
     /// the connection's time zone (PostgreSQL's `TimeZone`: `database.time_zone`).
@@ -676,7 +671,7 @@ impl TruncUnit {
     }
 }
 
-/// One step of a [`Scalar::Referred`] or [`Scalar::Related`]: from the previous row's
+/// One step of an [`Operand::Referred`] or a [`Scalar::Related`]: from the previous row's
 /// `via` column to the rows of `table` whose `key` holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hop {
@@ -756,11 +751,7 @@ impl Scalar {
         match self {
             Scalar::Operand(operand) => operand.columns_into(out),
             Scalar::Cast { value, .. } => value.columns_into(out),
-            Scalar::Related { hops, .. } | Scalar::Referred { hops, .. } => {
-                if let Some(first) = hops.first().filter(|first| !out.contains(&first.via)) {
-                    out.push(first.via.clone());
-                }
-            }
+            Scalar::Related { hops, .. } => first_hop_into(hops, out),
             Scalar::Part { column, .. } | Scalar::Trunc { column, .. } if !out.contains(column) => {
                 out.push(column.clone())
             }
@@ -947,6 +938,15 @@ pub enum Operand {
         value: Box<Operand>,
         to: String,
     },
+    /// The `column` of the row a chain of foreign keys leads to from this row (Django's
+    /// `F("author__publisher__name")`): through each hop, the row of its `table` whose
+    /// `key` holds the previous row's `via` column (at least one hop); NULL where a key is
+    /// NULL or leads nowhere. A subquery naming the row by the name its query's table goes
+    /// by, so it goes wherever a column does.
+    Referred {
+        hops: Vec<Hop>,
+        column: Ident,
+    },
 }
 
 /// The functions of an [`Operand::Window`], by their Django names.
@@ -1033,6 +1033,7 @@ impl Operand {
             }
             // Another query's row's.
             Operand::Outer(_) => {}
+            Operand::Referred { hops, .. } => first_hop_into(hops, out),
             Operand::Convert { value, .. } => value.columns_into(out),
             Operand::Window { args, partition_by, order_by, .. } => {
                 args.iter().chain(partition_by).for_each(|operand| operand.columns_into(out));
@@ -1096,6 +1097,13 @@ impl Operand {
             }
             _ => {}
         }
+    }
+}
+
+/// Adds the row's column the first of `hops` starts from to `out` (unless it is there).
+fn first_hop_into(hops: &[Hop], out: &mut Vec<Ident>) {
+    if let Some(first) = hops.first().filter(|first| !out.contains(&first.via)) {
+        out.push(first.via.clone());
     }
 }
 

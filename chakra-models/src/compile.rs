@@ -189,6 +189,17 @@ impl<'d> SqlWriter<'d> {
                 self.push(")");
             }
             Operand::Outer(column) => self.outer(column),
+            // One subquery joining the hops, each table under an alias of its own (the
+            // row's table may recur along the way), naming the row as its query does.
+            Operand::Referred { hops, column } => {
+                let last = hop_alias(hops.len() - 1);
+                let row = self.scopes.last().cloned().unwrap_or_default(); // every statement has one
+                self.push("(SELECT ");
+                self.qualified(&last, column);
+                self.push(" ");
+                self.hops(&row, hops, &last);
+                self.push(")");
+            }
             Operand::Convert { value, to } => {
                 self.push("CAST(");
                 self.typed_operand(value);
@@ -532,7 +543,7 @@ const SUBQUERY: &str = "chakra_sub_";
 /// The alias of the n-th chain of hops (from 1) [`Select::reached`] joins.
 const REACHED: &str = "chakra_reach_";
 
-/// The alias of the n-th table (from 1) a [`Scalar::Referred`] goes through.
+/// The alias of the n-th table (from 1) an [`Operand::Referred`] goes through.
 const HOP: &str = "chakra_hop_";
 
 /// The alias of hop `i` (from 0).
@@ -685,16 +696,6 @@ impl SqlWriter<'_> {
                 self.push("', ");
                 self.ident(column);
                 self.push(if *date { ") AS date)" } else { ")" });
-            }
-            // One subquery joining the hops, each table under an alias of its own (the
-            // outer row's table may recur along the way).
-            Scalar::Referred { outer_table, hops, column } => {
-                let last = hop_alias(hops.len() - 1);
-                self.push("(SELECT ");
-                self.qualified(&last, column);
-                self.push(" ");
-                self.hops(outer_table, hops, &last);
-                self.push(")");
             }
         }
     }
@@ -1083,11 +1084,10 @@ mod tests {
     #[test]
     fn rows_order_by_the_rows_their_foreign_keys_lead_to() {
         let hop = |via, table| Hop { via: col(via), table: col(table), key: col("id") };
-        let publisher_name = Scalar::Referred {
-            outer_table: col("books"),
+        let publisher_name = Scalar::Operand(Operand::Referred {
             hops: vec![hop("author_id", "authors"), hop("publisher_id", "publishers")],
             column: col("name"),
-        };
+        });
         let mut s = Select::new("books", ["id"]);
         s.order =
             vec![Order::computed(col("author__publisher__name"), publisher_name, true), Order::column("id", false)];

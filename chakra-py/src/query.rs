@@ -325,6 +325,53 @@ fn in_select(py: Python<'_>, schema: &Schema, field: usize, lookup: &str, subque
     Ok(Expr::InSelect { column, select: Box::new(subquery.select.clone()), negated: false })
 }
 
+/// A field an expression names: the row's own (its index), or across forward relations
+/// (`F("author__name")`) the field of the row its foreign keys lead to.
+enum FieldRef {
+    Own(usize),
+    Referred { operand: Operand, kind: FieldKind, label: String },
+}
+
+impl FieldRef {
+    fn kind(&self, schema: &Schema) -> FieldKind {
+        match self {
+            FieldRef::Own(field) => schema.types[*field].kind,
+            FieldRef::Referred { kind, .. } => *kind,
+        }
+    }
+
+    fn label(&self, schema: &Schema) -> String {
+        match self {
+            FieldRef::Own(field) => schema.label(*field),
+            FieldRef::Referred { label, .. } => label.clone(),
+        }
+    }
+}
+
+static REFERRED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The field `name` names in an expression on a row of `schema`: one of its own, else one
+/// across forward relations, whose path Python's `_referred` reads (a reverse relation
+/// on the way is its `FieldError`).
+fn field_ref(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<FieldRef> {
+    if let Some(field) = schema.index_of(name) {
+        return Ok(FieldRef::Own(field));
+    }
+    if name.contains("__") {
+        let referred =
+            REFERRED.get_or_try_init(py, || py.import("chakra.query")?.getattr("_referred").map(Bound::unbind))?;
+        let found = referred.bind(py).call1((schema.model.bind(py), name, "F", "read"))?;
+        if !found.is_none() {
+            let (path, field): (Vec<HopSpec<'_>>, String) = found.extract()?;
+            let (hops, to) = hops_of(py, schema, name, &path)?;
+            let field = field_index(py, to, &field)?;
+            let operand = Operand::Referred { hops, column: to.fields[field].column.clone() };
+            return Ok(FieldRef::Referred { operand, kind: to.types[field].kind, label: to.label(field) });
+        }
+    }
+    field_index(py, schema, name).map(FieldRef::Own)
+}
+
 static F_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `chakra.query.F`, whose instances stand for a row's fields in filters and updates.
@@ -1065,14 +1112,18 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
     Ok(match (tag.as_str(), node.len()) {
         ("field", 2) => {
             let name: String = node.get_item(1)?.extract()?;
-            let field = field_index(py, schema, &name)?;
-            if let Some(target) = target.filter(|&t| !schema.types[field].kind.compatible(schema.types[t].kind)) {
+            let field = field_ref(py, schema, &name)?;
+            let kind = field.kind(schema);
+            if let Some(target) = target.filter(|&t| !kind.compatible(schema.types[t].kind)) {
                 return Err(field_error(
                     py,
                     format!("F(\"{name}\") cannot stand for {}: their types differ", schema.label(target)),
                 ));
             }
-            Operand::Column(schema.fields[field].column.clone())
+            match field {
+                FieldRef::Own(field) => Operand::Column(schema.fields[field].column.clone()),
+                FieldRef::Referred { operand, .. } => operand,
+            }
         }
         ("value", 2) => {
             let value = node.get_item(1)?;
@@ -1093,20 +1144,20 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             // The fields computed with: the target's type, or (untyped) each field named.
             let mut fields = Vec::new();
             match target {
-                Some(target) => fields.push(target),
+                Some(target) => fields.push(FieldRef::Own(target)),
                 None => {
                     for side in [&left, &right] {
                         let side = side.cast::<PyTuple>().map_err(|_| bad())?;
                         if side.get_item(0)?.extract::<String>()? == "field" {
-                            fields.push(field_index(py, schema, &side.get_item(1)?.extract::<String>()?)?);
+                            fields.push(field_ref(py, schema, &side.get_item(1)?.extract::<String>()?)?);
                         }
                     }
                 }
             }
-            if let Some(&field) = fields.iter().find(|&&f| !schema.types[f].kind.is_numeric()) {
+            if let Some(field) = fields.iter().find(|f| !f.kind(schema).is_numeric()) {
                 return Err(field_error(
                     py,
-                    format!("F arithmetic needs a numeric field; {} is not one", schema.label(field)),
+                    format!("F arithmetic needs a numeric field; {} is not one", field.label(schema)),
                 ));
             }
             // A number the target's type cannot hold (`F("stock") * 1.5` for an integer
@@ -1283,7 +1334,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
     let Ok(node) = tree.cast::<PyTuple>() else { return Ok(None) };
     let tag: String = node.get_item(0)?.extract()?;
     Ok(match tag.as_str() {
-        "field" => Some(schema.types[field_index(py, schema, &node.get_item(1)?.extract::<String>()?)?].kind),
+        "field" => Some(field_ref(py, schema, &node.get_item(1)?.extract::<String>()?)?.kind(schema)),
         "call" => match Function::named(&node.get_item(1)?.extract::<String>()?).map(Function::signature) {
             Some(Signature::Text | Signature::ToText) => Some(FieldKind::Text),
             Some(Signature::TextLength) => Some(FieldKind::BigInt),
@@ -1658,7 +1709,7 @@ fn referred_value(
 ) -> PyResult<Scalar> {
     let (hops, to) = hops_of(py, schema, name, &path)?;
     let column = to.fields[field_index(py, to, field)?].column.clone();
-    Ok(Scalar::Referred { outer_table: schema.table.to_string().into(), hops, column })
+    Ok(Scalar::Operand(Operand::Referred { hops, column }))
 }
 
 /// The hops `path` takes from a row of `schema` (at least one), and the schema it ends at.

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 import chakra
-from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, Q, Session, String, Sum
+from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, Q, Session, String, Sum, Value
+from chakra.functions import Coalesce, Concat, Lower, Upper
 from conftest import recreate
 
 
@@ -134,6 +135,62 @@ async def test_forward_relations_nested_filters_and_arithmetic() -> None:
     # A filter may span further relations of the related model.
     with_chapters = Writer.objects.annotate(n=Count("novels", filter=Q(novels__chapters__id__isnull=False)))
     assert {w.name: w.n for w in await with_chapters} == {"Ann": 1, "Ben": 1, "Cid": 0}
+
+
+async def test_expressions_name_fields_across_forward_relations() -> None:
+    """``F("writer__name")`` goes wherever ``F`` goes, as in Django: inside functions and
+    arithmetic, in filters, orderings, updates and aggregates (NULL where a key is NULL)."""
+    novels = await Novel.objects.annotate(
+        who=Lower("writer__name"), weight=F("pages") * F("writer__rank"), shown=Coalesce("writer__name", Value("?"))
+    ).order_by("title")
+    assert [(n.title, n.who, n.weight, n.shown) for n in novels] == [
+        ("a1", "ann", 100, "Ann"),
+        ("a2", "ann", 300, "Ann"),
+        ("b1", "ben", 400, "Ben"),
+        ("x1", None, None, "?"),
+    ]
+    chapters = Chapter.objects.annotate(w=Upper("novel__writer__name"), per=F("words") / F("novel__writer__rank"))
+    assert [(c.w, c.per) for c in await chapters.order_by("id")] == [("ANN", 1000), ("ANN", 3000), ("BEN", 250)]
+    assert await Novel.objects.filter(pages__gt=F("writer__rank") * 150).values_list("title", flat=True) == ["a2"]
+    ordered = Novel.objects.order_by(Lower("writer__name").desc(nulls_last=True), "title")
+    assert await ordered.values_list("title", flat=True) == ["b1", "a1", "a2", "x1"]
+    assert await Novel.objects.aggregate(total=Sum(F("pages") * F("writer__rank"))) == {"total": 800}
+    per_writer = Novel.objects.values(who=Coalesce("writer__name", Value("Nobody"))).annotate(n=Count("id"))
+    assert await per_writer.order_by("who") == [
+        {"who": "Ann", "n": 2},
+        {"who": "Ben", "n": 1},
+        {"who": "Nobody", "n": 1},
+    ]
+    assert await Novel.objects.update(title=Concat(Lower("writer__name"), Value("-"), "title")) == 4
+    titles = await Novel.objects.order_by("id").values_list("title", flat=True)
+    assert titles == ["ann-a1", "ann-a2", "ben-b1", "-x1"]
+
+
+async def test_fields_across_relations_to_the_same_table_name_the_right_rows() -> None:
+    recreate(Node)
+    root = await Node.objects.create(name="r")
+    same = await Node.objects.create(name="r", parent_id=root.id)
+    await Node.objects.create(name="c", parent_id=same.id)
+    assert await Node.objects.filter(name=F("parent__name")).values_list("id", flat=True) == [same.id]
+    rows = await Node.objects.annotate(up=Upper("parent__parent__name")).order_by("id").values_list("name", "up")
+    assert rows == [("r", None), ("r", None), ("c", "R")]
+
+
+def test_fields_across_relations_in_expressions_are_checked() -> None:
+    message = (
+        "F('writer__novels__title'): Writer.novels holds many rows, which give a row no single value to read; "
+        "annotate one (Min, Max, Count) and use it"
+    )
+    with raises(chakra.FieldError, message):
+        Novel.objects.annotate(x=Lower("writer__novels__title"))
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        Novel.objects.filter(title=Upper("writer__nope"))
+    with raises(chakra.FieldError, "F arithmetic needs a numeric field; Writer.name is not one"):
+        Novel.objects.annotate(x=F("writer__name") + 1)
+    with raises(chakra.FieldError, 'F("writer__name") cannot stand for Novel.pages: their types differ'):
+        Novel.objects.update_sync(pages=F("writer__name"))
+    with raises(chakra.FieldError, "Lower() takes text; it was given F(\"writer__rank\")"):
+        Novel.objects.annotate(x=Lower("writer__rank"))
 
 
 async def test_aggregates_across_a_chain_of_relations() -> None:

@@ -70,10 +70,11 @@ class F(Expression):
     with numbers and other expressions by ``+``, ``-``, ``*`` and ``/``. Filters take
     expressions in the comparisons: ``exact``, ``ne``, ``gt``, ``gte``, ``lt``, ``lte``. An
     unknown field, a field of another type, or arithmetic on a non-numeric field raises
-    :class:`~chakra.FieldError`. In ``annotate()``, ``F("author__name")`` reads a field of
-    the row foreign keys lead to, and ``F("created__year")`` a part of a date. The
-    functions of :mod:`chakra.functions` and ``Case`` (:mod:`chakra.expressions`) go
-    wherever ``F`` goes.
+    :class:`~chakra.FieldError`. ``F("author__name")`` reads a field of the row foreign
+    keys lead to (``NULL`` where a key is), in arithmetic and functions too
+    (``Lower("author__name")``); in ``annotate()``, ``F("created__year")`` reads a part of
+    a date. The functions of :mod:`chakra.functions` and ``Case``
+    (:mod:`chakra.expressions`) go wherever ``F`` goes.
     """
 
     __slots__ = ()
