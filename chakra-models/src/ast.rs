@@ -535,9 +535,11 @@ pub struct Select {
     pub joins: Vec<Join>,
     /// Columns of the rows relations lead to from each row, for the aggregates
     /// ([`Projection::Aggregates`]) to run over under their aliases (Django's
-    /// `values("country").annotate(n=Count("books"))`): the rows are `LEFT JOIN`ed to
-    /// them, so each row counts once per row it reaches, as in Django. Chains sharing
-    /// their first hops share those joins. Only aggregates read them.
+    /// `values("country").annotate(n=Count("books"))`), or to be selected after the
+    /// columns and annotations (Django's `values("name", "books__title")`, a row per
+    /// row reached): the rows are `LEFT JOIN`ed to them, so each row counts once per row
+    /// it reaches, as in Django. Chains sharing their first hops share those joins.
+    /// Selected, they may be grouped and ordered by their aliases.
     pub reached: Vec<Reached>,
 }
 
@@ -808,7 +810,11 @@ impl Select {
         }
         let held = |column: &Ident| match grouped {
             true => self.group_by.contains(column) || self.aggregates.iter().any(|a| a.alias.as_ref() == Some(column)),
-            false => self.columns.contains(column) || self.annotations.iter().any(|a| a.alias == *column),
+            false => {
+                self.columns.contains(column)
+                    || self.annotations.iter().any(|a| a.alias == *column)
+                    || self.reached.iter().any(|r| r.alias == *column)
+            }
         };
         self.order.iter().find(|o| !held(&o.column))
     }

@@ -365,6 +365,7 @@ impl SqlWriter<'_> {
 
     fn select_in_scope(&mut self, select: &Select) {
         match select.projection {
+            Projection::Columns if !select.reached.is_empty() => self.with_reached(select),
             Projection::Columns if !select.joins.is_empty() => self.with_joins(select),
             Projection::Columns => self.selection(select, Selected::Columns),
             Projection::Exists => {
@@ -403,7 +404,7 @@ impl SqlWriter<'_> {
                         let held = if select.annotations.is_empty() { Selected::Bare } else { Selected::Columns };
                         match select.reached.is_empty() {
                             true => self.rows(&rows, Some(held)),
-                            false => self.reached_rows(&rows),
+                            false => self.reached_rows(&rows, None),
                         }
                     }
                     false => self.rows(select, None),
@@ -430,7 +431,7 @@ impl SqlWriter<'_> {
                 self.push("SELECT ");
                 self.aggregates(select);
                 if select.projection == Projection::Aggregates && !select.reached.is_empty() {
-                    return self.reached_rows(select);
+                    return self.reached_rows(select, None);
                 }
                 let inner = match select.projection {
                     Projection::Count if !select.distinct => Selected::One,
@@ -471,11 +472,60 @@ impl SqlWriter<'_> {
         self.order(&select.order, Some(table));
     }
 
+    /// The query's rows, each once per row [`Select::reached`] names (Django's
+    /// `values("name", "books__title")`): `SELECT [DISTINCT] columns, annotations,
+    /// reached columns FROM (the rows joined to them) AS table ORDER BY … LIMIT …`. The
+    /// rows are filtered and locked as without the joins; the order, the slice and
+    /// `DISTINCT` are the joined rows'. Joins ([`Select::joins`]) are left out.
+    fn with_reached(&mut self, select: &Select) {
+        // The rows hold the columns selected, those the joins start from and those the
+        // order needs.
+        let mut held = select.columns.clone();
+        for first in select.reached.iter().filter_map(|r| r.hops.first()) {
+            if !held.contains(&first.via) {
+                held.push(first.via.clone());
+            }
+        }
+        for order in &select.order {
+            match &order.value {
+                Some(value) => value.columns_into(&mut held),
+                None if !held.contains(&order.column) => held.push(order.column.clone()),
+                None => {}
+            }
+        }
+        let named = |column: &Ident| {
+            select.annotations.iter().any(|a| a.alias == *column) || select.reached.iter().any(|r| r.alias == *column)
+        };
+        held.retain(|column| !named(column));
+        let rows = Select {
+            columns: held,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            distinct: false,
+            joins: Vec::new(),
+            ..select.clone()
+        };
+        self.push(if select.distinct { "SELECT DISTINCT " } else { "SELECT " });
+        let mut selected: Vec<&Ident> =
+            select.columns.iter().chain(select.annotations.iter().map(|a| &a.alias)).collect();
+        for reached in &select.reached {
+            if !selected.contains(&&reached.alias) {
+                selected.push(&reached.alias);
+            }
+        }
+        self.idents(selected);
+        self.reached_rows(&rows, Some(&select.table));
+        self.order(&select.order, None);
+        self.slice(select);
+    }
+
     /// ` FROM` the query's rows (selected, filtered, sliced and locked as they would be)
     /// joined to the rows [`Select::reached`] names, each row once per row it reaches,
-    /// with the reached columns under their aliases. A chain shares the joins of the
-    /// hops it begins with with every other chain beginning so.
-    fn reached_rows(&mut self, select: &Select) {
+    /// with the reached columns under their aliases, as `name` (else `selected`). A
+    /// chain shares the joins of the hops it begins with with every other chain
+    /// beginning so.
+    fn reached_rows(&mut self, select: &Select, name: Option<&Ident>) {
         let table = &select.table;
         let mut chains: Vec<&[Hop]> = Vec::new();
         for reached in &select.reached {
@@ -510,7 +560,13 @@ impl SqlWriter<'_> {
             let (hop, from) = chain.split_last().expect("chains have a hop");
             self.join(" LEFT JOIN ", &hop.table, &alias(chain), &hop.key, (&alias(from), &hop.via));
         }
-        self.push(") AS selected");
+        match name {
+            Some(name) => {
+                self.push(") AS ");
+                self.ident(name);
+            }
+            None => self.push(") AS selected"),
+        }
     }
 
     /// `<kind> table AS alias ON alias.key = from.column`.
@@ -1174,6 +1230,27 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains(r#"FROM "writers" WHERE "rank" = $1 LIMIT $2) AS "writers""#), "{sql}");
+    }
+
+    #[test]
+    fn rows_selecting_what_relations_reach_come_once_per_row_reached() {
+        // Django's values("country", "novels__title").distinct().order_by("novels__title")[:2]
+        let novels = vec![Hop { via: col("id"), table: col("novels"), key: col("writer_id") }];
+        let mut s = Select::new("writers", ["country"]);
+        s.filter(eq("rank", 1));
+        s.reached = vec![Reached { hops: novels, column: col("title"), alias: col("novels__title") }];
+        s.order = vec![Order::column("novels__title", false)];
+        s.distinct = true;
+        s.limit = Some(2);
+        // The rows hold the key the join starts from; order, slice and DISTINCT are the
+        // joined rows'.
+        let rows = r#"SELECT "writers".*, "chakra_reach_1"."title" AS "novels__title" FROM (SELECT "country", "id" FROM "writers" WHERE "rank" = $1) AS "writers" LEFT JOIN "novels" AS "chakra_reach_1" ON "chakra_reach_1"."writer_id" = "writers"."id""#;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(
+                r#"SELECT DISTINCT "country", "novels__title" FROM ({rows}) AS "writers" ORDER BY "novels__title" ASC LIMIT $2"#
+            )
+        );
     }
 
     #[test]

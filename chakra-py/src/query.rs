@@ -447,10 +447,23 @@ impl Query {
         compile::select_request(&Postgres, select, mode, labels(self.schema.get(), "SELECT"))
     }
 
-    /// The request for the rows themselves (instances); a `FieldError` for distinct rows
-    /// ordered by a value they do not hold (a field across a relation), which PostgreSQL
-    /// would refuse.
+    /// The request for the rows themselves (instances); a `FieldError` for rows ordered
+    /// across a relation holding many rows (each row would come once per row reached),
+    /// and for distinct rows ordered by a value they do not hold (a field across a
+    /// relation), which PostgreSQL would refuse.
     fn rows_request(&self, py: Python<'_>, select: &Select, mode: Mode) -> PyResult<Request> {
+        // Instances are the rows themselves, not one per row a relation leads to.
+        if let Some(reached) = select.reached.first() {
+            return Err(field_error(
+                py,
+                format!(
+                    "the rows are ordered by `{}`, across a relation holding many rows, which gives a row no \
+                     single value to sort by: read values(...) (a row per row reached), or annotate one (Min, \
+                     Max) and order by it",
+                    reached.alias
+                ),
+            ));
+        }
         if let Some(order) = select.order_outside_rows() {
             return Err(field_error(
                 py,
@@ -604,7 +617,14 @@ impl Query {
         let mut select = self.select.clone();
         select.order.clear();
         for spec in specs {
-            let order = order_term(py, schema, &select.annotations, &spec)?;
+            let reached = spec.extract::<String>().ok().and_then(|spec| {
+                let (name, descending) = lookup::order_spec(&spec);
+                select.reached.iter().any(|r| r.alias == name).then(|| Order::column(name.to_owned(), descending))
+            });
+            let order = match reached {
+                Some(order) => order,
+                None => order_term(py, schema, &select.annotations, &spec)?,
+            };
             select.order.push(order);
         }
         Ok(self.derive(py, select))
@@ -675,6 +695,27 @@ impl Query {
     #[getter]
     fn annotation_names(&self) -> Vec<String> {
         self.select.annotations.iter().map(|a| a.alias.to_string()).collect()
+    }
+
+    /// The names of the fields across relations holding many rows the rows are joined
+    /// to ([`Query::reach`]).
+    #[getter]
+    fn reached_names(&self) -> Vec<String> {
+        self.select.reached.iter().map(|r| r.alias.to_string()).collect()
+    }
+
+    /// Joins the rows to those `specs` reach, `(name, hops, field)` each (Django's
+    /// `values("books__title")`): a row per row reached, or one with `NULL` where none
+    /// is, the field read under its name.
+    fn reach(&self, py: Python<'_>, specs: Vec<(String, Vec<HopSpec<'_>>, String)>) -> PyResult<Query> {
+        let schema = self.schema.get();
+        let mut select = self.select.clone();
+        for (name, path, field) in specs {
+            let (hops, last) = hops_of(py, schema, &name, &path)?;
+            let column = last.fields[field_index(py, last, &field)?].column.clone();
+            select.reached.push(Reached { hops, column, alias: name.into() });
+        }
+        Ok(self.derive(py, select))
     }
 
     #[getter]
@@ -902,9 +943,14 @@ impl Query {
         let picks: Vec<Pick> = if fields.is_empty() {
             (0..schema.fields.len()).map(Pick::Field).chain((0..annotations.len()).map(Pick::Annotation)).collect()
         } else {
-            let pick = |name: &String| match annotations.iter().position(|a| a.alias == name.as_str()) {
-                Some(a) => Ok(Pick::Annotation(a)),
-                None => field_index(py, schema, name).map(Pick::Field),
+            let pick = |name: &String| {
+                if let Some(a) = annotations.iter().position(|a| a.alias == name.as_str()) {
+                    return Ok(Pick::Annotation(a));
+                }
+                match self.select.reached.iter().position(|r| r.alias == name.as_str()) {
+                    Some(r) => Ok(Pick::Reached(r)),
+                    None => field_index(py, schema, name).map(Pick::Field),
+                }
             };
             fields.iter().map(pick).collect::<PyResult<_>>()?
         };
@@ -940,6 +986,10 @@ impl Query {
                     let at = select.annotations.iter().position(|s| s.alias == *alias).expect("computed");
                     (indices.len() + at, PyString::new(py, alias).unbind())
                 }
+                // After the annotations: the reached columns are the joined rows'.
+                Pick::Reached(r) => {
+                    (indices.len() + select.annotations.len() + r, PyString::new(py, &select.reached[r].alias).unbind())
+                }
             })
             .unzip();
         let mut reads = Vec::new();
@@ -955,9 +1005,10 @@ impl Query {
                      values(...), or call values(...).annotate(...) before annotating its rows",
                 ));
             }
-            let first = indices.len() + select.annotations.len();
+            let first = indices.len() + select.annotations.len() + select.reached.len();
             let (aggregates, read, reached) = aggregates_of(py, schema, &specs, true)?;
-            select.reached = reached;
+            let keys: Vec<_> = select.reached.iter().map(|r| r.alias.clone()).collect();
+            select.reached.extend(reached);
             reads = read.into_iter().map(|(i, read)| (i + first, read)).collect();
             names.extend(specs.iter().map(|(alias, ..)| PyString::new(py, alias).unbind()));
             columns.extend(first..first + specs.len());
@@ -974,8 +1025,10 @@ impl Query {
             let every = schema.fields.iter().map(|f| f.column.clone()).collect();
             select.group_by = std::mem::replace(&mut select.columns, every);
             select.group_by.extend(select.annotations.iter().map(|a| a.alias.clone()));
+            select.group_by.extend(keys);
             if let Some(order) = order {
-                let order = order.iter().map(|spec| group_order(py, schema, &select.annotations, &specs, spec));
+                let keys = (&select.annotations[..], &select.reached[..]);
+                let order = order.iter().map(|spec| group_order(py, schema, keys, &specs, spec));
                 select.order = order.collect::<PyResult<_>>()?;
             }
         }
@@ -1737,16 +1790,18 @@ fn hops_of<'a>(
 }
 
 /// An order term of grouped values: `"field"` or `"-alias"`, a grouped field (by its
-/// column), a grouped annotation (`keys`) or an aggregate (by its alias).
+/// column), a grouped annotation or field across relations (`keys`), or an aggregate (by
+/// its alias).
 fn group_order(
     py: Python<'_>,
     schema: &Schema,
-    keys: &[Annotation],
+    (keys, reached): (&[Annotation], &[Reached]),
     specs: &[AggregateSpec],
     spec: &str,
 ) -> PyResult<chakra::Order> {
     let (name, descending) = lookup::order_spec(spec);
-    if specs.iter().any(|(alias, ..)| alias == name) || keys.iter().any(|a| a.alias == name) {
+    let key = keys.iter().any(|a| a.alias == name) || reached.iter().any(|r| r.alias == name);
+    if key || specs.iter().any(|(alias, ..)| alias == name) {
         return Ok(chakra::Order::column(name.to_owned(), descending));
     }
     let field = field_index(py, schema, name)?;
@@ -1800,6 +1855,8 @@ fn shape_rows<'py>(
 enum Pick {
     Field(usize),
     Annotation(usize),
+    /// A field across relations holding many rows (see [`Query::reach`]).
+    Reached(usize),
 }
 
 /// An open server-side stream of model rows, read in chunks.

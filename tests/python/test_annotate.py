@@ -193,6 +193,49 @@ def test_fields_across_relations_in_expressions_are_checked() -> None:
         Novel.objects.annotate(x=Lower("writer__rank"))
 
 
+async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reached() -> None:
+    """``values("novels__title")`` joins as Django's does: a row per novel, one with None
+    for a writer with none; order, slices, distinct, counts and groups apply to those rows."""
+    rows = await Writer.objects.order_by("name", "novels__title").values("name", "novels__title")
+    assert rows == [
+        {"name": "Ann", "novels__title": "a1"},
+        {"name": "Ann", "novels__title": "a2"},
+        {"name": "Ben", "novels__title": "b1"},
+        {"name": "Cid", "novels__title": None},
+    ]
+    ann = Writer.objects.filter(name="Ann")
+    assert await ann.values_list("novels__pages", flat=True).order_by("-novels__pages") == [300, 100]
+    chained = Writer.objects.values_list("name", "novels__chapters__words").order_by("name", "novels__chapters__words")
+    assert await chained == [("Ann", 1000), ("Ann", 3000), ("Ann", None), ("Ben", 500), ("Cid", None)]
+    ids = await Writer.objects.values_list("novels", flat=True).order_by("novels")
+    novels = await Novel.objects.exclude(writer_id=None).order_by("id").values_list("id", flat=True)
+    assert ids == [*novels, None]
+    window = Writer.objects.order_by("name", "novels__title").values_list("novels__title", flat=True)[1:3]
+    assert await window == ["a2", "b1"]
+    assert await Writer.objects.values("name", "novels__title").count() == 4
+    assert await Writer.objects.filter(name="Cid").values("novels__title").exists()
+    keys = Writer.objects.values_list("novels__writer_id", flat=True).distinct().order_by("novels__writer_id")
+    writers = await Writer.objects.order_by("name").values_list("id", flat=True)
+    assert await keys == [*writers[:2], None]
+    # Grouped by a field of the rows reached, with an aggregate further along the chain.
+    per_title = Writer.objects.values("novels__title").annotate(n=Count("novels__chapters")).order_by("novels__title")
+    assert await per_title == [
+        {"novels__title": "a1", "n": 2},
+        {"novels__title": "a2", "n": 0},
+        {"novels__title": "b1", "n": 1},
+        {"novels__title": None, "n": 0},
+    ]
+    # Instances are the rows themselves: an order that would repeat them is refused.
+    with pytest.raises(chakra.FieldError, match="ordered by `novels__title`, across a relation holding many rows"):
+        await Writer.objects.order_by("novels__title")
+    with raises(
+        chakra.FieldError,
+        "values('novels__nope'): 'nope' is not a field of Novel, which novels leads to "
+        "(its fields: id, title, pages, price, writer_id)",
+    ):
+        Writer.objects.values("novels__nope")
+
+
 async def test_aggregates_across_a_chain_of_relations() -> None:
     writers = await Writer.objects.annotate(
         Count("novels__chapters"),

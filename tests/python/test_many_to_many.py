@@ -198,3 +198,16 @@ async def test_unique_together() -> None:
             __tablename__ = "mm_bad"
             __unique_together__ = [("id", "nope")]
             id = Field(Integer, primary_key=True)
+
+
+async def test_values_across_a_many_to_many_relation_give_a_row_per_pair() -> None:
+    py, rs = await Tag.objects.bulk_create([Tag(name="py"), Tag(name="rs")])
+    p, q, _ = await Post.objects.bulk_create([Post(title="p"), Post(title="q"), Post(title="r")])
+    await p.tags.add(py, rs)
+    await q.tags.add(rs)
+    rows = await Post.objects.order_by("title", "tags__name").values_list("title", "tags__name")
+    assert rows == [("p", "py"), ("p", "rs"), ("q", "rs"), ("r", None)]
+    per_tag = Post.objects.values("tags__name").annotate(n=Count("id")).order_by("tags__name")
+    assert await per_tag == [{"tags__name": "py", "n": 1}, {"tags__name": "rs", "n": 2}, {"tags__name": None, "n": 1}]
+    titles = await Tag.objects.filter(name="rs").values_list("posts__title", flat=True).order_by("posts__title")
+    assert titles == ["p", "q"]

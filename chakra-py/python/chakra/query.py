@@ -264,6 +264,32 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
     return hops, current, "__".join(name.split("__")[: len(hops)]), names
 
 
+def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] | None:
+    """For a field across relations one of which holds many rows (``"books__title"``,
+    ``"tags__name"``, ``"author__books"``): the hops to the rows it names and their
+    field (the primary key for a relation's own name); ``None`` for any other name."""
+    if "__" not in name and not isinstance(model._meta.relations.get(name), (Relation, ManyToMany)):
+        return None
+    hops, current, _, names = _reach(model, name)
+    at = model
+    many = False
+    for part in _through_pairs(model, name).split("__")[: len(hops)]:
+        relation = _key_relation(at, part)
+        assert relation is not None, "_reach followed it"
+        many, at = many or relation.many, relation.target
+    if not many:
+        return None
+    if len(names) > 1 or (names and names[0] not in current._meta.fields and names[0] != "pk"):
+        path = "__".join(name.split("__")[: len(name.split("__")) - len(names)])
+        raise chakra_errors.FieldError(
+            f"{method}({name!r}): {'__'.join(names)!r} is not a field of {current.__name__}, "
+            f"which {path} leads to (its fields: {', '.join(current._meta.field_names)})"
+        )
+    pk = current._meta.pk
+    assert pk is not None, "relations join concrete models"
+    return hops, pk.name if not names or names[0] == "pk" else names[0]
+
+
 def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
     """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))``,
     ``Count("books__reviews")`` on ``model``: the aggregate of the rows a chain of
@@ -552,8 +578,16 @@ class QuerySet(Generic[M]):
         ascending, first descending), and a part of a date by that part
         (``"-created__year"``). An expression sorts by its value (``Lower("name")``),
         and ``F("score").desc(nulls_last=True)`` says where NULLs go."""
-        annotations = self._query.annotation_names
-        return self._clone(self._query.order_by([_order_spec(self._model, f, annotations) for f in fields]))
+        query = self._query
+        names = [*query.annotation_names, *query.reached_names]
+        # A field across a relation holding many rows joins them, for values() to read a
+        # row per row reached (instances refuse such an order).
+        for spec in fields:
+            name = spec.lstrip("-+") if isinstance(spec, str) else None
+            if name is not None and name not in names and (many := _many_reach(self._model, name, "order_by")):
+                query = query.reach([(name, *many)])
+                names.append(name)
+        return self._clone(query.order_by([_order_spec(self._model, f, names) for f in fields]))
 
     def select_for_update(self, nowait: bool = False, skip_locked: bool = False, no_key: bool = False) -> QuerySet[M]:
         """Locks the matching rows until the transaction ends (``SELECT … FOR UPDATE``), so
@@ -1081,7 +1115,9 @@ class QuerySet(Generic[M]):
 
     def values(self, *fields: str, **expressions: Expression | Trunc) -> Values[dict[str, Any]]:
         """Rows as dicts of the named fields (all fields when none are named) and of the
-        named expressions (``month=TruncMonth("created")``): await it for the list.
+        named expressions (``month=TruncMonth("created")``): await it for the list. A
+        field across a relation holding many rows (``"books__title"``, ``"tags__name"``)
+        gives a row per row reached, as Django's join (``None`` where there is none).
         ``.annotate(n=Count("*"))`` makes it a row per group of those values instead,
         with the aggregates, as Django's ``values().annotate()``."""
         qs, fields = self._with_expressions(fields, expressions)
@@ -1188,19 +1224,27 @@ class Values(Generic[T]):
         # subquery, computed per row as an annotation is; so are parts of dates
         # ("created__month"). A forward relation's own name ("author") reads its key,
         # under that name, as in Django.
-        taken = qs._query.annotation_names
+        # Fields across relations that hold many rows ("books__title", "tags__name"): a
+        # row per row reached, as Django's join gives (None where there is none).
+        taken = [*qs._query.annotation_names, *qs._query.reached_names]
         relations = qs.model._meta.relations
         computed: list[tuple[str, Any]] = []
+        reached: list[tuple[str, Hops, str]] = []
         for name in fields:
             if name in taken:
                 continue
+            taken.append(name)
             relation = relations.get(name)
             if relation is not None and not relation.many and name not in qs.model._meta.fields:
                 computed.append((name, ("field", relation.field.name)))
+            elif (many := _many_reach(qs.model, name, method)) is not None:
+                reached.append((name, *many))
             elif (spec := _named_spec(qs.model, name, method)) is not None:
                 computed.append((name, spec))
         if computed:
             qs = qs._clone(qs._query.annotate(computed))
+        if reached:
+            qs = qs._clone(qs._query.reach(reached))
         self._qs = qs
         self._fields = fields
         self._shape = shape
