@@ -541,6 +541,43 @@ pub struct Select {
     /// it reaches, as in Django. Chains sharing their first hops share those joins.
     /// Selected, they may be grouped and ordered by their aliases.
     pub reached: Vec<Reached>,
+    /// Other queries' rows combined with this one's, each with those before it
+    /// (Django's `qs.union(other)`, SQLAlchemy's `union()`): every part selects this
+    /// query's columns and annotations, and this query's order, limit and offset are the
+    /// combined rows'. A combined query is read (rows, a count, whether any), not
+    /// aggregated, updated or deleted from.
+    pub combined: Vec<Combined>,
+}
+
+/// A query whose rows combine with those of the query before it (see
+/// [`Select::combined`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combined {
+    pub op: SetOp,
+    /// Keeps every row (`UNION ALL`), where without it each row comes once.
+    pub all: bool,
+    pub select: Select,
+}
+
+/// How [`Select::combined`] combines two queries' rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    /// The rows of either.
+    Union,
+    /// The rows of both.
+    Intersect,
+    /// The rows of the first but not the second.
+    Except,
+}
+
+impl SetOp {
+    pub fn sql(self) -> &'static str {
+        match self {
+            SetOp::Union => " UNION ",
+            SetOp::Intersect => " INTERSECT ",
+            SetOp::Except => " EXCEPT ",
+        }
+    }
 }
 
 /// A column of the rows a chain of relations leads to (see [`Select::reached`]): through
@@ -800,13 +837,17 @@ impl Select {
     }
 
     /// An order term the query's rows cannot be sorted by, as PostgreSQL sorts grouped
-    /// rows only by what they hold (the grouped columns and the aggregates' aliases) and
-    /// distinct rows only by their columns; `None` when every term is among those, or the
-    /// query is neither.
+    /// rows only by what they hold (the grouped columns and the aggregates' aliases), and
+    /// distinct or combined rows only by their columns (by name); `None` when every term
+    /// is among those, or the query is none of these.
     pub fn order_outside_rows(&self) -> Option<&Order> {
         let grouped = self.projection == Projection::Aggregates && !self.group_by.is_empty();
-        if !grouped && !self.distinct {
+        let combined = !self.combined.is_empty();
+        if !grouped && !self.distinct && !combined {
             return None;
+        }
+        if let Some(computed) = self.order.iter().find(|o| combined && o.value.is_some()) {
+            return Some(computed);
         }
         let held = |column: &Ident| match grouped {
             true => self.group_by.contains(column) || self.aggregates.iter().any(|a| a.alias.as_ref() == Some(column)),
@@ -817,6 +858,19 @@ impl Select {
             }
         };
         self.order.iter().find(|o| !held(&o.column))
+    }
+
+    /// This query as one part of another's [`Select::combined`]: its order goes (the
+    /// combined rows have their own). Sliced, it is the rows its slice picks, by their
+    /// `key` (`key IN (this query, sliced)`), as the slice a part holds would be taken for
+    /// the combined rows'.
+    pub fn into_part(self, key: &Ident) -> Select {
+        if self.limit.is_none() && self.offset.is_none() {
+            return Select { order: Vec::new(), ..self };
+        }
+        let picked = self.clone().subquery(vec![key.clone()]);
+        let filter = Expr::InSelect { column: key.clone(), select: Box::new(picked), negated: false };
+        Select { filter: Some(filter), annotation_filter: None, order: Vec::new(), limit: None, offset: None, ..self }
     }
 
     /// This query as a subquery selecting `columns` (`IN (SELECT …)`): its order goes,

@@ -365,6 +365,17 @@ impl SqlWriter<'_> {
 
     fn select_in_scope(&mut self, select: &Select) {
         match select.projection {
+            Projection::Columns if !select.combined.is_empty() => self.combination(select),
+            Projection::Count if !select.combined.is_empty() => {
+                self.push("SELECT count(*) FROM (");
+                self.combination(select);
+                self.push(") AS counted");
+            }
+            Projection::Exists if !select.combined.is_empty() => {
+                self.push("SELECT EXISTS (");
+                self.combination(select);
+                self.push(")");
+            }
             Projection::Columns if !select.reached.is_empty() => self.with_reached(select),
             Projection::Columns if !select.joins.is_empty() => self.with_joins(select),
             Projection::Columns => self.selection(select, Selected::Columns),
@@ -470,6 +481,50 @@ impl SqlWriter<'_> {
             self.join(" LEFT JOIN ", &join.table, &alias(i), &join.key, (&from, &join.column));
         }
         self.order(&select.order, Some(table));
+    }
+
+    /// The query's rows combined with those of [`Select::combined`], each step in
+    /// parentheses so the combinations run in the order given (SQL's `INTERSECT` would
+    /// bind first): `((SELECT …) UNION (SELECT …)) EXCEPT (SELECT …) ORDER BY … LIMIT
+    /// …`. Every part selects this query's columns and annotations (a part's own
+    /// annotation of that name, else this query's); the order and slice are the
+    /// combined rows'.
+    fn combination(&mut self, select: &Select) {
+        let first = Select { combined: Vec::new(), order: Vec::new(), limit: None, offset: None, ..select.clone() };
+        for _ in 1..select.combined.len() {
+            self.push("(");
+        }
+        self.part(&first, select);
+        for (i, combined) in select.combined.iter().enumerate() {
+            self.push(combined.op.sql().trim_end());
+            self.push(if combined.all { " ALL " } else { " " });
+            self.part(&combined.select, select);
+            if i + 1 < select.combined.len() {
+                self.push(")");
+            }
+        }
+        self.order(&select.order, None);
+        self.slice(select);
+    }
+
+    /// One part of a [`combination`](Self::combination), in parentheses, selecting what
+    /// `outer` selects.
+    fn part(&mut self, part: &Select, outer: &Select) {
+        let annotations = outer
+            .annotations
+            .iter()
+            .map(|a| part.annotations.iter().find(|p| p.alias == a.alias).unwrap_or(a).clone())
+            .collect();
+        let part = Select {
+            columns: outer.columns.clone(),
+            annotations,
+            projection: Projection::Columns,
+            joins: Vec::new(),
+            ..part.clone()
+        };
+        self.push("(");
+        self.select(&part);
+        self.push(")");
     }
 
     /// The query's rows, each once per row [`Select::reached`] names (Django's
@@ -969,7 +1024,9 @@ pub fn insert(dialect: &dyn Dialect, insert: &Insert) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ast::{AggregateFn, Annotation, ArithOp, Hop, Join, Pattern, Reached, RowLock, TextMatch};
+    use crate::ast::{
+        AggregateFn, Annotation, ArithOp, Combined, Hop, Join, Pattern, Reached, RowLock, SetOp, TextMatch,
+    };
     use crate::dialect::Postgres;
 
     /// `column = value`.
@@ -1230,6 +1287,34 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains(r#"FROM "writers" WHERE "rank" = $1 LIMIT $2) AS "writers""#), "{sql}");
+    }
+
+    #[test]
+    fn combined_queries_run_in_the_order_written_and_sliced_parts_pick_by_key() {
+        let part = |column: &'static str| {
+            let mut s = Select::new("t", ["id", "n"]);
+            s.filter(eq(column, 1));
+            s
+        };
+        let mut sliced = part("c");
+        sliced.order = vec![Order::column("n", true)];
+        sliced.limit = Some(2);
+        let mut s = part("a").into_part(&col("id"));
+        s.combined = vec![
+            Combined { op: SetOp::Union, all: true, select: part("b").into_part(&col("id")) },
+            Combined { op: SetOp::Intersect, all: false, select: sliced.into_part(&col("id")) },
+        ];
+        s.order = vec![Order::column("n", false)];
+        s.limit = Some(5);
+        let sql = select(&Postgres, &s).sql;
+        assert_eq!(
+            &*sql,
+            r#"((SELECT "id", "n" FROM "t" WHERE "a" = $1) UNION ALL (SELECT "id", "n" FROM "t" WHERE "b" = $2)) INTERSECT (SELECT "id", "n" FROM "t" WHERE "id" IN (SELECT "id" FROM "t" WHERE "c" = $3 ORDER BY "n" DESC LIMIT $4)) ORDER BY "n" ASC LIMIT $5"#
+        );
+        s.projection = Projection::Count;
+        let count = select(&Postgres, &s).sql;
+        assert!(count.starts_with("SELECT count(*) FROM (((SELECT"), "{count}");
+        assert!(count.ends_with(r#"ORDER BY "n" ASC LIMIT $5) AS counted"#), "{count}");
     }
 
     #[test]

@@ -20,12 +20,13 @@ pub mod wire;
 
 pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
 pub use ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, DatePart, Expr, Function, Hop, Join, LockStrength,
-    LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, Signature, TruncUnit, WindowFunction,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Expr, Function, Hop, Join,
+    LockStrength, LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, SetOp, Signature, TruncUnit,
+    WindowFunction,
 };
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, Outer, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
 pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
-pub use query::{Aggregates, DecodedStream, GroupKey, Grouped, ModelStream, Query, Selected, Selection};
+pub use query::{Aggregates, Combination, DecodedStream, GroupKey, Grouped, ModelStream, Query, Selected, Selection};
 pub use related::{Joined, JoinedModels};

@@ -11,7 +11,9 @@ use chakra_service::{Error, ErrorKind, FromSqlOwned, Mode, Request, Result, Row,
 use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::annotate::{Annotations, RowValue};
-use crate::ast::{Aggregate, Annotation, Assignment, Delete, Expr, Ident, Order, Projection, RowLock, Select, Update};
+use crate::ast::{
+    Aggregate, Annotation, Assignment, Combined, Delete, Expr, Ident, Order, Projection, RowLock, Select, SetOp, Update,
+};
 use crate::column::{agg, Column, Numeric, Ordered};
 use crate::compile;
 use crate::dialect::Postgres;
@@ -300,6 +302,155 @@ impl<M: Model> Query<M> {
     /// or is dropped.
     pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<ModelStream<M>> {
         self.stream_as(db, M::from_row).await
+    }
+}
+
+impl<M: Model> Query<M> {
+    /// The rows of this query or `other`, each once: SQL's `UNION` (SQLAlchemy's
+    /// `union`, Django's `union()`). Each query's order goes (order the combined rows),
+    /// and a sliced one is the rows its slice picks.
+    ///
+    /// ```no_run
+    /// # use chakra_models::{Model, Query};
+    /// # async fn run<U: Model>(pool: &impl chakra_layers::Queryable, old: Query<U>, long: Query<U>) -> chakra_service::Result<()> {
+    /// let either = old.union(long).limit(10).all(pool).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn union(self, other: Query<M>) -> Combination<M> {
+        Combination::of(self).union(other)
+    }
+
+    /// [`union`](Self::union), keeping every row of both (`UNION ALL`).
+    pub fn union_all(self, other: Query<M>) -> Combination<M> {
+        Combination::of(self).union_all(other)
+    }
+
+    /// The rows of this query that `other` has too: SQL's `INTERSECT`.
+    pub fn intersect(self, other: Query<M>) -> Combination<M> {
+        Combination::of(self).intersect(other)
+    }
+
+    /// The rows of this query that `other` has not: SQL's `EXCEPT`.
+    pub fn except(self, other: Query<M>) -> Combination<M> {
+        Combination::of(self).except(other)
+    }
+}
+
+/// Rows of `M` combined from several queries ([`Query::union`], [`Query::intersect`],
+/// [`Query::except`]), each combination with the rows before it, in the order written.
+/// Ordered, sliced, counted and read as a query's; filters and changes go on the queries
+/// it combines.
+pub struct Combination<M> {
+    query: Query<M>,
+}
+
+impl<M> Clone for Combination<M> {
+    fn clone(&self) -> Self {
+        Combination { query: self.query.clone() }
+    }
+}
+
+impl<M> std::fmt::Debug for Combination<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Combination").field(&self.query.select).finish()
+    }
+}
+
+impl<M: Model> Combination<M> {
+    fn of(query: Query<M>) -> Self {
+        let select = query.select.into_part(&Self::key());
+        Combination { query: Query { select, _model: PhantomData } }
+    }
+
+    /// The primary key's column, by which a sliced part picks its rows.
+    fn key() -> Ident {
+        M::FIELDS[M::PRIMARY_KEY].column.clone()
+    }
+
+    fn with(mut self, op: SetOp, all: bool, other: Query<M>) -> Self {
+        let select = other.select.into_part(&Self::key());
+        self.query.select.combined.push(Combined { op, all, select });
+        self
+    }
+
+    /// These rows or `other`'s, each once (`UNION`).
+    pub fn union(self, other: Query<M>) -> Self {
+        self.with(SetOp::Union, false, other)
+    }
+
+    /// These rows and `other`'s, every one (`UNION ALL`).
+    pub fn union_all(self, other: Query<M>) -> Self {
+        self.with(SetOp::Union, true, other)
+    }
+
+    /// These rows that `other` has too (`INTERSECT`).
+    pub fn intersect(self, other: Query<M>) -> Self {
+        self.with(SetOp::Intersect, false, other)
+    }
+
+    /// These rows that `other` has not (`EXCEPT`).
+    pub fn except(self, other: Query<M>) -> Self {
+        self.with(SetOp::Except, false, other)
+    }
+
+    /// Sorts the combined rows by `order` (after earlier orders). A combination is sorted
+    /// by its columns: an order by a computed value is refused when the rows are read.
+    pub fn order_by(self, order: Order) -> Self {
+        Combination { query: self.query.order_by(order) }
+    }
+
+    /// At most `n` of the combined rows.
+    pub fn limit(self, n: u64) -> Self {
+        Combination { query: self.query.limit(n) }
+    }
+
+    /// Skips the first `n` of the combined rows.
+    pub fn offset(self, n: u64) -> Self {
+        Combination { query: self.query.offset(n) }
+    }
+
+    /// The statement [`all`](Self::all) sends.
+    pub fn to_statement(&self) -> Statement {
+        self.query.to_statement()
+    }
+
+    /// Every combined row.
+    pub async fn all<Q: Queryable>(&self, db: &Q) -> Result<Vec<M>> {
+        self.sortable()?;
+        self.query.all(db).await
+    }
+
+    /// The first combined row in the order, if any.
+    pub async fn first<Q: Queryable>(&self, db: &Q) -> Result<Option<M>> {
+        self.sortable()?;
+        self.query.first(db).await
+    }
+
+    /// How many combined rows there are (limit and offset applied).
+    pub async fn count<Q: Queryable>(&self, db: &Q) -> Result<i64> {
+        self.query.count(db).await
+    }
+
+    /// Whether there is any combined row.
+    pub async fn exists<Q: Queryable>(&self, db: &Q) -> Result<bool> {
+        self.query.exists(db).await
+    }
+
+    /// The combined rows as a stream, decoded as they arrive.
+    pub async fn stream<Q: Queryable>(&self, db: &Q) -> Result<ModelStream<M>> {
+        self.sortable()?;
+        self.query.stream(db).await
+    }
+
+    /// Refuses an order PostgreSQL cannot sort combined rows by (a computed value).
+    fn sortable(&self) -> Result<()> {
+        match self.query.select.order_outside_rows() {
+            Some(order) => Err(Error::new(
+                ErrorKind::Usage,
+                format!("combined rows of `{}` are sorted by their columns, not by `{}`", M::TABLE, order.column),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

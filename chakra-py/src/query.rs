@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, DatePart, Delete, Expr, Function, Hop, Join,
-    Operand, Order, Projection, Reached, RowLock, Scalar, Select, Signature, TruncUnit, Update, WindowFunction,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Delete, Expr, Function, Hop,
+    Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Signature, TruncUnit, Update,
+    WindowFunction,
 };
 use chakra::models::{compile, lookup, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -465,15 +466,32 @@ impl Query {
             ));
         }
         if let Some(order) = select.order_outside_rows() {
+            let (what, drop) = match select.combined.is_empty() {
+                true => ("distinct() rows", "drop distinct() or that order"),
+                false => ("combined rows", "order them by the names of their fields or annotations"),
+            };
             return Err(field_error(
                 py,
-                format!(
-                    "distinct() rows are ordered by `{}`, a value they do not hold: drop distinct() or that order",
-                    order.column
-                ),
+                format!("{what} are ordered by `{}`, a value they do not hold: {drop}", order.column),
             ));
         }
         Ok(self.request(select, mode))
+    }
+
+    /// Refuses `what` on combined rows ([`Query::combine`]), which are read, not
+    /// filtered, grouped or changed: as Django's `NotSupportedError` after `union()`.
+    fn uncombined(&self, py: Python<'_>, what: &str) -> PyResult<()> {
+        if self.select.combined.is_empty() {
+            return Ok(());
+        }
+        Err(errors::new(
+            py,
+            "ProgrammingError",
+            format!(
+                "cannot {what} combined querysets (union, intersection, difference): they are read, ordered, \
+                 sliced and counted"
+            ),
+        ))
     }
 
     fn unsliced(&self, py: Python<'_>, what: &str) -> PyResult<()> {
@@ -521,6 +539,7 @@ impl Query {
     ///
     /// A tree naming an annotation is a condition on the annotated rows.
     fn filter(&self, py: Python<'_>, node: &Bound<'_, PyTuple>, negate: bool) -> PyResult<Query> {
+        self.uncombined(py, "filter")?;
         let expr = tree(py, self.schema.get(), &self.select.annotations, node)?;
         let on_annotations = names_annotation(&expr, &self.select.annotations);
         let expr = if negate { Expr::NotTrue(Box::new(expr)) } else { expr };
@@ -635,6 +654,7 @@ impl Query {
     /// holds (`nowait`) or leaving them out (`skip_locked`).
     #[pyo3(signature = (nowait = false, skip_locked = false, no_key = false))]
     fn select_for_update(&self, py: Python<'_>, nowait: bool, skip_locked: bool, no_key: bool) -> PyResult<Query> {
+        self.uncombined(py, "lock")?;
         let lock = if no_key { RowLock::no_key_update() } else { RowLock::update() };
         let lock = match (nowait, skip_locked) {
             (false, false) => lock,
@@ -665,6 +685,56 @@ impl Query {
             select.order = select.order.into_iter().map(Order::reversed).collect();
         }
         Ok(self.derive(py, select))
+    }
+
+    /// This query's rows combined with each of `others`' (`"union"`, `"intersection"` or
+    /// `"difference"`; `all` keeps duplicates): Django's `qs.union(other)`. The queries
+    /// are of one model, select the same annotations, and are neither locked nor joined
+    /// to related rows; their orders go (order the combined rows instead), and a sliced
+    /// one is the rows its slice picks.
+    fn combine(&self, py: Python<'_>, op: &str, all: bool, others: Vec<PyRef<'_, Query>>) -> PyResult<Query> {
+        let schema = self.schema.get();
+        let op = match op {
+            "union" => SetOp::Union,
+            "intersection" => SetOp::Intersect,
+            "difference" => SetOp::Except,
+            _ => return Err(PyErr::new::<pyo3::exceptions::PyValueError, _>(format!("no set operation {op:?}"))),
+        };
+        let refuse = |why: String| Err(errors::new(py, "ProgrammingError", why));
+        let aliases = |select: &Select| select.annotations.iter().map(|a| a.alias.clone()).collect::<Vec<_>>();
+        let mut parts = Vec::with_capacity(others.len());
+        for query in std::iter::once(self).chain(others.iter().map(|q| &**q)) {
+            let (select, name) = (&query.select, &query.schema.get().name);
+            if !query.schema.is(&self.schema) {
+                return refuse(format!(
+                    "cannot combine {} rows with {name} rows: combine querysets of one model",
+                    schema.name
+                ));
+            }
+            if select.lock.is_some() || !query.joins.is_empty() {
+                return refuse(format!(
+                    "cannot combine a locked or select_related() queryset of {name}: lock the rows before combining \
+                     them, or load the related rows of the combined ones (prefetch_related)"
+                ));
+            }
+            if !select.reached.is_empty() || aliases(select) != aliases(&self.select) {
+                return refuse(format!(
+                    "combined querysets of {name} select the same annotations (here {:?} and {:?})",
+                    aliases(&self.select),
+                    aliases(select)
+                ));
+            }
+            parts.push(select.clone().into_part(&schema.fields[schema.pk].column));
+        }
+        let mut select = parts.remove(0);
+        select.combined.extend(parts.into_iter().map(|select| Combined { op, all, select }));
+        Ok(Query { schema: self.schema.clone_ref(py), select, joins: Vec::new() })
+    }
+
+    /// Whether the rows are combined with other queries' ([`Query::combine`]).
+    #[getter]
+    fn combined(&self) -> bool {
+        !self.select.combined.is_empty()
     }
 
     /// Each row once: `SELECT DISTINCT` over the selected fields (all of them, or those
@@ -708,6 +778,7 @@ impl Query {
     /// `values("books__title")`): a row per row reached, or one with `NULL` where none
     /// is, the field read under its name.
     fn reach(&self, py: Python<'_>, specs: Vec<(String, Vec<HopSpec<'_>>, String)>) -> PyResult<Query> {
+        self.uncombined(py, "join the rows relations reach to")?;
         let schema = self.schema.get();
         let mut select = self.select.clone();
         for (name, path, field) in specs {
@@ -824,6 +895,7 @@ impl Query {
     /// `count`, `sum`, `avg`, `min`, `max` and field `"*"` to count rows — over the
     /// matching rows, as a dict by alias.
     fn aggregate(&self, py: Python<'_>, target: &Bound<'_, PyAny>, specs: Vec<AggregateSpec>) -> PyResult<Op> {
+        self.uncombined(py, "aggregate")?;
         if specs.is_empty() {
             return Err(field_error(py, "aggregate() needs at least one aggregate, such as Sum(\"field\")".into()));
         }
@@ -877,6 +949,7 @@ impl Query {
         values: &Bound<'_, PyDict>,
         exprs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Op> {
+        self.uncombined(py, "update")?;
         self.unsliced(py, "update")?;
         let schema = self.schema.get();
         let exprs = exprs.map(|e| e.iter().collect::<Vec<_>>()).unwrap_or_default();
@@ -906,6 +979,7 @@ impl Query {
 
     /// Deletes every matching row; resolves to the count.
     fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Op> {
+        self.uncombined(py, "delete from")?;
         self.unsliced(py, "delete")?;
         let schema = self.schema.get();
         let delete = Delete { table: schema.table.to_string().into(), filter: self.select.conditions() };
@@ -994,6 +1068,7 @@ impl Query {
             .unzip();
         let mut reads = Vec::new();
         if !specs.is_empty() {
+            self.uncombined(py, "group")?;
             // Annotations the groups are keyed by, after the fields (values("author__name")
             // reads one); others would make each row a group of its own.
             let keyed = select.annotations.len() == picks.iter().filter(|p| matches!(p, Pick::Annotation(_))).count();
@@ -1035,7 +1110,11 @@ impl Query {
         // Say which field the rows are ordered by but do not hold.
         if let Some(order) = select.order_outside_rows() {
             let field = schema.fields.iter().find(|f| f.column == order.column).map_or(&*order.column, |f| &f.name);
-            let what = if specs.is_empty() { "distinct() values" } else { "grouped values" };
+            let what = match (specs.is_empty(), select.combined.is_empty()) {
+                (false, _) => "grouped values",
+                (true, true) => "distinct() values",
+                (true, false) => "combined values",
+            };
             return Err(field_error(
                 py,
                 format!("{what} are ordered by `{field}`, which they do not include: add it to the fields or drop it from order_by()"),
@@ -1107,6 +1186,7 @@ impl Query {
         schema: Bound<'_, Schema>,
         attach: Py<PyAny>,
     ) -> PyResult<Query> {
+        self.uncombined(py, "join the related rows of")?;
         let from = match owner {
             None => self.schema.get(),
             Some(i) => match self.joins.get(i) {
@@ -1132,10 +1212,11 @@ impl Query {
     }
 
     /// This query matching no row (Django's `none()`).
-    fn none(&self, py: Python<'_>) -> Query {
+    fn none(&self, py: Python<'_>) -> PyResult<Query> {
+        self.uncombined(py, "empty")?;
         let mut select = self.select.clone();
         select.filter(Expr::Literal(false));
-        self.derive(py, select)
+        Ok(self.derive(py, select))
     }
 
     /// This query without its joins.

@@ -508,6 +508,31 @@ class QuerySet(Generic[M]):
             return self._clone(self._query)
         return self._clone(self._query.filter(self._q(conditions, lookups), False))
 
+    def union(self, *others: QuerySet[M], all: bool = False) -> QuerySet[M]:
+        """The rows of this queryset or any of ``others`` (of the same model), each once
+        unless ``all``: SQL's ``UNION``, Django's ``union()``. The result is ordered,
+        sliced, counted, read (as instances or ``values()``); its parts' orders go, and
+        filters, annotations and changes go on the parts before combining them::
+
+            await Book.objects.filter(year__lt=1900).union(Book.objects.filter(pages__gt=900)).order_by("title")[:10]
+        """
+        return self._combine("union", others, all)
+
+    def intersection(self, *others: QuerySet[M], all: bool = False) -> QuerySet[M]:
+        """The rows of this queryset that each of ``others`` has too: SQL's ``INTERSECT``."""
+        return self._combine("intersection", others, all)
+
+    def difference(self, *others: QuerySet[M], all: bool = False) -> QuerySet[M]:
+        """The rows of this queryset that none of ``others`` has: SQL's ``EXCEPT``."""
+        return self._combine("difference", others, all)
+
+    def _combine(self, op: str, others: tuple[QuerySet[M], ...], all: bool) -> QuerySet[M]:
+        for other in others:
+            if not isinstance(other, QuerySet):
+                raise TypeError(f"{op}() combines querysets, not {other!r}")
+            other._refuse_prefetch(op, "prefetch_related() on the combined queryset")
+        return self._clone(self._query.combine(op, all, [other._query for other in others]))
+
     def _q(self, conditions: tuple[Q | Exists, ...], lookups: dict[str, Any]) -> tuple[str, bool, list[Any]]:
         """The conditions as the tree the core compiles, across relations and annotations."""
         return Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
@@ -535,6 +560,11 @@ class QuerySet(Generic[M]):
         :mod:`chakra.functions` (``Coalesce("nickname", "name")``, ``Lower("email")``) and
         ``Case(When(...), default=...)`` are values per row too.
         """
+        if self._query.combined:
+            raise chakra_errors.ProgrammingError(
+                "cannot annotate combined querysets (union, intersection, difference): annotate the querysets "
+                "they combine, alike"
+            )
         named: dict[str, Aggregate | Expression | Trunc] = {}
         for agg in args:
             if not isinstance(agg, Aggregate):

@@ -531,6 +531,47 @@ async fn order_limit_offset_first_count_exists() {
     cleanup(schema).await;
 }
 
+/// Queries combined (union, union all, intersect, except) in the order written; the
+/// combined rows ordered, sliced, counted and streamed; a sliced query is the rows its
+/// slice picks.
+#[tokio::test]
+async fn combined_queries_read_their_rows_together() {
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let active = || User::query().filter(User::is_active().eq(true));
+    let emailed = || User::query().filter(User::email().is_not_null());
+    let ranks = |users: Vec<User>| users.into_iter().map(|u| u.rank).collect::<Vec<_>>();
+    let by_rank = User::rank().asc();
+    let either = active().union(emailed()).order_by(by_rank.clone());
+    assert_eq!(ranks(either.all(&pool).await.unwrap()), [1, 2, 3, 4]);
+    let both = active().intersect(emailed()).order_by(by_rank.clone());
+    assert_eq!(ranks(both.all(&pool).await.unwrap()), [3, 4]);
+    assert_eq!(ranks(active().except(emailed()).all(&pool).await.unwrap()), [1]);
+    assert_eq!(active().union_all(emailed()).count(&pool).await.unwrap(), 6);
+    assert_eq!(either.count(&pool).await.unwrap(), 4);
+    // (active ∩ emailed) ∪ carol, as written (SQL alone would intersect first).
+    let carol = User::query().filter(User::name().eq("carol"));
+    let written = active().intersect(emailed()).union(carol.clone()).order_by(by_rank.clone());
+    assert_eq!(ranks(written.all(&pool).await.unwrap()), [2, 3, 4]);
+    let written = emailed().except(active()).intersect(carol);
+    assert_eq!(ranks(written.all(&pool).await.unwrap()), [2]);
+    // Sliced queries: the two ranked highest and the one ranked lowest.
+    let top = User::query().order_by(User::rank().desc()).limit(2);
+    let bottom = User::query().order_by(by_rank.clone()).limit(1);
+    let ends = top.union(bottom).order_by(User::rank().desc());
+    assert_eq!(ranks(ends.clone().all(&pool).await.unwrap()), [4, 3, 1]);
+    assert_eq!(ranks(ends.clone().offset(1).limit(1).all(&pool).await.unwrap()), [3]);
+    assert_eq!(ends.first(&pool).await.unwrap().map(|u| u.rank), Some(4));
+    let streamed: Vec<User> = ends.stream(&pool).await.unwrap().map(Result::unwrap).collect().await;
+    assert_eq!(ranks(streamed), [4, 3, 1]);
+    assert!(either.exists(&pool).await.unwrap());
+    assert!(!active().intersect(User::query().filter(User::is_active().eq(false))).exists(&pool).await.unwrap());
+    // Combined rows sort by their columns; a computed order is refused before anything is sent.
+    let by_length = either.clone().order_by(chakra::models::func::length(User::name()).row_value().asc());
+    assert_eq!(by_length.all(&pool).await.unwrap_err().kind(), ErrorKind::Usage);
+    cleanup(schema).await;
+}
+
 #[tokio::test]
 async fn one_reports_none_and_several_distinctly() {
     let (pool, schema) = db().await;
