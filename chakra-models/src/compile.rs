@@ -365,7 +365,6 @@ impl SqlWriter<'_> {
 
     fn select_in_scope(&mut self, select: &Select) {
         match select.projection {
-            Projection::Columns if !select.combined.is_empty() => self.combination(select),
             Projection::Count if !select.combined.is_empty() => {
                 self.push("SELECT count(*) FROM (");
                 self.combination(select);
@@ -678,8 +677,25 @@ impl SqlWriter<'_> {
     /// conditions on annotations, the annotated rows as a derived table of the table's
     /// name (`FROM (SELECT …, annotations FROM table WHERE … FOR …) AS table WHERE …`).
     fn selection(&mut self, select: &Select, selected: Selected) {
+        if !select.combined.is_empty() {
+            return self.combined_selection(select, selected);
+        }
         let name = select.alias.as_ref().unwrap_or(&select.table).clone();
         self.scoped(&name, |w| w.selection_in_scope(select, selected));
+    }
+
+    /// [`selection`](Self::selection) of combined rows: a subquery's too (`IN (…)`,
+    /// `EXISTS (…)`), so that it is every part's rows, not the first's.
+    fn combined_selection(&mut self, select: &Select, selected: Selected) {
+        match selected {
+            Selected::Columns => self.combination(select),
+            Selected::Bare => self.combination(&Select { annotations: Vec::new(), ..select.clone() }),
+            Selected::One => {
+                self.push("SELECT 1 FROM (");
+                self.combination(select);
+                self.push(") AS combined");
+            }
+        }
     }
 
     /// The query's table, `AS` its alias if it has one.

@@ -86,6 +86,10 @@ async def test_combined_rows_are_ordered_sliced_and_read_as_values() -> None:
         "shelf__name"
     ) == ["low", "top", None]
     assert await both.values("year").count() == 3
+    # As another query's subquery, every part's rows.
+    assert await Volume.objects.filter(id__in=both).count() == 3
+    shelved = Shelf.objects.filter(id__in=both.values_list("shelf_id", flat=True))
+    assert await shelved.order_by("name").values_list("name", flat=True) == ["low", "top"]
     # A sliced part is the rows its slice picks: the two longest, the oldest.
     longest, oldest = Volume.objects.order_by("-pages")[:2], Volume.objects.order_by("year")[:1]
     assert titles(await longest.union(oldest).order_by("title")) == ["Emma", "Ulysses"]
