@@ -471,8 +471,15 @@ impl SqlWriter<'_> {
             }
             self.qualified(&at.map_or_else(|| table.clone(), alias), column);
         }
+        // The rows hold the keys the joins start from, selected or not.
+        let mut rows = select.clone();
+        for join in select.joins.iter().filter(|j| j.from.is_none()) {
+            if !rows.columns.contains(&join.column) {
+                rows.columns.push(join.column.clone());
+            }
+        }
         self.push(" FROM (");
-        self.selection(select, Selected::Columns);
+        self.selection(&rows, Selected::Columns);
         self.push(") AS ");
         self.ident(table);
         for (i, join) in select.joins.iter().enumerate() {

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::Decoder;
-use crate::schema::Schema;
+use crate::schema::{Layout, Schema};
 
 /// A relation `select_related` loads in the query's statement (the core's `Join` of the
 /// same index says how): its model, and the Python callable that makes a loaded row (or
@@ -33,6 +33,8 @@ pub(crate) struct Loader {
     /// Where each row's own columns (the fields, then the annotations) end: the joined
     /// rows' columns follow.
     own: usize,
+    /// Which fields the rows hold, when not every one in order (`only()`, `defer()`).
+    layout: Option<Layout>,
     joins: Vec<JoinLoad>,
 }
 
@@ -47,13 +49,14 @@ struct JoinLoad {
 }
 
 impl Loader {
-    /// `own`: the columns of the model's fields and annotations; `from`: each join's
-    /// `Join::from`; `identities`: the identity map of each join's model, if any.
+    /// `own`: the columns of the model's fields and annotations; `layout`: which fields
+    /// they hold, if not all; `from`: each join's `Join::from`; `identities`: the
+    /// identity map of each join's model, if any.
     pub(crate) fn new(
         py: Python<'_>,
         schema: &Py<Schema>,
         identity: Option<Py<PyDict>>,
-        own: usize,
+        (own, layout): (usize, Option<Layout>),
         joins: &[(&Joined, Option<usize>)],
         identities: Option<Vec<Py<PyDict>>>,
     ) -> PyResult<Loader> {
@@ -76,13 +79,13 @@ impl Loader {
             });
             at += joined.schema.get().fields.len();
         }
-        Ok(Loader { schema: schema.clone_ref(py), identity, own, joins: loads })
+        Ok(Loader { schema: schema.clone_ref(py), identity, own, layout, joins: loads })
     }
 
     /// The instance of one row, with its joined rows attached.
     pub(crate) fn one<'py>(&self, py: Python<'py>, row: &Row, decoders: &[Decoder]) -> PyResult<Bound<'py, PyAny>> {
         let identity = self.identity.as_ref().map(|d| d.bind(py));
-        let obj = self.schema.get().build_at(py, row, 0, self.own, decoders, identity)?;
+        let obj = self.schema.get().build_at(py, row, 0, self.own, decoders, identity, self.layout.as_ref())?;
         if self.joins.is_empty() {
             return Ok(obj);
         }

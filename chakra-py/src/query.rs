@@ -9,7 +9,7 @@ use chakra::models::ast::{
     Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Signature, TruncUnit, Update,
     WindowFunction,
 };
-use chakra::models::{compile, lookup, Postgres};
+use chakra::models::{compile, lookup, FieldInfo, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
 use futures::StreamExt;
 use pyo3::prelude::*;
@@ -22,7 +22,7 @@ use crate::database::Target;
 use crate::errors::{self, to_pyerr_for};
 use crate::load::{Joined, Loader};
 use crate::op::{op, op_with_errors, Op};
-use crate::schema::Schema;
+use crate::schema::{Layout, Schema};
 
 /// A lazy query over one model's table. Immutable: every refinement returns a new one.
 #[pyclass(module = "chakra._core", frozen)]
@@ -440,8 +440,16 @@ impl Query {
         joined: Option<Vec<Py<PyDict>>>,
     ) -> PyResult<Loader> {
         let own = select.columns.len() + select.annotations.len();
+        let schema = self.schema.get();
+        // Fields left out (`only()`, `defer()`): where each loaded one is.
+        let all = select.columns.len() == schema.fields.len()
+            && select.columns.iter().zip(&schema.fields).all(|(c, f)| *c == f.column);
+        let layout = (!all).then(|| Layout {
+            columns: schema.fields.iter().map(|f| select.columns.iter().position(|c| *c == f.column)).collect(),
+            loaded: select.columns.len(),
+        });
         let joins: Vec<_> = self.joins.iter().zip(&select.joins).map(|(j, join)| (j, join.from)).collect();
-        Loader::new(py, &self.schema, identity, own, &joins, joined)
+        Loader::new(py, &self.schema, identity, (own, layout), &joins, joined)
     }
 
     fn request(&self, select: &Select, mode: Mode) -> Request {
@@ -729,6 +737,35 @@ impl Query {
         let mut select = parts.remove(0);
         select.combined.extend(parts.into_iter().map(|select| Combined { op, all, select }));
         Ok(Query { schema: self.schema.clone_ref(py), select, joins: Vec::new() })
+    }
+
+    /// Loads only the fields `names` (and the primary key, and the keys of related rows
+    /// `select_related` loads) into instances: Django's
+    /// `only()`, SQLAlchemy's `load_only()`. The others are read when set, or when a later
+    /// query of the session loads them.
+    fn load_only(&self, py: Python<'_>, names: Vec<String>) -> PyResult<Query> {
+        let schema = self.schema.get();
+        // The primary key, and the keys select_related() attaches related rows by.
+        let mut wanted: Vec<bool> = schema
+            .fields
+            .iter()
+            .map(|f| self.select.joins.iter().any(|j| j.from.is_none() && j.column == f.column))
+            .collect();
+        wanted[schema.pk] = true;
+        for name in &names {
+            wanted[field_index(py, schema, name)?] = true;
+        }
+        let mut select = self.select.clone();
+        select.columns = schema.fields.iter().zip(&wanted).filter(|(_, &w)| w).map(|(f, _)| f.column.clone()).collect();
+        Ok(self.derive(py, select))
+    }
+
+    /// The fields instances get (see [`Query::load_only`]).
+    #[getter]
+    fn loaded_names(&self) -> Vec<String> {
+        let schema = self.schema.get();
+        let loaded = |f: &&FieldInfo| self.select.columns.contains(&f.column);
+        schema.fields.iter().filter(loaded).map(|f| f.name.to_string()).collect()
     }
 
     /// Whether the rows are combined with other queries' ([`Query::combine`]).
@@ -1206,6 +1243,11 @@ impl Query {
             column,
         };
         let mut query = self.derive(py, self.select.clone());
+        // The instance holds the key its related row is attached by, even when only()
+        // left it out.
+        if owner.is_none() && !query.select.columns.contains(&join.column) {
+            query.select.columns.push(join.column.clone());
+        }
         query.select.joins.push(join);
         query.joins.push(Joined { path, schema: schema.unbind(), attach });
         Ok(query)

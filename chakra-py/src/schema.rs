@@ -6,6 +6,11 @@
 //! `tp_alloc`, each column is decoded straight into its slot, and a tuple of the values as
 //! loaded goes into the `_chakra_loaded` slot. Flushing compares the slots with that tuple
 //! to find the changed columns. Attribute reads and writes stay plain slot accesses.
+//!
+//! A query may load only some fields (`only()`, `defer()`): the others' slots stay empty
+//! (reading one is an `AttributeError` naming it) and the tuple holds [`not_loaded`] for
+//! them. Such a field is written only once it is set; a later query of the session that
+//! loads it fills it in, without touching the fields already loaded.
 
 use chakra::models::ast::{CompareOp, Expr, Select};
 use chakra::models::{compile, ddl, FieldInfo, ForeignKey, OnDelete, Postgres};
@@ -219,6 +224,25 @@ fn by_pk_sql(table: &str, fields: &[FieldInfo], pk: usize) -> (SharedStr, Shared
     (compile::select(&Postgres, &one).sql, compile::select(&Postgres, &many).sql)
 }
 
+static NOT_LOADED: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// `chakra.models.NOT_LOADED`: what the as-loaded tuple holds for a field a query left
+/// out.
+fn not_loaded(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    NOT_LOADED
+        .get_or_try_init(py, || py.import("chakra.models")?.getattr("NOT_LOADED").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+/// Where a row's columns hold a model's fields when a query loads only some of them
+/// (`only()`, `defer()`): field `i` in column `columns[i]` (from the row's first of the
+/// model's), or not loaded.
+pub(crate) struct Layout {
+    pub(crate) columns: Vec<Option<usize>>,
+    /// How many fields are loaded: the annotations' columns follow them.
+    pub(crate) loaded: usize,
+}
+
 static DEEPCOPY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
 
 fn deepcopy(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
@@ -268,6 +292,12 @@ impl Schema {
         }
     }
 
+    /// Whether field `i` of `obj` holds a value (a field a query left out does not).
+    pub(crate) fn is_set(&self, obj: &Bound<'_, PyAny>, i: usize) -> bool {
+        // SAFETY: as in `get`.
+        unsafe { !(*slot(obj.as_ptr(), self.offsets[i])).is_null() }
+    }
+
     fn loaded<'py>(&self, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
         // SAFETY: as in `get`; the slot only ever holds a tuple or NULL/None.
         unsafe {
@@ -279,8 +309,19 @@ impl Schema {
         }
     }
 
-    /// Field `i` of `obj` converted for the database.
+    /// Field `i` of `obj` converted for the database; an error for a field a query left
+    /// out (and nothing set since), whose value is not known.
     pub(crate) fn value(&self, obj: &Bound<'_, PyAny>, i: usize) -> PyResult<Value> {
+        if !self.is_set(obj, i) {
+            return Err(crate::errors::new(
+                obj.py(),
+                "FieldError",
+                format!(
+                    "{} was not loaded (only() or defer() left it out): set it, or refresh the instance",
+                    self.label(i)
+                ),
+            ));
+        }
         to_value(&self.get(obj, i), &self.types[i], &self.label(i))
     }
 
@@ -290,9 +331,17 @@ impl Schema {
             return Ok(None);
         };
         let mut changed = Vec::new();
+        let not_loaded = not_loaded(obj.py())?;
         for i in 0..self.fields.len() {
             let current = self.get(obj, i);
             let before = loaded.get_item(i)?;
+            // A field left out by the query counts as changed once it is set.
+            if before.is(not_loaded) {
+                if self.is_set(obj, i) {
+                    changed.push(i);
+                }
+                continue;
+            }
             if current.is(&before) {
                 continue;
             }
@@ -319,6 +368,7 @@ impl Schema {
             .map(|i| {
                 let value = self.get(obj, i);
                 match self.types[i].kind {
+                    _ if !self.is_set(obj, i) => Ok(not_loaded(py)?.clone()),
                     FieldKind::Json if !value.is_none() => deepcopy(py)?.call1((value,)),
                     _ => Ok(value),
                 }
@@ -345,11 +395,13 @@ impl Schema {
         decoders: &[Decoder],
         identity: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.build_at(py, row, 0, row.len(), decoders, identity)
+        self.build_at(py, row, 0, row.len(), decoders, identity, None)
     }
 
     /// [`build`](Self::build) from the columns `at..end` of a longer row (one with
-    /// joined rows after the model's).
+    /// joined rows after the model's), the fields laid out as `layout` says (all of them,
+    /// in order, if `None`).
+    #[allow(clippy::too_many_arguments)] // the row, where in it, and how it is read
     pub(crate) fn build_at<'py>(
         &self,
         py: Python<'py>,
@@ -358,11 +410,14 @@ impl Schema {
         end: usize,
         decoders: &[Decoder],
         identity: Option<&Bound<'py, PyDict>>,
+        layout: Option<&Layout>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let key = decode(py, row, at + self.pk, &decoders[at + self.pk])?;
-        let obj = self.instance(py, row, at, decoders, identity, key)?;
-        if end > at + self.fields.len() {
-            self.annotate(py, &obj, row, at + self.fields.len()..end, decoders)?;
+        let pk = layout.map_or(Some(self.pk), |l| l.columns[self.pk]).expect("the primary key is always loaded");
+        let key = decode(py, row, at + pk, &decoders[at + pk])?;
+        let obj = self.instance(py, row, at, decoders, identity, key, layout)?;
+        let fields = layout.map_or(self.fields.len(), |l| l.loaded);
+        if end > at + fields {
+            self.annotate(py, &obj, row, at + fields..end, decoders)?;
         }
         Ok(obj)
     }
@@ -380,11 +435,13 @@ impl Schema {
         let key = decode(py, row, at + self.pk, &decoders[at + self.pk])?;
         match key.is_none() {
             true => Ok(None),
-            false => self.instance(py, row, at, decoders, identity, key).map(Some),
+            false => self.instance(py, row, at, decoders, identity, key, None).map(Some),
         }
     }
 
-    /// The instance for primary key `key`: `identity`'s, or a new one filled from the row.
+    /// The instance for primary key `key`: `identity`'s (with the fields it lacks and the
+    /// row holds filled in), or a new one filled from the row.
+    #[allow(clippy::too_many_arguments)] // the row, where in it, and how it is read
     fn instance<'py>(
         &self,
         py: Python<'py>,
@@ -393,16 +450,58 @@ impl Schema {
         decoders: &[Decoder],
         identity: Option<&Bound<'py, PyDict>>,
         key: Bound<'py, PyAny>,
+        layout: Option<&Layout>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let Some(map) = identity else {
-            return self.fill(py, None, row, at, decoders, Some(key));
+            return self.fill(py, None, row, at, decoders, Some(key), layout);
         };
         if let Some(existing) = map.get_item(&key)? {
+            self.fill_unloaded(py, &existing, row, at, decoders, layout)?;
             return Ok(existing);
         }
-        let obj = self.fill(py, None, row, at, decoders, Some(key.clone()))?;
+        let obj = self.fill(py, None, row, at, decoders, Some(key.clone()), layout)?;
         map.set_item(key, &obj)?;
         Ok(obj)
+    }
+
+    /// Fills in the fields a query left out of `obj` that the row holds, as loaded; the
+    /// fields `obj` has are kept as they are (changed or not), as a session's instance.
+    fn fill_unloaded(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        row: &Row,
+        at: usize,
+        decoders: &[Decoder],
+        layout: Option<&Layout>,
+    ) -> PyResult<()> {
+        let Some(loaded) = self.loaded(obj) else { return Ok(()) };
+        let not_loaded = not_loaded(py)?;
+        let mut saved: Option<Vec<Bound<'_, PyAny>>> = None;
+        for i in 0..self.fields.len() {
+            let column = layout.map_or(Some(i), |l| l.columns[i]);
+            let Some(column) = column.filter(|_| !self.is_set(obj, i)) else { continue };
+            if !loaded.get_item(i)?.is(not_loaded) {
+                continue;
+            }
+            let saved = match &mut saved {
+                Some(saved) => saved,
+                None => saved.insert(loaded.iter().collect()),
+            };
+            let value = decode(py, row, at + column, &decoders[at + column])?;
+            saved[i] = match self.types[i].kind {
+                FieldKind::Json if !value.is_none() => decode(py, row, at + column, &decoders[at + column])?,
+                _ => value.clone(),
+            };
+            // SAFETY: `obj` came from this model's identity map.
+            unsafe { replace_slot(obj, self.offsets[i], Some(value)) };
+        }
+        if let Some(saved) = saved {
+            let saved = PyTuple::new(py, saved)?;
+            // SAFETY: as above.
+            unsafe { replace_slot(obj, self.loaded_offset, Some(saved.into_any())) };
+        }
+        Ok(())
     }
 
     /// The columns `columns` — a queryset's annotations — as a dict by name in the
@@ -423,8 +522,9 @@ impl Schema {
         obj.setattr(pyo3::intern!(py, "_chakra_annotations"), annotations)
     }
 
-    /// Writes a row (its columns from `at` on) into `target` (or a new instance): every
-    /// slot and the as-loaded tuple.
+    /// Writes a row (its columns from `at` on, laid out as `layout` says) into `target`
+    /// (or a new instance): every slot and the as-loaded tuple.
+    #[allow(clippy::too_many_arguments)] // the row, where in it, and how it is read
     pub(crate) fn fill<'py>(
         &self,
         py: Python<'py>,
@@ -433,6 +533,7 @@ impl Schema {
         at: usize,
         decoders: &[Decoder],
         pk: Option<Bound<'py, PyAny>>,
+        layout: Option<&Layout>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let n = self.fields.len();
         let obj = match target {
@@ -448,15 +549,21 @@ impl Schema {
                 return Err(PyErr::fetch(py));
             }
             let loaded = Bound::from_owned_ptr(py, loaded);
-            for (i, decoder) in decoders[at..at + n].iter().enumerate() {
+            for i in 0..n {
+                let Some(column) = layout.map_or(Some(at + i), |l| l.columns[i].map(|c| at + c)) else {
+                    ffi::PyTuple_SET_ITEM(loaded.as_ptr(), i as ffi::Py_ssize_t, not_loaded(py)?.clone().into_ptr());
+                    replace_slot(&obj, self.offsets[i], None);
+                    continue;
+                };
+                let decoder = &decoders[column];
                 let value = match (&pk, i == self.pk) {
                     (Some(pk), true) => pk.clone(),
-                    _ => decode(py, row, at + i, decoder)?,
+                    _ => decode(py, row, column, decoder)?,
                 };
                 // JSON arrives as mutable dicts and lists: the saved copy must be another
                 // object, or a change made in place would compare equal to it.
                 let saved = match self.types[i].kind {
-                    FieldKind::Json if !value.is_none() => decode(py, row, at + i, decoder)?,
+                    FieldKind::Json if !value.is_none() => decode(py, row, column, decoder)?,
                     _ => value.clone(),
                 };
                 ffi::PyTuple_SET_ITEM(loaded.as_ptr(), i as ffi::Py_ssize_t, saved.into_ptr());

@@ -293,7 +293,7 @@ fn apply(py: Python<'_>, response: Response, after: After) -> PyResult<()> {
             let decoders = Decoder::for_row(first);
             for (row, obj) in rows.iter().zip(objs) {
                 let obj = obj.into_bound(py);
-                s.fill(py, Some(&obj), row, 0, &decoders, None)?;
+                s.fill(py, Some(&obj), row, 0, &decoders, None, None)?;
                 if let Some(map) = identity.as_ref().map(|m| m.bind(py)) {
                     let key = s.get(&obj, s.pk);
                     if !upsert || !map.contains(&key)? {
@@ -333,7 +333,7 @@ pub(crate) fn refresh(
         },
         move |py, row| {
             let obj = obj.into_bound(py);
-            schema.get().fill(py, Some(&obj), &row, 0, &Decoder::for_row(&row), None)?;
+            schema.get().fill(py, Some(&obj), &row, 0, &Decoder::for_row(&row), None, None)?;
             Ok(obj.unbind())
         },
         move |py, err| to_pyerr_for(py, err, model.bind(py)),

@@ -32,6 +32,18 @@ __all__ = ["Model", "ModelMeta", "registered_models"]
 
 M = TypeVar("M", bound="Model")
 
+class _NotLoaded:
+    """What an instance's record of its loaded values holds for a field its query left
+    out (``only()``, ``defer()``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not loaded>"
+
+
+NOT_LOADED = _NotLoaded()
+
 _REGISTRY: list[type[Model]] = []
 _RESERVED = frozenset({"objects", "pk", "to_dict", "DoesNotExist", "MultipleObjectsReturned"})
 
@@ -397,8 +409,10 @@ class Model(metaclass=ModelMeta):
         return getattr(self, pk.name, None) if pk is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field's value, by field name."""
-        return {name: getattr(self, name, None) for name in self._meta.fields}
+        """Every loaded field's value, by field name (a field ``only()`` or ``defer()``
+        left out is left out here too)."""
+        fields = self._meta.fields
+        return {name: getattr(self, name) for name in fields if _has(self, name)}
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         """``(field, value)`` pairs, so ``dict(obj)`` works (and so do serialisers that
@@ -428,6 +442,11 @@ class Model(metaclass=ModelMeta):
                 relation = inspect.getattr_static(type(self), name, None)
                 if isinstance(relation, Relation):
                     return relation.__get__(self, type(self))
+                if name in self._meta.fields:
+                    raise AttributeError(
+                        f"{type(self).__name__}.{name} was not loaded (only() or defer() left it out): name it "
+                        f"in only(), or refresh the instance (session.refresh(obj))"
+                    )
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __eq__(self, other: object) -> bool:
@@ -446,3 +465,12 @@ class Model(metaclass=ModelMeta):
 
 
 Model._meta = ModelOptions(Model, "", {}, abstract=True)
+
+
+def _has(obj: Model, name: str) -> bool:
+    """Whether field ``name`` of ``obj`` holds a value (one its query left out does not)."""
+    try:
+        object.__getattribute__(obj, name)
+    except AttributeError:
+        return False
+    return True

@@ -508,6 +508,41 @@ class QuerySet(Generic[M]):
             return self._clone(self._query)
         return self._clone(self._query.filter(self._q(conditions, lookups), False))
 
+    def only(self, *fields: str) -> QuerySet[M]:
+        """Instances with only ``fields`` (and the primary key) loaded: Django's
+        ``only()``, SQLAlchemy's ``load_only()``, for rows with large columns not needed
+        here. Reading a field left out is an ``AttributeError`` naming it (nothing is
+        fetched behind your back); setting one saves it as set; a later query of the
+        session that loads it fills it in. Replaces an earlier ``only()`` or
+        ``defer()``."""
+        self._plain_fields(fields, "only")
+        return self._clone(self._query.load_only(list(fields)))
+
+    def defer(self, *fields: str | None) -> QuerySet[M]:
+        """Instances without ``fields`` loaded (added to those already left out), as
+        :meth:`only` leaves them; ``defer(None)`` loads every field again."""
+        if fields == (None,):
+            return self._clone(self._query.load_only(list(self._model._meta.fields)))
+        names = [f for f in fields if f is not None]
+        self._plain_fields(names, "defer")
+        pk = self._model._meta.pk
+        if pk is not None and (pk.name in names or "pk" in names):
+            raise chakra_errors.FieldError(f"defer({pk.name!r}): the primary key is always loaded")
+        return self._clone(self._query.load_only([f for f in self._query.loaded_names if f not in names]))
+
+    def _plain_fields(self, fields: Iterable[str], method: str) -> None:
+        """Refuses what is not a field of the model's own: ``only`` and ``defer`` choose
+        among its columns."""
+        model = self._model
+        for name in fields:
+            if not isinstance(name, str):
+                raise TypeError(f"{method}() takes field names, not {name!r}")
+            if name != "pk" and name not in model._meta.fields:
+                raise chakra_errors.FieldError(
+                    f"{method}({name!r}): not a field of {model.__name__} (its fields: "
+                    f"{', '.join(model._meta.field_names)})"
+                )
+
     def union(self, *others: QuerySet[M], all: bool = False) -> QuerySet[M]:
         """The rows of this queryset or any of ``others`` (of the same model), each once
         unless ``all``: SQL's ``UNION``, Django's ``union()``. The result is ordered,
