@@ -40,6 +40,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write::bulk_update, m)?)?;
     m.add_function(wrap_pyfunction!(write::refresh, m)?)?;
     m.add_function(wrap_pyfunction!(raw::raw, m)?)?;
+    m.add_function(wrap_pyfunction!(raw::raw_models, m)?)?;
     m.add_function(wrap_pyfunction!(raw::execute_all, m)?)?;
     m.add_function(wrap_pyfunction!(session::connect_direct, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;

@@ -8,7 +8,9 @@ use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::convert::{decode, to_value_untyped, Decoder};
 use crate::database::Target;
+use crate::errors;
 use crate::op::{op, Op};
+use crate::schema::{Layout, Schema};
 
 /// Whether a statement only reads, by the first keyword the core labelled it with;
 /// anything else begins a session's transaction.
@@ -67,6 +69,59 @@ pub(crate) fn raw(target: &Bound<'_, PyAny>, sql: String, params: Vec<Bound<'_, 
             })
         }
     })
+}
+
+/// Runs `sql` with `params`, each row an instance of `schema`'s model (Django's
+/// `Manager.raw()`), through the session's identity map `identity` when given. Columns
+/// are matched to fields by their column names: the primary key's is required, fields
+/// without one are not loaded (as `only()` leaves them), and the other columns are read
+/// as annotations. A statement that writes (`UPDATE … RETURNING *`) begins a session's
+/// transaction.
+#[pyfunction]
+#[pyo3(signature = (target, schema, sql, params, identity = None))]
+pub(crate) fn raw_models(
+    target: &Bound<'_, PyAny>,
+    schema: Bound<'_, Schema>,
+    sql: String,
+    params: Vec<Bound<'_, PyAny>>,
+    identity: Option<Py<PyDict>>,
+) -> PyResult<Op> {
+    let target = Target::extract(target)?;
+    let params = params.iter().map(to_value_untyped).collect::<PyResult<Vec<_>>>()?;
+    let request = Request::new(Statement::new(sql, params), Mode::All);
+    let write = !reads_only(&request.labels);
+    let schema = schema.unbind();
+    Ok(op(async move { target.run(request, write).await?.into_rows() }, move |py, rows| {
+        let list = PyList::empty(py);
+        let Some(first) = rows.first() else {
+            return Ok(list.into_any().unbind());
+        };
+        let model = schema.get();
+        let names: Vec<&str> = first.columns().iter().map(|c| c.name()).collect();
+        let columns: Vec<Option<usize>> =
+            model.fields.iter().map(|f| names.iter().position(|n| *n == &*f.column)).collect();
+        if columns[model.pk].is_none() {
+            let column = &model.fields[model.pk].column;
+            return Err(errors::new(
+                py,
+                "FieldError",
+                format!(
+                    "raw(): the rows have no `{column}` column, {}'s primary key, which instances are known by \
+                     (they have {})",
+                    model.name,
+                    names.join(", ")
+                ),
+            ));
+        }
+        let extra: Vec<usize> = (0..names.len()).filter(|i| !columns.contains(&Some(*i))).collect();
+        let layout = Layout { loaded: columns.iter().flatten().count(), columns };
+        let decoders = Decoder::for_row(first);
+        let identity = identity.as_ref().map(|d| d.bind(py));
+        for row in &rows {
+            list.append(model.build_raw(py, row, &decoders, identity, (&layout, &extra))?)?;
+        }
+        Ok(list.into_any().unbind())
+    }))
 }
 
 /// Runs `statements` in order (DDL), each on its own.

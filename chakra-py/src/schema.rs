@@ -422,6 +422,25 @@ impl Schema {
         Ok(obj)
     }
 
+    /// The instance of a row of raw SQL ([`crate::raw::raw_models`]): its fields where
+    /// `layout` says, the columns `extra` as annotations.
+    pub(crate) fn build_raw<'py>(
+        &self,
+        py: Python<'py>,
+        row: &Row,
+        decoders: &[Decoder],
+        identity: Option<&Bound<'py, PyDict>>,
+        (layout, extra): (&Layout, &[usize]),
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pk = layout.columns[self.pk].expect("raw rows hold the primary key");
+        let key = decode(py, row, pk, &decoders[pk])?;
+        let obj = self.instance(py, row, 0, decoders, identity, key, Some(layout))?;
+        if !extra.is_empty() {
+            self.annotate(py, &obj, row, extra.iter().copied(), decoders)?;
+        }
+        Ok(obj)
+    }
+
     /// The instance of the joined row whose fields start at column `at`, or `None` when
     /// the join found no row (its primary key is NULL).
     pub(crate) fn build_joined<'py>(
@@ -512,7 +531,7 @@ impl Schema {
         py: Python<'_>,
         obj: &Bound<'_, PyAny>,
         row: &Row,
-        columns: std::ops::Range<usize>,
+        columns: impl IntoIterator<Item = usize>,
         decoders: &[Decoder],
     ) -> PyResult<()> {
         let annotations = PyDict::new(py);

@@ -118,3 +118,26 @@ def test_only_and_defer_take_the_models_own_fields() -> None:
         Article.objects.defer("id")
     with pytest.raises(TypeError, match="only\\(\\) takes field names"):
         Article.objects.only(1)  # type: ignore[arg-type]
+
+
+async def test_raw_sql_rows_become_instances() -> None:
+    sql = "SELECT *, length(body) AS size FROM df_articles WHERE views > $1 ORDER BY id"
+    rows = await Article.objects.raw(sql, 1)
+    assert [(a.title, a.body, a.size) for a in rows] == [("One", "a long body", 11), ("Two", "another body", 12)]
+    # Fields without a column are not loaded, as only() leaves them.
+    (two,) = Article.objects.raw("SELECT id, title FROM df_articles WHERE title = $1", "Two").all_sync()
+    assert two.title == "Two" and not hasattr(two, "body")
+    async with Session():
+        held = await Article.objects.get(title="One")
+        (same,) = await Article.objects.raw("SELECT id, views FROM df_articles WHERE title = 'One'")
+        assert same is held  # the session's instance of the row
+        # A statement that writes runs in the session's transaction.
+        (bumped,) = await Article.objects.raw("UPDATE df_articles SET views = views + 1 WHERE id = $1 RETURNING id", 2)
+        assert bumped.id == 2 and not hasattr(bumped, "views")
+    assert stored("Two")["views"] == 6
+    authored = await Article.objects.raw("SELECT * FROM df_articles ORDER BY id").prefetch_related("writer")
+    assert authored[0].writer is not None and authored[0].writer.name == "Ann" and authored[1].writer is None
+    with pytest.raises(chakra.FieldError, match=re.escape("raw(): the rows have no `id` column, Article's primary key")):
+        await Article.objects.raw("SELECT title FROM df_articles")
+    with pytest.raises(chakra.ProgrammingError):
+        await Article.objects.raw("SELECT nope FROM df_articles")

@@ -94,7 +94,7 @@ from .fields import (
 from .many import ManyRelated, ManyToMany
 from .models import Model
 from .expressions import Case, Exists, OuterRef, Subquery, Value, When, Window
-from .query import F, Manager, Prefetch, Q, QuerySet
+from .query import F, Manager, Prefetch, Q, QuerySet, RawQuerySet
 from .session import Session, Transaction, current_session
 
 __all__ = [
@@ -137,6 +137,7 @@ __all__ = [
     "Q",
     "QuerySet",
     "QueryTimeout",
+    "RawQuerySet",
     "Session",
     "SmallInteger",
     "String",

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .database import Database
     from .models import Model
 
-__all__ = ["F", "Manager", "Prefetch", "Q", "QuerySet", "Values"]
+__all__ = ["F", "Manager", "Prefetch", "Q", "QuerySet", "RawQuerySet", "Values"]
 
 M = TypeVar("M", bound="Model")
 # A terminal that loads instances: ``make(target, identity, joined)`` (see ``QuerySet._load``).
@@ -1757,5 +1757,54 @@ class Manager(QuerySet[M]):
 
     __slots__ = ()
 
+    def raw(self, sql: str, *params: Any) -> RawQuerySet[M]:
+        """Instances from raw SQL, as Django's ``Manager.raw()``::
+
+            await Book.objects.raw("SELECT * FROM books WHERE title ~ $1 ORDER BY id", "^D")
+
+        Columns match fields by column name; the primary key's is required, a field with
+        no column is not loaded (as ``only()`` leaves it out), and other columns are read
+        as attributes, as annotations are (``SELECT *, rank() OVER (…) AS rank``)."""
+        return RawQuerySet(self, sql, params)
+
     def __repr__(self) -> str:
         return f"<Manager {self._model.__name__}>"
+
+
+class RawQuerySet(Generic[M]):
+    """The rows of raw SQL as instances (:meth:`Manager.raw`): await it, or call
+    ``all_sync()``, for the list. They come through the session's identity map as a
+    queryset's do, and ``prefetch_related`` loads their relations."""
+
+    __slots__ = ("_params", "_qs", "_sql")
+
+    def __init__(self, qs: QuerySet[M], sql: str, params: tuple[Any, ...]) -> None:
+        if not isinstance(sql, str):
+            raise TypeError(f"raw() takes SQL text, not {type(sql).__name__}")
+        self._qs = qs
+        self._sql = sql
+        self._params = params
+
+    def using(self, database: Database) -> RawQuerySet[M]:
+        """Runs on ``database``'s pool, whatever session is current."""
+        return RawQuerySet(self._qs.using(database), self._sql, self._params)
+
+    def prefetch_related(self, *lookups: str | Prefetch | None) -> RawQuerySet[M]:
+        """Loads these relations of the rows, as ``QuerySet.prefetch_related``."""
+        return RawQuerySet(self._qs.prefetch_related(*lookups), self._sql, self._params)
+
+    def _make(self, target: Any, identity: Any, joined: Any) -> _core.Op:
+        schema = self._qs.model._meta.require_schema()
+        return _core.raw_models(target, schema, self._sql, list(self._params), identity)
+
+    async def all(self) -> list[M]:
+        return await self._qs._load(self._make)  # type: ignore[no-any-return]
+
+    def all_sync(self) -> list[M]:
+        return self._qs._load_sync(self._make)  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, list[M]]:
+        return self.all().__await__()
+
+    def __repr__(self) -> str:
+        return f"<RawQuerySet {self._qs.model.__name__}: {self._sql}>"
