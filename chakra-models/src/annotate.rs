@@ -12,7 +12,8 @@ use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc}
 use chakra_service::{Error, FromSqlOwned, Result, Row, Value};
 
 use crate::ast::{Aggregate, Annotation, CompareOp, DatePart, Expr, Hop, Ident, Operand, Order, Scalar, TruncUnit};
-use crate::column::{agg, Column, Computed, Matches};
+use crate::column::{agg, Column, Computed, Matches, ToOperand};
+use crate::func::Expression;
 use crate::model::Model;
 use crate::query::{DecodedStream, Query};
 
@@ -108,6 +109,19 @@ impl<B, V> std::fmt::Debug for Through<B, V> {
         f.debug_struct("Through").field("aggregate", &self.aggregate).field("hops", &self.hops).finish()
     }
 }
+
+/// A row value goes wherever a computed value does: `func::lower(Author::name().via(…))`,
+/// `func::coalesce(agg::max(Book::year()).related(…), 0)`.
+impl<M, V> ToOperand<M, V> for RowValue<M, V> {
+    fn to_operand(self) -> Operand {
+        match self.scalar {
+            Scalar::Operand(operand) => operand,
+            scalar => Operand::Scalar(Box::new(scalar)),
+        }
+    }
+}
+
+impl<M, V> Expression<M, V> for RowValue<M, V> {}
 
 impl<M, V> RowValue<M, V> {
     pub(crate) fn new(scalar: Scalar) -> Self {

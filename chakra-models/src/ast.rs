@@ -1007,6 +1007,9 @@ pub enum Operand {
         hops: Vec<Hop>,
         column: Ident,
     },
+    /// A value per row that is no operand of its own (an aggregate of related rows, a part
+    /// of a date), where an operand goes: inside a function, compared with.
+    Scalar(Box<Scalar>),
 }
 
 /// The functions of an [`Operand::Window`], by their Django names.
@@ -1094,6 +1097,7 @@ impl Operand {
             // Another query's row's.
             Operand::Outer(_) => {}
             Operand::Referred { hops, .. } => first_hop_into(hops, out),
+            Operand::Scalar(scalar) => scalar.columns_into(out),
             Operand::Convert { value, .. } => value.columns_into(out),
             Operand::Window { args, partition_by, order_by, .. } => {
                 args.iter().chain(partition_by).for_each(|operand| operand.columns_into(out));

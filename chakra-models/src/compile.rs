@@ -189,6 +189,7 @@ impl<'d> SqlWriter<'d> {
                 self.push(")");
             }
             Operand::Outer(column) => self.outer(column),
+            Operand::Scalar(scalar) => self.scalar(scalar),
             // One subquery joining the hops, each table under an alias of its own (the
             // row's table may recur along the way), naming the row as its query does.
             Operand::Referred { hops, column } => {

@@ -420,6 +420,29 @@ async fn select_related_joins_each_rows_parent_in_one_statement() {
     cleanup(schema).await;
 }
 
+/// Values computed from related rows go inside functions and comparisons too.
+#[tokio::test]
+async fn values_of_related_rows_go_inside_functions() {
+    use chakra::models::{agg, func};
+    let (pool, schema, _) = library().await;
+    let author_name = || Author::name().via(Book::author_id(), Author::id());
+    let shout = func::upper(func::coalesce(author_name(), "nobody")).row_value();
+    let rows = Book::query().order_by(Book::title().asc()).annotate(shout).all(&pool).await.unwrap();
+    let rows: Vec<(String, String)> = rows.into_iter().map(|(b, s)| (b.title, s)).collect();
+    let expected = [("Anonymous", "NOBODY"), ("Engines", "ADA"), ("Notes", "ADA")];
+    assert_eq!(rows, expected.map(|(t, s)| (t.to_string(), s.to_string())));
+    let by_ada = Book::query().filter(func::lower(author_name()).row_value().eq("ada"));
+    assert_eq!(by_ada.count(&pool).await.unwrap(), 2);
+    // An aggregate of each author's books, inside a function: none counts as zero.
+    let books = func::coalesce(agg::max(Book::rating()).related(Book::author_id(), Author::id()), 0.0).row_value();
+    let rated = Author::query().order_by(Author::name().asc()).annotate(books).all(&pool).await.unwrap();
+    assert_eq!(
+        rated.into_iter().map(|(a, r)| (a.name, r)).collect::<Vec<_>>(),
+        [("Ada".into(), 4.5), ("Bob".into(), 0.0)]
+    );
+    cleanup(schema).await;
+}
+
 /// A column of the row a foreign key leads to, per row: to sort by (NULLs first when
 /// descending), filter by and read with the rows.
 #[tokio::test]
