@@ -310,6 +310,16 @@ pub enum Nulls {
 }
 
 impl Order {
+    /// Adds the row's columns the order sorts by to `out` (once each): its column, or
+    /// those its computed value reads.
+    pub fn columns_into(&self, out: &mut Vec<Ident>) {
+        match &self.value {
+            Some(value) => value.columns_into(out),
+            None if !out.contains(&self.column) => out.push(self.column.clone()),
+            None => {}
+        }
+    }
+
     /// By `column`.
     pub fn column(column: impl Into<Ident>, descending: bool) -> Order {
         Order { column: column.into(), descending, value: None, nulls: Nulls::Default }
@@ -573,9 +583,9 @@ pub enum SetOp {
 impl SetOp {
     pub fn sql(self) -> &'static str {
         match self {
-            SetOp::Union => " UNION ",
-            SetOp::Intersect => " INTERSECT ",
-            SetOp::Except => " EXCEPT ",
+            SetOp::Union => "UNION",
+            SetOp::Intersect => "INTERSECT",
+            SetOp::Except => "EXCEPT",
         }
     }
 }
@@ -1101,13 +1111,7 @@ impl Operand {
             Operand::Convert { value, .. } => value.columns_into(out),
             Operand::Window { args, partition_by, order_by, .. } => {
                 args.iter().chain(partition_by).for_each(|operand| operand.columns_into(out));
-                for order in order_by {
-                    match &order.value {
-                        Some(value) => value.columns_into(out),
-                        None if !out.contains(&order.column) => out.push(order.column.clone()),
-                        None => {}
-                    }
-                }
+                order_by.iter().for_each(|order| order.columns_into(out));
             }
             Operand::Subquery(select) => select.outer_columns_into(out),
             Operand::Condition(condition) => condition.columns_into(out),

@@ -503,7 +503,8 @@ impl SqlWriter<'_> {
         }
         self.part(&first, select);
         for (i, combined) in select.combined.iter().enumerate() {
-            self.push(combined.op.sql().trim_end());
+            self.push(" ");
+            self.push(combined.op.sql());
             self.push(if combined.all { " ALL " } else { " " });
             self.part(&combined.select, select);
             if i + 1 < select.combined.len() {
@@ -548,13 +549,7 @@ impl SqlWriter<'_> {
                 held.push(first.via.clone());
             }
         }
-        for order in &select.order {
-            match &order.value {
-                Some(value) => value.columns_into(&mut held),
-                None if !held.contains(&order.column) => held.push(order.column.clone()),
-                None => {}
-            }
-        }
+        select.order.iter().for_each(|order| order.columns_into(&mut held));
         let named = |column: &Ident| {
             select.annotations.iter().any(|a| a.alias == *column) || select.reached.iter().any(|r| r.alias == *column)
         };
@@ -737,13 +732,7 @@ impl SqlWriter<'_> {
                 // orders and filters by, besides the annotations.
                 let mut inner = select.columns.clone();
                 condition.columns_into(&mut inner);
-                for order in &select.order {
-                    match &order.value {
-                        Some(value) => value.columns_into(&mut inner),
-                        None if !inner.contains(&order.column) => inner.push(order.column.clone()),
-                        None => {}
-                    }
-                }
+                select.order.iter().for_each(|order| order.columns_into(&mut inner));
                 inner.retain(|column| !select.annotations.iter().any(|a| a.alias == *column));
                 self.push("(SELECT ");
                 self.annotated_columns(&inner, &select.annotations);

@@ -725,7 +725,14 @@ impl Query {
                      them, or load the related rows of the combined ones (prefetch_related)"
                 ));
             }
-            if !select.reached.is_empty() || aliases(select) != aliases(&self.select) {
+            if let Some(reached) = select.reached.first() {
+                return refuse(format!(
+                    "cannot combine a queryset of {name} ordered across a relation holding many rows (`{}`): order \
+                     the combined rows instead",
+                    reached.alias
+                ));
+            }
+            if aliases(select) != aliases(&self.select) {
                 return refuse(format!(
                     "combined querysets of {name} select the same annotations (here {:?} and {:?})",
                     aliases(&self.select),

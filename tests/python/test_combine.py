@@ -135,6 +135,8 @@ def test_what_combined_querysets_cannot_do_is_refused() -> None:
         OLD.union(Shelf.objects.all())  # type: ignore[arg-type]
     with pytest.raises(chakra.ProgrammingError, match="cannot combine a locked or select_related"):
         OLD.union(LONG.select_related("shelf"))
+    with pytest.raises(chakra.ProgrammingError, match="ordered across a relation holding many rows"):
+        OLD.union(LONG.order_by("shelf__volumes__title"))
     with pytest.raises(chakra.ProgrammingError, match="select the same annotations"):
         OLD.union(LONG.annotate(low=Lower("title")))
     with pytest.raises(chakra.ProgrammingError, match="does not prefetch"):
