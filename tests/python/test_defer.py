@@ -71,6 +71,13 @@ async def test_only_and_defer_leave_fields_out_of_the_statement() -> None:
     joined = await Article.objects.only("title").select_related("writer").order_by("id")
     assert joined[0].writer is not None and joined[0].writer.name == "Ann" and joined[1].writer is None
     assert [a.title async for a in Article.objects.only("title").order_by("-id").stream()] == ["Two", "One"]
+    # Related rows are prefetched by keys the rows hold: one left out is named, not taken as None.
+    with pytest.raises(AttributeError, match=re.escape(not_loaded("writer_id"))):
+        await Article.objects.only("title").prefetch_related("writer")
+    keyed = await Article.objects.only("writer_id").prefetch_related("writer").order_by("id")
+    assert keyed[0].writer is not None and keyed[0].writer.name == "Ann"
+    (ann,) = await Writer.objects.only("id").prefetch_related("articles")
+    assert [a.title for a in ann.articles] == ["One"]
 
 
 async def test_saving_writes_what_was_set_and_never_what_was_left_out() -> None:

@@ -68,7 +68,8 @@ class Relation:
     def keys(self, objs: Iterable[Model]) -> list[Any]:
         """The distinct non-``None`` keys of ``objs`` to look up, in first-seen order."""
         name = self.source_key
-        return list(dict.fromkeys(key for obj in objs if (key := getattr(obj, name, None)) is not None))
+        # Read strictly: a key only() left out is an AttributeError naming it, not None.
+        return list(dict.fromkeys(key for obj in objs if (key := getattr(obj, name)) is not None))
 
     def attach(self, objs: Iterable[Model], found: list[Any], to_attr: str | None = None) -> None:
         """Makes ``found`` (the target rows loaded for ``objs``' keys) the relation's
@@ -86,7 +87,7 @@ class Relation:
         else:
             by_key = {getattr(row, target): row for row in found}
             for obj in objs:
-                key = getattr(obj, source, None)
+                key = getattr(obj, source)
                 # The relation keeps the key it was loaded for, to tell a stale row.
                 _put(obj, slot, name, (key, by_key.get(key)) if to_attr is None else by_key.get(key))
 
