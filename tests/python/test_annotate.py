@@ -225,6 +225,8 @@ async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reac
         {"novels__title": "b1", "n": 1},
         {"novels__title": None, "n": 0},
     ]
+    assert [row["novels__title"] for row in await per_title.reverse()] == [None, "b1", "a2", "a1"]
+    assert await per_title.last() == {"novels__title": None, "n": 0}
     # Instances are the rows themselves: an order that would repeat them is refused.
     with pytest.raises(chakra.FieldError, match="ordered by `novels__title`, across a relation holding many rows"):
         await Writer.objects.order_by("novels__title")

@@ -86,6 +86,13 @@ async def test_combined_rows_are_ordered_sliced_and_read_as_values() -> None:
         "shelf__name"
     ) == ["low", "top", None]
     assert await both.values("year").count() == 3
+    # Values combine too, and read back to front.
+    names = OLD.values_list("title", flat=True).union(LONG.values_list("title", flat=True), all=True)
+    assert await names.order_by("title") == ["Emma", "Emma", "Ulysses", "Walden"]
+    assert await names.order_by("title").reverse() == ["Walden", "Ulysses", "Emma", "Emma"]
+    assert await OLD.values("title").difference(LONG.values("title")).order_by("-title").last() == {"title": "Walden"}
+    with pytest.raises(TypeError, match=re.escape("union() combines values of the same fields (title)")):
+        OLD.values("title").union(LONG.values("year"))  # type: ignore[arg-type]
     # As another query's subquery, every part's rows.
     assert await Volume.objects.filter(id__in=both).count() == 3
     shelved = Shelf.objects.filter(id__in=both.values_list("shelf_id", flat=True))

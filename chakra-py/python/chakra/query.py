@@ -1363,6 +1363,35 @@ class Values(Generic[T]):
     def __getitem__(self, key: slice) -> Values[T]:
         return self._with(self._qs[key])
 
+    def reverse(self) -> Values[T]:
+        """The same rows in the opposite order; groups in the opposite order of their
+        ``order_by`` (of their fields, if none)."""
+        if self._aggregates is None:
+            return self._with(self._qs.reverse())
+        order = self._order or list(self._fields)
+        return self._with(order=[name[1:] if name.startswith("-") else f"-{name}" for name in order])
+
+    def union(self, *others: Values[T], all: bool = False) -> Values[T]:
+        """These rows or those of ``others`` (values of the same fields, of the same
+        model), as ``QuerySet.union``."""
+        return self._combine("union", others, all)
+
+    def intersection(self, *others: Values[T], all: bool = False) -> Values[T]:
+        """These rows that each of ``others`` has too (SQL's ``INTERSECT``)."""
+        return self._combine("intersection", others, all)
+
+    def difference(self, *others: Values[T], all: bool = False) -> Values[T]:
+        """These rows that none of ``others`` has (SQL's ``EXCEPT``)."""
+        return self._combine("difference", others, all)
+
+    def _combine(self, op: str, others: tuple[Values[T], ...], all: bool) -> Values[T]:
+        for other in (self, *others):
+            if not isinstance(other, Values) or other._fields != self._fields:
+                raise TypeError(f"{op}() combines values of the same fields ({', '.join(self._fields)}), not {other!r}")
+            if other._aggregates is not None:
+                raise chakra_errors.ProgrammingError(f"cannot {op} grouped values: group the combined values instead")
+        return self._with(self._qs._combine(op, tuple(other._qs for other in others), all))
+
     def _chakra_subquery(self) -> _core.Subquery:
         """The one field's values, as the value of another query's ``__in``."""
         if len(self._fields) != 1 or self._aggregates:
@@ -1408,6 +1437,13 @@ class Values(Generic[T]):
     def first_sync(self) -> T | None:
         rows = self._first().all_sync()
         return rows[0] if rows else None
+
+    async def last(self) -> T | None:
+        """The last row in the order (see :meth:`first`), or ``None``."""
+        return await self.reverse().first()
+
+    def last_sync(self) -> T | None:
+        return self.reverse().first_sync()
 
     def _first(self) -> Values[T]:
         grouped = self._aggregates is not None
