@@ -227,6 +227,8 @@ async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reac
     ]
     assert [row["novels__title"] for row in await per_title.reverse()] == [None, "b1", "a2", "a1"]
     assert await per_title.last() == {"novels__title": None, "n": 0}
+    with pytest.raises(chakra.FieldError, match=re.escape("values('novels__id') reads the rows novels leads to")):
+        Novel.objects.filter(id__in=Writer.objects.values_list("novels__id", flat=True))
     # Instances are the rows themselves: an order that would repeat them is refused.
     with pytest.raises(chakra.FieldError, match="ordered by `novels__title`, across a relation holding many rows"):
         await Writer.objects.order_by("novels__title")

@@ -1399,7 +1399,14 @@ class Values(Generic[T]):
                 f"a subquery selects one field: values({', '.join(map(repr, self._fields))})"
                 f"{' with aggregates' if self._aggregates else ''} cannot be the value of an __in lookup"
             )
-        return self._qs._query.subquery(self._fields[0])
+        (field,) = self._fields
+        if field in self._qs._query.reached_names:
+            relation = field.split("__")[0]
+            raise chakra_errors.FieldError(
+                f"values({field!r}) reads the rows {relation} leads to, which a subquery does not: query "
+                f"those rows' model instead, by its relation back (…objects.filter(<relation>__in=…))"
+            )
+        return self._qs._query.subquery(field)
 
     def _op(self, target: Any, terminal: str | None = None) -> _core.Op:
         query = self._qs._query
