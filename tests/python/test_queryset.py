@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 
 import pytest
 
@@ -437,6 +438,20 @@ async def test_last_latest_earliest_in_bulk_and_reverse() -> None:
     assert {k: v.name for k, v in by_pk.items()} == {1: "Alice", 3: "Bob"}
     assert len(Author.objects.filter(is_active=True).in_bulk_sync()) == 3
     assert await Author.objects.in_bulk([]) == {}
+    by_email = await Author.objects.in_bulk(["bob@example.com", "zed@example.com"], field_name="email")
+    assert {k: v.name for k, v in by_email.items()} == {"bob@example.com": "Bob"}
+    with pytest.raises(chakra.FieldError, match=re.escape("in_bulk(field_name='name'): Author.name is not a unique")):
+        Author.objects.in_bulk_sync(field_name="name")
+
+
+async def test_contains_asks_whether_a_row_is_among_the_matching_ones() -> None:
+    bob = await Author.objects.get(name="Bob")
+    assert await Author.objects.filter(age__gt=40).contains(bob)
+    assert not Author.objects.filter(age__lt=40).contains_sync(bob)
+    with pytest.raises(ValueError, match=re.escape("contains() takes a saved Author")):
+        await Author.objects.contains(Author(name="new"))
+    with pytest.raises(TypeError, match=re.escape("contains() takes an instance of Author, not <object")):
+        await Author.objects.contains(object())  # type: ignore[arg-type]
 
 
 async def test_ordering_limit_offset_and_slicing() -> None:

@@ -913,15 +913,43 @@ class QuerySet(Generic[M]):
     def earliest_sync(self, *fields: str) -> M:
         return _found(self._model, self._by(fields, False).first_sync())
 
-    async def in_bulk(self, id_list: Iterable[Any] | None = None) -> dict[Any, M]:
-        """The matching rows by primary key; with ``id_list``, only those keys (missing
-        ones are left out)."""
-        qs = self if id_list is None else self.filter(pk__in=list(id_list))
-        return {obj.pk: obj for obj in await qs}
+    async def in_bulk(self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk") -> dict[Any, M]:
+        """The matching rows by primary key (or by ``field_name``, a unique field); with
+        ``id_list``, only those keys (missing ones are left out)."""
+        qs, name = self._bulk_by(id_list, field_name)
+        return {getattr(obj, name): obj for obj in await qs}
 
-    def in_bulk_sync(self, id_list: Iterable[Any] | None = None) -> dict[Any, M]:
-        qs = self if id_list is None else self.filter(pk__in=list(id_list))
-        return {obj.pk: obj for obj in qs.all_sync()}
+    def in_bulk_sync(self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk") -> dict[Any, M]:
+        qs, name = self._bulk_by(id_list, field_name)
+        return {getattr(obj, name): obj for obj in qs.all_sync()}
+
+    def _bulk_by(self, id_list: Iterable[Any] | None, field_name: str) -> tuple[QuerySet[M], str]:
+        """``in_bulk``'s query and the field its rows are keyed by, which must be unique:
+        rows sharing a value would hide each other."""
+        meta = self._model._meta
+        pk = meta.pk
+        name = pk.name if field_name == "pk" and pk is not None else field_name
+        field = meta.fields.get(name)
+        if field is None or not (field.primary_key or field.unique):
+            raise chakra_errors.FieldError(
+                f"in_bulk(field_name={field_name!r}): {self._model.__name__}.{name} is not a unique field"
+            )
+        return (self if id_list is None else self.filter(**{f"{name}__in": list(id_list)})), name
+
+    async def contains(self, obj: M) -> bool:
+        """Whether ``obj``'s row is among the matching rows (one ``EXISTS`` query), as
+        Django's ``contains()``."""
+        return await self._containing(obj).exists()
+
+    def contains_sync(self, obj: M) -> bool:
+        return self._containing(obj).exists_sync()
+
+    def _containing(self, obj: M) -> QuerySet[M]:
+        if type(obj) is not self._model:
+            raise TypeError(f"contains() takes an instance of {self._model.__name__}, not {obj!r}")
+        if obj.pk is None:
+            raise ValueError(f"contains() takes a saved {self._model.__name__}: this one has no primary key yet")
+        return self.filter(pk=obj.pk)
 
     async def get(self, *conditions: Q, **lookups: Any) -> M:
         """The one row matching: raises ``Model.DoesNotExist`` if none,

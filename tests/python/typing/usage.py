@@ -44,6 +44,8 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.earliest_sync("joined"), User)
     assert_type(await User.objects.in_bulk([1, 2]), dict[Any, User])
     assert_type(User.objects.distinct().reverse(), QuerySet[User])
+    assert_type(User.objects.contains_sync(User(name="x")), bool)
+    assert_type(await User.objects.in_bulk(["a"], field_name="name"), dict[Any, User])
     assert_type(User.objects.values("name").union(User.objects.values("name")).reverse().last_sync(), dict[str, Any] | None)
     assert_type(User.objects.raw("SELECT * FROM users WHERE id = $1", 1).all_sync(), list[User])
     assert_type(User.objects.only("name").defer("joined").defer(None), QuerySet[User])
