@@ -1348,6 +1348,8 @@ pub struct Update {
     pub table: Ident,
     pub set: Vec<Assignment>,
     pub filter: Option<Expr>,
+    /// Columns of the updated rows to read back (`RETURNING`), none if empty.
+    pub returning: Vec<Ident>,
 }
 
 /// A `DELETE` of the rows matching `filter` (all rows when `None`).

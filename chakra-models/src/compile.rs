@@ -1008,6 +1008,10 @@ pub fn update(dialect: &dyn Dialect, update: &Update) -> Statement {
         }
         w.filter(&update.filter);
     });
+    if !update.returning.is_empty() {
+        w.push(" RETURNING ");
+        w.idents(&update.returning);
+    }
     w.finish()
 }
 
@@ -1540,6 +1544,7 @@ mod tests {
                 Assignment { column: col("note"), value: Value::Text("x".into()).into() },
             ],
             filter: Some(Expr::Compare { column: col("id"), op: CompareOp::Eq, value: Value::I64(1).into() }),
+            returning: Vec::new(),
         };
         let st = update(&Postgres, &query);
         assert_eq!(
@@ -1705,11 +1710,12 @@ mod tests {
                 },
             ],
             filter: None,
+            returning: vec![col("id"), col("tier")],
         };
         let st = update(&Postgres, &query);
         assert_eq!(
             st.sql.as_ref(),
-            r#"UPDATE "users" SET "tier" = CASE WHEN "score" >= $1 THEN $2::text WHEN "score" IS NULL THEN NULL ELSE lower("name") END, "score" = coalesce("score", $3::int4)"#
+            r#"UPDATE "users" SET "tier" = CASE WHEN "score" >= $1 THEN $2::text WHEN "score" IS NULL THEN NULL ELSE lower("name") END, "score" = coalesce("score", $3::int4) RETURNING "id", "tier""#
         );
         assert_eq!(st.params, vec![Value::I64(90), Value::Text("gold".into()), Value::I32(0)]);
         let mut columns = Vec::new();

@@ -538,6 +538,7 @@ impl ModelSql {
                 .map(|(_, f)| Assignment { column: f.column.clone(), value: Value::Null.into() })
                 .collect(),
             filter: by_key(Value::I64(0)),
+            returning: Vec::new(),
         };
         let delete = Delete { table: M::TABLE.into(), filter: by_key(Value::I64(0)) };
         let upsert = Insert {

@@ -282,7 +282,8 @@ impl<M: Model> Query<M> {
             return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
         }
         standalone(&self.select)?;
-        let update = Update { table: self.select.table.clone(), set: assignments, filter: self.select.conditions() };
+        let filter = self.select.conditions();
+        let update = Update { table: self.select.table.clone(), set: assignments, filter, returning: Vec::new() };
         let request =
             Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
         db.run(request).await?.rows_affected()

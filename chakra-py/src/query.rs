@@ -984,14 +984,16 @@ impl Query {
 
     /// Sets `values` (field name → value) and `exprs` (field name → an `F` expression's
     /// tree, computed by the database from the row) on every matching row; resolves to
-    /// the count.
-    #[pyo3(signature = (target, values, exprs = None))]
+    /// the count, or with `returning` to the updated rows as new instances (for a
+    /// session to refresh the ones it holds).
+    #[pyo3(signature = (target, values, exprs = None, returning = false))]
     fn update(
         &self,
         py: Python<'_>,
         target: &Bound<'_, PyAny>,
         values: &Bound<'_, PyDict>,
         exprs: Option<&Bound<'_, PyDict>>,
+        returning: bool,
     ) -> PyResult<Op> {
         self.uncombined(py, "update")?;
         self.unsliced(py, "update")?;
@@ -1013,9 +1015,23 @@ impl Query {
             let value = f_operand(py, schema, Some(field), &tree)?;
             set.push(Assignment { column: schema.fields[field].column.clone(), value });
         }
-        let update = Update { table: schema.table.to_string().into(), set, filter: self.select.conditions() };
-        let request = Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(labels(schema, "UPDATE"));
+        let columns = || schema.fields.iter().map(|f| f.column.clone()).collect();
+        let update = Update {
+            table: schema.table.to_string().into(),
+            set,
+            filter: self.select.conditions(),
+            returning: if returning { columns() } else { Vec::new() },
+        };
+        let mode = if returning { Mode::All } else { Mode::Execute };
+        let request = Request::new(compile::update(&Postgres, &update), mode).labels(labels(schema, "UPDATE"));
         let target = Target::extract(target)?;
+        if returning {
+            let schema = self.schema.clone_ref(py);
+            return Ok(op(async move { target.run(request, true).await?.into_rows() }, move |py, rows| {
+                let loader = Loader::new(py, &schema, None, (schema.get().fields.len(), None), &[], None)?;
+                Ok(loader.all(py, &rows)?.into_any().unbind())
+            }));
+        }
         Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
             Ok(n.into_pyobject(py)?.into_any().unbind())
         }))

@@ -125,7 +125,8 @@ fn plan_step(
                     .map(|&i| Ok(Assignment { column: s.fields[i].column.clone(), value: s.value(&obj, i)?.into() }))
                     .collect::<PyResult<Vec<_>>>()?;
                 let key = loaded_key(s, &obj)?;
-                let update = Update { table: s.table.to_string().into(), set, filter: Some(by_pk(s, key)) };
+                let filter = Some(by_pk(s, key));
+                let update = Update { table: s.table.to_string().into(), set, filter, returning: Vec::new() };
                 requests
                     .push(Request::new(compile::update(&Postgres, &update), Mode::Execute).labels(labels(s, "UPDATE")));
                 let saved = s.saved_values(&obj)?.unbind();

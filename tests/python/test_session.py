@@ -333,6 +333,36 @@ async def test_f_expressions_update_from_the_row_and_lose_no_concurrent_change()
         F("balance") + "1"  # type: ignore[operator]
 
 
+async def test_an_update_by_query_refreshes_the_instances_the_session_holds() -> None:
+    from chakra import F
+
+    async with Session() as session:
+        ann = await Account.objects.get(owner="ann")
+        ann.note = "pending"  # flushed before the update
+        assert await Account.objects.filter(balance__gte=50).update(balance=F("balance") + 5) == 2
+        assert (ann.balance, ann.note) == (105, "pending") and not session.is_modified(ann)
+        with pytest.raises(ValueError):
+            async with session.begin():
+                await Account.objects.filter(owner="ann").update(balance=0)
+                assert ann.balance == 0
+                raise ValueError("undo the savepoint")
+        # The savepoint's rollback puts back what the instance held, as saved.
+        assert ann.balance == 105 and not session.is_modified(ann)
+        ann.balance += 1  # saves what changed since the refresh
+    assert (await Account.objects.get(owner="ann")).balance == 106
+    async with Session() as session:
+        ann = await Account.objects.get(owner="ann")
+        ann.note = "mine"
+        await Account.objects.filter(owner="ann").update(balance=F("balance") * 2)
+        assert ann.balance == 212
+        await session.rollback()
+        # The values the update read back go with it; the user's own change stays pending.
+        assert (ann.balance, ann.note) == (106, "mine") and session.is_modified(ann)
+    assert (await Account.objects.get(owner="ann")).note == "mine"
+    # Outside a session, or with no instance held, nothing is read back.
+    assert await Account.objects.update(note="x") == 2
+
+
 async def test_get_or_create_finds_creates_and_survives_a_concurrent_creator() -> None:
     await chakra.execute("CREATE UNIQUE INDEX sess_accounts_owner ON sess_accounts (owner)")
     ann, created = await Account.objects.get_or_create(owner="ann", defaults={"balance": 1})

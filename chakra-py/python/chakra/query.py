@@ -1182,15 +1182,25 @@ class QuerySet(Generic[M]):
 
     async def update(self, **values: Any) -> int:
         """Sets ``values`` on every matching row; returns how many rows changed. A value
-        may be computed by the database from the row: ``balance=F("balance") - 10``."""
-        return await self._run(  # type: ignore[no-any-return]
-            lambda target, _: self._query.update(target, *_split_exprs(values))
-        )
+        may be computed by the database from the row: ``balance=F("balance") - 10``. In a
+        session holding instances of the model, the rows are read back (``RETURNING``)
+        and the instances of them it holds get their new values, as SQLAlchemy's
+        ``synchronize_session``; a rollback puts back what they held."""
+        return await run_async(self._update_steps(values))
 
     def update_sync(self, **values: Any) -> int:
-        return self._run_sync(  # type: ignore[no-any-return]
-            lambda target, _: self._query.update(target, *_split_exprs(values))
-        )
+        return run_sync(self._update_steps(values))
+
+    def _update_steps(self, values: dict[str, Any]) -> Steps[int]:
+        target, identity, session = self._scope()
+        if session is not None:
+            yield from session._flush_steps()
+        if session is None or not identity:
+            changed: int = yield self._query.update(target, *_split_exprs(values))
+            return changed
+        rows: list[M] = yield self._query.update(target, *_split_exprs(values), True)
+        session._refresh_held(rows)
+        return len(rows)
 
     async def delete(self) -> int:
         """Deletes every matching row; returns how many."""

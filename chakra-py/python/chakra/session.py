@@ -31,6 +31,7 @@ from . import _core
 from ._bridge import Steps, run_async, run_sync
 from .database import _RawQueries, resolve_database
 from .errors import ProgrammingError
+from .models import NOT_LOADED, _has
 
 if TYPE_CHECKING:
     from .database import Database
@@ -74,8 +75,36 @@ def _loaded(obj: Any) -> tuple[Any, ...] | None:
 
 
 # A transaction level's record of the instances it wrote: id(obj) → (obj, what was
-# loaded before its first write in the level), to undo on rollback.
-_Level = dict[int, tuple[Any, Any]]
+# loaded before its first write in the level, and for an instance given values read back
+# from the database, what its fields held before the first such read), to undo on
+# rollback: those values came from writes the rollback undoes, unlike the user's own.
+_Record = tuple[Any, Any, "tuple[Any, ...] | None"]
+_Level = dict[int, _Record]
+
+
+def _keep(level: _Level, record: _Record) -> None:
+    """Adds ``record`` to ``level``: the earliest record of an instance wins, but for the
+    fields' values, which the earliest record that has them gives."""
+    obj, _, values = record
+    old = level.get(id(obj))
+    if old is None:
+        level[id(obj)] = record
+    elif old[2] is None and values is not None:
+        level[id(obj)] = (obj, old[1], values)
+
+
+def _field_values(obj: Any) -> tuple[Any, ...]:
+    """``obj``'s fields' values (``NOT_LOADED`` for one a query left out)."""
+    return tuple(getattr(obj, name) if _has(obj, name) else NOT_LOADED for name in type(obj)._meta.fields)
+
+
+def _put_field_values(obj: Any, values: tuple[Any, ...]) -> None:
+    for name, value in zip(type(obj)._meta.fields, values):
+        if value is NOT_LOADED:
+            if _has(obj, name):
+                delattr(obj, name)
+        else:
+            setattr(obj, name, value)
 
 
 class Session(_RawQueries):
@@ -230,19 +259,20 @@ class Session(_RawQueries):
         """Objects a queryset's ``create``/``bulk_create`` inserts inside this session."""
         level = self._current_level()
         for obj in objs:
-            level.setdefault(id(obj), (obj, None))
+            _keep(level, (obj, None, None))
 
     def _refresh_held(self, objs: list[Any]) -> None:
         """Gives the instances this session holds of the rows ``objs`` were read back
         from (an upsert's updated rows) those rows' values, as a refresh would; a rollback
         puts back what they held before."""
+        self._sync_levels()
         level = self._current_level()
         for obj in objs:
             identity = self._identity.get(type(obj))
             held = identity.get(_schema(obj).loaded_pk(obj)) if identity is not None else None
             if held is None or held is obj:
                 continue
-            level.setdefault(id(held), (held, _loaded(held)))
+            _keep(level, (held, _loaded(held), _field_values(held)))
             for name in type(obj)._meta.fields:
                 setattr(held, name, getattr(obj, name))
             held._chakra_loaded = _loaded(obj)
@@ -302,16 +332,16 @@ class Session(_RawQueries):
             raise
         self._sync_levels()
         level = self._current_level()
-        for key, (obj, loaded) in before.items():
+        for obj, loaded in before.values():
             if _loaded(obj) is not loaded:
-                level.setdefault(key, (obj, loaded))
+                _keep(level, (obj, loaded, None))
         for obj in deleted:
             held = self._identity.get(type(obj))
             if held is not None:
                 pk = _schema(obj).loaded_pk(obj)
                 if held.get(pk) is obj:
                     del held[pk]
-            level.setdefault(id(obj), (obj, _loaded(obj)))
+            _keep(level, (obj, _loaded(obj), None))
             _schema(obj).forget_loaded(obj)
         return sent  # type: ignore[no-any-return]
 
@@ -363,7 +393,9 @@ class Session(_RawQueries):
     def _undo_levels(self, depth: int) -> None:
         """Puts back what instances looked like saved before the levels above ``depth``."""
         while len(self._levels) > depth:
-            for obj, loaded in self._levels.pop().values():
+            for obj, loaded, values in self._levels.pop().values():
+                if values is not None:
+                    _put_field_values(obj, values)
                 obj._chakra_loaded = loaded
                 if loaded is None:
                     self._forget_inserted(obj)
@@ -475,13 +507,13 @@ class Transaction:
         levels = session._levels
         merged: _Level = {}
         for level in levels[self._depth - 1 :]:
-            for key, record in level.items():
-                merged.setdefault(key, record)
+            for record in level.values():
+                _keep(merged, record)
         del levels[self._depth - 1 :]
         if self._depth > 1:
             parent = session._current_level()
-            for key, record in merged.items():
-                parent.setdefault(key, record)
+            for record in merged.values():
+                _keep(parent, record)
 
     def _rollback_steps(self) -> Steps[None]:
         session = self._session
