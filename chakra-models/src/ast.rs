@@ -1357,6 +1357,8 @@ pub struct Update {
 pub struct Delete {
     pub table: Ident,
     pub filter: Option<Expr>,
+    /// Columns of the deleted rows to read back (`RETURNING`), none if empty.
+    pub returning: Vec<Ident>,
 }
 
 /// An `INSERT` of one or many rows.

@@ -1021,6 +1021,10 @@ pub fn delete(dialect: &dyn Dialect, delete: &Delete) -> Statement {
     w.push("DELETE FROM ");
     w.ident(&delete.table);
     w.scoped(&delete.table, |w| w.filter(&delete.filter));
+    if !delete.returning.is_empty() {
+        w.push(" RETURNING ");
+        w.idents(&delete.returning);
+    }
     w.finish()
 }
 
@@ -1580,7 +1584,7 @@ mod tests {
             select(&Postgres, &nodes).sql.as_ref(),
             r#"SELECT "id" FROM "nodes" WHERE NOT EXISTS (SELECT 1 FROM "nodes" AS "chakra_sub_2" WHERE "parent_id" = "nodes"."id")"#
         );
-        let query = Delete { table: col("nodes"), filter: nodes.filter.clone() };
+        let query = Delete { table: col("nodes"), filter: nodes.filter.clone(), returning: Vec::new() };
         assert_eq!(
             delete(&Postgres, &query).sql.as_ref(),
             r#"DELETE FROM "nodes" WHERE NOT EXISTS (SELECT 1 FROM "nodes" AS "chakra_sub_1" WHERE "parent_id" = "nodes"."id")"#

@@ -540,7 +540,7 @@ impl ModelSql {
             filter: by_key(Value::I64(0)),
             returning: Vec::new(),
         };
-        let delete = Delete { table: M::TABLE.into(), filter: by_key(Value::I64(0)) };
+        let delete = Delete { table: M::TABLE.into(), filter: by_key(Value::I64(0)), returning: Vec::new() };
         let upsert = Insert {
             table: M::TABLE.into(),
             columns: columns::<M>(),

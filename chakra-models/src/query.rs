@@ -292,7 +292,8 @@ impl<M: Model> Query<M> {
     /// Deletes every matching row; returns how many.
     pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
         standalone(&self.select)?;
-        let delete = Delete { table: self.select.table.clone(), filter: self.select.conditions() };
+        let filter = self.select.conditions();
+        let delete = Delete { table: self.select.table.clone(), filter, returning: Vec::new() };
         let request =
             Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
         db.run(request).await?.rows_affected()

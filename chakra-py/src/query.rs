@@ -1037,14 +1037,34 @@ impl Query {
         }))
     }
 
-    /// Deletes every matching row; resolves to the count.
-    fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>) -> PyResult<Op> {
+    /// Deletes every matching row; resolves to the count, or with `returning` to the
+    /// deleted rows' primary keys (for a session to let go of its instances of them).
+    #[pyo3(signature = (target, returning = false))]
+    fn delete(&self, py: Python<'_>, target: &Bound<'_, PyAny>, returning: bool) -> PyResult<Op> {
         self.uncombined(py, "delete from")?;
         self.unsliced(py, "delete")?;
         let schema = self.schema.get();
-        let delete = Delete { table: schema.table.to_string().into(), filter: self.select.conditions() };
-        let request = Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(schema, "DELETE"));
+        let key = schema.fields[schema.pk].column.clone();
+        let delete = Delete {
+            table: schema.table.to_string().into(),
+            filter: self.select.conditions(),
+            returning: if returning { vec![key] } else { Vec::new() },
+        };
+        let mode = if returning { Mode::All } else { Mode::Execute };
+        let request = Request::new(compile::delete(&Postgres, &delete), mode).labels(labels(schema, "DELETE"));
         let target = Target::extract(target)?;
+        if returning {
+            return Ok(op(async move { target.run(request, true).await?.into_rows() }, |py, rows| {
+                let keys = PyList::empty(py);
+                if let Some(first) = rows.first() {
+                    let decoder = Decoder::for_type(first.columns()[0].type_());
+                    for row in &rows {
+                        keys.append(decode(py, row, 0, &decoder)?)?;
+                    }
+                }
+                Ok(keys.into_any().unbind())
+            }));
+        }
         Ok(op(async move { target.run(request, true).await?.rows_affected() }, |py, n| {
             Ok(n.into_pyobject(py)?.into_any().unbind())
         }))

@@ -142,6 +142,7 @@ fn plan_step(
             let delete = Delete {
                 table: s.table.to_string().into(),
                 filter: Some(Expr::In { column, values: keys, negated: false }),
+                returning: Vec::new(),
             };
             requests.push(Request::new(compile::delete(&Postgres, &delete), Mode::Execute).labels(labels(s, "DELETE")));
             after.push(After::Nothing);

@@ -363,6 +363,16 @@ async def test_an_update_by_query_refreshes_the_instances_the_session_holds() ->
     assert await Account.objects.update(note="x") == 2
 
 
+async def test_a_delete_by_query_lets_go_of_the_instances_the_session_holds() -> None:
+    async with Session() as session:
+        ann, ben = await Account.objects.order_by("owner")
+        assert await Account.objects.filter(owner="ann").delete() == 1
+        assert ann not in session and ben in session
+        ann.balance = 5  # a deleted row's instance: nothing to save
+        assert await Account.objects.filter(owner="ann").first() is None
+    assert await Account.objects.values_list("owner", flat=True) == ["ben"]
+
+
 async def test_get_or_create_finds_creates_and_survives_a_concurrent_creator() -> None:
     await chakra.execute("CREATE UNIQUE INDEX sess_accounts_owner ON sess_accounts (owner)")
     ann, created = await Account.objects.get_or_create(owner="ann", defaults={"balance": 1})

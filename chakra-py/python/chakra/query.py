@@ -1203,18 +1203,25 @@ class QuerySet(Generic[M]):
         return len(rows)
 
     async def delete(self) -> int:
-        """Deletes every matching row; returns how many."""
+        """Deletes every matching row; returns how many. In a session holding instances
+        of the model, it lets go of those of the deleted rows (``obj in session`` is then
+        false, and changing one saves nothing), as its own ``delete(obj)`` does."""
         return await run_async(self._delete_steps())
 
     def delete_sync(self) -> int:
         return run_sync(self._delete_steps())
 
     def _delete_steps(self) -> Steps[int]:
-        target, _, session = self._scope()
+        target, identity, session = self._scope()
         if session is not None:
             yield from session._flush_steps()
-        deleted: int = yield self._query.delete(target)
-        return deleted
+        if session is None or not identity:
+            deleted: int = yield self._query.delete(target)
+            return deleted
+        # The session lets go of its instances of the deleted rows, as of those it deletes.
+        keys: list[Any] = yield self._query.delete(target, True)
+        session._forget_deleted(self._model, keys)
+        return len(keys)
 
     def values(self, *fields: str, **expressions: Expression | Trunc) -> Values[dict[str, Any]]:
         """Rows as dicts of the named fields (all fields when none are named) and of the

@@ -278,6 +278,20 @@ class Session(_RawQueries):
             held._chakra_loaded = _loaded(obj)
             held._chakra_related = None
 
+    def _forget_deleted(self, model: type[Any], keys: list[Any]) -> None:
+        """Lets go of the instances held of the rows with primary keys ``keys``, which a
+        delete by query removed, as a flush does of the instances it deletes."""
+        identity = self._identity.get(model)
+        if not identity:
+            return
+        self._sync_levels()
+        level = self._current_level()
+        for key in keys:
+            obj = identity.pop(key, None)
+            if obj is not None:
+                _keep(level, (obj, _loaded(obj), None))
+                _schema(obj).forget_loaded(obj)
+
     def _current_level(self) -> _Level:
         if not self._levels:
             self._levels.append({})
