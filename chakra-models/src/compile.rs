@@ -572,8 +572,14 @@ impl SqlWriter<'_> {
             }
         }
         self.idents(selected);
-        self.reached_rows(&rows, Some(&select.table));
-        self.order(&select.order, None);
+        // The joined rows go by the name the query's table does: a computed order names
+        // them so. As a subquery, that name is not yet the innermost scope.
+        let name = select.alias.as_ref().unwrap_or(&select.table).clone();
+        self.reached_rows(&rows, Some(&name));
+        match self.scopes.last() == Some(&name) {
+            true => self.order(&select.order, None),
+            false => self.scoped(&name, |w| w.order(&select.order, None)),
+        }
         self.slice(select);
     }
 
@@ -682,6 +688,11 @@ impl SqlWriter<'_> {
     fn selection(&mut self, select: &Select, selected: Selected) {
         if !select.combined.is_empty() {
             return self.combined_selection(select, selected);
+        }
+        // A subquery of what relations reach from each row (`IN (…)`): a value per row
+        // reached.
+        if !select.reached.is_empty() && selected == Selected::Bare {
+            return self.with_reached(select);
         }
         let name = select.alias.as_ref().unwrap_or(&select.table).clone();
         self.scoped(&name, |w| w.selection_in_scope(select, selected));

@@ -634,6 +634,29 @@ impl Query {
         Ok(Subquery { schema: self.schema.clone_ref(py), select, field })
     }
 
+    /// The query as a subquery selecting `name`, a field across a relation holding many
+    /// rows it is joined to ([`Query::reach`], `path` and `field` its hops and the field at
+    /// their end): a value per row reached (Django's `values("books__id")` as the value of
+    /// an `__in` lookup).
+    fn reached_subquery(&self, py: Python<'_>, name: &str, path: Vec<HopSpec<'_>>, field: &str) -> PyResult<Subquery> {
+        let schema = self.schema.get();
+        let (_, last) = hops_of(py, schema, name, &path)?;
+        let field = field_index(py, last, field)?;
+        let last = path.last().expect("hops_of refuses no hop").1.clone().unbind();
+        if self.select.annotation_filter.is_some() {
+            return Err(field_error(
+                py,
+                format!(
+                    "values({name:?}) of rows filtered by an annotation cannot be a subquery: filter them otherwise"
+                ),
+            ));
+        }
+        let mut select = self.select.clone();
+        select.annotations.clear();
+        select.reached.retain(|r| r.alias == name);
+        Ok(Subquery { schema: last, select: select.subquery(Vec::new()), field })
+    }
+
     /// Replaces the ordering: `"name"` ascending, `"-name"` descending; `("referred",
     /// name, descending, hops, field)` for a field of the row foreign keys lead to
     /// (`"author__name"`), each hop `(key field, related schema, its key field)`;

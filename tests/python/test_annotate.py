@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import chakra
-from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, Q, Session, String, Sum, Value
+from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, OuterRef, Q, Session, String, Subquery, Sum, Value
 from chakra.functions import Coalesce, Concat, Lower, Upper
 from conftest import recreate
 
@@ -227,8 +227,19 @@ async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reac
     ]
     assert [row["novels__title"] for row in await per_title.reverse()] == [None, "b1", "a2", "a1"]
     assert await per_title.last() == {"novels__title": None, "n": 0}
-    with pytest.raises(chakra.FieldError, match=re.escape("values('novels__id') reads the rows novels leads to")):
-        Novel.objects.filter(id__in=Writer.objects.values_list("novels__id", flat=True))
+    # As a subquery: a value per row reached.
+    ann_novels = Writer.objects.filter(name="Ann").values_list("novels__id", flat=True)
+    assert await Novel.objects.filter(id__in=ann_novels).order_by("title").values_list("title", flat=True) == [
+        "a1",
+        "a2",
+    ]
+    longest = Writer.objects.filter(id=OuterRef("writer_id")).order_by("-novels__pages").values("novels__pages")[:1]
+    assert await Novel.objects.annotate(top=Subquery(longest)).order_by("id").values_list("top", flat=True) == [
+        300,
+        300,
+        200,
+        None,
+    ]
     # Instances are the rows themselves: an order that would repeat them is refused.
     with pytest.raises(chakra.FieldError, match="ordered by `novels__title`, across a relation holding many rows"):
         await Writer.objects.order_by("novels__title")

@@ -1445,13 +1445,12 @@ class Values(Generic[T]):
                 f"{' with aggregates' if self._aggregates else ''} cannot be the value of an __in lookup"
             )
         (field,) = self._fields
-        if field in self._qs._query.reached_names:
-            relation = field.split("__")[0]
-            raise chakra_errors.FieldError(
-                f"values({field!r}) reads the rows {relation} leads to, which a subquery does not: query "
-                f"those rows' model instead, by its relation back (…objects.filter(<relation>__in=…))"
-            )
-        return self._qs._query.subquery(field)
+        query = self._qs._query
+        if field in query.reached_names:
+            many = _many_reach(self._qs.model, field, "values")
+            assert many is not None, "a reached name reaches"
+            return query.reached_subquery(field, *many)
+        return query.subquery(field)
 
     def _op(self, target: Any, terminal: str | None = None) -> _core.Op:
         query = self._qs._query
