@@ -599,12 +599,17 @@ impl Query {
             });
             let value = match tagged.as_ref().map(|(tag, t)| (tag.as_str(), t.len(), t)) {
                 Some(("related", 6, t)) => related_annotation(py, schema, &alias, t)?,
-                Some(("trunc", 3, t)) => {
+                // A fourth item `True` reads a timestamp's start as a date (`dates()`).
+                Some(("trunc", n @ (3 | 4), t)) => {
                     let (field, kind): (String, String) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
                     let unit =
                         TruncUnit::named(&kind).ok_or_else(|| field_error(py, format!("no Trunc kind {kind:?}")))?;
-                    lookup::trunc(&schema.fields, &schema.table, &field, unit)
-                        .map_err(|e| field_error(py, format!("`{alias}`: {}", e.message())))?
+                    let as_date = n == 4 && t.get_item(3)?.extract::<bool>()?;
+                    match lookup::trunc(&schema.fields, &schema.table, &field, unit) {
+                        Ok(Scalar::Trunc { unit, column, .. }) if as_date => Scalar::Trunc { unit, column, date: true },
+                        Ok(value) => value,
+                        Err(e) => return Err(field_error(py, format!("`{alias}`: {}", e.message()))),
+                    }
                 }
                 Some(("named", 2, t)) => {
                     let name: String = t.get_item(1)?.extract()?;

@@ -238,6 +238,27 @@ async def test_dates_and_timestamps_cut_down_to_a_unit_for_time_series() -> None
         Everything.objects.annotate(h=chakra.TruncHour("day"))
     with pytest.raises(chakra.FieldError, match="cannot truncate `text`, a `text` column, to its day"):
         Everything.objects.values(d=chakra.TruncDay("text"))
+
+
+async def test_dates_and_datetimes_list_the_distinct_periods() -> None:
+    utc = dt.timezone.utc
+    stamps = [dt.datetime(2024, 1, 31, 23, 59, tzinfo=utc), dt.datetime(2024, 3, 1, tzinfo=utc)]
+    stamps += [dt.datetime(2024, 3, 9, 12, 30, tzinfo=utc), dt.datetime(2025, 8, 20, 8, tzinfo=utc)]
+    await Everything.objects.bulk_create([Everything(day=a.date(), aware=a, naive=a.replace(tzinfo=None)) for a in stamps])
+    # Django's archive: the months that have rows, as dates, from a date or a timestamp.
+    months = [dt.date(2024, 1, 1), dt.date(2024, 3, 1), dt.date(2025, 8, 1)]
+    assert await Everything.objects.dates("day", "month") == months
+    in_utc = chakra.Database(DATABASE_URL, time_zone="UTC")
+    assert await Everything.objects.using(in_utc).dates("aware", "month", order="DESC") == months[::-1]
+    assert await Everything.objects.filter(day__year=2024).dates("day", "year") == [dt.date(2024, 1, 1)]
+    hours = await Everything.objects.using(in_utc).filter(day__year=2024).datetimes("aware", "day")
+    assert hours == [dt.datetime(2024, 1, 31, tzinfo=utc), dt.datetime(2024, 3, 1, tzinfo=utc), dt.datetime(2024, 3, 9, tzinfo=utc)]
+    with pytest.raises(ValueError, match="dates\\(\\) kind is 'year', 'month', 'week' or 'day', not 'hour'"):
+        Everything.objects.dates("day", "hour")
+    with pytest.raises(chakra.FieldError, match=re.escape("datetimes('day'): Everything.day is not a DateTime")):
+        Everything.objects.datetimes("day", "day")
+    with pytest.raises(ValueError, match="order is 'ASC' or 'DESC'"):
+        Everything.objects.dates("day", "month", order="up")
     with pytest.raises(ValueError, match="Trunc kind 'fortnight' is not one of year, quarter"):
         chakra.Trunc("day", "fortnight")
     with pytest.raises(TypeError, match="annotate\\(\\) takes aggregates by position, and other expressions by name"):

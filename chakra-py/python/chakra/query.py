@@ -35,6 +35,7 @@ from .database import default_database
 from . import errors as chakra_errors
 from .errors import IntegrityError
 from .expressions import Exists, Expression, OrderBy, _order
+from .fields import DateTime
 from .functions import Trunc
 from .many import ManyToMany
 from .relations import Relation
@@ -935,6 +936,33 @@ class QuerySet(Generic[M]):
                 f"in_bulk(field_name={field_name!r}): {self._model.__name__}.{name} is not a unique field"
             )
         return (self if id_list is None else self.filter(**{f"{name}__in": list(id_list)})), name
+
+    def dates(self, field: str, kind: str, order: str = "ASC") -> Values[Any]:
+        """The distinct dates of ``field`` (a date or timestamp) cut down to ``kind`` —
+        ``"year"``, ``"month"``, ``"week"`` or ``"day"`` — as ``datetime.date`` values in
+        ``order`` (``"ASC"`` or ``"DESC"``), as Django's ``dates()``: an archive's months.
+        A timestamp's are its dates in the connection's time zone. Await it for the list."""
+        if kind not in ("year", "month", "week", "day"):
+            raise ValueError(f"dates() kind is 'year', 'month', 'week' or 'day', not {kind!r}")
+        return self._truncated(field, ("trunc", field, kind, True), order, "dates")
+
+    def datetimes(self, field: str, kind: str, order: str = "ASC") -> Values[Any]:
+        """The distinct timestamps of ``field`` (a timestamp) cut down to ``kind`` —
+        ``"year"``, ``"month"``, ``"week"``, ``"day"``, ``"hour"``, ``"minute"`` or
+        ``"second"`` — in ``order``, as Django's ``datetimes()``."""
+        if kind not in ("year", "month", "week", "day", "hour", "minute", "second"):
+            raise ValueError(f"datetimes() kind is one of year, month, week, day, hour, minute, second, not {kind!r}")
+        spec = self._model._meta.fields.get(field)
+        if spec is not None and not isinstance(spec.type, DateTime):
+            raise chakra_errors.FieldError(f"datetimes({field!r}): {self._model.__name__}.{field} is not a DateTime")
+        return self._truncated(field, ("trunc", field, kind), order, "datetimes")
+
+    def _truncated(self, field: str, spec: tuple[Any, ...], order: str, method: str) -> Values[Any]:
+        if order not in ("ASC", "DESC"):
+            raise ValueError(f"{method}() order is 'ASC' or 'DESC', not {order!r}")
+        name = f"chakra_{method}"
+        values: Values[Any] = Values(self._clone(self._query.annotate([(name, spec)])), (name,), "flat").distinct()
+        return values.order_by(name if order == "ASC" else f"-{name}")
 
     async def contains(self, obj: M) -> bool:
         """Whether ``obj``'s row is among the matching rows (one ``EXISTS`` query), as

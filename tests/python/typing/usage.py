@@ -44,6 +44,7 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.earliest_sync("joined"), User)
     assert_type(await User.objects.in_bulk([1, 2]), dict[Any, User])
     assert_type(User.objects.distinct().reverse(), QuerySet[User])
+    assert_type(await User.objects.dates("joined", "month", order="DESC"), list[Any])
     assert_type(User.objects.contains_sync(User(name="x")), bool)
     assert_type(await User.objects.in_bulk(["a"], field_name="name"), dict[Any, User])
     assert_type(User.objects.values("name").union(User.objects.values("name")).reverse().last_sync(), dict[str, Any] | None)
