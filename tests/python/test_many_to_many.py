@@ -10,7 +10,7 @@ import re
 import pytest
 
 import chakra
-from chakra import Count, Field, Integer, ManyRelated, ManyToMany, Model, Prefetch, Session, String
+from chakra import Count, Field, Integer, ManyRelated, ManyToMany, Model, Prefetch, Q, Session, String, Sum
 from conftest import recreate
 
 
@@ -146,6 +146,14 @@ async def test_lookups_and_aggregates_go_through_the_pairs() -> None:
     per_tag = Tag.objects.annotate(n=Count("posts")).filter(n__gt=0).order_by("-n", "name")
     assert await per_tag.values_list("name", "n") == [("rs", 2), ("py", 1)]
     assert await Post.objects.aggregate(pairs=Count("tags")) == {"pairs": 3}
+    # An aggregate's filter names the rows it reaches through the pairs.
+    rust = Q(tags__name="rs")
+    assert await Post.objects.aggregate(n=Count("tags__name", filter=rust), ids=Sum("tags__id", filter=rust)) == {
+        "n": 2,
+        "ids": 2 * rs.id,
+    }
+    rusty = Post.objects.annotate(n=Count("tags__name", filter=rust)).order_by("id").values_list("n", flat=True)
+    assert await rusty == [1, 1, 0]
     with pytest.raises(chakra.FieldError, match="many-to-many relation"):
         Post.objects.select_related("tags")
 

@@ -198,11 +198,15 @@ def _across(
     out: list[Any] = []
     reverse: dict[str, dict[str, Any]] = {}
     for key, value in lookups:
+        # An annotation's name as given (`tags__name`, an aggregate's column), before a
+        # many-to-many relation in it is spelled through its pairs.
+        if any(key == alias or key.startswith(f"{alias}__") for alias in annotations):
+            out.append((key, value))
+            continue
         key = _through_pairs(model, key)
         name, _, rest = key.partition("__")
         relation = _key_relation(model, name)
-        annotated = any(key == alias or key.startswith(f"{alias}__") for alias in annotations)
-        if relation is None or name in model._meta.fields or annotated:
+        if relation is None or name in model._meta.fields:
             out.append((key, value))
         elif not relation.many:
             out.append(_forward(relation, rest, value))
@@ -262,7 +266,10 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
         else:
             hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
         current = relation.target
-    return hops, current, "__".join(name.split("__")[: len(hops)]), names
+    # The names after the relations are the same in both spellings; a many-to-many
+    # relation is one name of the path, two hops.
+    parts = name.split("__")
+    return hops, current, "__".join(parts[: len(parts) - len(names)]), names
 
 
 def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] | None:
@@ -271,7 +278,7 @@ def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] 
     field (the primary key for a relation's own name); ``None`` for any other name."""
     if "__" not in name and not isinstance(model._meta.relations.get(name), (Relation, ManyToMany)):
         return None
-    hops, current, _, names = _reach(model, name)
+    hops, current, path, names = _reach(model, name)
     at = model
     many = False
     for part in _through_pairs(model, name).split("__")[: len(hops)]:
@@ -281,7 +288,6 @@ def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] 
     if not many:
         return None
     if len(names) > 1 or (names and names[0] not in current._meta.fields and names[0] != "pk"):
-        path = "__".join(name.split("__")[: len(name.split("__")) - len(names)])
         raise chakra_errors.FieldError(
             f"{method}({name!r}): {'__'.join(names)!r} is not a field of {current.__name__}, "
             f"which {path} leads to (its fields: {', '.join(current._meta.field_names)})"
