@@ -364,8 +364,7 @@ fn field_ref(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<FieldRef> 
         let found = referred.bind(py).call1((schema.model.bind(py), name, "F", "read"))?;
         if !found.is_none() {
             let (path, field): (Vec<HopSpec<'_>>, String) = found.extract()?;
-            let (hops, to) = hops_of(py, schema, name, &path)?;
-            let field = field_index(py, to, &field)?;
+            let (hops, to, field) = hops_to_field(py, schema, name, &path, &field)?;
             let operand = Operand::Referred { hops, column: to.fields[field].column.clone() };
             return Ok(FieldRef::Referred { operand, kind: to.types[field].kind, label: to.label(field) });
         }
@@ -645,8 +644,7 @@ impl Query {
     /// an `__in` lookup).
     fn reached_subquery(&self, py: Python<'_>, name: &str, path: Vec<HopSpec<'_>>, field: &str) -> PyResult<Subquery> {
         let schema = self.schema.get();
-        let (_, last) = hops_of(py, schema, name, &path)?;
-        let field = field_index(py, last, field)?;
+        let (_, _, field) = hops_to_field(py, schema, name, &path, field)?;
         let last = path.last().expect("hops_of refuses no hop").1.clone().unbind();
         if self.select.annotation_filter.is_some() {
             return Err(field_error(
@@ -854,8 +852,8 @@ impl Query {
         let schema = self.schema.get();
         let mut select = self.select.clone();
         for (name, path, field) in specs {
-            let (hops, last) = hops_of(py, schema, &name, &path)?;
-            let column = last.fields[field_index(py, last, &field)?].column.clone();
+            let (hops, last, field) = hops_to_field(py, schema, &name, &path, &field)?;
+            let column = last.fields[field].column.clone();
             select.reached.push(Reached { hops, column, alias: name.into() });
         }
         Ok(self.derive(py, select))
@@ -1954,9 +1952,20 @@ fn referred_value(
     path: Vec<HopSpec<'_>>,
     field: &str,
 ) -> PyResult<Scalar> {
-    let (hops, to) = hops_of(py, schema, name, &path)?;
-    let column = to.fields[field_index(py, to, field)?].column.clone();
-    Ok(Scalar::Operand(Operand::Referred { hops, column }))
+    let (hops, to, field) = hops_to_field(py, schema, name, &path, field)?;
+    Ok(Scalar::Operand(Operand::Referred { hops, column: to.fields[field].column.clone() }))
+}
+
+/// [`hops_of`], and the index of `field` in the schema the hops end at.
+fn hops_to_field<'a>(
+    py: Python<'_>,
+    schema: &'a Schema,
+    name: &str,
+    path: &'a [HopSpec<'_>],
+    field: &str,
+) -> PyResult<(Vec<Hop>, &'a Schema, usize)> {
+    let (hops, to) = hops_of(py, schema, name, path)?;
+    Ok((hops, to, field_index(py, to, field)?))
 }
 
 /// The hops `path` takes from a row of `schema` (at least one), and the schema it ends at.

@@ -250,17 +250,19 @@ def _through_pairs(model: type[Model], name: str) -> str:
 Hops = list[tuple[str, "_core.Schema", str]]
 
 
-def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[str]]:
+def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[str], bool]:
     """The relations ``name`` (``"books__reviews__stars"``) goes through from ``model``,
     each as a hop (the key, the related schema, the field there it holds), the model
-    they lead to, their path (``"books__reviews"``) and the names after them
-    (``["stars"]``)."""
+    they lead to, their path (``"books__reviews"``), the names after them
+    (``["stars"]``), and whether any of them holds many rows."""
     names = _through_pairs(model, name).split("__")
     hops: Hops = []
     current = model
+    many = False
     while names and names[0] in current._meta.relations and names[0] not in current._meta.fields:
         relation = _key_relation(current, names.pop(0))
         assert relation is not None, "many-to-many relations are spelled through their pairs"
+        many = many or relation.many
         if relation.many:
             hops.append((relation.source_key, relation.target._meta.require_schema(), relation.field.name))
         else:
@@ -269,7 +271,7 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
     # The names after the relations are the same in both spellings; a many-to-many
     # relation is one name of the path, two hops.
     parts = name.split("__")
-    return hops, current, "__".join(parts[: len(parts) - len(names)]), names
+    return hops, current, "__".join(parts[: len(parts) - len(names)]), names, many
 
 
 def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] | None:
@@ -278,13 +280,7 @@ def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] 
     field (the primary key for a relation's own name); ``None`` for any other name."""
     if "__" not in name and not isinstance(model._meta.relations.get(name), (Relation, ManyToMany)):
         return None
-    hops, current, path, names = _reach(model, name)
-    at = model
-    many = False
-    for part in _through_pairs(model, name).split("__")[: len(hops)]:
-        relation = _key_relation(at, part)
-        assert relation is not None, "_reach followed it"
-        many, at = many or relation.many, relation.target
+    hops, current, path, names, many = _reach(model, name)
     if not many:
         return None
     if len(names) > 1 or (names and names[0] not in current._meta.fields and names[0] != "pk"):
@@ -308,7 +304,7 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
             f"`{alias}`: annotate() aggregates the rows relations lead to; an aggregate of {agg.field!r} "
             "goes in aggregate() or values(...).annotate()"
         )
-    hops, current, path, names = _reach(model, agg.field)
+    hops, current, path, names, _ = _reach(model, agg.field)
     if not hops or len(names) > 1:
         known = ", ".join(model._meta.relations) or "none"
         raise chakra_errors.FieldError(
@@ -333,7 +329,7 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     (``filter=Q(books__pages__gt=100)``)."""
     if isinstance(agg.field, Expression):
         return agg._spec(alias, model)
-    hops, last, path, names = _reach(model, agg.field)
+    hops, last, path, names, _ = _reach(model, agg.field)
     if not hops:
         return agg._spec(alias, model)
     if len(names) > 1:
