@@ -89,10 +89,12 @@ pub(crate) struct FieldOptions {
     pub(crate) references: Option<LitStr>,
     /// `on_delete = "cascade"`, with `references`.
     pub(crate) on_delete: Option<LitStr>,
+    /// `db_default = "now()"`, for `create_table`.
+    pub(crate) db_default: Option<LitStr>,
 }
 
 const FIELD_OPTIONS: &[&str] =
-    &["primary_key", "generated", "column", "unique", "index", "column_type", "references", "on_delete"];
+    &["primary_key", "generated", "column", "unique", "index", "column_type", "references", "on_delete", "db_default"];
 
 impl FieldOptions {
     pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -108,6 +110,7 @@ impl FieldOptions {
                 "column_type" => options.column_type = string(meta, "column_type = \"varchar(100)\"", errors)?,
                 "references" => options.references = string(meta, "references = \"authors.id\"", errors)?,
                 "on_delete" => options.on_delete = string(meta, "on_delete = \"cascade\"", errors)?,
+                "db_default" => options.db_default = string(meta, "db_default = \"now()\"", errors)?,
                 "generated" => {
                     if let Some(value) = boolean(meta, "generated = false", errors)? {
                         options.generated = Some((meta.path.clone(), value.value));

@@ -42,6 +42,9 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
         if let Some((table, column, on_delete)) = &ddl.references {
             info = quote!(#info.references(#table, #column, #models::OnDelete::#on_delete));
         }
+        if let Some(default) = &ddl.db_default {
+            info = quote!(#info.db_default(#default));
+        }
         info
     });
 

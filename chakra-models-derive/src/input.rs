@@ -63,6 +63,8 @@ pub(crate) struct ColumnDdl {
     pub(crate) column_type: Option<LitStr>,
     /// The referenced table and column, and the `OnDelete` variant, spanned at the option.
     pub(crate) references: Option<(String, String, Ident)>,
+    /// The column's `DEFAULT`, as SQL.
+    pub(crate) db_default: Option<LitStr>,
 }
 
 /// `on_delete`'s values, as `OnDelete::parse` reads them, and their variants.
@@ -173,6 +175,7 @@ impl FieldInput {
             index: options.index,
             column_type: options.column_type,
             references: references(options.references, options.on_delete, errors),
+            db_default: options.db_default,
         };
         (FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated, ddl }, options.primary_key)
     }

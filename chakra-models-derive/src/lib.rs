@@ -62,6 +62,8 @@ use syn::{parse_macro_input, DeriveInput};
 /// - `references = "authors.id"`: a foreign key to that table's column, with
 ///   `on_delete = "cascade"` (or `"no action"`, the default, `"restrict"`, `"set null"`,
 ///   `"set default"`).
+/// - `db_default = "now()"`: the column's `DEFAULT`, as SQL, for rows inserted by other
+///   means (an insert through the model writes the field's value).
 ///
 /// # Field types
 ///

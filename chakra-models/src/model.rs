@@ -42,6 +42,9 @@ pub struct FieldInfo {
     pub index: bool,
     /// A foreign key: the column it references, and what deleting that row does.
     pub references: Option<ForeignKey>,
+    /// The column's `DEFAULT`, as SQL (`now()`, `0`, `'draft'`): what the database
+    /// stores when an insert leaves the column out.
+    pub default: Option<Cow<'static, str>>,
 }
 
 impl FieldInfo {
@@ -58,6 +61,7 @@ impl FieldInfo {
             unique: false,
             index: false,
             references: None,
+            default: None,
         }
     }
 
@@ -84,6 +88,12 @@ impl FieldInfo {
         // A const fn cannot drop the value it replaces; what `new` left there is `None`,
         // and forgetting it leaks nothing.
         std::mem::forget(self.column_type.replace(Cow::Borrowed(column_type)));
+        self
+    }
+
+    /// The column's `DEFAULT` in `CREATE TABLE`, as SQL (`"now()"`).
+    pub const fn db_default(mut self, sql: &'static str) -> Self {
+        std::mem::forget(self.default.replace(Cow::Borrowed(sql)));
         self
     }
 

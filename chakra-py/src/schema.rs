@@ -92,6 +92,7 @@ impl Schema {
                 index,
                 max_length,
                 references,
+                default,
             ): FieldSpec = field.extract()?;
             let kind = FieldKind::from_sql_type(&sql_type)
                 .ok_or_else(|| PyTypeError::new_err(format!("{name}.{fname}: unsupported column type `{sql_type}`")))?;
@@ -124,6 +125,7 @@ impl Schema {
                 unique,
                 index,
                 references,
+                default: default.map(Into::into),
             });
             types.push(FieldType { kind, max_length });
         }
@@ -208,9 +210,22 @@ impl Schema {
 
 /// A field as `chakra.models` describes it (`_FieldSpec` in `_core.pyi`): name, column,
 /// SQL type, column type in DDL, nullable, primary key, generated, unique, index, maximum
-/// length, and the foreign key (referenced table and column, `on_delete`).
-type FieldSpec =
-    (String, String, String, String, bool, bool, bool, bool, bool, Option<usize>, Option<(String, String, String)>);
+/// length, the foreign key (referenced table and column, `on_delete`), and the column's
+/// `DEFAULT` as SQL.
+type FieldSpec = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    Option<usize>,
+    Option<(String, String, String)>,
+    Option<String>,
+);
 
 /// The lookup-by-primary-key statements. Only their text is kept: the placeholder
 /// values stand in for the key (non-NULL, which would render `IS NULL`).
@@ -231,6 +246,16 @@ static NOT_LOADED: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::n
 fn not_loaded(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     NOT_LOADED
         .get_or_try_init(py, || py.import("chakra.models")?.getattr("NOT_LOADED").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+static DB_DEFAULT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// `chakra.fields.DB_DEFAULT`: what a field with a database default holds until its
+/// row is inserted.
+fn db_default(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    DB_DEFAULT
+        .get_or_try_init(py, || py.import("chakra.fields")?.getattr("DB_DEFAULT").map(Bound::unbind))
         .map(|m| m.bind(py))
 }
 
@@ -322,7 +347,32 @@ impl Schema {
                 ),
             ));
         }
-        to_value(&self.get(obj, i), &self.types[i], &self.label(i))
+        let value = self.get(obj, i);
+        if value.is(db_default(obj.py())?) {
+            return Err(crate::errors::new(
+                obj.py(),
+                "FieldError",
+                format!(
+                    "{} holds DB_DEFAULT, which only an insert gives a value: set the field, or refresh the instance",
+                    self.label(i)
+                ),
+            ));
+        }
+        to_value(&value, &self.types[i], &self.label(i))
+    }
+
+    /// The fields an insert of `obj` leaves to the database: a generated key not given,
+    /// and those holding [`DB_DEFAULT`](db_default).
+    pub(crate) fn left_to_database(&self, obj: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+        let default = db_default(obj.py())?;
+        let mut left = Vec::new();
+        for (i, field) in self.fields.iter().enumerate().filter(|(_, f)| f.generated || f.default.is_some()) {
+            let value = self.get(obj, i);
+            if (field.generated && value.is_none()) || (field.default.is_some() && value.is(default)) {
+                left.push(i);
+            }
+        }
+        Ok(left)
     }
 
     /// Indices of the fields changed since load; `None` for a never-saved object.

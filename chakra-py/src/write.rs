@@ -36,16 +36,15 @@ fn labels(schema: &Schema, operation: &'static str) -> Labels {
     Labels::new(operation, Some(schema.table.clone()))
 }
 
-/// The insert of `objs` (all with or all without an explicit primary key), with what to
-/// do about rows that conflict with existing ones.
+/// The insert of `objs`, all leaving the same fields (`left`) to the database, with what
+/// to do about rows that conflict with existing ones.
 fn insert_request(
     schema: &Schema,
     objs: &[Bound<'_, PyAny>],
-    with_pk: bool,
+    left: &[usize],
     upsert: Option<Upsert>,
 ) -> PyResult<Request> {
-    let included: Vec<usize> =
-        (0..schema.fields.len()).filter(|&i| with_pk || !(i == schema.pk && schema.fields[i].generated)).collect();
+    let included: Vec<usize> = (0..schema.fields.len()).filter(|i| !left.contains(i)).collect();
     let rows = objs
         .iter()
         .map(|obj| included.iter().map(|&i| schema.value(obj, i)).collect::<PyResult<Vec<Value>>>())
@@ -89,14 +88,18 @@ fn plan_step(
             // Rows skipped as conflicting return nothing: the others cannot be matched
             // with what comes back.
             let read_back = conflicts.as_ref().is_none_or(|u| !u.update.is_empty());
-            let generated = s.fields[s.pk].generated;
-            let (with_pk, without_pk): (Vec<_>, Vec<_>) =
-                objs.into_iter().partition(|obj| !generated || !s.get(obj, s.pk).is_none());
-            for (group, explicit) in [(without_pk, false), (with_pk, true)] {
-                if group.is_empty() {
-                    continue;
+            // One statement per set of columns left to the database (a generated key,
+            // database defaults), in the order the sets first come.
+            let mut groups: Vec<(Vec<usize>, Vec<Bound<'_, PyAny>>)> = Vec::new();
+            for obj in objs {
+                let left = s.left_to_database(&obj)?;
+                match groups.iter_mut().find(|(l, _)| *l == left) {
+                    Some((_, group)) => group.push(obj),
+                    None => groups.push((left, vec![obj])),
                 }
-                requests.push(insert_request(s, &group, explicit, conflicts.clone())?);
+            }
+            for (left, group) in groups {
+                requests.push(insert_request(s, &group, &left, conflicts.clone())?);
                 after.push(match read_back {
                     true => After::Inserted {
                         schema: schema.clone().unbind(),

@@ -75,6 +75,7 @@ from .errors import (
     SyncInAsyncWarning,
 )
 from .fields import (
+    DB_DEFAULT,
     JSON,
     UUID,
     BigInteger,
@@ -107,6 +108,7 @@ __all__ = [
     "ConfigError",
     "Connection",
     "Count",
+    "DB_DEFAULT",
     "DataError",
     "Database",
     "Date",

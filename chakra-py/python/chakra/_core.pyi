@@ -41,7 +41,9 @@ class SessionHandle:
     def close(self) -> None: ...
     def release(self) -> Op: ...
 
-_FieldSpec = tuple[str, str, str, str, bool, bool, bool, bool, bool, int | None, tuple[str, str, str] | None]
+_FieldSpec = tuple[
+    str, str, str, str, bool, bool, bool, bool, bool, int | None, tuple[str, str, str] | None, str | None
+]
 
 class Schema:
     """A model class's fields and slot layout."""

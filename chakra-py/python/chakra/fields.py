@@ -10,10 +10,12 @@ from __future__ import annotations
 import builtins
 import datetime as _dt
 import decimal
+import json
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, TypeVar, overload
 
 __all__ = [
+    "DB_DEFAULT",
     "BigInteger",
     "Boolean",
     "Bytes",
@@ -51,35 +53,71 @@ class FieldType(Generic[T]):
     def max_length(self) -> int | None:
         return None
 
+    def literal(self, value: Any) -> str:
+        """``value`` as a constant of this type in SQL (a column's ``DEFAULT``); a
+        ``TypeError`` or ``ValueError`` for a value the column cannot hold."""
+        return f"{_quoted(self._text(value))}::{self.column_type()}"
+
+    def _text(self, value: Any) -> str:
+        """``value`` as PostgreSQL reads this type from text."""
+        raise TypeError(f"{self!r} takes no constant")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-class Integer(FieldType[int]):
+def _quoted(text: str) -> str:
+    """``text`` as an SQL string constant (``standard_conforming_strings``, on since
+    PostgreSQL 9.1: only quotes are doubled)."""
+    if "\x00" in text:
+        raise ValueError("PostgreSQL text cannot hold NUL characters")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _expect(value: Any, kinds: type | tuple[type, ...], expected: str) -> None:
+    """Fails unless ``value`` is of ``kinds`` (a bool is no number)."""
+    if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
+        raise TypeError(f"takes {expected}, got {type(value).__name__} {value!r}")
+
+
+class _Integral(FieldType[int]):
+    bits = 64
+
+    def _text(self, value: Any) -> str:
+        _expect(value, int, "an int")
+        if not -(2 ** (self.bits - 1)) <= value < 2 ** (self.bits - 1):
+            raise ValueError(f"{value} does not fit in {self.column_type()}")
+        return str(value)
+
+
+class Integer(_Integral):
     """A 32-bit integer (``integer``)."""
 
     sql_type = "int4"
     integer = True
+    bits = 32
 
     def column_type(self) -> str:
         return "integer"
 
 
-class BigInteger(FieldType[int]):
+class BigInteger(_Integral):
     """A 64-bit integer (``bigint``)."""
 
     sql_type = "int8"
     integer = True
+    bits = 64
 
     def column_type(self) -> str:
         return "bigint"
 
 
-class SmallInteger(FieldType[int]):
+class SmallInteger(_Integral):
     """A 16-bit integer (``smallint``)."""
 
     sql_type = "int2"
     integer = True
+    bits = 16
 
     def column_type(self) -> str:
         return "smallint"
@@ -102,6 +140,12 @@ class String(FieldType[str]):
     def column_type(self) -> str:
         return "varchar" if self.length is None else f"varchar({self.length})"
 
+    def _text(self, value: Any) -> str:
+        _expect(value, str, "a str")
+        if self.length is not None and len(value) > self.length:
+            raise ValueError(f"{value!r} is longer than {self.length} characters")
+        return str(value)
+
     def __repr__(self) -> str:
         return f"String({self.length})" if self.length is not None else "String()"
 
@@ -110,6 +154,10 @@ class Text(FieldType[str]):
     """Unbounded text (``text``)."""
 
     sql_type = "text"
+
+    def _text(self, value: Any) -> str:
+        _expect(value, str, "a str")
+        return str(value)
 
 
 class Boolean(FieldType[bool]):
@@ -120,6 +168,10 @@ class Boolean(FieldType[bool]):
     def column_type(self) -> str:
         return "boolean"
 
+    def _text(self, value: Any) -> str:
+        _expect(value, bool, "a bool")
+        return "true" if value else "false"
+
 
 class Float(FieldType[float]):
     """A double-precision float (``double precision``)."""
@@ -128,6 +180,10 @@ class Float(FieldType[float]):
 
     def column_type(self) -> str:
         return "double precision"
+
+    def _text(self, value: Any) -> str:
+        _expect(value, (float, int), "a float")
+        return repr(float(value))
 
 
 class Numeric(FieldType[decimal.Decimal]):
@@ -151,6 +207,10 @@ class Numeric(FieldType[decimal.Decimal]):
             return f"numeric({self.precision})"
         return f"numeric({self.precision}, {self.scale})"
 
+    def _text(self, value: Any) -> str:
+        _expect(value, (decimal.Decimal, int), "a Decimal or an int")
+        return str(value)
+
     def __repr__(self) -> str:
         return f"Numeric({self.precision}, {self.scale})"
 
@@ -166,6 +226,17 @@ class DateTime(FieldType[_dt.datetime]):
     def column_type(self) -> str:
         return "timestamp with time zone" if self.timezone else "timestamp without time zone"
 
+    def now(self) -> _dt.datetime:
+        """The current time, as ``auto_now`` sets it: in UTC with a time zone, the local
+        time without one (as Django's with ``USE_TZ`` on and off)."""
+        return _dt.datetime.now(_dt.timezone.utc) if self.timezone else _dt.datetime.now()
+
+    def _text(self, value: Any) -> str:
+        _expect(value, _dt.datetime, "a datetime")
+        if (value.utcoffset() is not None) != self.timezone:
+            raise ValueError(f"{self!r} takes {'an aware' if self.timezone else 'a naive'} datetime, got {value!r}")
+        return str(value.isoformat())
+
     def __repr__(self) -> str:
         return f"DateTime(timezone={self.timezone})"
 
@@ -175,11 +246,27 @@ class Date(FieldType[_dt.date]):
 
     sql_type = "date"
 
+    def now(self) -> _dt.date:
+        """Today, as ``auto_now`` sets it."""
+        return _dt.date.today()
+
+    def _text(self, value: Any) -> str:
+        if isinstance(value, _dt.datetime):
+            raise TypeError(f"takes a date, got datetime {value!r}")
+        _expect(value, _dt.date, "a date")
+        return str(value.isoformat())
+
 
 class Time(FieldType[_dt.time]):
     """A time of day without time zone (``time``)."""
 
     sql_type = "time"
+
+    def _text(self, value: Any) -> str:
+        _expect(value, _dt.time, "a time")
+        if value.utcoffset() is not None:
+            raise ValueError(f"Time() takes a naive time, got {value!r}")
+        return str(value.isoformat())
 
 
 class UUID(FieldType[_uuid.UUID]):
@@ -187,17 +274,28 @@ class UUID(FieldType[_uuid.UUID]):
 
     sql_type = "uuid"
 
+    def _text(self, value: Any) -> str:
+        _expect(value, (_uuid.UUID, str), "a UUID")
+        return str(_uuid.UUID(str(value)))
+
 
 class JSON(FieldType[Any]):
     """JSON data (``jsonb``): dicts, lists, strings, numbers, booleans."""
 
     sql_type = "jsonb"
 
+    def _text(self, value: Any) -> str:
+        return json.dumps(value, allow_nan=False)
+
 
 class Bytes(FieldType[bytes]):
     """Binary data (``bytea``)."""
 
     sql_type = "bytea"
+
+    def _text(self, value: Any) -> str:
+        _expect(value, bytes, "bytes")
+        return f"\\x{value.hex()}"
 
 
 class _Missing:
@@ -206,6 +304,23 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+class _DatabaseDefault:
+    def __repr__(self) -> str:
+        return "DB_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "DB_DEFAULT"
+
+
+DB_DEFAULT: Any = _DatabaseDefault()
+"""What a field declared with ``db_default=`` holds until its row is inserted: the
+insert leaves its column out, and the value the database gave it is read back. Assign it
+to a new instance's field to ask for the database's default explicitly."""
+
+# The functions a column's DEFAULT may call, as SQL.
+_DEFAULT_FUNCTIONS = {"Now": "now()", "RandomUUID": "gen_random_uuid()"}
 
 
 OnDelete = Literal["no action", "restrict", "cascade", "set null", "set default"]
@@ -230,6 +345,16 @@ class Field(Generic[T]):
     ``_id`` suffix; a field not ending in ``_id`` has none unless named), and
     ``related_name=`` the second (by default the model's name in snake_case with
     ``_set``; ``"+"`` for none).
+
+    ``db_default=`` is the column's ``DEFAULT`` in ``create_all`` (a constant of the
+    field's type, ``Now()`` or ``RandomUUID()``): a new instance holds
+    :data:`DB_DEFAULT` in the field, its insert leaves the column out, and the value the
+    database stored is read back (Django's ``db_default``, SQLAlchemy's
+    ``server_default``). ``auto_now=True`` sets a ``DateTime`` or ``Date`` field to the
+    current time whenever its row is written (an insert, a flush of a changed instance,
+    ``QuerySet.update()`` and ``bulk_update()``, unless they set it themselves);
+    ``auto_now_add=True`` when its row is inserted. As Django's, they override a value
+    the instance holds.
     """
 
     @overload
@@ -247,6 +372,9 @@ class Field(Generic[T]):
         on_delete: OnDelete = ...,
         relation: str | None = ...,
         related_name: str | None = ...,
+        db_default: Any = ...,
+        auto_now: bool = ...,
+        auto_now_add: bool = ...,
     ) -> None: ...
 
     @overload
@@ -264,6 +392,9 @@ class Field(Generic[T]):
         on_delete: OnDelete = ...,
         relation: str | None = ...,
         related_name: str | None = ...,
+        db_default: Any = ...,
+        auto_now: bool = ...,
+        auto_now_add: bool = ...,
     ) -> None: ...
 
     def __init__(
@@ -280,6 +411,9 @@ class Field(Generic[T]):
         on_delete: OnDelete = "no action",
         relation: str | None = None,
         related_name: str | None = None,
+        db_default: Any = MISSING,
+        auto_now: bool = False,
+        auto_now_add: bool = False,
     ) -> None:
         if isinstance(type, builtins.type) and issubclass(type, FieldType):
             type = type()
@@ -305,6 +439,13 @@ class Field(Generic[T]):
             if not isinstance(name, str) or not (name.isidentifier() or (keyword == "related_name" and name == "+")):
                 allowed = 'an identifier or "+"' if keyword == "related_name" else "an identifier"
                 raise ValueError(f"{keyword}= takes {allowed}, got {name!r}")
+        if auto_now or auto_now_add:
+            if auto_now and auto_now_add:
+                raise ValueError("auto_now= and auto_now_add= are exclusive: auto_now sets the field on inserts too")
+            if default is not MISSING:
+                raise ValueError("auto_now= and auto_now_add= set the field themselves: give no default=")
+            if not isinstance(type, (DateTime, Date)):
+                raise TypeError(f"auto_now= and auto_now_add= need a DateTime or Date field, not {type!r}")
         self.type: FieldType[Any] = type
         self.primary_key = primary_key
         self.nullable = nullable
@@ -320,6 +461,13 @@ class Field(Generic[T]):
         self.related_name = related_name
         """The name of the relation back from the referenced row (``author.books``), if
         given; ``"+"`` for none."""
+        self.db_default = db_default
+        """The column's ``DEFAULT`` (a constant, ``Now()`` or ``RandomUUID()``), which
+        an insert of an instance holding :data:`DB_DEFAULT` in the field gives it."""
+        self.auto_now = auto_now
+        """Set to the current time (:meth:`DateTime.now`) whenever the row is written."""
+        self.auto_now_add = auto_now_add
+        """Set to the current time when the row is inserted."""
         self.name: str = ""
         """Set by the model's metaclass."""
 
@@ -329,10 +477,30 @@ class Field(Generic[T]):
         return self.primary_key and self.type.integer and self.default is MISSING
 
     def initial(self) -> Any:
-        """The value a new instance starts with."""
-        if self.default is MISSING:
+        """The value a new instance starts with: the default, else :data:`DB_DEFAULT`
+        for a field with a ``db_default``, else ``None``."""
+        if self.default is not MISSING:
+            return self.default() if callable(self.default) else self.default
+        return DB_DEFAULT if self.db_default is not MISSING else None
+
+    def default_sql(self) -> str | None:
+        """The column's ``DEFAULT`` as SQL; a ``TypeError`` or ``ValueError`` for a
+        ``db_default`` the column cannot take."""
+        value = self.db_default
+        if value is MISSING:
             return None
-        return self.default() if callable(self.default) else self.default
+        tree = getattr(value, "_tree", None)
+        if isinstance(tree, tuple) and tree[0] == "value":
+            value = tree[1]
+        elif isinstance(tree, tuple) and tree[0] == "call" and tree[1] in _DEFAULT_FUNCTIONS and not tree[2]:
+            return _DEFAULT_FUNCTIONS[tree[1]]
+        elif tree is not None:
+            raise TypeError(f"takes a constant, Now() or RandomUUID(), not {value!r}")
+        if value is None:
+            if not self.nullable:
+                raise ValueError("None needs nullable=True")
+            return "NULL"
+        return self.type.literal(value)
 
     def __repr__(self) -> str:
         flags = "".join(

@@ -82,6 +82,10 @@ class ModelOptions:
                 raise TypeError(
                     f"{model.__name__}.__unique_together__ takes groups of two or more of its fields, got {group!r}"
                 )
+        self.auto_now = [f for f in fields.values() if f.auto_now]
+        """The fields set to the current time whenever their row is written."""
+        self.auto_now_add = [f for f in fields.values() if f.auto_now_add]
+        """The fields set to the current time when their row is inserted."""
         pks = [f for f in fields.values() if f.primary_key]
         self.pk: Field[Any] | None = pks[0] if pks else None
         self.schema: _core.Schema | None = None
@@ -199,6 +203,7 @@ class ModelMeta(type):
                         f.index,
                         f.type.max_length,
                         meta.reference(f),
+                        _default_sql(name, f),
                     )
                     for f in fields.values()
                 ],
@@ -213,6 +218,31 @@ class ModelMeta(type):
             for key, pairing in many.items():
                 _bind_many(cls, key, pairing)  # type: ignore[arg-type]
         return cls
+
+
+def _default_sql(model: str, field: Field[Any]) -> str | None:
+    """``field``'s ``DEFAULT`` as SQL; the error names the field."""
+    try:
+        return field.default_sql()
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{model}.{field.name}: db_default= {error}") from None
+
+
+def _stamp(objs: list[Any], adding: bool) -> None:
+    """Sets the ``auto_now`` fields of ``objs`` (instances of one model), and their
+    ``auto_now_add`` ones if ``adding``, to the current time."""
+    if not objs:
+        return
+    meta: ModelOptions = type(objs[0])._meta
+    stamped = meta.auto_now + meta.auto_now_add if adding else meta.auto_now
+    nows: dict[str, Any] = {}  # one time for all the fields of a type
+    for field in stamped:
+        kind = field.type.column_type()
+        if kind not in nows:
+            nows[kind] = field.type.now()  # type: ignore[attr-defined]
+        now = nows[kind]
+        for obj in objs:
+            setattr(obj, field.name, now)
 
 
 def _check_many(model: type[Model], name: str, declared: ManyToMany[Any]) -> None:

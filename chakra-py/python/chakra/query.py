@@ -38,6 +38,7 @@ from .expressions import Exists, Expression, OrderBy, _order
 from .fields import DateTime
 from .functions import Trunc
 from .many import ManyToMany
+from .models import _stamp
 from .relations import Relation
 from .session import Session, current_session
 
@@ -1196,7 +1197,12 @@ class QuerySet(Generic[M]):
     def _bulk_update_op(self, target: Any, objs: Iterable[M], fields: Iterable[str]) -> _core.Op:
         if isinstance(fields, str):
             raise TypeError("bulk_update() takes a list of field names, not one string")
-        return _core.bulk_update(target, self._model._meta.require_schema(), list(objs), list(fields))
+        objs, fields = list(objs), list(fields)
+        stamped = [f.name for f in self._model._meta.auto_now if f.name not in fields]
+        if stamped and objs:
+            _stamp(objs, adding=False)
+            fields += stamped
+        return _core.bulk_update(target, self._model._meta.require_schema(), objs, fields)
 
     async def _insert(self, objs: list[M]) -> None:
         await self._insert_op(objs)
@@ -1204,6 +1210,7 @@ class QuerySet(Generic[M]):
     def _insert_op(self, objs: list[M], conflicts: tuple[Any, ...] | None = None) -> _core.Op:
         target, identity, session = self._scope()
         schema = self._model._meta.require_schema()
+        _stamp(objs, adding=True)
         op = _core.flush(target, [("insert", schema, objs, identity, conflicts)])
         # Skipped rows leave their instances unsaved, and which they are is not known.
         if session is not None and conflicts != ("ignore",):
@@ -1222,6 +1229,8 @@ class QuerySet(Generic[M]):
         return run_sync(self._update_steps(values))
 
     def _update_steps(self, values: dict[str, Any]) -> Steps[int]:
+        stamped = {f.name: f.type.now() for f in self._model._meta.auto_now if f.name not in values}  # type: ignore[attr-defined]
+        values = {**stamped, **values}
         target, identity, session = self._scope()
         if session is not None:
             yield from session._flush_steps()

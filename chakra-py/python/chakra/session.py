@@ -31,7 +31,7 @@ from . import _core
 from ._bridge import Steps, run_async, run_sync
 from .database import _RawQueries, resolve_database
 from .errors import ProgrammingError
-from .models import NOT_LOADED, _has
+from .models import NOT_LOADED, _has, _stamp
 
 if TYPE_CHECKING:
     from .database import Database
@@ -320,15 +320,20 @@ class Session(_RawQueries):
         group: list[Any] = []
         for obj in new:
             if group and type(group[0]) is not type(obj):
+                _stamp(group, adding=True)
                 plan.append(("insert", _schema(group[0]), group, self._identity_map(type(group[0]))))
                 group = []
             group.append(obj)
         if group:
+            _stamp(group, adding=True)
             plan.append(("insert", _schema(group[0]), group, self._identity_map(type(group[0]))))
         deleting = {id(o) for o in deleted}
         for model, identity in self._identity.items():
             watched = [o for o in identity.values() if id(o) not in deleting]
             if watched:
+                if model._meta.auto_now:
+                    schema = model._meta.require_schema()
+                    _stamp([o for o in watched if schema.changed_fields(o)], adding=False)
                 plan.append(("update", model._meta.schema, watched, None))
         by_model: dict[type[Any], list[Any]] = {}
         for obj in deleted:

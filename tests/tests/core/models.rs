@@ -1096,11 +1096,14 @@ mod schema {
         pub author: i64,
         #[chakra(references = "ddl_authors.id", on_delete = "set null")]
         pub editor: Option<i64>,
+        #[chakra(db_default = "'draft'")]
+        pub status: String,
     }
 
     /// `create_table` makes what the options say: keys the database generates, NOT NULL
     /// for non-`Option` fields, the column type given, UNIQUE, an index, foreign keys with
-    /// their `ON DELETE`. Running it again changes nothing; `drop_table` removes it.
+    /// their `ON DELETE`, a column's `DEFAULT`. Running it again changes nothing;
+    /// `drop_table` removes it.
     #[tokio::test]
     async fn create_table_makes_what_the_field_options_say() {
         let (pool, schema) = db().await;
@@ -1117,11 +1120,19 @@ mod schema {
         assert_eq!(err.kind(), ErrorKind::Integrity, "UNIQUE: {err:?}");
         let err = Author { id: 0, name: "a name longer than twenty".into() }.insert(&pool).await.unwrap_err();
         assert!(err.message().contains("character varying(20)"), "varchar(20): {err}");
-        let err = Book { id: 0, title: "Orphan".into(), author: 999, editor: None }.insert(&pool).await.unwrap_err();
+        let err = Book { id: 0, title: "Orphan".into(), author: 999, editor: None, status: "new".into() }
+            .insert(&pool)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Integrity, "REFERENCES: {err:?}");
 
-        let mut book = Book { id: 0, title: "Notes".into(), author: ada.id, editor: Some(bob.id) };
+        let mut book =
+            Book { id: 0, title: "Notes".into(), author: ada.id, editor: Some(bob.id), status: "new".into() };
         book.insert(&pool).await.unwrap();
+        assert_eq!(Book::get(&pool, book.id).await.unwrap().status, "new", "the field's value, not the DEFAULT");
+        let sql = "INSERT INTO ddl_books (title, author) VALUES ('Raw', $1) RETURNING status";
+        let row = pool.query_opt(sql, vec![ada.id.into()]).await.unwrap().unwrap();
+        assert_eq!(row.get::<_, String>(0), "draft", "DEFAULT 'draft'");
         bob.delete(&pool).await.unwrap();
         assert_eq!(Book::get(&pool, book.id).await.unwrap().editor, None, "ON DELETE SET NULL");
         ada.delete(&pool).await.unwrap();
@@ -1147,7 +1158,7 @@ mod schema {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        let expected = [("id", "NO"), ("title", "NO"), ("author", "NO"), ("editor", "YES")];
+        let expected = [("id", "NO"), ("title", "NO"), ("author", "NO"), ("editor", "YES"), ("status", "NO")];
         assert_eq!(nullable, expected.map(|(c, n)| (c.to_string(), n.to_string())));
 
         Book::drop_table(&pool).await.unwrap();

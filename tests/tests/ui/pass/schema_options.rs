@@ -20,12 +20,15 @@ struct Book {
     imprint: Option<i64>,
     #[chakra(references = "languages.id", on_delete = "set default")]
     language: Option<i64>,
+    #[chakra(db_default = "now()")]
+    added: chakra::chrono::DateTime<chakra::chrono::Utc>,
 }
 
 fn main() {
     let author = &Book::FIELDS[2];
     assert!(author.index && author.references.as_ref().is_some_and(|k| k.table == "authors" && k.column == "id"));
-    let on_delete: Vec<_> = Book::FIELDS[3..].iter().map(|f| f.references.as_ref().unwrap().on_delete).collect();
+    assert_eq!(Book::FIELDS[8].default.as_deref(), Some("now()"));
+    let on_delete: Vec<_> = Book::FIELDS[3..8].iter().map(|f| f.references.as_ref().unwrap().on_delete).collect();
     use chakra::models::OnDelete::*;
     assert_eq!(on_delete, [NoAction, Restrict, Cascade, SetNull, SetDefault]);
 }
