@@ -1196,37 +1196,89 @@ pub enum Function {
     RTrim,
     /// The arguments' text joined, `NULL`s as empty text.
     Concat,
+    /// Characters from a position (from 1), as many as the third argument says or to the
+    /// end.
+    Substr,
+    /// The first `n` characters.
+    Left,
+    /// The last `n` characters.
+    Right,
+    /// Every occurrence of the second argument replaced by the third.
+    Replace,
+    /// The position (from 1) of the second argument in the first, 0 if absent.
+    StrIndex,
+    /// Padded on the left to a length (cut to it if longer) with the third argument, or
+    /// spaces.
+    LPad,
+    RPad,
+    /// The text repeated `n` times.
+    Repeat,
+    Reverse,
+    /// The MD5 digest of the text, in hex.
+    Md5,
     Abs,
-    /// To the nearest integer (PostgreSQL's `round`: halves away from zero for
-    /// `numeric`, to even for floats).
+    /// To the nearest integer, or to the places of the second argument (PostgreSQL's
+    /// `round`: halves away from zero for `numeric`, to even for floats; with places,
+    /// computed as `numeric`).
     Round,
     Ceil,
     Floor,
+    /// The sign of a number: -1, 0 or 1.
+    Sign,
+    /// The remainder of the first argument divided by the second.
+    Mod,
+    /// The first argument to the power of the second.
+    Power,
+    Sqrt,
+    /// e to the power of the argument.
+    Exp,
+    /// The natural logarithm.
+    Ln,
     /// When the transaction began (`now()`), a timestamp with time zone: the same for
     /// every statement of a transaction, as PostgreSQL's.
     Now,
+    /// A random version 4 UUID (`gen_random_uuid()`).
+    RandomUuid,
+    /// A random float in [0, 1).
+    Random,
+    /// π, a float.
+    Pi,
 }
 
-/// What a function takes and gives, for the front-ends' checks.
+/// What a function takes at one place, for the front-ends' checks and for the SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signature {
-    /// Values of one kind, giving that kind (`Coalesce`, `Greatest`).
+pub enum Takes {
+    /// Anything (`Concat`).
+    Any,
+    /// A value of the kind of the function's other `Alike` arguments (`Coalesce`).
     Alike,
-    /// Text, giving text (`Lower`).
     Text,
-    /// Text, giving an integer (`Length`).
-    TextLength,
-    /// Anything, giving text (`Concat`).
-    ToText,
-    /// A number, giving a number of its kind (`Abs`).
+    /// A number.
     Number,
-    /// Nothing, giving a timestamp with time zone (`Now`).
+    /// An integer or a decimal, not a float (`Mod`).
+    Exact,
+    /// An integer (a position, a length, a count), sent as PostgreSQL's `integer`.
+    Count,
+}
+
+/// What a function gives, for the front-ends' checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gives {
+    /// The kind of its `Alike` or `Number` arguments.
+    Alike,
+    Text,
+    /// An integer.
+    Integer,
+    /// A decimal from a decimal argument, else a float (`Sqrt`, `Power`).
+    Fraction,
+    Uuid,
+    /// A timestamp with time zone.
     Timestamp,
 }
 
 impl Function {
     /// Every function, by its Django name.
-    pub const ALL: [(&'static str, Function); 16] = [
+    pub const ALL: [(&'static str, Function); 35] = [
         ("Coalesce", Function::Coalesce),
         ("NullIf", Function::NullIf),
         ("Greatest", Function::Greatest),
@@ -1238,11 +1290,30 @@ impl Function {
         ("LTrim", Function::LTrim),
         ("RTrim", Function::RTrim),
         ("Concat", Function::Concat),
+        ("Substr", Function::Substr),
+        ("Left", Function::Left),
+        ("Right", Function::Right),
+        ("Replace", Function::Replace),
+        ("StrIndex", Function::StrIndex),
+        ("LPad", Function::LPad),
+        ("RPad", Function::RPad),
+        ("Repeat", Function::Repeat),
+        ("Reverse", Function::Reverse),
+        ("MD5", Function::Md5),
         ("Abs", Function::Abs),
         ("Round", Function::Round),
         ("Ceil", Function::Ceil),
         ("Floor", Function::Floor),
+        ("Sign", Function::Sign),
+        ("Mod", Function::Mod),
+        ("Power", Function::Power),
+        ("Sqrt", Function::Sqrt),
+        ("Exp", Function::Exp),
+        ("Ln", Function::Ln),
         ("Now", Function::Now),
+        ("RandomUUID", Function::RandomUuid),
+        ("Random", Function::Random),
+        ("Pi", Function::Pi),
     ];
 
     pub fn named(name: &str) -> Option<Function> {
@@ -1267,11 +1338,30 @@ impl Function {
             Function::LTrim => "ltrim",
             Function::RTrim => "rtrim",
             Function::Concat => "concat",
+            Function::Substr => "substr",
+            Function::Left => "left",
+            Function::Right => "right",
+            Function::Replace => "replace",
+            Function::StrIndex => "strpos",
+            Function::LPad => "lpad",
+            Function::RPad => "rpad",
+            Function::Repeat => "repeat",
+            Function::Reverse => "reverse",
+            Function::Md5 => "md5",
             Function::Abs => "abs",
             Function::Round => "round",
             Function::Ceil => "ceil",
             Function::Floor => "floor",
+            Function::Sign => "sign",
+            Function::Mod => "mod",
+            Function::Power => "power",
+            Function::Sqrt => "sqrt",
+            Function::Exp => "exp",
+            Function::Ln => "ln",
             Function::Now => "now",
+            Function::RandomUuid => "gen_random_uuid",
+            Function::Random => "random",
+            Function::Pi => "pi",
         }
     }
 
@@ -1279,20 +1369,90 @@ impl Function {
     pub fn arity(self) -> (usize, Option<usize>) {
         match self {
             Function::Coalesce | Function::Greatest | Function::Least | Function::Concat => (2, None),
-            Function::NullIf => (2, Some(2)),
-            Function::Now => (0, Some(0)),
+            Function::NullIf
+            | Function::Left
+            | Function::Right
+            | Function::StrIndex
+            | Function::Repeat
+            | Function::Mod
+            | Function::Power => (2, Some(2)),
+            Function::Substr | Function::LPad | Function::RPad => (2, Some(3)),
+            Function::Replace => (3, Some(3)),
+            Function::Round => (1, Some(2)),
+            Function::Now | Function::RandomUuid | Function::Random | Function::Pi => (0, Some(0)),
             _ => (1, Some(1)),
         }
     }
 
-    pub fn signature(self) -> Signature {
+    /// What it takes at each place; the last kind stands for every further argument.
+    pub fn takes(self) -> &'static [Takes] {
         match self {
-            Function::Coalesce | Function::NullIf | Function::Greatest | Function::Least => Signature::Alike,
-            Function::Lower | Function::Upper | Function::Trim | Function::LTrim | Function::RTrim => Signature::Text,
-            Function::Length => Signature::TextLength,
-            Function::Concat => Signature::ToText,
-            Function::Abs | Function::Round | Function::Ceil | Function::Floor => Signature::Number,
-            Function::Now => Signature::Timestamp,
+            Function::Coalesce | Function::NullIf | Function::Greatest | Function::Least => &[Takes::Alike],
+            Function::Lower
+            | Function::Upper
+            | Function::Length
+            | Function::Trim
+            | Function::LTrim
+            | Function::RTrim
+            | Function::Reverse
+            | Function::Md5
+            | Function::Replace
+            | Function::StrIndex => &[Takes::Text],
+            Function::Concat => &[Takes::Any],
+            Function::Substr => &[Takes::Text, Takes::Count],
+            Function::Left | Function::Right | Function::Repeat => &[Takes::Text, Takes::Count],
+            Function::LPad | Function::RPad => &[Takes::Text, Takes::Count, Takes::Text],
+            Function::Round => &[Takes::Number, Takes::Count],
+            Function::Mod => &[Takes::Exact],
+            Function::Abs
+            | Function::Ceil
+            | Function::Floor
+            | Function::Sign
+            | Function::Power
+            | Function::Sqrt
+            | Function::Exp
+            | Function::Ln => &[Takes::Number],
+            Function::Now | Function::RandomUuid | Function::Random | Function::Pi => &[],
+        }
+    }
+
+    /// What it takes at argument `i`.
+    pub fn takes_at(self, i: usize) -> Takes {
+        let takes = self.takes();
+        takes.get(i).or(takes.last()).copied().unwrap_or(Takes::Any)
+    }
+
+    pub fn gives(self) -> Gives {
+        match self {
+            Function::Coalesce
+            | Function::NullIf
+            | Function::Greatest
+            | Function::Least
+            | Function::Abs
+            | Function::Round
+            | Function::Ceil
+            | Function::Floor
+            | Function::Mod => Gives::Alike,
+            Function::Lower
+            | Function::Upper
+            | Function::Trim
+            | Function::LTrim
+            | Function::RTrim
+            | Function::Concat
+            | Function::Substr
+            | Function::Left
+            | Function::Right
+            | Function::Replace
+            | Function::LPad
+            | Function::RPad
+            | Function::Repeat
+            | Function::Reverse
+            | Function::Md5 => Gives::Text,
+            Function::Length | Function::StrIndex => Gives::Integer,
+            Function::Sign | Function::Power | Function::Sqrt | Function::Exp | Function::Ln => Gives::Fraction,
+            Function::Random | Function::Pi => Gives::Fraction,
+            Function::Now => Gives::Timestamp,
+            Function::RandomUuid => Gives::Uuid,
         }
     }
 }

@@ -4,8 +4,8 @@
 use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
-    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Hop, Ident, Insert, JsonTest, Nulls, Operand,
-    Order, Projection, Scalar, Select, Update, WindowFunction,
+    Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Function, Hop, Ident, Insert, JsonTest,
+    Nulls, Operand, Order, Projection, Scalar, Select, Takes, Update, WindowFunction,
 };
 use crate::dialect::Dialect;
 
@@ -241,7 +241,28 @@ impl<'d> SqlWriter<'d> {
             Operand::Call { function, args } => {
                 self.push(function.sql());
                 self.push("(");
-                self.operands(args, Self::typed_operand);
+                for (i, arg) in args.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    // Positions and lengths are PostgreSQL `integer`s, which a `bigint`
+                    // does not become by itself; `round` to places is `numeric`'s only.
+                    let cast = match function.takes_at(i) {
+                        Takes::Count => Some("int4"),
+                        Takes::Number if *function == Function::Round && args.len() == 2 => Some("numeric"),
+                        _ => None,
+                    };
+                    match cast {
+                        Some(to) => {
+                            self.push("CAST(");
+                            self.typed_operand(arg);
+                            self.push(" AS ");
+                            self.push(to);
+                            self.push(")");
+                        }
+                        None => self.typed_operand(arg),
+                    }
+                }
                 self.push(")");
             }
             Operand::Case { branches, otherwise } => {
@@ -1700,7 +1721,7 @@ mod tests {
 
     #[test]
     fn functions_and_cases_send_their_values_typed() {
-        use crate::ast::{Assignment, Function, Operand};
+        use crate::ast::{Assignment, Function, Gives, Operand, Takes};
         let column = |name: &'static str| Operand::Column(col(name));
         let tier = Operand::Case {
             branches: vec![
@@ -1746,6 +1767,20 @@ mod tests {
         assert!(Operand::cast(column("name"), "int4); DROP TABLE x; --").is_none(), "only type names");
         assert!(Operand::cast(column("name"), "").is_none());
         assert_eq!(Function::Concat.arity(), (2, None));
+        // Positions and counts as `integer`; `round` to places over a `numeric`.
+        let mut w = SqlWriter::new(&Postgres);
+        let args = vec![column("name"), Value::I64(2).into(), column("n")];
+        w.operand(&Operand::Call { function: Function::Substr, args });
+        w.push(" ");
+        w.operand(&Operand::Call { function: Function::Round, args: vec![column("x"), Value::I32(2).into()] });
+        w.push(" ");
+        w.operand(&Operand::Call { function: Function::Round, args: vec![column("x")] });
+        assert_eq!(
+            w.finish().sql.as_ref(),
+            r#"substr("name", CAST($1::int8 AS int4), CAST("n" AS int4)) round(CAST("x" AS numeric), CAST($2::int4 AS int4)) round("x")"#
+        );
+        assert_eq!(Function::named("RandomUUID").map(|f| (f.sql(), f.gives())), Some(("gen_random_uuid", Gives::Uuid)));
+        assert_eq!(Function::StrIndex.takes_at(5), Takes::Text, "the last kind stands for any further argument");
     }
 
     #[test]

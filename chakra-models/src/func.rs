@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 
 use chakra_service::chrono::{DateTime, Utc};
 use chakra_service::rust_decimal::Decimal;
+use chakra_service::uuid::Uuid;
 use chakra_service::FromSqlOwned;
 
 use crate::annotate::RowValue;
@@ -35,17 +36,45 @@ impl Textual for Option<String> {
 }
 
 /// Number types that PostgreSQL rounds to their own type (`round` of an integer is a
-/// `numeric`, of a `real` a `float8`).
+/// `numeric`, of a `real` a `float8`), and whose roots, powers and logarithms are of
+/// their own type.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not rounded to its own type",
-    note = "round, ceil and floor apply to f64 and Decimal (or Option of these)"
+    note = "round, ceil, floor, sqrt, power, exp, ln and sign apply to f64 and Decimal (or Option of these)"
 )]
-pub trait Fractional {}
+pub trait Fractional {
+    /// The PostgreSQL type, which [`round_to`]'s `numeric` result is converted back to.
+    const SQL_TYPE: &'static str;
+}
 
-impl Fractional for f64 {}
-impl Fractional for Option<f64> {}
-impl Fractional for Decimal {}
-impl Fractional for Option<Decimal> {}
+impl Fractional for f64 {
+    const SQL_TYPE: &'static str = "float8";
+}
+impl Fractional for Option<f64> {
+    const SQL_TYPE: &'static str = "float8";
+}
+impl Fractional for Decimal {
+    const SQL_TYPE: &'static str = "numeric";
+}
+impl Fractional for Option<Decimal> {
+    const SQL_TYPE: &'static str = "numeric";
+}
+
+/// Number types without a fraction's rounding error, which `mod` takes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an integer or a Decimal",
+    note = "modulo applies to i16, i32, i64 and Decimal (or Option of these)"
+)]
+pub trait Exact {}
+
+impl Exact for i16 {}
+impl Exact for Option<i16> {}
+impl Exact for i32 {}
+impl Exact for Option<i32> {}
+impl Exact for i64 {}
+impl Exact for Option<i64> {}
+impl Exact for Decimal {}
+impl Exact for Option<Decimal> {}
 
 /// A value of type `T` computed from (or read in) a row of model `M`: a column, or a
 /// [`Computed`] value. What the functions take first: its one type and model say the
@@ -104,6 +133,13 @@ unary! { Textual:
     rtrim => RTrim,
 }
 
+unary! { Textual:
+    /// Text with its characters in reverse order.
+    reverse => Reverse,
+    /// The MD5 digest of a text, in hexadecimal.
+    md5 => Md5,
+}
+
 unary! { Numeric:
     /// A number's absolute value.
     abs => Abs,
@@ -116,6 +152,110 @@ unary! { Fractional:
     ceil => Ceil,
     /// The largest integer not above the number.
     floor => Floor,
+    /// -1, 0 or 1 for a negative, zero or positive number.
+    sign => Sign,
+    /// The square root.
+    sqrt => Sqrt,
+    /// e to the power of the number.
+    exp => Exp,
+    /// The natural logarithm.
+    ln => Ln,
+}
+
+/// To `places` decimal places (negative: to tens, hundreds, …), halves away from zero:
+/// `round_to(Item::price(), 2)`. Computed as a `numeric`, as PostgreSQL rounds to places
+/// only, and given back as the value's type.
+pub fn round_to<M, T: Fractional>(value: impl Expression<M, T>, places: impl ToOperand<M, i32>) -> Computed<M, T> {
+    let call = Operand::Call { function: Function::Round, args: vec![value.to_operand(), places.to_operand()] };
+    match T::SQL_TYPE {
+        "numeric" => Computed::new(call),
+        to => Computed::new(Operand::cast(call, to).expect("a type name")),
+    }
+}
+
+/// `value` to the power of `exponent`.
+pub fn power<M, T: Fractional>(value: impl Expression<M, T>, exponent: impl ToOperand<M, T>) -> Computed<M, T> {
+    call(Function::Power, vec![value.to_operand(), exponent.to_operand()])
+}
+
+/// The remainder of `value` divided by `divisor` (of the sign of `value`):
+/// `modulo(Order::id(), 10)`.
+pub fn modulo<M, T: Exact>(value: impl Expression<M, T>, divisor: impl ToOperand<M, T>) -> Computed<M, T> {
+    call(Function::Mod, vec![value.to_operand(), divisor.to_operand()])
+}
+
+/// `count` characters of `text` from position `from` (from 1): `substr(User::name(), 1, 3)`.
+pub fn substr<M, T: Textual>(
+    text: impl Expression<M, T>,
+    from: impl ToOperand<M, i32>,
+    count: impl ToOperand<M, i32>,
+) -> Computed<M, T> {
+    call(Function::Substr, vec![text.to_operand(), from.to_operand(), count.to_operand()])
+}
+
+/// The first `count` characters of `text` (all but the last `-count` if negative).
+pub fn left<M, T: Textual>(text: impl Expression<M, T>, count: impl ToOperand<M, i32>) -> Computed<M, T> {
+    call(Function::Left, vec![text.to_operand(), count.to_operand()])
+}
+
+/// The last `count` characters of `text` (all but the first `-count` if negative).
+pub fn right<M, T: Textual>(text: impl Expression<M, T>, count: impl ToOperand<M, i32>) -> Computed<M, T> {
+    call(Function::Right, vec![text.to_operand(), count.to_operand()])
+}
+
+/// `text` with every occurrence of `from` replaced by `to`.
+pub fn replace<M, T: Textual>(
+    text: impl Expression<M, T>,
+    from: impl ToOperand<M, String>,
+    to: impl ToOperand<M, String>,
+) -> Computed<M, T> {
+    call(Function::Replace, vec![text.to_operand(), from.to_operand(), to.to_operand()])
+}
+
+/// Where `substring` starts in `text` (from 1), 0 if it is not in it.
+pub fn strpos<M, T: Textual>(
+    text: impl Expression<M, T>,
+    substring: impl ToOperand<M, String>,
+) -> Computed<M, T::Length> {
+    call(Function::StrIndex, vec![text.to_operand(), substring.to_operand()])
+}
+
+/// `text` padded on the left with `fill` to `length` characters, or cut to them.
+pub fn lpad<M, T: Textual>(
+    text: impl Expression<M, T>,
+    length: impl ToOperand<M, i32>,
+    fill: impl ToOperand<M, String>,
+) -> Computed<M, T> {
+    call(Function::LPad, vec![text.to_operand(), length.to_operand(), fill.to_operand()])
+}
+
+/// `text` padded on the right with `fill` to `length` characters, or cut to them.
+pub fn rpad<M, T: Textual>(
+    text: impl Expression<M, T>,
+    length: impl ToOperand<M, i32>,
+    fill: impl ToOperand<M, String>,
+) -> Computed<M, T> {
+    call(Function::RPad, vec![text.to_operand(), length.to_operand(), fill.to_operand()])
+}
+
+/// `text` repeated `count` times.
+pub fn repeat<M, T: Textual>(text: impl Expression<M, T>, count: impl ToOperand<M, i32>) -> Computed<M, T> {
+    call(Function::Repeat, vec![text.to_operand(), count.to_operand()])
+}
+
+/// A random version 4 UUID, another for each row: `Session::token().set(func::random_uuid())`.
+pub fn random_uuid<M>() -> Computed<M, Uuid> {
+    call(Function::RandomUuid, Vec::new())
+}
+
+/// A random float from 0 (included) to 1, another for each row.
+pub fn random<M>() -> Computed<M, f64> {
+    call(Function::Random, Vec::new())
+}
+
+/// π.
+pub fn pi<M>() -> Computed<M, f64> {
+    call(Function::Pi, Vec::new())
 }
 
 /// When the transaction began (PostgreSQL's `now()`): `Event::at().lt(func::now())`,

@@ -20,8 +20,8 @@ pub mod wire;
 
 pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
 pub use ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Expr, Function, Hop, Join,
-    LockStrength, LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, SetOp, Signature, TruncUnit,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Expr, Function, Gives, Hop,
+    Join, LockStrength, LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, SetOp, Takes, TruncUnit,
     WindowFunction,
 };
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, Outer, ToOperand};

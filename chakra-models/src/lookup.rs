@@ -300,7 +300,7 @@ pub fn resolve_part(
 }
 
 /// Part `part` of field `field_name`, if its type has that part.
-fn part_of(fields: &[FieldInfo], table: &str, field_name: &str, part: DatePart) -> Result<Scalar> {
+pub fn part_of(fields: &[FieldInfo], table: &str, field_name: &str, part: DatePart) -> Result<Scalar> {
     let field = field(fields, table, field_name)?;
     if !part.applies_to(&field.sql_type) {
         return Err(Error::field(format!(

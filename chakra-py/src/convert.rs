@@ -61,6 +61,23 @@ impl FieldKind {
         })
     }
 
+    /// Whether the kind's values are integers.
+    pub(crate) fn is_integer(self) -> bool {
+        matches!(self, FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt)
+    }
+
+    /// The PostgreSQL type of a number kind's values, to convert a result back to.
+    pub(crate) fn sql_type(self) -> Option<&'static str> {
+        Some(match self {
+            FieldKind::SmallInt => "int2",
+            FieldKind::Int => "int4",
+            FieldKind::BigInt => "int8",
+            FieldKind::Float => "float8",
+            FieldKind::Numeric => "numeric",
+            _ => return None,
+        })
+    }
+
     /// Whether arithmetic applies to the kind's values.
     pub(crate) fn is_numeric(self) -> bool {
         matches!(self, FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt | FieldKind::Float | FieldKind::Numeric)

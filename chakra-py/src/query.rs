@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Delete, Expr, Function, Hop,
-    Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Signature, TruncUnit, Update,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Delete, Expr, Function, Gives,
+    Hop, Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Takes, TruncUnit, Update,
     WindowFunction,
 };
 use chakra::models::{compile, lookup, FieldInfo, Postgres};
@@ -330,21 +330,26 @@ fn in_select(py: Python<'_>, schema: &Schema, field: usize, lookup: &str, subque
 /// (`F("author__name")`) the field of the row its foreign keys lead to.
 enum FieldRef {
     Own(usize),
-    Referred { operand: Operand, kind: FieldKind, label: String },
+    /// Computed from the row: a field across relations, or a part of a date field.
+    Derived {
+        operand: Operand,
+        kind: FieldKind,
+        label: String,
+    },
 }
 
 impl FieldRef {
     fn kind(&self, schema: &Schema) -> FieldKind {
         match self {
             FieldRef::Own(field) => schema.types[*field].kind,
-            FieldRef::Referred { kind, .. } => *kind,
+            FieldRef::Derived { kind, .. } => *kind,
         }
     }
 
     fn label(&self, schema: &Schema) -> String {
         match self {
             FieldRef::Own(field) => schema.label(*field),
-            FieldRef::Referred { label, .. } => label.clone(),
+            FieldRef::Derived { label, .. } => label.clone(),
         }
     }
 }
@@ -358,6 +363,18 @@ fn field_ref(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<FieldRef> 
     if let Some(field) = schema.index_of(name) {
         return Ok(FieldRef::Own(field));
     }
+    // `F("created__year")`, Django's `ExtractYear("created")`.
+    if let Some((field, part)) = lookup::split_part(&schema.fields, name) {
+        let scalar = lookup::part_of(&schema.fields, &schema.table, field, part)
+            .map_err(|e| field_error(py, format!("{} ({})", e.message(), schema.name)))?;
+        let kind = match part {
+            DatePart::Date => FieldKind::Date,
+            DatePart::Time => FieldKind::Time,
+            _ => FieldKind::BigInt,
+        };
+        let label = format!("{}.{name}", schema.name);
+        return Ok(FieldRef::Derived { operand: Operand::Scalar(Box::new(scalar)), kind, label });
+    }
     if name.contains("__") {
         let referred =
             REFERRED.get_or_try_init(py, || py.import("chakra.query")?.getattr("_referred").map(Bound::unbind))?;
@@ -366,7 +383,7 @@ fn field_ref(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<FieldRef> 
             let (path, field): (Vec<HopSpec<'_>>, String) = found.extract()?;
             let (hops, to, field) = hops_to_field(py, schema, name, &path, &field)?;
             let operand = Operand::Referred { hops, column: to.fields[field].column.clone() };
-            return Ok(FieldRef::Referred { operand, kind: to.types[field].kind, label: to.label(field) });
+            return Ok(FieldRef::Derived { operand, kind: to.types[field].kind, label: to.label(field) });
         }
     }
     field_index(py, schema, name).map(FieldRef::Own)
@@ -1367,7 +1384,7 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             }
             match field {
                 FieldRef::Own(field) => Operand::Column(schema.fields[field].column.clone()),
-                FieldRef::Referred { operand, .. } => operand,
+                FieldRef::Derived { operand, .. } => operand,
             }
         }
         ("value", 2) => {
@@ -1476,44 +1493,71 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
             }
             let function = Function::named(&name).ok_or_else(bad)?;
             let args: Vec<Bound<'_, PyAny>> = node.get_item(2)?.extract()?;
-            let signature = function.signature();
-            // What the arguments must be, and what the call gives.
-            let (takes, gives) = match signature {
-                Signature::Alike | Signature::Number => (None, None),
-                Signature::Text => (Some(FieldKind::Text), Some(FieldKind::Text)),
-                Signature::TextLength => (Some(FieldKind::Text), Some(FieldKind::BigInt)),
-                Signature::ToText => (None, Some(FieldKind::Text)),
-                Signature::Timestamp => (None, Some(FieldKind::TimestampTz)),
-            };
-            let mut seen: Option<FieldKind> = None;
-            for arg in &args {
+            match function.arity() {
+                (least, most) if args.len() < least || most.is_some_and(|most| args.len() > most) => {
+                    return Err(field_error(
+                        py,
+                        format!("{name}() takes {least} to {most:?} arguments, got {}", args.len()),
+                    ));
+                }
+                _ => {}
+            }
+            // The arguments' kinds, where known, checked against what it takes.
+            let mut alike: Option<FieldKind> = None;
+            for (i, arg) in args.iter().enumerate() {
                 let Some(kind) = tree_kind(py, schema, arg)? else { continue };
-                let fits = match (signature, takes, seen) {
-                    (Signature::Number, ..) => kind.is_numeric(),
-                    (_, Some(takes), _) => kind == takes,
-                    (Signature::Alike, None, Some(seen)) => kind.compatible(seen),
-                    _ => true,
+                let takes = function.takes_at(i);
+                let fits = match takes {
+                    Takes::Any => true,
+                    Takes::Alike => alike.is_none_or(|seen| kind.compatible(seen)),
+                    Takes::Text => kind == FieldKind::Text,
+                    Takes::Number => kind.is_numeric(),
+                    Takes::Exact => kind.is_numeric() && kind != FieldKind::Float,
+                    Takes::Count => kind.is_integer(),
                 };
                 if !fits {
-                    let wants = match (signature, seen) {
-                        (Signature::Number, _) => "numbers".to_owned(),
-                        (Signature::Alike, Some(seen)) => {
+                    let wants = match (takes, alike) {
+                        (Takes::Alike, Some(seen)) => {
                             format!("values of one type ({} and {})", kind_name(seen), kind_name(kind))
                         }
+                        (Takes::Number, _) => "numbers".to_owned(),
+                        (Takes::Exact, _) => "integers or decimals (not floats)".to_owned(),
+                        (Takes::Count, _) => format!("an integer as argument {}", i + 1),
                         _ => "text".to_owned(),
                     };
                     return Err(field_error(py, format!("{name}() takes {wants}; it was given {}", describe(arg)?)));
                 }
-                seen = seen.or(Some(kind));
+                if matches!(takes, Takes::Alike | Takes::Number | Takes::Exact) {
+                    alike = alike.or(Some(kind));
+                }
             }
-            stands_for(py, schema, target, gives.or(seen), &format!("{name}()"))?;
+            let gives = gives_kind(function.gives(), alike);
+            stands_for(py, schema, target, gives, &format!("{name}()"))?;
             // Arguments of the result's own kind are converted as the target's values.
-            let arg_target = match signature {
-                Signature::TextLength | Signature::ToText | Signature::Timestamp => None,
-                Signature::Alike | Signature::Number | Signature::Text => target,
-            };
-            let args = args.iter().map(|arg| f_operand(py, schema, arg_target, arg)).collect::<PyResult<_>>()?;
-            Operand::Call { function, args }
+            let args =
+                args.iter()
+                    .enumerate()
+                    .map(|(i, arg)| {
+                        let own = match (function.takes_at(i), function.gives()) {
+                            (Takes::Alike | Takes::Number | Takes::Exact, Gives::Alike)
+                            | (Takes::Text, Gives::Text) => target,
+                            _ => None,
+                        };
+                        f_operand(py, schema, own, arg)
+                    })
+                    .collect::<PyResult<_>>()?;
+            let call = Operand::Call { function, args };
+            // Rounded to places as a `numeric`, then read as the type it rounds.
+            match alike.and_then(FieldKind::sql_type) {
+                Some(sql_type)
+                    if function == Function::Round
+                        && node.get_item(2)?.len()? == 2
+                        && alike != Some(FieldKind::Numeric) =>
+                {
+                    Operand::cast(call, sql_type).ok_or_else(bad)?
+                }
+                _ => call,
+            }
         }
         ("case", 3) => {
             let whens: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = node.get_item(1)?.extract()?;
@@ -1580,11 +1624,16 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
     let tag: String = node.get_item(0)?.extract()?;
     Ok(match tag.as_str() {
         "field" => Some(field_ref(py, schema, &node.get_item(1)?.extract::<String>()?)?.kind(schema)),
-        "call" => match Function::named(&node.get_item(1)?.extract::<String>()?).map(Function::signature) {
-            Some(Signature::Text | Signature::ToText) => Some(FieldKind::Text),
-            Some(Signature::TextLength) => Some(FieldKind::BigInt),
-            Some(Signature::Timestamp) => Some(FieldKind::TimestampTz),
-            _ => first_kind(py, schema, node.get_item(2)?.try_iter()?)?,
+        "call" => match Function::named(&node.get_item(1)?.extract::<String>()?) {
+            Some(function) => {
+                let args = node.get_item(2)?;
+                let alike = args
+                    .try_iter()?
+                    .enumerate()
+                    .filter(|(i, _)| matches!(function.takes_at(*i), Takes::Alike | Takes::Number | Takes::Exact));
+                gives_kind(function.gives(), first_kind(py, schema, alike.map(|(_, arg)| arg))?)
+            }
+            None => None,
         },
         "case" => {
             let whens = node.get_item(1)?.try_iter()?.map(|when| when?.get_item(1));
@@ -1635,6 +1684,21 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
 }
 
 /// The first kind among trees that tell one.
+/// The kind a function giving `gives` gives, `alike` the kind of its arguments of the
+/// kind it gives.
+fn gives_kind(gives: Gives, alike: Option<FieldKind>) -> Option<FieldKind> {
+    match gives {
+        Gives::Alike => alike,
+        Gives::Text => Some(FieldKind::Text),
+        // `integer` as PostgreSQL gives it; an int either way to Python.
+        Gives::Integer => Some(FieldKind::BigInt),
+        Gives::Fraction if alike == Some(FieldKind::Numeric) => Some(FieldKind::Numeric),
+        Gives::Fraction => Some(FieldKind::Float),
+        Gives::Uuid => Some(FieldKind::Uuid),
+        Gives::Timestamp => Some(FieldKind::TimestampTz),
+    }
+}
+
 fn first_kind<'py>(
     py: Python<'py>,
     schema: &Schema,

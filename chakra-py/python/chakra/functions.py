@@ -14,13 +14,21 @@ cannot be cut to that unit (a date to its hour, a text) raises
 
 Functions of values (:class:`~chakra.expressions.Func`): ``Coalesce``, ``NullIf``,
 ``Greatest``, ``Least``; of text ``Lower``, ``Upper``, ``Length``, ``Trim``, ``LTrim``,
-``RTrim``, ``Concat``; of numbers ``Abs``, ``Round``, ``Ceil``, ``Floor``; and ``Now()``::
+``RTrim``, ``Concat``, ``Substr``, ``Left``, ``Right``, ``Replace``, ``StrIndex``,
+``LPad``, ``RPad``, ``Repeat``, ``Reverse``, ``MD5``; of numbers ``Abs``, ``Round``
+(to places too), ``Ceil``, ``Floor``, ``Sign``, ``Mod``, ``Power``, ``Sqrt``, ``Exp``,
+``Ln``; of dates ``Extract("created", "year")``, ``ExtractYear`` … ``ExtractSecond``
+(``F("created__year")`` is the same); and ``Now()``, ``Pi()``, ``Random()``,
+``RandomUUID()``::
 
     await User.objects.annotate(shown=Coalesce("nickname", "name")).order_by("shown")
     await User.objects.filter(id=1).update(email=Lower("email"))
+    await User.objects.values_list("id", Substr("name", 1, 3), ExtractYear("joined"))
 
 They go wherever ``F`` goes (see :mod:`chakra.expressions`); a string argument names a
-field, ``Value("text")`` is text.
+field, ``Value("text")`` is text. Each gives what Django's gives on PostgreSQL: a square
+root, a power or a sign is a float (a ``Decimal`` of a ``Numeric``), ``Round`` to places
+is of the number's own type.
 
 Window functions, computed in a :class:`~chakra.Window` over each row's partition:
 ``RowNumber``, ``Rank``, ``DenseRank``, ``PercentRank``, ``CumeDist``, ``Ntile(n)``,
@@ -32,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .expressions import Expression, Func, _argument
+from .expressions import Expression, Func, Value, _argument
 from .fields import FieldType
 
 __all__ = [
@@ -43,6 +51,19 @@ __all__ = [
     "Concat",
     "CumeDist",
     "DenseRank",
+    "Exp",
+    "Extract",
+    "ExtractDay",
+    "ExtractHour",
+    "ExtractIsoWeekDay",
+    "ExtractIsoYear",
+    "ExtractMinute",
+    "ExtractMonth",
+    "ExtractQuarter",
+    "ExtractSecond",
+    "ExtractWeek",
+    "ExtractWeekDay",
+    "ExtractYear",
     "FirstValue",
     "Floor",
     "Greatest",
@@ -50,18 +71,36 @@ __all__ = [
     "LastValue",
     "Lead",
     "Least",
+    "Left",
     "Length",
+    "Ln",
     "Lower",
+    "LPad",
     "LTrim",
+    "MD5",
+    "Mod",
     "Now",
     "NthValue",
     "Ntile",
     "NullIf",
     "PercentRank",
+    "Pi",
+    "Power",
+    "Random",
+    "RandomUUID",
     "Rank",
+    "Repeat",
+    "Replace",
+    "Reverse",
+    "Right",
     "Round",
     "RowNumber",
+    "RPad",
     "RTrim",
+    "Sign",
+    "Sqrt",
+    "StrIndex",
+    "Substr",
     "Trim",
     "Trunc",
     "TruncDate",
@@ -76,6 +115,20 @@ __all__ = [
     "TruncYear",
     "Upper",
 ]
+
+_PARTS = (
+    "year",
+    "iso_year",
+    "quarter",
+    "month",
+    "week",
+    "day",
+    "week_day",
+    "iso_week_day",
+    "hour",
+    "minute",
+    "second",
+)
 
 _KINDS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second", "date", "time")
 
@@ -190,6 +243,96 @@ class TruncTime(_Fixed):
     _kind = "time"
 
 
+class Extract(Expression):
+    """A part of a date, time or timestamp field, as a number: ``"year"``,
+    ``"iso_year"``, ``"quarter"``, ``"month"``, ``"week"``, ``"day"``, ``"week_day"``
+    (1 is Sunday), ``"iso_week_day"`` (1 is Monday), ``"hour"``, ``"minute"``,
+    ``"second"`` (a timestamp with a time zone's in the connection's zone). The same as
+    ``F("created__year")``; it goes wherever ``F`` goes."""
+
+    __slots__ = ()
+
+    def __init__(self, field: str, lookup_name: str) -> None:
+        if not isinstance(field, str):
+            raise TypeError(f"{type(self).__name__}() takes a field name, not {type(field).__name__}")
+        if lookup_name not in _PARTS:
+            raise ValueError(f"Extract part {lookup_name!r} is not one of {', '.join(_PARTS)}")
+        self._tree = ("field", f"{field}__{lookup_name}")
+
+
+class _Part(Extract):
+    """An ``Extract`` of one part, named after it."""
+
+    __slots__ = ()
+    _part = ""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field, self._part)
+
+
+class ExtractYear(_Part):
+    __slots__ = ()
+    _part = "year"
+
+
+class ExtractIsoYear(_Part):
+    """The ISO 8601 week-numbering year."""
+
+    __slots__ = ()
+    _part = "iso_year"
+
+
+class ExtractQuarter(_Part):
+    __slots__ = ()
+    _part = "quarter"
+
+
+class ExtractMonth(_Part):
+    __slots__ = ()
+    _part = "month"
+
+
+class ExtractWeek(_Part):
+    """The ISO 8601 week of the year."""
+
+    __slots__ = ()
+    _part = "week"
+
+
+class ExtractDay(_Part):
+    __slots__ = ()
+    _part = "day"
+
+
+class ExtractWeekDay(_Part):
+    """The day of the week, 1 (Sunday) to 7, as Django's."""
+
+    __slots__ = ()
+    _part = "week_day"
+
+
+class ExtractIsoWeekDay(_Part):
+    """The ISO day of the week, 1 (Monday) to 7."""
+
+    __slots__ = ()
+    _part = "iso_week_day"
+
+
+class ExtractHour(_Part):
+    __slots__ = ()
+    _part = "hour"
+
+
+class ExtractMinute(_Part):
+    __slots__ = ()
+    _part = "minute"
+
+
+class ExtractSecond(_Part):
+    __slots__ = ()
+    _part = "second"
+
+
 class Coalesce(Func):
     """The first of its arguments (two or more) that is not ``NULL``."""
 
@@ -269,11 +412,171 @@ class Abs(Func):
     __slots__ = ()
 
 
-class Round(Func):
-    """A number rounded to an integer (PostgreSQL's ``round``: halves away from zero for
-    decimals, to even for floats)."""
+class Substr(Func):
+    """``length`` characters of a text from position ``pos`` (from 1), or all from there
+    without a length: ``Substr("name", 1, 3)``."""
 
     __slots__ = ()
+    arity = (2, 3)
+
+    def __init__(self, expression: Any, pos: Any, length: Any = None) -> None:
+        super().__init__(expression, pos, *(() if length is None else (length,)))
+
+
+class Left(Func):
+    """The first ``length`` characters of a text."""
+
+    __slots__ = ()
+    arity = 2
+
+    def __init__(self, expression: Any, length: Any) -> None:
+        super().__init__(expression, length)
+
+
+class Right(Func):
+    """The last ``length`` characters of a text."""
+
+    __slots__ = ()
+    arity = 2
+
+    def __init__(self, expression: Any, length: Any) -> None:
+        super().__init__(expression, length)
+
+
+class Replace(Func):
+    """A text with every ``text`` in it replaced by ``replacement`` (removed without
+    one): ``Replace("phone", Value("-"))``."""
+
+    __slots__ = ()
+    arity = 3
+
+    def __init__(self, expression: Any, text: Any, replacement: Any = None) -> None:
+        super().__init__(expression, text, Value("") if replacement is None else replacement)
+
+
+class StrIndex(Func):
+    """Where ``substring`` starts in ``string`` (from 1), 0 if it is not in it:
+    ``StrIndex("email", Value("@"))``."""
+
+    __slots__ = ()
+    arity = 2
+
+    def __init__(self, string: Any, substring: Any) -> None:
+        super().__init__(string, substring)
+
+
+class LPad(Func):
+    """A text padded on its left with ``fill_text`` (spaces without one) to ``length``
+    characters, or cut to them."""
+
+    __slots__ = ()
+    arity = 3
+
+    def __init__(self, expression: Any, length: Any, fill_text: Any = None) -> None:
+        super().__init__(expression, length, Value(" ") if fill_text is None else fill_text)
+
+
+class RPad(LPad):
+    """A text padded on its right with ``fill_text`` (spaces without one) to ``length``
+    characters, or cut to them."""
+
+    __slots__ = ()
+
+
+class Repeat(Func):
+    """A text repeated ``number`` times."""
+
+    __slots__ = ()
+    arity = 2
+
+    def __init__(self, expression: Any, number: Any) -> None:
+        super().__init__(expression, number)
+
+
+class Reverse(Func):
+    """A text's characters in reverse order."""
+
+    __slots__ = ()
+
+
+class MD5(Func):
+    """The MD5 digest of a text, in hexadecimal."""
+
+    __slots__ = ()
+
+
+class Round(Func):
+    """A number rounded to an integer, or to ``precision`` decimal places (negative:
+    to tens, hundreds…), of the number's own type: ``Round("price", 2)`` (PostgreSQL's
+    ``round``: halves away from zero, to even for floats without places)."""
+
+    __slots__ = ()
+    arity = (1, 2)
+
+    def __init__(self, expression: Any, precision: Any = 0) -> None:
+        super().__init__(expression, *((precision,) if precision != 0 else ()))
+
+
+class Sign(Func):
+    """-1, 0 or 1 for a negative, zero or positive number (a float, or a decimal for a
+    decimal)."""
+
+    __slots__ = ()
+
+
+class Mod(Func):
+    """The remainder of dividing one integer or decimal by another."""
+
+    __slots__ = ()
+    arity = 2
+
+
+class Power(Func):
+    """A number to the power of another (a float, or a decimal for decimals)."""
+
+    __slots__ = ()
+    arity = 2
+
+
+class Sqrt(Func):
+    """A number's square root (a float, or a decimal for a decimal)."""
+
+    __slots__ = ()
+
+
+class Exp(Func):
+    """e to the power of a number."""
+
+    __slots__ = ()
+
+
+class Ln(Func):
+    """A number's natural logarithm."""
+
+    __slots__ = ()
+
+
+class Pi(Func):
+    """π, a float."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class Random(Func):
+    """A random float from 0 (included) to 1, another for each row:
+    ``order_by(Random())``."""
+
+    __slots__ = ()
+    arity = 0
+
+
+class RandomUUID(Func):
+    """A random UUID (version 4), another for each row: ``update(token=RandomUUID())``,
+    ``Field(UUID, primary_key=True, db_default=RandomUUID())``."""
+
+    __slots__ = ()
+    arity = 0
 
 
 class Ceil(Func):

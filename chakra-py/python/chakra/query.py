@@ -1285,18 +1285,41 @@ class QuerySet(Generic[M]):
         return self.annotate(**expressions), (*fields, *expressions)
 
     @overload
-    def values_list(self, *fields: str, flat: Literal[False] = ...) -> Values[tuple[Any, ...]]: ...
+    def values_list(self, *fields: str | Expression | Trunc, flat: Literal[False] = ...) -> Values[tuple[Any, ...]]: ...
 
     @overload
-    def values_list(self, *fields: str, flat: Literal[True]) -> Values[Any]: ...
+    def values_list(self, *fields: str | Expression | Trunc, flat: Literal[True]) -> Values[Any]: ...
 
-    def values_list(self, *fields: str, flat: bool = False) -> Values[Any]:
-        """Rows as tuples of the named fields; ``flat=True`` with one field gives its
-        values. Await it for the list; ``.annotate(...)`` groups as ``values`` does."""
-        return Values(self, fields, "flat" if flat else "tuple")
+    def values_list(self, *fields: str | Expression | Trunc, flat: bool = False) -> Values[Any]:
+        """Rows as tuples of the named fields and of expressions
+        (``values_list("id", Lower("name"))``); ``flat=True`` with one gives its values.
+        Await it for the list; ``.annotate(...)`` groups as ``values`` does."""
+        qs, names = self._with_positional(fields)
+        return Values(qs, names, "flat" if flat else "tuple")
 
-    def values_list_sync(self, *fields: str, flat: bool = False) -> list[Any]:
-        return Values(self, fields, "flat" if flat else "tuple").all_sync()
+    def values_list_sync(self, *fields: str | Expression | Trunc, flat: bool = False) -> list[Any]:
+        return self.values_list(*fields, flat=flat).all_sync()  # type: ignore[call-overload, no-any-return]
+
+    def _with_positional(self, fields: tuple[str | Expression | Trunc, ...]) -> tuple[QuerySet[M], tuple[str, ...]]:
+        """This queryset with the expressions among ``fields`` annotated, each under a
+        name of its own (its class's, numbered, as Django's), and the names in order."""
+        taken = {*(f for f in fields if isinstance(f, str)), *self._query.annotation_names, *self._model._meta.fields}
+        names: list[str] = []
+        expressions: dict[str, Expression | Trunc] = {}
+        for field in fields:
+            if isinstance(field, str):
+                names.append(field)
+                continue
+            if not isinstance(field, (Expression, Trunc)):
+                raise TypeError(f"values_list() takes field names and expressions, not {type(field).__name__}")
+            prefix, n = type(field).__name__.lower(), 1
+            while f"{prefix}{n}" in taken:
+                n += 1
+            name = f"{prefix}{n}"
+            taken.add(name)
+            expressions[name] = field
+            names.append(name)
+        return (self.annotate(**expressions) if expressions else self), tuple(names)
 
     @overload
     def stream(self, batch_size: None = None) -> RowStream[M]: ...

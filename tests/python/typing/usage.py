@@ -7,7 +7,7 @@ from typing import Any, assert_type
 
 import chakra
 from chakra import DateTime, Field, Integer, Model, QuerySet, Session, String
-from chakra.functions import Coalesce, Length, Lower, Rank, Upper
+from chakra.functions import Coalesce, ExtractYear, Length, Lower, Rank, Substr, Upper
 
 
 class User(Model):
@@ -15,6 +15,8 @@ class User(Model):
     name = Field(String(100))
     nickname = Field(String(20), nullable=True)
     joined = Field(DateTime(timezone=True))
+    seen = Field(DateTime(timezone=True), auto_now=True)
+    status = Field(String(10), db_default="new")
 
 
 class Team(Model):
@@ -37,6 +39,8 @@ async def checks(session: Session) -> None:
     assert_type(await User.objects.first(), User | None)
     assert_type(User.objects.count_sync(), int)
     assert_type(User.objects.all_sync(), list[User])
+    assert_type((await User.objects.get(id=1)).seen, dt.datetime)
+    assert_type(await User.objects.values_list("id", Substr("name", 1, 2), ExtractYear("joined")), list[tuple[Any, ...]])
     assert_type(await session.get(User, 1), User | None)
     assert_type(await User.objects.values_list("id", flat=True), list[Any])
     assert_type(await User.objects.last(), User | None)

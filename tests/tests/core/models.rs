@@ -183,6 +183,65 @@ async fn columns_compare_with_other_columns_and_arithmetic_on_them() {
     cleanup(schema).await;
 }
 
+/// The text and number functions, with positions and counts from values and from columns
+/// (an `i32` column, as PostgreSQL's `integer` they take), and in updates and filters.
+#[tokio::test]
+async fn text_and_number_functions() {
+    use chakra::models::func;
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let q = || User::query().filter(User::name().ne(r"50%_off\deal")).order_by(User::id().asc());
+    let text = q()
+        .annotate((
+            func::substr(User::name(), 2, 3).row_value(),
+            func::left(User::name(), User::rank()).row_value(),
+            func::right(User::name(), -1).row_value(),
+            func::replace(User::name(), "o", "0").row_value(),
+            func::strpos(User::name(), "o").row_value(),
+            func::lpad(func::upper(User::name()), 6, "*").row_value(),
+        ))
+        .all(&pool)
+        .await
+        .unwrap();
+    let text: Vec<_> = text.into_iter().map(|(_, values)| values).collect();
+    assert_eq!(
+        text,
+        vec![
+            ("lic".to_owned(), "ali".to_owned(), "lice".to_owned(), "alice".to_owned(), 0, "*ALICE".to_owned()),
+            ("ob".to_owned(), "b".to_owned(), "ob".to_owned(), "b0b".to_owned(), 2, "***BOB".to_owned()),
+            ("aro".to_owned(), "ca".to_owned(), "arol".to_owned(), "car0l".to_owned(), 4, "*CAROL".to_owned()),
+        ]
+    );
+    let more = q()
+        .annotate((
+            func::rpad(User::name(), 2, "-").row_value(),
+            func::repeat(func::reverse(User::name()), 2).row_value(),
+            func::md5(User::name()).row_value(),
+            func::modulo(User::rank(), 2).row_value(),
+            func::random_uuid().row_value(),
+        ))
+        .all(&pool)
+        .await
+        .unwrap();
+    let (first, second) = (&more[0].1, &more[1].1);
+    assert_eq!((first.0.as_str(), first.1.as_str(), first.3), ("al", "ecilaecila", 1));
+    assert_eq!(first.2, "6384e2b2184bcbf58eccf10ca7a6563c", "md5('alice')");
+    assert_eq!((second.1.as_str(), second.3), ("bobbob", 1));
+    assert_ne!(first.4, second.4, "a uuid per row");
+
+    // In a filter and an update.
+    let with_o = User::query().filter(func::strpos(User::name(), "o").row_value().gt(0)).count(&pool).await.unwrap();
+    assert_eq!(with_o, 3);
+    User::query()
+        .filter(User::name().eq("bob"))
+        .update(&pool, vec![User::email().set(func::lpad(User::name(), 5, "_"))])
+        .await
+        .unwrap();
+    let bob = User::query().filter(User::name().eq("bob")).one(&pool).await.unwrap();
+    assert_eq!(bob.email.as_deref(), Some("__bob"));
+    cleanup(schema).await;
+}
+
 #[tokio::test]
 async fn functions_and_cases_computed_by_the_database() {
     use chakra::models::{agg, func};
@@ -868,6 +927,43 @@ pub(crate) mod every_type {
         let err = EveryType::query().filter_by("clock__year", "exact", 2024_i64.into()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Field);
         assert!(err.message().contains("`clock` is a `time` column, which has no year"), "{err}");
+        cleanup(schema).await;
+    }
+
+    /// Number functions give the value's own type: f64 in, f64 out; Decimal in, Decimal
+    /// out (`round_to` too, which PostgreSQL computes as a `numeric`).
+    #[tokio::test]
+    async fn number_functions_keep_their_types() {
+        use chakra::models::func;
+        let (pool, schema) = db().await;
+        pool.execute(TABLE, vec![]).await.unwrap();
+        EveryType { double: 2.25, amount: Decimal::new(1234, 2), ..sample() }.insert(&pool).await.unwrap();
+        let (_, row) = EveryType::query()
+            .annotate((
+                func::sqrt(func::power(EveryType::double(), 2.0)).row_value(),
+                func::round_to(func::sign(EveryType::double()) * 2.345, 2).row_value(),
+                func::round_to(EveryType::amount(), 1).row_value(),
+                func::modulo(EveryType::amount(), Decimal::new(5, 0)).row_value(),
+                func::ln(func::exp(EveryType::double())).row_value(),
+                func::round_to(EveryType::double() * func::pi(), -1).row_value(),
+            ))
+            .first(&pool)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.0, 2.25);
+        assert_eq!(row.1, 2.35, "round_to of a float is a float");
+        assert_eq!(row.2, Decimal::new(123, 1));
+        assert_eq!(row.3, Decimal::new(234, 2));
+        assert!((row.4 - 2.25).abs() < 1e-9, "{}", row.4);
+        assert_eq!(row.5, 10.0, "to tens");
+        let (_, (ints,)) = EveryType::query()
+            .annotate((func::modulo(EveryType::int(), 10).row_value(),))
+            .first(&pool)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ints, i32::MAX % 10);
         cleanup(schema).await;
     }
 
