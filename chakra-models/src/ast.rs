@@ -381,6 +381,11 @@ pub struct Aggregate {
     /// Over the rows meeting this condition only (SQL's `FILTER (WHERE …)`), so several
     /// aggregates in one query can each count their own rows.
     pub filter: Option<Box<Expr>>,
+    /// Further arguments after the value: `string_agg`'s separator.
+    pub args: Vec<Operand>,
+    /// The order the values are taken in, for those whose result shows it (`array_agg`,
+    /// `string_agg`).
+    pub order_by: Vec<Order>,
 }
 
 /// The functions of an [`Aggregate`]. Each skips `NULL`s, and all but `Count` are `NULL`
@@ -392,14 +397,42 @@ pub enum AggregateFn {
     Avg,
     Min,
     Max,
+    /// The standard deviation of the values as a whole population.
+    StdDevPop,
+    /// The standard deviation of the values as a sample (`NULL` for one value).
+    StdDevSamp,
+    VarPop,
+    VarSamp,
+    /// Whether every value is true.
+    BoolAnd,
+    /// Whether any value is true.
+    BoolOr,
+    /// The texts joined, the separator between them.
+    StringAgg,
+    /// The values, as an array.
+    ArrayAgg,
 }
 
 impl AggregateFn {
+    const ALL: [AggregateFn; 13] = [
+        AggregateFn::Count,
+        AggregateFn::Sum,
+        AggregateFn::Avg,
+        AggregateFn::Min,
+        AggregateFn::Max,
+        AggregateFn::StdDevPop,
+        AggregateFn::StdDevSamp,
+        AggregateFn::VarPop,
+        AggregateFn::VarSamp,
+        AggregateFn::BoolAnd,
+        AggregateFn::BoolOr,
+        AggregateFn::StringAgg,
+        AggregateFn::ArrayAgg,
+    ];
+
     /// The function of a SQL name (`"sum"`).
     pub fn named(name: &str) -> Option<AggregateFn> {
-        [AggregateFn::Count, AggregateFn::Sum, AggregateFn::Avg, AggregateFn::Min, AggregateFn::Max]
-            .into_iter()
-            .find(|f| f.sql() == name)
+        Self::ALL.into_iter().find(|f| f.sql() == name)
     }
 
     /// The SQL function's name.
@@ -410,6 +443,22 @@ impl AggregateFn {
             AggregateFn::Avg => "avg",
             AggregateFn::Min => "min",
             AggregateFn::Max => "max",
+            AggregateFn::StdDevPop => "stddev_pop",
+            AggregateFn::StdDevSamp => "stddev_samp",
+            AggregateFn::VarPop => "var_pop",
+            AggregateFn::VarSamp => "var_samp",
+            AggregateFn::BoolAnd => "bool_and",
+            AggregateFn::BoolOr => "bool_or",
+            AggregateFn::StringAgg => "string_agg",
+            AggregateFn::ArrayAgg => "array_agg",
+        }
+    }
+
+    /// How many arguments after the value it takes (`string_agg`'s separator).
+    pub fn more_args(self) -> usize {
+        match self {
+            AggregateFn::StringAgg => 1,
+            _ => 0,
         }
     }
 }
@@ -422,12 +471,20 @@ impl Aggregate {
 
     /// `function(value)`, of a value computed from each row.
     pub fn of(function: AggregateFn, value: Operand) -> Self {
-        Aggregate { function, value: Some(value), distinct: false, alias: None, filter: None }
+        Aggregate {
+            function,
+            value: Some(value),
+            distinct: false,
+            alias: None,
+            filter: None,
+            args: Vec::new(),
+            order_by: Vec::new(),
+        }
     }
 
     /// `count(*)`.
     pub fn count_rows() -> Self {
-        Aggregate { function: AggregateFn::Count, value: None, distinct: false, alias: None, filter: None }
+        Aggregate { value: None, ..Aggregate::of(AggregateFn::Count, Operand::Value(Value::Null)) }
     }
 
     /// Over the rows meeting `condition` too (and any condition given before).

@@ -296,9 +296,11 @@ pub mod agg {
 
     use chakra_service::Value;
 
+    use chakra_service::FromSqlOwned;
+
     use super::{Numeric, Ordered};
-    use crate::ast::{Aggregate, AggregateFn, CompareOp, Expr};
-    use crate::func::Expression;
+    use crate::ast::{Aggregate, AggregateFn, CompareOp, Expr, Operand, Order};
+    use crate::func::{Expression, Textual};
 
     /// An aggregate of a group (or of all matching rows), whose value decodes as `V`: to
     /// compare with a value in `having`, or to compute with
@@ -359,7 +361,67 @@ pub mod agg {
         Of::new(Aggregate::of(AggregateFn::Max, value.to_operand()))
     }
 
+    /// The standard deviation of the group's `value`s as the whole population, in `avg`'s
+    /// type (a float for floats, a `Decimal` otherwise).
+    pub fn stddev_pop<M, T: Numeric>(value: impl Expression<M, T>) -> Of<Option<T::Avg>> {
+        Of::new(Aggregate::of(AggregateFn::StdDevPop, value.to_operand()))
+    }
+
+    /// The standard deviation of the group's `value`s as a sample (`None` for fewer than
+    /// two).
+    pub fn stddev_samp<M, T: Numeric>(value: impl Expression<M, T>) -> Of<Option<T::Avg>> {
+        Of::new(Aggregate::of(AggregateFn::StdDevSamp, value.to_operand()))
+    }
+
+    /// The variance of the group's `value`s as the whole population.
+    pub fn var_pop<M, T: Numeric>(value: impl Expression<M, T>) -> Of<Option<T::Avg>> {
+        Of::new(Aggregate::of(AggregateFn::VarPop, value.to_operand()))
+    }
+
+    /// The variance of the group's `value`s as a sample.
+    pub fn var_samp<M, T: Numeric>(value: impl Expression<M, T>) -> Of<Option<T::Avg>> {
+        Of::new(Aggregate::of(AggregateFn::VarSamp, value.to_operand()))
+    }
+
+    /// Whether every `value` of the group is true.
+    pub fn bool_and<M, T: Boolean>(value: impl Expression<M, T>) -> Of<Option<bool>> {
+        Of::new(Aggregate::of(AggregateFn::BoolAnd, value.to_operand()))
+    }
+
+    /// Whether any `value` of the group is true.
+    pub fn bool_or<M, T: Boolean>(value: impl Expression<M, T>) -> Of<Option<bool>> {
+        Of::new(Aggregate::of(AggregateFn::BoolOr, value.to_operand()))
+    }
+
+    /// The group's `value`s as a `Vec` (`NULL`s kept, as `None` for an `Option` column),
+    /// in the order [`order_by`](Of::order_by) gives: `agg::array_agg(Tag::name())
+    /// .order_by(Tag::name().asc())`.
+    pub fn array_agg<M, T: FromSqlOwned>(value: impl Expression<M, T>) -> Of<Option<Vec<T>>> {
+        Of::new(Aggregate::of(AggregateFn::ArrayAgg, value.to_operand()))
+    }
+
+    /// The group's texts joined with `delimiter` between them (`NULL`s left out), in the
+    /// order [`order_by`](Of::order_by) gives.
+    pub fn string_agg<M, T: Textual>(value: impl Expression<M, T>, delimiter: &str) -> Of<Option<String>> {
+        let mut aggregate = Aggregate::of(AggregateFn::StringAgg, value.to_operand());
+        aggregate.args.push(Operand::Value(Value::Text(delimiter.into())));
+        Of::new(aggregate)
+    }
+
+    /// Boolean column types.
+    pub trait Boolean {}
+
+    impl Boolean for bool {}
+    impl Boolean for Option<bool> {}
+
     impl<V> Of<V> {
+        /// The values taken in `order` (called again, more terms): what `array_agg` and
+        /// `string_agg` show.
+        pub fn order_by(mut self, order: Order) -> Self {
+            self.0.order_by.push(order);
+            self
+        }
+
         /// Over the rows meeting `condition` only (SQL's `FILTER (WHERE …)`, Django's
         /// `filter=`), so one query can count, say, all rows and the active ones:
         /// `(agg::count(), agg::count().filter(User::is_active().eq(true)))`. Given

@@ -982,6 +982,14 @@ impl SqlWriter<'_> {
             Some(value) => self.operand(value),
             None => self.push("*"),
         }
+        for arg in &aggregate.args {
+            self.push(", ");
+            self.typed_operand(arg);
+        }
+        if !aggregate.order_by.is_empty() {
+            self.push(" ORDER BY ");
+            self.order_terms(&aggregate.order_by, None);
+        }
         self.push(")");
     }
 
@@ -1305,11 +1313,8 @@ mod tests {
         let reached =
             |hops: &Vec<Hop>, column, alias| Reached { hops: hops.clone(), column: col(column), alias: col(alias) };
         let of = |function, column: &'static str, alias: &'static str| Aggregate {
-            function,
-            value: Some(Operand::Column(col(column))),
-            distinct: false,
             alias: Some(col(alias)),
-            filter: None,
+            ..Aggregate::new(function, column)
         };
         let mut s = Select::new("writers", ["id", "country"]);
         s.filter(eq("rank", 1));
@@ -1434,19 +1439,19 @@ mod tests {
         s.projection = Projection::Aggregates;
         s.aggregates = vec![
             Aggregate::new(AggregateFn::Sum, "n"),
-            Aggregate {
-                function: AggregateFn::Count,
-                value: Some(Operand::Column(col("n"))),
-                distinct: true,
-                alias: None,
-                filter: None,
-            },
+            Aggregate { distinct: true, ..Aggregate::new(AggregateFn::Count, "n") },
             Aggregate::count_rows(),
+            Aggregate {
+                args: vec![Value::Text(", ".into()).into()],
+                order_by: vec![Order::column(col("n"), true)],
+                ..Aggregate::new(AggregateFn::StringAgg, "s")
+            },
         ];
         assert_eq!(
             &*select(&Postgres, &s).sql,
-            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM "t" WHERE "a" IS NOT NULL"#
+            r#"SELECT sum("n"), count(DISTINCT "n"), count(*), string_agg("s", $1::text ORDER BY "n" DESC) FROM "t" WHERE "a" IS NOT NULL"#
         );
+        s.aggregates.pop();
         // The top 3 by n: the order picks the rows, so it stays in the subquery.
         s.limit = Some(3);
         assert_eq!(

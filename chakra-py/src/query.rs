@@ -614,7 +614,7 @@ impl Query {
                 Some((tag, t))
             });
             let value = match tagged.as_ref().map(|(tag, t)| (tag.as_str(), t.len(), t)) {
-                Some(("related", 6, t)) => related_annotation(py, schema, &alias, t)?,
+                Some(("related", 7, t)) => related_annotation(py, schema, &alias, t)?,
                 // A fourth item `True` reads a timestamp's start as a date (`dates()`).
                 Some(("trunc", n @ (3 | 4), t)) => {
                     let (field, kind): (String, String) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
@@ -1683,7 +1683,6 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
     })
 }
 
-/// The first kind among trees that tell one.
 /// The kind a function giving `gives` gives, `alike` the kind of its arguments of the
 /// kind it gives.
 fn gives_kind(gives: Gives, alike: Option<FieldKind>) -> Option<FieldKind> {
@@ -1699,6 +1698,7 @@ fn gives_kind(gives: Gives, alike: Option<FieldKind>) -> Option<FieldKind> {
     }
 }
 
+/// The first kind among trees that tell one.
 fn first_kind<'py>(
     py: Python<'py>,
     schema: &Schema,
@@ -1743,16 +1743,17 @@ fn kind_name(kind: FieldKind) -> &'static str {
     }
 }
 
-/// `("related", hops, function, field or "*", distinct, filter)`: an aggregate of the rows
-/// the hops lead to from a row of `schema` (see [`Query::annotate`]), its field and filter
-/// the last schema's.
+/// `("related", hops, function, field or "*", distinct, filter, more)`: an aggregate of
+/// the rows the hops lead to from a row of `schema` (see [`Query::annotate`]), its field,
+/// filter and order the last schema's.
 fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound<'_, PyTuple>) -> PyResult<Scalar> {
     let path: Vec<HopSpec<'_>> = spec.get_item(1)?.extract()?;
     let function: String = spec.get_item(2)?.extract()?;
     let (field, distinct): (Py<PyAny>, bool) = (spec.get_item(3)?.unbind(), spec.get_item(4)?.extract()?);
     let filter: Option<Py<PyTuple>> = spec.get_item(5)?.extract()?;
+    let more: Option<MoreSpec> = spec.get_item(6)?.extract()?;
     let (hops, related) = hops_of(py, schema, alias, &path)?;
-    let aggregate_spec = (alias.to_owned(), function, field, distinct, filter);
+    let aggregate_spec = (alias.to_owned(), function, field, distinct, filter, more);
     let (mut aggregates, reads, _) = aggregates_of(py, related, std::slice::from_ref(&aggregate_spec), false)?;
     let aggregate = aggregates.pop().expect("one aggregate per spec");
     let related = Scalar::Related { aggregate, outer_table: schema.table.to_string().into(), hops };
@@ -1764,12 +1765,16 @@ fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound
     Ok(Scalar::Cast { value: Box::new(related), to })
 }
 
-/// An aggregate as Python describes it: `(alias, function, field, distinct, filter)`,
-/// `filter` a `Q` tree or `None`; `field` a field's name, `"*"`, or `("reach", hops,
-/// columns)` for a column of the rows relations lead to (`Count("books")`), the columns
-/// `(alias, field)` of the last model's that the aggregate (the first) and its filter
-/// read.
-type AggregateSpec = (String, String, Py<PyAny>, bool, Option<Py<PyTuple>>);
+/// An aggregate as Python describes it: `(alias, function, field, distinct, filter,
+/// more)`, `filter` a `Q` tree or `None`; `field` a field's name, `"*"`, or `("reach",
+/// hops, columns)` for a column of the rows relations lead to (`Count("books")`), the
+/// columns `(alias, field)` of the last model's that the aggregate (the first), its filter
+/// and its order read; `more` its further arguments and order, if any.
+type AggregateSpec = (String, String, Py<PyAny>, bool, Option<Py<PyTuple>>, Option<MoreSpec>);
+
+/// An aggregate's further arguments (expression trees: `StringAgg`'s separator) and the
+/// order it takes its values in (as `order_by` takes it).
+type MoreSpec = (Vec<Py<PyAny>>, Vec<Py<PyAny>>);
 
 /// `("reach", hops, columns)`: an [`AggregateSpec`]'s field across relations.
 type ReachSpec<'py> = (String, Vec<HopSpec<'py>>, Vec<(String, String)>);
@@ -1789,7 +1794,7 @@ fn aggregates_of(
     let mut aggregates = Vec::with_capacity(specs.len());
     let mut reads = Vec::new();
     let mut reached = Vec::new();
-    for (i, (alias, function, field, distinct, filter)) in specs.iter().enumerate() {
+    for (i, (alias, function, field, distinct, filter, more)) in specs.iter().enumerate() {
         let function_name = function;
         let Some(function) = AggregateFn::named(function) else {
             return Err(field_error(py, format!("unknown aggregate `{function}` for `{alias}`")));
@@ -1815,7 +1820,16 @@ fn aggregates_of(
             reads.extend(Read::of(function, kind).map(|read| (i, read)));
             let filter = filter.as_ref().map(|node| tree(py, schema, &[], node.bind(py)).map(Box::new)).transpose()?;
             let value = Some(f_operand(py, schema, None, &expression)?);
-            aggregates.push(Aggregate { function, value, distinct: *distinct, alias: alias_ident, filter });
+            let (args, order_by) = aggregate_more(py, schema, &[], alias, function, more)?;
+            aggregates.push(Aggregate {
+                function,
+                value,
+                distinct: *distinct,
+                alias: alias_ident,
+                filter,
+                args,
+                order_by,
+            });
             continue;
         }
         // A column of rows relations lead to: the aggregate reads it (and its filter the
@@ -1837,21 +1851,21 @@ fn aggregates_of(
                 (first.clone(), last, Some(first_alias.clone()))
             }
         };
+        // The reached columns, which the filter and the order may name, as names of the
+        // rows.
+        let named: Vec<Annotation> = reach
+            .iter()
+            .flat_map(|(_, _, columns)| columns)
+            .map(|(name, _)| Annotation {
+                alias: name.clone().into(),
+                value: Scalar::Operand(Operand::Column(name.clone().into())),
+            })
+            .collect();
         let filter = match filter {
-            Some(node) => {
-                // The reached columns, which the filter may name, as names of the rows.
-                let named: Vec<Annotation> = reach
-                    .iter()
-                    .flat_map(|(_, _, columns)| columns)
-                    .map(|(name, _)| Annotation {
-                        alias: name.clone().into(),
-                        value: Scalar::Operand(Operand::Column(name.clone().into())),
-                    })
-                    .collect();
-                Some(Box::new(tree(py, schema, &named, node.bind(py))?))
-            }
+            Some(node) => Some(Box::new(tree(py, schema, &named, node.bind(py))?)),
             None => None,
         };
+        let (args, order_by) = aggregate_more(py, schema, &named, alias, function, more)?;
         let name = function;
         if field == "*" {
             if name != AggregateFn::Count || *distinct {
@@ -1860,7 +1874,7 @@ fn aggregates_of(
                     format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
                 ));
             }
-            aggregates.push(Aggregate { function: name, value: None, distinct: false, alias: alias_ident, filter });
+            aggregates.push(Aggregate { value: None, alias: alias_ident, filter, ..Aggregate::count_rows() });
             continue;
         }
         let index = field_index(py, target, &field)?;
@@ -1880,9 +1894,36 @@ fn aggregates_of(
             distinct: *distinct,
             alias: alias_ident,
             filter,
+            args,
+            order_by,
         });
     }
     Ok((aggregates, reads, reached))
+}
+
+/// An aggregate's further arguments and the order it takes its values in, from `more`:
+/// the arguments of the row of `schema`, the order naming its fields or `named` columns.
+fn aggregate_more(
+    py: Python<'_>,
+    schema: &Schema,
+    named: &[Annotation],
+    alias: &str,
+    function: AggregateFn,
+    more: &Option<MoreSpec>,
+) -> PyResult<(Vec<Operand>, Vec<chakra::Order>)> {
+    let (args, order) = match more {
+        Some((args, order)) => (args.as_slice(), order.as_slice()),
+        None => (&[][..], &[][..]),
+    };
+    if args.len() != function.more_args() {
+        return Err(field_error(
+            py,
+            format!("`{alias}`: {} takes {} more arguments, got {}", function.sql(), function.more_args(), args.len()),
+        ));
+    }
+    let args = args.iter().map(|arg| f_operand(py, schema, None, arg.bind(py))).collect::<PyResult<_>>()?;
+    let order = order.iter().map(|spec| order_term(py, schema, named, spec.bind(py))).collect::<PyResult<_>>()?;
+    Ok((args, order))
 }
 
 /// How Python reads an aggregate whose PostgreSQL type is not Django's: `avg` of integers
@@ -1901,7 +1942,15 @@ impl Read {
     fn of(function: AggregateFn, kind: Option<FieldKind>) -> Option<Read> {
         let integer = matches!(kind, Some(FieldKind::SmallInt | FieldKind::Int | FieldKind::BigInt));
         match function {
-            AggregateFn::Avg if kind != Some(FieldKind::Numeric) => Some(Read::Float),
+            AggregateFn::Avg
+            | AggregateFn::StdDevPop
+            | AggregateFn::StdDevSamp
+            | AggregateFn::VarPop
+            | AggregateFn::VarSamp
+                if kind != Some(FieldKind::Numeric) =>
+            {
+                Some(Read::Float)
+            }
             AggregateFn::Sum if integer => Some(Read::Int),
             _ => None,
         }
@@ -1920,11 +1969,18 @@ fn check_aggregated(
 ) -> PyResult<()> {
     let Some(kind) = kind else { return Ok(()) };
     let needs = match function {
-        AggregateFn::Count => None,
-        AggregateFn::Sum | AggregateFn::Avg => (!kind.is_numeric()).then_some("a numeric"),
+        AggregateFn::Count | AggregateFn::ArrayAgg => None,
+        AggregateFn::Sum
+        | AggregateFn::Avg
+        | AggregateFn::StdDevPop
+        | AggregateFn::StdDevSamp
+        | AggregateFn::VarPop
+        | AggregateFn::VarSamp => (!kind.is_numeric()).then_some("a numeric"),
         AggregateFn::Min | AggregateFn::Max => {
             (!kind.is_ordered()).then_some("an ordered (number, text, date or time)")
         }
+        AggregateFn::BoolAnd | AggregateFn::BoolOr => (kind != FieldKind::Bool).then_some("a boolean"),
+        AggregateFn::StringAgg => (kind != FieldKind::Text).then_some("a text"),
     };
     match needs {
         Some(needs) => Err(field_error(py, format!("{} needs {needs} field; {}", what(), culprit()?))),

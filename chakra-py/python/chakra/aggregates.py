@@ -20,6 +20,13 @@ reaches; two relations in one query multiply each other's rows, as Django's join
 
     await Author.objects.values("country").annotate(books=Count("books"), pages=Sum("books__pages"))
 
+Beyond Django's five: ``StdDev`` and ``Variance`` (of the population, or of a sample
+with ``sample=True``), ``BoolAnd`` and ``BoolOr`` of a boolean field, and PostgreSQL's
+``ArrayAgg`` (the values as a list) and ``StringAgg`` (texts joined), in the order of
+their ``ordering=``; across relations, per row, as Django's::
+
+    await Post.objects.annotate(tag_names=ArrayAgg("tags__name", ordering="tags__name"))
+
 In ``aggregate()`` and ``values().annotate()`` the value aggregated may be computed from
 each row (an ``F`` expression, a function, a ``Case``), named by its alias::
 
@@ -31,18 +38,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .expressions import Expression
+from .expressions import Expression, OrderBy
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TypeAlias
+
     from chakra.models import Model
+
+    Ordering: TypeAlias = str | Expression | OrderBy | Sequence[str | Expression | OrderBy]
     from chakra.query import Q
 
-__all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "Sum"]
+__all__ = [
+    "Aggregate",
+    "ArrayAgg",
+    "Avg",
+    "BoolAnd",
+    "BoolOr",
+    "Count",
+    "Max",
+    "Min",
+    "StdDev",
+    "StringAgg",
+    "Sum",
+    "Variance",
+]
 
-# What the core reads an aggregate as: (alias, function, field, distinct, filter), the
-# filter a `Q` tree or None; the field a name, ("reach", hops, columns) for a column of
-# the rows relations lead to (see `chakra.query._reached_spec`), or an expression.
-AggregateSpec = tuple[str, str, "str | tuple[Any, ...] | Expression", bool, "tuple[str, bool, list[Any]] | None"]
+# What the core reads an aggregate as: (alias, function, field, distinct, filter, more),
+# the filter a `Q` tree or None; the field a name, ("reach", hops, columns) for a column
+# of the rows relations lead to (see `chakra.query._reached_spec`), or an expression;
+# more: the further arguments' trees and the order specs, or None.
+AggregateSpec = tuple[
+    str,
+    str,
+    "str | tuple[Any, ...] | Expression",
+    bool,
+    "tuple[str, bool, list[Any]] | None",
+    "tuple[list[Any], list[Any]] | None",
+]
 
 
 class Aggregate:
@@ -71,13 +104,30 @@ class Aggregate:
         """The key of a positional aggregate's result, Django's ``balance__sum``."""
         if self.field == "*" or isinstance(self.field, Expression):
             raise TypeError(f"{self!r} needs a name: aggregate(n={self!r})")
-        return f"{self.field}__{self.function}"
+        return f"{self.field}__{type(self).__name__.lower()}"
+
+    @property
+    def ordering(self) -> list[str | Expression | OrderBy]:
+        """The order it takes the values in (``ArrayAgg``, ``StringAgg``)."""
+        return []
+
+    def _args(self) -> list[Any]:
+        """The trees of its arguments after the field."""
+        return []
+
+    def _more(self, order: list[Any]) -> tuple[list[Any], list[Any]] | None:
+        """The spec's last item: further arguments and ``order`` (specs), if any."""
+        args = self._args()
+        return (args, order) if args or order else None
 
     def _spec(self, alias: str, model: type[Model]) -> AggregateSpec:
         """The aggregate as the core takes it; ``filter`` lookups across ``model``'s
         relations become subqueries, as in ``QuerySet.filter``."""
+        from chakra.query import _order_spec
+
         tree = self.filter._tree(model) if self.filter is not None else None
-        return (alias, self.function, self.field, self.distinct, tree)
+        order = [_order_spec(model, term, []) for term in self.ordering]
+        return (alias, self.function, self.field, self.distinct, tree, self._more(order))
 
     def __repr__(self) -> str:
         distinct = ", distinct=True" if self.distinct else ""
@@ -119,3 +169,108 @@ class Max(Aggregate):
 
     __slots__ = ()
     function = "max"
+
+
+class StdDev(Aggregate):
+    """The standard deviation of a numeric field: of the values as the whole population,
+    or as a sample with ``sample=True`` (``None`` for fewer than two values). A float, a
+    ``Decimal`` for a ``Numeric`` field."""
+
+    __slots__ = ("sample",)
+
+    def __init__(
+        self, field: str | Expression, *, sample: bool = False, distinct: bool = False, filter: Q | None = None
+    ) -> None:
+        super().__init__(field, distinct=distinct, filter=filter)
+        self.sample = sample
+
+    @property
+    def function(self) -> str:  # type: ignore[override]
+        return "stddev_samp" if self.sample else "stddev_pop"
+
+
+class Variance(StdDev):
+    """The variance of a numeric field (of the population, or of a sample with
+    ``sample=True``)."""
+
+    __slots__ = ()
+
+    @property
+    def function(self) -> str:  # type: ignore[override]
+        return "var_samp" if self.sample else "var_pop"
+
+
+class BoolAnd(Aggregate):
+    """Whether every value of a boolean field is true (``None`` over no rows)."""
+
+    __slots__ = ()
+    function = "bool_and"
+
+
+class BoolOr(Aggregate):
+    """Whether any value of a boolean field is true (``None`` over no rows)."""
+
+    __slots__ = ()
+    function = "bool_or"
+
+
+class _Ordered(Aggregate):
+    """An aggregate whose result shows the order of its values."""
+
+    __slots__ = ("_ordering",)
+
+    def __init__(
+        self,
+        field: str | Expression,
+        *,
+        distinct: bool = False,
+        filter: Q | None = None,
+        ordering: Ordering = (),
+    ) -> None:
+        super().__init__(field, distinct=distinct, filter=filter)
+        terms = [ordering] if isinstance(ordering, (str, Expression, OrderBy)) else list(ordering)
+        for term in terms:
+            if not isinstance(term, (str, Expression, OrderBy)):
+                raise TypeError(f"{type(self).__name__}(ordering=) takes field names and expressions, not {term!r}")
+        self._ordering = terms
+
+    @property
+    def ordering(self) -> list[str | Expression | OrderBy]:
+        return self._ordering
+
+
+class ArrayAgg(_Ordered):
+    """The values of a field as a list, in the order of ``ordering`` (names and
+    expressions, as ``order_by`` takes them): PostgreSQL's ``array_agg``, as Django's
+    ``ArrayAgg``. ``None`` over no rows; ``NULL`` values are kept.
+    ``Post.objects.annotate(tag_names=ArrayAgg("tags__name", ordering="tags__name"))``."""
+
+    __slots__ = ()
+    function = "array_agg"
+
+
+class StringAgg(_Ordered):
+    """The values of a text field joined, ``delimiter`` between them, in the order of
+    ``ordering``: PostgreSQL's ``string_agg``, as Django's ``StringAgg``. ``None`` over
+    no rows; ``NULL`` values are left out."""
+
+    __slots__ = ("delimiter",)
+
+    def __init__(
+        self,
+        field: str | Expression,
+        delimiter: str,
+        *,
+        distinct: bool = False,
+        filter: Q | None = None,
+        ordering: Ordering = (),
+    ) -> None:
+        super().__init__(field, distinct=distinct, filter=filter, ordering=ordering)
+        if not isinstance(delimiter, str):
+            raise TypeError(f"StringAgg() takes a str delimiter, not {type(delimiter).__name__}")
+        self.delimiter = delimiter
+
+    function = "string_agg"
+
+    def _args(self) -> list[Any]:
+        return [("value", self.delimiter)]

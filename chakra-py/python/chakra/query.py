@@ -319,7 +319,23 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
     if agg.filter is not None:
         condition = _relative(agg.filter, path, alias)._tree(current)
     field = names[0] if names else pk.name
-    return ("related", hops, agg.function, field, agg.distinct, condition)
+    order = [f"{'-' * name.startswith('-')}{reached}" for name, reached in _reached_order(agg, path, alias)]
+    return ("related", hops, agg.function, field, agg.distinct, condition, agg._more(order))
+
+
+def _reached_order(agg: Aggregate, path: str, alias: str) -> list[tuple[str, str]]:
+    """The terms of ``agg``'s ordering across ``path`` (``"-tags__name"``), each with
+    the field of the rows it reaches (``"name"``)."""
+    terms: list[tuple[str, str]] = []
+    for term in agg.ordering:
+        name = term.lstrip("-+") if isinstance(term, str) else ""
+        if not isinstance(term, str) or not name.startswith(f"{path}__") or "__" in name[len(path) + 2 :]:
+            raise chakra_errors.FieldError(
+                f"`{alias}`: the ordering of an aggregate across {path} names fields of the rows it reaches "
+                f"({path}__field or -{path}__field); got {term!r}"
+            )
+        terms.append((term, name[len(path) + 2 :]))
+    return terms
 
 
 def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSpec:
@@ -351,8 +367,16 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
             reached = (f"{path}__{field}", pk.name if field == "pk" else field)
             if reached not in columns:
                 columns.append(reached)
+    order = []
+    for term, field in _reached_order(agg, path, alias):
+        if field not in last._meta.fields and field != "pk":
+            raise chakra_errors.FieldError(f"`{alias}`: {term!r} does not name a field of {last.__name__}")
+        reached = (f"{path}__{field}", pk.name if field == "pk" else field)
+        if reached not in columns:
+            columns.append(reached)
+        order.append(term)
     tree = agg.filter._tree(model, [a for a, _ in columns]) if agg.filter is not None else None
-    return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree)
+    return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree, agg._more(order))
 
 
 def _f_value(model: type[Model], f: F) -> Any:
@@ -1017,7 +1041,7 @@ class QuerySet(Generic[M]):
     def _aggregate_specs(self, args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate]) -> list[AggregateSpec]:
         for agg in (*args, *kwargs.values()):
             if not isinstance(agg, Aggregate):
-                raise TypeError(f"aggregate() takes Count, Sum, Avg, Min or Max, got {agg!r}")
+                raise TypeError(f"aggregate() takes aggregates (Count, Sum, Avg, Min, Max, …), got {agg!r}")
         named = {agg.default_alias: agg for agg in args}
         named.update(kwargs)
         return [_reached_spec(self._model, alias, agg) for alias, agg in named.items()]

@@ -183,6 +183,50 @@ async fn columns_compare_with_other_columns_and_arithmetic_on_them() {
     cleanup(schema).await;
 }
 
+/// Spread, truth and collections of a group's values: standard deviation and variance
+/// (in `avg`'s type), `bool_and`/`bool_or`, `array_agg` and `string_agg` in the order
+/// asked, filtered, and per group.
+#[tokio::test]
+async fn statistics_and_collections_of_groups() {
+    use chakra::models::agg;
+    use chakra::rust_decimal::Decimal;
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let (spread, variance, all, any, by_rank, active) = User::query()
+        .aggregate(
+            &pool,
+            (
+                agg::stddev_pop(User::rank()),
+                agg::var_samp(User::rank()),
+                agg::bool_and(User::is_active()),
+                agg::bool_or(User::is_active()),
+                agg::array_agg(User::name()).order_by(User::rank().desc()),
+                agg::string_agg(User::name(), ", ").order_by(User::name().asc()).filter(User::is_active().eq(true)),
+            ),
+        )
+        .await
+        .unwrap();
+    // Ranks 1, 2, 3, 4: a population variance of 1.25, a sample one of 5/3.
+    assert_eq!(spread.map(|d: Decimal| d.round_dp(4)), Some(Decimal::new(11180, 4)));
+    assert_eq!(variance.map(|d: Decimal| d.round_dp(4)), Some(Decimal::new(16667, 4)));
+    assert_eq!((all, any), (Some(false), Some(true)));
+    assert_eq!(by_rank, Some(vec![r"50%_off\deal".to_owned(), "alice".into(), "carol".into(), "bob".into()]));
+    assert_eq!(active.as_deref(), Some(r"50%_off\deal, alice, bob"));
+    let ids = User::query()
+        .group_by(User::is_active())
+        .aggregate(&pool, (agg::array_agg(User::email()).order_by(User::id().asc()),))
+        .await
+        .unwrap();
+    let expected = vec![
+        (false, (Some(vec![Some("carol@example.org".to_owned())]),)),
+        (true, (Some(vec![Some("alice@example.com".to_owned()), None, Some("promo@example.com".to_owned())]),)),
+    ];
+    assert_eq!(ids, expected, "NULLs kept, in the order asked");
+    let none = User::query().filter(User::id().lt(0_i64)).aggregate(&pool, (agg::array_agg(User::id()),)).await;
+    assert_eq!(none.unwrap(), (None,), "over no rows");
+    cleanup(schema).await;
+}
+
 /// The text and number functions, with positions and counts from values and from columns
 /// (an `i32` column, as PostgreSQL's `integer` they take), and in updates and filters.
 #[tokio::test]
