@@ -204,3 +204,13 @@ async def test_arguments_they_cannot_take_are_refused_naming_them() -> None:
         Extract("sold", "fortnight")
     with pytest.raises(TypeError, match=re.escape("takes from 3 to 4 positional arguments but 5 were given")):
         Substr("name", 1, 2, 3)  # type: ignore[call-arg]
+
+
+async def test_operators_and_random_order() -> None:
+    rows = await Item.objects.order_by("id").values_list(F("qty") % 5, 17 % F("qty"), F("qty") ** 2, 2 ** F("qty"))
+    assert rows == [(2, 5, 144.0, 4096.0), (-2, 3, 49.0, 2**-7)]
+    with pytest.raises(FieldError, match=re.escape("Mod() takes integers or decimals (not floats)")):
+        await Item.objects.values_list(F("weight") % 2)
+    shuffled = await Item.objects.order_by("?").values_list("name", flat=True)
+    assert sorted(shuffled) == ["Pear", "red-apple"]
+    assert "ORDER BY random()" in Item.objects.order_by("?").sql()[0]

@@ -590,6 +590,12 @@ async def test_stream_yields_instances_and_batches() -> None:
     assert [a.name async for a in Author.objects.filter(name="Bob")] == ["Bob"]
     assert sum(1 for _ in Author.objects.filter(name__startswith="s").stream_sync()) == 1234
     assert [len(b) for b in Author.objects.filter(name__startswith="s").stream_sync(batch_size=1000)] == [1000, 234]
+    # Django's names: iterator() and aiterator(), chunk_size rows fetched at a time.
+    ordered = Author.objects.filter(name__startswith="s").order_by("age")
+    assert [a.age async for a in ordered.aiterator(chunk_size=100)] == list(range(1234))
+    assert [a.age for a in ordered.iterator(chunk_size=7)] == list(range(1234))
+    with pytest.raises(ValueError, match="chunk_size must be at least 1"):
+        ordered.iterator(chunk_size=0)
 
 
 async def test_breaking_out_of_a_stream_releases_the_connection() -> None:

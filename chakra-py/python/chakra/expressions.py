@@ -75,6 +75,27 @@ class Expression:
     def __rtruediv__(self, other: float | int | decimal.Decimal) -> Expression:
         return self._op("/", other, reflected=True)
 
+    def _call(self, function: str, other: Expression | float | int | decimal.Decimal, reflected: bool) -> Expression:
+        """``function(self, other)`` (the other way round if ``reflected``)."""
+        if not isinstance(other, (Expression, int, float, decimal.Decimal)) or isinstance(other, bool):
+            return NotImplemented  # type: ignore[no-any-return]  # the operator's own dunder returns it
+        them = _argument(other)
+        return Expression._node(("call", function, [them, self._tree] if reflected else [self._tree, them]))
+
+    def __mod__(self, other: Expression | int | decimal.Decimal) -> Expression:
+        """The remainder (``Mod``): ``F("id") % 2``."""
+        return self._call("Mod", other, reflected=False)
+
+    def __rmod__(self, other: int | decimal.Decimal) -> Expression:
+        return self._call("Mod", other, reflected=True)
+
+    def __pow__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        """To the power of ``other`` (``Power``): ``F("side") ** 2``."""
+        return self._call("Power", other, reflected=False)
+
+    def __rpow__(self, other: float | int | decimal.Decimal) -> Expression:
+        return self._call("Power", other, reflected=True)
+
     def asc(self, *, nulls_first: bool = False, nulls_last: bool = False) -> OrderBy:
         """Ascending, for ``order_by``; ``NULL``s last unless ``nulls_first``."""
         return OrderBy(self, descending=False, nulls_first=nulls_first, nulls_last=nulls_last)

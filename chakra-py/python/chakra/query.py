@@ -670,7 +670,8 @@ class QuerySet(Generic[M]):
         ``"-author__publisher__name"``; rows whose key is NULL sort as NULL: last
         ascending, first descending), and a part of a date by that part
         (``"-created__year"``). An expression sorts by its value (``Lower("name")``),
-        and ``F("score").desc(nulls_last=True)`` says where NULLs go."""
+        and ``F("score").desc(nulls_last=True)`` says where NULLs go; ``"?"`` sorts at
+        random, as Django's."""
         query = self._query
         names = [*query.annotation_names, *query.reached_names]
         # A field across a relation holding many rows joins them, for values() to read a
@@ -1379,6 +1380,22 @@ class QuerySet(Generic[M]):
     def __aiter__(self) -> AsyncIterator[M]:
         return self.stream().__aiter__()
 
+    def aiterator(self, chunk_size: int = _STREAM_CHUNK) -> RowStream[M]:
+        """Django's name for :meth:`stream`: the rows as they arrive, ``chunk_size`` at a
+        time from the server, for ``async for``."""
+        self._refuse_prefetch("aiterator", _STREAM_INSTEAD)
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        return RowStream(self, chunk_size).__aiter__()
+
+    def iterator(self, chunk_size: int = _STREAM_CHUNK) -> Iterator[M]:
+        """Django's name for :meth:`stream_sync`: the rows as they arrive, ``chunk_size``
+        at a time from the server, for a plain ``for`` loop (blocking)."""
+        self._refuse_prefetch("iterator", _STREAM_INSTEAD)
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        return _stream_sync(self, None, chunk_size)
+
     def _refuse_prefetch(self, terminal: str, instead: str) -> None:
         """Raises ``ProgrammingError`` for a terminal that would ignore ``prefetch_related``."""
         if self._prefetch:
@@ -1620,6 +1637,8 @@ def _order_spec(model: type[Model], spec: str | Expression | OrderBy, annotation
     tree; where NULLs go around any of these. ``F("name")`` is its name."""
     if not isinstance(spec, str):
         return _order(spec, "order_by()", lambda name: _order_spec(model, name, annotations))
+    if spec == "?":
+        return ("expression", ("call", "Random", []), False)
     name = spec.lstrip("-+")
     referred = None if name in annotations else _referred(model, name, "order_by", "sort by")
     return spec if referred is None else ("referred", name, spec.startswith("-"), *referred)
@@ -1904,8 +1923,9 @@ class BatchStream(_Stream[M]):
         return chunk
 
 
-def _stream_sync(qs: QuerySet[M], batch_size: int | None) -> Iterator[Any]:
-    size = batch_size or _STREAM_CHUNK
+def _stream_sync(qs: QuerySet[M], batch_size: int | None, fetch: int = _STREAM_CHUNK) -> Iterator[Any]:
+    """The rows of ``qs`` (lists of ``batch_size`` with one), ``fetch`` at a time."""
+    size = batch_size or fetch
     target, identity, session = qs._scope()
     if session is not None:
         session._autoflush_sync()
