@@ -3,7 +3,8 @@
 Operations that take several round trips (a flush, a commit) are written once, as
 generators that yield :class:`chakra._core.Op` objects and receive their results. The
 ``async`` API awaits each op; the ``_sync`` API runs each to completion on the calling
-thread. Either way the generator sees exceptions where the op failed.
+thread. Either way the generator sees exceptions where the op failed. They also yield
+:class:`chakra.signals.Send` steps, whose receivers the ``async`` API awaits.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any, TypeVar, cast
 
 from ._core import Op
 from .errors import SyncInAsyncWarning
+from .signals import Send
 
 T = TypeVar("T")
 
-Steps = Generator[Op, Any, T]
+Steps = Generator[Op | Send, Any, T]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,7 +33,7 @@ async def run_async(steps: Steps[T]) -> T:
         op = next(steps)
         while True:
             try:
-                result = await op
+                result = await (op.run_async() if isinstance(op, Send) else op)
             except BaseException as exc:  # noqa: BLE001 - handed to the generator
                 op = steps.throw(exc)
             else:
@@ -46,7 +48,7 @@ def run_sync(steps: Steps[T]) -> T:
         op = next(steps)
         while True:
             try:
-                result = op.wait_sync()
+                result = op.run_sync() if isinstance(op, Send) else op.wait_sync()
             except BaseException as exc:  # noqa: BLE001 - handed to the generator
                 op = steps.throw(exc)
             else:

@@ -41,6 +41,7 @@ from .many import ManyToMany
 from .models import _stamp
 from .relations import Relation
 from .session import Session, current_session
+from .signals import Send, post_delete, post_save, pre_delete, pre_save
 
 if TYPE_CHECKING:
     from .database import Database
@@ -1066,14 +1067,24 @@ class QuerySet(Generic[M]):
 
     async def create(self, **values: Any) -> M:
         """Inserts a row and returns it, primary key and column values as stored."""
-        obj = self._model(**values)
-        await self._insert([obj])
-        return obj
+        return await run_async(self._create_steps(values))
 
     def create_sync(self, **values: Any) -> M:
+        return run_sync(self._create_steps(values))
+
+    def _create_steps(self, values: dict[str, Any]) -> Steps[M]:
         obj = self._model(**values)
-        self._insert_op([obj]).wait_sync()
+        yield from self._insert_steps(obj)
         return obj
+
+    def _insert_steps(self, obj: M) -> Steps[None]:
+        """The insert of one instance, with its ``pre_save`` and ``post_save`` signals."""
+        model = self._model
+        if pre_save.has_listeners(model):
+            yield Send(pre_save, model, [{"instance": obj, "created": True}])
+        yield self._insert_op([obj])
+        if post_save.has_listeners(model):
+            yield Send(post_save, model, [{"instance": obj, "created": True, "update_fields": None}])
 
     async def get_or_create(self, defaults: dict[str, Any] | None = None, **lookups: Any) -> tuple[M, bool]:
         """The one row matching ``lookups`` and ``False``; if there is none, a new row made
@@ -1131,13 +1142,13 @@ class QuerySet(Generic[M]):
         session = self._session()
         try:
             if session is None:
-                yield self._insert_op([obj])
+                yield from self._insert_steps(obj)
                 return obj, True
             # The session's transaction (begun as a write would), and a savepoint in it.
             yield from session._autobegin_steps()
             savepoint = yield from session.begin()._start_steps()
             try:
-                yield self._insert_op([obj])
+                yield from self._insert_steps(obj)
             except BaseException:
                 try:
                     yield from savepoint._rollback_steps()
@@ -1229,9 +1240,6 @@ class QuerySet(Generic[M]):
             fields += stamped
         return _core.bulk_update(target, self._model._meta.require_schema(), objs, fields)
 
-    async def _insert(self, objs: list[M]) -> None:
-        await self._insert_op(objs)
-
     def _insert_op(self, objs: list[M], conflicts: tuple[Any, ...] | None = None) -> _core.Op:
         target, identity, session = self._scope()
         schema = self._model._meta.require_schema()
@@ -1279,10 +1287,28 @@ class QuerySet(Generic[M]):
         target, identity, session = self._scope()
         if session is not None:
             yield from session._flush_steps()
+        model = self._model
+        if not (pre_delete.has_listeners(model) or post_delete.has_listeners(model)):
+            return (yield from self._delete_rows_steps())
+        # As Django's: the rows are read first, for the receivers, then deleted by key.
+        objs: list[M] = yield from self._load_steps(self._query.all)
+        if not objs:
+            return 0
+        yield Send(pre_delete, model, [{"instance": obj} for obj in objs])
+        pk = model._meta.pk
+        assert pk is not None, "concrete models have a primary key"
+        by_key = QuerySet(model, None, self._db).filter(**{f"{pk.name}__in": [obj.pk for obj in objs]})
+        deleted = yield from by_key._delete_rows_steps()
+        yield Send(post_delete, model, [{"instance": obj} for obj in objs])
+        return deleted
+
+    def _delete_rows_steps(self) -> Steps[int]:
+        """The ``DELETE``; a session holding instances of the model lets go of those of
+        the deleted rows."""
+        target, identity, session = self._scope()
         if session is None or not identity:
             deleted: int = yield self._query.delete(target)
             return deleted
-        # The session lets go of its instances of the deleted rows, as of those it deletes.
         keys: list[Any] = yield self._query.delete(target, True)
         session._forget_deleted(self._model, keys)
         return len(keys)

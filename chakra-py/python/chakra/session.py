@@ -32,6 +32,7 @@ from ._bridge import Steps, run_async, run_sync
 from .database import _RawQueries, resolve_database
 from .errors import ProgrammingError
 from .models import NOT_LOADED, _has, _stamp
+from .signals import Send, Signal, post_delete, post_save, pre_delete, pre_save
 
 if TYPE_CHECKING:
     from .database import Database
@@ -80,6 +81,15 @@ def _loaded(obj: Any) -> tuple[Any, ...] | None:
 # rollback: those values came from writes the rollback undoes, unlike the user's own.
 _Record = tuple[Any, Any, "tuple[Any, ...] | None"]
 _Level = dict[int, _Record]
+
+
+def _by_model(objs: Iterable[Any], signal: Signal) -> dict[type[Any], list[Any]]:
+    """``objs`` by model, of the models ``signal`` has receivers for."""
+    grouped: dict[type[Any], list[Any]] = {}
+    for obj in objs:
+        if signal.has_listeners(type(obj)):
+            grouped.setdefault(type(obj), []).append(obj)
+    return grouped
 
 
 def _keep(level: _Level, record: _Record) -> None:
@@ -310,6 +320,9 @@ class Session(_RawQueries):
     def _flush_steps(self) -> Steps[int]:
         if not self._needs_flush():
             return 0
+        # Before anything is taken: a receiver's error leaves the session as it was, and
+        # what a receiver adds or sets is written with the rest.
+        yield from self._pre_signals()
         plan: list[tuple[str, Any, list[Any], dict[Any, Any] | None]] = []
         new = list(self._new.values())
         deleted = list(self._deleted.values())
@@ -340,6 +353,7 @@ class Session(_RawQueries):
             by_model.setdefault(type(obj), []).append(obj)
         for model, objs in by_model.items():
             plan.append(("delete", model._meta.schema, objs, None))
+        after = self._post_signals(new, deleted)
         before = {id(obj): (obj, _loaded(obj)) for _, _, objs, _ in plan for obj in objs}
         try:
             sent = yield _core.flush(self._handle(), plan)
@@ -362,7 +376,48 @@ class Session(_RawQueries):
                     del held[pk]
             _keep(level, (obj, _loaded(obj), None))
             _schema(obj).forget_loaded(obj)
+        for send in after:
+            yield send
         return sent  # type: ignore[no-any-return]
+
+    def _pre_signals(self) -> Steps[None]:
+        """``pre_save`` for the instances the flush will insert or update, ``pre_delete``
+        for those it will delete (only to models with receivers)."""
+        for model, objs in _by_model(self._new.values(), pre_save).items():
+            yield Send(pre_save, model, [{"instance": obj, "created": True} for obj in objs])
+        deleting = {id(o) for o in self._deleted.values()}
+        for model, identity in self._identity.items():
+            if pre_save.has_listeners(model):
+                schema = model._meta.require_schema()
+                changed = [o for o in identity.values() if id(o) not in deleting and schema.changed_fields(o)]
+                if changed:
+                    yield Send(pre_save, model, [{"instance": obj, "created": False} for obj in changed])
+        for model, objs in _by_model(self._deleted.values(), pre_delete).items():
+            yield Send(pre_delete, model, [{"instance": obj} for obj in objs])
+
+    def _post_signals(self, new: list[Any], deleted: list[Any]) -> list[Send]:
+        """What to send once the flush has written ``new``, the changes of the instances
+        held and ``deleted``: taken before it, while the changes are known."""
+        sends = [
+            Send(post_save, model, [{"instance": o, "created": True, "update_fields": None} for o in objs])
+            for model, objs in _by_model(new, post_save).items()
+        ]
+        deleting = {id(o) for o in deleted}
+        for model, identity in self._identity.items():
+            if post_save.has_listeners(model):
+                schema = model._meta.require_schema()
+                each = []
+                for obj in identity.values():
+                    fields = schema.changed_fields(obj) if id(obj) not in deleting else None
+                    if fields:
+                        each.append({"instance": obj, "created": False, "update_fields": frozenset(fields)})
+                if each:
+                    sends.append(Send(post_save, model, each))
+        sends += [
+            Send(post_delete, model, [{"instance": obj} for obj in objs])
+            for model, objs in _by_model(deleted, post_delete).items()
+        ]
+        return sends
 
     def _sync_levels(self) -> None:
         depth = self._core_handle.depth if self._core_handle is not None else 0
