@@ -167,3 +167,72 @@ def test_receivers_connect_once_per_sender_and_can_be_for_every_model() -> None:
     with pytest.raises(TypeError, match="takes a function"):
         post_save.connect("not callable")  # type: ignore[arg-type]
     assert chakra.signals.pre_save.has_listeners(Doc) and not chakra.signals.pre_save.has_listeners(Log)
+
+
+async def test_on_commit_runs_after_the_commit_and_never_after_a_rollback() -> None:
+    ran: list[str] = []
+
+    async def published() -> None:
+        await asyncio.sleep(0)
+        # The row is committed: another connection sees it.
+        seen = await asyncio.to_thread(lambda: chakra.fetchval_sync("SELECT count(*) FROM sg_docs WHERE title = 'c'"))
+        ran.append(f"published {seen}")
+
+    async with Session() as session:
+        session.add(Doc(title="c"))
+        session.on_commit(lambda: ran.append("sync"))
+        session.on_commit(published)
+        await session.flush()
+        assert ran == [], "not before the commit"
+    assert ran == ["sync", "published 1"]
+
+    ran.clear()
+    with pytest.raises(RuntimeError):
+        async with Session() as session:
+            session.add(Doc(title="d"))
+            session.on_commit(lambda: ran.append("never"))
+            raise RuntimeError("rolled back")
+    assert ran == [] and await Doc.objects.filter(title="d").count() == 0
+
+    # A savepoint's rollback drops what was given inside it; a released one's wait.
+    async with Session() as session:
+        session.add(Doc(title="e"))
+        await session.flush()
+        with pytest.raises(RuntimeError):
+            async with session.begin():
+                session.on_commit(lambda: ran.append("inner, rolled back"))
+                raise RuntimeError
+        async with session.begin():
+            session.on_commit(lambda: ran.append("inner, released"))
+        assert ran == []
+        session.on_commit(lambda: ran.append("outer"))
+    assert ran == ["inner, released", "outer"]
+
+
+def test_on_commit_errors_and_outside_a_session() -> None:
+    ran: list[str] = []
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        with Session() as session:
+            session.add(Doc(title="f"))
+            session.on_commit(boom)
+            session.on_commit(lambda: ran.append("after boom"))
+    assert ran == [] and Doc.objects.filter(title="f").count_sync() == 1, "committed; the later callback skipped"
+    with Session() as session:
+        session.on_commit(boom, robust=True)
+        session.on_commit(lambda: ran.append("after robust"))
+    assert ran == ["after robust"]
+    chakra.on_commit(lambda: ran.append("at once"))
+    assert ran[-1] == "at once"
+
+    async def later() -> None:
+        pass
+
+    with pytest.raises(ProgrammingError, match="on_commit\\(\\) outside a session calls its callback at once"):
+        chakra.on_commit(later)
+    with pytest.raises(TypeError, match="takes a function of no arguments"):
+        with Session() as session:
+            session.on_commit("x")  # type: ignore[arg-type]

@@ -96,7 +96,7 @@ from .many import ManyRelated, ManyToMany
 from .models import Model
 from .expressions import Case, Exists, OuterRef, Subquery, Value, When, Window
 from .query import F, Manager, Prefetch, Q, QuerySet, RawQuerySet
-from .session import Session, Transaction, current_session
+from .session import Session, Transaction, current_session, on_commit
 
 __all__ = [
     "Aggregate",
@@ -150,6 +150,7 @@ __all__ = [
     "Model",
     "MultipleObjectsReturned",
     "Numeric",
+    "on_commit",
     "OperationalError",
     "OuterRef",
     "PoolTimeout",

@@ -4,11 +4,14 @@ Operations that take several round trips (a flush, a commit) are written once, a
 generators that yield :class:`chakra._core.Op` objects and receive their results. The
 ``async`` API awaits each op; the ``_sync`` API runs each to completion on the calling
 thread. Either way the generator sees exceptions where the op failed. They also yield
-:class:`chakra.signals.Send` steps, whose receivers the ``async`` API awaits.
+:class:`Step` objects of their own (a signal sent, commit callbacks), which the
+``async`` API awaits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import sys
 import warnings
@@ -17,12 +20,45 @@ from types import FrameType
 from typing import Any, TypeVar, cast
 
 from ._core import Op
-from .errors import SyncInAsyncWarning
-from .signals import Send
+from .errors import ProgrammingError, SyncInAsyncWarning
 
 T = TypeVar("T")
 
-Steps = Generator[Op | Send, Any, T]
+
+class Step:
+    """A step of Python's own among the ops (signals, commit callbacks): run by the
+    ``_sync`` API with :meth:`run_sync`, awaited by the ``async`` one with
+    :meth:`run_async`, which awaits ``async`` functions it calls."""
+
+    __slots__ = ()
+
+    def run_sync(self) -> Any:
+        raise NotImplementedError
+
+    async def run_async(self) -> Any:
+        raise NotImplementedError
+
+
+Steps = Generator[Op | Step, Any, T]
+
+
+def complete(awaitable: Any, what: str) -> Any:
+    """Runs ``awaitable`` (from ``what``: an ``async`` function the ``_sync`` API was
+    given) to completion, where no event loop runs in this thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_awaited(awaitable))
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+    raise ProgrammingError(
+        f"an async {what} cannot run inside a _sync call made from a running event loop: "
+        "await the async form of the call instead"
+    )
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,7 +69,7 @@ async def run_async(steps: Steps[T]) -> T:
         op = next(steps)
         while True:
             try:
-                result = await (op.run_async() if isinstance(op, Send) else op)
+                result = await (op.run_async() if isinstance(op, Step) else op)
             except BaseException as exc:  # noqa: BLE001 - handed to the generator
                 op = steps.throw(exc)
             else:
@@ -48,7 +84,7 @@ def run_sync(steps: Steps[T]) -> T:
         op = next(steps)
         while True:
             try:
-                result = op.run_sync() if isinstance(op, Send) else op.wait_sync()
+                result = op.run_sync() if isinstance(op, Step) else op.wait_sync()
             except BaseException as exc:  # noqa: BLE001 - handed to the generator
                 op = steps.throw(exc)
             else:

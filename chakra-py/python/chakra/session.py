@@ -23,12 +23,16 @@ transaction count as unsaved changes again, and those inserted in it as never sa
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generator, Iterable, TypeVar
 
 from . import _core
-from ._bridge import Steps, run_async, run_sync
+from ._bridge import Step, Steps, complete, run_async, run_sync
 from .database import _RawQueries, resolve_database
 from .errors import ProgrammingError
 from .models import NOT_LOADED, _has, _stamp
@@ -43,6 +47,7 @@ __all__ = ["Session", "Transaction", "current_session"]
 M = TypeVar("M", bound="Model")
 
 _CURRENT: ContextVar[Session | None] = ContextVar("chakra_session", default=None)
+_LOG = logging.getLogger("chakra")
 
 
 def current_session() -> Session | None:
@@ -133,6 +138,9 @@ class Session(_RawQueries):
         self._deleted: dict[int, Any] = {}
         self._levels: list[_Level] = []
         self._tokens: list[Token[Session | None]] = []
+        # Functions to call once the transaction commits: (the depth they were given
+        # at, the function, robust).
+        self._on_commit: list[tuple[int, Callable[[], Any], bool]] = []
 
     # ------------------------------------------------------------------ scope
 
@@ -194,6 +202,7 @@ class Session(_RawQueries):
         self._new.clear()
         self._deleted.clear()
         self._levels.clear()
+        self._on_commit.clear()
         return handle
 
     def close(self) -> None:
@@ -452,10 +461,31 @@ class Session(_RawQueries):
         if self._core_handle is not None and self._core_handle.depth:
             yield self._core_handle.commit(0)
         self._levels.clear()
+        yield from self._committed_steps()
+
+    def on_commit(self, callback: Callable[[], Any], robust: bool = False) -> None:
+        """Calls ``callback`` (no arguments; an ``async def`` one is awaited) once the
+        session's work so far is committed, as Django's ``transaction.on_commit``: after
+        its next ``commit()`` (or the end of its ``async with`` block), never if it is
+        rolled back (a savepoint's rollback drops those given inside it). Callbacks run
+        in the order given; one's error propagates from the commit (which has happened)
+        and the later ones are not called, unless ``robust=True``, which logs it."""
+        if not callable(callback):
+            raise TypeError(f"on_commit() takes a function of no arguments, not {callback!r}")
+        depth = self._core_handle.depth if self._core_handle is not None else 0
+        self._on_commit.append((depth, callback, robust))
+
+    def _committed_steps(self) -> Steps[None]:
+        """Calls the commit callbacks (taken first: one may give more, for the next
+        commit)."""
+        if self._on_commit:
+            callbacks, self._on_commit = self._on_commit, []
+            yield _Callbacks([(callback, robust) for _, callback, robust in callbacks])
 
     def _rollback_steps(self) -> Steps[None]:
         self._new.clear()
         self._deleted.clear()
+        self._on_commit.clear()
         if self._core_handle is not None and self._core_handle.depth:
             try:
                 yield self._core_handle.rollback(0)
@@ -588,11 +618,16 @@ class Transaction:
             parent = session._current_level()
             for record in merged.values():
                 _keep(parent, record)
+            # The callbacks given inside now wait for the level around it.
+            session._on_commit = [(min(d, self._depth - 1), f, r) for d, f, r in session._on_commit]
+        else:
+            yield from session._committed_steps()
 
     def _rollback_steps(self) -> Steps[None]:
         session = self._session
         session._new.clear()
         session._deleted.clear()
+        session._on_commit = [c for c in session._on_commit if c[0] < self._depth]
         if not self._open():
             return
         try:
@@ -639,6 +674,58 @@ class Transaction:
             self.commit_sync()
         else:
             _quietly_sync(self._rollback_steps())
+
+
+class _Callbacks(Step):
+    """A step calling a session's commit callbacks in turn, awaiting ``async`` ones; a
+    ``robust`` one's error is logged and the next one called."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[tuple[Callable[[], Any], bool]]) -> None:
+        self.calls = calls
+
+    def run_sync(self) -> None:
+        for callback, robust in self.calls:
+            with _reported(callback, robust):
+                result = callback()
+                if inspect.isawaitable(result):
+                    complete(result, "on_commit callback")
+
+    async def run_async(self) -> None:
+        for callback, robust in self.calls:
+            with _reported(callback, robust):
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+
+
+@contextlib.contextmanager
+def _reported(callback: Callable[[], Any], robust: bool) -> Iterator[None]:
+    """Logs the error of a ``robust`` callback instead of raising it."""
+    try:
+        yield
+    except Exception:
+        if not robust:
+            raise
+        _LOG.exception("on_commit callback %r failed", callback)
+
+
+def on_commit(callback: Callable[[], Any], robust: bool = False) -> None:
+    """Calls ``callback`` once the current session's work is committed
+    (:meth:`Session.on_commit`); outside a session, where each statement commits on its
+    own, at once (an ``async def`` one is refused there: await it yourself)."""
+    session = current_session()
+    if session is not None:
+        session.on_commit(callback, robust)
+        return
+    if inspect.iscoroutinefunction(callback):
+        raise ProgrammingError(
+            "on_commit() outside a session calls its callback at once, and cannot await an async one: "
+            "await it yourself, or give it to a session"
+        )
+    with _reported(callback, robust):
+        callback()
 
 
 async def _quietly(steps: Steps[None]) -> None:

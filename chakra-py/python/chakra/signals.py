@@ -30,12 +30,11 @@ to let them go).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import ProgrammingError
+from ._bridge import Step, complete
 
 __all__ = ["Signal", "post_delete", "post_save", "pre_delete", "pre_save", "receiver"]
 
@@ -84,7 +83,7 @@ class Signal:
         for receiver in self.receivers_for(sender):
             result = receiver(signal=self, sender=sender, **kwargs)
             if inspect.isawaitable(result):
-                result = _run_to_completion(result, self.name)
+                result = complete(result, f"{self.name} receiver")
             results.append((receiver, result))
         return results
 
@@ -103,23 +102,6 @@ class Signal:
         return f"<Signal {self.name}>"
 
 
-def _run_to_completion(awaitable: Any, name: str) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_awaited(awaitable))
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
-    raise ProgrammingError(
-        f"an async {name} receiver cannot run inside a _sync call made from a running event loop: "
-        "await the async form of the call instead"
-    )
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
 def receiver(signal: Signal | list[Signal], *, sender: type | None = None) -> Callable[[R], R]:
     """Connects the decorated function to ``signal`` (or to each of a list) for
     ``sender``."""
@@ -132,7 +114,7 @@ def receiver(signal: Signal | list[Signal], *, sender: type | None = None) -> Ca
     return connect
 
 
-class Send:
+class Send(Step):
     """A step of a multi-step operation (see :mod:`chakra._bridge`): ``signal`` sent by
     ``sender`` once for each set of keyword arguments in ``each``."""
 
