@@ -291,7 +291,7 @@ fn correlated_select(py: Python<'_>, schema: &Schema, queryset: &Bound<'_, PyAny
 fn forward_key(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<Option<String>> {
     let relations = schema.model.bind(py).getattr("_meta")?.getattr("relations")?;
     let relation = relations.call_method1("get", (name,))?;
-    if relation.is_none() || relation.getattr("many")?.is_truthy()? {
+    if relation.is_none() || relation.getattr("reverse")?.is_truthy()? {
         return Ok(None);
     }
     Ok(Some(relation.getattr("field")?.getattr("name")?.extract()?))
@@ -1296,10 +1296,12 @@ impl Query {
         }))
     }
 
-    /// Loads the relation `path` (a forward one) in this query's statement: the row of
-    /// `schema`'s model whose primary key the field `field` holds — of the query's row
-    /// (`owner` `None`) or of the row of the earlier join `owner` — is selected with each
-    /// row (`LEFT JOIN`), and `attach(owner, row or None)` makes it the relation's value.
+    /// Loads the relation `path` (one holding a row at most) in this query's statement:
+    /// the row of `schema`'s model whose field `key` holds the value of the field
+    /// `field` — of the query's row (`owner` `None`) or of the row of the earlier join
+    /// `owner` — is selected with each row (`LEFT JOIN`), and `attach(owner, row or
+    /// None)` makes it the relation's value.
+    #[allow(clippy::too_many_arguments)] // the path, the two ends and how rows attach
     fn join(
         &self,
         py: Python<'_>,
@@ -1307,6 +1309,7 @@ impl Query {
         owner: Option<usize>,
         field: &str,
         schema: Bound<'_, Schema>,
+        key: &str,
         attach: Py<PyAny>,
     ) -> PyResult<Query> {
         self.uncombined(py, "join the related rows of")?;
@@ -1324,7 +1327,7 @@ impl Query {
         let join = Join {
             table: target.table.to_string().into(),
             columns: target.fields.iter().map(|f| f.column.clone()).collect(),
-            key: target.fields[target.pk].column.clone(),
+            key: target.fields[field_index(py, target, key)?].column.clone(),
             from: owner,
             column,
         };

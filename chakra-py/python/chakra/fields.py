@@ -344,7 +344,9 @@ class Field(Generic[T]):
     of its books). ``relation=`` names the first (by default the field's name without its
     ``_id`` suffix; a field not ending in ``_id`` has none unless named), and
     ``related_name=`` the second (by default the model's name in snake_case with
-    ``_set``; ``"+"`` for none).
+    ``_set``; ``"+"`` for none). A unique foreign key (``unique=True``, or the primary key)
+    makes a one-to-one relation, as Django's ``OneToOneField``: the second is then one row
+    or ``None``, named by default without ``_set`` (``user.profile``).
 
     ``db_default=`` is the column's ``DEFAULT`` in ``create_all`` (a constant of the
     field's type, ``Now()`` or ``RandomUUID()``): a new instance holds

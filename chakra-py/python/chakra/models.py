@@ -317,10 +317,12 @@ def _relations(model: type[Model]) -> list[Relation]:
             continue
         forward = field.relation or (field.name[: -len("_id")] if field.name.endswith("_id") else None)
         if forward is not None:
-            declared.append(Relation(forward, model, target, field, many=False))
-        reverse = field.related_name or f"{_snake_case(model.__name__)}_set"
+            declared.append(Relation(forward, model, target, field, reverse=False))
+        # A unique key refers to a row at most once (one-to-one): `user.profile`.
+        single = field.unique or field.primary_key
+        reverse = field.related_name or f"{_snake_case(model.__name__)}{'' if single else '_set'}"
         if reverse != "+":
-            declared.append(Relation(reverse, target, model, field, many=True))
+            declared.append(Relation(reverse, target, model, field, reverse=True))
     taken: dict[tuple[type[Model], str], Relation] = {}
     for relation in declared:
         owner, name = relation.model, relation.name
@@ -329,7 +331,7 @@ def _relations(model: type[Model]) -> list[Relation]:
             raise TypeError(f"{relation.origin}: its relation {owner.__name__}.{name} clashes with {existing!r}")
         clash = _clash(relation, taken.get((owner, name)) or existing)
         if clash is not None:
-            keyword = 'related_name="..." (or "+" for none)' if relation.many else 'relation="..."'
+            keyword = 'related_name="..." (or "+" for none)' if relation.reverse else 'relation="..."'
             raise TypeError(
                 f"{relation.origin}: its relation {owner.__name__}.{name} {clash}; name it with {keyword}"
             )
@@ -358,7 +360,7 @@ def _redeclared(old: Relation, new: Relation) -> bool:
     """Whether ``new`` is ``old`` declared again by the same class defined anew (a module
     reloaded, a test run twice), which then takes its place."""
     return (
-        old.many == new.many
+        old.reverse == new.reverse
         and old.field.name == new.field.name
         and _where(old.model) == _where(new.model)
         and _where(old.target) == _where(new.target)
@@ -419,7 +421,7 @@ class Model(metaclass=ModelMeta):
         related = [key for key in values if key not in fields]
         for key in related:
             relation = self._meta.relations.get(key)
-            if not isinstance(relation, Relation) or relation.many:
+            if not isinstance(relation, Relation) or relation.reverse:
                 raise TypeError(
                     f"{type(self).__name__}() got an unexpected field {key!r} (fields: {', '.join(fields)})"
                 )

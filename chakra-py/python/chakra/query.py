@@ -39,7 +39,7 @@ from .fields import DateTime
 from .functions import Trunc
 from .many import ManyToMany
 from .models import _stamp
-from .relations import Relation
+from .relations import Relation, _pk_name
 from .session import Session, current_session
 from .signals import Send, post_delete, post_save, pre_delete, pre_save
 
@@ -195,7 +195,8 @@ def _across(
     - ``books__title="x"`` (a reverse one): ``id__in=Book.objects.filter(title="x").values("author_id")``.
       Lookups on one reverse relation joined by AND (``together``, the keywords of one
       ``filter()`` call) must hold for the same related row, as in Django: they share one
-      subquery.
+      subquery. ``books=book`` and ``books__in=[...]`` compare the related rows' primary
+      keys; ``books__isnull=True`` keeps the rows no row refers to.
     """
     out: list[Any] = []
     reverse: dict[str, dict[str, Any]] = {}
@@ -210,17 +211,23 @@ def _across(
         relation = _key_relation(model, name)
         if relation is None or name in model._meta.fields:
             out.append((key, value))
-        elif not relation.many:
+        elif not relation.reverse:
             out.append(_forward(relation, rest, value))
-        elif not rest:
-            raise chakra_errors.FieldError(
-                f"{model.__name__}.{name} holds many rows: filter on one of their fields, "
-                f"such as {name}__{relation.target._meta.field_names[0]}=..."
-            )
-        elif together:
-            reverse.setdefault(name, {})[rest] = value
+        elif rest == "isnull":
+            # Whether any row refers to it (Django's `books__isnull=True`: none does).
+            target = QuerySet(relation.target).filter(**{f"{relation.field.name}__isnull": False})
+            referred = Q(**{f"{relation.source_key}__in": target.values(relation.field.name)})
+            out.append(~referred if value else referred)
         else:
-            out.append(_backward(relation, {rest: value}))
+            # `books=book`, `books__in=[...]`: the related rows' primary keys.
+            target_pk = _pk_name(relation.target)
+            head, _, tail = rest.partition("__")
+            if not rest or (head in _core.LOOKUPS and not tail):
+                rest, value = (f"{target_pk}__{rest}" if rest else target_pk), _keys_of(relation.target, value)
+            if together:
+                reverse.setdefault(name, {})[rest] = value
+            else:
+                out.append(_backward(relation, {rest: value}))
     for name, related in reverse.items():
         relation = _key_relation(model, name)
         assert relation is not None, "gathered from relations"
@@ -265,10 +272,7 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
         relation = _key_relation(current, names.pop(0))
         assert relation is not None, "many-to-many relations are spelled through their pairs"
         many = many or relation.many
-        if relation.many:
-            hops.append((relation.source_key, relation.target._meta.require_schema(), relation.field.name))
-        else:
-            hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
+        hops.append((relation.source_key, relation.target._meta.require_schema(), relation.target_key))
         current = relation.target
     # The names after the relations are the same in both spellings; a many-to-many
     # relation is one name of the path, two hops.
@@ -788,7 +792,9 @@ class QuerySet(Generic[M]):
                 owner, path = joined.get(path), f"{path}__{relation.name}" if path else relation.name
                 if path not in joined:
                     schema = relation.target._meta.require_schema()
-                    query = query.join(path, owner, relation.field.name, schema, relation._joined)
+                    query = query.join(
+                        path, owner, relation.source_key, schema, relation.target_key, relation._joined
+                    )
                     joined[path] = len(joined)
         return self._clone(query)
 
@@ -1474,7 +1480,10 @@ class Values(Generic[T]):
                 continue
             taken.append(name)
             relation = relations.get(name)
-            if relation is not None and not relation.many and name not in qs.model._meta.fields:
+            if isinstance(relation, Relation) and relation.reverse and not relation.many:
+                # The key of the row referring to it (Django's), read across the relation.
+                computed.append((name, _named_spec(qs.model, f"{name}__{_pk_name(relation.target)}", method)))
+            elif relation is not None and not relation.many and name not in qs.model._meta.fields:
                 computed.append((name, ("field", relation.field.name)))
             elif (many := _many_reach(qs.model, name, method)) is not None:
                 reached.append((name, *many))
@@ -1687,7 +1696,7 @@ def _referred(
                 f"{method}({name!r}): {relation.model.__name__}.{relation.name} holds many rows, which give a row "
                 f"no single value to {purpose}; annotate one (Min, Max, Count) and use it"
             )
-        hops.append((relation.field.name, relation.target._meta.require_schema(), relation.target_key))
+        hops.append((relation.source_key, relation.target._meta.require_schema(), relation.target_key))
     return hops, field
 
 
@@ -1713,7 +1722,7 @@ def _relation_path(model: type[Model], lookup: str, purpose: str = "to prefetch"
 def _field_hint(model: type[Model], name: str) -> str:
     """For a foreign key's name given where its relation's belongs: the relation's."""
     for relation in model._meta.relations.values():
-        if isinstance(relation, Relation) and not relation.many and relation.field.name == name:
+        if isinstance(relation, Relation) and not relation.reverse and relation.field.name == name:
             return f" ({name!r} is a field; its relation is {relation.name!r})"
     return ""
 
@@ -1868,7 +1877,7 @@ def _non_null_paths(model: type[Model], seen: tuple[type[Model], ...], prefix: s
     """``select_related()``'s relations: through each non-nullable foreign key of
     ``model``, and on from the model it leads to, never back to a model on the way."""
     for relation in model._meta.relations.values():
-        if not isinstance(relation, Relation) or relation.many or relation.field.nullable:
+        if not isinstance(relation, Relation) or relation.reverse or relation.field.nullable:
             continue
         if relation.target in (model, *seen):
             continue

@@ -3,7 +3,9 @@
 
 ``author_id = Field(Integer, references=Author)`` on ``Book`` declares ``Book.author``
 (forward: the ``Author`` row, or ``None``) and ``Author.book_set`` (reverse: the list of
-the author's books)::
+the author's books). A unique foreign key (``user_id = Field(Integer, references=User,
+unique=True)`` on ``Profile``, Django's ``OneToOneField``) refers to a row at most once:
+its reverse relation is that row, or ``None`` (``User.profile``)::
 
     books = await Book.objects.prefetch_related("author")             # 2 queries
     books[0].author.name
@@ -36,33 +38,35 @@ class Relation:
     """A relation of ``model``, named ``name``, through the foreign key ``field``: what
     ``model.<name>`` holds once a queryset has loaded it.
 
-    Forward (``many`` false, declared by ``model``'s own ``field``): the ``target`` row
-    whose primary key ``field`` holds, or ``None``. Reverse (``many`` true, declared by
-    ``target``'s ``field``): the list of ``target`` rows whose ``field`` holds ``model``'s
-    primary key, in primary key order.
+    Forward (declared by ``model``'s own ``field``): the ``target`` row whose primary key
+    ``field`` holds, or ``None``. Reverse (``reverse``, declared by ``target``'s
+    ``field``): the ``target`` rows whose ``field`` holds ``model``'s primary key, a list
+    in primary key order (``many``), or for a unique ``field`` the one row or ``None``.
 
     On the class (``Book.author``) it is this object; on an instance, the loaded value.
     Assigning a row to a forward relation (``book.author = alice``) sets the foreign key
     too (``book.author_id = alice.id``).
     """
 
-    __slots__ = ("field", "many", "model", "name", "source_key", "target", "target_key")
+    __slots__ = ("field", "many", "model", "name", "reverse", "source_key", "target", "target_key")
 
-    def __init__(self, name: str, model: type[Model], target: type[Model], field: Field[Any], many: bool) -> None:
+    def __init__(self, name: str, model: type[Model], target: type[Model], field: Field[Any], reverse: bool) -> None:
         self.name = name
         self.model = model
         self.target = target
         self.field = field
-        self.many = many
+        self.reverse = reverse
+        self.many = reverse and not (field.unique or field.primary_key)
+        """Whether it holds many rows: the reverse of a foreign key that is not unique."""
         # An instance's `source_key` attribute is matched with the `target_key` field of
         # the target's rows.
-        self.source_key = _pk_name(model) if many else field.name
-        self.target_key = field.name if many else _pk_name(target)
+        self.source_key = _pk_name(model) if reverse else field.name
+        self.target_key = field.name if reverse else _pk_name(target)
 
     @property
     def origin(self) -> str:
         """The foreign key declaring this relation, as ``Model.field``."""
-        declaring = self.target if self.many else self.model
+        declaring = self.target if self.reverse else self.model
         return f"{declaring.__name__}.{self.field.name}"
 
     def keys(self, objs: Iterable[Model]) -> list[Any]:
@@ -93,8 +97,8 @@ class Relation:
 
     def _joined(self, obj: Model, row: Any) -> None:
         """Makes ``row`` (or ``None``), which ``select_related`` loaded with ``obj`` in one
-        statement, the (forward) relation's value on ``obj``."""
-        _put(obj, "_chakra_related", self.name, (getattr(obj, self.field.name), row))
+        statement, the (single-row) relation's value on ``obj``."""
+        _put(obj, "_chakra_related", self.name, (getattr(obj, self.source_key), row))
 
     @overload
     def __get__(self, instance: None, owner: Any) -> Relation: ...
@@ -116,20 +120,21 @@ class Relation:
         if self.many:
             return value
         key, row = value
-        current = getattr(instance, self.field.name, None)
+        current = getattr(instance, self.source_key, None)
         if current != key:
             raise ProgrammingError(
-                f"{self.model.__name__}.{self.name} was loaded for {self.field.name}={key!r}, but "
-                f"{self.field.name} is now {current!r}: load it again with "
+                f"{self.model.__name__}.{self.name} was loaded for {self.source_key}={key!r}, but "
+                f"{self.source_key} is now {current!r}: load it again with "
                 f'{self.model.__name__}.objects.prefetch_related("{self.name}"), or assign it'
             )
         return row
 
     def __set__(self, instance: Model, value: Any) -> None:
         self._check_owner(instance)
-        if self.many:
+        if self.reverse:
+            each = " on each" if self.many else " on the"
             raise AttributeError(
-                f"{self.model.__name__}.{self.name} cannot be assigned: set {self.origin} on each "
+                f"{self.model.__name__}.{self.name} cannot be assigned: set {self.origin}{each} "
                 f"{self.target.__name__} instead"
             )
         if value is not None and type(value) is not self.target:
