@@ -26,6 +26,7 @@ from .many import ManyToMany
 from .relations import Relation
 
 if TYPE_CHECKING:
+    from ._bridge import Steps
     from .query import Manager
 
 __all__ = ["Model", "ModelMeta", "registered_models"]
@@ -45,7 +46,21 @@ class _NotLoaded:
 NOT_LOADED = _NotLoaded()
 
 _REGISTRY: list[type[Model]] = []
-_RESERVED = frozenset({"objects", "pk", "to_dict", "DoesNotExist", "MultipleObjectsReturned"})
+_RESERVED = frozenset(
+    {
+        "objects",
+        "pk",
+        "to_dict",
+        "save",
+        "save_sync",
+        "delete",
+        "delete_sync",
+        "refresh_from_db",
+        "refresh_from_db_sync",
+        "DoesNotExist",
+        "MultipleObjectsReturned",
+    }
+)
 
 
 def registered_models() -> list[type[Model]]:
@@ -243,6 +258,71 @@ def _stamp(objs: list[Any], adding: bool) -> None:
         now = nows[kind]
         for obj in objs:
             setattr(obj, field.name, now)
+
+
+def _scope_of(obj: Model) -> tuple[Any, Any]:
+    """Where ``obj``'s statements run: the current session (and it), else its model's
+    database (and ``None``)."""
+    from .session import current_session
+
+    session = current_session()
+    if session is not None:
+        return session._handle(), session
+    target, _, _ = type(obj).objects._scope()
+    return target, None
+
+
+def _save_steps(obj: Model) -> Steps[None]:
+    from .query import QuerySet
+    from .signals import Send, post_save, pre_save
+
+    target, session = _scope_of(obj)
+    if session is not None:
+        session.add(obj)
+        yield from session._flush_steps()
+        return
+    model = type(obj)
+    schema = model._meta.require_schema()
+    changed = schema.changed_fields(obj)
+    if changed is None:
+        yield from QuerySet(model)._insert_steps(obj)
+        return
+    if not changed:
+        return
+    if pre_save.has_listeners(model):
+        yield Send(pre_save, model, [{"instance": obj, "created": False}])
+    _stamp([obj], adding=False)
+    fields = frozenset(schema.changed_fields(obj) or ())
+    yield _core.flush(target, [("update", schema, [obj], None)])
+    if post_save.has_listeners(model):
+        yield Send(post_save, model, [{"instance": obj, "created": False, "update_fields": fields}])
+
+
+def _delete_steps(obj: Model) -> Steps[None]:
+    from .errors import ProgrammingError
+    from .signals import Send, post_delete, pre_delete
+
+    target, session = _scope_of(obj)
+    if session is not None:
+        session.delete(obj)
+        yield from session._flush_steps()
+        return
+    model = type(obj)
+    schema = model._meta.require_schema()
+    if schema.changed_fields(obj) is None:
+        raise ProgrammingError(f"{obj!r} has never been saved: there is no row to delete")
+    if pre_delete.has_listeners(model):
+        yield Send(pre_delete, model, [{"instance": obj}])
+    yield _core.flush(target, [("delete", schema, [obj], None)])
+    schema.forget_loaded(obj)
+    if post_delete.has_listeners(model):
+        yield Send(post_delete, model, [{"instance": obj}])
+
+
+def _refresh_args(obj: Model) -> tuple[Any, Model, _core.Schema]:
+    """``_core.refresh``'s arguments for ``obj``: where, what, and its schema."""
+    target, _ = _scope_of(obj)
+    return target, obj, type(obj)._meta.require_schema()
 
 
 def _check_many(model: type[Model], name: str, declared: ManyToMany[Any]) -> None:
@@ -450,6 +530,45 @@ class Model(metaclass=ModelMeta):
         """``(field, value)`` pairs, so ``dict(obj)`` works (and so do serialisers that
         try it, like FastAPI's ``jsonable_encoder``)."""
         return iter(self.to_dict().items())
+
+    async def save(self) -> None:
+        """Writes this instance, as Django's ``save()``: inserts its row if it was never
+        saved (reading back a generated key and database defaults), else updates the
+        fields changed since it was loaded or saved (nothing if none was). In a session
+        it joins the session (``session.add``) and is written at once, in the session's
+        transaction; elsewhere its statement commits on its own. Sends ``pre_save`` and
+        ``post_save``; stamps ``auto_now`` fields."""
+        from ._bridge import run_async
+
+        await run_async(_save_steps(self))
+
+    def save_sync(self) -> None:
+        from ._bridge import run_sync
+
+        run_sync(_save_steps(self))
+
+    async def delete(self) -> None:
+        """Deletes this instance's row, as Django's ``delete()`` (in a session, in its
+        transaction and at once), and forgets that it was saved: a later ``save()``
+        inserts it again. Sends ``pre_delete`` and ``post_delete``."""
+        from ._bridge import run_async
+
+        await run_async(_delete_steps(self))
+
+    def delete_sync(self) -> None:
+        from ._bridge import run_sync
+
+        run_sync(_delete_steps(self))
+
+    async def refresh_from_db(self) -> None:
+        """Reloads the row into this instance, as Django's (unsaved changes and loaded
+        relations are dropped); ``DoesNotExist`` if the row is gone."""
+        await _core.refresh(*_refresh_args(self))
+        self._chakra_related = None
+
+    def refresh_from_db_sync(self) -> None:
+        _core.refresh(*_refresh_args(self)).wait_sync()
+        self._chakra_related = None
 
     def __repr__(self) -> str:
         pk = self._meta.pk

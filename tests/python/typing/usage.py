@@ -40,6 +40,7 @@ async def checks(session: Session) -> None:
     assert_type(User.objects.count_sync(), int)
     assert_type(User.objects.all_sync(), list[User])
     assert_type((await User.objects.get(id=1)).seen, dt.datetime)
+    assert_type(await User(name="x").save(), None)
     assert_type(await User.objects.values_list("id", Substr("name", 1, 2), ExtractYear("joined")), list[tuple[Any, ...]])
     assert_type(await session.get(User, 1), User | None)
     assert_type(await User.objects.values_list("id", flat=True), list[Any])

@@ -1,0 +1,108 @@
+"""Django's instance methods: ``await obj.save()``, ``await obj.delete()`` and
+``await obj.refresh_from_db()`` (and their ``_sync`` twins), outside a session (each
+statement commits on its own) and inside one (in its transaction)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+import chakra
+from chakra import DateTime, Field, Integer, Model, ProgrammingError, Session, String
+from chakra.signals import post_save
+from conftest import recreate
+
+
+class Task(Model):
+    __tablename__ = "sv_tasks"
+    id = Field(Integer, primary_key=True)
+    title = Field(String(40))
+    done = Field(Integer, default=0)
+    status = Field(String(10), db_default="open")
+    touched = Field(DateTime(timezone=True), auto_now=True)
+
+
+@pytest.fixture(autouse=True)
+def tasks() -> None:
+    recreate(Task)
+
+
+def statements(record: list[str]) -> Any:
+    """A post_save receiver recording (created, update_fields)."""
+
+    def receiver(sender: type, instance: Task, created: bool, update_fields: Any, **kwargs: Any) -> None:
+        record.append(f"{instance.title}:{'created' if created else sorted(update_fields)}")
+
+    return receiver
+
+
+async def test_save_inserts_then_updates_only_what_changed() -> None:
+    seen: list[str] = []
+    receiver = statements(seen)
+    post_save.connect(receiver, sender=Task)
+    try:
+        task = Task(title="write")
+        await task.save()
+        assert task.id is not None and task.status == "open", "key and database default read back"
+        first = task.touched
+        await task.save()  # nothing changed: nothing written
+        task.done = 1
+        await task.save()
+        assert task.touched > first
+        assert await Task.objects.values_list("title", "done", "status") == [("write", 1, "open")]
+        same = await Task.objects.get(id=task.id)
+        same.title = "rewrite"
+        same.save_sync()
+    finally:
+        post_save.disconnect(receiver, sender=Task)
+    assert seen == ["write:created", "write:['done', 'touched']", "rewrite:['title', 'touched']"]
+
+
+async def test_delete_and_refresh() -> None:
+    task = Task(title="t")
+    await task.save()
+    other = await Task.objects.get(id=task.id)
+    other.title = "changed elsewhere"
+    await other.save()
+    task.done = 5
+    await task.refresh_from_db()
+    assert (task.title, task.done) == ("changed elsewhere", 0), "unsaved changes dropped"
+    await task.delete()
+    assert await Task.objects.count() == 0
+    with pytest.raises(Task.DoesNotExist):
+        await other.refresh_from_db()
+    await task.save()  # forgotten as saved: inserted again
+    assert await Task.objects.count() == 1
+    with pytest.raises(ProgrammingError, match=re.escape("has never been saved: there is no row to delete")):
+        Task(title="new").delete_sync()
+
+
+async def test_in_a_session_they_join_its_transaction() -> None:
+    with pytest.raises(RuntimeError):
+        async with Session() as session:
+            task = Task(title="in session")
+            await task.save()
+            assert task in session and task.id is not None
+            assert await Task.objects.count() == 1, "written at once, in the transaction"
+            raise RuntimeError("roll it back")
+    assert await Task.objects.count() == 0
+    async with Session() as session:
+        task = Task(title="kept")
+        await task.save()
+        await task.delete()
+        assert task not in session
+        await Task(title="second").save()
+    assert await Task.objects.values_list("title", flat=True) == ["second"]
+
+
+def test_their_names_are_not_field_names() -> None:
+    with pytest.raises(TypeError, match="field names cannot start with '_' or be one of"):
+
+        class Bad(Model):
+            __tablename__ = "sv_bad"
+            id = Field(Integer, primary_key=True)
+            save = Field(Integer)
+
+    assert callable(chakra.Model.save)
