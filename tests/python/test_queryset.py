@@ -581,6 +581,26 @@ async def test_bulk_create_fills_primary_keys_in_order() -> None:
     assert await Author.objects.bulk_create([]) == []
 
 
+async def test_bulk_writes_in_batches_are_all_or_nothing() -> None:
+    before = await Author.objects.count()
+    made = await Author.objects.bulk_create([Author(name=f"b{i}", email=f"b{i}@x") for i in range(25)], batch_size=10)
+    assert [a.name for a in made] == [f"b{i}" for i in range(25)] and all(a.id for a in made)
+    for author in made:
+        author.age = 7
+    assert await Author.objects.bulk_update(made, ["age"], batch_size=4) == 25
+    assert await Author.objects.filter(age=7).count() == 25
+    # A unique email repeated in the third batch: the first two are not kept either.
+    clash = [Author(name=f"c{i}", email=f"c{i}@x") for i in range(20)] + [Author(name="dup", email="b0@x")]
+    with pytest.raises(chakra.IntegrityError):
+        await Author.objects.bulk_create(clash, batch_size=10)
+    assert await Author.objects.count() == before + 25
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        Author.objects.bulk_create_sync([Author(name="z")], batch_size=0)
+    async with chakra.Session():
+        await Author.objects.bulk_create([Author(name=f"s{i}") for i in range(3)], 2)
+    assert await Author.objects.filter(name__in=["s0", "s1", "s2"]).count() == 3
+
+
 async def test_stream_yields_instances_and_batches() -> None:
     await Author.objects.bulk_create(Author(name=f"s{i}", age=i) for i in range(1234))
     seen = [a.age async for a in Author.objects.filter(name__startswith="s").order_by("age").stream()]

@@ -475,6 +475,16 @@ def _backward(relation: Relation, lookups: dict[str, Any]) -> tuple[str, Any]:
     return (f"{relation.source_key}__in", related)
 
 
+def _batches(objs: list[Any], size: int | None) -> list[list[Any]]:
+    """``objs`` in lists of ``size`` (all in one without a size; none for no objects)."""
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise ValueError(f"batch_size must be a positive int, got {size!r}")
+    if not objs:
+        return []
+    step = size or len(objs)
+    return [objs[i : i + step] for i in range(0, len(objs), step)]
+
+
 def _keys_of(model: type[Model], value: Any) -> Any:
     """``value`` with ``model`` instances as their primary keys (lists too)."""
     if isinstance(value, model):
@@ -1184,6 +1194,7 @@ class QuerySet(Generic[M]):
     async def bulk_create(
         self,
         objs: Iterable[M],
+        batch_size: int | None = None,
         *,
         ignore_conflicts: bool = False,
         update_conflicts: bool = False,
@@ -1195,13 +1206,20 @@ class QuerySet(Generic[M]):
         rows that would break a unique constraint (their primary keys are then left
         unset), and ``update_conflicts=True`` updates ``update_fields`` of the existing
         row whose ``unique_fields`` a row repeats instead (an upsert: ``ON CONFLICT …
-        DO UPDATE``), every instance then holding its row as stored."""
+        DO UPDATE``), every instance then holding its row as stored. ``batch_size``
+        sends a statement per that many rows, all in one transaction (the session's, or
+        one of their own)."""
         conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
-        return await run_async(self._bulk_create_steps(list(objs), conflicts))
+        rows = list(objs)
+        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
+            async with Session(self._db or default_database()):
+                return await run_async(self._bulk_create_steps(rows, conflicts, batch_size))
+        return await run_async(self._bulk_create_steps(rows, conflicts, batch_size))
 
     def bulk_create_sync(
         self,
         objs: Iterable[M],
+        batch_size: int | None = None,
         *,
         ignore_conflicts: bool = False,
         update_conflicts: bool = False,
@@ -1209,37 +1227,59 @@ class QuerySet(Generic[M]):
         unique_fields: Iterable[str] | None = None,
     ) -> list[M]:
         conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
-        return run_sync(self._bulk_create_steps(list(objs), conflicts))
+        rows = list(objs)
+        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
+            with Session(self._db or default_database()):
+                return run_sync(self._bulk_create_steps(rows, conflicts, batch_size))
+        return run_sync(self._bulk_create_steps(rows, conflicts, batch_size))
 
-    def _bulk_create_steps(self, objs: list[M], conflicts: tuple[Any, ...] | None) -> Steps[list[M]]:
+    def _bulk_create_steps(
+        self, objs: list[M], conflicts: tuple[Any, ...] | None, batch_size: int | None = None
+    ) -> Steps[list[M]]:
         session = self._session()
         if objs and conflicts is not None and session is not None:
             # The rows may exist: a session's pending changes to them go first.
             yield from session._flush_steps()
-        if objs:
-            yield self._insert_op(objs, conflicts)
+        for batch in _batches(objs, batch_size):
+            yield self._insert_op(batch, conflicts)
         if session is not None and conflicts is not None and conflicts[0] == "update":
             # The session's own instance of a row the upsert updated holds it as stored.
             session._refresh_held(objs)
         return objs
 
-    async def bulk_update(self, objs: Iterable[M], fields: Iterable[str]) -> int:
+    async def bulk_update(self, objs: Iterable[M], fields: Iterable[str], batch_size: int | None = None) -> int:
         """Writes ``fields`` of each of ``objs`` to its row (by primary key) in one
         statement whatever their number, and returns how many rows changed, as Django's.
-        A wrong value is an error naming its field, before anything is sent."""
-        return await self._run(  # type: ignore[no-any-return]
-            lambda target, _: self._bulk_update_op(target, objs, fields)
-        )
+        A wrong value is an error naming its field, before anything is sent.
+        ``batch_size`` sends a statement per that many rows, in one transaction."""
+        rows = list(objs)
+        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
+            async with Session(self._db or default_database()):
+                return await run_async(self._bulk_update_steps(rows, fields, batch_size))
+        return await run_async(self._bulk_update_steps(rows, fields, batch_size))
 
-    def bulk_update_sync(self, objs: Iterable[M], fields: Iterable[str]) -> int:
-        return self._run_sync(  # type: ignore[no-any-return]
-            lambda target, _: self._bulk_update_op(target, objs, fields)
-        )
+    def bulk_update_sync(self, objs: Iterable[M], fields: Iterable[str], batch_size: int | None = None) -> int:
+        rows = list(objs)
+        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
+            with Session(self._db or default_database()):
+                return run_sync(self._bulk_update_steps(rows, fields, batch_size))
+        return run_sync(self._bulk_update_steps(rows, fields, batch_size))
 
-    def _bulk_update_op(self, target: Any, objs: Iterable[M], fields: Iterable[str]) -> _core.Op:
+    def _bulk_update_steps(self, objs: list[M], fields: Iterable[str], batch_size: int | None) -> Steps[int]:
         if isinstance(fields, str):
             raise TypeError("bulk_update() takes a list of field names, not one string")
-        objs, fields = list(objs), list(fields)
+        names = list(fields)
+        target, _, session = self._scope()
+        if session is not None:
+            yield from session._flush_steps()
+        changed = 0
+        # No rows still checks the fields named.
+        for batch in _batches(objs, batch_size) or [[]]:
+            changed += yield self._bulk_update_op(target, batch, names)
+        return changed
+
+    def _bulk_update_op(self, target: Any, objs: list[M], fields: list[str]) -> _core.Op:
+        fields = list(fields)
         stamped = [f.name for f in self._model._meta.auto_now if f.name not in fields]
         if stamped and objs:
             _stamp(objs, adding=False)
