@@ -1126,10 +1126,7 @@ class QuerySet(Generic[M]):
         ``True``. Concurrent calls for one row take turns on its lock. In a session it is
         part of the session's transaction (the locking read begins it; the lock holds until
         it ends); elsewhere it runs in a session of its own, committed at once."""
-        if self._session() is None:
-            async with Session(self._db or default_database()):
-                return await self.update_or_create(defaults, create_defaults, **lookups)
-        return await run_async(self._update_or_create_steps(defaults, create_defaults, lookups))
+        return await self._atomic(partial(self._update_or_create_steps, defaults, create_defaults, lookups))
 
     def update_or_create_sync(
         self,
@@ -1137,10 +1134,21 @@ class QuerySet(Generic[M]):
         create_defaults: dict[str, Any] | None = None,
         **lookups: Any,
     ) -> tuple[M, bool]:
-        if self._session() is None:
+        return self._atomic_sync(partial(self._update_or_create_steps, defaults, create_defaults, lookups))
+
+    async def _atomic(self, steps: Callable[[], Steps[T]], several: bool = True) -> T:
+        """Runs ``steps``; when they send ``several`` statements outside a session, in a
+        session of their own, so that they all commit or none does."""
+        if several and self._session() is None:
+            async with Session(self._db or default_database()):
+                return await run_async(steps())
+        return await run_async(steps())
+
+    def _atomic_sync(self, steps: Callable[[], Steps[T]], several: bool = True) -> T:
+        if several and self._session() is None:
             with Session(self._db or default_database()):
-                return self.update_or_create_sync(defaults, create_defaults, **lookups)
-        return run_sync(self._update_or_create_steps(defaults, create_defaults, lookups))
+                return run_sync(steps())
+        return run_sync(steps())
 
     def _get_steps(self, lookups: dict[str, Any]) -> Steps[M | None]:
         """``get``'s steps, with ``None`` for no row."""
@@ -1211,10 +1219,8 @@ class QuerySet(Generic[M]):
         one of their own)."""
         conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
         rows = list(objs)
-        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
-            async with Session(self._db or default_database()):
-                return await run_async(self._bulk_create_steps(rows, conflicts, batch_size))
-        return await run_async(self._bulk_create_steps(rows, conflicts, batch_size))
+        steps = partial(self._bulk_create_steps, rows, conflicts, batch_size)
+        return await self._atomic(steps, len(_batches(rows, batch_size)) > 1)
 
     def bulk_create_sync(
         self,
@@ -1228,10 +1234,8 @@ class QuerySet(Generic[M]):
     ) -> list[M]:
         conflicts = _conflicts(ignore_conflicts, update_conflicts, update_fields, unique_fields)
         rows = list(objs)
-        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
-            with Session(self._db or default_database()):
-                return run_sync(self._bulk_create_steps(rows, conflicts, batch_size))
-        return run_sync(self._bulk_create_steps(rows, conflicts, batch_size))
+        steps = partial(self._bulk_create_steps, rows, conflicts, batch_size)
+        return self._atomic_sync(steps, len(_batches(rows, batch_size)) > 1)
 
     def _bulk_create_steps(
         self, objs: list[M], conflicts: tuple[Any, ...] | None, batch_size: int | None = None
@@ -1253,17 +1257,13 @@ class QuerySet(Generic[M]):
         A wrong value is an error naming its field, before anything is sent.
         ``batch_size`` sends a statement per that many rows, in one transaction."""
         rows = list(objs)
-        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
-            async with Session(self._db or default_database()):
-                return await run_async(self._bulk_update_steps(rows, fields, batch_size))
-        return await run_async(self._bulk_update_steps(rows, fields, batch_size))
+        steps = partial(self._bulk_update_steps, rows, fields, batch_size)
+        return await self._atomic(steps, len(_batches(rows, batch_size)) > 1)
 
     def bulk_update_sync(self, objs: Iterable[M], fields: Iterable[str], batch_size: int | None = None) -> int:
         rows = list(objs)
-        if len(_batches(rows, batch_size)) > 1 and self._session() is None:
-            with Session(self._db or default_database()):
-                return run_sync(self._bulk_update_steps(rows, fields, batch_size))
-        return run_sync(self._bulk_update_steps(rows, fields, batch_size))
+        steps = partial(self._bulk_update_steps, rows, fields, batch_size)
+        return self._atomic_sync(steps, len(_batches(rows, batch_size)) > 1)
 
     def _bulk_update_steps(self, objs: list[M], fields: Iterable[str], batch_size: int | None) -> Steps[int]:
         if isinstance(fields, str):
