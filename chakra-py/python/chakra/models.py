@@ -88,6 +88,9 @@ class ModelOptions:
         self.table = table
         self.fields = fields
         self.abstract = abstract
+        self.ordering: tuple[str, ...] = ()
+        """The order its querysets take unless told otherwise (``__ordering__``, Django's
+        ``Meta.ordering``); grouped and distinct values leave it out."""
         self.unique_together = unique_together or []
         """Groups of fields whose values together are unique (``__unique_together__``),
         each a unique index ``create_all`` creates."""
@@ -185,9 +188,23 @@ class ModelMeta(type):
         table = namespace.get("__tablename__") or _snake_case(name)
         namespace["__tablename__"] = table
         unique_together = [tuple(group) for group in namespace.pop("__unique_together__", ())]
+        # Inherited from the first model base that has one, as Django's Meta.ordering.
+        inherited_order = (
+            base._meta.ordering for base in bases if isinstance(getattr(base, "_meta", None), ModelOptions)  # type: ignore[attr-defined]
+        )
+        ordering = namespace.pop("__ordering__", next((o for o in inherited_order if o), ()))
+        ordering = (ordering,) if isinstance(ordering, str) else tuple(ordering)
+        for term in ordering:
+            # A name across relations is checked by the first queryset, once they exist.
+            if not isinstance(term, str) or ("__" not in term and term.lstrip("-+") not in (*fields, "pk")):
+                raise TypeError(
+                    f"{name}.__ordering__ takes field names (\"-created\" descending), got {term!r} "
+                    f"(fields: {', '.join(fields)})"
+                )
         many = {key: value for key, value in namespace.items() if isinstance(value, ManyToMany)}
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
         meta = ModelOptions(cls, table, fields, abstract, unique_together)  # type: ignore[arg-type]
+        meta.ordering = ordering
         cls._meta = meta  # type: ignore[attr-defined]
         qualname = namespace.get("__qualname__", name)
         for error in (DoesNotExist, MultipleObjectsReturned):

@@ -498,7 +498,7 @@ class QuerySet(Generic[M]):
     """A query over ``model``'s table. Refinements return new querysets; ``await qs``
     runs it and returns the list of instances."""
 
-    __slots__ = ("_db", "_model", "_prefetch", "_query")
+    __slots__ = ("_db", "_default_order", "_model", "_prefetch", "_query")
 
     def __init__(
         self,
@@ -506,14 +506,23 @@ class QuerySet(Generic[M]):
         query: _core.Query | None = None,
         db: Database | None = None,
         prefetch: tuple[Prefetch, ...] = (),
+        default_order: bool = False,
     ) -> None:
         self._model = model
-        self._query = query if query is not None else _core.Query(model._meta.require_schema())
+        self._default_order = default_order
+        """Whether its order is the model's ``__ordering__``, which grouped and distinct
+        values leave out (as Django's ``Meta.ordering``)."""
+        if query is None:
+            query = _core.Query(model._meta.require_schema())
+            if model._meta.ordering:
+                query = query.order_by([_order_spec(model, term, []) for term in model._meta.ordering])
+                self._default_order = True
+        self._query = query
         self._db = db
         self._prefetch = prefetch
 
     def _clone(self, query: _core.Query) -> QuerySet[M]:
-        return QuerySet(self._model, query, self._db, self._prefetch)
+        return QuerySet(self._model, query, self._db, self._prefetch, self._default_order)
 
     @property
     def model(self) -> type[M]:
@@ -696,7 +705,9 @@ class QuerySet(Generic[M]):
             if name is not None and name not in names and (many := _many_reach(self._model, name, "order_by")):
                 query = query.reach([(name, *many)])
                 names.append(name)
-        return self._clone(query.order_by([_order_spec(self._model, f, names) for f in fields]))
+        ordered = QuerySet(self._model, query.order_by([_order_spec(self._model, f, names) for f in fields]), self._db)
+        ordered._prefetch = self._prefetch
+        return ordered
 
     def select_for_update(self, nowait: bool = False, skip_locked: bool = False, no_key: bool = False) -> QuerySet[M]:
         """Locks the matching rows until the transaction ends (``SELECT … FOR UPDATE``), so
@@ -731,7 +742,7 @@ class QuerySet(Generic[M]):
 
     def using(self, database: Database) -> QuerySet[M]:
         """Runs on ``database``'s pool, whatever session is current."""
-        return QuerySet(self._model, self._query, database, self._prefetch)
+        return QuerySet(self._model, self._query, database, self._prefetch, self._default_order)
 
     def prefetch_related(self, *lookups: str | Prefetch | None) -> QuerySet[M]:
         """Loads the named relations with the rows, as Django's: one more query per
@@ -749,7 +760,7 @@ class QuerySet(Generic[M]):
         ``get``, ``in_bulk`` and ``get_or_create``; ``stream()`` and ``values()`` refuse
         it. An unknown name raises :class:`~chakra.FieldError` here, before any SQL."""
         if lookups == (None,):
-            return QuerySet(self._model, self._query, self._db)
+            return QuerySet(self._model, self._query, self._db, (), self._default_order)
         merged = {p.key: p for p in self._prefetch}
         for lookup in lookups:
             if isinstance(lookup, str):
@@ -766,7 +777,7 @@ class QuerySet(Generic[M]):
                     raise ValueError(f"{lookup.key!r} is prefetched twice, with two querysets: give it once")
             if seen is None or seen.queryset is None:
                 merged[lookup.key] = lookup
-        return QuerySet(self._model, self._query, self._db, tuple(merged.values()))
+        return QuerySet(self._model, self._query, self._db, tuple(merged.values()), self._default_order)
 
     def select_related(self, *names: str | None) -> QuerySet[M]:
         """Loads the rows foreign keys refer to (``"author"``, ``"author__publisher"``)
@@ -1552,7 +1563,14 @@ class Values(Generic[T]):
         specs = self._qs._aggregate_specs(args, kwargs)
         if not specs:
             raise chakra_errors.FieldError("annotate() needs at least one aggregate, such as Count(\"*\")")
-        return self._with(aggregates=[*(self._aggregates or []), *specs])
+        return self._with(self._unordered(), aggregates=[*(self._aggregates or []), *specs])
+
+    def _unordered(self) -> QuerySet[Any]:
+        """The queryset without the model's default order, which groups and distinct
+        values leave out (as Django's ``Meta.ordering``): an order by fields they do not
+        hold would change what they are."""
+        qs = self._qs
+        return qs.order_by() if qs._default_order else qs
 
     def order_by(self, *fields: str | Expression | OrderBy) -> Values[T]:
         """Ordered by ``fields`` (``"-name"`` descending, or expressions, as
@@ -1581,7 +1599,7 @@ class Values(Generic[T]):
 
     def distinct(self) -> Values[T]:
         """Each combination of the values once."""
-        return self._with(self._qs.distinct())
+        return self._with(self._unordered().distinct())
 
     def __getitem__(self, key: slice) -> Values[T]:
         return self._with(self._qs[key])
