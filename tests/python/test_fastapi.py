@@ -314,6 +314,24 @@ def test_schema_defaults_and_to_model() -> None:
         schema(User, exclude=["nope"])
 
 
+def test_schemas_leave_the_clock_and_the_database_their_fields() -> None:
+    class Ticket(chakra.Model):
+        __tablename__ = "fa_tickets"
+        id = chakra.Field(chakra.Integer, primary_key=True)
+        title = chakra.Field(chakra.String(40))
+        state = chakra.Field(chakra.String(10), db_default="open")
+        opened = chakra.Field(chakra.DateTime(timezone=True), auto_now_add=True)
+        seen = chakra.Field(chakra.DateTime(timezone=True), auto_now=True)
+
+    create, update, read = schema(Ticket, create=True), schema(Ticket, partial=True), schema(Ticket)
+    assert set(create.model_fields) == {"title", "state"} and not create.model_fields["state"].is_required()
+    assert set(update.model_fields) == {"title", "state"}
+    assert set(read.model_fields) == {"id", "title", "state", "opened", "seen"}
+    ticket = create(title="t").to_model()
+    assert ticket.state is chakra.DB_DEFAULT
+    assert create(title="t", state="closed").to_model().state == "closed"
+
+
 def test_package_is_clean_under_mypy_strict() -> None:
     import chakra_fastapi
 

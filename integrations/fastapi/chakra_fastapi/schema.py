@@ -73,9 +73,10 @@ def schema(
     * ``schema(User)`` — what a row looks like (a ``response_model``): every field,
       the primary key marked read-only;
     * ``schema(User, create=True)`` — a request body creating one (``UserCreate``): no
-      database-generated primary key, fields with defaults optional;
+      database-generated primary key and no ``auto_now``/``auto_now_add`` field (the
+      clock sets them), fields with defaults (``db_default`` too) optional;
     * ``schema(User, partial=True)`` — a partial update (``UserUpdate``): every field but
-      the primary key, all optional.
+      the primary key and the clock's, all optional.
 
     Types follow the column types (``String(100)`` → ``str`` of at most 100 characters,
     ``Integer`` → a 32-bit ``int``, ``Numeric(10, 2)`` → ``Decimal``, ``UUID`` → ``UUID``…);
@@ -100,6 +101,7 @@ def schema(
         if name not in excluded
         and not (field.primary_key and kind == "partial")
         and not (field.generated and kind == "create")
+        and not ((field.auto_now or field.auto_now_add) and kind != "read")
     }
     title = model.__name__ + {"read": "", "create": "Create", "partial": "Update"}[kind]
     if excluded:
@@ -130,7 +132,10 @@ def _definition(field: fields.Field[Any], kind: str) -> tuple[Any, Any]:
     if kind == "partial":
         return annotation, pydantic.Field(None, **constraints)
     if field.default is fields.MISSING:
-        return annotation, pydantic.Field(None if field.nullable else ..., **constraints)
+        # Left out, a database default fills it in (`to_model` gives the field
+        # `DB_DEFAULT`, as the model's constructor does).
+        optional = field.nullable or field.db_default is not fields.MISSING
+        return annotation, pydantic.Field(None if optional else ..., **constraints)
     if callable(field.default):
         return annotation, pydantic.Field(default_factory=field.default, **constraints)
     return annotation, pydantic.Field(field.default, **constraints)
