@@ -155,13 +155,19 @@ pub enum Pattern {
     Raw(String),
     /// User text, escaped when rendered.
     Text(String, TextMatch),
+    /// A POSIX regular expression (PostgreSQL's `~`, `~*`): Django's `regex`, `iregex`.
+    Regex(String),
+    /// Words to find in the text (full-text search: the text's lexemes match the query's,
+    /// PostgreSQL's `to_tsvector(text) @@ plainto_tsquery(query)`): Django's `search`.
+    Search(String),
 }
 
 impl Pattern {
-    /// The LIKE pattern with `\` as the escape character.
+    /// The LIKE pattern with `\` as the escape character (a regular expression or a
+    /// search as given).
     pub fn to_like(&self) -> String {
         match self {
-            Pattern::Raw(p) => p.clone(),
+            Pattern::Raw(p) | Pattern::Regex(p) | Pattern::Search(p) => p.clone(),
             Pattern::Text(text, at) => {
                 let mut out = String::with_capacity(text.len() + 2);
                 if matches!(at, TextMatch::EndsWith | TextMatch::Contains) {

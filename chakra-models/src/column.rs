@@ -155,6 +155,22 @@ impl<M, T> Column<M, T> {
         self.pattern(Pattern::Text(text.into(), TextMatch::Contains), false)
     }
 
+    /// Matches the POSIX regular expression `regex` (PostgreSQL's `~`).
+    pub fn regex(self, regex: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Regex(regex.into()), false)
+    }
+
+    /// Case-insensitive [`regex`](Self::regex) (`~*`).
+    pub fn iregex(self, regex: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Regex(regex.into()), true)
+    }
+
+    /// Holds the words of `query` (full-text search, as Django's `search` lookup: the
+    /// text's lexemes in the server's default configuration, `plainto_tsquery`).
+    pub fn search(self, query: impl Into<String>) -> Expr {
+        self.pattern(Pattern::Search(query.into()), false)
+    }
+
     fn pattern(self, pattern: Pattern, case_insensitive: bool) -> Expr {
         Expr::Like { column: self.name.into(), pattern, case_insensitive }
     }

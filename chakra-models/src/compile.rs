@@ -5,7 +5,7 @@ use chakra_service::{Labels, Mode, Request, Result, Row, Statement, Value};
 
 use crate::ast::{
     Aggregate, Annotation, BulkUpdate, CompareOp, DatePart, Delete, Expr, Function, Hop, Ident, Insert, JsonTest,
-    Nulls, Operand, Order, Projection, Scalar, Select, Takes, Update, WindowFunction,
+    Nulls, Operand, Order, Pattern, Projection, Scalar, Select, Takes, Update, WindowFunction,
 };
 use crate::dialect::Dialect;
 
@@ -112,6 +112,14 @@ impl<'d> SqlWriter<'d> {
             Expr::IsNull { column, negated } => {
                 self.ident(column);
                 self.push(if *negated { " IS NOT NULL" } else { " IS NULL" });
+            }
+            Expr::Like { column, pattern: Pattern::Regex(regex), case_insensitive } => {
+                self.ident(column);
+                self.push(self.dialect.regex_match(*case_insensitive));
+                self.param(Value::Text(regex.clone()));
+            }
+            Expr::Like { column, pattern: Pattern::Search(query), .. } => {
+                self.dialect.write_search(self, column, query)
             }
             Expr::Like { column, pattern, case_insensitive } => {
                 self.ident(column);

@@ -25,6 +25,9 @@ pub const LOOKUPS: &[&str] = &[
     "in",
     "isnull",
     "range",
+    "regex",
+    "iregex",
+    "search",
     "has_key",
     "has_keys",
     "has_any_keys",
@@ -145,6 +148,10 @@ pub fn resolve(
         "istartswith" => pattern(TextMatch::StartsWith, true, value)?,
         "endswith" => pattern(TextMatch::EndsWith, false, value)?,
         "iendswith" => pattern(TextMatch::EndsWith, true, value)?,
+        "regex" | "iregex" => {
+            Expr::Like { column, pattern: Pattern::Regex(text(value)?), case_insensitive: lookup == "iregex" }
+        }
+        "search" => Expr::Like { column, pattern: Pattern::Search(text(value)?), case_insensitive: false },
         "in" => match value {
             Value::Array(values) => Expr::In { column, values, negated: false },
             other => {

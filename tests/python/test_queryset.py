@@ -125,6 +125,9 @@ def test_abstract_models_share_fields() -> None:
         ({"is_active": False}, ["Bob", "50% off_sale"]),
         ({"pk": 2}, ["alfred"]),
         ({"email__endswith": ".org", "is_active": True}, ["Carol"]),
+        ({"name__regex": r"^[A-C][a-z]+$"}, ["Alice", "Bob", "Carol"]),
+        ({"name__iregex": r"^al"}, ["Alice", "alfred"]),
+        ({"name__search": "ALICE"}, ["Alice"]),
     ],
 )
 async def test_every_lookup(lookups: dict[str, object], expected: list[str]) -> None:

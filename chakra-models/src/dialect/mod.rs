@@ -28,6 +28,13 @@ pub trait Dialect: Send + Sync {
     /// Writes a case-insensitive `LIKE` operator (with its leading space).
     fn ilike(&self) -> &'static str;
 
+    /// The operator matching a text with a regular expression (spaced).
+    fn regex_match(&self, case_insensitive: bool) -> &'static str;
+
+    /// Writes the condition that `column`'s text holds the words of `query` (full-text
+    /// search), the query as a parameter.
+    fn write_search(&self, w: &mut SqlWriter<'_>, column: &Ident, query: &str);
+
     /// Writes the whole multi-row insert.
     fn write_insert(&self, w: &mut SqlWriter<'_>, insert: &Insert);
 

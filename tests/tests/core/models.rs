@@ -587,6 +587,19 @@ async fn text_lookups_take_user_text_literally() {
     // Raw LIKE patterns are the caller's, wildcards included.
     assert_eq!(q().filter(User::name().like("_ob")).count(&pool).await.unwrap(), 1);
     assert_eq!(q().filter(User::name().ilike("ALI%")).count(&pool).await.unwrap(), 1);
+    // Regular expressions and full-text search, typed and by name.
+    assert_eq!(names(&q().filter(User::name().regex("^[a-c].*[eb]$")).all(&pool).await.unwrap()), vec!["alice", "bob"]);
+    assert_eq!(q().filter(User::name().regex("^A")).count(&pool).await.unwrap(), 0);
+    assert_eq!(q().filter(User::name().iregex("^A")).count(&pool).await.unwrap(), 1);
+    let by_name = lookup::resolve(User::FIELDS, User::TABLE, "email", "iregex", Value::from(r"\.ORG$"));
+    assert_eq!(names(&q().filter(by_name.unwrap()).all(&pool).await.unwrap()), vec!["carol"]);
+    User::query()
+        .filter(User::name().eq("bob"))
+        .update(&pool, vec![User::email().set("The quick brown foxes jumped")])
+        .await
+        .unwrap();
+    assert_eq!(names(&q().filter(User::email().search("fox jumping")).all(&pool).await.unwrap()), vec!["bob"]);
+    assert_eq!(q().filter(User::email().search("fox cat")).count(&pool).await.unwrap(), 0, "every word");
     cleanup(schema).await;
 }
 
