@@ -91,10 +91,22 @@ pub(crate) struct FieldOptions {
     pub(crate) on_delete: Option<LitStr>,
     /// `db_default = "now()"`, for `create_table`.
     pub(crate) db_default: Option<LitStr>,
+    /// `check = "price >= 0"`, for `create_table`.
+    pub(crate) check: Option<LitStr>,
 }
 
-const FIELD_OPTIONS: &[&str] =
-    &["primary_key", "generated", "column", "unique", "index", "column_type", "references", "on_delete", "db_default"];
+const FIELD_OPTIONS: &[&str] = &[
+    "primary_key",
+    "generated",
+    "column",
+    "unique",
+    "index",
+    "column_type",
+    "references",
+    "on_delete",
+    "db_default",
+    "check",
+];
 
 impl FieldOptions {
     pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -111,6 +123,7 @@ impl FieldOptions {
                 "references" => options.references = string(meta, "references = \"authors.id\"", errors)?,
                 "on_delete" => options.on_delete = string(meta, "on_delete = \"cascade\"", errors)?,
                 "db_default" => options.db_default = string(meta, "db_default = \"now()\"", errors)?,
+                "check" => options.check = string(meta, "check = \"price >= 0\"", errors)?,
                 "generated" => {
                     if let Some(value) = boolean(meta, "generated = false", errors)? {
                         options.generated = Some((meta.path.clone(), value.value));

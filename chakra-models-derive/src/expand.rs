@@ -45,6 +45,9 @@ pub(crate) fn expand(model: &ModelInput) -> TokenStream {
         if let Some(default) = &ddl.db_default {
             info = quote!(#info.db_default(#default));
         }
+        if let Some(check) = &ddl.check {
+            info = quote!(#info.check(#check));
+        }
         info
     });
 

@@ -65,6 +65,8 @@ pub(crate) struct ColumnDdl {
     pub(crate) references: Option<(String, String, Ident)>,
     /// The column's `DEFAULT`, as SQL.
     pub(crate) db_default: Option<LitStr>,
+    /// The column's `CHECK` condition, as SQL.
+    pub(crate) check: Option<LitStr>,
 }
 
 /// `on_delete`'s values, as `OnDelete::parse` reads them, and their variants.
@@ -176,6 +178,7 @@ impl FieldInput {
             column_type: options.column_type,
             references: references(options.references, options.on_delete, errors),
             db_default: options.db_default,
+            check: options.check,
         };
         (FieldInput { ident, name, column, vis: field.vis, ty: field.ty, generated, ddl }, options.primary_key)
     }

@@ -64,6 +64,7 @@ use syn::{parse_macro_input, DeriveInput};
 ///   `"set default"`).
 /// - `db_default = "now()"`: the column's `DEFAULT`, as SQL, for rows inserted by other
 ///   means (an insert through the model writes the field's value).
+/// - `check = "price >= 0"`: a `CHECK` constraint on the column, as SQL.
 ///
 /// # Field types
 ///

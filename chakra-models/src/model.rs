@@ -45,6 +45,9 @@ pub struct FieldInfo {
     /// The column's `DEFAULT`, as SQL (`now()`, `0`, `'draft'`): what the database
     /// stores when an insert leaves the column out.
     pub default: Option<Cow<'static, str>>,
+    /// A condition on the column's values, as SQL (`"status" IN ('draft', 'live')`):
+    /// its `CHECK` constraint.
+    pub check: Option<Cow<'static, str>>,
 }
 
 impl FieldInfo {
@@ -62,6 +65,7 @@ impl FieldInfo {
             index: false,
             references: None,
             default: None,
+            check: None,
         }
     }
 
@@ -94,6 +98,12 @@ impl FieldInfo {
     /// The column's `DEFAULT` in `CREATE TABLE`, as SQL (`"now()"`).
     pub const fn db_default(mut self, sql: &'static str) -> Self {
         std::mem::forget(self.default.replace(Cow::Borrowed(sql)));
+        self
+    }
+
+    /// A `CHECK` constraint on the column, as SQL (`"price >= 0"`).
+    pub const fn check(mut self, sql: &'static str) -> Self {
+        std::mem::forget(self.check.replace(Cow::Borrowed(sql)));
         self
     }
 

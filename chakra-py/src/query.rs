@@ -1050,7 +1050,7 @@ impl Query {
             let field = field_index(py, schema, &key.extract::<String>()?)?;
             set.push(Assignment {
                 column: schema.fields[field].column.clone(),
-                value: to_value(&value, &schema.types[field], &schema.label(field))?.into(),
+                value: schema.written(field, &value)?.into(),
             });
         }
         for (key, tree) in exprs {

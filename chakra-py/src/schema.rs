@@ -39,6 +39,9 @@ pub(crate) struct Schema {
     pub(crate) pk: usize,
     /// `SELECT <fields> … WHERE <pk> = $1` and its batched form `… = ANY($1)`, compiled once.
     pub(crate) by_pk: (SharedStr, SharedStr),
+    /// The values each field takes, where `choices=` limits them (and them as Python
+    /// shows them, for errors).
+    choices: Vec<Option<(Vec<Value>, String)>>,
 }
 
 /// The byte offset of slot `name` of `model` (a `__slots__` member descriptor).
@@ -78,6 +81,7 @@ impl Schema {
         let mut types = Vec::with_capacity(fields.len());
         let mut names = Vec::with_capacity(fields.len());
         let mut offsets = Vec::with_capacity(fields.len());
+        let mut allowed = Vec::with_capacity(fields.len());
         let mut pk = None;
         for (i, field) in fields.iter().enumerate() {
             let (
@@ -92,7 +96,7 @@ impl Schema {
                 index,
                 max_length,
                 references,
-                default,
+                (default, check, choices),
             ): FieldSpec = field.extract()?;
             let kind = FieldKind::from_sql_type(&sql_type)
                 .ok_or_else(|| PyTypeError::new_err(format!("{name}.{fname}: unsupported column type `{sql_type}`")))?;
@@ -126,8 +130,23 @@ impl Schema {
                 index,
                 references,
                 default: default.map(Into::into),
+                check: check.map(Into::into),
             });
-            types.push(FieldType { kind, max_length });
+            let ty = FieldType { kind, max_length };
+            let label = format!("{name}.{}", infos[i].name);
+            let choices = match choices {
+                None => None,
+                Some(values) => {
+                    let converted =
+                        values.iter().map(|value| to_value(value, &ty, &label)).collect::<PyResult<Vec<_>>>().map_err(
+                            |e| PyTypeError::new_err(format!("choices= of {label}: {}", e.value(model.py()))),
+                        )?;
+                    let shown = values.iter().map(|v| Ok(v.repr()?.to_string())).collect::<PyResult<Vec<_>>>()?;
+                    Some((converted, shown.join(", ")))
+                }
+            };
+            allowed.push(choices);
+            types.push(ty);
         }
         let pk = pk.ok_or_else(|| PyTypeError::new_err(format!("{name} has no primary key field")))?;
         let loaded_offset = slot_offset(&model, "_chakra_loaded")?;
@@ -144,6 +163,7 @@ impl Schema {
             loaded_offset,
             pk,
             by_pk,
+            choices: allowed,
         })
     }
 
@@ -211,8 +231,8 @@ impl Schema {
 /// A field as `chakra.models` describes it (`_FieldSpec` in `_core.pyi`): name, column,
 /// SQL type, column type in DDL, nullable, primary key, generated, unique, index, maximum
 /// length, the foreign key (referenced table and column, `on_delete`), and the column's
-/// `DEFAULT` as SQL.
-type FieldSpec = (
+/// `DEFAULT` and `CHECK` as SQL with the values `choices=` allows.
+type FieldSpec<'py> = (
     String,
     String,
     String,
@@ -224,7 +244,7 @@ type FieldSpec = (
     bool,
     Option<usize>,
     Option<(String, String, String)>,
-    Option<String>,
+    (Option<String>, Option<String>, Option<Vec<Bound<'py, PyAny>>>),
 );
 
 /// The lookup-by-primary-key statements. Only their text is kept: the placeholder
@@ -358,7 +378,23 @@ impl Schema {
                 ),
             ));
         }
-        to_value(&value, &self.types[i], &self.label(i))
+        self.written(i, &value)
+    }
+
+    /// `value` converted for field `i` to write, if the field takes it: a `DataError`
+    /// naming the field and its choices otherwise.
+    pub(crate) fn written(&self, i: usize, value: &Bound<'_, PyAny>) -> PyResult<Value> {
+        let converted = to_value(value, &self.types[i], &self.label(i))?;
+        match &self.choices[i] {
+            Some((allowed, shown)) if !matches!(converted, Value::Null) && !allowed.contains(&converted) => {
+                Err(crate::errors::new(
+                    value.py(),
+                    "DataError",
+                    format!("{} takes one of its choices ({shown}), got {}", self.label(i), value.repr()?),
+                ))
+            }
+            _ => Ok(converted),
+        }
     }
 
     /// The fields an insert of `obj` leaves to the database: a generated key not given,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 import re
 import uuid
 
@@ -259,3 +260,58 @@ async def test_auto_now_on_every_write() -> None:
     assert await Entry.objects.bulk_update([held], ["title"]) == 1
     [(title, now, first)] = await Entry.objects.values_list("title", "changed", "added")
     assert title == "d" and now == held.changed and now > pinned and first == added
+
+
+class Status(enum.StrEnum):
+    DRAFT = "draft"
+    LIVE = "live"
+
+
+class Story(Model):
+    __tablename__ = "dd_stories"
+    id = Field(Integer, primary_key=True)
+    status = Field(String(10), choices=Status, default=Status.DRAFT)
+    size = Field(Integer, choices=[(1, "small"), (2, "large")], nullable=True)
+
+
+def test_choices_limit_the_column_too() -> None:
+    recreate(Story)
+    create = Story._meta.require_schema().create_sql()[0]
+    assert """"status" varchar(10) NOT NULL CHECK ("status" IN ('draft'::varchar(10), 'live'::varchar(10)))""" in create
+    with pytest.raises(chakra.IntegrityError):
+        chakra.execute_sync("INSERT INTO dd_stories (status) VALUES ('gone')")
+
+
+async def test_choices_are_checked_on_every_write_before_anything_is_sent() -> None:
+    recreate(Story)
+    story = await Story.objects.create(status=Status.LIVE, size=2)
+    assert (await Story.objects.get(id=story.id)).status == Status.LIVE == "live"
+    assert story.get_status_display() == "LIVE" and story.get_size_display() == "large"
+    assert Story(size=None).get_size_display() is None
+    refused = re.escape("Story.status takes one of its choices ('draft', 'live'), got 'gone'")
+    with pytest.raises(chakra.DataError, match=refused):
+        await Story.objects.create(status="gone")
+    with pytest.raises(chakra.DataError, match=refused):
+        await Story.objects.bulk_create([Story(), Story(status="gone")])
+    with pytest.raises(chakra.DataError, match=refused):
+        await Story.objects.update(status="gone")
+    story.status = "gone"
+    with pytest.raises(chakra.DataError, match=refused):
+        await Story.objects.bulk_update([story], ["status"])
+    with pytest.raises(chakra.DataError, match=re.escape("Story.size takes one of its choices (1, 2), got 3")):
+        async with Session() as session:
+            session.add(Story(size=3))
+    assert await Story.objects.values_list("status", "size") == [("live", 2)]
+
+
+def test_choices_are_checked_when_declared() -> None:
+    with pytest.raises(TypeError, match="choices= takes an Enum class, values or"):
+        Field(String(5), choices="ab")
+    with pytest.raises(ValueError, match="choices= needs at least one value"):
+        Field(String(5), choices=[])
+    with pytest.raises(TypeError, match=re.escape("Bad.f: choices= takes a str, got int 1")):
+
+        class Bad(Model):
+            __tablename__ = "dd_bad_choices"
+            id = Field(Integer, primary_key=True)
+            f = Field(String(5), choices=[1, 2])

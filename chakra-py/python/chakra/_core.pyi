@@ -42,7 +42,18 @@ class SessionHandle:
     def release(self) -> Op: ...
 
 _FieldSpec = tuple[
-    str, str, str, str, bool, bool, bool, bool, bool, int | None, tuple[str, str, str] | None, str | None
+    str,
+    str,
+    str,
+    str,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    int | None,
+    tuple[str, str, str] | None,
+    tuple[str | None, str | None, list[Any] | None],
 ]
 
 class Schema:

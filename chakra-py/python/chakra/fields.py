@@ -10,8 +10,10 @@ from __future__ import annotations
 import builtins
 import datetime as _dt
 import decimal
+import enum
 import json
 import uuid as _uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, TypeVar, overload
 
 __all__ = [
@@ -323,6 +325,22 @@ to a new instance's field to ask for the database's default explicitly."""
 _DEFAULT_FUNCTIONS = {"Now": "now()", "RandomUUID": "gen_random_uuid()"}
 
 
+def _choices(choices: Iterable[Any] | type[enum.Enum] | None) -> tuple[tuple[Any, ...] | None, dict[Any, str]]:
+    """``choices=`` as the values and their labels: an ``Enum`` class (its members'
+    values; Django's ``TextChoices`` labels), or values, or ``(value, label)`` pairs."""
+    if choices is None:
+        return None, {}
+    if isinstance(choices, builtins.type) and issubclass(choices, enum.Enum):
+        pairs = [(m.value, str(getattr(m, "label", m.name))) for m in choices]
+    elif isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):
+        raise TypeError(f"choices= takes an Enum class, values or (value, label) pairs, not {choices!r}")
+    else:
+        pairs = [(c[0], str(c[1])) if isinstance(c, tuple) and len(c) == 2 else (c, str(c)) for c in choices]
+    if not pairs:
+        raise ValueError("choices= needs at least one value")
+    return tuple(value for value, _ in pairs), dict(pairs)
+
+
 OnDelete = Literal["no action", "restrict", "cascade", "set null", "set default"]
 _ON_DELETE: tuple[str, ...] = ("no action", "restrict", "cascade", "set null", "set default")
 
@@ -357,6 +375,12 @@ class Field(Generic[T]):
     ``QuerySet.update()`` and ``bulk_update()``, unless they set it themselves);
     ``auto_now_add=True`` when its row is inserted. As Django's, they override a value
     the instance holds.
+
+    ``choices=`` limits the values: an ``Enum`` class (``StrEnum``, ``IntEnum``, Django's
+    ``TextChoices``: members are written as their values), values, or ``(value, label)``
+    pairs. Writing another value is a ``DataError`` naming the field, before anything is
+    sent; ``create_all`` gives the column a ``CHECK`` constraint; rows read back hold the
+    plain values, and ``obj.get_<field>_display()`` gives a value's label.
     """
 
     @overload
@@ -377,6 +401,7 @@ class Field(Generic[T]):
         db_default: Any = ...,
         auto_now: bool = ...,
         auto_now_add: bool = ...,
+        choices: Iterable[Any] | type[enum.Enum] | None = ...,
     ) -> None: ...
 
     @overload
@@ -397,6 +422,7 @@ class Field(Generic[T]):
         db_default: Any = ...,
         auto_now: bool = ...,
         auto_now_add: bool = ...,
+        choices: Iterable[Any] | type[enum.Enum] | None = ...,
     ) -> None: ...
 
     def __init__(
@@ -416,6 +442,7 @@ class Field(Generic[T]):
         db_default: Any = MISSING,
         auto_now: bool = False,
         auto_now_add: bool = False,
+        choices: Iterable[Any] | type[enum.Enum] | None = None,
     ) -> None:
         if isinstance(type, builtins.type) and issubclass(type, FieldType):
             type = type()
@@ -470,6 +497,8 @@ class Field(Generic[T]):
         """Set to the current time (:meth:`DateTime.now`) whenever the row is written."""
         self.auto_now_add = auto_now_add
         """Set to the current time when the row is inserted."""
+        self.choices, self.choice_labels = _choices(choices)
+        """The values the field takes, if limited (``choices=``), and their labels."""
         self.name: str = ""
         """Set by the model's metaclass."""
 

@@ -235,7 +235,7 @@ class ModelMeta(type):
                         f.index,
                         f.type.max_length,
                         meta.reference(f),
-                        _default_sql(name, f),
+                        (_default_sql(name, f), _check_sql(name, f), list(f.choices) if f.choices else None),
                     )
                     for f in fields.values()
                 ],
@@ -258,6 +258,17 @@ def _default_sql(model: str, field: Field[Any]) -> str | None:
         return field.default_sql()
     except (TypeError, ValueError) as error:
         raise type(error)(f"{model}.{field.name}: db_default= {error}") from None
+
+
+def _check_sql(model: str, field: Field[Any]) -> str | None:
+    """The ``CHECK`` condition limiting ``field`` to its ``choices``, as SQL."""
+    if not field.choices:
+        return None
+    try:
+        listed = ", ".join(field.type.literal(value) for value in field.choices)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{model}.{field.name}: choices= {error}") from None
+    return f"{_quote(field.column or field.name)} IN ({listed})"
 
 
 def _stamp(objs: list[Any], adding: bool) -> None:
@@ -610,6 +621,11 @@ class Model(metaclass=ModelMeta):
                 relation = inspect.getattr_static(type(self), name, None)
                 if isinstance(relation, Relation):
                     return relation.__get__(self, type(self))
+                if name.startswith("get_") and name.endswith("_display"):
+                    field = self._meta.fields.get(name[4:-8])
+                    if field is not None and field.choices:
+                        labels = field.choice_labels
+                        return lambda: labels.get(getattr(self, field.name), getattr(self, field.name))
                 if name in self._meta.fields:
                     raise AttributeError(
                         f"{type(self).__name__}.{name} was not loaded (only() or defer() left it out): name it "

@@ -22,12 +22,15 @@ struct Book {
     language: Option<i64>,
     #[chakra(db_default = "now()")]
     added: chakra::chrono::DateTime<chakra::chrono::Utc>,
+    #[chakra(check = "pages > 0")]
+    pages: i32,
 }
 
 fn main() {
     let author = &Book::FIELDS[2];
     assert!(author.index && author.references.as_ref().is_some_and(|k| k.table == "authors" && k.column == "id"));
     assert_eq!(Book::FIELDS[8].default.as_deref(), Some("now()"));
+    assert_eq!(Book::FIELDS[9].check.as_deref(), Some("pages > 0"));
     let on_delete: Vec<_> = Book::FIELDS[3..8].iter().map(|f| f.references.as_ref().unwrap().on_delete).collect();
     use chakra::models::OnDelete::*;
     assert_eq!(on_delete, [NoAction, Restrict, Cascade, SetNull, SetDefault]);
