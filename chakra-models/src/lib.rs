@@ -27,6 +27,6 @@ pub use ast::{
 pub use column::{agg, Column, Computed, Matches, Numeric, Ordered, Outer, ToOperand};
 pub use ddl::{ForeignKey, OnDelete};
 pub use dialect::{BulkLoad, Dialect, Postgres};
-pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, SqlType, BULK_LOAD_MIN_ROWS};
+pub use model::{decode, encode_array, FieldInfo, Model, ModelSql, OnConflict, SqlType, BULK_LOAD_MIN_ROWS};
 pub use query::{Aggregates, Combination, DecodedStream, GroupKey, Grouped, ModelStream, Query, Selected, Selection};
 pub use related::{Joined, JoinedModels};

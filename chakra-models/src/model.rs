@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::marker::PhantomData;
 
 use chakra_layers::Queryable;
 use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -14,6 +15,7 @@ use chakra_service::{
 };
 
 use crate::ast::{Assignment, BulkUpdate, CompareOp, Delete, Expr, Ident, Insert, Select, Update, Upsert};
+use crate::column::Column;
 use crate::compile;
 use crate::ddl::{self, ForeignKey, OnDelete};
 use crate::dialect::{Dialect, Postgres};
@@ -112,6 +114,50 @@ impl FieldInfo {
         let key = ForeignKey { table: Cow::Borrowed(table), column: Cow::Borrowed(column), on_delete };
         std::mem::forget(self.references.replace(key));
         self
+    }
+}
+
+/// What a bulk insert does with rows a unique constraint refuses, for
+/// [`Model::upsert_all`]: skip them ([`ignore`](Self::ignore)), or, for rows repeating
+/// the columns of a unique constraint ([`on`](Self::on)), update the existing row's
+/// columns named by [`update`](Self::update) with the new row's values (SQL's
+/// `ON CONFLICT … DO UPDATE SET column = excluded.column`; Django's
+/// `bulk_create(update_conflicts=True)`).
+pub struct OnConflict<M> {
+    upsert: Upsert,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> OnConflict<M> {
+    /// Rows any unique constraint refuses are skipped (`DO NOTHING`).
+    pub fn ignore() -> Self {
+        OnConflict { upsert: Upsert { conflict_target: Vec::new(), update: Vec::new() }, _model: PhantomData }
+    }
+
+    /// Rows repeating the value of `column` (of a unique constraint; called again, the
+    /// constraint's further columns) conflict; skipped until [`update`](Self::update)
+    /// names what to update.
+    pub fn on<T>(column: Column<M, T>) -> Self {
+        Self::ignore().and(column)
+    }
+
+    /// One more column of the conflicting unique constraint.
+    pub fn and<T>(mut self, column: Column<M, T>) -> Self {
+        self.upsert.conflict_target.push(column.name().into());
+        self
+    }
+
+    /// The existing row's `column` takes the new row's value (called again, more
+    /// columns).
+    pub fn update<T>(mut self, column: Column<M, T>) -> Self {
+        self.upsert.update.push(column.name().into());
+        self
+    }
+}
+
+impl<M> std::fmt::Debug for OnConflict<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OnConflict").field(&self.upsert).finish()
     }
 }
 
@@ -352,6 +398,29 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(&rows, true));
         async move {
             let Some(insert) = insert.transpose()? else { return Ok(Vec::new()) };
+            let statement = compile::insert(&Postgres, &insert);
+            let request = Request::labelled(statement, Mode::All, Self::statements().labels("INSERT"));
+            db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()
+        }
+    }
+
+    /// Inserts many rows in one statement, as [`insert_all`](Self::insert_all), doing
+    /// what `on_conflict` says with those a unique constraint refuses (`ON CONFLICT`):
+    /// skip them, or update the existing row. Returns the rows written as stored: the
+    /// inserted and the updated ones, not the skipped.
+    ///
+    /// ```ignore
+    /// let stored = User::upsert_all(&pool, rows, OnConflict::on(User::email()).update(User::name())).await?;
+    /// ```
+    fn upsert_all<Q: Queryable>(
+        db: &Q,
+        rows: Vec<Self>,
+        on_conflict: OnConflict<Self>,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        let insert = (!rows.is_empty()).then(|| bulk_insert::<Self>(&rows, true));
+        async move {
+            let Some(mut insert) = insert.transpose()? else { return Ok(Vec::new()) };
+            insert.upsert = Some(on_conflict.upsert);
             let statement = compile::insert(&Postgres, &insert);
             let request = Request::labelled(statement, Mode::All, Self::statements().labels("INSERT"));
             db.run(request).await?.into_rows()?.iter().map(Self::from_row).collect()

@@ -169,7 +169,7 @@ pub mod models {
     pub use chakra_models::*;
 }
 
-pub use chakra_models::{Column, Expr, Model, ModelStream, Order, Query, RowLock};
+pub use chakra_models::{Column, Expr, Model, ModelStream, OnConflict, Order, Query, RowLock};
 /// `#[derive(Model)]`: maps a struct to a table (see [`Model`]).
 pub use chakra_models_derive::Model;
 

@@ -861,6 +861,39 @@ async fn insert_many_writes_every_row_or_none() {
     cleanup(schema).await;
 }
 
+/// `upsert_all`: rows repeating a unique column update the existing row's columns named
+/// (read back as stored), or are skipped; the others are inserted.
+#[tokio::test]
+async fn upsert_all_updates_or_skips_the_rows_a_unique_constraint_refuses() {
+    use chakra::OnConflict;
+    let (pool, schema) = db().await;
+    let ann = User::insert_all(&pool, vec![user("ann", None, true, 1)]).await.unwrap().remove(0);
+    let rows = vec![user("ann", Some("ann@x"), false, 5), user("bob", None, true, 2)];
+    let stored =
+        User::upsert_all(&pool, rows.clone(), OnConflict::on(User::name()).update(User::email())).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].id, ann.id, "the existing row, updated");
+    assert_eq!((stored[0].email.as_deref(), stored[0].is_active, stored[0].rank), (Some("ann@x"), true, 1));
+    assert_eq!(stored[1].name, "bob");
+    let skipped = User::upsert_all(
+        &pool,
+        vec![user("bob", Some("new"), true, 9), user("cy", None, true, 3)],
+        OnConflict::ignore(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(skipped.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["cy"], "bob skipped");
+    let bob = User::query().filter(User::name().eq("bob")).one(&pool).await.unwrap();
+    assert_eq!(bob.email, None);
+    assert_eq!(User::upsert_all(&pool, Vec::new(), OnConflict::ignore()).await.unwrap(), Vec::<User>::new());
+    let err =
+        User::upsert_all(&pool, vec![user("dee", None, true, 1)], OnConflict::on(User::email()).update(User::rank()))
+            .await
+            .unwrap_err();
+    assert!(err.message().contains("no unique or exclusion constraint"), "a target without a constraint: {err}");
+    cleanup(schema).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_gets_each_return_their_own_row() {
     let (pool, schema) = db().await;
