@@ -315,3 +315,38 @@ def test_choices_are_checked_when_declared() -> None:
             __tablename__ = "dd_bad_choices"
             id = Field(Integer, primary_key=True)
             f = Field(String(5), choices=[1, 2])
+
+
+class Shelf(Model):
+    __tablename__ = "dd_shelves"
+    __indexes__ = [("room", "-placed"), "label"]
+    __checks__ = {"dd_shelves_width_positive": "width > 0"}
+    id = Field(Integer, primary_key=True)
+    room = Field(String(10))
+    label = Field(String(10))
+    width = Field(Integer)
+    placed = Field(DateTime(timezone=True), auto_now_add=True)
+
+
+def test_indexes_and_checks_are_made_once() -> None:
+    recreate(Shelf)
+    chakra.create_all_sync([Shelf])  # again: nothing changes
+    indexes = chakra.fetch_sync("SELECT indexdef FROM pg_indexes WHERE tablename = 'dd_shelves' ORDER BY indexname")
+    defs = [row["indexdef"] for row in indexes]
+    assert any(d.endswith("(label)") for d in defs) and any(d.endswith("(room, placed DESC)") for d in defs)
+    Shelf.objects.create_sync(room="a", label="x", width=3)
+    with pytest.raises(chakra.IntegrityError, match="dd_shelves_width_positive"):
+        Shelf.objects.create_sync(room="a", label="y", width=0)
+    with pytest.raises(TypeError, match="__indexes__ takes groups of its field names"):
+
+        class BadIndex(Model):
+            __tablename__ = "dd_bad_index"
+            __indexes__ = [("nope",)]
+            id = Field(Integer, primary_key=True)
+
+    with pytest.raises(TypeError, match="__checks__ maps constraint names to SQL conditions"):
+
+        class BadCheck(Model):
+            __tablename__ = "dd_bad_check"
+            __checks__ = {"not a name": "id > 0"}
+            id = Field(Integer, primary_key=True)

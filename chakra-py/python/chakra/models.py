@@ -91,6 +91,8 @@ class ModelOptions:
         self.ordering: tuple[str, ...] = ()
         """The order its querysets take unless told otherwise (``__ordering__``, Django's
         ``Meta.ordering``); grouped and distinct values leave it out."""
+        self.indexes: list[tuple[str, ...]] = []
+        self.checks: dict[str, str] = {}
         self.unique_together = unique_together or []
         """Groups of fields whose values together are unique (``__unique_together__``),
         each a unique index ``create_all`` creates."""
@@ -142,14 +144,44 @@ class ModelOptions:
             raise TypeError(f"{model.__name__} has no primary key to refer to")
         return pk.column or pk.name
 
+    def set_indexes(self, indexes: list[tuple[str, ...]], checks: dict[str, str]) -> None:
+        """Takes ``__indexes__`` (groups of field names, ``"-created"`` descending; Django's
+        ``Meta.indexes``) and ``__checks__`` (constraint names to SQL conditions; Django's
+        ``CheckConstraint``), checked against the fields."""
+        for group in indexes:
+            unknown = [name for name in group if name.lstrip("-") not in self.fields]
+            if unknown or not group:
+                raise TypeError(
+                    f"{self.model.__name__}.__indexes__ takes groups of its field names (\"-created\" descending), "
+                    f"got {group!r} (fields: {', '.join(self.fields)})"
+                )
+        for name, condition in checks.items():
+            if not isinstance(name, str) or not name.isidentifier() or not isinstance(condition, str):
+                raise TypeError(
+                    f"{self.model.__name__}.__checks__ maps constraint names to SQL conditions, got {name!r}: {condition!r}"
+                )
+        self.indexes = indexes
+        """Indexes over several fields (``__indexes__``), each made by ``create_all``."""
+        self.checks = checks
+        """``CHECK`` constraints by name (``__checks__``), each added by ``create_all``."""
+
     def unique_sql(self) -> list[str]:
-        """The unique indexes of ``unique_together``."""
+        """The unique indexes of ``unique_together``, the indexes of ``__indexes__`` and
+        the constraints of ``__checks__``, each made unless it exists."""
         statements = []
-        for group in self.unique_together:
-            columns = [self.fields[name].column or name for name in group]
-            index = _quote("_".join([self.table, *columns, "key"]))
-            listed = ", ".join(_quote(column) for column in columns)
-            statements.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {_quote(self.table)} ({listed})")
+        table = _quote(self.table)
+        for unique, groups in ((True, self.unique_together), (False, self.indexes)):
+            for group in groups:
+                columns = [(self.fields[name.lstrip("-")].column or name.lstrip("-"), name.startswith("-")) for name in group]
+                index = _quote("_".join([self.table, *(c for c, _ in columns), "key" if unique else "idx"]))
+                listed = ", ".join(_quote(column) + (" DESC" if desc else "") for column, desc in columns)
+                kind = "UNIQUE INDEX" if unique else "INDEX"
+                statements.append(f"CREATE {kind} IF NOT EXISTS {index} ON {table} ({listed})")
+        for name, condition in self.checks.items():
+            relation = table.replace("'", "''")
+            exists = f"SELECT 1 FROM pg_constraint WHERE conname = '{name}' AND conrelid = '{relation}'::regclass"
+            add = f"ALTER TABLE {table} ADD CONSTRAINT {_quote(name)} CHECK ({condition})"
+            statements.append(f"DO $$ BEGIN IF NOT EXISTS ({exists}) THEN {add}; END IF; END $$")
         return statements
 
     def require_schema(self) -> _core.Schema:
@@ -188,6 +220,8 @@ class ModelMeta(type):
         table = namespace.get("__tablename__") or _snake_case(name)
         namespace["__tablename__"] = table
         unique_together = [tuple(group) for group in namespace.pop("__unique_together__", ())]
+        indexes = [(group,) if isinstance(group, str) else tuple(group) for group in namespace.pop("__indexes__", ())]
+        checks = dict(namespace.pop("__checks__", {}))
         # Inherited from the first model base that has one, as Django's Meta.ordering.
         inherited_order = (
             base._meta.ordering for base in bases if isinstance(getattr(base, "_meta", None), ModelOptions)  # type: ignore[attr-defined]
@@ -205,6 +239,7 @@ class ModelMeta(type):
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
         meta = ModelOptions(cls, table, fields, abstract, unique_together)  # type: ignore[arg-type]
         meta.ordering = ordering
+        meta.set_indexes(indexes, checks)
         cls._meta = meta  # type: ignore[attr-defined]
         qualname = namespace.get("__qualname__", name)
         for error in (DoesNotExist, MultipleObjectsReturned):
