@@ -91,6 +91,8 @@ _Level = dict[int, _Record]
 def _by_model(objs: Iterable[Any], signal: Signal) -> dict[type[Any], list[Any]]:
     """``objs`` by model, of the models ``signal`` has receivers for."""
     grouped: dict[type[Any], list[Any]] = {}
+    if not signal.connected:
+        return grouped
     for obj in objs:
         if signal.has_listeners(type(obj)):
             grouped.setdefault(type(obj), []).append(obj)

@@ -75,6 +75,11 @@ class Signal:
     def has_listeners(self, sender: type) -> bool:
         return any(s is None or s is sender for _, s in self._receivers)
 
+    @property
+    def connected(self) -> bool:
+        """Whether any receiver is connected, for any sender."""
+        return bool(self._receivers)
+
     def send(self, sender: type, **kwargs: Any) -> list[tuple[Receiver, Any]]:
         """Calls the receivers for ``sender`` with ``kwargs``; their results. An ``async``
         receiver is run to completion (not from a thread running an event loop: use
