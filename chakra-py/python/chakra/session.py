@@ -397,7 +397,8 @@ class Session(_RawQueries):
         for model, objs in _by_model(self._new.values(), pre_save).items():
             yield Send(pre_save, model, [{"instance": obj, "created": True} for obj in objs])
         deleting = {id(o) for o in self._deleted.values()}
-        for model, identity in self._identity.items():
+        # Listed first: a receiver may load rows of another model into the session.
+        for model, identity in list(self._identity.items()):
             if pre_save.has_listeners(model):
                 schema = model._meta.require_schema()
                 changed = [o for o in identity.values() if id(o) not in deleting and schema.changed_fields(o)]
