@@ -198,7 +198,7 @@ def _create_sql(models: Iterable[type[Model]] | None) -> list[str]:
     return [
         sql
         for model in _by_reference(_models(models))
-        for sql in [*model._meta.require_schema().create_sql(), *model._meta.unique_sql()]
+        for sql in [*model._meta.require_schema().create_sql(), *model._meta.index_sql()]
     ]
 
 

@@ -165,7 +165,7 @@ class ModelOptions:
         self.checks = checks
         """``CHECK`` constraints by name (``__checks__``), each added by ``create_all``."""
 
-    def unique_sql(self) -> list[str]:
+    def index_sql(self) -> list[str]:
         """The unique indexes of ``unique_together``, the indexes of ``__indexes__`` and
         the constraints of ``__checks__``, each made unless it exists."""
         statements = []
