@@ -4,6 +4,7 @@ statement commits on its own) and inside one (in its transaction)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -106,3 +107,41 @@ def test_their_names_are_not_field_names() -> None:
             save = Field(Integer)
 
     assert callable(chakra.Model.save)
+
+
+async def test_atomic_commits_together_or_not_at_all() -> None:
+    async with chakra.atomic() as session:
+        await Task(title="a").save()
+        await Task.objects.create(title="b")
+        assert chakra.current_session() is session
+    assert await Task.objects.count() == 2
+
+    with pytest.raises(RuntimeError):
+        async with chakra.atomic():
+            await Task(title="c").save()
+            raise RuntimeError("undo")
+    assert await Task.objects.count() == 2
+
+    # Nested: a savepoint, undone alone.
+    async with chakra.atomic():
+        await Task(title="d").save()
+        with pytest.raises(RuntimeError):
+            async with chakra.atomic():
+                await Task(title="e").save()
+                raise RuntimeError("undo e")
+    assert sorted(await Task.objects.values_list("title", flat=True)) == ["a", "b", "d"]
+
+    @chakra.atomic()
+    async def fails() -> None:
+        await Task(title="f").save()
+        raise ValueError("undo f")
+
+    @chakra.atomic()
+    def works() -> int:
+        Task(title="g").save_sync()
+        return Task.objects.count_sync()
+
+    with pytest.raises(ValueError):
+        await fails()
+    assert await asyncio.to_thread(works) == 4
+    assert sorted(await Task.objects.values_list("title", flat=True)) == ["a", "b", "d", "g"]

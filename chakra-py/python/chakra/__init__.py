@@ -96,11 +96,12 @@ from .many import ManyRelated, ManyToMany
 from .models import Model
 from .expressions import Case, Exists, OuterRef, Subquery, Value, When, Window
 from .query import F, Manager, Prefetch, Q, QuerySet, RawQuerySet
-from .session import Session, Transaction, current_session, on_commit
+from .session import Session, Transaction, atomic, current_session, on_commit
 
 __all__ = [
     "Aggregate",
     "ArrayAgg",
+    "atomic",
     "Avg",
     "BigInteger",
     "BoolAnd",

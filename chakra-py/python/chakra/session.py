@@ -24,6 +24,7 @@ transaction count as unsaved changes again, and those inserted in it as never sa
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterator
@@ -42,9 +43,10 @@ if TYPE_CHECKING:
     from .database import Database
     from .models import Model
 
-__all__ = ["Session", "Transaction", "current_session"]
+__all__ = ["Session", "Transaction", "atomic", "current_session", "on_commit"]
 
 M = TypeVar("M", bound="Model")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _CURRENT: ContextVar[Session | None] = ContextVar("chakra_session", default=None)
 _LOG = logging.getLogger("chakra")
@@ -729,6 +731,77 @@ def on_commit(callback: Callable[[], Any], robust: bool = False) -> None:
         )
     with _reported(callback, robust):
         callback()
+
+
+class atomic:
+    """Django's ``transaction.atomic``: what runs inside commits together or not at all.
+
+    ::
+
+        async with chakra.atomic():
+            await Account.objects.filter(id=1).update(balance=F("balance") - 10)
+            await Account.objects.filter(id=2).update(balance=F("balance") + 10)
+
+        @chakra.atomic()
+        async def transfer(...): ...
+
+    In a session (of ``database``, if given) it is ``session.begin()``: a transaction,
+    or a savepoint inside one, committed or released at the end and rolled back on an
+    exception. Elsewhere it opens a session of its own for the block, which its queries
+    run in; the session commits at the end. ``with`` and plain functions too.
+    """
+
+    def __init__(self, database: Database | str | None = None) -> None:
+        self._database = database
+        self._scopes: list[Session | Transaction] = []
+
+    def _scope(self) -> Session | Transaction:
+        session = current_session()
+        wanted = resolve_database(self._database) if self._database is not None else None
+        if session is not None and (wanted is None or session.database is wanted):
+            return session.begin()
+        return Session(wanted)
+
+    async def __aenter__(self) -> Session:
+        scope = self._scope()
+        self._scopes.append(scope)
+        await scope.__aenter__()
+        return scope if isinstance(scope, Session) else scope._session
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._scopes.pop().__aexit__(exc_type, exc, tb)
+
+    def __enter__(self) -> Session:
+        scope = self._scope()
+        self._scopes.append(scope)
+        scope.__enter__()
+        return scope if isinstance(scope, Session) else scope._session
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._scopes.pop().__exit__(exc_type, exc, tb)
+
+    def __call__(self, function: F) -> F:
+        """As a decorator: each call of ``function`` runs in a block of its own."""
+        database = self._database
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async_block(*args: Any, **kwargs: Any) -> Any:
+                async with atomic(database):
+                    return await function(*args, **kwargs)
+
+            return run_async_block  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def run_block(*args: Any, **kwargs: Any) -> Any:
+            with atomic(database):
+                return function(*args, **kwargs)
+
+        return run_block  # type: ignore[return-value]
 
 
 async def _quietly(steps: Steps[None]) -> None:
