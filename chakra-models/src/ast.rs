@@ -392,6 +392,9 @@ pub struct Aggregate {
     /// The order the values are taken in, for those whose result shows it (`array_agg`,
     /// `string_agg`).
     pub order_by: Vec<Order>,
+    /// What it is instead of `NULL` (over no values): `COALESCE(sum(…), 0)`, Django's
+    /// `Sum(…, default=0)`.
+    pub default: Option<Value>,
 }
 
 /// The functions of an [`Aggregate`]. Each skips `NULL`s, and all but `Count` are `NULL`
@@ -485,6 +488,7 @@ impl Aggregate {
             filter: None,
             args: Vec::new(),
             order_by: Vec::new(),
+            default: None,
         }
     }
 

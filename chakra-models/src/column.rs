@@ -430,6 +430,14 @@ pub mod agg {
     impl Boolean for bool {}
     impl Boolean for Option<bool> {}
 
+    impl<T> Of<Option<T>> {
+        /// `value` instead of `NULL` over no values (`COALESCE`, Django's `default=`):
+        /// `agg::sum(Line::price()).or(Decimal::ZERO)` is a `Decimal`.
+        pub fn or(self, value: impl Into<Value>) -> Of<T> {
+            Of::new(Aggregate { default: Some(value.into()), ..self.0 })
+        }
+    }
+
     impl<V> Of<V> {
         /// The values taken in `order` (called again, more terms): what `array_agg` and
         /// `string_agg` show.

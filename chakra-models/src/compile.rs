@@ -824,7 +824,7 @@ impl SqlWriter<'_> {
             Scalar::Related { aggregate, outer_table, hops } => {
                 let related = Ident::Borrowed(RELATED);
                 self.push("(SELECT ");
-                self.aggregate_call(aggregate);
+                self.defaulted(aggregate, |w| w.aggregate_call(aggregate));
                 self.push(" ");
                 match hops.len() {
                     1 => self.hops(outer_table, hops, &related),
@@ -973,11 +973,28 @@ impl SqlWriter<'_> {
 
     /// `function([DISTINCT] column) [FILTER (WHERE condition)]`, without its alias.
     fn aggregate(&mut self, aggregate: &Aggregate) {
-        self.aggregate_call(aggregate);
-        if let Some(condition) = &aggregate.filter {
-            self.push(" FILTER (WHERE ");
-            self.expr(condition);
-            self.push(")");
+        self.defaulted(aggregate, |w| {
+            w.aggregate_call(aggregate);
+            if let Some(condition) = &aggregate.filter {
+                w.push(" FILTER (WHERE ");
+                w.expr(condition);
+                w.push(")");
+            }
+        });
+    }
+
+    /// What `write` writes, in `COALESCE(…, default)` when the aggregate has a default
+    /// (a parameter, whose type the server takes from the aggregate's).
+    fn defaulted(&mut self, aggregate: &Aggregate, write: impl FnOnce(&mut Self)) {
+        match &aggregate.default {
+            None => write(self),
+            Some(default) => {
+                self.push("COALESCE(");
+                write(self);
+                self.push(", ");
+                self.param(default.clone());
+                self.push(")");
+            }
         }
     }
 

@@ -1775,9 +1775,9 @@ fn related_annotation(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound
 /// and its order read; `more` its further arguments and order, if any.
 type AggregateSpec = (String, String, Py<PyAny>, bool, Option<Py<PyTuple>>, Option<MoreSpec>);
 
-/// An aggregate's further arguments (expression trees: `StringAgg`'s separator) and the
-/// order it takes its values in (as `order_by` takes it).
-type MoreSpec = (Vec<Py<PyAny>>, Vec<Py<PyAny>>);
+/// An aggregate's further arguments (expression trees: `StringAgg`'s separator), the
+/// order it takes its values in (as `order_by` takes it), and its default (`None`: none).
+type MoreSpec = (Vec<Py<PyAny>>, Vec<Py<PyAny>>, Py<PyAny>);
 
 /// `("reach", hops, columns)`: an [`AggregateSpec`]'s field across relations.
 type ReachSpec<'py> = (String, Vec<HopSpec<'py>>, Vec<(String, String)>);
@@ -1823,7 +1823,7 @@ fn aggregates_of(
             reads.extend(Read::of(function, kind).map(|read| (i, read)));
             let filter = filter.as_ref().map(|node| tree(py, schema, &[], node.bind(py)).map(Box::new)).transpose()?;
             let value = Some(f_operand(py, schema, None, &expression)?);
-            let (args, order_by) = aggregate_more(py, schema, &[], alias, function, more)?;
+            let (args, order_by, default) = aggregate_more(py, schema, &[], alias, function, more)?;
             aggregates.push(Aggregate {
                 function,
                 value,
@@ -1832,6 +1832,7 @@ fn aggregates_of(
                 filter,
                 args,
                 order_by,
+                default,
             });
             continue;
         }
@@ -1868,7 +1869,7 @@ fn aggregates_of(
             Some(node) => Some(Box::new(tree(py, schema, &named, node.bind(py))?)),
             None => None,
         };
-        let (args, order_by) = aggregate_more(py, schema, &named, alias, function, more)?;
+        let (args, order_by, default) = aggregate_more(py, schema, &named, alias, function, more)?;
         let name = function;
         if field == "*" {
             if name != AggregateFn::Count || *distinct {
@@ -1877,7 +1878,7 @@ fn aggregates_of(
                     format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
                 ));
             }
-            aggregates.push(Aggregate { value: None, alias: alias_ident, filter, ..Aggregate::count_rows() });
+            aggregates.push(Aggregate { value: None, alias: alias_ident, filter, default, ..Aggregate::count_rows() });
             continue;
         }
         let index = field_index(py, target, &field)?;
@@ -1899,13 +1900,15 @@ fn aggregates_of(
             filter,
             args,
             order_by,
+            default,
         });
     }
     Ok((aggregates, reads, reached))
 }
 
-/// An aggregate's further arguments and the order it takes its values in, from `more`:
-/// the arguments of the row of `schema`, the order naming its fields or `named` columns.
+/// An aggregate's further arguments, the order it takes its values in and its default,
+/// from `more`: the arguments of the row of `schema`, the order naming its fields or
+/// `named` columns.
 fn aggregate_more(
     py: Python<'_>,
     schema: &Schema,
@@ -1913,11 +1916,12 @@ fn aggregate_more(
     alias: &str,
     function: AggregateFn,
     more: &Option<MoreSpec>,
-) -> PyResult<(Vec<Operand>, Vec<chakra::Order>)> {
-    let (args, order) = match more {
-        Some((args, order)) => (args.as_slice(), order.as_slice()),
-        None => (&[][..], &[][..]),
+) -> PyResult<(Vec<Operand>, Vec<chakra::Order>, Option<Value>)> {
+    let (args, order, default) = match more {
+        Some((args, order, default)) => (args.as_slice(), order.as_slice(), Some(default.bind(py))),
+        None => (&[][..], &[][..], None),
     };
+    let default = default.filter(|d| !d.is_none()).map(to_value_untyped).transpose()?;
     if args.len() != function.more_args() {
         return Err(field_error(
             py,
@@ -1926,7 +1930,7 @@ fn aggregate_more(
     }
     let args = args.iter().map(|arg| f_operand(py, schema, None, arg.bind(py))).collect::<PyResult<_>>()?;
     let order = order.iter().map(|spec| order_term(py, schema, named, spec.bind(py))).collect::<PyResult<_>>()?;
-    Ok((args, order))
+    Ok((args, order, default))
 }
 
 /// How Python reads an aggregate whose PostgreSQL type is not Django's: `avg` of integers

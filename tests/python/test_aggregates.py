@@ -11,6 +11,7 @@ import pytest
 
 from chakra import (
     ArrayAgg,
+    Count,
     BoolAnd,
     BoolOr,
     Boolean,
@@ -25,6 +26,7 @@ from chakra import (
     StdDev,
     String,
     StringAgg,
+    Sum,
     Variance,
 )
 from chakra.functions import Upper
@@ -145,3 +147,18 @@ async def test_what_they_cannot_take_is_refused_naming_it() -> None:
         StringAgg("title", 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=re.escape("ArrayAgg(ordering=) takes field names and expressions")):
         ArrayAgg("title", ordering=[1])  # type: ignore[list-item]
+
+
+async def test_a_default_stands_for_none_over_no_values() -> None:
+    none = Note.objects.filter(score__gt=9)
+    assert await none.aggregate(total=Sum("score", default=0), labels=ArrayAgg("title", default=[])) == {
+        "total": 0,
+        "labels": [],
+    }
+    notes = await Note.objects.annotate(
+        replies_n=Count("replies"), first_body=StringAgg("replies__body", ",", ordering="replies__body", default="-")
+    ).order_by("id")
+    assert [(n.replies_n, n.first_body) for n in notes] == [(3, "a,b"), (0, "-"), (0, "-")]
+    # Computed by the database: a filter on it sees the default too.
+    per_state = Note.objects.values("done").annotate(total=Sum("score", filter=Q(score__gt=2), default=0))
+    assert [row["done"] for row in await per_state.filter(total=0)] == [False]

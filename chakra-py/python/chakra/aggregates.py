@@ -3,7 +3,8 @@
     await Account.objects.filter(active=True).aggregate(total=Sum("balance"), n=Count("*"))
     # {"total": 1250, "n": 9}
 
-Each skips NULLs, and all but ``Count`` are ``None`` over no values. ``filter=Q(...)`` keeps
+Each skips NULLs, and all but ``Count`` are ``None`` over no values (``default=0`` gives
+0 instead, as Django's, computed by the database). ``filter=Q(...)`` keeps
 only the rows meeting it (SQL's ``FILTER (WHERE …)``), so one query can count several ways::
 
     await User.objects.aggregate(n=Count("*"), active=Count("*", filter=Q(is_active=True)))
@@ -67,14 +68,14 @@ __all__ = [
 # What the core reads an aggregate as: (alias, function, field, distinct, filter, more),
 # the filter a `Q` tree or None; the field a name, ("reach", hops, columns) for a column
 # of the rows relations lead to (see `chakra.query._reached_spec`), or an expression;
-# more: the further arguments' trees and the order specs, or None.
+# more: the further arguments' trees, the order specs and the default, or None.
 AggregateSpec = tuple[
     str,
     str,
     "str | tuple[Any, ...] | Expression",
     bool,
     "tuple[str, bool, list[Any]] | None",
-    "tuple[list[Any], list[Any]] | None",
+    "tuple[list[Any], list[Any], Any] | None",
 ]
 
 
@@ -82,11 +83,13 @@ class Aggregate:
     """An aggregate of one field (or of an expression of each row) over the selected
     rows."""
 
-    __slots__ = ("distinct", "field", "filter")
+    __slots__ = ("default", "distinct", "field", "filter")
 
     function = ""
 
-    def __init__(self, field: str | Expression, *, distinct: bool = False, filter: Q | None = None) -> None:
+    def __init__(
+        self, field: str | Expression, *, distinct: bool = False, filter: Q | None = None, default: Any = None
+    ) -> None:
         from chakra.query import Q
 
         if not isinstance(field, (str, Expression)):
@@ -98,6 +101,9 @@ class Aggregate:
         self.field = field
         self.distinct = distinct
         self.filter = filter
+        self.default = default
+        """What it is instead of ``None`` over no values (Django's ``default=``), computed
+        by the database (``COALESCE``): filters and orders by it see it too."""
 
     @property
     def default_alias(self) -> str:
@@ -115,10 +121,11 @@ class Aggregate:
         """The trees of its arguments after the field."""
         return []
 
-    def _more(self, order: list[Any]) -> tuple[list[Any], list[Any]] | None:
-        """The spec's last item: further arguments and ``order`` (specs), if any."""
+    def _more(self, order: list[Any]) -> tuple[list[Any], list[Any], Any] | None:
+        """The spec's last item: further arguments, ``order`` (specs) and the default,
+        if any."""
         args = self._args()
-        return (args, order) if args or order else None
+        return (args, order, self.default) if args or order or self.default is not None else None
 
     def _spec(self, alias: str, model: type[Model]) -> AggregateSpec:
         """The aggregate as the core takes it; ``filter`` lookups across ``model``'s
@@ -179,9 +186,15 @@ class StdDev(Aggregate):
     __slots__ = ("sample",)
 
     def __init__(
-        self, field: str | Expression, *, sample: bool = False, distinct: bool = False, filter: Q | None = None
+        self,
+        field: str | Expression,
+        *,
+        sample: bool = False,
+        distinct: bool = False,
+        filter: Q | None = None,
+        default: Any = None,
     ) -> None:
-        super().__init__(field, distinct=distinct, filter=filter)
+        super().__init__(field, distinct=distinct, filter=filter, default=default)
         self.sample = sample
 
     @property
@@ -226,8 +239,9 @@ class _Ordered(Aggregate):
         distinct: bool = False,
         filter: Q | None = None,
         ordering: Ordering = (),
+        default: Any = None,
     ) -> None:
-        super().__init__(field, distinct=distinct, filter=filter)
+        super().__init__(field, distinct=distinct, filter=filter, default=default)
         terms = [ordering] if isinstance(ordering, (str, Expression, OrderBy)) else list(ordering)
         for term in terms:
             if not isinstance(term, (str, Expression, OrderBy)):
@@ -264,8 +278,9 @@ class StringAgg(_Ordered):
         distinct: bool = False,
         filter: Q | None = None,
         ordering: Ordering = (),
+        default: Any = None,
     ) -> None:
-        super().__init__(field, distinct=distinct, filter=filter, ordering=ordering)
+        super().__init__(field, distinct=distinct, filter=filter, ordering=ordering, default=default)
         if not isinstance(delimiter, str):
             raise TypeError(f"StringAgg() takes a str delimiter, not {type(delimiter).__name__}")
         self.delimiter = delimiter

@@ -224,6 +224,12 @@ async fn statistics_and_collections_of_groups() {
     assert_eq!(ids, expected, "NULLs kept, in the order asked");
     let none = User::query().filter(User::id().lt(0_i64)).aggregate(&pool, (agg::array_agg(User::id()),)).await;
     assert_eq!(none.unwrap(), (None,), "over no rows");
+    let defaults = User::query()
+        .filter(User::id().lt(0_i64))
+        .aggregate(&pool, (agg::sum(User::rank()).or(0_i64), agg::array_agg(User::id()).or(Vec::<i64>::new())))
+        .await
+        .unwrap();
+    assert_eq!(defaults, (0, Vec::new()), "a default instead of NULL");
     cleanup(schema).await;
 }
 
