@@ -713,6 +713,10 @@ pub enum Scalar {
     /// `TruncMonth("created")`): of the same type, a date for a date column (`date`). A
     /// timestamp with time zone is cut in the connection's time zone.
     Trunc { unit: TruncUnit, column: Ident, date: bool },
+    /// The value a path of keys (array indexes as digits) leads to in a `jsonb` column
+    /// (Django's `data__owner__name`): JSON (`#>`), or with `text` its text (`#>>`,
+    /// Django's `KT()`); `NULL` where the path leads nowhere.
+    Json { column: Ident, path: Vec<String>, text: bool },
 }
 
 /// What a [`Scalar::Cast`] converts to.
@@ -868,10 +872,12 @@ impl Scalar {
             Scalar::Operand(operand) => operand.columns_into(out),
             Scalar::Cast { value, .. } => value.columns_into(out),
             Scalar::Related { hops, .. } => first_hop_into(hops, out),
-            Scalar::Part { column, .. } | Scalar::Trunc { column, .. } if !out.contains(column) => {
+            Scalar::Part { column, .. } | Scalar::Trunc { column, .. } | Scalar::Json { column, .. }
+                if !out.contains(column) =>
+            {
                 out.push(column.clone())
             }
-            Scalar::Part { .. } | Scalar::Trunc { .. } => {}
+            Scalar::Part { .. } | Scalar::Trunc { .. } | Scalar::Json { .. } => {}
         }
     }
 }

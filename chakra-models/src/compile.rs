@@ -854,6 +854,13 @@ impl SqlWriter<'_> {
                 self.push(")");
             }
             Scalar::Part { part, column } => self.date_part(*part, column),
+            Scalar::Json { column, path, text } => {
+                self.push("(");
+                self.ident(column);
+                self.push(if *text { " #>> " } else { " #> " });
+                self.param(Value::Array(path.iter().map(|key| Value::Text(key.clone())).collect()));
+                self.push("::text[])");
+            }
             Scalar::Trunc { unit, column, date } => {
                 self.push(if *date { "CAST(date_trunc('" } else { "date_trunc('" });
                 self.push(unit.name());

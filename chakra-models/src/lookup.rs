@@ -343,8 +343,16 @@ pub fn value(fields: &[FieldInfo], table: &str, name: &str) -> Result<Scalar> {
     match (field(fields, table, name), split_part(fields, name)) {
         (Ok(field), _) => Ok(Scalar::Operand(Operand::Column(field.column.clone()))),
         (Err(_), Some((field_name, part))) => part_of(fields, table, field_name, part),
-        (Err(unknown), None) => Err(unknown),
+        (Err(unknown), None) => json_path(fields, name, false).ok_or(unknown),
     }
+}
+
+/// The value a key path of a `jsonb` field leads to (`"data__owner__name"`): JSON, or
+/// its text with `text`; `None` unless `name` names a `jsonb` field and keys.
+pub fn json_path(fields: &[FieldInfo], name: &str, text: bool) -> Option<Scalar> {
+    let (field_name, path) = split_json(fields, name)?;
+    let column = fields.iter().find(|f| f.name == field_name)?.column.clone();
+    Some(Scalar::Json { column, path: path.into_iter().map(str::to_owned).collect(), text })
 }
 
 /// The parts a column of type `sql_type` has, for messages.
@@ -505,5 +513,21 @@ mod tests {
         assert!(order(FIELDS, "users", "-name").unwrap().descending);
         assert!(!order(FIELDS, "users", "id").unwrap().descending);
         assert_eq!(order(FIELDS, "users", "-nope").unwrap_err().kind(), ErrorKind::Field);
+    }
+
+    #[test]
+    fn json_key_paths_are_values_to_read_and_sort_by() {
+        const DOCS: &[FieldInfo] =
+            &[FieldInfo::new("id", "id", "int8", false), FieldInfo::new("data", "doc", "jsonb", true)];
+        let by = order(DOCS, "docs", "-data__owner__0").unwrap();
+        let mut select = crate::ast::Select::new("docs", ["id"]);
+        select.order.push(by);
+        let st = crate::compile::select(&crate::Postgres, &select);
+        assert!(st.sql.ends_with(r#"ORDER BY ("doc" #> $1::text[]) DESC"#), "{}", st.sql);
+        assert_eq!(st.params, vec![Value::Array(vec![Value::from("owner"), Value::from("0")])]);
+        let text = json_path(DOCS, "data__owner", true);
+        assert_eq!(text, Some(Scalar::Json { column: "doc".into(), path: vec!["owner".into()], text: true }));
+        assert_eq!(json_path(DOCS, "id__x", false), None, "only a jsonb field has keys");
+        assert_eq!(json_path(DOCS, "data", false), None, "the field itself is no path");
     }
 }

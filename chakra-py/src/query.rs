@@ -363,6 +363,11 @@ fn field_ref(py: Python<'_>, schema: &Schema, name: &str) -> PyResult<FieldRef> 
     if let Some(field) = schema.index_of(name) {
         return Ok(FieldRef::Own(field));
     }
+    // `F("data__owner__name")`: the JSON a key path of a `jsonb` field leads to.
+    if let Some(json) = lookup::json_path(&schema.fields, name, false) {
+        let label = format!("{}.{name}", schema.name);
+        return Ok(FieldRef::Derived { operand: Operand::Scalar(Box::new(json)), kind: FieldKind::Json, label });
+    }
     // `F("created__year")`, Django's `ExtractYear("created")`.
     if let Some((field, part)) = lookup::split_part(&schema.fields, name) {
         let scalar = lookup::part_of(&schema.fields, &schema.table, field, part)
@@ -1443,6 +1448,21 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
         }
         // Checked against the outer query's field once this one is inside it.
         ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),
+        // `KT("data__owner__name")`: the text a key path of a `jsonb` field leads to.
+        ("keytext", 2) => {
+            let name: String = node.get_item(1)?.extract()?;
+            stands_for(py, schema, target, Some(FieldKind::Text), "KT()")?;
+            let Some(text) = lookup::json_path(&schema.fields, &name, true) else {
+                return Err(field_error(
+                    py,
+                    format!(
+                        "KT({name:?}) takes a JSON field and keys, as KT(\"data__owner__name\"), on {}",
+                        schema.name
+                    ),
+                ));
+            };
+            Operand::Scalar(Box::new(text))
+        }
         ("exists", 3) => {
             stands_for(py, schema, target, Some(FieldKind::Bool), "Exists()")?;
             let select = correlated_select(py, schema, &node.get_item(1)?)?;
@@ -1644,6 +1664,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
             first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
         }
         "exists" => Some(FieldKind::Bool),
+        "keytext" => Some(FieldKind::Text),
         "cast" => FieldKind::from_sql_type(&node.get_item(3)?.extract::<String>()?),
         "window" => {
             let call = node.get_item(1)?;
@@ -1723,6 +1744,7 @@ fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
         "value" => node.get_item(1)?.repr()?.to_string(),
         "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
         "case" => "Case(…)".to_owned(),
+        "keytext" => format!("KT({:?})", node.get_item(1)?.extract::<String>()?),
         "exists" => "Exists(…)".to_owned(),
         "cast" => "Cast(…)".to_owned(),
         "window" => "Window(…)".to_owned(),

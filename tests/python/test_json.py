@@ -76,3 +76,33 @@ def test_what_json_lookups_cannot_take() -> None:
     for lookups, message in cases:
         with pytest.raises(chakra.FieldError, match=re.escape(message)):
             Doc.objects.filter(**lookups)
+
+
+def test_key_paths_read_sort_group_and_compute() -> None:
+    from chakra import Count, F
+    from chakra.functions import KT, Length, Upper
+
+    by_id = Doc.objects.order_by("id")
+    # Read as JSON values (None where the path leads nowhere), an array's items by index.
+    assert by_id.values_list_sync("data__owner__name", "data__tags__1") == [
+        ("ann", "b"),
+        ("bob", None),
+        (None, None),
+        (None, None),
+    ]
+    assert by_id.values_list_sync("data__owner", flat=True)[:2] == [{"name": "ann", "age": 31}, {"name": "bob", "age": 17}]
+    # Sorted by (as jsonb sorts: numbers as numbers), grouped by, and in expressions.
+    assert Doc.objects.filter(data__owner__age__isnull=False).order_by("-data__owner__age").values_list_sync(
+        "id", flat=True
+    ) == [1, 2]
+    groups = Doc.objects.values("data__owner__name").annotate(n=Count("id")).order_by("data__owner__name")
+    assert groups.all_sync()[:2] == [{"data__owner__name": "ann", "n": 1}, {"data__owner__name": "bob", "n": 1}]
+    assert [d.owner for d in by_id.annotate(owner=F("data__owner__name")).all_sync()] == ["ann", "bob", None, None]
+    # KT(): the text, for text functions and lookups.
+    loud = by_id.annotate(loud=Upper(KT("data__owner__name")), size=Length(KT("data__owner__name")))
+    assert [(d.loud, d.size) for d in loud.all_sync()][:2] == [("ANN", 3), ("BOB", 3)]
+    assert by_id.values_list_sync(KT("data__owner__age"), flat=True)[:2] == ["31", "17"]
+    with pytest.raises(chakra.FieldError, match=re.escape('KT("title__x") takes a JSON field and keys')):
+        Doc.objects.values_list_sync(KT("title__x"))
+    with pytest.raises(chakra.FieldError, match=re.escape("Upper() takes text; it was given F(\"data__owner__name\")")):
+        Doc.objects.values_list_sync(Upper("data__owner__name"))

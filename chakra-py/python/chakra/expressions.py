@@ -138,6 +138,8 @@ def _show(tree: tuple[Any, ...]) -> str:
         return f"{tree[1]}({', '.join(_show(arg) for arg in tree[2])})"
     if kind == "outer":
         return f"OuterRef({tree[1]!r})"
+    if kind == "keytext":
+        return f"KT({tree[1]!r})"
     if kind == "exists":
         return f"{'~' if tree[2] else ''}Exists({tree[1]!r})"
     if kind == "subquery":

@@ -67,6 +67,7 @@ __all__ = [
     "FirstValue",
     "Floor",
     "Greatest",
+    "KT",
     "Lag",
     "LastValue",
     "Lead",
@@ -258,6 +259,20 @@ class Extract(Expression):
         if lookup_name not in _PARTS:
             raise ValueError(f"Extract part {lookup_name!r} is not one of {', '.join(_PARTS)}")
         self._tree = ("field", f"{field}__{lookup_name}")
+
+
+class KT(Expression):
+    """The text a path of keys leads to in a ``JSON`` field, as Django's ``KT()``:
+    ``KT("data__owner__name")`` is ``'ann'`` where ``F("data__owner__name")`` is the JSON
+    value ``"ann"``; ``None`` where the path leads nowhere. Text, for text functions,
+    lookups and sorting."""
+
+    __slots__ = ()
+
+    def __init__(self, path: str) -> None:
+        if not isinstance(path, str) or "__" not in path:
+            raise TypeError(f'KT() takes a JSON field and keys, as KT("data__owner__name"), not {path!r}')
+        self._tree = ("keytext", path)
 
 
 class _Part(Extract):
