@@ -1093,6 +1093,13 @@ pub enum Operand {
     /// A value per row that is no operand of its own (an aggregate of related rows, a part
     /// of a date), where an operand goes: inside a function, compared with.
     Scalar(Box<Scalar>),
+    /// SQL written by the application (Django's `RawSQL`): `parts` with a parameter
+    /// between each two (`params`, one fewer), in parentheses. It names the statement's
+    /// columns itself, so nothing here knows which.
+    Raw {
+        parts: Vec<String>,
+        params: Vec<Value>,
+    },
 }
 
 /// The functions of an [`Operand::Window`], by their Django names.
@@ -1157,6 +1164,27 @@ impl WindowFunction {
 }
 
 impl Operand {
+    /// `sql` with `%s` where each of `params` goes (`%%` for a `%`), as Django's `RawSQL`;
+    /// `None` if the counts differ.
+    pub fn raw(sql: &str, params: Vec<Value>) -> Option<Operand> {
+        let mut parts = vec![String::new()];
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, chars.peek()) {
+                ('%', Some('s')) => {
+                    chars.next();
+                    parts.push(String::new());
+                }
+                ('%', Some('%')) => {
+                    chars.next();
+                    parts.last_mut().expect("one part at least").push('%');
+                }
+                (c, _) => parts.last_mut().expect("one part at least").push(c),
+            }
+        }
+        (parts.len() == params.len() + 1).then_some(Operand::Raw { parts, params })
+    }
+
     /// Adds the columns the operand names to `out` (once each).
     pub fn columns_into(&self, out: &mut Vec<Ident>) {
         match self {
@@ -1188,6 +1216,7 @@ impl Operand {
             }
             Operand::Subquery(select) => select.outer_columns_into(out),
             Operand::Condition(condition) => condition.columns_into(out),
+            Operand::Raw { .. } => {}
         }
     }
 

@@ -273,6 +273,16 @@ impl<'d> SqlWriter<'d> {
                 }
                 self.push(")");
             }
+            Operand::Raw { parts, params } => {
+                self.push("(");
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        self.param(params[i - 1].clone());
+                    }
+                    self.push(part);
+                }
+                self.push(")");
+            }
             Operand::Case { branches, otherwise } => {
                 self.push("CASE");
                 for (condition, then) in branches {
@@ -1818,6 +1828,13 @@ mod tests {
         );
         assert_eq!(Function::named("RandomUUID").map(|f| (f.sql(), f.gives())), Some(("gen_random_uuid", Gives::Uuid)));
         assert_eq!(Function::StrIndex.takes_at(5), Takes::Text, "the last kind stands for any further argument");
+        // Raw SQL: `%s` where each parameter goes (numbered on from the statement's), `%%` a `%`.
+        let mut w = SqlWriter::new(&Postgres);
+        w.param(Value::I64(7));
+        w.push(" ");
+        w.operand(&Operand::raw("f(%s, '%%', %s)", vec![Value::I64(1), Value::I64(2)]).unwrap());
+        assert_eq!(w.finish().sql.as_ref(), "$1 (f($2, '%', $3))");
+        assert!(Operand::raw("f(%s)", vec![]).is_none(), "a %s without its parameter");
     }
 
     #[test]

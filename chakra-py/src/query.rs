@@ -1448,6 +1448,17 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
         }
         // Checked against the outer query's field once this one is inside it.
         ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),
+        // `RawSQL("similarity(name, %s)", ["x"], Float)`: SQL of the application's own.
+        ("raw", 4) => {
+            let (sql, params, sql_type): (String, Vec<Bound<'_, PyAny>>, Option<String>) =
+                (node.get_item(1)?.extract()?, node.get_item(2)?.extract()?, node.get_item(3)?.extract()?);
+            stands_for(py, schema, target, sql_type.as_deref().and_then(FieldKind::from_sql_type), "RawSQL()")?;
+            let count = params.len();
+            let params = params.iter().map(to_value_untyped).collect::<PyResult<_>>()?;
+            Operand::raw(&sql, params).ok_or_else(|| {
+                field_error(py, format!("RawSQL({sql:?}) has a different number of %s than its {count} params"))
+            })?
+        }
         // `KT("data__owner__name")`: the text a key path of a `jsonb` field leads to.
         ("keytext", 2) => {
             let name: String = node.get_item(1)?.extract()?;
@@ -1665,6 +1676,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
         }
         "exists" => Some(FieldKind::Bool),
         "keytext" => Some(FieldKind::Text),
+        "raw" => node.get_item(3)?.extract::<Option<String>>()?.as_deref().and_then(FieldKind::from_sql_type),
         "cast" => FieldKind::from_sql_type(&node.get_item(3)?.extract::<String>()?),
         "window" => {
             let call = node.get_item(1)?;
@@ -1745,6 +1757,7 @@ fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
         "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
         "case" => "Case(…)".to_owned(),
         "keytext" => format!("KT({:?})", node.get_item(1)?.extract::<String>()?),
+        "raw" => format!("RawSQL({:?})", node.get_item(1)?.extract::<String>()?),
         "exists" => "Exists(…)".to_owned(),
         "cast" => "Cast(…)".to_owned(),
         "window" => "Window(…)".to_owned(),

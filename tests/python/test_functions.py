@@ -214,3 +214,22 @@ async def test_operators_and_random_order() -> None:
     shuffled = await Item.objects.order_by("?").values_list("name", flat=True)
     assert sorted(shuffled) == ["Pear", "red-apple"]
     assert "ORDER BY random()" in Item.objects.order_by("?").sql()[0]
+
+
+async def test_raw_sql_goes_where_an_expression_goes() -> None:
+    from chakra import Float, RawSQL
+
+    rows = await Item.objects.order_by("id").values_list(
+        RawSQL("upper(name) || %s", ["!"]), RawSQL("qty * 2 + %s", [1], Integer), RawSQL("'100%%'")
+    )
+    assert rows == [("RED-APPLE!", 25, "100%"), ("PEAR!", -13, "100%")]
+    near = await Item.objects.filter(weight__gt=RawSQL("%s::float8 / 2", [1.5], Float)).values_list("name", flat=True)
+    assert near == ["red-apple"]
+    await Item.objects.filter(name="Pear").update(qty=RawSQL("length(name) * %s", [10], Integer))
+    assert await Item.objects.filter(name="Pear").values_list("qty", flat=True) == [40]
+    with pytest.raises(FieldError, match=re.escape("RawSQL(\"a %s %s\") has a different number of %s than its 1 params")):
+        await Item.objects.values_list(RawSQL("a %s %s", [1]))
+    with pytest.raises(FieldError, match=re.escape("RawSQL() gives text; it cannot stand for Item.qty")):
+        await Item.objects.update(qty=RawSQL("'x'", [], String(5)))
+    with pytest.raises(TypeError, match="takes its params as a list or tuple"):
+        RawSQL("x = %s", 5)

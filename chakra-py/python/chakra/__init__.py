@@ -94,7 +94,7 @@ from .fields import (
 )
 from .many import ManyRelated, ManyToMany
 from .models import Model
-from .expressions import Case, Exists, OuterRef, Subquery, Value, When, Window
+from .expressions import Case, Exists, OuterRef, RawSQL, Subquery, Value, When, Window
 from .query import F, Manager, Prefetch, Q, QuerySet, RawQuerySet
 from .session import Session, Transaction, atomic, current_session, on_commit
 
@@ -161,6 +161,7 @@ __all__ = [
     "QuerySet",
     "QueryTimeout",
     "RawQuerySet",
+    "RawSQL",
     "serve_metrics",
     "Session",
     "SmallInteger",

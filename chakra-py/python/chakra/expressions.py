@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .query import Q
 
-__all__ = ["Case", "Exists", "Expression", "Func", "OrderBy", "OuterRef", "Subquery", "Value", "When", "Window"]
+__all__ = ["Case", "Exists", "Expression", "Func", "OrderBy", "OuterRef", "RawSQL", "Subquery", "Value", "When", "Window"]
 
 
 class Expression:
@@ -140,6 +140,8 @@ def _show(tree: tuple[Any, ...]) -> str:
         return f"OuterRef({tree[1]!r})"
     if kind == "keytext":
         return f"KT({tree[1]!r})"
+    if kind == "raw":
+        return f"RawSQL({tree[1]!r}, {tree[2]!r})"
     if kind == "exists":
         return f"{'~' if tree[2] else ''}Exists({tree[1]!r})"
     if kind == "subquery":
@@ -173,6 +175,32 @@ class Value(Expression):
 
     def __init__(self, value: Any) -> None:
         self._tree = ("value", value)
+
+
+class RawSQL(Expression):
+    """SQL of your own where an expression goes, as Django's ``RawSQL``: ``%s`` where
+    each of ``params`` goes (sent as parameters, never spliced in; ``%%`` for a ``%``),
+    ``output_field`` the column type it gives, for the checks ``F`` gets::
+
+        Book.objects.annotate(near=RawSQL("similarity(title, %s)", ["dune"], Float)).order_by("-near")
+
+    It names the table's columns itself (``only()`` and ``defer()`` do not see them)."""
+
+    __slots__ = ()
+
+    def __init__(self, sql: str, params: Any = (), output_field: Any = None) -> None:
+        from .fields import FieldType
+
+        if not isinstance(sql, str):
+            raise TypeError(f"RawSQL() takes SQL text, not {type(sql).__name__}")
+        if isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
+            raise TypeError(f"RawSQL() takes its params as a list or tuple, not {params!r}")
+        if isinstance(output_field, type) and issubclass(output_field, FieldType):
+            output_field = output_field()
+        if output_field is not None and not isinstance(output_field, FieldType):
+            raise TypeError(f"RawSQL(output_field=) takes a column type such as Float, not {output_field!r}")
+        sql_type = output_field.sql_type if output_field is not None else None
+        self._tree = ("raw", sql, list(params), sql_type)
 
 
 class Func(Expression):
