@@ -1858,17 +1858,8 @@ fn aggregates_of(
             reads.extend(Read::of(function, kind).map(|read| (i, read)));
             let filter = filter.as_ref().map(|node| tree(py, schema, &[], node.bind(py)).map(Box::new)).transpose()?;
             let value = Some(f_operand(py, schema, None, &expression)?);
-            let (args, order_by, default) = aggregate_more(py, schema, &[], alias, function, more)?;
-            aggregates.push(Aggregate {
-                function,
-                value,
-                distinct: *distinct,
-                alias: alias_ident,
-                filter,
-                args,
-                order_by,
-                default,
-            });
+            let more = aggregate_more(py, schema, &[], alias, function, more)?;
+            aggregates.push(Aggregate { value, distinct: *distinct, alias: alias_ident, filter, ..more });
             continue;
         }
         // A column of rows relations lead to: the aggregate reads it (and its filter the
@@ -1904,7 +1895,7 @@ fn aggregates_of(
             Some(node) => Some(Box::new(tree(py, schema, &named, node.bind(py))?)),
             None => None,
         };
-        let (args, order_by, default) = aggregate_more(py, schema, &named, alias, function, more)?;
+        let more = aggregate_more(py, schema, &named, alias, function, more)?;
         let name = function;
         if field == "*" {
             if name != AggregateFn::Count || *distinct {
@@ -1913,7 +1904,7 @@ fn aggregates_of(
                     format!("`{alias}`: only Count takes \"*\" (every row), without distinct"),
                 ));
             }
-            aggregates.push(Aggregate { value: None, alias: alias_ident, filter, default, ..Aggregate::count_rows() });
+            aggregates.push(Aggregate { value: None, distinct: false, alias: alias_ident, filter, ..more });
             continue;
         }
         let index = field_index(py, target, &field)?;
@@ -1927,23 +1918,15 @@ fn aggregates_of(
         )?;
         reads.extend(Read::of(name, Some(kind)).map(|read| (i, read)));
         let column = read_as.map_or_else(|| target.fields[index].column.clone(), Into::into);
-        aggregates.push(Aggregate {
-            function: name,
-            value: Some(Operand::Column(column)),
-            distinct: *distinct,
-            alias: alias_ident,
-            filter,
-            args,
-            order_by,
-            default,
-        });
+        let value = Some(Operand::Column(column));
+        aggregates.push(Aggregate { value, distinct: *distinct, alias: alias_ident, filter, ..more });
     }
     Ok((aggregates, reads, reached))
 }
 
-/// An aggregate's further arguments, the order it takes its values in and its default,
-/// from `more`: the arguments of the row of `schema`, the order naming its fields or
-/// `named` columns.
+/// `function` with its further arguments, the order it takes its values in and its
+/// default, from `more` (the value, filter and alias for the caller to give): the
+/// arguments of the row of `schema`, the order naming its fields or `named` columns.
 fn aggregate_more(
     py: Python<'_>,
     schema: &Schema,
@@ -1951,7 +1934,7 @@ fn aggregate_more(
     alias: &str,
     function: AggregateFn,
     more: &Option<MoreSpec>,
-) -> PyResult<(Vec<Operand>, Vec<chakra::Order>, Option<Value>)> {
+) -> PyResult<Aggregate> {
     let (args, order, default) = match more {
         Some((args, order, default)) => (args.as_slice(), order.as_slice(), Some(default.bind(py))),
         None => (&[][..], &[][..], None),
@@ -1964,8 +1947,8 @@ fn aggregate_more(
         ));
     }
     let args = args.iter().map(|arg| f_operand(py, schema, None, arg.bind(py))).collect::<PyResult<_>>()?;
-    let order = order.iter().map(|spec| order_term(py, schema, named, spec.bind(py))).collect::<PyResult<_>>()?;
-    Ok((args, order, default))
+    let order_by = order.iter().map(|spec| order_term(py, schema, named, spec.bind(py))).collect::<PyResult<_>>()?;
+    Ok(Aggregate { args, order_by, default, ..Aggregate::of(function, Operand::Value(Value::Null)) })
 }
 
 /// How Python reads an aggregate whose PostgreSQL type is not Django's: `avg` of integers
