@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use chakra_service::chrono::{DateTime, Utc};
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::uuid::Uuid;
-use chakra_service::FromSqlOwned;
+use chakra_service::{FromSqlOwned, Value};
 
 use crate::annotate::RowValue;
 use crate::ast::{Aggregate, Expr, Function, Operand, Order, Scalar, WindowFunction};
@@ -241,6 +241,26 @@ pub fn rpad<M, T: Textual>(
 /// `text` repeated `count` times.
 pub fn repeat<M, T: Textual>(text: impl Expression<M, T>, count: impl ToOperand<M, i32>) -> Computed<M, T> {
     call(Function::Repeat, vec![text.to_operand(), count.to_operand()])
+}
+
+/// SQL of the application's own, of type `T`, where a value computed from the row goes
+/// (Django's `RawSQL`): `%s` where each of `params` goes (sent as parameters, never
+/// spliced in; `%%` for a `%`). It names the table's columns itself.
+///
+/// ```ignore
+/// let near = func::raw::<Book, f64>("similarity(title, %s)", vec!["dune".into()])?;
+/// Book::query().order_by(near.row_value().desc())
+/// ```
+///
+/// An error of kind `Usage` if the `%s` and the parameters differ in number.
+pub fn raw<M, T>(sql: &str, params: Vec<Value>) -> chakra_service::Result<Computed<M, T>> {
+    let count = params.len();
+    Operand::raw(sql, params).map(Computed::new).ok_or_else(|| {
+        chakra_service::Error::new(
+            chakra_service::ErrorKind::Usage,
+            format!("raw SQL {sql:?} has a different number of %s than its {count} parameters"),
+        )
+    })
 }
 
 /// A random version 4 UUID, another for each row: `Session::token().set(func::random_uuid())`.

@@ -279,6 +279,15 @@ async fn text_and_number_functions() {
     assert_eq!((second.1.as_str(), second.3), ("bobbob", 1));
     assert_ne!(first.4, second.4, "a uuid per row");
 
+    // Raw SQL of the application's own, typed by the caller.
+    let shouted = func::raw::<User, String>("upper(name) || %s", vec!["!".into()]).unwrap().row_value();
+    let (_, (loud,)) = q().annotate((shouted,)).first(&pool).await.unwrap().unwrap();
+    assert_eq!(loud, "ALICE!");
+    let ranked = func::raw::<User, i32>(r#""order" * %s"#, vec![10_i32.into()]).unwrap();
+    assert_eq!(q().filter(User::rank().lt(ranked)).count(&pool).await.unwrap(), 3);
+    let err = func::raw::<User, i32>("%s + %s", vec![1_i32.into()]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+
     // In a filter and an update.
     let with_o = User::query().filter(func::strpos(User::name(), "o").row_value().gt(0)).count(&pool).await.unwrap();
     assert_eq!(with_o, 3);
