@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use chakra::models::ast::{
-    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Delete, Expr, Function, Gives,
-    Hop, Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Takes, TruncUnit, Update,
-    WindowFunction,
+    Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, CompareOp, DatePart, Delete, Expr,
+    Function, Gives, Hop, Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Takes, TruncUnit,
+    Update, WindowFunction,
 };
 use chakra::models::{compile, lookup, FieldInfo, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -428,9 +428,26 @@ fn tree(py: Python<'_>, schema: &Schema, annotations: &[Annotation], node: &Boun
     let expr = match (connector.as_str(), exprs.len()) {
         (_, 1) => exprs.pop().expect("one condition"),
         ("OR", _) => Expr::Or(exprs),
+        ("XOR", _) => odd_number_of(exprs),
         _ => Expr::And(exprs),
     };
     Ok(if negated { Expr::Not(Box::new(expr)) } else { expr })
+}
+
+/// That an odd number of `conditions` holds, an unknown one counting as not: Django's
+/// `Q(a) ^ Q(b)` on PostgreSQL, which has no `XOR`
+/// (`mod(CASE WHEN a THEN 1 ELSE 0 END + …, 2) = 1`).
+fn odd_number_of(conditions: Vec<Expr>) -> Expr {
+    let one = |condition| Operand::Case {
+        branches: vec![(condition, Value::I32(1).into())],
+        otherwise: Some(Box::new(Value::I32(0).into())),
+    };
+    let holding = conditions.into_iter().map(one).reduce(|a, b| Operand::arith(a, ArithOp::Add, b));
+    let parity = Operand::Call {
+        function: Function::Mod,
+        args: vec![holding.unwrap_or(Operand::Value(Value::I32(0))), Value::I32(2).into()],
+    };
+    Expr::ScalarCompare { scalar: Box::new(Scalar::Operand(parity)), op: CompareOp::Eq, value: Value::I32(1) }
 }
 
 fn labels(schema: &Schema, operation: &'static str) -> Labels {

@@ -584,6 +584,20 @@ async def test_bulk_create_fills_primary_keys_in_order() -> None:
     assert await Author.objects.bulk_create([]) == []
 
 
+async def test_q_xor_keeps_rows_where_an_odd_number_holds() -> None:
+    young, active = Q(age__lt=30), Q(is_active=True)
+    expected = [a.name for a in await Author.objects.order_by("id") if (a.age is not None and a.age < 30) != a.is_active]
+    assert await names(Author.objects.filter(young ^ active)) == expected
+    three = young ^ active ^ Q(name__startswith="A")
+    assert len(await Author.objects.filter(three)) == len(
+        [
+            a
+            for a in await Author.objects.all()
+            if sum([a.age is not None and a.age < 30, a.is_active, a.name.startswith("A")]) % 2 == 1
+        ]
+    )
+
+
 async def test_bulk_writes_in_batches_are_all_or_nothing() -> None:
     before = await Author.objects.count()
     made = await Author.objects.bulk_create([Author(name=f"b{i}", email=f"b{i}@x") for i in range(25)], batch_size=10)

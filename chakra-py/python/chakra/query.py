@@ -128,6 +128,7 @@ class Q:
 
     AND = "AND"
     OR = "OR"
+    XOR = "XOR"
 
     def __init__(self, *conditions: Q | Exists, **lookups: Any) -> None:
         for condition in conditions:
@@ -154,6 +155,13 @@ class Q:
         if not isinstance(other, Q):
             return NotImplemented
         return Q._combine(Q.AND, [self, other])
+
+    def __xor__(self, other: Q) -> Q:
+        """Exactly one of the two holds (Django's ``^``; of several, an odd number, an
+        unknown one counting as not)."""
+        if not isinstance(other, Q):
+            return NotImplemented
+        return Q._combine(Q.XOR, [self, other])
 
     def __invert__(self) -> Q:
         return Q._combine(self.connector, list(self.children), not self.negated)
