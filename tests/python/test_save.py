@@ -145,3 +145,28 @@ async def test_atomic_commits_together_or_not_at_all() -> None:
         await fails()
     assert await asyncio.to_thread(works) == 4
     assert sorted(await Task.objects.values_list("title", flat=True)) == ["a", "b", "d", "g"]
+
+
+async def test_instances_of_another_database_are_written_there() -> None:
+    from conftest import DATABASE_URL
+
+    chakra.execute_sync("DROP SCHEMA IF EXISTS sv_other CASCADE")
+    chakra.execute_sync("CREATE SCHEMA sv_other")
+    other = chakra.Database(DATABASE_URL + ("&" if "?" in DATABASE_URL else "?") + "options=-csearch_path%3Dsv_other")
+    try:
+        other.create_all_sync([Task])
+        made = await Task.objects.using(other).create(title="there")
+        made.title = "changed there"
+        await made.save()
+        loaded = await Task.objects.using(other).get(id=made.id)
+        assert loaded.title == "changed there"
+        assert await Task.objects.count() == 0, "nothing in the default database"
+        loaded.done = 3
+        await loaded.save()
+        await made.refresh_from_db()
+        assert made.done == 3
+        await loaded.delete()
+        assert await Task.objects.using(other).count() == 0
+    finally:
+        other.close()
+        chakra.execute_sync("DROP SCHEMA sv_other CASCADE")

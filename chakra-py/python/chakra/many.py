@@ -191,7 +191,8 @@ class ManyRelated(Generic[T]):
         from .query import QuerySet
 
         pairs = QuerySet(self.relation.through).filter(**{self.relation.source_field: self._key()})
-        return QuerySet(self.relation.target).filter(pk__in=pairs.values(self.relation.target_field))
+        rows = QuerySet(self.relation.target, None, self._database())
+        return rows.filter(pk__in=pairs.values(self.relation.target_field))
 
     def filter(self, *conditions: Any, **lookups: Any) -> QuerySet[T]:
         """The paired rows matching, as ``QuerySet.filter``."""
@@ -294,7 +295,7 @@ class ManyRelated(Generic[T]):
         if current_session() is not None:
             await run_async(steps)
             return
-        async with Session():
+        async with Session(self._database()):
             await run_async(steps)
 
     def _run_sync(self, steps: Steps[None]) -> None:
@@ -305,8 +306,12 @@ class ManyRelated(Generic[T]):
         if current_session() is not None:
             run_sync(steps)
             return
-        with Session():
+        with Session(self._database()):
             run_sync(steps)
+
+    def _database(self) -> Any:
+        """The database the instance came from by ``using()`` (``None``: the default)."""
+        return getattr(self.instance, "_chakra_db", None)
 
     def _forget_loaded(self) -> None:
         loaded = getattr(self.instance, "_chakra_related", None)

@@ -323,15 +323,23 @@ def _stamp(objs: list[Any], adding: bool) -> None:
             setattr(obj, field.name, now)
 
 
+def _database_of(obj: Model) -> Any:
+    """The database ``obj`` was loaded from or saved to by ``using()``, if not the
+    default one (Django's ``obj._state.db``)."""
+    return getattr(obj, "_chakra_db", None)
+
+
 def _scope_of(obj: Model) -> tuple[Any, Any]:
-    """Where ``obj``'s statements run: the current session (and it), else its model's
-    database (and ``None``)."""
+    """Where ``obj``'s statements run: the current session (and it), else the database
+    it came from (and ``None``)."""
     from .session import current_session
 
     session = current_session()
     if session is not None:
         return session._handle(), session
-    target, _, _ = type(obj).objects._scope()
+    manager = type(obj).objects
+    database = _database_of(obj)
+    target, _, _ = (manager.using(database) if database is not None else manager)._scope()
     return target, None
 
 
@@ -348,7 +356,7 @@ def _save_steps(obj: Model) -> Steps[None]:
     schema = model._meta.require_schema()
     changed = schema.changed_fields(obj)
     if changed is None:
-        yield from QuerySet(model)._insert_steps(obj)
+        yield from QuerySet(model, None, _database_of(obj))._insert_steps(obj)
         return
     if not changed:
         return
@@ -546,7 +554,7 @@ class Model(metaclass=ModelMeta):
     for a base class that only shares fields.
     """
 
-    __slots__ = ("_chakra_annotations", "_chakra_loaded", "_chakra_related")
+    __slots__ = ("_chakra_annotations", "_chakra_db", "_chakra_loaded", "_chakra_related")
 
     _chakra_related: dict[str, Any] | None
     """What querysets loaded of the relations, by name (unset until one does)."""

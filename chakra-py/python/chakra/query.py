@@ -894,14 +894,22 @@ class QuerySet(Generic[M]):
         of the model and of the joined models (``select_related``); then
         ``prefetch_related``'s queries over them."""
         if not self._prefetch:
-            return await self._run(self._with_joined(make))
-        return await run_async(self._load_steps(make))
+            return self._from_database(await self._run(self._with_joined(make)))
+        return self._from_database(await run_async(self._load_steps(make)))
 
     def _load_sync(self, make: Load) -> Any:
         """:meth:`_load`, blocking."""
         if not self._prefetch:
-            return self._run_sync(self._with_joined(make))
-        return run_sync(self._load_steps(make))
+            return self._from_database(self._run_sync(self._with_joined(make)))
+        return self._from_database(run_sync(self._load_steps(make)))
+
+    def _from_database(self, found: Any) -> Any:
+        """``found`` (instances, one, or ``None``), each marked with the database
+        ``using()`` named, which its ``save()`` and ``delete()`` then write to."""
+        if self._db is not None and found is not None:
+            for obj in found if isinstance(found, list) else [found]:
+                obj._chakra_db = self._db
+        return found
 
     def _with_joined(self, make: Load) -> Callable[[Any, Any], _core.Op]:
         """``make`` as :meth:`_run` calls it, given the session's maps of the joined models."""
@@ -1309,6 +1317,7 @@ class QuerySet(Generic[M]):
         target, identity, session = self._scope()
         schema = self._model._meta.require_schema()
         _stamp(objs, adding=True)
+        self._from_database(objs)
         op = _core.flush(target, [("insert", schema, objs, identity, conflicts)])
         # Skipped rows leave their instances unsaved, and which they are is not known.
         if session is not None and conflicts != ("ignore",):
