@@ -584,6 +584,17 @@ async def test_bulk_create_fills_primary_keys_in_order() -> None:
     assert await Author.objects.bulk_create([]) == []
 
 
+async def test_values_list_named_gives_named_tuples() -> None:
+    rows = await Author.objects.filter(age__gt=30).order_by("age").values_list("name", "age", named=True)
+    assert [(r.name, r.age) for r in rows] == [("Alice", 31), ("Bob", 45)] and rows[0] == ("Alice", 31)
+    grouped = await Author.objects.values_list("is_active", named=True).annotate(n=Count("id")).order_by("is_active")
+    assert [(g.is_active, g.n) for g in grouped] == [(False, 2), (True, 3)]
+    first = Author.objects.order_by("id").values_list("id", "email", named=True).first_sync()
+    assert first is not None and first.id == 1 and first.email == "alice@example.com"
+    with pytest.raises(TypeError, match="flat=True and named=True"):
+        Author.objects.values_list("id", flat=True, named=True)
+
+
 async def test_q_xor_keeps_rows_where_an_odd_number_holds() -> None:
     young, active = Q(age__lt=30), Q(is_active=True)
     expected = [a.name for a in await Author.objects.order_by("id") if (a.age is not None and a.age < 30) != a.is_active]

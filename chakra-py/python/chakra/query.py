@@ -23,6 +23,8 @@ takes a pooled connection of its own.
 
 from __future__ import annotations
 
+import collections
+import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from functools import partial
@@ -1410,20 +1412,25 @@ class QuerySet(Generic[M]):
         return self.annotate(**expressions), (*fields, *expressions)
 
     @overload
-    def values_list(self, *fields: str | Expression | Trunc, flat: Literal[False] = ...) -> Values[tuple[Any, ...]]: ...
+    def values_list(
+        self, *fields: str | Expression | Trunc, flat: Literal[False] = ..., named: bool = ...
+    ) -> Values[tuple[Any, ...]]: ...
 
     @overload
-    def values_list(self, *fields: str | Expression | Trunc, flat: Literal[True]) -> Values[Any]: ...
+    def values_list(self, *fields: str | Expression | Trunc, flat: Literal[True], named: bool = ...) -> Values[Any]: ...
 
-    def values_list(self, *fields: str | Expression | Trunc, flat: bool = False) -> Values[Any]:
+    def values_list(self, *fields: str | Expression | Trunc, flat: bool = False, named: bool = False) -> Values[Any]:
         """Rows as tuples of the named fields and of expressions
-        (``values_list("id", Lower("name"))``); ``flat=True`` with one gives its values.
-        Await it for the list; ``.annotate(...)`` groups as ``values`` does."""
+        (``values_list("id", Lower("name"))``); ``flat=True`` with one gives its values,
+        ``named=True`` named tuples (``row.name``), as Django's. Await it for the list;
+        ``.annotate(...)`` groups as ``values`` does."""
+        if flat and named:
+            raise TypeError("values_list(): flat=True and named=True do not go together")
         qs, names = self._with_positional(fields)
-        return Values(qs, names, "flat" if flat else "tuple")
+        return Values(qs, names, "flat" if flat else "named" if named else "tuple")
 
-    def values_list_sync(self, *fields: str | Expression | Trunc, flat: bool = False) -> list[Any]:
-        return self.values_list(*fields, flat=flat).all_sync()  # type: ignore[call-overload, no-any-return]
+    def values_list_sync(self, *fields: str | Expression | Trunc, flat: bool = False, named: bool = False) -> list[Any]:
+        return self.values_list(*fields, flat=flat, named=named).all_sync()  # type: ignore[call-overload, no-any-return]
 
     def _with_positional(self, fields: tuple[str | Expression | Trunc, ...]) -> tuple[QuerySet[M], tuple[str, ...]]:
         """This queryset with the expressions among ``fields`` annotated, each under a
@@ -1506,6 +1513,12 @@ class QuerySet(Generic[M]):
 
 
 T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=256)
+def _named_row(fields: tuple[str, ...]) -> Any:
+    """The named tuple class of ``values_list(..., named=True)`` rows of ``fields``."""
+    return collections.namedtuple("Row", fields, rename=True)
 
 
 class Values(Generic[T]):
@@ -1668,14 +1681,23 @@ class Values(Generic[T]):
     def _op(self, target: Any, terminal: str | None = None) -> _core.Op:
         query = self._qs._query
         fields = list(self._fields)
-        return query.values(target, fields, self._shape, self._aggregates, self._order, self._having, terminal)
+        shape = "tuple" if self._shape == "named" else self._shape
+        return query.values(target, fields, shape, self._aggregates, self._order, self._having, terminal)
 
     async def all(self) -> list[T]:
         """The rows."""
-        return await self._qs._run(lambda target, _: self._op(target))  # type: ignore[no-any-return]
+        return self._rows(await self._qs._run(lambda target, _: self._op(target)))
 
     def all_sync(self) -> list[T]:
-        return self._qs._run_sync(lambda target, _: self._op(target))  # type: ignore[no-any-return]
+        return self._rows(self._qs._run_sync(lambda target, _: self._op(target)))
+
+    def _rows(self, rows: list[Any]) -> list[T]:
+        """The rows as the shape asks: named tuples are made here of the tuples."""
+        if self._shape != "named":
+            return rows
+        fields = (*self._fields, *(alias for alias, *_ in self._aggregates or []))
+        row = _named_row(fields)
+        return [row._make(values) for values in rows]
 
     async def count(self) -> int:
         """How many rows there are: after ``annotate``, groups; after ``distinct``,
