@@ -140,7 +140,7 @@ impl FieldOptions {
 
 /// Calls `option` once for each option of every `#[chakra(...)]` in `attrs` whose name is
 /// in `valid` and not seen before; reports the others.
-fn each_option(
+pub(crate) fn each_option(
     attrs: &[Attribute],
     valid: &[&'static str],
     errors: &mut Errors,
@@ -181,7 +181,7 @@ fn flag(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<bool> {
 }
 
 /// The string value of `name = "..."`; `None` after reporting a value of another kind.
-fn string(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
+pub(crate) fn string(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
     let Some(value) = value(meta, "a string", example, errors)? else { return Ok(None) };
     match literal(&value) {
         Some(Lit::Str(lit)) if lit.value().is_empty() => {
@@ -249,6 +249,7 @@ fn path_text(path: &Path) -> String {
 fn one_of(names: &[&str]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     match quoted.as_slice() {
+        [a] => a.clone(),
         [a, b] => format!("{a} or {b}"),
         _ => format!("one of {}", quoted.join(", ")),
     }

@@ -4,6 +4,7 @@
 mod attr;
 mod expand;
 mod input;
+mod text_enum;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -71,8 +72,9 @@ use syn::{parse_macro_input, DeriveInput};
 /// Each field's type must implement `chakra::models::SqlType`: `bool`, `i16`, `i32`,
 /// `i64`, `f32`, `f64`, `String`, `Vec<u8>`, `uuid::Uuid`, `chrono::NaiveDate`,
 /// `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>`, `serde_json::Value`,
-/// `rust_decimal::Decimal`, and `Option` of any of them for a nullable column. Another
-/// type is a compile error at that field's type.
+/// `rust_decimal::Decimal`, an enum deriving [`SqlEnum`] (stored as text), and `Option`
+/// of any of them for a nullable column. Another type is a compile error at that field's
+/// type.
 ///
 /// # Limits
 ///
@@ -84,6 +86,26 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match input::ModelInput::from_derive(input) {
         Ok(model) => expand::expand(&model).into(),
+        Err(errors) => errors.to_compile_error().into(),
+    }
+}
+
+/// `#[derive(SqlEnum)]`: an enum of unit variants becomes a column type stored as text
+/// (SeaORM's `DeriveActiveEnum`, Django's `TextChoices`): a model field of the enum's
+/// type, or an `Option` of it, reads and writes each variant as its name in snake_case
+/// (`InProgress` is `"in_progress"`), or as `#[chakra(value = "...")]` says. Reading
+/// another text is a decode error naming the enum and its texts. It also gives
+/// `as_str()`, `VALUES` and `FromStr`. The enum must be `Clone`.
+///
+/// ```ignore
+/// #[derive(SqlEnum, Clone, Copy, Debug, PartialEq)]
+/// pub enum Status { Draft, InReview, #[chakra(value = "live")] Published }
+/// ```
+#[proc_macro_derive(SqlEnum, attributes(chakra))]
+pub fn derive_sql_enum(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match text_enum::EnumInput::from_derive(input) {
+        Ok(input) => text_enum::expand(&input).into(),
         Err(errors) => errors.to_compile_error().into(),
     }
 }

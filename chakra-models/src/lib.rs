@@ -16,6 +16,8 @@ pub mod lookup;
 mod model;
 mod query;
 mod related;
+#[doc(hidden)]
+pub mod text_enum;
 pub mod wire;
 
 pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};

@@ -680,7 +680,11 @@ where
             "cannot read `{model}.{field}`: its column is `{ty}`, which a field of type `{}` cannot hold",
             std::any::type_name::<T>()
         ),
-        _ => format!("cannot read `{model}.{field}`: {e}"),
+        // What the type's decoder said, which the driver's own message leaves out.
+        _ => match std::error::Error::source(&e) {
+            Some(cause) => format!("cannot read `{model}.{field}`: {e}: {cause}"),
+            None => format!("cannot read `{model}.{field}`: {e}"),
+        },
     };
     Error::new(ErrorKind::Decode, message).with_source(e)
 }

@@ -33,7 +33,7 @@ pub use value::{Encoded, Key, Value};
 pub use {chrono, rust_decimal, serde_json, uuid};
 
 /// The driver's conversion traits, for decoding columns into your own types.
-pub use tokio_postgres::types::{FromSql, FromSqlOwned, ToSql, Type};
+pub use tokio_postgres::types::{FromSql, FromSqlOwned, IsNull, ToSql, Type};
 
 /// The driver's SQLSTATE codes, for matching on [`Error::code`].
 pub use tokio_postgres::error::SqlState;

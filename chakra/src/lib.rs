@@ -172,6 +172,8 @@ pub mod models {
 pub use chakra_models::{Column, Expr, Model, ModelStream, OnConflict, Order, Query, RowLock};
 /// `#[derive(Model)]`: maps a struct to a table (see [`Model`]).
 pub use chakra_models_derive::Model;
+/// `#[derive(SqlEnum)]`: an enum of unit variants as a text column type.
+pub use chakra_models_derive::SqlEnum;
 
 /// Opens a pool for `url` with the default settings (see [`Config`]); use
 /// [`Pool::builder`] or [`PoolBuilder::from_env`] for more.
@@ -187,5 +189,7 @@ pub async fn connect_direct(url: &str) -> Result<Session> {
 
 /// What most programs need: `use chakra::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, ErrorKind, Model, Pool, Query, Queryable, Result, Row, Session, Transaction, Value};
+    pub use crate::{
+        Error, ErrorKind, Model, Pool, Query, Queryable, Result, Row, Session, SqlEnum, Transaction, Value,
+    };
 }

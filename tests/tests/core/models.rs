@@ -876,6 +876,56 @@ async fn insert_many_writes_every_row_or_none() {
     cleanup(schema).await;
 }
 
+mod stored_enums {
+    use super::*;
+    use chakra::SqlEnum;
+
+    #[derive(SqlEnum, Clone, Copy, Debug, PartialEq)]
+    pub enum Stage {
+        Draft,
+        InReview,
+        #[chakra(value = "live")]
+        Published,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[chakra(table = "staged")]
+    pub struct Staged {
+        #[chakra(primary_key)]
+        pub id: i64,
+        pub stage: Stage,
+        pub previous: Option<Stage>,
+    }
+
+    /// An enum of unit variants as a text column: written and read as each variant's
+    /// text, filtered by, bulk-loaded (arrays of it), and a text that is no variant is a
+    /// decode error naming the enum.
+    #[tokio::test]
+    async fn enums_are_stored_as_their_texts() {
+        let (pool, schema) = db().await;
+        Staged::create_table(&pool).await.unwrap();
+        assert_eq!(Stage::VALUES, ["draft", "in_review", "live"]);
+        assert_eq!("in_review".parse::<Stage>().unwrap(), Stage::InReview);
+        let mut one = Staged { id: 0, stage: Stage::InReview, previous: Some(Stage::Draft) };
+        one.insert(&pool).await.unwrap();
+        let rows: Vec<Staged> = (0..3).map(|_| Staged { id: 0, stage: Stage::Published, previous: None }).collect();
+        assert_eq!(Staged::insert_many(&pool, &rows).await.unwrap(), 3);
+        assert_eq!(Staged::get(&pool, one.id).await.unwrap(), one);
+        let live = Staged::query().filter(Staged::stage().eq(Stage::Published)).count(&pool).await.unwrap();
+        assert_eq!(live, 3);
+        let texts = pool.query("SELECT stage FROM staged ORDER BY id", vec![]).await.unwrap();
+        assert_eq!(
+            texts.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(),
+            ["in_review", "live", "live", "live"]
+        );
+        pool.execute("UPDATE staged SET stage = 'gone' WHERE id = $1", vec![one.id.into()]).await.unwrap();
+        let err = Staged::get(&pool, one.id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert!(err.message().contains("`gone` is not a Stage: its texts are draft, in_review, live"), "{err}");
+        cleanup(schema).await;
+    }
+}
+
 /// `upsert_all`: rows repeating a unique column update the existing row's columns named
 /// (read back as stored), or are skipped; the others are inserted.
 #[tokio::test]
