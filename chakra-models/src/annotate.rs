@@ -175,6 +175,62 @@ impl<N, T> Column<N, T> {
     }
 }
 
+/// `jsonb` column types, whose values have keys (Django's `data__owner__name`).
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` is not JSON, with keys",
+    note = "keys are those of serde_json::Value columns (or Option of one)"
+)]
+pub trait Json {}
+
+impl Json for chakra_service::serde_json::Value {}
+impl Json for Option<chakra_service::serde_json::Value> {}
+
+impl<M, T: Json> Column<M, T> {
+    /// The value at `key` of this JSON column (an array's item by its index, as digits),
+    /// then at further keys with [`JsonPath::key`]: `Doc::data().key("owner").key("name")`.
+    pub fn key(self, key: &str) -> JsonPath<M> {
+        JsonPath { column: self.name(), path: vec![key.to_owned()], _model: PhantomData }
+    }
+}
+
+/// A path of keys into a JSON column's values, from [`Column::key`]: read it as JSON with
+/// [`row_value`](Self::row_value) or as text with [`text`](Self::text), either to sort by,
+/// compare with or read with each row; `NULL` where the path leads nowhere.
+pub struct JsonPath<M> {
+    column: &'static str,
+    path: Vec<String>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> JsonPath<M> {
+    /// The value at `key` of the value so far.
+    pub fn key(mut self, key: &str) -> Self {
+        self.path.push(key.to_owned());
+        self
+    }
+
+    /// The JSON value the path leads to (PostgreSQL's `#>`).
+    pub fn row_value(self) -> RowValue<M, Option<chakra_service::serde_json::Value>> {
+        self.scalar(false)
+    }
+
+    /// The text the path leads to (`#>>`, Django's `KT()`): a string's own text, another
+    /// value's JSON text.
+    pub fn text(self) -> RowValue<M, Option<String>> {
+        self.scalar(true)
+    }
+
+    fn scalar<V>(self, text: bool) -> RowValue<M, V> {
+        RowValue::new(Scalar::Json { column: self.column.into(), path: self.path, text })
+    }
+}
+
+impl<M> std::fmt::Debug for JsonPath<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonPath").field("column", &self.column).field("path", &self.path).finish()
+    }
+}
+
 /// Column types with calendar parts: dates and timestamps.
 #[diagnostic::on_unimplemented(
     message = "a column of `{Self}` has no year, month or day",

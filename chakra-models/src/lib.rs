@@ -20,7 +20,7 @@ mod related;
 pub mod text_enum;
 pub mod wire;
 
-pub use annotate::{Annotated, Annotations, Calendar, Clock, RowValue, Through, Timestamp};
+pub use annotate::{Annotated, Annotations, Calendar, Clock, Json, JsonPath, RowValue, Through, Timestamp};
 pub use ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, DatePart, Expr, Function, Gives, Hop,
     Join, LockStrength, LockWait, Nulls, Operand, Order, Reached, RowLock, Scalar, SetOp, Takes, TruncUnit,

@@ -1085,6 +1085,34 @@ pub(crate) mod every_type {
         cleanup(schema).await;
     }
 
+    /// A JSON column's values by a path of keys: read as JSON or text, compared with and
+    /// sorted by; `None` where the path leads nowhere.
+    #[tokio::test]
+    async fn json_paths_read_and_filter() {
+        let (pool, schema) = db().await;
+        pool.execute(TABLE, vec![]).await.unwrap();
+        sample().insert(&pool).await.unwrap(); // doc: {"a": [1, 2, {"b": null}]}
+        let (_, (second, first_text, missing)) = EveryType::query()
+            .annotate((
+                EveryType::doc().key("a").key("1").row_value(),
+                EveryType::doc().key("a").key("0").text(),
+                EveryType::doc().key("nope").key("x").row_value(),
+            ))
+            .first(&pool)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second, Some(chakra::serde_json::json!(2)));
+        assert_eq!(first_text.as_deref(), Some("1"));
+        assert_eq!(missing, None);
+        let q = EveryType::query;
+        assert_eq!(q().filter(EveryType::doc().key("a").key("0").text().eq("1")).count(&pool).await.unwrap(), 1);
+        assert_eq!(q().filter(EveryType::doc().key("a").key("0").text().eq("2")).count(&pool).await.unwrap(), 0);
+        let sorted = q().order_by(EveryType::doc().key("a").key("1").row_value().desc()).all(&pool).await.unwrap();
+        assert_eq!(sorted.len(), 1);
+        cleanup(schema).await;
+    }
+
     /// Number functions give the value's own type: f64 in, f64 out; Decimal in, Decimal
     /// out (`round_to` too, which PostgreSQL computes as a `numeric`).
     #[tokio::test]
