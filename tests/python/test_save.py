@@ -170,3 +170,48 @@ async def test_instances_of_another_database_are_written_there() -> None:
     finally:
         other.close()
         chakra.execute_sync("DROP SCHEMA sv_other CASCADE")
+
+
+class TaskQuerySet(chakra.QuerySet["Chore"]):
+    def done(self) -> chakra.QuerySet[Chore]:
+        return self.filter(done__gt=0)
+
+    def titled(self, prefix: str) -> chakra.QuerySet[Chore]:
+        return self.filter(title__startswith=prefix)
+
+
+class OpenManager(chakra.Manager["Chore"]):
+    def still_open(self) -> chakra.QuerySet[Chore]:
+        return self.filter(done=0)
+
+
+class Chore(Model):
+    __tablename__ = "sv_chores"
+    objects = TaskQuerySet.as_manager()
+    id = Field(Integer, primary_key=True)
+    title = Field(String(40))
+    done = Field(Integer, default=0)
+
+
+class Errand(Model):
+    __tablename__ = "sv_errands"
+    objects = OpenManager()
+    id = Field(Integer, primary_key=True)
+    title = Field(String(40))
+    done = Field(Integer, default=0)
+
+
+async def test_custom_querysets_and_managers_chain() -> None:
+    recreate(Chore, Errand)
+    await Chore.objects.bulk_create([Chore(title="wash", done=1), Chore(title="walk"), Chore(title="wax", done=2)])
+    assert await Chore.objects.done().titled("wa").order_by("id").values_list("title", flat=True) == ["wash", "wax"]
+    assert await Chore.objects.titled("wa").filter(id__gt=1).done().count() == 1
+    assert isinstance(Chore.objects.order_by("id").using(chakra.default_database()), TaskQuerySet)
+    await Errand.objects.bulk_create([Errand(title="post"), Errand(title="bank", done=1)])
+    assert await Errand.objects.still_open().values_list("title", flat=True) == ["post"]
+    with pytest.raises(TypeError, match="objects takes a Manager subclass or instance"):
+
+        class Bad(Model):
+            __tablename__ = "sv_bad_manager"
+            objects = 5
+            id = Field(Integer, primary_key=True)

@@ -110,6 +110,8 @@ class ModelOptions:
         self.pk: Field[Any] | None = pks[0] if pks else None
         self.schema: _core.Schema | None = None
         self.manager: Manager[Any] | None = None
+        self.manager_class: type[Manager[Any]] | None = None
+        """The class of ``objects`` (a ``Manager`` subclass), if the model declares one."""
         self.relations: dict[str, Relation | ManyToMany[Any]] = {}
         """The relations by name: those of this model's foreign keys, those back from
         the models referring to it, and its many-to-many ones."""
@@ -220,6 +222,7 @@ class ModelMeta(type):
         table = namespace.get("__tablename__") or _snake_case(name)
         namespace["__tablename__"] = table
         unique_together = [tuple(group) for group in namespace.pop("__unique_together__", ())]
+        manager_class = _manager_class(name, namespace.pop("objects", None), bases)
         indexes = [(group,) if isinstance(group, str) else tuple(group) for group in namespace.pop("__indexes__", ())]
         checks = dict(namespace.pop("__checks__", {}))
         # Inherited from the first model base that has one, as Django's Meta.ordering.
@@ -239,6 +242,7 @@ class ModelMeta(type):
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
         meta = ModelOptions(cls, table, fields, abstract, unique_together)  # type: ignore[arg-type]
         meta.ordering = ordering
+        meta.manager_class = manager_class
         meta.set_indexes(indexes, checks)
         cls._meta = meta  # type: ignore[attr-defined]
         qualname = namespace.get("__qualname__", name)
@@ -285,6 +289,22 @@ class ModelMeta(type):
             for key, pairing in many.items():
                 _bind_many(cls, key, pairing)  # type: ignore[arg-type]
         return cls
+
+
+def _manager_class(model: str, declared: Any, bases: tuple[type, ...]) -> Any:
+    """The ``Manager`` subclass ``objects = ...`` declares (a class or an instance of
+    one), else the one a model base declared, else ``None``."""
+    from .query import Manager
+
+    if declared is None:
+        inherited = (getattr(base, "_meta", None) for base in bases)
+        return next((m.manager_class for m in inherited if isinstance(m, ModelOptions) and m.manager_class), None)
+    manager = declared if isinstance(declared, type) else type(declared)
+    if not issubclass(manager, Manager):
+        raise TypeError(
+            f"{model}.objects takes a Manager subclass or instance (or QuerySet.as_manager()), not {declared!r}"
+        )
+    return manager
 
 
 def _default_sql(model: str, field: Field[Any]) -> str | None:
@@ -538,7 +558,7 @@ class _ManagerDescriptor:
             from .query import Manager
 
             meta.require_schema()
-            meta.manager = Manager(owner)
+            meta.manager = (meta.manager_class or Manager)(owner)
         return meta.manager
 
 

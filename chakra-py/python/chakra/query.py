@@ -532,7 +532,38 @@ class QuerySet(Generic[M]):
         self._prefetch = prefetch
 
     def _clone(self, query: _core.Query) -> QuerySet[M]:
-        return QuerySet(self._model, query, self._db, self._prefetch, self._default_order)
+        return self._chain_class()(self._model, query, self._db, self._prefetch, self._default_order)
+
+    @classmethod
+    def _chain_class(cls) -> type[QuerySet[Any]]:
+        """The class of the querysets refinements make: this one, so a subclass's own
+        methods chain (``Post.objects.filter(...).published()``); a manager's, its
+        queryset class."""
+        return cls
+
+    @classmethod
+    def as_manager(cls) -> type[Manager[Any]]:
+        """A manager class for ``objects`` whose querysets are of this class, with its
+        methods, as Django's ``QuerySet.as_manager()``::
+
+            class PostQuerySet(QuerySet):
+                def published(self):
+                    return self.filter(status="live")
+
+            class Post(Model):
+                objects = PostQuerySet.as_manager()
+                ...
+
+            await Post.objects.published().order_by("-id")
+        """
+        own = {
+            name: value
+            for klass in reversed(cls.__mro__)
+            if issubclass(klass, QuerySet) and klass is not QuerySet and not issubclass(klass, Manager)
+            for name, value in vars(klass).items()
+            if callable(value) and not name.startswith("__")
+        }
+        return type(f"{cls.__name__}Manager", (Manager,), {**own, "_queryset_class": cls, "__slots__": ()})
 
     @property
     def model(self) -> type[M]:
@@ -715,7 +746,8 @@ class QuerySet(Generic[M]):
             if name is not None and name not in names and (many := _many_reach(self._model, name, "order_by")):
                 query = query.reach([(name, *many)])
                 names.append(name)
-        ordered = QuerySet(self._model, query.order_by([_order_spec(self._model, f, names) for f in fields]), self._db)
+        order = query.order_by([_order_spec(self._model, f, names) for f in fields])
+        ordered = self._chain_class()(self._model, order, self._db)
         ordered._prefetch = self._prefetch
         return ordered
 
@@ -752,7 +784,7 @@ class QuerySet(Generic[M]):
 
     def using(self, database: Database) -> QuerySet[M]:
         """Runs on ``database``'s pool, whatever session is current."""
-        return QuerySet(self._model, self._query, database, self._prefetch, self._default_order)
+        return self._chain_class()(self._model, self._query, database, self._prefetch, self._default_order)
 
     def prefetch_related(self, *lookups: str | Prefetch | None) -> QuerySet[M]:
         """Loads the named relations with the rows, as Django's: one more query per
@@ -770,7 +802,7 @@ class QuerySet(Generic[M]):
         ``get``, ``in_bulk`` and ``get_or_create``; ``stream()`` and ``values()`` refuse
         it. An unknown name raises :class:`~chakra.FieldError` here, before any SQL."""
         if lookups == (None,):
-            return QuerySet(self._model, self._query, self._db, (), self._default_order)
+            return self._chain_class()(self._model, self._query, self._db, (), self._default_order)
         merged = {p.key: p for p in self._prefetch}
         for lookup in lookups:
             if isinstance(lookup, str):
@@ -787,7 +819,7 @@ class QuerySet(Generic[M]):
                     raise ValueError(f"{lookup.key!r} is prefetched twice, with two querysets: give it once")
             if seen is None or seen.queryset is None:
                 merged[lookup.key] = lookup
-        return QuerySet(self._model, self._query, self._db, tuple(merged.values()), self._default_order)
+        return self._chain_class()(self._model, self._query, self._db, tuple(merged.values()), self._default_order)
 
     def select_related(self, *names: str | None) -> QuerySet[M]:
         """Loads the rows foreign keys refer to (``"author"``, ``"author__publisher"``)
@@ -2078,9 +2110,31 @@ def _stream_sync(qs: QuerySet[M], batch_size: int | None, fetch: int = _STREAM_C
 
 class Manager(QuerySet[M]):
     """``Model.objects``: the unfiltered queryset, with every terminal available directly
-    (``User.objects.get(id=1)``, ``User.objects.count_sync()``)."""
+    (``User.objects.get(id=1)``, ``User.objects.count_sync()``).
+
+    A model may declare its own: ``objects = PostManager()`` (a subclass, with methods of
+    its own) or ``objects = PostQuerySet.as_manager()``; refinements give querysets of
+    ``_queryset_class``."""
 
     __slots__ = ()
+
+    _queryset_class: type[QuerySet[Any]] = QuerySet
+
+    def __init__(
+        self,
+        model: type[M] | None = None,
+        query: _core.Query | None = None,
+        db: Database | None = None,
+        prefetch: tuple[Prefetch, ...] = (),
+        default_order: bool = False,
+    ) -> None:
+        # `objects = PostManager()` in a class body: the model binds its class later.
+        if model is not None:
+            super().__init__(model, query, db, prefetch, default_order)
+
+    @classmethod
+    def _chain_class(cls) -> type[QuerySet[Any]]:
+        return cls._queryset_class
 
     def raw(self, sql: str, *params: Any) -> RawQuerySet[M]:
         """Instances from raw SQL, as Django's ``Manager.raw()``::
