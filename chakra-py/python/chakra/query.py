@@ -542,9 +542,10 @@ class QuerySet(Generic[M]):
         return cls
 
     @classmethod
-    def as_manager(cls) -> type[Manager[Any]]:
-        """A manager class for ``objects`` whose querysets are of this class, with its
-        methods, as Django's ``QuerySet.as_manager()``::
+    def as_manager(cls) -> Any:
+        """A manager for ``objects`` whose querysets are of this class, with its methods,
+        as Django's ``QuerySet.as_manager()`` (typed ``Any``: a type checker then takes
+        this class's methods on ``Post.objects``)::
 
             class PostQuerySet(QuerySet):
                 def published(self):
@@ -563,7 +564,8 @@ class QuerySet(Generic[M]):
             for name, value in vars(klass).items()
             if callable(value) and not name.startswith("__")
         }
-        return type(f"{cls.__name__}Manager", (Manager,), {**own, "_queryset_class": cls, "__slots__": ()})
+        manager = type(f"{cls.__name__}Manager", (Manager,), {**own, "_queryset_class": cls, "__slots__": ()})
+        return manager()
 
     @property
     def model(self) -> type[M]:

@@ -31,7 +31,20 @@ class Member(Model):
     skills = chakra.ManyToMany(User, related_name="experts")
 
 
+class OpenTasks(chakra.Manager["Task"]):
+    def still_open(self) -> QuerySet[Task]:
+        return self.filter(done=False)
+
+
+class Task(Model):
+    objects = OpenTasks()
+    id = Field(Integer, primary_key=True)
+    done = Field(chakra.Boolean, default=False)
+
+
 async def checks(session: Session) -> None:
+    assert_type(await Task.objects.still_open().count(), int)
+    assert_type(await Task.objects.still_open(), list[Task])
     assert_type(await User.objects.all(), list[User])
     assert_type(await User.objects.filter(name="a"), list[User])
     assert_type(User.objects.filter(name="a").order_by("-id")[:10], QuerySet[User])
