@@ -175,7 +175,8 @@ class ModelOptions:
         for unique, groups in ((True, self.unique_together), (False, self.indexes)):
             for group in groups:
                 columns = [(self.fields[name.lstrip("-")].column or name.lstrip("-"), name.startswith("-")) for name in group]
-                index = _quote("_".join([self.table, *(c for c, _ in columns), "key" if unique else "idx"]))
+                named = (f"{column}_desc" if desc else column for column, desc in columns)
+                index = _quote("_".join([self.table, *named, "key" if unique else "idx"]))
                 listed = ", ".join(_quote(column) + (" DESC" if desc else "") for column, desc in columns)
                 kind = "UNIQUE INDEX" if unique else "INDEX"
                 statements.append(f"CREATE {kind} IF NOT EXISTS {index} ON {table} ({listed})")
