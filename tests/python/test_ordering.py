@@ -78,3 +78,18 @@ async def test_combined_and_subqueries_still_work() -> None:
     assert [w.name for w in await fr.intersection(top).order_by("name")] == ["bob"]
     assert await Essay.objects.filter(writer_id__in=Writer.objects.filter(country="fr")).count() == 3
     assert await Writer.objects.filter(country="fr").update(rank=0) == 2
+
+
+class Piece(Model):
+    __tablename__ = "od_pieces"
+    __ordering__ = ("writer__name", "id")
+    id = Field(Integer, primary_key=True)
+    writer_id = Field(Integer, references=Writer, related_name="pieces")
+
+
+async def test_an_order_across_relations_sorts_and_distinct_leaves_it_out() -> None:
+    recreate(Writer, Essay, Piece)
+    ann, bob = await Writer.objects.bulk_create([Writer(name="bob", rank=1, country="x"), Writer(name="ann", rank=2, country="y")])
+    await Piece.objects.bulk_create([Piece(writer_id=ann.id), Piece(writer_id=bob.id)])
+    assert [p.writer_id for p in await Piece.objects.all()] == [bob.id, ann.id], "by the writer's name"
+    assert len(await Piece.objects.distinct()) == 2

@@ -769,8 +769,11 @@ class QuerySet(Generic[M]):
 
     def distinct(self) -> QuerySet[M]:
         """Each row once (``SELECT DISTINCT``): with ``values``/``values_list``, each
-        combination of the named fields' values once. Ordering must use those fields."""
-        return self._clone(self._query.distinct())
+        combination of the named fields' values once. Ordering must use those fields (the
+        model's default order is left out where it names fields across relations)."""
+        across = self._default_order and any("__" in term for term in self._model._meta.ordering)
+        base = self.order_by() if across else self
+        return base._clone(base._query.distinct())
 
     def limit(self, n: int) -> QuerySet[M]:
         """At most ``n`` rows."""
