@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -322,13 +323,17 @@ def test_schemas_leave_the_clock_and_the_database_their_fields() -> None:
         state = chakra.Field(chakra.String(10), db_default="open")
         opened = chakra.Field(chakra.DateTime(timezone=True), auto_now_add=True)
         seen = chakra.Field(chakra.DateTime(timezone=True), auto_now=True)
+        level = chakra.Field(chakra.Integer, choices=[1, 2, 3], default=1)
 
     create, update, read = schema(Ticket, create=True), schema(Ticket, partial=True), schema(Ticket)
-    assert set(create.model_fields) == {"title", "state"} and not create.model_fields["state"].is_required()
-    assert set(update.model_fields) == {"title", "state"}
-    assert set(read.model_fields) == {"id", "title", "state", "opened", "seen"}
+    assert set(create.model_fields) == {"title", "state", "level"} and not create.model_fields["state"].is_required()
+    assert set(update.model_fields) == {"title", "state", "level"}
+    assert set(read.model_fields) == {"id", "title", "state", "opened", "seen", "level"}
     ticket = create(title="t").to_model()
     assert ticket.state is chakra.DB_DEFAULT
+    assert create.model_json_schema()["properties"]["level"]["enum"] == [1, 2, 3]
+    with pytest.raises(pydantic.ValidationError):
+        create(title="t", level=7)
     assert create(title="t", state="closed").to_model().state == "closed"
 
 

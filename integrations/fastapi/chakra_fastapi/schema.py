@@ -7,7 +7,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Iterable
-from typing import Any, ClassVar, Generic, Optional, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Optional, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -79,7 +79,8 @@ def schema(
       the primary key and the clock's, all optional.
 
     Types follow the column types (``String(100)`` → ``str`` of at most 100 characters,
-    ``Integer`` → a 32-bit ``int``, ``Numeric(10, 2)`` → ``Decimal``, ``UUID`` → ``UUID``…);
+    ``Integer`` → a 32-bit ``int``, ``Numeric(10, 2)`` → ``Decimal``, ``UUID`` → ``UUID``…;
+    a field with ``choices`` takes one of them);
     nullable fields accept ``None``. ``exclude`` leaves fields out (say, a foreign key
     the URL gives). Schemas are made once per model, kind and ``exclude``.
     """
@@ -144,6 +145,9 @@ def _definition(field: fields.Field[Any], kind: str) -> tuple[Any, Any]:
 def _type_of(field: fields.Field[Any]) -> tuple[Any, dict[str, Any]]:
     """The Python type of ``field``'s values and the pydantic constraints of its column."""
     column = field.type
+    if field.choices:
+        # One of them, as the OpenAPI document's enum says.
+        return Literal[field.choices], {}
     python = next((t for cls, t in _PYTHON_TYPES.items() if isinstance(column, cls)), Any)
     constraints: dict[str, Any] = {}
     bounds = next((r for cls, r in _INTEGER_RANGES.items() if isinstance(column, cls)), None)
