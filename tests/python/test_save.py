@@ -215,3 +215,21 @@ async def test_custom_querysets_and_managers_chain() -> None:
             __tablename__ = "sv_bad_manager"
             objects = 5
             id = Field(Integer, primary_key=True)
+
+
+async def test_djangos_async_names_work_as_written() -> None:
+    # As Django's async API spells them.
+    task = await Task.objects.acreate(title="a")
+    assert await Task.objects.acount() == 1 and await Task.objects.aexists()
+    assert (await Task.objects.aget(id=task.id)).title == "a"
+    got, created = await Task.objects.aget_or_create(title="b")
+    assert created and (await Task.objects.order_by("id").alast()) == got
+    await Task.objects.filter(title="b").aupdate(done=2)
+    got.title = "bb"
+    await got.asave()
+    await got.arefresh_from_db()
+    assert (got.title, got.done) == ("bb", 2)
+    assert await Task.objects.values_list("title", flat=True).order_by("title").afirst() == "a"
+    await got.adelete()
+    assert await Task.objects.filter(title="a").adelete() == 1
+    assert await Task.objects.acount() == 0

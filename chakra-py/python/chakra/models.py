@@ -57,6 +57,9 @@ _RESERVED = frozenset(
         "delete_sync",
         "refresh_from_db",
         "refresh_from_db_sync",
+        "asave",
+        "adelete",
+        "arefresh_from_db",
         "DoesNotExist",
         "MultipleObjectsReturned",
     }
@@ -661,6 +664,11 @@ class Model(metaclass=ModelMeta):
     def refresh_from_db_sync(self) -> None:
         _core.refresh(*_refresh_args(self)).wait_sync()
         self._chakra_related = None
+
+    # Django's async names.
+    asave = save
+    adelete = delete
+    arefresh_from_db = refresh_from_db
 
     def __repr__(self) -> str:
         pk = self._meta.pk

@@ -1396,6 +1396,27 @@ class QuerySet(Generic[M]):
     def delete_sync(self) -> int:
         return run_sync(self._delete_steps())
 
+    # Django's names for the awaitable terminals (its async API), so code written for
+    # it runs as it is: `await qs.acount()` is `await qs.count()`.
+    aget = get
+    afirst = first
+    alast = last
+    alatest = latest
+    aearliest = earliest
+    acount = count
+    aexists = exists
+    acontains = contains
+    ain_bulk = in_bulk
+    aaggregate = aggregate
+    acreate = create
+    aget_or_create = get_or_create
+    aupdate_or_create = update_or_create
+    abulk_create = bulk_create
+    abulk_update = bulk_update
+    aupdate = update
+    adelete = delete
+    aexplain = explain
+
     def _delete_steps(self) -> Steps[int]:
         target, identity, session = self._scope()
         if session is not None:
@@ -1783,6 +1804,13 @@ class Values(Generic[T]):
 
     def get_sync(self, *conditions: Q, **lookups: Any) -> T:
         return self._one(self.filter(*conditions, **lookups)[:2].all_sync())
+
+    # Django's async names (see QuerySet's).
+    aget = get
+    afirst = first
+    alast = last
+    acount = count
+    aexists = exists
 
     def _one(self, rows: list[T]) -> T:
         model = self._qs.model
