@@ -26,9 +26,16 @@ class Essay(Model):
     writer_id = Field(Integer, references=Writer, related_name="essays")
 
 
+class Piece(Model):
+    __tablename__ = "od_pieces"
+    __ordering__ = ("writer__name", "id")
+    id = Field(Integer, primary_key=True)
+    writer_id = Field(Integer, references=Writer, related_name="pieces")
+
+
 @pytest.fixture(autouse=True)
 def writers() -> None:
-    recreate(Writer, Essay)
+    recreate(Writer, Essay, Piece)
     ann, bob, _cy = Writer.objects.bulk_create_sync(
         [
             Writer(name="ann", rank=1, country="fr"),
@@ -80,15 +87,10 @@ async def test_combined_and_subqueries_still_work() -> None:
     assert await Writer.objects.filter(country="fr").update(rank=0) == 2
 
 
-class Piece(Model):
-    __tablename__ = "od_pieces"
-    __ordering__ = ("writer__name", "id")
-    id = Field(Integer, primary_key=True)
-    writer_id = Field(Integer, references=Writer, related_name="pieces")
-
-
 async def test_an_order_across_relations_sorts_and_distinct_leaves_it_out() -> None:
-    recreate(Writer, Essay, Piece)
+    await Piece.objects.delete()
+    await Essay.objects.delete()
+    await Writer.objects.delete()
     ann, bob = await Writer.objects.bulk_create([Writer(name="bob", rank=1, country="x"), Writer(name="ann", rank=2, country="y")])
     await Piece.objects.bulk_create([Piece(writer_id=ann.id), Piece(writer_id=bob.id)])
     assert [p.writer_id for p in await Piece.objects.all()] == [bob.id, ann.id], "by the writer's name"
