@@ -64,7 +64,7 @@ impl<V> agg::Of<V> {
         key: Column<N, F>,
         outer: Column<B, K>,
     ) -> Through<B, V> {
-        let hop = Hop { via: outer.name().into(), table: N::TABLE.into(), key: key.name().into() };
+        let hop = Hop::new(outer.name(), N::TABLE, key.name());
         Through { aggregate: self.0, hops: vec![hop], _types: PhantomData }
     }
 }
@@ -82,7 +82,7 @@ impl<B: Model, V> Through<B, V> {
     /// A further step: the rows of `B` whose `key` holds the `outer` column of each row
     /// of `C`.
     pub fn through<F: Matches<K>, C: Model, K>(mut self, key: Column<B, F>, outer: Column<C, K>) -> Through<C, V> {
-        self.hops.insert(0, Hop { via: outer.name().into(), table: B::TABLE.into(), key: key.name().into() });
+        self.hops.insert(0, Hop::new(outer.name(), B::TABLE, key.name()));
         Through { aggregate: self.aggregate, hops: self.hops, _types: PhantomData }
     }
 
@@ -166,7 +166,7 @@ impl<N, T> Column<N, T> {
     where
         N: Model,
     {
-        let hop = Hop { via: by.name().into(), table: N::TABLE.into(), key: key.name().into() };
+        let hop = Hop::new(by.name(), N::TABLE, key.name());
         RowValue::new(Scalar::Operand(Operand::Referred { hops: vec![hop], column: self.name().into() }))
     }
 

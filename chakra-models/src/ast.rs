@@ -798,6 +798,18 @@ pub struct Hop {
     pub via: Ident,
     pub table: Ident,
     pub key: Ident,
+    /// Only the rows of `table` meeting this condition on its columns, where rows reached
+    /// are joined ([`Select::reached`]): what a filter across the same relation asked of
+    /// them (Django's join reuse: `filter(books__title__startswith="a")
+    /// .values("books__title")` gives the matching titles).
+    pub filter: Option<Box<Expr>>,
+}
+
+impl Hop {
+    /// From the previous row's `via` to the rows of `table` whose `key` holds it.
+    pub fn new(via: impl Into<Ident>, table: impl Into<Ident>, key: impl Into<Ident>) -> Self {
+        Hop { via: via.into(), table: table.into(), key: key.into(), filter: None }
+    }
 }
 
 /// A part of a date or time, as Django's transforms name them: a number (`year`,

@@ -660,7 +660,18 @@ impl SqlWriter<'_> {
         self.ident(table);
         for chain in &chains {
             let (hop, from) = chain.split_last().expect("chains have a hop");
-            self.join(" LEFT JOIN ", &hop.table, &alias(chain), &hop.key, (&alias(from), &hop.via));
+            match &hop.filter {
+                None => self.join(" LEFT JOIN ", &hop.table, &alias(chain), &hop.key, (&alias(from), &hop.via)),
+                // Only the rows meeting it, as a table of their own.
+                Some(filter) => {
+                    self.push(" LEFT JOIN (SELECT * FROM ");
+                    self.ident(&hop.table);
+                    self.push(" WHERE ");
+                    self.scoped(&hop.table, |w| w.expr(filter));
+                    self.push(")");
+                    self.joined_as(&alias(chain), &hop.key, (&alias(from), &hop.via));
+                }
+            }
         }
         match name {
             Some(name) => {
@@ -672,9 +683,14 @@ impl SqlWriter<'_> {
     }
 
     /// `<kind> table AS alias ON alias.key = from.column`.
-    fn join(&mut self, kind: &str, table: &Ident, alias: &Ident, key: &Ident, (from, column): (&Ident, &Ident)) {
+    fn join(&mut self, kind: &str, table: &Ident, alias: &Ident, key: &Ident, from: (&Ident, &Ident)) {
         self.push(kind);
         self.ident(table);
+        self.joined_as(alias, key, from);
+    }
+
+    /// ` AS alias ON alias.key = from.column`, after a joined table.
+    fn joined_as(&mut self, alias: &Ident, key: &Ident, (from, column): (&Ident, &Ident)) {
         self.push(" AS ");
         self.ident(alias);
         self.push(" ON ");
@@ -1202,7 +1218,7 @@ mod tests {
                 Scalar::Related {
                     aggregate: books,
                     outer_table: col("authors"),
-                    hops: vec![Hop { via: col("id"), table: col("books"), key: col("author_id") }],
+                    hops: vec![Hop::new(col("id"), col("books"), col("author_id"))],
                 },
             ),
             annotation(
@@ -1299,7 +1315,7 @@ mod tests {
 
     #[test]
     fn rows_order_by_the_rows_their_foreign_keys_lead_to() {
-        let hop = |via, table| Hop { via: col(via), table: col(table), key: col("id") };
+        let hop = |via, table| Hop::new(col(via), col(table), col("id"));
         let publisher_name = Scalar::Operand(Operand::Referred {
             hops: vec![hop("author_id", "authors"), hop("publisher_id", "publishers")],
             column: col("name"),
@@ -1330,8 +1346,8 @@ mod tests {
             value: Value::from(4_i64).into(),
         }));
         let hops = vec![
-            Hop { via: col("id"), table: col("books"), key: col("author_id") },
-            Hop { via: col("id"), table: col("reviews"), key: col("book_id") },
+            Hop::new(col("id"), col("books"), col("author_id")),
+            Hop::new(col("id"), col("reviews"), col("book_id")),
         ];
         let mut s = Select::new("authors", ["id"]);
         s.annotations = vec![Annotation {
@@ -1349,9 +1365,8 @@ mod tests {
 
     #[test]
     fn aggregates_across_relations_run_over_the_rows_joined_to_what_they_reach() {
-        let novels = vec![Hop { via: col("id"), table: col("novels"), key: col("writer_id") }];
-        let chapters =
-            [novels.clone(), vec![Hop { via: col("id"), table: col("chapters"), key: col("novel_id") }]].concat();
+        let novels = vec![Hop::new(col("id"), col("novels"), col("writer_id"))];
+        let chapters = [novels.clone(), vec![Hop::new(col("id"), col("chapters"), col("novel_id"))]].concat();
         let reached =
             |hops: &Vec<Hop>, column, alias| Reached { hops: hops.clone(), column: col(column), alias: col(alias) };
         let of = |function, column: &'static str, alias: &'static str| Aggregate {
@@ -1420,7 +1435,7 @@ mod tests {
     #[test]
     fn rows_selecting_what_relations_reach_come_once_per_row_reached() {
         // Django's values("country", "novels__title").distinct().order_by("novels__title")[:2]
-        let novels = vec![Hop { via: col("id"), table: col("novels"), key: col("writer_id") }];
+        let novels = vec![Hop::new(col("id"), col("novels"), col("writer_id"))];
         let mut s = Select::new("writers", ["country"]);
         s.filter(eq("rank", 1));
         s.reached = vec![Reached { hops: novels, column: col("title"), alias: col("novels__title") }];

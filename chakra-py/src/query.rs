@@ -886,12 +886,20 @@ impl Query {
     /// Joins the rows to those `specs` reach, `(name, hops, field)` each (Django's
     /// `values("books__title")`): a row per row reached, or one with `NULL` where none
     /// is, the field read under its name.
-    fn reach(&self, py: Python<'_>, specs: Vec<(String, Vec<HopSpec<'_>>, String)>) -> PyResult<Query> {
+    /// Joins the rows relations holding many reach (`values("books__title")`): `specs`
+    /// are `(name, hops, field, filters)`, `filters` a `Q` tree or `None` per hop, on the
+    /// rows of that hop's model (what a filter across the same relation asked of them).
+    fn reach(&self, py: Python<'_>, specs: Vec<ReachedSpec<'_>>) -> PyResult<Query> {
         self.uncombined(py, "join the rows relations reach to")?;
         let schema = self.schema.get();
         let mut select = self.select.clone();
-        for (name, path, field) in specs {
-            let (hops, last, field) = hops_to_field(py, schema, &name, &path, &field)?;
+        for (name, path, field, filters) in specs {
+            let (mut hops, last, field) = hops_to_field(py, schema, &name, &path, &field)?;
+            for ((hop, (_, to, _)), filter) in hops.iter_mut().zip(&path).zip(filters) {
+                if let Some(node) = filter {
+                    hop.filter = Some(Box::new(tree(py, to.get(), &[], &node)?));
+                }
+            }
             let column = last.fields[field].column.clone();
             select.reached.push(Reached { hops, column, alias: name.into() });
         }
@@ -2061,6 +2069,9 @@ fn having_condition(
 /// there the key holds.
 type HopSpec<'py> = (String, Bound<'py, Schema>, String);
 
+/// `(name, hops, field, filters)`: rows reached, as [`Query::reach`] takes them.
+type ReachedSpec<'py> = (String, Vec<HopSpec<'py>>, String, Vec<Option<Bound<'py, PyTuple>>>);
+
 /// One term of an ordering (see [`Query::order_by`]).
 fn order_term(
     py: Python<'_>,
@@ -2141,11 +2152,11 @@ fn hops_of<'a>(
     let mut from = schema;
     for (via, to, key) in path {
         let to = to.get();
-        hops.push(Hop {
-            via: from.fields[field_index(py, from, via)?].column.clone(),
-            table: to.table.to_string().into(),
-            key: to.fields[field_index(py, to, key)?].column.clone(),
-        });
+        hops.push(Hop::new(
+            from.fields[field_index(py, from, via)?].column.clone(),
+            to.table.to_string(),
+            to.fields[field_index(py, to, key)?].column.clone(),
+        ));
         from = to;
     }
     if hops.is_empty() {

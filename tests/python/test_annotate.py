@@ -193,6 +193,27 @@ def test_fields_across_relations_in_expressions_are_checked() -> None:
         Novel.objects.annotate(x=Lower("writer__rank"))
 
 
+async def test_a_filter_across_the_relation_picks_the_rows_reached_too() -> None:
+    """As Django reuses the filter's join: ``filter(novels__pages__gt=…)`` then
+    ``values("novels__title")`` gives the matching novels, not every novel of the writers
+    that have one, and aggregates over the novels count those; a filter on another path
+    does not narrow them."""
+    long = Writer.objects.filter(novels__pages__gt=150).order_by("name", "novels__title")
+    assert await long.values_list("name", "novels__title") == [("Ann", "a2"), ("Ben", "b1")]
+    assert await long.values_list("novels__pages", flat=True) == [300, 200]
+    by_name = Writer.objects.filter(name="Ann").order_by("novels__title").values_list("novels__title", flat=True)
+    assert await by_name == ["a1", "a2"]
+    both = Writer.objects.filter(novels__pages__gt=150, novels__title__startswith="a").values_list("novels__title")
+    assert await both == [("a2",)]
+    # Aggregates over those rows count only the ones the filter kept, as Django's.
+    grouped = long.values("name").annotate(n=Count("novels")).order_by("name")
+    assert await grouped == [{"name": "Ann", "n": 1}, {"name": "Ben", "n": 1}]
+    kept = Writer.objects.filter(novels__pages__gt=150)
+    assert [w.n for w in await kept.annotate(n=Count("novels")).order_by("name")] == [1, 1]
+    assert await kept.aggregate(pages=Sum("novels__pages")) == {"pages": 500}
+    assert [w.n for w in await Writer.objects.annotate(n=Count("novels")).order_by("name")] == [2, 1, 0]
+
+
 async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reached() -> None:
     """``values("novels__title")`` joins as Django's does: a row per novel, one with None
     for a writer with none; order, slices, distinct, counts and groups apply to those rows."""

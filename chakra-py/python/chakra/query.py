@@ -290,6 +290,18 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
     return hops, current, "__".join(parts[: len(parts) - len(names)]), names, many
 
 
+def _many_lookups(model: type[Model], lookups: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """``(path, lookup, value)`` for each of ``lookups`` across relations holding many rows
+    (``books__title__startswith``: ``("books", "title__startswith", ...)``)."""
+    for key, value in lookups.items():
+        head = key.split("__")[0]
+        if "__" not in key or head in model._meta.fields or head not in model._meta.relations:
+            continue
+        _, _, path, names, many = _reach(model, key)
+        if many and names:
+            yield path, "__".join(names), value
+
+
 def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] | None:
     """For a field across relations one of which holds many rows (``"books__title"``,
     ``"tags__name"``, ``"author__books"``): the hops to the rows it names and their
@@ -309,12 +321,15 @@ def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] 
     return hops, pk.name if not names or names[0] == "pk" else names[0]
 
 
-def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[Any, ...]:
+def _related_aggregate(
+    model: type[Model], alias: str, agg: Aggregate, joined: tuple[tuple[str, str, Any], ...] = ()
+) -> tuple[Any, ...]:
     """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))``,
     ``Count("books__reviews")`` on ``model``: the aggregate of the rows a chain of
     relations leads to, as the core's annotation spec, its filter's lookups relative to
     the last related model (each of its rows counts once per chain reaching it, as in
-    Django's join)."""
+    Django's join); the rows meet what ``filter()`` asked of that relation's rows
+    (``joined``), as Django's join reuse has them."""
     if isinstance(agg.field, Expression):
         raise chakra_errors.FieldError(
             f"`{alias}`: annotate() aggregates the rows relations lead to; an aggregate of {agg.field!r} "
@@ -331,8 +346,9 @@ def _related_aggregate(model: type[Model], alias: str, agg: Aggregate) -> tuple[
     pk = current._meta.pk
     assert pk is not None, "relations join concrete models"
     condition = None
-    if agg.filter is not None:
-        condition = _relative(agg.filter, path, alias)._tree(current)
+    effective = _joined_filter(agg.filter, path, joined)
+    if effective is not None:
+        condition = _relative(effective, path, alias)._tree(current)
     field = names[0] if names else pk.name
     order = [f"{'-' * name.startswith('-')}{reached}" for name, reached in _reached_order(agg, path, alias)]
     return ("related", hops, agg.function, field, agg.distinct, condition, agg._more(order))
@@ -353,7 +369,19 @@ def _reached_order(agg: Aggregate, path: str, alias: str) -> list[tuple[str, str
     return terms
 
 
-def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSpec:
+def _joined_filter(condition: Q | None, path: str, joined: tuple[tuple[str, str, Any], ...]) -> Q | None:
+    """``condition`` and the lookups ``filter()`` took across the relations of ``path``
+    (Django counts only the rows its join kept), in the model's spelling."""
+    lookups = {f"{path}__{lookup}": value for on, lookup, value in joined if on == path}
+    if not lookups:
+        return condition
+    kept = Q(**lookups)
+    return kept if condition is None else kept & condition
+
+
+def _reached_spec(
+    model: type[Model], alias: str, agg: Aggregate, joined: tuple[tuple[str, str, Any], ...] = ()
+) -> AggregateSpec:
     """An aggregate of the rows of a group, or of all the rows, as the core takes it. One
     across relations (``Count("books")``, ``Sum("books__pages")``) reads a column of the
     rows they lead to, joined to each row as Django joins them (each row counting once
@@ -371,7 +399,8 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
     pk = last._meta.pk
     assert pk is not None, "relations join concrete models"
     columns = [(agg.field, names[0] if names else pk.name)]
-    for key in _lookup_keys(agg.filter) if agg.filter is not None else []:
+    effective = _joined_filter(agg.filter, path, joined)
+    for key in _lookup_keys(effective) if effective is not None else []:
         if key.startswith(f"{path}__"):
             field = key[len(path) + 2 :].split("__")[0]
             if field not in last._meta.fields and field != "pk":
@@ -390,7 +419,7 @@ def _reached_spec(model: type[Model], alias: str, agg: Aggregate) -> AggregateSp
         if reached not in columns:
             columns.append(reached)
         order.append(term)
-    tree = agg.filter._tree(model, [a for a, _ in columns]) if agg.filter is not None else None
+    tree = effective._tree(model, [a for a, _ in columns]) if effective is not None else None
     return (alias, agg.function, ("reach", hops, columns), agg.distinct, tree, agg._more(order))
 
 
@@ -508,7 +537,7 @@ class QuerySet(Generic[M]):
     """A query over ``model``'s table. Refinements return new querysets; ``await qs``
     runs it and returns the list of instances."""
 
-    __slots__ = ("_db", "_default_order", "_model", "_prefetch", "_query")
+    __slots__ = ("_db", "_default_order", "_joined_lookups", "_model", "_prefetch", "_query")
 
     def __init__(
         self,
@@ -519,6 +548,10 @@ class QuerySet(Generic[M]):
         default_order: bool = False,
     ) -> None:
         self._model = model
+        self._joined_lookups: tuple[tuple[str, str, Any], ...] = ()
+        """``(path, lookup, value)`` of the lookups ``filter()`` took across relations
+        holding many rows, which rows those relations reach for ``values()`` meet too, as
+        Django's join does."""
         self._default_order = default_order
         """Whether its order is the model's ``__ordering__``, which grouped and distinct
         values leave out (as Django's ``Meta.ordering``)."""
@@ -532,7 +565,21 @@ class QuerySet(Generic[M]):
         self._prefetch = prefetch
 
     def _clone(self, query: _core.Query) -> QuerySet[M]:
-        return self._chain_class()(self._model, query, self._db, self._prefetch, self._default_order)
+        return self._carry(self._chain_class()(self._model, query, self._db, self._prefetch, self._default_order))
+
+    def _carry(self, made: QuerySet[M]) -> QuerySet[M]:
+        """``made``, a queryset derived from this one, with what this one remembers."""
+        made._joined_lookups = self._joined_lookups
+        return made
+
+    def _reached(self, name: str, hops: Hops, field: str) -> tuple[str, Hops, str, list[Any]]:
+        """The rows ``name`` reaches across relations holding many rows, as the core's
+        ``reach`` takes them: the last hop's rows meeting what ``filter()`` asked of that
+        relation's rows (Django reuses that join)."""
+        _, last, path, _, _ = _reach(self._model, name)
+        lookups = {lookup: value for on, lookup, value in self._joined_lookups if on == path}
+        last_filter = Q(**lookups)._tree(last) if lookups else None
+        return (name, hops, field, [None] * (len(hops) - 1) + [last_filter])
 
     @classmethod
     def _chain_class(cls) -> type[QuerySet[Any]]:
@@ -601,7 +648,9 @@ class QuerySet(Generic[M]):
         """
         if not conditions and not lookups:
             return self._clone(self._query)
-        return self._clone(self._query.filter(self._q(conditions, lookups), False))
+        filtered = self._clone(self._query.filter(self._q(conditions, lookups), False))
+        filtered._joined_lookups += tuple(_many_lookups(self._model, lookups))
+        return filtered
 
     def only(self, *fields: str) -> QuerySet[M]:
         """Instances with only ``fields`` (and the primary key) loaded: Django's
@@ -718,7 +767,7 @@ class QuerySet(Generic[M]):
             elif isinstance(value, Trunc):
                 specs.append((alias, value._spec))
             elif isinstance(value, Aggregate):
-                specs.append((alias, _related_aggregate(self._model, alias, value)))
+                specs.append((alias, _related_aggregate(self._model, alias, value, self._joined_lookups)))
             else:
                 raise TypeError(
                     f"annotate() takes aggregates (Count, Sum, …), F, functions, Case or Trunc; got {alias}={value!r}"
@@ -746,10 +795,10 @@ class QuerySet(Generic[M]):
         for spec in fields:
             name = spec.lstrip("-+") if isinstance(spec, str) else None
             if name is not None and name not in names and (many := _many_reach(self._model, name, "order_by")):
-                query = query.reach([(name, *many)])
+                query = query.reach([self._reached(name, *many)])
                 names.append(name)
         order = query.order_by([_order_spec(self._model, f, names) for f in fields])
-        ordered = self._chain_class()(self._model, order, self._db)
+        ordered = self._carry(self._chain_class()(self._model, order, self._db))
         ordered._prefetch = self._prefetch
         return ordered
 
@@ -789,7 +838,7 @@ class QuerySet(Generic[M]):
 
     def using(self, database: Database) -> QuerySet[M]:
         """Runs on ``database``'s pool, whatever session is current."""
-        return self._chain_class()(self._model, self._query, database, self._prefetch, self._default_order)
+        return self._carry(self._chain_class()(self._model, self._query, database, self._prefetch, self._default_order))
 
     def prefetch_related(self, *lookups: str | Prefetch | None) -> QuerySet[M]:
         """Loads the named relations with the rows, as Django's: one more query per
@@ -807,7 +856,7 @@ class QuerySet(Generic[M]):
         ``get``, ``in_bulk`` and ``get_or_create``; ``stream()`` and ``values()`` refuse
         it. An unknown name raises :class:`~chakra.FieldError` here, before any SQL."""
         if lookups == (None,):
-            return self._chain_class()(self._model, self._query, self._db, (), self._default_order)
+            return self._carry(self._chain_class()(self._model, self._query, self._db, (), self._default_order))
         merged = {p.key: p for p in self._prefetch}
         for lookup in lookups:
             if isinstance(lookup, str):
@@ -824,7 +873,9 @@ class QuerySet(Generic[M]):
                     raise ValueError(f"{lookup.key!r} is prefetched twice, with two querysets: give it once")
             if seen is None or seen.queryset is None:
                 merged[lookup.key] = lookup
-        return self._chain_class()(self._model, self._query, self._db, tuple(merged.values()), self._default_order)
+        return self._carry(
+            self._chain_class()(self._model, self._query, self._db, tuple(merged.values()), self._default_order)
+        )
 
     def select_related(self, *names: str | None) -> QuerySet[M]:
         """Loads the rows foreign keys refer to (``"author"``, ``"author__publisher"``)
@@ -1128,7 +1179,7 @@ class QuerySet(Generic[M]):
                 raise TypeError(f"aggregate() takes aggregates (Count, Sum, Avg, Min, Max, …), got {agg!r}")
         named = {agg.default_alias: agg for agg in args}
         named.update(kwargs)
-        return [_reached_spec(self._model, alias, agg) for alias, agg in named.items()]
+        return [_reached_spec(self._model, alias, agg, self._joined_lookups) for alias, agg in named.items()]
 
     async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
         """Aggregates over the matching rows, as a dict by name::
@@ -1613,7 +1664,7 @@ class Values(Generic[T]):
         taken = [*qs._query.annotation_names, *qs._query.reached_names]
         relations = qs.model._meta.relations
         computed: list[tuple[str, Any]] = []
-        reached: list[tuple[str, Hops, str]] = []
+        reached: list[tuple[str, Hops, str, list[Any]]] = []
         for name in fields:
             if name in taken:
                 continue
@@ -1625,7 +1676,7 @@ class Values(Generic[T]):
             elif relation is not None and not relation.many and name not in qs.model._meta.fields:
                 computed.append((name, ("field", relation.field.name)))
             elif (many := _many_reach(qs.model, name, method)) is not None:
-                reached.append((name, *many))
+                reached.append(qs._reached(name, *many))
             elif (spec := _named_spec(qs.model, name, method)) is not None:
                 computed.append((name, spec))
         if computed:
