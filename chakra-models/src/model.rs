@@ -522,7 +522,7 @@ fn inserted_fields<M: Model>() -> impl Iterator<Item = (usize, &'static FieldInf
     M::FIELDS.iter().enumerate().filter(|(i, f)| !(f.generated && *i == M::PRIMARY_KEY))
 }
 
-fn columns<M: Model>() -> Vec<Ident> {
+pub(crate) fn columns<M: Model>() -> Vec<Ident> {
     M::FIELDS.iter().map(|f| f.column.clone()).collect()
 }
 

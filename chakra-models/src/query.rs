@@ -18,7 +18,7 @@ use crate::column::{agg, Column, Numeric, Ordered};
 use crate::compile;
 use crate::dialect::Postgres;
 use crate::lookup;
-use crate::model::{not_found, Model};
+use crate::model::{columns, not_found, Model};
 
 /// A query returning rows of `M`. Each refinement returns a new query.
 pub struct Query<M> {
@@ -278,25 +278,49 @@ impl<M: Model> Query<M> {
     /// Sets `assignments` on every matching row; returns how many changed. Limit, offset
     /// and order do not apply.
     pub async fn update<Q: Queryable>(&self, db: &Q, assignments: Vec<Assignment>) -> Result<u64> {
+        let request = self.update_request(assignments, false)?;
+        db.run(request).await?.rows_affected()
+    }
+
+    /// [`update`](Self::update), reading the changed rows back as stored (`RETURNING`),
+    /// in one statement: what a concurrent writer left and this update made of them.
+    pub async fn update_returning<Q: Queryable>(&self, db: &Q, assignments: Vec<Assignment>) -> Result<Vec<M>> {
+        let request = self.update_request(assignments, true)?;
+        db.run(request).await?.into_rows()?.iter().map(M::from_row).collect()
+    }
+
+    fn update_request(&self, assignments: Vec<Assignment>, returning: bool) -> Result<Request> {
         if assignments.is_empty() {
             return Err(Error::new(ErrorKind::Usage, "update needs at least one column to set"));
         }
         standalone(&self.select)?;
         let filter = self.select.conditions();
-        let update = Update { table: self.select.table.clone(), set: assignments, filter, returning: Vec::new() };
-        let request =
-            Request::labelled(compile::update(&Postgres, &update), Mode::Execute, M::statements().labels("UPDATE"));
-        db.run(request).await?.rows_affected()
+        let returning = if returning { columns::<M>() } else { Vec::new() };
+        let update = Update { table: self.select.table.clone(), set: assignments, filter, returning };
+        let mode = if update.returning.is_empty() { Mode::Execute } else { Mode::All };
+        Ok(Request::labelled(compile::update(&Postgres, &update), mode, M::statements().labels("UPDATE")))
     }
 
     /// Deletes every matching row; returns how many.
     pub async fn delete<Q: Queryable>(&self, db: &Q) -> Result<u64> {
+        let request = self.delete_request(false)?;
+        db.run(request).await?.rows_affected()
+    }
+
+    /// [`delete`](Self::delete), reading the deleted rows back as they were
+    /// (`RETURNING`), in one statement: a queue's worker taking its jobs.
+    pub async fn delete_returning<Q: Queryable>(&self, db: &Q) -> Result<Vec<M>> {
+        let request = self.delete_request(true)?;
+        db.run(request).await?.into_rows()?.iter().map(M::from_row).collect()
+    }
+
+    fn delete_request(&self, returning: bool) -> Result<Request> {
         standalone(&self.select)?;
         let filter = self.select.conditions();
-        let delete = Delete { table: self.select.table.clone(), filter, returning: Vec::new() };
-        let request =
-            Request::labelled(compile::delete(&Postgres, &delete), Mode::Execute, M::statements().labels("DELETE"));
-        db.run(request).await?.rows_affected()
+        let returning = if returning { columns::<M>() } else { Vec::new() };
+        let mode = if returning.is_empty() { Mode::Execute } else { Mode::All };
+        let delete = Delete { table: self.select.table.clone(), filter, returning };
+        Ok(Request::labelled(compile::delete(&Postgres, &delete), mode, M::statements().labels("DELETE")))
     }
 
     /// Matching rows as a stream, decoded as they arrive from the server; memory stays

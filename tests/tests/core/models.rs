@@ -876,6 +876,30 @@ async fn insert_many_writes_every_row_or_none() {
     cleanup(schema).await;
 }
 
+/// `update_returning` and `delete_returning` read the rows they changed back, in the one
+/// statement.
+#[tokio::test]
+async fn updates_and_deletes_read_their_rows_back() {
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let mut raised = User::query()
+        .filter(User::is_active().eq(true))
+        .update_returning(&pool, vec![User::rank().set(User::rank() + 100)])
+        .await
+        .unwrap();
+    raised.sort_by_key(|u| u.id);
+    assert_eq!(
+        raised.iter().map(|u| (u.name.as_str(), u.rank)).collect::<Vec<_>>(),
+        [("alice", 103), ("bob", 101), (r"50%_off\deal", 104)]
+    );
+    let gone = User::query().filter(User::rank().gt(102)).delete_returning(&pool).await.unwrap();
+    assert_eq!(names(&gone), vec![r"50%_off\deal", "alice"]);
+    assert_eq!(User::query().count(&pool).await.unwrap(), 2);
+    let none = User::query().filter(User::id().lt(0_i64)).delete_returning(&pool).await.unwrap();
+    assert!(none.is_empty());
+    cleanup(schema).await;
+}
+
 mod stored_enums {
     use super::*;
     use chakra::SqlEnum;
