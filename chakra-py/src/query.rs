@@ -883,6 +883,14 @@ impl Query {
         self.select.reached.iter().map(|r| r.alias.to_string()).collect()
     }
 
+    /// This query without the joins to the rows `names` reach (to join them again, as a
+    /// later filter asks).
+    fn unreached(&self, py: Python<'_>, names: Vec<String>) -> Query {
+        let mut select = self.select.clone();
+        select.reached.retain(|r| !names.iter().any(|name| r.alias == name.as_str()));
+        self.derive(py, select)
+    }
+
     /// Joins the rows to those `specs` reach, `(name, hops, field)` each (Django's
     /// `values("books__title")`): a row per row reached, or one with `NULL` where none
     /// is, the field read under its name.

@@ -212,6 +212,10 @@ async def test_a_filter_across_the_relation_picks_the_rows_reached_too() -> None
     assert [w.n for w in await kept.annotate(n=Count("novels")).order_by("name")] == [1, 1]
     assert await kept.aggregate(pages=Sum("novels__pages")) == {"pages": 500}
     assert [w.n for w in await Writer.objects.annotate(n=Count("novels")).order_by("name")] == [2, 1, 0]
+    # A filter after values() keeps the joined rows it matches, too.
+    after = Writer.objects.order_by("name", "novels__title").values_list("name", "novels__title")
+    assert await after.filter(novels__pages__gt=150) == [("Ann", "a2"), ("Ben", "b1")]
+    assert await after.filter(name="Ann") == [("Ann", "a1"), ("Ann", "a2")]
 
 
 async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reached() -> None:

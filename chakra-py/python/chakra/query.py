@@ -1730,6 +1730,12 @@ class Values(Generic[T]):
         on_groups = {k: v for k, v in lookups.items() if any(k == a or k.startswith(f"{a}__") for a in aliases)}
         rows = {k: v for k, v in lookups.items() if k not in on_groups}
         qs = self._qs.filter(*conditions, **rows) if conditions or rows else self._qs
+        # The rows a field of these values reaches across the filtered relation are
+        # joined again, to the rows the filter keeps (as a filter before values()).
+        paths = {path for path, _, _ in _many_lookups(qs.model, rows)}
+        again = [name for name in self._fields if name in qs._query.reached_names and _reach(qs.model, name)[2] in paths]
+        if again:
+            qs = qs._clone(qs._query.unreached(again))
         return self._with(qs, having=[*(self._having or []), *on_groups.items()])
 
     def exclude(self, *conditions: Q | Exists, **lookups: Any) -> Values[T]:
