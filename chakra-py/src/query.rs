@@ -1282,6 +1282,10 @@ impl Query {
             ));
         }
         let target = Target::extract(target)?;
+        if terminal == Some("stream") {
+            let request = self.request(&select, Mode::Stream);
+            return Ok(cursor_op(target, request, Reader::Values { names, columns, shape, reads }));
+        }
         if let Some(terminal) = terminal {
             // The order matters only to a window's rows.
             if select.limit.is_none() && select.offset.is_none() {
@@ -1327,11 +1331,8 @@ impl Query {
     ) -> PyResult<Op> {
         let target = Target::extract(target)?;
         let request = self.rows_request(py, &self.select, Mode::Stream)?;
-        let loader = Arc::new(self.loader(py, &self.select, identity, joined)?);
-        Ok(op(async move { target.run(request, false).await?.into_stream() }, move |py, rows| {
-            let cursor = Cursor { rows: Arc::new(Mutex::new(Some(rows))), loader };
-            Ok(Py::new(py, cursor)?.into_any())
-        }))
+        let reader = Reader::Instances(self.loader(py, &self.select, identity, joined)?);
+        Ok(cursor_op(target, request, reader))
     }
 
     /// Loads the relation `path` (one holding a row at most) in this query's statement:
@@ -2235,6 +2236,16 @@ fn shape_rows<'py>(
     Ok(list)
 }
 
+/// The op opening a server-side stream of `request`'s rows, resolving to a [`Cursor`]
+/// reading them with `reader`.
+fn cursor_op(target: Target, request: Request, reader: Reader) -> Op {
+    let reader = Arc::new(reader);
+    op(async move { target.run(request, false).await?.into_stream() }, move |py, rows| {
+        let cursor = Cursor { rows: Arc::new(Mutex::new(Some(rows))), reader };
+        Ok(Py::new(py, cursor)?.into_any())
+    })
+}
+
 /// What a name given to `values()` picks: a field, or an annotation (by index).
 enum Pick {
     Field(usize),
@@ -2243,14 +2254,38 @@ enum Pick {
     Reached(usize),
 }
 
-/// An open server-side stream of model rows, read in chunks.
+/// An open server-side stream of rows, read in chunks: as model instances, or as
+/// `values()` rows.
 ///
 /// The stream holds its connection until it is exhausted or closed; dropping it early
 /// cancels the statement and discards the connection (see `chakra_service::executor`).
 #[pyclass(module = "chakra._core", frozen)]
 pub(crate) struct Cursor {
     rows: Arc<Mutex<Option<RowStream>>>,
-    loader: Arc<Loader>,
+    reader: Arc<Reader>,
+}
+
+/// How a [`Cursor`]'s rows become Python values.
+enum Reader {
+    Instances(Loader),
+    /// As `values()` shapes its rows (see [`shape_rows`]).
+    Values {
+        names: Vec<Py<PyString>>,
+        columns: Vec<usize>,
+        shape: String,
+        reads: Vec<(usize, Read)>,
+    },
+}
+
+impl Reader {
+    fn read(&self, py: Python<'_>, rows: &[chakra::Row]) -> PyResult<Py<PyAny>> {
+        Ok(match self {
+            Reader::Instances(loader) => loader.all(py, rows)?.into_any().unbind(),
+            Reader::Values { names, columns, shape, reads } => {
+                shape_rows(py, rows, names, columns, shape, reads)?.into_any().unbind()
+            }
+        })
+    }
 }
 
 #[pymethods]
@@ -2259,7 +2294,7 @@ impl Cursor {
     fn next(&self, size: usize) -> Op {
         let rows = self.rows.clone();
         let size = size.max(1);
-        let loader = self.loader.clone();
+        let reader = self.reader.clone();
         op(
             async move {
                 let mut guard = rows.lock().await;
@@ -2279,7 +2314,7 @@ impl Cursor {
                 }
                 Ok(chunk)
             },
-            move |py, chunk| Ok(loader.all(py, &chunk)?.into_any().unbind()),
+            move |py, chunk| reader.read(py, &chunk),
         )
     }
 

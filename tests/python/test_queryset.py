@@ -801,3 +801,17 @@ def test_foreign_key_declarations_are_checked() -> None:
         # Out of the declared models, so a create_all() of them all is not refused.
         for model in (Egg, Hen):
             chakra.models._REGISTRY.remove(model)
+
+
+async def test_values_stream_as_they_arrive() -> None:
+    await Author.objects.bulk_create(Author(name=f"v{i}", age=i) for i in range(1200))
+    many = Author.objects.filter(name__startswith="v").order_by("age")
+    assert [row["age"] async for row in many.values("age")] == list(range(1200))
+    assert [age async for age in many.values_list("age", flat=True).aiterator(chunk_size=100)] == list(range(1200))
+    sizes = [len(b) async for b in many.values_list("name", "age").stream(batch_size=500)]
+    assert sizes == [500, 500, 200]
+    named = [row.age for row in many.values_list("age", named=True).iterator(chunk_size=7)]
+    assert named == list(range(1200))
+    groups = Author.objects.filter(name__startswith="v").values("is_active").annotate(n=Count("id"))
+    assert [g async for g in groups] == await groups
+    assert [len(b) for b in many.values_list("age").stream_sync(batch_size=1000)] == [1000, 200]

@@ -1862,6 +1862,37 @@ class Values(Generic[T]):
     def get_sync(self, *conditions: Q, **lookups: Any) -> T:
         return self._one(self.filter(*conditions, **lookups)[:2].all_sync())
 
+    def stream(self, batch_size: int | None = None) -> Any:
+        """The rows as they arrive from the server, for ``async for`` (lists of
+        ``batch_size`` rows with one): memory stays bounded whatever their number, as
+        ``QuerySet.stream``'s."""
+        if batch_size is None:
+            return RowStream(self._qs, _STREAM_CHUNK, self)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        return BatchStream(self._qs, batch_size, self)
+
+    def stream_sync(self, batch_size: int | None = None) -> Iterator[Any]:
+        """``stream`` for a plain ``for`` loop (blocking)."""
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        return _stream_sync(self._qs, batch_size, values=self)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self.stream().__aiter__()  # type: ignore[no-any-return]
+
+    def aiterator(self, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[T]:
+        """Django's name for :meth:`stream`, ``chunk_size`` rows fetched at a time."""
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        return RowStream(self._qs, chunk_size, self).__aiter__()
+
+    def iterator(self, chunk_size: int = _STREAM_CHUNK) -> Iterator[T]:
+        """Django's name for :meth:`stream_sync`, ``chunk_size`` rows fetched at a time."""
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        return _stream_sync(self._qs, None, chunk_size, self)
+
     # Django's async names (see QuerySet's).
     aget = get
     afirst = first
@@ -2112,11 +2143,13 @@ def _found(model: type[M], obj: M | None) -> M:
 
 
 class _Stream(Generic[M]):
-    __slots__ = ("_cursor", "_done", "_qs", "_size")
+    __slots__ = ("_cursor", "_done", "_qs", "_size", "_values")
 
-    def __init__(self, qs: QuerySet[M], size: int) -> None:
+    def __init__(self, qs: QuerySet[Any], size: int, values: Values[Any] | None = None) -> None:
         self._qs = qs
         self._size = size
+        self._values = values
+        """Streams these values' rows, not the queryset's instances."""
         self._cursor: _core.Cursor | None = None
         self._done = False
 
@@ -2127,13 +2160,12 @@ class _Stream(Generic[M]):
             target, identity, session = self._qs._scope()
             if session is not None:
                 await session._autoflush()
-            query = self._qs._query
-            self._cursor = await query.stream(target, identity, _joined_maps(query, session))
-        chunk: list[M] = await self._cursor.next(self._size)
+            self._cursor = await _open_cursor(self._qs, self._values, target, identity, session)
+        chunk: list[Any] = await self._cursor.next(self._size)
         if len(chunk) < self._size:
             self._done = True
             self._cursor = None
-        return chunk
+        return self._values._rows(chunk) if self._values is not None else chunk
 
     async def aclose(self) -> None:
         """Stops early: the statement is cancelled and the connection cleaned."""
@@ -2148,8 +2180,8 @@ class RowStream(_Stream[M]):
 
     __slots__ = ("_buffer",)
 
-    def __init__(self, qs: QuerySet[M], size: int) -> None:
-        super().__init__(qs, size)
+    def __init__(self, qs: QuerySet[Any], size: int, values: Values[Any] | None = None) -> None:
+        super().__init__(qs, size, values)
         self._buffer: deque[M] = deque()
 
     def __aiter__(self) -> RowStream[M]:
@@ -2177,16 +2209,27 @@ class BatchStream(_Stream[M]):
         return chunk
 
 
-def _stream_sync(qs: QuerySet[M], batch_size: int | None, fetch: int = _STREAM_CHUNK) -> Iterator[Any]:
-    """The rows of ``qs`` (lists of ``batch_size`` with one), ``fetch`` at a time."""
+def _open_cursor(qs: QuerySet[Any], values: Values[Any] | None, target: Any, identity: Any, session: Any) -> _core.Op:
+    """The op opening a server-side stream of ``qs``'s instances, or of ``values``'s rows."""
+    if values is not None:
+        return values._op(target, "stream")
+    return qs._query.stream(target, identity, _joined_maps(qs._query, session))
+
+
+def _stream_sync(
+    qs: QuerySet[Any], batch_size: int | None, fetch: int = _STREAM_CHUNK, values: Values[Any] | None = None
+) -> Iterator[Any]:
+    """The rows of ``qs`` (of ``values`` if given; lists of ``batch_size`` with one),
+    ``fetch`` at a time."""
     size = batch_size or fetch
     target, identity, session = qs._scope()
     if session is not None:
         session._autoflush_sync()
-    cursor = qs._query.stream(target, identity, _joined_maps(qs._query, session)).wait_sync()
+    cursor = _open_cursor(qs, values, target, identity, session).wait_sync()
     try:
         while True:
-            chunk = cursor.next(size).wait_sync()
+            fetched = cursor.next(size).wait_sync()
+            chunk = values._rows(fetched) if values is not None else fetched
             if batch_size is not None:
                 if chunk:
                     yield chunk
