@@ -815,3 +815,14 @@ async def test_values_stream_as_they_arrive() -> None:
     groups = Author.objects.filter(name__startswith="v").values("is_active").annotate(n=Count("id"))
     assert [g async for g in groups] == await groups
     assert [len(b) for b in many.values_list("age").stream_sync(batch_size=1000)] == [1000, 200]
+
+
+def test_a_queryset_has_no_truth_value_or_length_of_its_own() -> None:
+    with pytest.raises(TypeError, match=re.escape("ask `await qs.exists()`")):
+        bool(Author.objects.filter(name="nobody"))
+    with pytest.raises(TypeError, match=re.escape("ask `await qs.count()`")):
+        len(Author.objects.all())
+    with pytest.raises(TypeError, match=re.escape("ask `await values.exists()`")):
+        if Author.objects.values("name"):
+            pass
+    assert Author.objects.filter(name="nobody").exists_sync() is False

@@ -124,7 +124,7 @@ class ManyToMany(Generic[T]):
         wanted = list(dict.fromkeys(getattr(pair, self.target_field) for pair in pairs))
         found: list[Any] = []
         if wanted:
-            rows = (queryset or QuerySet(self.target)).filter(pk__in=wanted)
+            rows = (queryset if queryset is not None else QuerySet(self.target)).filter(pk__in=wanted)
             if not rows._query.ordered:
                 rows = rows.order_by("pk")
             found = yield from rows._load_steps(rows._query.all)

@@ -1019,6 +1019,16 @@ class QuerySet(Generic[M]):
     def __await__(self) -> Generator[Any, None, list[M]]:
         return self._fetch().__await__()
 
+    def __bool__(self) -> bool:
+        # Django's `if qs:` runs the query; here that is an await, which truth cannot do,
+        # and a queryset that is always true would hide the mistake.
+        raise TypeError(
+            "a queryset has no truth value of its own: ask `await qs.exists()` (or `qs.exists_sync()`)"
+        )
+
+    def __len__(self) -> int:
+        raise TypeError("a queryset has no len(): ask `await qs.count()`, or len() of `await qs`")
+
     async def _fetch(self) -> list[M]:
         return await self._load(self._query.all)  # type: ignore[no-any-return]
 
@@ -1881,6 +1891,12 @@ class Values(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         return self.stream().__aiter__()  # type: ignore[no-any-return]
 
+    def __bool__(self) -> bool:
+        raise TypeError("values have no truth value of their own: ask `await values.exists()`")
+
+    def __len__(self) -> int:
+        raise TypeError("values have no len(): ask `await values.count()`, or len() of `await values`")
+
     def aiterator(self, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[T]:
         """Django's name for :meth:`stream`, ``chunk_size`` rows fetched at a time."""
         if chunk_size < 1:
@@ -2106,7 +2122,8 @@ def _prefetch_steps(
                 related = relation.target
                 pk = related._meta.pk
                 assert pk is not None, "relations join concrete models"
-                qs = (node.queryset or QuerySet(related)).filter(**{f"{relation.target_key}__in": keys})
+                base = node.queryset if node.queryset is not None else QuerySet(related)
+                qs = base.filter(**{f"{relation.target_key}__in": keys})
                 query = qs._query if qs._query.ordered else qs.order_by(pk.name)._query
                 identity = session._identity_map(related) if session is not None else None
                 found = yield query.all(target, identity, _joined_maps(query, session))
