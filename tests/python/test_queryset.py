@@ -826,3 +826,8 @@ def test_a_queryset_has_no_truth_value_or_length_of_its_own() -> None:
         if Author.objects.values("name"):
             pass
     assert Author.objects.filter(name="nobody").exists_sync() is False
+    with pytest.raises(TypeError, match=re.escape("read with `async for obj in qs`")):
+        for _ in Author.objects.all():
+            pass
+    with pytest.raises(TypeError, match=re.escape("read with `async for row in values`")):
+        list(Author.objects.values("name"))

@@ -28,7 +28,7 @@ import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from . import _core
 from .aggregates import Aggregate, AggregateSpec
@@ -1029,6 +1029,13 @@ class QuerySet(Generic[M]):
     def __len__(self) -> int:
         raise TypeError("a queryset has no len(): ask `await qs.count()`, or len() of `await qs`")
 
+    def __iter__(self) -> NoReturn:
+        # Django's `for obj in qs` runs the query; here that is an await.
+        raise TypeError(
+            "a queryset is read with `async for obj in qs` (or `await qs` for the list); "
+            "blocking code iterates `qs.iterator()` or `qs.all_sync()`"
+        )
+
     async def _fetch(self) -> list[M]:
         return await self._load(self._query.all)  # type: ignore[no-any-return]
 
@@ -1896,6 +1903,12 @@ class Values(Generic[T]):
 
     def __len__(self) -> int:
         raise TypeError("values have no len(): ask `await values.count()`, or len() of `await values`")
+
+    def __iter__(self) -> NoReturn:
+        raise TypeError(
+            "values are read with `async for row in values` (or `await values` for the list); "
+            "blocking code iterates `values.iterator()` or `values.all_sync()`"
+        )
 
     def aiterator(self, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[T]:
         """Django's name for :meth:`stream`, ``chunk_size`` rows fetched at a time."""
