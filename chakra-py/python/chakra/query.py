@@ -564,11 +564,22 @@ class QuerySet(Generic[M]):
         self._db = db
         self._prefetch = prefetch
 
-    def _clone(self, query: _core.Query) -> QuerySet[M]:
-        return self._carry(self._chain_class()(self._model, query, self._db, self._prefetch, self._default_order))
-
-    def _carry(self, made: QuerySet[M]) -> QuerySet[M]:
-        """``made``, a queryset derived from this one, with what this one remembers."""
+    def _clone(
+        self,
+        query: _core.Query | None = None,
+        *,
+        prefetch: tuple[Prefetch, ...] | None = None,
+        default_order: bool | None = None,
+    ) -> QuerySet[M]:
+        """A queryset derived from this one, of its chain class: ``query`` and the
+        ``prefetch`` and ``default_order`` given, the rest as this one has them."""
+        made = self._chain_class()(
+            self._model,
+            self._query if query is None else query,
+            self._db,
+            self._prefetch if prefetch is None else prefetch,
+            self._default_order if default_order is None else default_order,
+        )
         made._joined_lookups = self._joined_lookups
         return made
 
@@ -622,7 +633,7 @@ class QuerySet(Generic[M]):
 
     def all(self) -> QuerySet[M]:
         """This queryset (await it for the list of rows)."""
-        return self._clone(self._query)
+        return self._clone()
 
     def none(self) -> QuerySet[M]:
         """A queryset matching no row, as Django's: for code that must return a queryset
@@ -647,7 +658,7 @@ class QuerySet(Generic[M]):
         ``Author.objects.filter(books__title__startswith="b")``.
         """
         if not conditions and not lookups:
-            return self._clone(self._query)
+            return self._clone()
         filtered = self._clone(self._query.filter(self._q(conditions, lookups), False))
         filtered._joined_lookups += tuple(_many_lookups(self._model, lookups))
         return filtered
@@ -777,7 +788,7 @@ class QuerySet(Generic[M]):
     def exclude(self, *conditions: Q | Exists, **lookups: Any) -> QuerySet[M]:
         """Rows not matching the conditions (rows where they are unknown, i.e. NULL, are kept)."""
         if not conditions and not lookups:
-            return self._clone(self._query)
+            return self._clone()
         return self._clone(self._query.filter(self._q(conditions, lookups), True))
 
     def order_by(self, *fields: str | Expression | OrderBy) -> QuerySet[M]:
@@ -798,9 +809,7 @@ class QuerySet(Generic[M]):
                 query = query.reach([self._reached(name, *many)])
                 names.append(name)
         order = query.order_by([_order_spec(self._model, f, names) for f in fields])
-        ordered = self._carry(self._chain_class()(self._model, order, self._db))
-        ordered._prefetch = self._prefetch
-        return ordered
+        return self._clone(order, default_order=False)
 
     def select_for_update(self, nowait: bool = False, skip_locked: bool = False, no_key: bool = False) -> QuerySet[M]:
         """Locks the matching rows until the transaction ends (``SELECT … FOR UPDATE``), so
@@ -838,7 +847,9 @@ class QuerySet(Generic[M]):
 
     def using(self, database: Database) -> QuerySet[M]:
         """Runs on ``database``'s pool, whatever session is current."""
-        return self._carry(self._chain_class()(self._model, self._query, database, self._prefetch, self._default_order))
+        made = self._clone()
+        made._db = database
+        return made
 
     def prefetch_related(self, *lookups: str | Prefetch | None) -> QuerySet[M]:
         """Loads the named relations with the rows, as Django's: one more query per
@@ -856,7 +867,7 @@ class QuerySet(Generic[M]):
         ``get``, ``in_bulk`` and ``get_or_create``; ``stream()`` and ``values()`` refuse
         it. An unknown name raises :class:`~chakra.FieldError` here, before any SQL."""
         if lookups == (None,):
-            return self._carry(self._chain_class()(self._model, self._query, self._db, (), self._default_order))
+            return self._clone(prefetch=())
         merged = {p.key: p for p in self._prefetch}
         for lookup in lookups:
             if isinstance(lookup, str):
@@ -873,9 +884,7 @@ class QuerySet(Generic[M]):
                     raise ValueError(f"{lookup.key!r} is prefetched twice, with two querysets: give it once")
             if seen is None or seen.queryset is None:
                 merged[lookup.key] = lookup
-        return self._carry(
-            self._chain_class()(self._model, self._query, self._db, tuple(merged.values()), self._default_order)
-        )
+        return self._clone(prefetch=tuple(merged.values()))
 
     def select_related(self, *names: str | None) -> QuerySet[M]:
         """Loads the rows foreign keys refer to (``"author"``, ``"author__publisher"``)
