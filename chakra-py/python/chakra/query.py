@@ -1600,11 +1600,7 @@ class QuerySet(Generic[M]):
         The connection is held until the iteration ends (breaking out early cancels the
         statement)."""
         self._refuse_prefetch("stream", _STREAM_INSTEAD)
-        if batch_size is None:
-            return RowStream(self, _STREAM_CHUNK)
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        return BatchStream(self, batch_size)
+        return _stream(self, batch_size)
 
     @overload
     def stream_sync(self, batch_size: None = None) -> Iterator[M]: ...
@@ -1615,8 +1611,6 @@ class QuerySet(Generic[M]):
     def stream_sync(self, batch_size: int | None = None) -> Iterator[M] | Iterator[list[M]]:
         """``stream`` for a plain ``for`` loop (blocking)."""
         self._refuse_prefetch("stream_sync", _STREAM_INSTEAD)
-        if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
         return _stream_sync(self, batch_size)
 
     def __aiter__(self) -> AsyncIterator[M]:
@@ -1626,16 +1620,12 @@ class QuerySet(Generic[M]):
         """Django's name for :meth:`stream`: the rows as they arrive, ``chunk_size`` at a
         time from the server, for ``async for``."""
         self._refuse_prefetch("aiterator", _STREAM_INSTEAD)
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        return RowStream(self, chunk_size).__aiter__()
+        return _stream(self, None, chunk_size)
 
     def iterator(self, chunk_size: int = _STREAM_CHUNK) -> Iterator[M]:
         """Django's name for :meth:`stream_sync`: the rows as they arrive, ``chunk_size``
         at a time from the server, for a plain ``for`` loop (blocking)."""
         self._refuse_prefetch("iterator", _STREAM_INSTEAD)
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
         return _stream_sync(self, None, chunk_size)
 
     def _refuse_prefetch(self, terminal: str, instead: str) -> None:
@@ -1892,16 +1882,10 @@ class Values(Generic[T]):
         """The rows as they arrive from the server, for ``async for`` (lists of
         ``batch_size`` rows with one): memory stays bounded whatever their number, as
         ``QuerySet.stream``'s."""
-        if batch_size is None:
-            return RowStream(self._qs, _STREAM_CHUNK, self)
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        return BatchStream(self._qs, batch_size, self)
+        return _stream(self._qs, batch_size, values=self)
 
     def stream_sync(self, batch_size: int | None = None) -> Iterator[Any]:
         """``stream`` for a plain ``for`` loop (blocking)."""
-        if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
         return _stream_sync(self._qs, batch_size, values=self)
 
     def __aiter__(self) -> AsyncIterator[T]:
@@ -1921,14 +1905,10 @@ class Values(Generic[T]):
 
     def aiterator(self, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[T]:
         """Django's name for :meth:`stream`, ``chunk_size`` rows fetched at a time."""
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        return RowStream(self._qs, chunk_size, self).__aiter__()
+        return _stream(self._qs, None, chunk_size, self)
 
     def iterator(self, chunk_size: int = _STREAM_CHUNK) -> Iterator[T]:
         """Django's name for :meth:`stream_sync`, ``chunk_size`` rows fetched at a time."""
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
         return _stream_sync(self._qs, None, chunk_size, self)
 
     # Django's async names (see QuerySet's).
@@ -2255,11 +2235,46 @@ def _open_cursor(qs: QuerySet[Any], values: Values[Any] | None, target: Any, ide
     return qs._query.stream(target, identity, _joined_maps(qs._query, session))
 
 
+def _check_sizes(batch_size: int | None, fetch: int) -> None:
+    """Refuses a ``batch_size`` or ``chunk_size`` (``fetch``) below one, when the stream
+    is asked for rather than when it is first read."""
+    for name, size in (("batch_size", batch_size), ("chunk_size", fetch)):
+        if size is not None and size < 1:
+            raise ValueError(f"{name} must be at least 1")
+
+
+@overload
+def _stream(
+    qs: QuerySet[Any], batch_size: None, fetch: int = ..., values: Values[Any] | None = ...
+) -> RowStream[Any]: ...
+
+
+@overload
+def _stream(
+    qs: QuerySet[Any], batch_size: int | None, fetch: int = ..., values: Values[Any] | None = ...
+) -> RowStream[Any] | BatchStream[Any]: ...
+
+
+def _stream(
+    qs: QuerySet[Any], batch_size: int | None, fetch: int = _STREAM_CHUNK, values: Values[Any] | None = None
+) -> RowStream[Any] | BatchStream[Any]:
+    """The rows of ``qs`` (of ``values`` if given) for ``async for``: one at a time,
+    ``fetch`` read at a time, or lists of ``batch_size``."""
+    _check_sizes(batch_size, fetch)
+    if batch_size is None:
+        return RowStream(qs, fetch, values)
+    return BatchStream(qs, batch_size, values)
+
+
 def _stream_sync(
     qs: QuerySet[Any], batch_size: int | None, fetch: int = _STREAM_CHUNK, values: Values[Any] | None = None
 ) -> Iterator[Any]:
-    """The rows of ``qs`` (of ``values`` if given; lists of ``batch_size`` with one),
-    ``fetch`` at a time."""
+    """:func:`_stream` for a plain ``for`` loop."""
+    _check_sizes(batch_size, fetch)
+    return _read_sync(qs, batch_size, fetch, values)
+
+
+def _read_sync(qs: QuerySet[Any], batch_size: int | None, fetch: int, values: Values[Any] | None) -> Iterator[Any]:
     size = batch_size or fetch
     target, identity, session = qs._scope()
     if session is not None:
