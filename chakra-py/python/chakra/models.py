@@ -27,7 +27,7 @@ from .relations import Relation
 
 if TYPE_CHECKING:
     from ._bridge import Steps
-    from .query import Manager
+    from .query import Manager, QuerySet
 
 __all__ = ["Model", "ModelMeta", "registered_models"]
 
@@ -361,14 +361,18 @@ def _scope_of(obj: Model) -> tuple[Any, Any]:
     session = current_session()
     if session is not None:
         return session._handle(), session
-    manager = type(obj).objects
-    database = _database_of(obj)
-    target, _, _ = (manager.using(database) if database is not None else manager)._scope()
+    target, _, _ = _queryset_of(obj)._scope()
     return target, None
 
 
+def _queryset_of(obj: Model) -> QuerySet[Any]:
+    """``obj``'s model's queryset, on the database ``obj`` came from."""
+    manager = type(obj).objects
+    database = _database_of(obj)
+    return manager.using(database) if database is not None else manager
+
+
 def _save_steps(obj: Model) -> Steps[None]:
-    from .query import QuerySet
     from .signals import Send, post_save, pre_save
 
     target, session = _scope_of(obj)
@@ -380,7 +384,7 @@ def _save_steps(obj: Model) -> Steps[None]:
     schema = model._meta.require_schema()
     changed = schema.changed_fields(obj)
     if changed is None:
-        yield from QuerySet(model, None, _database_of(obj))._insert_steps(obj)
+        yield from _queryset_of(obj)._insert_steps(obj)
         return
     if not changed:
         return
