@@ -1375,10 +1375,18 @@ pub enum Takes {
     Count,
 }
 
+impl Takes {
+    /// Whether an argument taken here is of the kind a [`Gives::Alike`] function gives:
+    /// the arguments that say the result's kind (`Coalesce`'s, `Abs`'s, `Mod`'s).
+    pub fn is_alike(self) -> bool {
+        matches!(self, Takes::Alike | Takes::Number | Takes::Exact)
+    }
+}
+
 /// What a function gives, for the front-ends' checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gives {
-    /// The kind of its `Alike` or `Number` arguments.
+    /// The kind of its arguments that [`Takes::is_alike`].
     Alike,
     Text,
     /// An integer.

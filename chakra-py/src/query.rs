@@ -1595,25 +1595,25 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
                     };
                     return Err(field_error(py, format!("{name}() takes {wants}; it was given {}", describe(arg)?)));
                 }
-                if matches!(takes, Takes::Alike | Takes::Number | Takes::Exact) {
+                if takes.is_alike() {
                     alike = alike.or(Some(kind));
                 }
             }
             let gives = gives_kind(function.gives(), alike);
             stands_for(py, schema, target, gives, &format!("{name}()"))?;
             // Arguments of the result's own kind are converted as the target's values.
-            let args =
-                args.iter()
-                    .enumerate()
-                    .map(|(i, arg)| {
-                        let own = match (function.takes_at(i), function.gives()) {
-                            (Takes::Alike | Takes::Number | Takes::Exact, Gives::Alike)
-                            | (Takes::Text, Gives::Text) => target,
-                            _ => None,
-                        };
-                        f_operand(py, schema, own, arg)
-                    })
-                    .collect::<PyResult<_>>()?;
+            let args = args
+                .iter()
+                .enumerate()
+                .map(|(i, arg)| {
+                    let own = match (function.takes_at(i), function.gives()) {
+                        (takes, Gives::Alike) if takes.is_alike() => target,
+                        (Takes::Text, Gives::Text) => target,
+                        _ => None,
+                    };
+                    f_operand(py, schema, own, arg)
+                })
+                .collect::<PyResult<_>>()?;
             let call = Operand::Call { function, args };
             // Rounded to places as a `numeric`, then read as the type it rounds.
             match alike.and_then(FieldKind::sql_type) {
@@ -1695,10 +1695,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
         "call" => match Function::named(&node.get_item(1)?.extract::<String>()?) {
             Some(function) => {
                 let args = node.get_item(2)?;
-                let alike = args
-                    .try_iter()?
-                    .enumerate()
-                    .filter(|(i, _)| matches!(function.takes_at(*i), Takes::Alike | Takes::Number | Takes::Exact));
+                let alike = args.try_iter()?.enumerate().filter(|(i, _)| function.takes_at(*i).is_alike());
                 gives_kind(function.gives(), first_kind(py, schema, alike.map(|(_, arg)| arg))?)
             }
             None => None,
