@@ -891,12 +891,11 @@ impl Query {
         self.derive(py, select)
     }
 
-    /// Joins the rows to those `specs` reach, `(name, hops, field)` each (Django's
+    /// Joins the rows to those relations holding many reach (Django's
     /// `values("books__title")`): a row per row reached, or one with `NULL` where none
-    /// is, the field read under its name.
-    /// Joins the rows relations holding many reach (`values("books__title")`): `specs`
-    /// are `(name, hops, field, filters)`, `filters` a `Q` tree or `None` per hop, on the
-    /// rows of that hop's model (what a filter across the same relation asked of them).
+    /// is, the field read under its name. `specs` are `(name, hops, field, filters)`,
+    /// `filters` a `Q` tree or `None` per hop, on the rows of that hop's model (what a
+    /// filter across the same relation asked of them).
     fn reach(&self, py: Python<'_>, specs: Vec<ReachedSpec<'_>>) -> PyResult<Query> {
         self.uncombined(py, "join the rows relations reach to")?;
         let schema = self.schema.get();
