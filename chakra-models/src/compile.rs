@@ -209,13 +209,7 @@ impl<'d> SqlWriter<'d> {
                 self.hops(&row, hops, &last);
                 self.push(")");
             }
-            Operand::Convert { value, to } => {
-                self.push("CAST(");
-                self.typed_operand(value);
-                self.push(" AS ");
-                self.push(to);
-                self.push(")");
-            }
+            Operand::Convert { value, to } => self.convert(value, to),
             // Arguments as they are: the functions' own types (an `integer` offset, a
             // value of the column's type) tell the server theirs.
             Operand::Window { function, args, partition_by, order_by } => {
@@ -261,13 +255,7 @@ impl<'d> SqlWriter<'d> {
                         _ => None,
                     };
                     match cast {
-                        Some(to) => {
-                            self.push("CAST(");
-                            self.typed_operand(arg);
-                            self.push(" AS ");
-                            self.push(to);
-                            self.push(")");
-                        }
+                        Some(to) => self.convert(arg, to),
                         None => self.typed_operand(arg),
                     }
                 }
@@ -308,6 +296,15 @@ impl<'d> SqlWriter<'d> {
             }
             write(self, operand);
         }
+    }
+
+    /// `CAST(operand AS to)`.
+    fn convert(&mut self, operand: &Operand, to: &str) {
+        self.push("CAST(");
+        self.typed_operand(operand);
+        self.push(" AS ");
+        self.push(to);
+        self.push(")");
     }
 
     /// An operand where nothing around it tells the server a parameter's type (a
