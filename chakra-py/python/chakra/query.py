@@ -1495,7 +1495,7 @@ class QuerySet(Generic[M]):
     aexplain = explain
 
     def _delete_steps(self) -> Steps[int]:
-        target, identity, session = self._scope()
+        _, _, session = self._scope()
         if session is not None:
             yield from session._flush_steps()
         model = self._model
