@@ -409,7 +409,7 @@ impl<M: Model> Query<M> {
         let scalars = annotations.into_scalars();
         let select = query.ast_mut();
         select.annotations =
-            scalars.into_iter().enumerate().map(|(i, value)| Annotation { alias: alias(i), value }).collect();
+            scalars.into_iter().enumerate().map(|(i, value)| Annotation::new(alias(i), value)).collect();
         Annotated { query, _annotations: PhantomData }
     }
 }

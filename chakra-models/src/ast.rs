@@ -686,6 +686,16 @@ pub struct Join {
 pub struct Annotation {
     pub alias: Ident,
     pub value: Scalar,
+    /// Whether the rows hold it. One they do not (Django's `alias()`) is only there to
+    /// be filtered or ordered by, and is computed only when it is.
+    pub selected: bool,
+}
+
+impl Annotation {
+    /// A value the rows hold under `alias`.
+    pub fn new(alias: impl Into<Ident>, value: Scalar) -> Self {
+        Annotation { alias: alias.into(), value, selected: true }
+    }
 }
 
 /// One value per row.
@@ -931,6 +941,19 @@ impl Select {
         failed.map_or(Ok(()), Err)
     }
 
+    /// The aliases of the annotations the rows hold (not those only filtered or ordered
+    /// by), in order.
+    pub fn selected_aliases(&self) -> impl Iterator<Item = &Ident> {
+        self.annotations.iter().filter(|a| a.selected).map(|a| &a.alias)
+    }
+
+    /// This query with the annotations `named` held by its rows too: for rows an outer
+    /// query reads (joins, groups), which may order or aggregate by those.
+    pub fn holding_annotations(&self, named: &[Ident]) -> Select {
+        let held = |a: &Annotation| Annotation { selected: a.selected || named.contains(&a.alias), ..a.clone() };
+        Select { annotations: self.annotations.iter().map(held).collect(), ..self.clone() }
+    }
+
     /// An order term the query's rows cannot be sorted by, as PostgreSQL sorts grouped
     /// rows only by what they hold (the grouped columns and the aggregates' aliases), and
     /// distinct or combined rows only by their columns (by name); `None` when every term
@@ -948,7 +971,7 @@ impl Select {
             true => self.group_by.contains(column) || self.aggregates.iter().any(|a| a.alias.as_ref() == Some(column)),
             false => {
                 self.columns.contains(column)
-                    || self.annotations.iter().any(|a| a.alias == *column)
+                    || self.selected_aliases().any(|alias| alias == column)
                     || self.reached.iter().any(|r| r.alias == *column)
             }
         };

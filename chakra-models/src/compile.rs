@@ -447,7 +447,9 @@ impl SqlWriter<'_> {
                     // The locked or annotated rows: every one matching, the window being
                     // the groups'.
                     true => {
-                        let rows = Select { limit: None, offset: None, order: Vec::new(), ..select.clone() };
+                        let every: Vec<Ident> = select.annotations.iter().map(|a| a.alias.clone()).collect();
+                        let held = select.holding_annotations(&every);
+                        let rows = Select { limit: None, offset: None, order: Vec::new(), ..held };
                         let held = if select.annotations.is_empty() { Selected::Bare } else { Selected::Columns };
                         match select.reached.is_empty() {
                             true => self.rows(&rows, Some(held)),
@@ -500,7 +502,7 @@ impl SqlWriter<'_> {
         let table = &select.table;
         let alias = |i: usize| Ident::from(format!("{JOINED}{}", i + 1));
         self.push("SELECT ");
-        let own = select.columns.iter().chain(select.annotations.iter().map(|a| &a.alias));
+        let own = select.columns.iter().chain(select.selected_aliases());
         let joined = select.joins.iter().enumerate().flat_map(|(i, join)| join.columns.iter().map(move |c| (i, c)));
         for (n, (at, column)) in own.map(|c| (None, c)).chain(joined.map(|(i, c)| (Some(i), c))).enumerate() {
             if n > 0 {
@@ -508,8 +510,11 @@ impl SqlWriter<'_> {
             }
             self.qualified(&at.map_or_else(|| table.clone(), alias), column);
         }
-        // The rows hold the keys the joins start from, selected or not.
-        let mut rows = select.clone();
+        // The rows hold the keys the joins start from, selected or not, and the
+        // annotations the order names.
+        let mut ordered = Vec::new();
+        select.order.iter().for_each(|order| order.columns_into(&mut ordered));
+        let mut rows = select.holding_annotations(&ordered);
         for join in select.joins.iter().filter(|j| j.from.is_none()) {
             if !rows.columns.contains(&join.column) {
                 rows.columns.push(join.column.clone());
@@ -557,7 +562,10 @@ impl SqlWriter<'_> {
         let annotations = outer
             .annotations
             .iter()
-            .map(|a| part.annotations.iter().find(|p| p.alias == a.alias).unwrap_or(a).clone())
+            .map(|a| match part.annotations.iter().find(|p| p.alias == a.alias) {
+                Some(own) => Annotation { selected: a.selected, ..own.clone() },
+                None => a.clone(),
+            })
             .collect();
         let part = Select {
             columns: outer.columns.clone(),
@@ -586,6 +594,7 @@ impl SqlWriter<'_> {
             }
         }
         select.order.iter().for_each(|order| order.columns_into(&mut held));
+        let holding = select.holding_annotations(&held);
         let named = |column: &Ident| {
             select.annotations.iter().any(|a| a.alias == *column) || select.reached.iter().any(|r| r.alias == *column)
         };
@@ -597,11 +606,10 @@ impl SqlWriter<'_> {
             offset: None,
             distinct: false,
             joins: Vec::new(),
-            ..select.clone()
+            ..holding
         };
         self.push(if select.distinct { "SELECT DISTINCT " } else { "SELECT " });
-        let mut selected: Vec<&Ident> =
-            select.columns.iter().chain(select.annotations.iter().map(|a| &a.alias)).collect();
+        let mut selected: Vec<&Ident> = select.columns.iter().chain(select.selected_aliases()).collect();
         for reached in &select.reached {
             if !selected.contains(&&reached.alias) {
                 selected.push(&reached.alias);
@@ -775,38 +783,50 @@ impl SqlWriter<'_> {
 
     fn selection_in_scope(&mut self, select: &Select, selected: Selected) {
         let rows = selected != Selected::One;
+        // The annotations computed: those the rows hold, and those they do not but the
+        // outer filter or order names.
+        let mut named = Vec::new();
+        select.annotation_filter.iter().for_each(|condition| condition.columns_into(&mut named));
+        select.order.iter().for_each(|order| order.columns_into(&mut named));
+        let computed: Vec<&Annotation> =
+            select.annotations.iter().filter(|a| a.selected || named.contains(&a.alias)).collect();
+        // Filtered or ordered by annotations they do not hold, the rows are a derived table.
+        let derived = select.annotation_filter.is_some() || computed.iter().any(|a| !a.selected);
         self.push(if select.distinct && rows { "SELECT DISTINCT " } else { "SELECT " });
-        match (selected, &select.annotation_filter) {
-            (Selected::Columns, None) => self.annotated_columns(&select.columns, &select.annotations),
-            (Selected::Columns, Some(_)) => {
-                self.idents(select.columns.iter().chain(select.annotations.iter().map(|a| &a.alias)));
-            }
-            (Selected::Bare, _) => self.idents(&select.columns),
-            (Selected::One, _) => self.push("1"),
+        match selected {
+            Selected::Columns if !derived => self.annotated_columns(&select.columns, computed.iter().copied()),
+            Selected::Columns => self.idents(select.columns.iter().chain(select.selected_aliases())),
+            Selected::Bare => self.idents(&select.columns),
+            Selected::One => self.push("1"),
         }
         self.push(" FROM ");
-        match &select.annotation_filter {
-            None => {
+        match derived {
+            false => {
                 self.table(select);
                 self.filter(&select.filter);
             }
-            Some(condition) => {
+            true => {
                 // The derived table holds the columns selected, and those the outer query
                 // orders and filters by, besides the annotations.
                 let mut inner = select.columns.clone();
-                condition.columns_into(&mut inner);
-                select.order.iter().for_each(|order| order.columns_into(&mut inner));
+                for column in &named {
+                    if !inner.contains(column) {
+                        inner.push(column.clone());
+                    }
+                }
                 inner.retain(|column| !select.annotations.iter().any(|a| a.alias == *column));
                 self.push("(SELECT ");
-                self.annotated_columns(&inner, &select.annotations);
+                self.annotated_columns(&inner, computed.iter().copied());
                 self.push(" FROM ");
                 self.table(select);
                 self.filter(&select.filter);
                 self.lock(select);
                 self.push(") AS ");
                 self.ident(select.alias.as_ref().unwrap_or(&select.table));
-                self.push(" WHERE ");
-                self.expr(condition);
+                if let Some(condition) = &select.annotation_filter {
+                    self.push(" WHERE ");
+                    self.expr(condition);
+                }
             }
         }
         // Order only picks rows when there is a limit or offset, or returns them.
@@ -814,7 +834,7 @@ impl SqlWriter<'_> {
             self.order(&select.order, None);
         }
         self.slice(select);
-        if select.annotation_filter.is_none() {
+        if !derived {
             self.lock(select);
         }
     }
@@ -826,9 +846,9 @@ impl SqlWriter<'_> {
     }
 
     /// The columns, then each annotation `AS` its alias.
-    fn annotated_columns(&mut self, columns: &[Ident], annotations: &[Annotation]) {
+    fn annotated_columns<'a>(&mut self, columns: &[Ident], annotations: impl IntoIterator<Item = &'a Annotation>) {
         self.idents(columns);
-        for (i, annotation) in annotations.iter().enumerate() {
+        for (i, annotation) in annotations.into_iter().enumerate() {
             if i > 0 || !columns.is_empty() {
                 self.push(", ");
             }
@@ -1206,7 +1226,7 @@ mod tests {
     fn annotations_are_selected_after_the_columns_and_filtered_over_a_derived_table() {
         let mut books = Aggregate::count_rows();
         books.filter = Some(Box::new(eq("year", 2)));
-        let annotation = |alias, value| Annotation { alias: col(alias), value };
+        let annotation = |alias, value| Annotation::new(col(alias), value);
         let mut s = Select::new("authors", ["id"]);
         s.filter(eq("rank", 1));
         s.annotations = vec![
@@ -1273,6 +1293,55 @@ mod tests {
     }
 
     #[test]
+    fn annotations_the_rows_do_not_hold_are_computed_only_for_the_filter_and_order_naming_them() {
+        let rank = |alias| Annotation {
+            selected: false,
+            ..Annotation::new(col(alias), Scalar::Operand(Operand::Column(col("rank"))))
+        };
+        let mut s = Select::new("authors", ["id"]);
+        s.annotations = vec![rank("r"), Annotation::new(col("shown"), Scalar::Operand(Operand::Column(col("rank"))))];
+        // Named by nothing: not computed.
+        assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT "id", "rank" AS "shown" FROM "authors""#);
+        // Ordered by: computed in a derived table the outer query sorts by, not selected.
+        s.order = vec![Order::column(col("r"), true)];
+        let inner = r#"SELECT "id", "rank" AS "r", "rank" AS "shown" FROM "authors""#;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(r#"SELECT "id", "shown" FROM ({inner}) AS "authors" ORDER BY "r" DESC"#)
+        );
+        // Filtered by too; counted, the filter alone needs it.
+        s.annotation_filter = Some(eq("r", 2));
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(r#"SELECT "id", "shown" FROM ({inner}) AS "authors" WHERE "r" = $1 ORDER BY "r" DESC"#)
+        );
+        s.projection = Projection::Count;
+        s.order.clear();
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            format!(r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "r" = $1) AS selected"#)
+        );
+        // Rows joined to others hold what the order names.
+        let mut joined = Select::new("authors", ["id"]);
+        joined.annotations = vec![rank("r")];
+        joined.order = vec![Order::column(col("r"), false)];
+        joined.joins = vec![Join {
+            table: col("cities"),
+            columns: vec![col("id")],
+            key: col("id"),
+            from: None,
+            column: col("city_id"),
+        }];
+        let rows = r#"SELECT "id", "city_id", "rank" AS "r" FROM "authors" ORDER BY "r" ASC"#;
+        assert_eq!(
+            &*select(&Postgres, &joined).sql,
+            format!(
+                r#"SELECT "authors"."id", "chakra_join_1"."id" FROM ({rows}) AS "authors" LEFT JOIN "cities" AS "chakra_join_1" ON "chakra_join_1"."id" = "authors"."city_id" ORDER BY "authors"."r" ASC"#
+            )
+        );
+    }
+
+    #[test]
     fn joined_rows_follow_the_rows_own_which_are_picked_and_locked_as_without_them() {
         let join = |table, columns: [&'static str; 2], from, column| Join {
             table: col(table),
@@ -1327,7 +1396,7 @@ mod tests {
             format!(r#"SELECT "id" FROM "books" ORDER BY {by} DESC, "id" ASC LIMIT $1"#)
         );
         // Over a derived table (a filter on an annotation), it holds the key the value needs.
-        s.annotations = vec![Annotation { alias: col("n"), value: Scalar::Operand(Operand::Column(col("id"))) }];
+        s.annotations = vec![Annotation::new(col("n"), Scalar::Operand(Operand::Column(col("id"))))];
         s.annotation_filter = Some(eq("n", 1));
         let sql = select(&Postgres, &s).sql;
         assert!(sql.contains(r#"FROM (SELECT "id", "author_id", "id" AS "n" FROM "books") AS "books""#), "{sql}");
@@ -1347,10 +1416,8 @@ mod tests {
             Hop::new(col("id"), col("reviews"), col("book_id")),
         ];
         let mut s = Select::new("authors", ["id"]);
-        s.annotations = vec![Annotation {
-            alias: col("n"),
-            value: Scalar::Related { aggregate: reviews, outer_table: col("authors"), hops },
-        }];
+        s.annotations =
+            vec![Annotation::new(col("n"), Scalar::Related { aggregate: reviews, outer_table: col("authors"), hops })];
         let rows = r#"SELECT "related".* FROM "books" AS "chakra_hop_1" JOIN "reviews" AS "related" ON "related"."book_id" = "chakra_hop_1"."id" WHERE "chakra_hop_1"."author_id" = "authors"."id""#;
         assert_eq!(
             &*select(&Postgres, &s).sql,
@@ -1662,8 +1729,7 @@ mod tests {
         let mut latest = of_author("books", "author_id");
         latest.order = vec![Order::column(col("year"), true)];
         latest.limit = Some(1);
-        s.annotations =
-            vec![Annotation { alias: col("latest"), value: Scalar::Operand(Operand::Subquery(Box::new(latest))) }];
+        s.annotations = vec![Annotation::new(col("latest"), Scalar::Operand(Operand::Subquery(Box::new(latest))))];
         assert_eq!(
             select(&Postgres, &s).sql.as_ref(),
             r#"SELECT "id", (SELECT "title" FROM "books" WHERE "author_id" = "authors"."id" ORDER BY "year" DESC LIMIT $1) AS "latest" FROM "authors" WHERE EXISTS (SELECT 1 FROM "books" WHERE "author_id" = "authors"."id")"#
@@ -1731,33 +1797,28 @@ mod tests {
         };
         let mut s = Select::new("staff", ["id"]);
         s.annotations = vec![
-            Annotation {
-                alias: col("rank"),
-                value: window(
+            Annotation::new(
+                col("rank"),
+                window(
                     WindowFunction::Rank,
                     vec![],
                     vec![Operand::Column(col("dept"))],
                     vec![Order::column(col("salary"), true)],
                 ),
-            },
-            Annotation {
-                alias: col("running"),
-                value: window(
+            ),
+            Annotation::new(
+                col("running"),
+                window(
                     WindowFunction::Aggregate(AggregateFn::Sum),
                     vec![Operand::Column(col("salary"))],
                     vec![],
                     vec![Order::column(col("id"), false)],
                 ),
-            },
-            Annotation {
-                alias: col("before"),
-                value: window(
-                    WindowFunction::Lag,
-                    vec![Operand::Column(col("salary")), Value::I64(2).into()],
-                    vec![],
-                    vec![],
-                ),
-            },
+            ),
+            Annotation::new(
+                col("before"),
+                window(WindowFunction::Lag, vec![Operand::Column(col("salary")), Value::I64(2).into()], vec![], vec![]),
+            ),
         ];
         assert_eq!(
             select(&Postgres, &s).sql.as_ref(),

@@ -440,10 +440,7 @@ mod tests {
         // Cut down to a unit: a date stays a date.
         let mut select = crate::ast::Select::new("t", ["id"]);
         select.annotations = [("at", TruncUnit::Month), ("day", TruncUnit::Week)]
-            .map(|(field, unit)| crate::ast::Annotation {
-                alias: field.into(),
-                value: trunc(DATED, "t", field, unit).unwrap(),
-            })
+            .map(|(field, unit)| crate::ast::Annotation::new(field, trunc(DATED, "t", field, unit).unwrap()))
             .to_vec();
         assert_eq!(
             crate::compile::select(&crate::Postgres, &select).sql.to_string(),

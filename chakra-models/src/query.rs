@@ -625,7 +625,7 @@ impl<M, V: FromSqlOwned> GroupKey<M> for RowValue<M, V> {
         // An annotation the grouped statement computes, and groups and sorts by its name.
         let alias: Ident = "chakra_key".into();
         let value = self.into_scalars().pop().expect("one value");
-        select.annotations = vec![Annotation { alias: alias.clone(), value }];
+        select.annotations = vec![Annotation::new(alias.clone(), value)];
         alias
     }
 }

@@ -477,7 +477,7 @@ impl Query {
         identity: Option<Py<PyDict>>,
         joined: Option<Vec<Py<PyDict>>>,
     ) -> PyResult<Loader> {
-        let own = select.columns.len() + select.annotations.len();
+        let own = select.columns.len() + select.selected_aliases().count();
         let schema = self.schema.get();
         // Fields left out (`only()`, `defer()`): where each loaded one is.
         let all = select.columns.len() == schema.fields.len()
@@ -608,8 +608,10 @@ impl Query {
     /// tree on the last model), `("referred", hops, field)`, `("named", name)` for a
     /// part of a date field (`"created__year"`), or `("trunc", field, kind)` for a date
     /// or timestamp cut down to a unit (`TruncMonth`). An average of a
-    /// non-`Numeric` field reads as a float.
-    fn annotate(&self, py: Python<'_>, specs: Vec<(String, Bound<'_, PyAny>)>) -> PyResult<Query> {
+    /// non-`Numeric` field reads as a float. Not `selected`, the rows do not hold them:
+    /// they are only filtered and ordered by (Django's `alias()`).
+    #[pyo3(signature = (specs, selected = true))]
+    fn annotate(&self, py: Python<'_>, specs: Vec<(String, Bound<'_, PyAny>)>, selected: bool) -> PyResult<Query> {
         let schema = self.schema.get();
         let mut select = self.select.clone();
         for (alias, spec) in specs {
@@ -659,7 +661,7 @@ impl Query {
                 }
                 _ => Scalar::Operand(f_operand(py, schema, None, &spec)?),
             };
-            select.annotations.push(Annotation { alias: alias.into(), value });
+            select.annotations.push(Annotation { selected, ..Annotation::new(alias, value) });
         }
         Ok(self.derive(py, select))
     }
@@ -1173,12 +1175,22 @@ impl Query {
         let specs = aggregates.unwrap_or_default();
         let annotations = &self.select.annotations;
         // What each name picks: a field, or (of an annotated queryset) an annotation;
-        // no names pick every field, then every annotation.
+        // no names pick every field, then every annotation the rows hold.
         let picks: Vec<Pick> = if fields.is_empty() {
-            (0..schema.fields.len()).map(Pick::Field).chain((0..annotations.len()).map(Pick::Annotation)).collect()
+            let held = (0..annotations.len()).filter(|&a| annotations[a].selected);
+            (0..schema.fields.len()).map(Pick::Field).chain(held.map(Pick::Annotation)).collect()
         } else {
             let pick = |name: &String| {
                 if let Some(a) = annotations.iter().position(|a| a.alias == name.as_str()) {
+                    if !annotations[a].selected {
+                        return Err(field_error(
+                            py,
+                            format!(
+                                "cannot read the alias `{name}`: alias() values are for filtering and ordering; \
+                                 annotate() it to read it"
+                            ),
+                        ));
+                    }
                     return Ok(Pick::Annotation(a));
                 }
                 match self.select.reached.iter().position(|r| r.alias == name.as_str()) {
@@ -1217,12 +1229,13 @@ impl Query {
                 }
                 Pick::Annotation(a) => {
                     let alias = &annotations[a].alias;
-                    let at = select.annotations.iter().position(|s| s.alias == *alias).expect("computed");
+                    let at = select.selected_aliases().position(|s| s == alias).expect("computed");
                     (indices.len() + at, PyString::new(py, alias).unbind())
                 }
                 // After the annotations: the reached columns are the joined rows'.
                 Pick::Reached(r) => {
-                    (indices.len() + select.annotations.len() + r, PyString::new(py, &select.reached[r].alias).unbind())
+                    let at = indices.len() + select.selected_aliases().count() + r;
+                    (at, PyString::new(py, &select.reached[r].alias).unbind())
                 }
             })
             .unzip();
@@ -1232,7 +1245,8 @@ impl Query {
             // Annotations the groups are keyed by, after the fields (values("author__name")
             // reads one); others would make each row a group of its own.
             let keyed = select.annotations.len() == picks.iter().filter(|p| matches!(p, Pick::Annotation(_))).count();
-            if select.annotation_filter.is_some() || select.annotations.len() < annotations.len() || !keyed {
+            let held = annotations.iter().filter(|a| a.selected).count();
+            if select.annotation_filter.is_some() || select.annotations.len() < held || !keyed {
                 return Err(errors::new(
                     py,
                     "ProgrammingError",
@@ -1916,10 +1930,7 @@ fn aggregates_of(
         let named: Vec<Annotation> = reach
             .iter()
             .flat_map(|(_, _, columns)| columns)
-            .map(|(name, _)| Annotation {
-                alias: name.clone().into(),
-                value: Scalar::Operand(Operand::Column(name.clone().into())),
-            })
+            .map(|(name, _)| Annotation::new(name.clone(), Scalar::Operand(Operand::Column(name.clone().into()))))
             .collect();
         let filter = match filter {
             Some(node) => Some(Box::new(tree(py, schema, &named, node.bind(py))?)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -30,12 +31,37 @@ import chakra.tracing  # noqa: E402
 SPANS = InMemorySpanExporter()
 TRACER_PROVIDER = TracerProvider()
 TRACER_PROVIDER.add_span_processor(chakra.tracing.SpanProcessor(SimpleSpanProcessor(SPANS)))
+TRACER = TRACER_PROVIDER.get_tracer("conftest")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def database() -> Iterator[chakra.Database]:
     db = chakra.configure(DATABASE_URL)
     yield db
+
+
+class Sent:
+    """The statements sent in a ``sent()`` block: span names (``"SELECT pf_books"``) and
+    texts, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.texts: list[str] = []
+
+
+@contextmanager
+def sent() -> Iterator[Sent]:
+    """Records what the core sends inside the block (filled in when it ends)."""
+    chakra.tracing.core_spans()
+    SPANS.clear()
+    record = Sent()
+    with TRACER.start_as_current_span("statements sent"):
+        yield record
+    for span in SPANS.get_finished_spans():
+        attributes = dict(span.attributes or {})
+        if attributes.get("db.system.name") == "postgresql":
+            record.names.append(span.name)
+            record.texts.append(str(attributes["db.query.text"]))
 
 
 def recreate(*models: type[chakra.Model]) -> None:

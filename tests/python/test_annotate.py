@@ -13,7 +13,7 @@ import pytest
 import chakra
 from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, OuterRef, Q, Session, String, Subquery, Sum, Value
 from chakra.functions import Coalesce, Concat, Lower, Upper
-from conftest import recreate
+from conftest import recreate, sent
 
 
 class Writer(Model):
@@ -426,3 +426,68 @@ async def test_values_name_annotations_as_fields() -> None:
     by_count = await Writer.objects.annotate(n=Count("novels")).order_by("n").values_list("name", flat=True)
     assert by_count == ["Cid", "Ben", "Ann"]
     assert await annotated.values_list("n", flat=True).distinct().order_by("-n") == [2, 1, 0]
+
+
+async def test_alias_filters_and_orders_by_a_value_the_rows_do_not_hold() -> None:
+    """Django's ``alias()``: a value to filter and order by, named as annotate() names it,
+    but neither read into the instances nor sent back with the rows."""
+    shelf = Writer.objects.alias(n=Count("novels"), pages=Sum("novels__pages"))
+    with sent() as statements:
+        prolific = await shelf.filter(n__gte=1).order_by("-pages")
+    assert [w.name for w in prolific] == ["Ann", "Ben"]
+    assert not hasattr(prolific[0], "n") and not hasattr(prolific[0], "pages")
+    (text,) = statements.texts
+    outer_select = text[: text.index(" FROM ")]
+    assert '"n"' not in outer_select and '"pages"' not in outer_select, text
+    ordered = await Writer.objects.alias(n=Count("novels")).order_by("n", "name")
+    assert [w.name for w in ordered] == ["Cid", "Ben", "Ann"]
+    assert not hasattr(ordered[0], "n")
+    assert await shelf.filter(pages__gt=250).count() == 1
+    assert await shelf.filter(n=0).exists()
+    assert Writer.objects.alias(n=Count("novels")).filter(n__gte=1).count_sync() == 2
+
+
+async def test_an_alias_nothing_uses_is_not_computed() -> None:
+    with sent() as statements:
+        writers = await Writer.objects.alias(n=Count("novels")).order_by("name")
+    assert [w.name for w in writers] == ["Ann", "Ben", "Cid"]
+    (text,) = statements.texts
+    assert "count" not in text.lower(), text
+
+
+async def test_an_alias_and_annotations_side_by_side() -> None:
+    shelf = Writer.objects.alias(n=Count("novels"))
+    both = await shelf.annotate(m=Count("novels__chapters")).filter(n__gte=1).order_by("name")
+    assert [(w.name, w.m) for w in both] == [("Ann", 2), ("Ben", 1)]
+    assert not hasattr(both[0], "n")
+    # Joined rows (select_related) and values of the rows relations reach leave it out too.
+    first = await Novel.objects.alias(chapters_n=Count("chapters")).select_related("writer").order_by("-chapters_n").first()
+    assert first is not None and first.title == "a1" and first.writer.name == "Ann"
+    assert not hasattr(first, "chapters_n")
+    reached = await shelf.filter(n__gte=1).order_by("n", "novels__title").values_list("name", "novels__title")
+    assert reached == [("Ben", "b1"), ("Ann", "a1"), ("Ann", "a2")]
+
+
+async def test_values_leave_an_alias_out_and_refuse_to_read_it() -> None:
+    shelf = Writer.objects.alias(n=Count("novels")).filter(n__gte=1).order_by("name")
+    rows = await shelf.values()
+    assert rows == [{"id": rows[0]["id"], "name": "Ann", "rank": 1}, {"id": rows[1]["id"], "name": "Ben", "rank": 2}]
+    assert await shelf.values_list("name", flat=True) == ["Ann", "Ben"]
+    message = "cannot read the alias `n`: alias() values are for filtering and ordering; annotate() it to read it"
+    with raises(chakra.FieldError, message):
+        await shelf.values("name", "n")
+    with raises(chakra.FieldError, message):
+        await shelf.values_list("n", flat=True)
+
+
+async def test_alias_refuses_what_annotate_refuses() -> None:
+    with raises(
+        chakra.FieldError, "the annotation `novels` is named as a relation or attribute of Writer: name it otherwise"
+    ):
+        Writer.objects.alias(novels=Count("novels"))
+    with pytest.raises(chakra.FieldError, match="name"):
+        Writer.objects.alias(name=Count("novels"))
+    with pytest.raises(TypeError, match="alias"):
+        Writer.objects.alias(n=42)  # type: ignore[arg-type]
+    with pytest.raises(chakra.ProgrammingError, match="cannot alias combined querysets"):
+        Writer.objects.filter(rank=1).union(Writer.objects.filter(rank=2)).alias(n=Count("novels"))

@@ -7,19 +7,15 @@ from __future__ import annotations
 import copy
 import pickle
 import re
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
 import chakra
-import chakra.tracing
 from chakra import Field, Integer, Model, Session, String
 from chakra.relations import Relation
-from conftest import SPANS, TRACER_PROVIDER, recreate
-
-TRACER = TRACER_PROVIDER.get_tracer("test_prefetch")
+from conftest import recreate, sent
 
 
 class Author(Model):
@@ -71,30 +67,6 @@ def library() -> None:
     left = Node.objects.create_sync(label="left", parent_id=root.id)
     Node.objects.create_sync(label="right", parent_id=root.id)
     Node.objects.create_sync(label="leaf", parent_id=left.id)
-
-
-class Sent:
-    """The statements sent in a ``sent()`` block: span names (``"SELECT pf_books"``) and
-    texts, in order."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.texts: list[str] = []
-
-
-@contextmanager
-def sent() -> Iterator[Sent]:
-    """Records what the core sends inside the block (filled in when it ends)."""
-    chakra.tracing.core_spans()
-    SPANS.clear()
-    record = Sent()
-    with TRACER.start_as_current_span("prefetch test"):
-        yield record
-    for span in SPANS.get_finished_spans():
-        attributes = dict(span.attributes or {})
-        if attributes.get("db.system.name") == "postgresql":
-            record.names.append(span.name)
-            record.texts.append(str(attributes["db.query.text"]))
 
 
 def titles(books: list[Book]) -> list[str]:

@@ -750,16 +750,32 @@ class QuerySet(Generic[M]):
         :mod:`chakra.functions` (``Coalesce("nickname", "name")``, ``Lower("email")``) and
         ``Case(When(...), default=...)`` are values per row too.
         """
+        return self._clone(self._query.annotate(self._annotation_specs("annotate", args, kwargs)))
+
+    def alias(self, *args: Aggregate, **kwargs: Aggregate | Expression | Trunc) -> QuerySet[M]:
+        """Names values as :meth:`annotate` does, to be filtered and ordered by (and
+        built on by later annotations and aggregates) but not read: the instances and
+        values do not hold them, and one nothing names is not computed. Django's
+        ``alias()``::
+
+            authors = await Author.objects.alias(n=Count("books")).filter(n__gt=1).order_by("-n")
+        """
+        return self._clone(self._query.annotate(self._annotation_specs("alias", args, kwargs), False))
+
+    def _annotation_specs(
+        self, method: str, args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate | Expression | Trunc]
+    ) -> list[tuple[str, Any]]:
+        """``annotate()``'s or ``alias()``'s values as the core takes them."""
         if self._query.combined:
             raise chakra_errors.ProgrammingError(
-                "cannot annotate combined querysets (union, intersection, difference): annotate the querysets "
+                f"cannot {method} combined querysets (union, intersection, difference): {method} the querysets "
                 "they combine, alike"
             )
         named: dict[str, Aggregate | Expression | Trunc] = {}
         for agg in args:
             if not isinstance(agg, Aggregate):
                 raise TypeError(
-                    f"annotate() takes aggregates by position, and other expressions by name; got {agg!r}"
+                    f"{method}() takes aggregates by position, and other expressions by name; got {agg!r}"
                 )
             named[agg.default_alias] = agg
         named.update(kwargs)
@@ -781,9 +797,9 @@ class QuerySet(Generic[M]):
                 specs.append((alias, _related_aggregate(self._model, alias, value, self._joined_lookups)))
             else:
                 raise TypeError(
-                    f"annotate() takes aggregates (Count, Sum, …), F, functions, Case or Trunc; got {alias}={value!r}"
+                    f"{method}() takes aggregates (Count, Sum, …), F, functions, Case or Trunc; got {alias}={value!r}"
                 )
-        return self._clone(self._query.annotate(specs))
+        return specs
 
     def exclude(self, *conditions: Q | Exists, **lookups: Any) -> QuerySet[M]:
         """Rows not matching the conditions (rows where they are unknown, i.e. NULL, are kept)."""
