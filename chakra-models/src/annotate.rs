@@ -129,7 +129,7 @@ impl<M, V> RowValue<M, V> {
     }
 
     fn compare(self, op: CompareOp, value: impl Into<Value>) -> Expr {
-        Expr::ScalarCompare { scalar: Box::new(self.scalar), op, value: value.into() }
+        Expr::ScalarCompare { scalar: Box::new(self.scalar), op, value: Operand::Value(value.into()) }
     }
 
     crate::column::value_comparisons!();

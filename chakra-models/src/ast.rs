@@ -93,7 +93,7 @@ pub enum Expr {
     ScalarCompare {
         scalar: Box<Scalar>,
         op: CompareOp,
-        value: Value,
+        value: Operand,
     },
     /// `column BETWEEN low AND high`.
     Between {
@@ -208,7 +208,10 @@ impl Expr {
             | Expr::Between { column, .. } => add(column),
             Expr::And(all) | Expr::Or(all) => all.iter().for_each(|e| e.columns_into(out)),
             Expr::Not(inner) | Expr::NotTrue(inner) => inner.columns_into(out),
-            Expr::ScalarCompare { scalar, .. } => scalar.columns_into(out),
+            Expr::ScalarCompare { scalar, value, .. } => {
+                scalar.columns_into(out);
+                value.columns_into(out);
+            }
             Expr::Exists { select, .. } => select.outer_columns_into(out),
             Expr::Json { column, .. } => add(column),
             Expr::AggregateCompare { .. } | Expr::Literal(_) => {}
@@ -1016,19 +1019,22 @@ impl Select {
     fn inline(&self, condition: &Expr) -> Expr {
         let value_of = |column: &Ident| self.annotations.iter().find(|a| a.alias == *column).map(|a| &a.value);
         let compare =
-            |scalar: &Scalar, op, value: Value| Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value };
+            |scalar: &Scalar, op, value: Operand| Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value };
         match condition {
-            Expr::Compare { column, op, value: Operand::Value(value) } => match value_of(column) {
+            Expr::Compare { column, op, value } => match value_of(column) {
                 Some(scalar) => compare(scalar, *op, value.clone()),
                 None => condition.clone(),
             },
             Expr::IsNull { column, negated } => match value_of(column) {
-                Some(scalar) => compare(scalar, if *negated { CompareOp::Ne } else { CompareOp::Eq }, Value::Null),
+                Some(scalar) => {
+                    compare(scalar, if *negated { CompareOp::Ne } else { CompareOp::Eq }, Value::Null.into())
+                }
                 None => condition.clone(),
             },
             Expr::In { column, values, negated } => match value_of(column) {
                 Some(scalar) => {
-                    let any = Expr::Or(values.iter().map(|v| compare(scalar, CompareOp::Eq, v.clone())).collect());
+                    let any =
+                        Expr::Or(values.iter().map(|v| compare(scalar, CompareOp::Eq, v.clone().into())).collect());
                     if *negated {
                         Expr::Not(Box::new(any))
                     } else {

@@ -82,23 +82,17 @@ impl<'d> SqlWriter<'d> {
         match expr {
             Expr::Compare { column, op, value } => {
                 self.ident(column);
-                match (null_test(*op), value) {
-                    (Some(test), Operand::Value(Value::Null)) => self.push(test),
-                    _ => {
-                        self.push(op.sql());
-                        self.operand(value);
-                    }
-                }
+                self.compared_to(*op, value);
             }
             Expr::AggregateCompare { aggregate, op, value } => {
                 self.aggregate(aggregate);
-                self.compared(*op, value);
+                self.compared_to(*op, &Operand::Value(value.clone()));
             }
             Expr::In { values, negated, .. } if values.is_empty() => self.push(if *negated { "TRUE" } else { "FALSE" }),
             Expr::In { column, values, negated } => self.dialect.write_in(self, column, values, *negated),
             Expr::ScalarCompare { scalar, op, value } => {
                 self.scalar(scalar);
-                self.compared(*op, value);
+                self.compared_to(*op, value);
             }
             Expr::InSelect { column, select, negated } => {
                 self.ident(column);
@@ -332,12 +326,13 @@ impl<'d> SqlWriter<'d> {
     }
 
     /// `<op> value` after a value just written, `IS [NOT] NULL` for a `NULL` value.
-    fn compared(&mut self, op: CompareOp, value: &Value) {
-        match (null_test(op), value) {
-            (Some(test), Value::Null) => self.push(test),
+    /// ` <op> operand`, or ` IS [NOT] NULL` for `=`/`<>` a `NULL` value.
+    fn compared_to(&mut self, op: CompareOp, operand: &Operand) {
+        match (null_test(op), operand) {
+            (Some(test), Operand::Value(Value::Null)) => self.push(test),
             _ => {
                 self.push(op.sql());
-                self.param(value.clone());
+                self.operand(operand);
             }
         }
     }
@@ -629,7 +624,7 @@ impl SqlWriter<'_> {
 
     /// ` FROM` the query's rows (selected, filtered, sliced and locked as they would be)
     /// joined to the rows [`Select::reached`] names, each row once per row it reaches,
-    /// with the reached columns under their aliases, as `name` (else `selected`). A
+    /// with the reached columns under their aliases, as `name` (else as the table). A
     /// chain shares the joins of the hops it begins with with every other chain
     /// beginning so.
     fn reached_rows(&mut self, select: &Select, name: Option<&Ident>) {
@@ -678,13 +673,8 @@ impl SqlWriter<'_> {
                 }
             }
         }
-        match name {
-            Some(name) => {
-                self.push(") AS ");
-                self.ident(name);
-            }
-            None => self.push(") AS selected"),
-        }
+        self.push(") AS ");
+        self.ident(name.unwrap_or(select.alias.as_ref().unwrap_or(table)));
     }
 
     /// `<kind> table AS alias ON alias.key = from.column`.
@@ -968,10 +958,13 @@ impl SqlWriter<'_> {
     fn rows(&mut self, select: &Select, subquery: Option<Selected>) {
         self.push(" FROM ");
         match subquery {
+            // Named as the table, so that values computed from its rows (an annotation's,
+            // in an aggregate) find their columns.
             Some(selected) => {
                 self.push("(");
                 self.selection(select, selected);
-                self.push(") AS selected");
+                self.push(") AS ");
+                self.ident(select.alias.as_ref().unwrap_or(&select.table));
             }
             None => {
                 self.ident(&select.table);
@@ -1287,7 +1280,7 @@ mod tests {
         assert_eq!(
             &*counted,
             format!(
-                r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "books" > $4 ORDER BY "books" DESC LIMIT $5) AS selected"#
+                r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "books" > $4 ORDER BY "books" DESC LIMIT $5) AS "authors""#
             )
         );
     }
@@ -1319,7 +1312,7 @@ mod tests {
         s.order.clear();
         assert_eq!(
             &*select(&Postgres, &s).sql,
-            format!(r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "r" = $1) AS selected"#)
+            format!(r#"SELECT count(*) FROM (SELECT 1 FROM ({inner}) AS "authors" WHERE "r" = $1) AS "authors""#)
         );
         // Rows joined to others hold what the order names.
         let mut joined = Select::new("authors", ["id"]);
@@ -1453,7 +1446,7 @@ mod tests {
         assert_eq!(
             &*select(&Postgres, &s).sql,
             format!(
-                r#"SELECT "country", count("novels") AS "n", sum("novels__chapters__words") AS "w" FROM ({rows}) AS selected GROUP BY "country" LIMIT $2"#
+                r#"SELECT "country", count("novels") AS "n", sum("novels__chapters__words") AS "w" FROM ({rows}) AS "writers" GROUP BY "country" LIMIT $2"#
             )
         );
         // Without groups, over the rows the query picks.
@@ -1577,7 +1570,7 @@ mod tests {
         s.limit = Some(3);
         assert_eq!(
             &*select(&Postgres, &s).sql,
-            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM (SELECT "id", "n" FROM "t" WHERE "a" IS NOT NULL ORDER BY "n" DESC LIMIT $1) AS selected"#
+            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM (SELECT "id", "n" FROM "t" WHERE "a" IS NOT NULL ORDER BY "n" DESC LIMIT $1) AS "t""#
         );
         s.limit = None;
         s.order.clear();
@@ -1585,12 +1578,12 @@ mod tests {
         s.columns = vec![col("n")];
         assert_eq!(
             &*select(&Postgres, &s).sql,
-            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM (SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL) AS selected"#
+            r#"SELECT sum("n"), count(DISTINCT "n"), count(*) FROM (SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL) AS "t""#
         );
         s.projection = Projection::Count;
         assert_eq!(
             &*select(&Postgres, &s).sql,
-            r#"SELECT count(*) FROM (SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL) AS selected"#
+            r#"SELECT count(*) FROM (SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL) AS "t""#
         );
         s.projection = Projection::Columns;
         assert_eq!(&*select(&Postgres, &s).sql, r#"SELECT DISTINCT "n" FROM "t" WHERE "a" IS NOT NULL"#);
@@ -1643,7 +1636,7 @@ mod tests {
         s.lock = Some(RowLock::update());
         assert_eq!(
             &*select(&Postgres, &s).sql,
-            r#"SELECT "kind", sum("n") AS "total" FROM (SELECT "id", "kind", "n" FROM "t" WHERE "n" IS NOT NULL FOR UPDATE) AS selected GROUP BY "kind" ORDER BY "total" DESC LIMIT $1"#
+            r#"SELECT "kind", sum("n") AS "total" FROM (SELECT "id", "kind", "n" FROM "t" WHERE "n" IS NOT NULL FOR UPDATE) AS "t" GROUP BY "kind" ORDER BY "total" DESC LIMIT $1"#
         );
         s.lock = None;
         let count = Aggregate::count_rows();
@@ -1673,7 +1666,7 @@ mod tests {
         // PostgreSQL takes no row locks for an aggregate: count the locked selection.
         assert_eq!(
             select(&Postgres, &s).sql.as_ref(),
-            r#"SELECT count(*) FROM (SELECT 1 FROM "t" FOR SHARE NOWAIT) AS selected"#
+            r#"SELECT count(*) FROM (SELECT 1 FROM "t" FOR SHARE NOWAIT) AS "t""#
         );
         s.projection = Projection::Exists;
         s.lock = Some(RowLock::no_key_update());

@@ -285,7 +285,7 @@ pub fn resolve_part(
         }
     };
     let compare = |op, value| -> Result<Expr> {
-        Ok(Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value: check(value)? })
+        Ok(Expr::ScalarCompare { scalar: Box::new(scalar.clone()), op, value: check(value)?.into() })
     };
     Ok(match (comparison(lookup), lookup, value) {
         (Some(op), _, value) => compare(op, value)?,

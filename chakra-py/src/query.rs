@@ -152,12 +152,17 @@ fn json_value(
 /// (`exact`, `ne`, `gt`, `gte`, `lt`, `lte`; `None` is `IS [NOT] NULL`), `in` or `isnull`.
 fn annotation_condition(
     py: Python<'_>,
+    schema: &Schema,
     annotation: &Annotation,
     lookup: &str,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<Expr> {
     let column = annotation.alias.clone();
     Ok(match (lookup::comparison(lookup), lookup) {
+        // Compared with a value computed from the row (`n__gt=F("rank")`).
+        (Some(op), _) if value.is_instance(f_class(py)?)? => {
+            Expr::Compare { column, op, value: f_operand(py, schema, None, &value.getattr("_tree")?)? }
+        }
         (Some(op), _) => Expr::Compare { column, op, value: to_value_untyped(value)?.into() },
         (None, "isnull") => match value.cast::<PyBool>() {
             Ok(b) => Expr::IsNull { column, negated: !b.is_true() },
@@ -418,7 +423,7 @@ fn tree(py: Python<'_>, schema: &Schema, annotations: &[Annotation], node: &Boun
                 let key = child.get_item(0)?.extract::<String>()?;
                 let (name, lookup) = lookup::split_key(&key);
                 match annotations.iter().find(|a| a.alias == name) {
-                    Some(annotation) => annotation_condition(py, annotation, lookup, &child.get_item(1)?)?,
+                    Some(annotation) => annotation_condition(py, schema, annotation, lookup, &child.get_item(1)?)?,
                     None => condition(py, schema, &key, &child.get_item(1)?)?,
                 }
             }
@@ -447,7 +452,7 @@ fn odd_number_of(conditions: Vec<Expr>) -> Expr {
         function: Function::Mod,
         args: vec![holding.unwrap_or(Operand::Value(Value::I32(0))), Value::I32(2).into()],
     };
-    Expr::ScalarCompare { scalar: Box::new(Scalar::Operand(parity)), op: CompareOp::Eq, value: Value::I32(1) }
+    Expr::ScalarCompare { scalar: Box::new(Scalar::Operand(parity)), op: CompareOp::Eq, value: Value::I32(1).into() }
 }
 
 fn labels(schema: &Schema, operation: &'static str) -> Labels {
@@ -632,35 +637,7 @@ impl Query {
                     format!("the annotation `{alias}` is the column of {}: name it otherwise", schema.label(field)),
                 ));
             }
-            // A tagged tuple, else an `F` tree.
-            let tagged = spec.cast::<PyTuple>().ok().and_then(|t| {
-                let tag = t.get_item(0).ok()?.extract::<String>().ok()?;
-                Some((tag, t))
-            });
-            let value = match tagged.as_ref().map(|(tag, t)| (tag.as_str(), t.len(), t)) {
-                Some(("related", 7, t)) => related_annotation(py, schema, &alias, t)?,
-                // A fourth item `True` reads a timestamp's start as a date (`dates()`).
-                Some(("trunc", n @ (3 | 4), t)) => {
-                    let (field, kind): (String, String) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
-                    let unit =
-                        TruncUnit::named(&kind).ok_or_else(|| field_error(py, format!("no Trunc kind {kind:?}")))?;
-                    let as_date = n == 4 && t.get_item(3)?.extract::<bool>()?;
-                    match lookup::trunc(&schema.fields, &schema.table, &field, unit) {
-                        Ok(Scalar::Trunc { unit, column, .. }) if as_date => Scalar::Trunc { unit, column, date: true },
-                        Ok(value) => value,
-                        Err(e) => return Err(field_error(py, format!("`{alias}`: {}", e.message()))),
-                    }
-                }
-                Some(("named", 2, t)) => {
-                    let name: String = t.get_item(1)?.extract()?;
-                    lookup::value(&schema.fields, &schema.table, &name)
-                        .map_err(|e| field_error(py, e.message().to_owned()))?
-                }
-                Some(("referred", 3, t)) => {
-                    referred_value(py, schema, &alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?
-                }
-                _ => Scalar::Operand(f_operand(py, schema, None, &spec)?),
-            };
+            let value = annotation_value(py, schema, &alias, &spec)?;
             select.annotations.push(Annotation { selected, ..Annotation::new(alias, value) });
         }
         Ok(self.derive(py, select))
@@ -1495,6 +1472,14 @@ fn f_operand(py: Python<'_>, schema: &Schema, target: Option<usize>, tree: &Boun
         }
         // Checked against the outer query's field once this one is inside it.
         ("outer", 2) => Operand::Outer(node.get_item(1)?.extract::<String>()?.into()),
+        // `F("n")` naming an annotation: its value, in place (as Django resolves it).
+        ("annotation", 3) => {
+            let alias: String = node.get_item(1)?.extract()?;
+            match annotation_value(py, schema, &alias, &node.get_item(2)?)? {
+                Scalar::Operand(operand) => operand,
+                scalar => Operand::Scalar(Box::new(scalar)),
+            }
+        }
         // `RawSQL("similarity(name, %s)", ["x"], Float)`: SQL of the application's own.
         ("raw", 4) => {
             let (sql, params, sql_type): (String, Vec<Bound<'_, PyAny>>, Option<String>) =
@@ -1719,6 +1704,7 @@ fn tree_kind(py: Python<'_>, schema: &Schema, tree: &Bound<'_, PyAny>) -> PyResu
             first_kind(py, schema, whens.chain((!otherwise.is_none()).then_some(Ok(otherwise))))?
         }
         "exists" => Some(FieldKind::Bool),
+        "annotation" => annotation_kind(py, schema, &node.get_item(1)?.extract::<String>()?, &node.get_item(2)?)?,
         "keytext" => Some(FieldKind::Text),
         "raw" => node.get_item(3)?.extract::<Option<String>>()?.as_deref().and_then(FieldKind::from_sql_type),
         "cast" => FieldKind::from_sql_type(&node.get_item(3)?.extract::<String>()?),
@@ -1797,6 +1783,7 @@ fn describe(tree: &Bound<'_, PyAny>) -> PyResult<String> {
     let node = tree.cast::<PyTuple>()?;
     Ok(match node.get_item(0)?.extract::<String>()?.as_str() {
         "field" => format!("F({:?})", node.get_item(1)?.extract::<String>()?),
+        "annotation" => format!("the annotation `{}`", node.get_item(1)?.extract::<String>()?),
         "value" => node.get_item(1)?.repr()?.to_string(),
         "call" => format!("{}(…)", node.get_item(1)?.extract::<String>()?),
         "case" => "Case(…)".to_owned(),
@@ -1822,6 +1809,76 @@ fn kind_name(kind: FieldKind) -> &'static str {
         FieldKind::Uuid => "a uuid",
         FieldKind::Json => "JSON",
         _ => "bytes",
+    }
+}
+
+/// An annotation's value as `spec` gives it (see [`Query::annotate`]): a tagged tuple,
+/// else an `F` tree.
+fn annotation_value(py: Python<'_>, schema: &Schema, alias: &str, spec: &Bound<'_, PyAny>) -> PyResult<Scalar> {
+    let tagged = spec.cast::<PyTuple>().ok().and_then(|t| {
+        let tag = t.get_item(0).ok()?.extract::<String>().ok()?;
+        Some((tag, t))
+    });
+    Ok(match tagged.as_ref().map(|(tag, t)| (tag.as_str(), t.len(), t)) {
+        Some(("related", 7, t)) => related_annotation(py, schema, alias, t)?,
+        // A fourth item `True` reads a timestamp's start as a date (`dates()`).
+        Some(("trunc", n @ (3 | 4), t)) => {
+            let (field, kind): (String, String) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
+            let unit = TruncUnit::named(&kind).ok_or_else(|| field_error(py, format!("no Trunc kind {kind:?}")))?;
+            let as_date = n == 4 && t.get_item(3)?.extract::<bool>()?;
+            match lookup::trunc(&schema.fields, &schema.table, &field, unit) {
+                Ok(Scalar::Trunc { unit, column, .. }) if as_date => Scalar::Trunc { unit, column, date: true },
+                Ok(value) => value,
+                Err(e) => return Err(field_error(py, format!("`{alias}`: {}", e.message()))),
+            }
+        }
+        Some(("named", 2, t)) => {
+            let name: String = t.get_item(1)?.extract()?;
+            lookup::value(&schema.fields, &schema.table, &name).map_err(|e| field_error(py, e.message().to_owned()))?
+        }
+        Some(("referred", 3, t)) => {
+            referred_value(py, schema, alias, t.get_item(1)?.extract()?, &t.get_item(2)?.extract::<String>()?)?
+        }
+        _ => Scalar::Operand(f_operand(py, schema, None, spec)?),
+    })
+}
+
+/// The type of the annotation `alias`'s value as `spec` gives it, where known.
+fn annotation_kind(
+    py: Python<'_>,
+    schema: &Schema,
+    alias: &str,
+    spec: &Bound<'_, PyAny>,
+) -> PyResult<Option<FieldKind>> {
+    let tag = spec.cast::<PyTuple>().ok().and_then(|t| t.get_item(0).ok()?.extract::<String>().ok());
+    Ok(match tag.as_deref() {
+        Some("related") => {
+            let path: Vec<HopSpec<'_>> = spec.get_item(1)?.extract()?;
+            let (function, field): (String, String) = (spec.get_item(2)?.extract()?, spec.get_item(3)?.extract()?);
+            let (_, related) = hops_of(py, schema, alias, &path)?;
+            let input = match field.as_str() {
+                "*" => None,
+                name => Some(related.types[field_index(py, related, name)?].kind),
+            };
+            AggregateFn::named(&function).and_then(|function| aggregated_kind(function, input))
+        }
+        Some("trunc") if spec.len()? == 4 && spec.get_item(3)?.extract::<bool>()? => Some(FieldKind::Date),
+        Some("trunc") => Some(field_ref(py, schema, &spec.get_item(1)?.extract::<String>()?)?.kind(schema)),
+        _ => tree_kind(py, schema, spec)?,
+    })
+}
+
+/// The type of what `function` gives over values of type `input` (where known), as
+/// Python reads it (see [`Read`]).
+fn aggregated_kind(function: AggregateFn, input: Option<FieldKind>) -> Option<FieldKind> {
+    match (function, Read::of(function, input)) {
+        (_, Some(Read::Float)) => Some(FieldKind::Float),
+        (_, Some(Read::Int)) | (AggregateFn::Count, _) => Some(FieldKind::BigInt),
+        (AggregateFn::BoolAnd | AggregateFn::BoolOr, _) => Some(FieldKind::Bool),
+        (AggregateFn::StringAgg, _) => Some(FieldKind::Text),
+        (AggregateFn::ArrayAgg, _) => None,
+        // min, max, and the sum or average of decimals: their values' type.
+        _ => input,
     }
 }
 

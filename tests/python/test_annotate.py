@@ -11,8 +11,28 @@ from typing import Any
 import pytest
 
 import chakra
-from chakra import Avg, Count, F, Field, Integer, Max, Model, Numeric, OuterRef, Q, Session, String, Subquery, Sum, Value
-from chakra.functions import Coalesce, Concat, Lower, Upper
+from chakra import (
+    Avg,
+    Case,
+    Count,
+    F,
+    Field,
+    Integer,
+    Max,
+    Min,
+    Model,
+    Numeric,
+    OuterRef,
+    Q,
+    Session,
+    String,
+    StringAgg,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from chakra.functions import Coalesce, Concat, Greatest, Lower, Upper
 from conftest import recreate, sent
 
 
@@ -491,3 +511,59 @@ async def test_alias_refuses_what_annotate_refuses() -> None:
         Writer.objects.alias(n=42)  # type: ignore[arg-type]
     with pytest.raises(chakra.ProgrammingError, match="cannot alias combined querysets"):
         Writer.objects.filter(rank=1).union(Writer.objects.filter(rank=2)).alias(n=Count("novels"))
+
+
+async def test_expressions_build_on_annotations_and_aliases() -> None:
+    """``F("n")`` naming an annotation (or alias) stands for its value, as in Django:
+    in later annotations, functions, ``Case`` branches and the order."""
+    shelf = Writer.objects.annotate(n=Count("novels"))
+    rows = await shelf.annotate(twice=F("n") * 2, top=Greatest("n", "rank")).order_by("name").values_list(
+        "name", "twice", "top"
+    )
+    assert rows == [("Ann", 4, 2), ("Ben", 2, 2), ("Cid", 0, 3)]
+    picked = await shelf.annotate(c=Case(When(rank=1, then=F("n")), default=Value(-1))).order_by("name")
+    assert [(w.name, w.c) for w in picked] == [("Ann", 2), ("Ben", -1), ("Cid", -1)]
+    per_rank = Writer.objects.alias(pages=Sum("novels__pages")).annotate(per=F("pages") / F("rank"))
+    assert await per_rank.order_by("name").values_list("per", flat=True) == [400, 100, None]
+    by_negated = await shelf.order_by((F("n") * -1).asc(), "name").values_list("name", flat=True)
+    assert by_negated == ["Ann", "Ben", "Cid"]
+    # Of a text aggregate, a text function; of a count, none.
+    titles = Writer.objects.annotate(t=StringAgg("novels__title", ",", ordering="novels__title"))
+    assert await titles.annotate(u=Upper("t")).order_by("name").values_list("u", flat=True) == ["A1,A2", "B1", None]
+    with raises(chakra.FieldError, "Upper() takes text; it was given the annotation `n`"):
+        shelf.annotate(u=Upper("n"))
+
+
+async def test_filters_compare_fields_and_annotations_with_each_other() -> None:
+    shelf = Writer.objects.annotate(n=Count("novels"))
+    names = lambda qs: qs.order_by("name").values_list("name", flat=True)  # noqa: E731
+    assert await names(shelf.filter(rank__lte=F("n"))) == ["Ann"]
+    assert await names(shelf.filter(n__gte=F("rank"))) == ["Ann"]
+    assert await names(shelf.filter(Q(n__gt=F("rank")) | Q(name="Cid"))) == ["Ann", "Cid"]
+    assert await names(shelf.exclude(rank__lte=F("n"))) == ["Ben", "Cid"]
+    assert await names(Writer.objects.alias(n=Count("novels")).filter(n__lt=F("rank") - 1)) == ["Cid"]
+    assert await shelf.filter(n__gte=F("rank")).count() == 1
+    with raises(chakra.FieldError, "unknown field `missing` on `an_writers` (fields: id, name, rank)"):
+        shelf.filter(n__gte=F("missing"))
+
+
+async def test_aggregates_over_annotations() -> None:
+    """Django's ``annotate(n=Count("books")).aggregate(Avg("n"))``: the average number of
+    novels per writer, each writer counted once, the filter on the annotation kept."""
+    shelf = Writer.objects.annotate(n=Count("novels"))
+    totals = await shelf.aggregate(total=Sum("n"), avg=Avg("n"), top=Max(F("n") + F("rank")))
+    assert totals == {"total": 3, "avg": 1.0, "top": 3}
+    assert await shelf.filter(n__gte=1).aggregate(total=Sum("n"), avg=Avg("n")) == {"total": 3, "avg": 1.5}
+    cheapest = Writer.objects.alias(low=Min("novels__price"))
+    assert await cheapest.aggregate(top=Max("low")) == {"top": decimal.Decimal("10.50")}
+    assert shelf.aggregate_sync(n__sum=Sum("n")) == {"n__sum": 3}
+    with raises(chakra.FieldError, "`bad`: sum needs a numeric field; the annotation `t` is not one"):
+        await Writer.objects.annotate(t=StringAgg("novels__title", ",")).aggregate(bad=Sum("t"))
+    with pytest.raises(chakra.ProgrammingError, match="cannot group an annotated queryset"):
+        await shelf.values("rank").annotate(total=Sum("n"))
+
+
+async def test_update_sets_fields_from_annotations() -> None:
+    changed = await Writer.objects.annotate(n=Count("novels")).filter(n__gte=1).update(rank=F("n") * 10)
+    assert changed == 2
+    assert await Writer.objects.order_by("name").values_list("name", "rank") == [("Ann", 20), ("Ben", 10), ("Cid", 3)]

@@ -24,6 +24,7 @@ takes a pooled connection of its own.
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
@@ -432,6 +433,52 @@ def _f_value(model: type[Model], f: F) -> Any:
     return f._tree if named is None else named
 
 
+def _resolve(tree: Any, annotated: dict[str, Any]) -> Any:
+    """An expression tree with each field ``annotated`` names as ``("annotation", name,
+    value)``, the annotation's value (see ``QuerySet._resolved``); the same tree object
+    when it names none."""
+    if not isinstance(tree, tuple) or not tree:
+        return tree
+    tag = tree[0]
+    if tag == "field" and tree[1] in annotated:
+        return ("annotation", tree[1], annotated[tree[1]])
+
+    def each(parts: Iterable[Any]) -> tuple[list[Any], bool]:
+        parts = list(parts)
+        resolved = [_resolve(part, annotated) for part in parts]
+        return resolved, any(new is not old for new, old in zip(resolved, parts))
+
+    if tag == "op":
+        (left, right), changed = each(tree[2:4])
+        return ("op", tree[1], left, right) if changed else tree
+    if tag == "call":
+        args, changed = each(tree[2])
+        return ("call", tree[1], args) if changed else tree
+    if tag == "cast":
+        (value,), changed = each(tree[1:2])
+        return ("cast", value, *tree[2:]) if changed else tree
+    if tag == "case":
+        thens, changed = each([then for _, then in tree[1]] + [tree[2]])
+        whens = [(condition, then) for (condition, _), then in zip(tree[1], thens)]
+        return ("case", whens, thens[-1]) if changed else tree
+    return tree
+
+
+def _resolve_condition(tree: tuple[str, bool, list[Any]], annotated: dict[str, Any]) -> tuple[str, bool, list[Any]]:
+    """A ``Q`` tree with the expressions it compares with resolved as ``_resolve`` does
+    (``rank__lte=F("n")``, ``n`` an annotation)."""
+    connector, negated, children = tree
+    resolved: list[Any] = []
+    for child in children:
+        if len(child) == 2 and isinstance(child[1], Expression):
+            value = _resolve(child[1]._tree, annotated)
+            child = child if value is child[1]._tree else (child[0], Expression._node(value))
+        elif len(child) == 3 and child[0] != "exists":
+            child = _resolve_condition(child, annotated)
+        resolved.append(child)
+    return (connector, negated, resolved)
+
+
 def _named_spec(model: type[Model], name: str, method: str) -> tuple[Any, ...] | None:
     """What a name that is not a field reads, as the core's annotations take it: a field
     across forward relations (``"author__name"``) or a part of a date
@@ -537,7 +584,7 @@ class QuerySet(Generic[M]):
     """A query over ``model``'s table. Refinements return new querysets; ``await qs``
     runs it and returns the list of instances."""
 
-    __slots__ = ("_db", "_default_order", "_joined_lookups", "_model", "_prefetch", "_query")
+    __slots__ = ("_annotated", "_db", "_default_order", "_joined_lookups", "_model", "_prefetch", "_query")
 
     def __init__(
         self,
@@ -552,6 +599,9 @@ class QuerySet(Generic[M]):
         """``(path, lookup, value)`` of the lookups ``filter()`` took across relations
         holding many rows, which rows those relations reach for ``values()`` meet too, as
         Django's join does."""
+        self._annotated: dict[str, Any] = {}
+        """The values ``annotate()`` and ``alias()`` named, as the core takes them, by
+        name: what ``F(name)`` in later expressions and aggregates stands for."""
         self._default_order = default_order
         """Whether its order is the model's ``__ordering__``, which grouped and distinct
         values leave out (as Django's ``Meta.ordering``)."""
@@ -581,6 +631,7 @@ class QuerySet(Generic[M]):
             self._default_order if default_order is None else default_order,
         )
         made._joined_lookups = self._joined_lookups
+        made._annotated = self._annotated
         return made
 
     def _reached(self, name: str, hops: Hops, field: str) -> tuple[str, Hops, str, list[Any]]:
@@ -725,7 +776,8 @@ class QuerySet(Generic[M]):
 
     def _q(self, conditions: tuple[Q | Exists, ...], lookups: dict[str, Any]) -> tuple[str, bool, list[Any]]:
         """The conditions as the tree the core compiles, across relations and annotations."""
-        return Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
+        tree = Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
+        return _resolve_condition(tree, self._annotated) if self._annotated else tree
 
     def annotate(self, *args: Aggregate, **kwargs: Aggregate | Expression | Trunc) -> QuerySet[M]:
         """Adds a value computed for each row, read as an attribute of its instance, as
@@ -750,7 +802,7 @@ class QuerySet(Generic[M]):
         :mod:`chakra.functions` (``Coalesce("nickname", "name")``, ``Lower("email")``) and
         ``Case(When(...), default=...)`` are values per row too.
         """
-        return self._clone(self._query.annotate(self._annotation_specs("annotate", args, kwargs)))
+        return self._annotating(self._annotation_specs("annotate", args, kwargs), True)
 
     def alias(self, *args: Aggregate, **kwargs: Aggregate | Expression | Trunc) -> QuerySet[M]:
         """Names values as :meth:`annotate` does, to be filtered and ordered by (and
@@ -760,7 +812,12 @@ class QuerySet(Generic[M]):
 
             authors = await Author.objects.alias(n=Count("books")).filter(n__gt=1).order_by("-n")
         """
-        return self._clone(self._query.annotate(self._annotation_specs("alias", args, kwargs), False))
+        return self._annotating(self._annotation_specs("alias", args, kwargs), False)
+
+    def _annotating(self, specs: list[tuple[str, Any]], selected: bool) -> QuerySet[M]:
+        made = self._clone(self._query.annotate(specs, selected))
+        made._annotated = {**self._annotated, **dict(specs)}
+        return made
 
     def _annotation_specs(
         self, method: str, args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate | Expression | Trunc]
@@ -787,7 +844,9 @@ class QuerySet(Generic[M]):
                     f"the annotation `{alias}` is named as a relation or attribute of {self._model.__name__}: "
                     "name it otherwise"
                 )
-            if isinstance(value, F):
+            if isinstance(value, Expression) and (resolved := self._resolved(value._tree)) is not value._tree:
+                specs.append((alias, resolved))
+            elif isinstance(value, F):
                 specs.append((alias, _f_value(self._model, value)))
             elif isinstance(value, Expression):
                 specs.append((alias, value._tree))
@@ -824,7 +883,7 @@ class QuerySet(Generic[M]):
             if name is not None and name not in names and (many := _many_reach(self._model, name, "order_by")):
                 query = query.reach([self._reached(name, *many)])
                 names.append(name)
-        order = query.order_by([_order_spec(self._model, f, names) for f in fields])
+        order = query.order_by([self._resolved_order(_order_spec(self._model, f, names)) for f in fields])
         return self._clone(order, default_order=False)
 
     def select_for_update(self, nowait: bool = False, skip_locked: bool = False, no_key: bool = False) -> QuerySet[M]:
@@ -1221,7 +1280,38 @@ class QuerySet(Generic[M]):
                 raise TypeError(f"aggregate() takes aggregates (Count, Sum, Avg, Min, Max, …), got {agg!r}")
         named = {agg.default_alias: agg for agg in args}
         named.update(kwargs)
-        return [_reached_spec(self._model, alias, agg, self._joined_lookups) for alias, agg in named.items()]
+        return [
+            _reached_spec(self._model, alias, self._over_annotations(agg), self._joined_lookups)
+            for alias, agg in named.items()
+        ]
+
+    def _resolved(self, tree: Any) -> Any:
+        """``tree`` with each field naming an annotation in place of its value (Django
+        resolves ``F()`` to annotations first); ``tree`` itself when it names none."""
+        return _resolve(tree, self._annotated) if self._annotated else tree
+
+    def _resolved_order(self, term: Any) -> Any:
+        """An order term with its expression resolved (``order_by(F("n") * -1)``)."""
+        if not isinstance(term, tuple) or not self._annotated:
+            return term
+        if term[0] == "expression":
+            tree = self._resolved(term[1])
+            return term if tree is term[1] else ("expression", tree, term[2])
+        if term[0] == "nulls":
+            inner = self._resolved_order(term[2])
+            return term if inner is term[2] else ("nulls", term[1], inner)
+        return term
+
+    def _over_annotations(self, agg: Aggregate) -> Aggregate:
+        """``agg``, or a copy of it aggregating the annotations its field names
+        (``annotate(n=Count("books")).aggregate(Avg("n"))``)."""
+        tree = ("field", agg.field) if isinstance(agg.field, str) else agg.field._tree
+        resolved = self._resolved(tree)
+        if resolved is tree:
+            return agg
+        over = copy.copy(agg)
+        over.field = Expression._node(resolved)
+        return over
 
     async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
         """Aggregates over the matching rows, as a dict by name::
@@ -1473,10 +1563,13 @@ class QuerySet(Generic[M]):
         target, identity, session = self._scope()
         if session is not None:
             yield from session._flush_steps()
+        plain, exprs = _split_exprs(values)
+        if exprs is not None:
+            exprs = {name: self._resolved(tree) for name, tree in exprs.items()}
         if session is None or not identity:
-            changed: int = yield self._query.update(target, *_split_exprs(values))
+            changed: int = yield self._query.update(target, plain, exprs)
             return changed
-        rows: list[M] = yield self._query.update(target, *_split_exprs(values), True)
+        rows: list[M] = yield self._query.update(target, plain, exprs, True)
         session._refresh_held(rows)
         return len(rows)
 

@@ -79,6 +79,7 @@ async def checks(session: Session) -> None:
     months = User.objects.values(month=chakra.TruncMonth("joined")).annotate(n=chakra.Count("id"))
     assert_type(await months.order_by("month"), list[dict[str, Any]])
     assert_type(User.objects.annotate(day=chakra.Trunc("joined", "day")), QuerySet[User])
+    assert_type(User.objects.alias(n=Length("name")).filter(n__gt=chakra.F("id")), QuerySet[User])
     assert_type(await months.count(), int)
     tier = chakra.Case(chakra.When(id__gt=1, then=chakra.Value("late")), default=Coalesce("name", chakra.Value("?")))
     assert_type(User.objects.annotate(tier=tier, n=Length("name") + 1), QuerySet[User])
