@@ -567,3 +567,8 @@ async def test_update_sets_fields_from_annotations() -> None:
     changed = await Writer.objects.annotate(n=Count("novels")).filter(n__gte=1).update(rank=F("n") * 10)
     assert changed == 2
     assert await Writer.objects.order_by("name").values_list("name", "rank") == [("Ann", 20), ("Ben", 10), ("Cid", 3)]
+    # Rows picked by comparing an annotation with a field, updated and deleted by query.
+    assert await Writer.objects.annotate(n=Count("novels")).filter(n__gt=F("rank") - 10).update(rank=0) == 2
+    assert await Writer.objects.order_by("name").values_list("rank", flat=True) == [20, 0, 0]
+    assert await Writer.objects.alias(n=Count("novels")).filter(n__lt=F("rank") + 1, n=0).delete() == 1
+    assert await Writer.objects.order_by("name").values_list("name", flat=True) == ["Ann", "Ben"]
