@@ -238,6 +238,31 @@ async def test_a_filter_across_the_relation_picks_the_rows_reached_too() -> None
     assert await after.filter(name="Ann") == [("Ann", "a1"), ("Ann", "a2")]
 
 
+async def test_q_objects_on_one_relation_pick_the_rows_reached_too() -> None:
+    """Django joins the relation once for every condition of one ``filter()`` call on it,
+    ``Q`` objects too: ``Q(novels__pages__gt=250) | Q(novels__title="b1")`` keeps the
+    novels meeting either. A ``Q`` mixing the relation's fields with the writer's own, a
+    negated one and ``exclude()`` (subqueries in Django too) pick writers only."""
+    either = Writer.objects.filter(Q(novels__pages__gt=250) | Q(novels__title="b1"))
+    ordered = either.order_by("name", "novels__title")
+    assert await ordered.values_list("name", "novels__title") == [("Ann", "a2"), ("Ben", "b1")]
+    assert [w.n for w in await either.annotate(n=Count("novels")).order_by("name")] == [1, 1]
+    assert await either.aggregate(pages=Sum("novels__pages")) == {"pages": 500}
+    # Negated, as in Django: the writers with no such novel, each with all their novels.
+    negated = Writer.objects.filter(~Q(novels__pages__gt=250)).order_by("name", "novels__title")
+    assert await negated.values_list("name", "novels__title") == [("Ben", "b1"), ("Cid", None)]
+    both = Writer.objects.filter(Q(novels__pages__gt=150), novels__title__startswith="a").values_list("novels__title")
+    assert await both == [("a2",)]
+    # Deeper: the chapters of the novels, kept by a Q on the chapters.
+    words = Writer.objects.filter(Q(novels__chapters__words__gte=1000) & Q(novels__chapters__words__lt=2000))
+    assert await words.values_list("name", "novels__chapters__words") == [("Ann", 1000)]
+    # The writer's own fields in the same Q: the writers are picked, every novel counted.
+    mixed = Writer.objects.filter(Q(novels__pages__gt=250) | Q(name="Ben")).annotate(n=Count("novels"))
+    assert [(w.name, w.n) for w in await mixed.order_by("name")] == [("Ann", 2), ("Ben", 1)]
+    excluded = Writer.objects.exclude(novels__pages__gt=250).annotate(n=Count("novels"))
+    assert [(w.name, w.n) for w in await excluded.order_by("name")] == [("Ben", 1), ("Cid", 0)]
+
+
 async def test_values_across_relations_holding_many_rows_give_a_row_per_row_reached() -> None:
     """``values("novels__title")`` joins as Django's does: a row per novel, one with None
     for a writer with none; order, slices, distinct, counts and groups apply to those rows."""

@@ -219,3 +219,21 @@ async def test_values_across_a_many_to_many_relation_give_a_row_per_pair() -> No
     assert await per_tag == [{"tags__name": "py", "n": 1}, {"tags__name": "rs", "n": 2}, {"tags__name": None, "n": 1}]
     titles = await Tag.objects.filter(name="rs").values_list("posts__title", flat=True).order_by("posts__title")
     assert titles == ["p", "q"]
+
+
+async def test_a_filter_across_the_pairs_picks_the_tags_reached_too() -> None:
+    """As Django's join reuse: the tags ``values("tags__name")`` reaches are those the
+    filter kept, through pairs that lead to them (no row for a pair whose tag was not
+    kept), and ``Count("tags")`` counts those."""
+    py, rs, go = await Tag.objects.bulk_create([Tag(name="py"), Tag(name="rs"), Tag(name="go")])
+    p, q = await Post.objects.bulk_create([Post(title="p"), Post(title="q")])
+    await p.tags.add(py, rs, go)
+    await q.tags.add(go)
+    either = Post.objects.filter(Q(tags__name="py") | Q(tags__name="go"))
+    rows = await either.order_by("title", "tags__name").values_list("title", "tags__name")
+    assert rows == [("p", "go"), ("p", "py"), ("q", "go")]
+    assert [(x.title, x.n) for x in await either.annotate(n=Count("tags")).order_by("title")] == [("p", 2), ("q", 1)]
+    one = Post.objects.filter(tags__name="rs").values_list("title", "tags__name")
+    assert await one == [("p", "rs")]
+    back = Tag.objects.filter(posts__title="q").order_by("name").values_list("name", "posts__title")
+    assert await back == [("go", "q")]

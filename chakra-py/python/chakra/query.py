@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import copy
 import functools
+import operator
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from functools import partial
@@ -291,16 +292,37 @@ def _reach(model: type[Model], name: str) -> tuple[Hops, type[Model], str, list[
     return hops, current, "__".join(parts[: len(parts) - len(names)]), names, many
 
 
-def _many_lookups(model: type[Model], lookups: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
-    """``(path, lookup, value)`` for each of ``lookups`` across relations holding many rows
-    (``books__title__startswith``: ``("books", "title__startswith", ...)``)."""
+def _joined_conditions(
+    model: type[Model], conditions: tuple[Q | Exists, ...], lookups: dict[str, Any]
+) -> Iterator[tuple[str, Q]]:
+    """``(path, condition)`` for each of a ``filter()`` call's conditions on the rows of
+    one path of relations holding many rows (``books__title__startswith="a"``, or a ``Q``
+    whose every lookup names the fields of the same such rows), which Django applies to
+    the one join of that path; a negated ``Q`` is a subquery in Django, and picks rows
+    only."""
     for key, value in lookups.items():
-        head = key.split("__")[0]
-        if "__" not in key or head in model._meta.fields or head not in model._meta.relations:
-            continue
-        _, _, path, names, many = _reach(model, key)
-        if many and names:
-            yield path, "__".join(names), value
+        if (path := _many_path(model, key)) is not None:
+            yield path, Q(**{key: value})
+    for condition in conditions:
+        if isinstance(condition, Q) and not _negated(condition):
+            paths = {_many_path(model, key) for key in _lookup_keys(condition)}
+            if len(paths) == 1 and (path := paths.pop()) is not None:
+                yield path, condition
+
+
+def _many_path(model: type[Model], key: str) -> str | None:
+    """The path of relations to rows holding many a lookup names a field of
+    (``"books__reviews"`` for ``books__reviews__stars__gte``); ``None`` for any other."""
+    head = key.split("__")[0]
+    if "__" not in key or head in model._meta.fields or head not in model._meta.relations:
+        return None
+    _, _, path, names, many = _reach(model, key)
+    return path if many and names else None
+
+
+def _negated(q: Q) -> bool:
+    """Whether ``q`` or a ``Q`` inside it is negated, or holds an ``Exists``."""
+    return q.negated or any(isinstance(c, Exists) or (isinstance(c, Q) and _negated(c)) for c in q.children)
 
 
 def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] | None:
@@ -323,7 +345,7 @@ def _many_reach(model: type[Model], name: str, method: str) -> tuple[Hops, str] 
 
 
 def _related_aggregate(
-    model: type[Model], alias: str, agg: Aggregate, joined: tuple[tuple[str, str, Any], ...] = ()
+    model: type[Model], alias: str, agg: Aggregate, joined: tuple[tuple[str, Q], ...] = ()
 ) -> tuple[Any, ...]:
     """``Count("books")``, ``Sum("books__pages", filter=Q(books__year__gte=2000))``,
     ``Count("books__reviews")`` on ``model``: the aggregate of the rows a chain of
@@ -370,18 +392,17 @@ def _reached_order(agg: Aggregate, path: str, alias: str) -> list[tuple[str, str
     return terms
 
 
-def _joined_filter(condition: Q | None, path: str, joined: tuple[tuple[str, str, Any], ...]) -> Q | None:
-    """``condition`` and the lookups ``filter()`` took across the relations of ``path``
-    (Django counts only the rows its join kept), in the model's spelling."""
-    lookups = {f"{path}__{lookup}": value for on, lookup, value in joined if on == path}
-    if not lookups:
-        return condition
-    kept = Q(**lookups)
-    return kept if condition is None else kept & condition
+def _joined_filter(condition: Q | None, path: str, joined: tuple[tuple[str, Q], ...]) -> Q | None:
+    """``condition`` and what ``filter()`` asked of the rows of ``path`` (Django counts
+    only the rows its join kept), in the model's spelling."""
+    kept = [q for on, q in joined if on == path]
+    if condition is not None:
+        kept.append(condition)
+    return functools.reduce(operator.and_, kept) if kept else None
 
 
 def _reached_spec(
-    model: type[Model], alias: str, agg: Aggregate, joined: tuple[tuple[str, str, Any], ...] = ()
+    model: type[Model], alias: str, agg: Aggregate, joined: tuple[tuple[str, Q], ...] = ()
 ) -> AggregateSpec:
     """An aggregate of the rows of a group, or of all the rows, as the core takes it. One
     across relations (``Count("books")``, ``Sum("books__pages")``) reads a column of the
@@ -517,6 +538,14 @@ def _lookup_keys(q: Q) -> Iterator[str]:
             yield child[0]
 
 
+def _rekeyed(q: Q, key: Callable[[str], str]) -> Q:
+    """``q`` with each lookup's key as ``key`` gives it."""
+    children: list[Q | Exists | tuple[str, Any]] = [
+        _rekeyed(c, key) if isinstance(c, Q) else c if isinstance(c, Exists) else (key(c[0]), c[1]) for c in q.children
+    ]
+    return Q._combine(q.connector, children, q.negated)
+
+
 def _relative(q: Q, relation: str, alias: str) -> Q:
     """``q``'s lookups on ``relation__…`` as lookups on the related model: what an
     annotation's filter means (``Q(books__year__gte=2000)`` → ``Q(year__gte=2000)``)."""
@@ -584,7 +613,7 @@ class QuerySet(Generic[M]):
     """A query over ``model``'s table. Refinements return new querysets; ``await qs``
     runs it and returns the list of instances."""
 
-    __slots__ = ("_annotated", "_db", "_default_order", "_joined_lookups", "_model", "_prefetch", "_query")
+    __slots__ = ("_annotated", "_db", "_default_order", "_joined", "_model", "_prefetch", "_query")
 
     def __init__(
         self,
@@ -595,10 +624,10 @@ class QuerySet(Generic[M]):
         default_order: bool = False,
     ) -> None:
         self._model = model
-        self._joined_lookups: tuple[tuple[str, str, Any], ...] = ()
-        """``(path, lookup, value)`` of the lookups ``filter()`` took across relations
-        holding many rows, which rows those relations reach for ``values()`` meet too, as
-        Django's join does."""
+        self._joined: tuple[tuple[str, Q], ...] = ()
+        """``(path, condition)`` of what ``filter()`` asked of the rows of relations
+        holding many rows, which the rows those relations reach for ``values()`` and
+        aggregates meet too, as Django's join does."""
         self._annotated: dict[str, Any] = {}
         """The values ``annotate()`` and ``alias()`` named, as the core takes them, by
         name: what ``F(name)`` in later expressions and aggregates stands for."""
@@ -630,18 +659,28 @@ class QuerySet(Generic[M]):
             self._prefetch if prefetch is None else prefetch,
             self._default_order if default_order is None else default_order,
         )
-        made._joined_lookups = self._joined_lookups
+        made._joined = self._joined
         made._annotated = self._annotated
         return made
 
     def _reached(self, name: str, hops: Hops, field: str) -> tuple[str, Hops, str, list[Any]]:
         """The rows ``name`` reaches across relations holding many rows, as the core's
-        ``reach`` takes them: the last hop's rows meeting what ``filter()`` asked of that
-        relation's rows (Django reuses that join)."""
-        _, last, path, _, _ = _reach(self._model, name)
-        lookups = {lookup: value for on, lookup, value in self._joined_lookups if on == path}
-        last_filter = Q(**lookups)._tree(last) if lookups else None
-        return (name, hops, field, [None] * (len(hops) - 1) + [last_filter])
+        ``reach`` takes them: each hop's rows meeting what ``filter()`` asked of the rows
+        at the end of that path (Django reuses that join, whose rows all meet it): the
+        last hop's, the condition itself; an earlier one's (a relation before it, the
+        pairs of a many-to-many one), that they lead to such rows."""
+        _, _, path, _, _ = _reach(self._model, name)
+        filters: list[Any] = [None] * len(hops)
+        kept = _joined_filter(None, path, self._joined)
+        if kept is not None:
+            # Spelled through the pairs, each hop is a relation of the path.
+            kept = _rekeyed(kept, lambda key: _through_pairs(self._model, key))
+            names = _through_pairs(self._model, path).split("__")
+            for end in range(1, len(names) + 1):
+                prefix = "__".join(names[:end])
+                before, model, _, _, _ = _reach(self._model, prefix)
+                filters[len(before) - 1] = _relative(kept, prefix, name)._tree(model)
+        return (name, hops, field, filters)
 
     @classmethod
     def _chain_class(cls) -> type[QuerySet[Any]]:
@@ -711,7 +750,7 @@ class QuerySet(Generic[M]):
         if not conditions and not lookups:
             return self._clone()
         filtered = self._clone(self._query.filter(self._q(conditions, lookups), False))
-        filtered._joined_lookups += tuple(_many_lookups(self._model, lookups))
+        filtered._joined += tuple(_joined_conditions(self._model, conditions, lookups))
         return filtered
 
     def only(self, *fields: str) -> QuerySet[M]:
@@ -853,7 +892,7 @@ class QuerySet(Generic[M]):
             elif isinstance(value, Trunc):
                 specs.append((alias, value._spec))
             elif isinstance(value, Aggregate):
-                specs.append((alias, _related_aggregate(self._model, alias, value, self._joined_lookups)))
+                specs.append((alias, _related_aggregate(self._model, alias, value, self._joined)))
             else:
                 raise TypeError(
                     f"{method}() takes aggregates (Count, Sum, …), F, functions, Case or Trunc; got {alias}={value!r}"
@@ -1281,7 +1320,7 @@ class QuerySet(Generic[M]):
         named = {agg.default_alias: agg for agg in args}
         named.update(kwargs)
         return [
-            _reached_spec(self._model, alias, self._over_annotations(agg), self._joined_lookups)
+            _reached_spec(self._model, alias, self._over_annotations(agg), self._joined)
             for alias, agg in named.items()
         ]
 
@@ -1857,7 +1896,7 @@ class Values(Generic[T]):
         qs = self._qs.filter(*conditions, **rows) if conditions or rows else self._qs
         # The rows a field of these values reaches across the filtered relation are
         # joined again, to the rows the filter keeps (as a filter before values()).
-        paths = {path for path, _, _ in _many_lookups(qs.model, rows)}
+        paths = {path for path, _ in _joined_conditions(qs.model, conditions, rows)}
         again = [name for name in self._fields if name in qs._query.reached_names and _reach(qs.model, name)[2] in paths]
         if again:
             qs = qs._clone(qs._query.unreached(again))
