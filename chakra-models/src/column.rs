@@ -6,6 +6,7 @@ use chakra_service::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc}
 use chakra_service::rust_decimal::Decimal;
 use chakra_service::{FromSqlOwned, Value};
 
+use crate::annotate::RowValue;
 use crate::ast::{ArithOp, Assignment, CompareOp, Expr, Operand, Order, Pattern, TextMatch};
 use crate::model::Model;
 use crate::query::Selected;
@@ -566,6 +567,17 @@ macro_rules! arithmetic {
 
             fn $method(self, rhs: R) -> Computed<M, T> {
                 Computed { operand: Operand::arith(self.operand, ArithOp::$op, rhs.to_operand()), _model: PhantomData }
+            }
+        }
+
+        /// Arithmetic on a value of each row's related rows or of the row a key leads
+        /// to: `agg::count().related(…) * 2`.
+        impl<M, T: Numeric, R: ToOperand<M, T>> std::ops::$trait<R> for RowValue<M, T> {
+            type Output = Computed<M, T>;
+
+            fn $method(self, rhs: R) -> Computed<M, T> {
+                let operand = ToOperand::<M, T>::to_operand(self);
+                Computed { operand: Operand::arith(operand, ArithOp::$op, rhs.to_operand()), _model: PhantomData }
             }
         }
     )*};

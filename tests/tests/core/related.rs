@@ -269,6 +269,13 @@ async fn annotations_compute_values_from_each_rows_related_rows() {
     );
     assert_eq!(by_books.count(&pool).await.unwrap(), 2);
 
+    // Arithmetic on them, read and filtered by.
+    let twice = Author::query().order_by(Author::name().asc()).annotate((books() * 2 + 1).row_value());
+    let twice: Vec<_> = twice.all(&pool).await.unwrap().into_iter().map(|(a, n)| (a.name, n)).collect();
+    assert_eq!(twice, [("Ada".to_string(), 5), ("Bob".to_string(), 1)]);
+    let beyond_key = Author::query().filter((books() * 1000).row_value().gt(0)).count(&pool).await.unwrap();
+    assert_eq!(beyond_key, 1, "Ada");
+
     let prolific = Author::query().filter(books().gte(2)).all(&pool).await.unwrap();
     assert_eq!(prolific.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Ada"]);
     let idle = Author::query().filter(books().eq(0)).count(&pool).await.unwrap();
