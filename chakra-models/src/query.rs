@@ -435,6 +435,14 @@ impl<M: Model> Combination<M> {
         Combination { query: self.query.offset(n) }
     }
 
+    /// Only `columns` of the combined rows, as [`Query::select`] (each part selects
+    /// them, so `UNION` keeps each combination of their values once):
+    /// `active.union(emailed).select(User::email()).all(&pool)`. The order must be by
+    /// the selected columns.
+    pub fn select<S: Selection<M>>(self, columns: S) -> Selected<M, S> {
+        Selected { query: self.query, columns, distinct: false }
+    }
+
     /// The statement [`all`](Self::all) sends.
     pub fn to_statement(&self) -> Statement {
         self.query.to_statement()
@@ -581,9 +589,13 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
         select.columns = self.columns.names();
         select.distinct = self.distinct;
         if let Some(order) = select.order_outside_rows() {
+            let what = if select.combined.is_empty() { "distinct columns" } else { "combined columns" };
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!("distinct columns are ordered by `{}`, which is not among them: select it, or drop it from the order", order.column),
+                format!(
+                    "{what} are ordered by `{}`, which is not among them: select it, or drop it from the order",
+                    order.column
+                ),
             ));
         }
         Ok(select)

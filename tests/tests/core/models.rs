@@ -697,6 +697,13 @@ async fn combined_queries_read_their_rows_together() {
     assert_eq!(ranks(streamed), [4, 3, 1]);
     assert!(either.exists(&pool).await.unwrap());
     assert!(!active().intersect(User::query().filter(User::is_active().eq(false))).exists(&pool).await.unwrap());
+    // Only some columns of them: each part selects those, and UNION keeps each value once.
+    let flags = active().union(emailed()).order_by(User::is_active().asc()).select(User::is_active());
+    assert_eq!(flags.all(&pool).await.unwrap(), [false, true]);
+    let names = either.clone().select((User::rank(), User::name()));
+    assert_eq!(names.first(&pool).await.unwrap().map(|(rank, _)| rank), Some(1));
+    let by_name = either.clone().order_by(User::name().asc()).select(User::rank());
+    assert_eq!(by_name.all(&pool).await.unwrap_err().kind(), ErrorKind::Usage, "ordered by a column not selected");
     // Combined rows sort by their columns; a computed order is refused before anything is sent.
     let by_length = either.clone().order_by(chakra::models::func::length(User::name()).row_value().asc());
     assert_eq!(by_length.all(&pool).await.unwrap_err().kind(), ErrorKind::Usage);
