@@ -593,6 +593,10 @@ pub struct Select {
     pub lock: Option<RowLock>,
     /// `SELECT DISTINCT`: each combination of the columns' values once.
     pub distinct: bool,
+    /// `SELECT DISTINCT ON (columns)`: the first row, in the order, of each combination
+    /// of these columns' values (PostgreSQL's; Django's `distinct("customer")`). The
+    /// order must begin with them (see [`Select::order_outside_rows`]).
+    pub distinct_on: Vec<Ident>,
     /// What [`Projection::Aggregates`] computes, in order.
     pub aggregates: Vec<Aggregate>,
     /// `GROUP BY` these columns: [`Projection::Aggregates`] per combination of their
@@ -962,6 +966,11 @@ impl Select {
     /// distinct or combined rows only by their columns (by name); `None` when every term
     /// is among those, or the query is none of these.
     pub fn order_outside_rows(&self) -> Option<&Order> {
+        // `DISTINCT ON`: the order's first terms are the columns it names.
+        if !self.distinct_on.is_empty() {
+            let leading = self.order.iter().take(self.distinct_on.len());
+            return leading.into_iter().find(|o| o.value.is_some() || !self.distinct_on.contains(&o.column));
+        }
         let grouped = self.projection == Projection::Aggregates && !self.group_by.is_empty();
         let combined = !self.combined.is_empty();
         if !grouped && !self.distinct && !combined {

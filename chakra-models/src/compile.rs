@@ -471,6 +471,7 @@ impl SqlWriter<'_> {
                     || select.offset.is_some()
                     || select.lock.is_some()
                     || select.distinct
+                    || !select.distinct_on.is_empty()
                     || select.annotation_filter.is_some();
                 self.push("SELECT ");
                 self.aggregates(select);
@@ -600,10 +601,11 @@ impl SqlWriter<'_> {
             limit: None,
             offset: None,
             distinct: false,
+            distinct_on: Vec::new(),
             joins: Vec::new(),
             ..holding
         };
-        self.push(if select.distinct { "SELECT DISTINCT " } else { "SELECT " });
+        self.select_keyword(select, true);
         let mut selected: Vec<&Ident> = select.columns.iter().chain(select.selected_aliases()).collect();
         for reached in &select.reached {
             if !selected.contains(&&reached.alias) {
@@ -775,14 +777,14 @@ impl SqlWriter<'_> {
         let rows = selected != Selected::One;
         // The annotations computed: those the rows hold, and those they do not but the
         // outer filter or order names.
-        let mut named = Vec::new();
+        let mut named = select.distinct_on.clone();
         select.annotation_filter.iter().for_each(|condition| condition.columns_into(&mut named));
         select.order.iter().for_each(|order| order.columns_into(&mut named));
         let computed: Vec<&Annotation> =
             select.annotations.iter().filter(|a| a.selected || named.contains(&a.alias)).collect();
         // Filtered or ordered by annotations they do not hold, the rows are a derived table.
         let derived = select.annotation_filter.is_some() || computed.iter().any(|a| !a.selected);
-        self.push(if select.distinct && rows { "SELECT DISTINCT " } else { "SELECT " });
+        self.select_keyword(select, rows);
         match selected {
             Selected::Columns if !derived => self.annotated_columns(&select.columns, computed.iter().copied()),
             Selected::Columns => self.idents(select.columns.iter().chain(select.selected_aliases())),
@@ -826,6 +828,18 @@ impl SqlWriter<'_> {
         self.slice(select);
         if !derived {
             self.lock(select);
+        }
+    }
+
+    /// `SELECT `, `SELECT DISTINCT ` (when it selects `rows`: one per row has nothing to
+    /// tell apart) or `SELECT DISTINCT ON (…) `.
+    fn select_keyword(&mut self, select: &Select, rows: bool) {
+        if !select.distinct_on.is_empty() {
+            self.push("SELECT DISTINCT ON (");
+            self.idents(&select.distinct_on);
+            self.push(") ");
+        } else {
+            self.push(if select.distinct && rows { "SELECT DISTINCT " } else { "SELECT " });
         }
     }
 
@@ -1332,6 +1346,25 @@ mod tests {
                 r#"SELECT "authors"."id", "chakra_join_1"."id" FROM ({rows}) AS "authors" LEFT JOIN "cities" AS "chakra_join_1" ON "chakra_join_1"."id" = "authors"."city_id" ORDER BY "authors"."r" ASC"#
             )
         );
+    }
+
+    #[test]
+    fn distinct_on_keeps_the_first_row_of_each_combination_and_counts_over_them() {
+        let mut s = Select::new("orders", ["id", "customer", "placed"]);
+        s.distinct_on = vec![col("customer")];
+        s.order = vec![Order::column(col("customer"), false), Order::column(col("placed"), true)];
+        let rows = r#"SELECT DISTINCT ON ("customer") "id", "customer", "placed" FROM "orders" ORDER BY "customer" ASC, "placed" DESC"#;
+        assert_eq!(&*select(&Postgres, &s).sql, rows);
+        assert_eq!(s.order_outside_rows(), None);
+        s.projection = Projection::Count;
+        assert_eq!(
+            &*select(&Postgres, &s).sql,
+            r#"SELECT count(*) FROM (SELECT DISTINCT ON ("customer") 1 FROM "orders") AS "orders""#,
+            "one per customer, whichever the order"
+        );
+        // The order must begin with the columns: PostgreSQL refuses any other.
+        s.order.reverse();
+        assert_eq!(s.order_outside_rows().map(|o| o.column.to_string()), Some("placed".into()));
     }
 
     #[test]

@@ -84,6 +84,16 @@ impl<M: Model> Query<M> {
         self
     }
 
+    /// The first row, in the order, of each value of `column` (PostgreSQL's `DISTINCT
+    /// ON`; several calls, of each combination): each author's longest book is
+    /// `Book::query().order_by(Book::author_id().asc()).order_by(Book::pages().desc())
+    /// .distinct_on(Book::author_id())`. The order must begin with those columns; any
+    /// other is refused before anything is sent.
+    pub fn distinct_on<T>(mut self, column: Column<M, T>) -> Self {
+        self.select.distinct_on.push(column.name().into());
+        self
+    }
+
     /// A sort key named at run time: `"name"` ascending, `"-name"` descending.
     pub fn order_by_name(self, spec: &str) -> Result<Self> {
         let order = lookup::order(M::FIELDS, M::TABLE, spec)?;
@@ -134,6 +144,15 @@ impl<M: Model> Query<M> {
     /// it names an enclosing query's row ([`Column::outer`]), which only a subquery has.
     pub(crate) fn request(&self, select: &Select, mode: Mode) -> Result<Request> {
         standalone(select)?;
+        if let Some(order) = select.order_outside_rows().filter(|_| !select.distinct_on.is_empty()) {
+            let field = M::FIELDS.iter().find(|f| *f.column == *order.column).map_or(&*order.column, |f| &f.name);
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "distinct_on() keeps the first row of each value of its columns, in an order that begins with them; this one begins with `{field}`: order by those columns first"
+                ),
+            ));
+        }
         Ok(compile::select_request(&Postgres, select, mode, M::statements().labels("SELECT")))
     }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chakra::models::ast::{
     Aggregate, AggregateFn, Annotation, ArithOp, Assignment, Cast, Combined, CompareOp, DatePart, Delete, Expr,
-    Function, Gives, Hop, Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Takes, TruncUnit,
-    Update, WindowFunction,
+    Function, Gives, Hop, Ident, Join, Operand, Order, Projection, Reached, RowLock, Scalar, Select, SetOp, Takes,
+    TruncUnit, Update, WindowFunction,
 };
 use chakra::models::{compile, lookup, FieldInfo, Postgres};
 use chakra::{ErrorKind, Labels, Mode, PointLookup, Request, RowStream, Statement, Value};
@@ -181,6 +181,20 @@ fn annotation_condition(
             ))
         }
     })
+}
+
+/// The `FieldError` for rows `distinct(fields)` keeps one of per combination, ordered by
+/// `column` before those fields: PostgreSQL's `DISTINCT ON` takes the first row of each in
+/// an order that begins with them.
+fn distinct_on_order(py: Python<'_>, schema: &Schema, column: &Ident) -> PyErr {
+    let name = schema.fields.iter().find(|f| f.column == *column).map_or(&**column, |f| &f.name);
+    field_error(
+        py,
+        format!(
+            "distinct(fields) keeps the first row of each combination of the fields' values, in an order that \
+             begins with them; this one begins with `{name}`: order_by() those fields first"
+        ),
+    )
 }
 
 /// Whether `expr` names any of `annotations`.
@@ -517,6 +531,9 @@ impl Query {
             ));
         }
         if let Some(order) = select.order_outside_rows() {
+            if !select.distinct_on.is_empty() {
+                return Err(distinct_on_order(py, self.schema.get(), &order.column));
+            }
             let (what, drop) = match select.combined.is_empty() {
                 true => ("distinct() rows", "drop distinct() or that order"),
                 false => ("combined rows", "order them by the names of their fields or annotations"),
@@ -826,11 +843,21 @@ impl Query {
     }
 
     /// Each row once: `SELECT DISTINCT` over the selected fields (all of them, or those
-    /// `values` names).
-    fn distinct(&self, py: Python<'_>) -> Query {
+    /// `values` names); with `fields` (or annotations), the first row in the order of
+    /// each combination of their values (`DISTINCT ON`).
+    #[pyo3(signature = (fields = Vec::new()))]
+    fn distinct(&self, py: Python<'_>, fields: Vec<String>) -> PyResult<Query> {
+        let schema = self.schema.get();
         let mut select = self.select.clone();
-        select.distinct = true;
-        self.derive(py, select)
+        select.distinct = fields.is_empty();
+        select.distinct_on = fields
+            .iter()
+            .map(|name| match select.annotations.iter().find(|a| a.alias == name.as_str()) {
+                Some(annotation) => Ok(annotation.alias.clone()),
+                None => field_index(py, schema, name).map(|i| schema.fields[i].column.clone()),
+            })
+            .collect::<PyResult<_>>()?;
+        Ok(self.derive(py, select))
     }
 
     /// Rows `start..stop` of this query (both relative to its current window).
@@ -1260,6 +1287,9 @@ impl Query {
         }
         // Say which field the rows are ordered by but do not hold.
         if let Some(order) = select.order_outside_rows() {
+            if !select.distinct_on.is_empty() {
+                return Err(distinct_on_order(py, schema, &order.column));
+            }
             let field = schema.fields.iter().find(|f| f.column == order.column).map_or(&*order.column, |f| &f.name);
             let what = match (specs.is_empty(), select.combined.is_empty()) {
                 (false, _) => "grouped values",

@@ -597,3 +597,28 @@ async def test_update_sets_fields_from_annotations() -> None:
     assert await Writer.objects.order_by("name").values_list("rank", flat=True) == [20, 0, 0]
     assert await Writer.objects.alias(n=Count("novels")).filter(n__lt=F("rank") + 1, n=0).delete() == 1
     assert await Writer.objects.order_by("name").values_list("name", flat=True) == ["Ann", "Ben"]
+
+
+async def test_distinct_on_fields_keeps_the_first_row_of_each_combination() -> None:
+    """Django's ``distinct(*fields)`` (PostgreSQL's ``DISTINCT ON``): each writer's longest
+    novel, in an order that begins with the fields; a relation's name is its key."""
+    longest = Novel.objects.exclude(writer_id=None).order_by("writer_id", "-pages").distinct("writer")
+    assert [n.title for n in await longest] == ["a2", "b1"]
+    assert await longest.count() == 2
+    assert await longest.values_list("title", flat=True) == ["a2", "b1"]
+    assert await longest.first() is not None
+    by_value = Novel.objects.order_by("writer_id", "pages").values("writer_id", "title").distinct("writer_id")
+    assert [row["title"] for row in await by_value] == ["a1", "b1", "x1"]
+    # Over an annotation: the first writer (by name) of each number of novels.
+    counted = Writer.objects.annotate(n=Count("novels")).order_by("n", "name").distinct("n")
+    assert [(w.name, w.n) for w in await counted] == [("Cid", 0), ("Ben", 1), ("Ann", 2)]
+    message = (
+        "distinct(fields) keeps the first row of each combination of the fields' values, in an order that begins "
+        "with them; this one begins with `pages`: order_by() those fields first"
+    )
+    with raises(chakra.FieldError, message):
+        await Novel.objects.order_by("-pages").distinct("writer")
+    with raises(chakra.FieldError, message):
+        await Novel.objects.order_by("pages", "writer_id").values("title").distinct("writer")
+    with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
+        Novel.objects.distinct("nope")

@@ -253,6 +253,14 @@ def _key_relation(model: type[Model], name: str) -> Relation | None:
     return relation if isinstance(relation, Relation) else None
 
 
+def _key_name(model: type[Model], name: str) -> str:
+    """``name``, or for a forward relation's name the key field it is declared by
+    (``"customer"`` → ``"customer_id"``), as Django reads a relation's name in
+    ``distinct()``."""
+    relation = _key_relation(model, name) if name not in model._meta.fields else None
+    return relation.source_key if relation is not None and not relation.many else name
+
+
 def _through_pairs(model: type[Model], name: str) -> str:
     """``name`` with each many-to-many relation on its way spelled as the two relations
     it goes through (``"tags__name"`` → ``"tags_pairs__tag__name"``), for lookups and
@@ -939,13 +947,19 @@ class QuerySet(Generic[M]):
         unordered). A sliced queryset cannot be reversed."""
         return self._clone(self._query.reverse())
 
-    def distinct(self) -> QuerySet[M]:
+    def distinct(self, *fields: str) -> QuerySet[M]:
         """Each row once (``SELECT DISTINCT``): with ``values``/``values_list``, each
         combination of the named fields' values once. Ordering must use those fields (the
-        model's default order is left out where it names fields across relations)."""
+        model's default order is left out where it names fields across relations).
+
+        With ``fields`` (PostgreSQL's ``DISTINCT ON``, as Django's), the first row of each
+        combination of their values, in an order that begins with them: each customer's
+        latest order is ``Order.objects.order_by("customer", "-placed").distinct("customer")``.
+        A forward relation's name stands for its key."""
         across = self._default_order and any("__" in term for term in self._model._meta.ordering)
-        base = self.order_by() if across else self
-        return base._clone(base._query.distinct())
+        # The model's default order does not begin with the fields: DISTINCT ON refuses it.
+        base = self.order_by() if across or (fields and self._default_order) else self
+        return base._clone(base._query.distinct([_key_name(self._model, name) for name in fields]))
 
     def limit(self, n: int) -> QuerySet[M]:
         """At most ``n`` rows."""
@@ -1906,9 +1920,10 @@ class Values(Generic[T]):
         """Without the rows matching (before any grouping): as ``QuerySet.exclude``."""
         return self._with(self._qs.exclude(*conditions, **lookups))
 
-    def distinct(self) -> Values[T]:
-        """Each combination of the values once."""
-        return self._with(self._unordered().distinct())
+    def distinct(self, *fields: str) -> Values[T]:
+        """Each combination of the values once; with ``fields``, the first row of each
+        combination of those fields' values (``QuerySet.distinct``)."""
+        return self._with(self._unordered().distinct(*fields))
 
     def __getitem__(self, key: slice) -> Values[T]:
         return self._with(self._qs[key])

@@ -710,6 +710,25 @@ async fn combined_queries_read_their_rows_together() {
     cleanup(schema).await;
 }
 
+/// `DISTINCT ON`: the first row of each value, in an order that begins with it.
+#[tokio::test]
+async fn distinct_on_keeps_the_first_row_of_each_value() {
+    let (pool, schema) = db().await;
+    seed(&pool).await;
+    let first_of_each = User::query().order_by(User::is_active().asc()).order_by(User::rank().desc());
+    let first_of_each = first_of_each.distinct_on(User::is_active());
+    let users = first_of_each.all(&pool).await.unwrap();
+    assert_eq!(users.iter().map(|u| (u.is_active, u.rank)).collect::<Vec<_>>(), [(false, 2), (true, 4)]);
+    assert_eq!(first_of_each.count(&pool).await.unwrap(), 2);
+    let ranks = first_of_each.clone().select(User::rank()).all(&pool).await.unwrap();
+    assert_eq!(ranks, [2, 4]);
+    let misordered = User::query().order_by(User::rank().asc()).distinct_on(User::is_active());
+    let err = misordered.all(&pool).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().contains("begins with `rank`"), "{err}");
+    cleanup(schema).await;
+}
+
 #[tokio::test]
 async fn one_reports_none_and_several_distinctly() {
     let (pool, schema) = db().await;
