@@ -95,3 +95,11 @@ async def test_an_order_across_relations_sorts_and_distinct_leaves_it_out() -> N
     await Piece.objects.bulk_create([Piece(writer_id=ann.id), Piece(writer_id=bob.id)])
     assert [p.writer_id for p in await Piece.objects.all()] == [bob.id, ann.id], "by the writer's name"
     assert len(await Piece.objects.distinct()) == 2
+
+
+async def test_ordering_by_a_relation_follows_the_related_models_order() -> None:
+    """As Django's: ``order_by("writer")`` sorts by the writer's ``__ordering__``
+    (``-rank``, ``name``), ``"-writer"`` by its reverse."""
+    by_writer = await Essay.objects.order_by("writer", "title").values_list("title", flat=True)
+    assert by_writer == ["m", "a", "z"], "bob (rank 3) before ann (rank 1)"
+    assert await Essay.objects.order_by("-writer", "title").values_list("title", flat=True) == ["a", "z", "m"]

@@ -920,7 +920,9 @@ class QuerySet(Generic[M]):
         ascending, first descending), and a part of a date by that part
         (``"-created__year"``). An expression sorts by its value (``Lower("name")``),
         and ``F("score").desc(nulls_last=True)`` says where NULLs go; ``"?"`` sorts at
-        random, as Django's."""
+        random, as Django's. A foreign key's relation (``"author"``) sorts by the related
+        model's ``__ordering__``, else by the key, as Django's."""
+        fields = tuple(term for spec in fields for term in _by_relation(self._model, spec))
         query = self._query
         names = [*query.annotation_names, *query.reached_names]
         # A field across a relation holding many rows joins them, for values() to read a
@@ -2095,6 +2097,23 @@ class Values(Generic[T]):
     def __repr__(self) -> str:
         grouped = f" grouped with {[a for a, *_ in self._aggregates]}" if self._aggregates else ""
         return f"<Values {self._qs.model.__name__} {list(self._fields)}{grouped}>"
+
+
+def _by_relation(model: type[Model], spec: str | Expression | OrderBy) -> Iterator[str | Expression | OrderBy]:
+    """An order term, or for a forward relation's name (``"-author"``) the terms it
+    stands for: the related model's default order across it, else its key."""
+    name = spec.lstrip("-+") if isinstance(spec, str) else ""
+    relation = _key_relation(model, name) if name not in model._meta.fields else None
+    if not isinstance(spec, str) or relation is None or relation.many:
+        yield spec
+        return
+    descending = spec.startswith("-")
+    ordering = relation.target._meta.ordering
+    if not ordering:
+        yield f"{'-' * descending}{relation.source_key}"
+    for term in ordering:
+        flipped = descending != term.startswith("-")
+        yield f"{'-' * flipped}{name}__{term.lstrip('-+')}"
 
 
 def _order_spec(model: type[Model], spec: str | Expression | OrderBy, annotations: list[str]) -> Any:
