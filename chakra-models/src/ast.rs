@@ -1395,6 +1395,8 @@ pub enum Function {
     Random,
     /// π, a float.
     Pi,
+    /// A JSON object of key and value pairs, the keys text: Django's `JSONObject`.
+    JsonObject,
 }
 
 /// What a function takes at one place, for the front-ends' checks and for the SQL.
@@ -1434,11 +1436,13 @@ pub enum Gives {
     Uuid,
     /// A timestamp with time zone.
     Timestamp,
+    /// A `jsonb` value.
+    Json,
 }
 
 impl Function {
     /// Every function, by its Django name.
-    pub const ALL: [(&'static str, Function); 35] = [
+    pub const ALL: [(&'static str, Function); 36] = [
         ("Coalesce", Function::Coalesce),
         ("NullIf", Function::NullIf),
         ("Greatest", Function::Greatest),
@@ -1474,6 +1478,7 @@ impl Function {
         ("RandomUUID", Function::RandomUuid),
         ("Random", Function::Random),
         ("Pi", Function::Pi),
+        ("JSONObject", Function::JsonObject),
     ];
 
     pub fn named(name: &str) -> Option<Function> {
@@ -1522,6 +1527,7 @@ impl Function {
             Function::RandomUuid => "gen_random_uuid",
             Function::Random => "random",
             Function::Pi => "pi",
+            Function::JsonObject => "jsonb_build_object",
         }
     }
 
@@ -1540,6 +1546,7 @@ impl Function {
             Function::Replace => (3, Some(3)),
             Function::Round => (1, Some(2)),
             Function::Now | Function::RandomUuid | Function::Random | Function::Pi => (0, Some(0)),
+            Function::JsonObject => (0, None),
             _ => (1, Some(1)),
         }
     }
@@ -1558,7 +1565,7 @@ impl Function {
             | Function::Md5
             | Function::Replace
             | Function::StrIndex => &[Takes::Text],
-            Function::Concat => &[Takes::Any],
+            Function::Concat | Function::JsonObject => &[Takes::Any],
             Function::Substr => &[Takes::Text, Takes::Count],
             Function::Left | Function::Right | Function::Repeat => &[Takes::Text, Takes::Count],
             Function::LPad | Function::RPad => &[Takes::Text, Takes::Count, Takes::Text],
@@ -1613,6 +1620,7 @@ impl Function {
             Function::Random | Function::Pi => Gives::Fraction,
             Function::Now => Gives::Timestamp,
             Function::RandomUuid => Gives::Uuid,
+            Function::JsonObject => Gives::Json,
         }
     }
 }

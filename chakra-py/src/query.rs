@@ -1791,6 +1791,7 @@ fn gives_kind(gives: Gives, alike: Option<FieldKind>) -> Option<FieldKind> {
         Gives::Fraction => Some(FieldKind::Float),
         Gives::Uuid => Some(FieldKind::Uuid),
         Gives::Timestamp => Some(FieldKind::TimestampTz),
+        Gives::Json => Some(FieldKind::Json),
     }
 }
 

@@ -32,7 +32,7 @@ from chakra import (
     Value,
     When,
 )
-from chakra.functions import Coalesce, Concat, Greatest, Lower, Upper
+from chakra.functions import Coalesce, Concat, Greatest, JSONObject, Lower, Upper
 from conftest import recreate, sent
 
 
@@ -623,3 +623,44 @@ async def test_distinct_on_fields_keeps_the_first_row_of_each_combination() -> N
         await Novel.objects.order_by("pages", "writer_id").values("title").distinct("writer")
     with pytest.raises(chakra.FieldError, match="unknown field `nope`"):
         Novel.objects.distinct("nope")
+
+
+async def test_aggregates_go_inside_expressions_and_functions() -> None:
+    """As in Django's ``annotate()``: ``Coalesce(Sum("novels__pages"), 0)``,
+    ``Count("novels") * 2 + F("rank")``, ``order_by(Count("novels").desc())``; each the
+    value of each writer's novels."""
+    writers = Writer.objects.order_by("name")
+    assert await writers.annotate(p=Coalesce(Sum("novels__pages"), 0)).values_list("p", flat=True) == [400, 200, 0]
+    assert await writers.annotate(s=Count("novels") * 2 + F("rank")).values_list("s", flat=True) == [5, 4, 3]
+    assert await writers.annotate(s=F("rank") + Count("novels")).values_list("s", flat=True) == [3, 3, 3]
+    assert await writers.annotate(s=10 - Count("novels")).values_list("s", flat=True) == [8, 9, 10]
+    by_count = Writer.objects.order_by(Count("novels").asc(), "name").values_list("name", flat=True)
+    assert await by_count == ["Cid", "Ben", "Ann"]
+    assert await Writer.objects.aggregate(x=Sum(F("rank") * Count("novels"))) == {"x": 4}
+    with raises(
+        chakra.FieldError,
+        "`Max((F('novels__pages') * 2))`: annotate() aggregates the rows relations lead to; an aggregate of "
+        "(F('novels__pages') * 2) goes in aggregate() or values(...).annotate()",
+    ):
+        writers.annotate(s=Coalesce(Max(F("novels__pages") * 2), 0))
+
+
+async def test_json_object_of_fields_expressions_and_aggregates() -> None:
+    """Django's ``JSONObject``: a dict per row, a string naming a field (across a foreign
+    key too)."""
+    cards = Writer.objects.order_by("name").annotate(
+        card=JSONObject(name="name", shout=Upper("name"), novels=Count("novels"), twice=F("rank") * 2, none=Value(None))
+    )
+    assert await cards.values_list("card", flat=True) == [
+        {"name": "Ann", "shout": "ANN", "novels": 2, "twice": 2, "none": None},
+        {"name": "Ben", "shout": "BEN", "novels": 1, "twice": 4, "none": None},
+        {"name": "Cid", "shout": "CID", "novels": 0, "twice": 6, "none": None},
+    ]
+    assert (await cards.first()).card["novels"] == 2  # type: ignore[union-attr]
+    by_writer = Novel.objects.exclude(writer_id=None).annotate(w=JSONObject(writer="writer__name", pages="pages"))
+    assert await by_writer.order_by("title").values_list("w", flat=True) == [
+        {"writer": "Ann", "pages": 100},
+        {"writer": "Ann", "pages": 300},
+        {"writer": "Ben", "pages": 200},
+    ]
+    assert await Writer.objects.annotate(card=JSONObject()).values_list("card", flat=True)[:1] == [{}]

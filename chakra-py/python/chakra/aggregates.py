@@ -37,6 +37,7 @@ each row (an ``F`` expression, a function, a ``Case``), named by its alias::
 
 from __future__ import annotations
 
+import decimal
 from typing import TYPE_CHECKING, Any
 
 from .expressions import Expression, OrderBy
@@ -111,6 +112,44 @@ class Aggregate:
         if self.field == "*" or isinstance(self.field, Expression):
             raise TypeError(f"{self!r} needs a name: aggregate(n={self!r})")
         return f"{self.field}__{type(self).__name__.lower()}"
+
+    def _as_expression(self) -> Expression:
+        """This aggregate where an expression goes, in ``annotate()``: its value for each
+        row, over the rows relations lead to (``Coalesce(Sum("books__pages"), 0)``,
+        ``Count("books") * 2``)."""
+        return Expression._node(("aggregate", self))
+
+    def __add__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("+", other)
+
+    def __radd__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("+", other, reflected=True)
+
+    def __sub__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("-", other)
+
+    def __rsub__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("-", other, reflected=True)
+
+    def __mul__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("*", other)
+
+    def __rmul__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("*", other, reflected=True)
+
+    def __truediv__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("/", other)
+
+    def __rtruediv__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
+        return self._as_expression()._op("/", other, reflected=True)
+
+    def asc(self, *, nulls_first: bool = False, nulls_last: bool = False) -> OrderBy:
+        """Ascending by its value for each row, for ``order_by``."""
+        return self._as_expression().asc(nulls_first=nulls_first, nulls_last=nulls_last)
+
+    def desc(self, *, nulls_first: bool = False, nulls_last: bool = False) -> OrderBy:
+        """Descending by its value for each row, for ``order_by``."""
+        return self._as_expression().desc(nulls_first=nulls_first, nulls_last=nulls_last)
 
     @property
     def ordering(self) -> list[str | Expression | OrderBy]:

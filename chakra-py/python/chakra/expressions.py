@@ -159,9 +159,14 @@ def _show(tree: tuple[Any, ...]) -> str:
 
 def _argument(value: Any) -> tuple[Any, ...]:
     """A function's argument as a tree: a string names a field (Django's rule), an
-    expression is itself, anything else is a value."""
+    expression is itself, an aggregate its value for each row (in ``annotate()``),
+    anything else is a value."""
+    from .aggregates import Aggregate  # which builds on this module
+
     if isinstance(value, Expression):
         return value._tree
+    if isinstance(value, Aggregate):
+        return value._as_expression()._tree
     if isinstance(value, str):
         return ("field", value)
     return ("value", value)

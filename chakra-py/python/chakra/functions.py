@@ -67,7 +67,10 @@ __all__ = [
     "FirstValue",
     "Floor",
     "Greatest",
+    "JSONObject",
     "KT",
+    "LPad",
+    "LTrim",
     "Lag",
     "LastValue",
     "Lead",
@@ -76,8 +79,6 @@ __all__ = [
     "Length",
     "Ln",
     "Lower",
-    "LPad",
-    "LTrim",
     "MD5",
     "Mod",
     "Now",
@@ -87,6 +88,8 @@ __all__ = [
     "PercentRank",
     "Pi",
     "Power",
+    "RPad",
+    "RTrim",
     "Random",
     "RandomUUID",
     "Rank",
@@ -96,8 +99,6 @@ __all__ = [
     "Right",
     "Round",
     "RowNumber",
-    "RPad",
-    "RTrim",
     "Sign",
     "Sqrt",
     "StrIndex",
@@ -419,6 +420,18 @@ class Concat(Func):
 
     __slots__ = ()
     arity = None
+
+
+class JSONObject(Func):
+    """A JSON object of the fields and expressions given by key, read as a dict:
+    ``annotate(card=JSONObject(name="name", books=Count("books")))`` (Django's; a string
+    names a field). PostgreSQL's ``jsonb_build_object``."""
+
+    __slots__ = ()
+
+    def __init__(self, **fields: Any) -> None:
+        pairs = [tree for key, value in fields.items() for tree in (("value", key), _argument(value))]
+        self._tree = ("call", "JSONObject", pairs)
 
 
 class Abs(Func):

@@ -462,19 +462,22 @@ def _f_value(model: type[Model], f: F) -> Any:
     return f._tree if named is None else named
 
 
-def _resolve(tree: Any, annotated: dict[str, Any]) -> Any:
+def _resolve(tree: Any, annotated: dict[str, Any], aggregate: Callable[[Aggregate], Any]) -> Any:
     """An expression tree with each field ``annotated`` names as ``("annotation", name,
-    value)``, the annotation's value (see ``QuerySet._resolved``); the same tree object
-    when it names none."""
+    value)``, the annotation's value, and each aggregate in it (``Count("books") * 2``)
+    as ``aggregate`` gives it (see ``QuerySet._resolved``); the same tree object when it
+    names neither."""
     if not isinstance(tree, tuple) or not tree:
         return tree
     tag = tree[0]
     if tag == "field" and tree[1] in annotated:
         return ("annotation", tree[1], annotated[tree[1]])
+    if tag == "aggregate":
+        return aggregate(tree[1])
 
     def each(parts: Iterable[Any]) -> tuple[list[Any], bool]:
         parts = list(parts)
-        resolved = [_resolve(part, annotated) for part in parts]
+        resolved = [_resolve(part, annotated, aggregate) for part in parts]
         return resolved, any(new is not old for new, old in zip(resolved, parts))
 
     if tag == "op":
@@ -493,19 +496,22 @@ def _resolve(tree: Any, annotated: dict[str, Any]) -> Any:
     return tree
 
 
-def _resolve_condition(tree: tuple[str, bool, list[Any]], annotated: dict[str, Any]) -> tuple[str, bool, list[Any]]:
-    """A ``Q`` tree with the expressions it compares with resolved as ``_resolve`` does
-    (``rank__lte=F("n")``, ``n`` an annotation)."""
+def _resolve_condition(
+    tree: tuple[str, bool, list[Any]], resolve: Callable[[Any], Any]
+) -> tuple[str, bool, list[Any]]:
+    """A ``Q`` tree with the expressions it compares with as ``resolve`` gives them
+    (``rank__lte=F("n")``, ``n`` an annotation); the same tree when none changes."""
     connector, negated, children = tree
     resolved: list[Any] = []
     for child in children:
         if len(child) == 2 and isinstance(child[1], Expression):
-            value = _resolve(child[1]._tree, annotated)
+            value = resolve(child[1]._tree)
             child = child if value is child[1]._tree else (child[0], Expression._node(value))
         elif len(child) == 3 and child[0] != "exists":
-            child = _resolve_condition(child, annotated)
+            child = _resolve_condition(child, resolve)
         resolved.append(child)
-    return (connector, negated, resolved)
+    changed = any(new is not old for new, old in zip(resolved, children))
+    return (connector, negated, resolved) if changed else tree
 
 
 def _named_spec(model: type[Model], name: str, method: str) -> tuple[Any, ...] | None:
@@ -824,7 +830,7 @@ class QuerySet(Generic[M]):
     def _q(self, conditions: tuple[Q | Exists, ...], lookups: dict[str, Any]) -> tuple[str, bool, list[Any]]:
         """The conditions as the tree the core compiles, across relations and annotations."""
         tree = Q(*conditions, **lookups)._tree(self._model, self._query.annotation_names)
-        return _resolve_condition(tree, self._annotated) if self._annotated else tree
+        return _resolve_condition(tree, self._resolved)
 
     def annotate(self, *args: Aggregate, **kwargs: Aggregate | Expression | Trunc) -> QuerySet[M]:
         """Adds a value computed for each row, read as an attribute of its instance, as
@@ -1342,12 +1348,19 @@ class QuerySet(Generic[M]):
 
     def _resolved(self, tree: Any) -> Any:
         """``tree`` with each field naming an annotation in place of its value (Django
-        resolves ``F()`` to annotations first); ``tree`` itself when it names none."""
-        return _resolve(tree, self._annotated) if self._annotated else tree
+        resolves ``F()`` to annotations first), and each aggregate as the value it has
+        for each row; ``tree`` itself when it holds neither."""
+        return _resolve(tree, self._annotated, self._aggregate_value)
+
+    def _aggregate_value(self, agg: Aggregate) -> tuple[Any, ...]:
+        """An aggregate inside an expression (``Coalesce(Sum("books__pages"), 0)``) as
+        the annotation it stands for: its value for each row."""
+        name = repr(agg)
+        return ("annotation", name, _related_aggregate(self._model, name, agg, self._joined))
 
     def _resolved_order(self, term: Any) -> Any:
         """An order term with its expression resolved (``order_by(F("n") * -1)``)."""
-        if not isinstance(term, tuple) or not self._annotated:
+        if not isinstance(term, tuple):
             return term
         if term[0] == "expression":
             tree = self._resolved(term[1])

@@ -7,7 +7,7 @@ from typing import Any, assert_type
 
 import chakra
 from chakra import DateTime, Field, Integer, Model, QuerySet, Session, String
-from chakra.functions import Coalesce, ExtractYear, Length, Lower, Rank, Substr, Upper
+from chakra.functions import Coalesce, ExtractYear, JSONObject, Length, Lower, Rank, Substr, Upper
 
 
 class User(Model):
@@ -80,6 +80,7 @@ async def checks(session: Session) -> None:
     assert_type(await months.order_by("month"), list[dict[str, Any]])
     assert_type(User.objects.annotate(day=chakra.Trunc("joined", "day")), QuerySet[User])
     assert_type(User.objects.alias(n=Length("name")).filter(n__gt=chakra.F("id")), QuerySet[User])
+    assert_type(User.objects.annotate(card=JSONObject(name="name", n=chakra.Count("id") * 2)), QuerySet[User])
     assert_type(await months.count(), int)
     tier = chakra.Case(chakra.When(id__gt=1, then=chakra.Value("late")), default=Coalesce("name", chakra.Value("?")))
     assert_type(User.objects.annotate(tier=tier, n=Length("name") + 1), QuerySet[User])
