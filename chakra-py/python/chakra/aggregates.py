@@ -38,6 +38,7 @@ each row (an ``F`` expression, a function, a ``Case``), named by its alias::
 from __future__ import annotations
 
 import decimal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .expressions import Expression, OrderBy
@@ -80,6 +81,19 @@ AggregateSpec = tuple[
 ]
 
 
+_Operand = Expression | float | int | decimal.Decimal
+
+
+def _arithmetic(op: str, reflected: bool = False) -> Callable[[Aggregate, _Operand], Expression]:
+    """An operator of aggregates, the arithmetic of their values for each row
+    (``Count("books") * 2``)."""
+
+    def operator(self: Aggregate, other: _Operand) -> Expression:
+        return self._as_expression()._op(op, other, reflected)
+
+    return operator
+
+
 class Aggregate:
     """An aggregate of one field (or of an expression of each row) over the selected
     rows."""
@@ -119,29 +133,14 @@ class Aggregate:
         ``Count("books") * 2``)."""
         return Expression._node(("aggregate", self))
 
-    def __add__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("+", other)
-
-    def __radd__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("+", other, reflected=True)
-
-    def __sub__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("-", other)
-
-    def __rsub__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("-", other, reflected=True)
-
-    def __mul__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("*", other)
-
-    def __rmul__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("*", other, reflected=True)
-
-    def __truediv__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("/", other)
-
-    def __rtruediv__(self, other: Expression | float | int | decimal.Decimal) -> Expression:
-        return self._as_expression()._op("/", other, reflected=True)
+    __add__ = _arithmetic("+")
+    __radd__ = _arithmetic("+", reflected=True)
+    __sub__ = _arithmetic("-")
+    __rsub__ = _arithmetic("-", reflected=True)
+    __mul__ = _arithmetic("*")
+    __rmul__ = _arithmetic("*", reflected=True)
+    __truediv__ = _arithmetic("/")
+    __rtruediv__ = _arithmetic("/", reflected=True)
 
     def asc(self, *, nulls_first: bool = False, nulls_last: bool = False) -> OrderBy:
         """Ascending by its value for each row, for ``order_by``."""
