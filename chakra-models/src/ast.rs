@@ -221,7 +221,7 @@ impl Expr {
     /// Calls `f` on each operand of the condition, subqueries' left out.
     pub fn for_each_operand(&self, f: &mut dyn FnMut(&Operand)) {
         match self {
-            Expr::Compare { value, .. } => value.walk(f),
+            Expr::Compare { value, .. } | Expr::ScalarCompare { value, .. } => value.walk(f),
             Expr::And(all) | Expr::Or(all) => all.iter().for_each(|e| e.for_each_operand(f)),
             Expr::Not(inner) | Expr::NotTrue(inner) => inner.for_each_operand(f),
             _ => {}
@@ -231,7 +231,7 @@ impl Expr {
     /// [`Expr::for_each_operand`], able to change them.
     pub fn for_each_operand_mut(&mut self, f: &mut dyn FnMut(&mut Operand)) {
         match self {
-            Expr::Compare { value, .. } => value.walk_mut(f),
+            Expr::Compare { value, .. } | Expr::ScalarCompare { value, .. } => value.walk_mut(f),
             Expr::And(all) | Expr::Or(all) => all.iter_mut().for_each(|e| e.for_each_operand_mut(f)),
             Expr::Not(inner) | Expr::NotTrue(inner) => inner.for_each_operand_mut(f),
             _ => {}

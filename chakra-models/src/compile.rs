@@ -1780,6 +1780,18 @@ mod tests {
         let mut columns = Vec::new();
         named.outer_columns_into(&mut columns);
         assert_eq!(columns, vec![col("author_pk")]);
+        // So do those a value computed per row is compared with.
+        let rank = Scalar::Operand(Operand::Column(col("rank")));
+        let mut compared = Select::new("books", ["id"]);
+        compared.filter(Expr::ScalarCompare {
+            scalar: Box::new(rank),
+            op: CompareOp::Gt,
+            value: Operand::Outer(col("id")),
+        });
+        compared.resolve_outer(&mut |_| Ok::<_, ()>(col("author_pk"))).unwrap();
+        let mut columns = Vec::new();
+        compared.outer_columns_into(&mut columns);
+        assert_eq!(columns, vec![col("author_pk")]);
     }
 
     #[test]
