@@ -57,6 +57,8 @@ async def test_querysets_take_the_default_order_unless_told_otherwise() -> None:
     assert [w.name for w in await Writer.objects.order_by("name")] == ["ann", "bob", "cy"]
     assert [w.name async for w in Writer.objects.stream()] == ["bob", "cy", "ann"]
     assert "ORDER BY" not in Writer.objects.order_by().sql()[0]
+    assert Writer.objects.ordered and Writer.objects.filter(country="fr").ordered
+    assert not Writer.objects.order_by().ordered and Writer.objects.order_by().order_by("name").ordered
     # Related rows loaded for many rows follow their model's order too.
     writers = await Writer.objects.filter(name="ann").prefetch_related("essays")
     assert [e.title for e in writers[0].essays] == ["a", "z"]

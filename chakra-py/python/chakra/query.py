@@ -955,6 +955,14 @@ class QuerySet(Generic[M]):
         unordered). A sliced queryset cannot be reversed."""
         return self._clone(self._query.reverse())
 
+    @property
+    def ordered(self) -> bool:
+        """Whether the rows come in an order (``order_by()``, or the model's
+        ``__ordering__``), as Django's: slices and streams of an unordered queryset take
+        the rows as the database finds them (``first()`` and ``last()`` go by the primary
+        key)."""
+        return self._query.ordered
+
     def distinct(self, *fields: str) -> QuerySet[M]:
         """Each row once (``SELECT DISTINCT``): with ``values``/``values_list``, each
         combination of the named fields' values once. Ordering must use those fields (the
