@@ -263,6 +263,35 @@ pub fn raw<M, T>(sql: &str, params: Vec<Value>) -> chakra_service::Result<Comput
     })
 }
 
+/// A JSON object of values named by keys, one per row (PostgreSQL's
+/// `jsonb_build_object`, Django's `JSONObject`), built field by field:
+/// `func::json_object().field("name", User::name()).field("books", books).value()`, a
+/// `serde_json::Value` read with [`Computed::row_value`].
+pub fn json_object<M>() -> JsonObject<M> {
+    JsonObject { args: Vec::new(), _model: PhantomData }
+}
+
+/// What [`json_object`] builds.
+pub struct JsonObject<M> {
+    /// Each key (a text value), then its value.
+    args: Vec<Operand>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> JsonObject<M> {
+    /// `key` holding `value` (a column, a computed value, a value of related rows).
+    pub fn field<T>(mut self, key: &str, value: impl Expression<M, T>) -> Self {
+        self.args.push(Operand::Value(Value::Text(key.to_owned())));
+        self.args.push(value.to_operand());
+        self
+    }
+
+    /// The object, computed for each row.
+    pub fn value(self) -> Computed<M, chakra_service::serde_json::Value> {
+        call(Function::JsonObject, self.args)
+    }
+}
+
 /// A random version 4 UUID, another for each row: `Session::token().set(func::random_uuid())`.
 pub fn random_uuid<M>() -> Computed<M, Uuid> {
     call(Function::RandomUuid, Vec::new())

@@ -440,6 +440,18 @@ async fn values_of_related_rows_go_inside_functions() {
     assert_eq!(rows, expected.map(|(t, s)| (t.to_string(), s.to_string())));
     let by_ada = Book::query().filter(func::lower(author_name()).row_value().eq("ada"));
     assert_eq!(by_ada.count(&pool).await.unwrap(), 2);
+    // A JSON object of a row's values and its author's name.
+    let card = func::json_object().field("title", Book::title()).field("author", author_name()).value();
+    let cards = Book::query().order_by(Book::title().asc()).annotate(card.row_value()).all(&pool).await.unwrap();
+    let cards: Vec<_> = cards.into_iter().map(|(_, card)| card).collect();
+    assert_eq!(
+        cards,
+        [
+            chakra::serde_json::json!({"title": "Anonymous", "author": null}),
+            chakra::serde_json::json!({"title": "Engines", "author": "Ada"}),
+            chakra::serde_json::json!({"title": "Notes", "author": "Ada"}),
+        ]
+    );
     // An aggregate of each author's books, inside a function: none counts as zero.
     let books = func::coalesce(agg::max(Book::rating()).related(Book::author_id(), Author::id()), 0.0).row_value();
     let rated = Author::query().order_by(Author::name().asc()).annotate(books).all(&pool).await.unwrap();
