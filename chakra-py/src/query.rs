@@ -842,6 +842,13 @@ impl Query {
         !self.select.combined.is_empty()
     }
 
+    /// Whether each row, or combination of some columns' values, comes once
+    /// (`distinct()`).
+    #[getter]
+    fn distinct_rows(&self) -> bool {
+        self.select.distinct || !self.select.distinct_on.is_empty()
+    }
+
     /// Each row once: `SELECT DISTINCT` over the selected fields (all of them, or those
     /// `values` names); with `fields` (or annotations), the first row in the order of
     /// each combination of their values (`DISTINCT ON`).

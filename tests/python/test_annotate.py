@@ -664,3 +664,23 @@ async def test_json_object_of_fields_expressions_and_aggregates() -> None:
         {"writer": "Ben", "pages": 200},
     ]
     assert await Writer.objects.annotate(card=JSONObject()).values_list("card", flat=True)[:1] == [{}]
+
+
+async def test_values_aggregate_over_their_rows() -> None:
+    """Django's ``values(...).aggregate(...)``: the aggregates of the rows the values are
+    of; grouped, distinct or joined values are not those rows, and are refused."""
+    assert await Novel.objects.values("title").aggregate(pages=Sum("pages")) == {"pages": 650}
+    long = Novel.objects.filter(pages__gt=150).values_list("title", flat=True)
+    assert await long.aggregate(n=Count("*"), top=Max("pages")) == {"n": 2, "top": 300}
+    assert long.aggregate_sync(n=Count("*")) == {"n": 2}
+    assert await Writer.objects.values("name").aaggregate(novels=Count("novels")) == {"novels": 3}
+    message = (
+        "aggregate() of grouped, distinct or joined values (values(...).annotate(...), distinct(), a field across "
+        "a relation holding many rows) is not supported: call aggregate() on the queryset before values()"
+    )
+    with raises(chakra.ProgrammingError, message):
+        await Novel.objects.values("writer_id").annotate(n=Count("*")).aggregate(Sum("pages"))
+    with raises(chakra.ProgrammingError, message):
+        await Novel.objects.values("writer_id").distinct().aggregate(Sum("pages"))
+    with raises(chakra.ProgrammingError, message):
+        Writer.objects.values("novels__title").aggregate_sync(n=Count("*"))

@@ -2031,6 +2031,28 @@ class Values(Generic[T]):
     def exists_sync(self) -> bool:
         return self._qs._run_sync(lambda target, _: self._op(target, "exists"))  # type: ignore[no-any-return]
 
+    async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        """Aggregates over the rows, as ``QuerySet.aggregate`` (Django's
+        ``values("country").aggregate(...)``: the fields named do not change what it
+        reads). Of grouped, distinct or joined values, a ``ProgrammingError``."""
+        return await self._rows_queryset("aggregate").aggregate(*args, **kwargs)
+
+    def aggregate_sync(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        return self._rows_queryset("aggregate").aggregate_sync(*args, **kwargs)
+
+    def _rows_queryset(self, method: str) -> QuerySet[Any]:
+        """The queryset whose rows these values are, one value row per row: what
+        ``method`` runs on. Grouped, distinct or joined to rows relations reach, they are
+        not its rows, and ``method`` is refused."""
+        query = self._qs._query
+        if self._aggregates is not None or query.distinct_rows or query.reached_names:
+            raise chakra_errors.ProgrammingError(
+                f"{method}() of grouped, distinct or joined values (values(...).annotate(...), distinct(), a field "
+                f"across a relation holding many rows) is not supported: call {method}() on the queryset before "
+                "values()"
+            )
+        return self._qs
+
     async def first(self) -> T | None:
         """The first row in the order, or ``None``; unordered, the primary key's order
         (of groups, their fields')."""
@@ -2103,6 +2125,7 @@ class Values(Generic[T]):
     alast = last
     acount = count
     aexists = exists
+    aaggregate = aggregate
 
     def _one(self, rows: list[T]) -> T:
         model = self._qs.model
