@@ -607,7 +607,8 @@ impl<M: Model, S: Selection<M>> Selected<M, S> {
         let mut select = self.query.select.clone();
         select.columns = self.columns.names();
         select.distinct = self.distinct;
-        if let Some(order) = select.order_outside_rows() {
+        // `distinct_on()`'s order is the query's own to check, in `request`.
+        if let Some(order) = select.order_outside_rows().filter(|_| select.distinct_on.is_empty()) {
             let what = if select.combined.is_empty() { "distinct columns" } else { "combined columns" };
             return Err(Error::new(
                 ErrorKind::Usage,

@@ -726,6 +726,8 @@ async fn distinct_on_keeps_the_first_row_of_each_value() {
     let err = misordered.all(&pool).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Usage);
     assert!(err.to_string().contains("begins with `rank`"), "{err}");
+    let err = misordered.select(User::name()).all(&pool).await.unwrap_err();
+    assert!(err.to_string().contains("distinct_on() keeps the first row"), "{err}");
     cleanup(schema).await;
 }
 
