@@ -954,10 +954,10 @@ impl Select {
         self.annotations.iter().filter(|a| a.selected).map(|a| &a.alias)
     }
 
-    /// This query with the annotations `named` held by its rows too: for rows an outer
-    /// query reads (joins, groups), which may order or aggregate by those.
-    pub fn holding_annotations(&self, named: &[Ident]) -> Select {
-        let held = |a: &Annotation| Annotation { selected: a.selected || named.contains(&a.alias), ..a.clone() };
+    /// This query with the annotations `named` picks held by its rows too: for rows an
+    /// outer query reads (joins, groups), which may order or aggregate by those.
+    pub fn holding_annotations(&self, named: impl Fn(&Ident) -> bool) -> Select {
+        let held = |a: &Annotation| Annotation { selected: a.selected || named(&a.alias), ..a.clone() };
         Select { annotations: self.annotations.iter().map(held).collect(), ..self.clone() }
     }
 

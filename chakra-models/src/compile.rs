@@ -442,8 +442,7 @@ impl SqlWriter<'_> {
                     // The locked or annotated rows: every one matching, the window being
                     // the groups'.
                     true => {
-                        let every: Vec<Ident> = select.annotations.iter().map(|a| a.alias.clone()).collect();
-                        let held = select.holding_annotations(&every);
+                        let held = select.holding_annotations(|_| true);
                         let rows = Select { limit: None, offset: None, order: Vec::new(), ..held };
                         let held = if select.annotations.is_empty() { Selected::Bare } else { Selected::Columns };
                         match select.reached.is_empty() {
@@ -510,7 +509,7 @@ impl SqlWriter<'_> {
         // annotations the order names.
         let mut ordered = Vec::new();
         select.order.iter().for_each(|order| order.columns_into(&mut ordered));
-        let mut rows = select.holding_annotations(&ordered);
+        let mut rows = select.holding_annotations(|alias| ordered.contains(alias));
         for join in select.joins.iter().filter(|j| j.from.is_none()) {
             if !rows.columns.contains(&join.column) {
                 rows.columns.push(join.column.clone());
@@ -590,7 +589,7 @@ impl SqlWriter<'_> {
             }
         }
         select.order.iter().for_each(|order| order.columns_into(&mut held));
-        let holding = select.holding_annotations(&held);
+        let holding = select.holding_annotations(|alias| held.contains(alias));
         let named = |column: &Ident| {
             select.annotations.iter().any(|a| a.alias == *column) || select.reached.iter().any(|r| r.alias == *column)
         };
