@@ -91,3 +91,10 @@ async def test_it_is_set_from_the_row_referring_to_it() -> None:
         ann.profile  # noqa: B018
     with pytest.raises(FieldError, match=re.escape("unknown field `nope` on `oo_profiles`")):
         await Member.objects.filter(profile__nope=1)
+    # Only a model's own foreign key stands for its key in order_by() and distinct():
+    # the reverse of another's is no key of this row.
+    with pytest.raises(FieldError, match=re.escape("unknown field `profile` on `oo_members`")):
+        await Member.objects.order_by("profile")
+    with pytest.raises(FieldError, match=re.escape("unknown field `profile` on `oo_members`")):
+        Member.objects.distinct("profile")
+    assert [p.bio for p in await Profile.objects.order_by("member", "bio")] == ["writes"]

@@ -253,12 +253,19 @@ def _key_relation(model: type[Model], name: str) -> Relation | None:
     return relation if isinstance(relation, Relation) else None
 
 
+def _forward_relation(model: type[Model], name: str) -> Relation | None:
+    """``model``'s relation ``name`` if its own foreign key declares it (``"author"`` of
+    a book; not the reverse of another model's key, one-to-one ones included)."""
+    relation = _key_relation(model, name) if name not in model._meta.fields else None
+    return relation if relation is not None and not relation.reverse else None
+
+
 def _key_name(model: type[Model], name: str) -> str:
     """``name``, or for a forward relation's name the key field it is declared by
     (``"customer"`` → ``"customer_id"``), as Django reads a relation's name in
     ``distinct()``."""
-    relation = _key_relation(model, name) if name not in model._meta.fields else None
-    return relation.source_key if relation is not None and not relation.many else name
+    relation = _forward_relation(model, name)
+    return name if relation is None else relation.source_key
 
 
 def _through_pairs(model: type[Model], name: str) -> str:
@@ -2147,8 +2154,8 @@ def _by_relation(model: type[Model], spec: str | Expression | OrderBy) -> Iterat
     """An order term, or for a forward relation's name (``"-author"``) the terms it
     stands for: the related model's default order across it, else its key."""
     name = spec.lstrip("-+") if isinstance(spec, str) else ""
-    relation = _key_relation(model, name) if name not in model._meta.fields else None
-    if not isinstance(spec, str) or relation is None or relation.many:
+    relation = _forward_relation(model, name)
+    if not isinstance(spec, str) or relation is None:
         yield spec
         return
     descending = spec.startswith("-")
